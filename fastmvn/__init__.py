@@ -1,0 +1,13 @@
+"""fastmvn: fast batched kernels for matrix-variate normal distributions.
+
+A matrix normal ``MN(M, U, V)`` is the Gaussian ``vec X ~ N(vec M, V ⊗ U)`` on ``n×p``
+matrices (column-major ``vec``, the convention of ``scipy.stats.matrix_normal``).
+Every function takes stacks of matrices with NumPy broadcasting over the leading axes.
+The plain NumPy specification of each function is :mod:`fastmvn.reference`.
+"""
+
+from ._api import kl, kl_chol, kl_diag, logdet, mahalanobis, trace_solve
+
+__version__ = "0.1.0"
+
+__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "mahalanobis", "trace_solve", "__version__"]

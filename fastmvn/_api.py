@@ -1,0 +1,452 @@
+"""The public batched functions: argument checks, broadcasting and error reports around the kernels."""
+
+import numpy as np
+from numpy.linalg import LinAlgError
+
+from . import _modes
+
+__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis"]
+
+#: Items per chunk of the batch driver; each chunk allocates its scratch once.
+CHUNK = 256
+
+# How each kind of argument is read, for checks and error reports.
+MEAN, COV, CHOL, VAR, MATRIX = "mean", "cov", "chol", "var", "matrix"
+
+
+def _kernels():
+    """The compiled kernels, imported on first use so that ``import fastmvn`` compiles nothing."""
+    from . import _kernels
+
+    return _kernels
+
+
+class _Arg:
+    """One argument: its name, kind, array and the core axes it must have ("np", "nn", "p", …)."""
+
+    def __init__(self, name, kind, value, axes, default=False):
+        self.name, self.kind, self.axes, self.default = name, kind, axes, default
+        array = np.asarray(value)
+        if array.dtype.kind == "c":
+            raise TypeError(f"{name} is complex ({array.dtype}); fastmvn works with real matrices")
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"{name} has dtype {array.dtype}; expected real numbers")
+        if array.ndim < len(axes):
+            letters = ", ".join(axes)
+            raise ValueError(f"{name} must have at least {len(axes)} dimensions (..., {letters}); "
+                             f"got shape {array.shape}")
+        self.array = array
+
+    @property
+    def batch_shape(self):
+        return self.array.shape[: self.array.ndim - len(self.axes)]
+
+
+def _check(args):
+    """Check core sizes against one another; return the dtype and the broadcast batch shape."""
+    sizes = {}
+    origin = {}
+    for arg in args:
+        core = arg.array.shape[arg.array.ndim - len(arg.axes):]
+        for letter, size in zip(arg.axes, core):
+            if size == 0:
+                raise ValueError(f"{arg.name} has shape {arg.array.shape}: matrices must be at least 1×1")
+            if sizes.setdefault(letter, size) != size:
+                expected = ", ".join(str(sizes.get(a, a)) for a in arg.axes)
+                known = ", ".join(f"{a}={sizes[a]} from {origin[a]}" for a in sizes)
+                raise ValueError(f"{arg.name} has shape {arg.array.shape}; expected (..., {expected}) ({known})")
+            origin.setdefault(letter, arg.name)
+    try:
+        batch_shape = np.broadcast_shapes(*(arg.batch_shape for arg in args))
+    except ValueError:
+        listed = ", ".join(f"{arg.name} {arg.batch_shape}" for arg in args)
+        raise ValueError(f"batch shapes do not broadcast: {listed}") from None
+    small = all(arg.array.dtype.kind == "f" and arg.array.dtype.itemsize <= 4 for arg in args if not arg.default)
+    return np.dtype(np.float32 if small else np.float64), batch_shape
+
+
+def _slot(arg, dtype, batch_shape):
+    """The argument as a read-only ``(*batch_shape, r, c)`` view (variances as ``(…, n, 1)``)."""
+    array = np.asarray(arg.array, dtype=dtype)
+    if len(arg.axes) == 1:
+        array = array[..., None]
+    return np.broadcast_to(array, batch_shape + array.shape[-2:])
+
+
+def _evaluate(mode, slots, out):
+    """Run the batch driver over ``slots`` into ``out``; return the flat index of the
+    first item whose result is not finite, or None.
+
+    Batch axes are merged into one without copying; where a layout cannot be merged (a
+    broadcast axis between batch axes, a strided ``out``), the first axis is looped over.
+    """
+    count = out.size
+    if count == 0:
+        return None
+    try:
+        flat = [np.reshape(s, (count,) + s.shape[-2:], copy=False) for s in slots]
+        flat_out = np.reshape(out, (count,), copy=False)
+    except ValueError:
+        step = count // out.shape[0]
+        first = None
+        for i in range(out.shape[0]):
+            bad = _evaluate(mode, [s[i] for s in slots], out[i])
+            if bad is not None and first is None:
+                first = i * step + bad
+        return first
+    first_bad = np.empty(-(-count // CHUNK), np.int64)
+    padding = [np.broadcast_to(np.zeros((1, 1, 1), out.dtype), (count, 1, 1))] * (6 - len(flat))
+    _kernels().evaluate_batch(mode, *flat, *padding, flat_out, first_bad)
+    bad = int(first_bad.min())
+    return bad if bad < count else None
+
+
+def _where(index):
+    if len(index) == 0:
+        return ""
+    return f" at batch index {index[0] if len(index) == 1 else index}"
+
+
+def _read_part(kind, item):
+    """The entries the kernels read: the lower triangle of a covariance or a factor."""
+    return item[np.tril_indices(item.shape[0])] if kind in (COV, CHOL) else item
+
+
+def _diagnose(args, slots, index):
+    """The exception for the item at ``index``: non-finite input, then a failed
+    positive-definiteness condition, else an overflow of the result."""
+    items = [np.asarray(slot[index], dtype=np.float64) for slot in slots]
+    where = _where(index)
+    for arg, item in zip(args, items):
+        if not np.isfinite(_read_part(arg.kind, item)).all():
+            return ValueError(f"{arg.name} contains NaN or infinity{where}")
+    cholesky = _kernels().cholesky.py_func
+    for arg, item in zip(args, items):
+        size = item.shape[0]
+        if arg.kind == COV:
+            scratch = np.empty((size, size)), np.empty(size)
+            if np.isnan(cholesky(item, *scratch, size)):
+                return LinAlgError(f"{arg.name} is not positive definite (Cholesky failed){where}")
+        elif arg.kind == CHOL and not (np.diagonal(item) > 0).all():
+            return LinAlgError(f"{arg.name} is not a Cholesky factor: its diagonal must be positive{where}")
+        elif arg.kind == VAR and not (item > 0).all():
+            return LinAlgError(f"{arg.name} must be positive{where}")
+    return FloatingPointError(f"the result overflowed{where}")
+
+
+def _compute(mode, args, out, errors):
+    """Check ``args``, run kernel ``mode`` over their broadcast batch, apply ``errors``."""
+    if errors not in ("raise", "nan"):
+        raise ValueError(f"errors must be 'raise' or 'nan', not {errors!r}")
+    dtype, batch_shape = _check(args)
+    if out is None:
+        result = np.empty(batch_shape, dtype)
+    else:
+        if not isinstance(out, np.ndarray) or out.shape != batch_shape:
+            got = out.shape if isinstance(out, np.ndarray) else type(out).__name__
+            raise ValueError(f"out must be an array of shape {batch_shape}; got {got}")
+        if out.dtype != dtype:
+            raise TypeError(f"out has dtype {out.dtype}; these inputs give {dtype}")
+        if not out.flags.writeable:
+            raise ValueError("out is read-only")
+        result = out
+    slots = [_slot(arg, dtype, batch_shape) for arg in args]
+    bad = _evaluate(mode, slots, result)
+    if bad is not None and errors == "raise":
+        raise _diagnose(args, slots, np.unravel_index(bad, batch_shape))
+    return result if out is not None or result.ndim else result[()]
+
+
+# How each parameterisation of the KL names and shapes its covariance arguments.
+_PARAMETERISATIONS = {
+    COV: ("rowcov", "colcov", _modes.KL_COV, _modes.KL_STD_COV),
+    CHOL: ("rowchol", "colchol", _modes.KL_CHOL, _modes.KL_STD_CHOL),
+    VAR: ("rowvar", "colvar", _modes.KL_DIAG, _modes.KL_STD_DIAG),
+}
+
+
+def _identity(kind, size):
+    return np.ones(size) if kind == VAR else np.eye(size)
+
+
+def _kl(kind, mean1, row1, col1, mean2, row2, col2, out, errors):
+    """KL between two matrix normals of one parameterisation; ``None`` gives MN(0, I, I)'s part."""
+    row, col, mode, standard_mode = _PARAMETERISATIONS[kind]
+    row_axes, col_axes = ("n", "p") if kind == VAR else ("nn", "pp")
+    first = [_Arg("mean1", MEAN, mean1, "np"), _Arg(f"{row}1", kind, row1, row_axes),
+             _Arg(f"{col}1", kind, col1, col_axes)]
+    if mean2 is None and row2 is None and col2 is None:
+        return _compute(standard_mode, first, out, errors)
+    n, p = first[0].array.shape[-2:]
+    second = [
+        _Arg("mean2", MEAN, np.zeros((n, p)) if mean2 is None else mean2, "np", default=mean2 is None),
+        _Arg(f"{row}2", kind, _identity(kind, n) if row2 is None else row2, row_axes, default=row2 is None),
+        _Arg(f"{col}2", kind, _identity(kind, p) if col2 is None else col2, col_axes, default=col2 is None),
+    ]
+    return _compute(mode, first + second, out, errors)
+
+
+def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, out=None, errors="raise"):
+    r"""KL divergence ``KL(MN(mean1, rowcov1, colcov1) ‖ MN(mean2, rowcov2, colcov2))``, batched.
+
+    .. math::
+
+        \tfrac12\big[\operatorname{tr}(U_2^{-1}U_1)\operatorname{tr}(V_2^{-1}V_1)
+        + \operatorname{tr}(V_2^{-1}D^\top U_2^{-1}D) - np
+        + p\log\tfrac{|U_2|}{|U_1|} + n\log\tfrac{|V_2|}{|V_1|}\big],\quad D = M_2 - M_1,
+
+    evaluated through Cholesky factors and triangular solves, one fused pass per item,
+    never forming the ``np×np`` covariance ``V⊗U``. Only the lower triangle (diagonal
+    included) of each covariance is read, as in LAPACK.
+
+    Parameters
+    ----------
+    mean1 : (..., n, p) array_like
+        Mean of the first distribution.
+    rowcov1 : (..., n, n) array_like
+        Row covariance ``U1`` (symmetric positive definite).
+    colcov1 : (..., p, p) array_like
+        Column covariance ``V1`` (symmetric positive definite).
+    mean2 : (..., n, p) array_like, optional
+        Mean of the second distribution; ``None`` means zero.
+    rowcov2 : (..., n, n) array_like, optional
+        Row covariance ``U2``; ``None`` means the identity.
+    colcov2 : (..., p, p) array_like, optional
+        Column covariance ``V2``; ``None`` means the identity. With all three of
+        ``mean2``, ``rowcov2``, ``colcov2`` omitted, the KL to ``MN(0, I, I)`` is
+        computed by a faster path that needs no solve.
+    out : ndarray, optional
+        Array of the broadcast batch shape and the result dtype to write into.
+    errors : {"raise", "nan"}
+        ``"raise"`` (default) raises on the first failing item; ``"nan"`` makes each
+        failing item NaN and leaves every other item right.
+
+    Returns
+    -------
+    kl : (...) ndarray or scalar
+        The divergences over the broadcast batch shape of all arguments' leading axes:
+        float32 when every input is float32, float64 otherwise.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        A covariance is not positive definite; names the argument and batch index.
+    ValueError
+        NaN or infinity in an input (names the argument and batch index); shapes that do
+        not fit together or batch shapes that do not broadcast (names the shapes).
+    TypeError
+        Complex or non-numeric input.
+
+    See Also
+    --------
+    kl_chol : the same from Cholesky factors.
+    kl_diag : the same for diagonal covariances.
+    fastmvn.reference.kl : the NumPy specification of this function.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> rng = np.random.default_rng(0)
+    >>> mean = rng.standard_normal((1000, 4, 3))
+    >>> rowcov = np.eye(4) * rng.uniform(0.5, 2.0, (1000, 1, 1))
+    >>> fm.kl(mean, rowcov, np.eye(3)).shape       # each against MN(0, I, I)
+    (1000,)
+    >>> round(float(fm.kl(np.zeros((2, 2)), 2 * np.eye(2), np.eye(2),   # (2U, V) = (U, 2V)
+    ...                      np.zeros((2, 2)), np.eye(2), 2 * np.eye(2))), 12)
+    0.0
+    """
+    return _kl(COV, mean1, rowcov1, colcov1, mean2, rowcov2, colcov2, out, errors)
+
+
+def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *, out=None, errors="raise"):
+    """KL divergence between matrix normals given by lower Cholesky factors, batched.
+
+    The same divergence as :func:`kl` with ``U = rowchol @ rowchol.T`` and
+    ``V = colchol @ colchol.T``: the natural output of an encoder. Only the lower triangle
+    (diagonal included) of each factor is read; its diagonal must be positive.
+
+    Parameters
+    ----------
+    mean1 : (..., n, p) array_like
+        Mean of the first distribution.
+    rowchol1 : (..., n, n) array_like
+        Lower Cholesky factor of the row covariance ``U1``.
+    colchol1 : (..., p, p) array_like
+        Lower Cholesky factor of the column covariance ``V1``.
+    mean2 : (..., n, p) array_like, optional
+        Mean of the second distribution; ``None`` means zero.
+    rowchol2 : (..., n, n) array_like, optional
+        Lower Cholesky factor of ``U2``; ``None`` means the identity.
+    colchol2 : (..., p, p) array_like, optional
+        Lower Cholesky factor of ``V2``; ``None`` means the identity. With all three
+        second arguments omitted, the KL to ``MN(0, I, I)`` runs a faster path.
+    out : ndarray, optional
+        Array of the broadcast batch shape and the result dtype to write into.
+    errors : {"raise", "nan"}
+        As in :func:`kl`.
+
+    Returns
+    -------
+    kl : (...) ndarray or scalar
+        The divergences over the broadcast batch shape.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        A factor has a diagonal entry that is not positive; names the argument and batch index.
+    ValueError, TypeError
+        As in :func:`kl`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> L = np.array([[1.0, 0.0], [0.5, 2.0]])
+    >>> bool(np.isclose(fm.kl_chol(np.ones((2, 2)), L, np.eye(2)),
+    ...                 fm.kl(np.ones((2, 2)), L @ L.T, np.eye(2))))
+    True
+    """
+    return _kl(CHOL, mean1, rowchol1, colchol1, mean2, rowchol2, colchol2, out, errors)
+
+
+def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *, out=None, errors="raise"):
+    """KL divergence between matrix normals with diagonal covariances, batched.
+
+    The same divergence as :func:`kl` with ``U = diag(rowvar)`` and ``V = diag(colvar)``;
+    every term reduces to sums over the diagonals.
+
+    Parameters
+    ----------
+    mean1 : (..., n, p) array_like
+        Mean of the first distribution.
+    rowvar1 : (..., n) array_like
+        Row variances (positive).
+    colvar1 : (..., p) array_like
+        Column variances (positive).
+    mean2 : (..., n, p) array_like, optional
+        Mean of the second distribution; ``None`` means zero.
+    rowvar2 : (..., n) array_like, optional
+        Row variances of the second distribution; ``None`` means ones.
+    colvar2 : (..., p) array_like, optional
+        Column variances of the second distribution; ``None`` means ones.
+    out : ndarray, optional
+        Array of the broadcast batch shape and the result dtype to write into.
+    errors : {"raise", "nan"}
+        As in :func:`kl`.
+
+    Returns
+    -------
+    kl : (...) ndarray or scalar
+        The divergences over the broadcast batch shape.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        A variance is not positive; names the argument and batch index.
+    ValueError, TypeError
+        As in :func:`kl`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> float(fm.kl_diag(np.zeros((1, 1)), [2.0], [1.0]))      # ½(2 − 1 − log 2)
+    0.1534264097200273
+    """
+    return _kl(VAR, mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, out, errors)
+
+
+def logdet(a, *, out=None, errors="raise"):
+    """Log-determinant of symmetric positive definite matrices, batched.
+
+    Computed from the Cholesky factor, reading only the lower triangle of ``a``.
+
+    Parameters
+    ----------
+    a : (..., n, n) array_like
+        Symmetric positive definite matrices.
+    out : ndarray, optional
+        Array of the batch shape and the result dtype to write into.
+    errors : {"raise", "nan"}
+        As in :func:`kl`.
+
+    Returns
+    -------
+    logdet : (...) ndarray or scalar
+        ``log|a|``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> fm.logdet(np.stack([np.eye(3), 2 * np.eye(3)])) / np.log(2)
+    array([0., 3.])
+    """
+    return _compute(_modes.LOGDET, [_Arg("a", COV, a, "nn")], out, errors)
+
+
+def trace_solve(a, b, *, out=None, errors="raise"):
+    """``tr(a⁻¹ b)`` for symmetric positive definite ``a`` and square ``b``, batched.
+
+    Uses the Cholesky factor of ``a`` (only its lower triangle is read) and triangular
+    solves; no inverse is formed. Every entry of ``b`` is read.
+
+    Parameters
+    ----------
+    a : (..., n, n) array_like
+        Symmetric positive definite matrices.
+    b : (..., n, n) array_like
+        Square matrices.
+    out : ndarray, optional
+        Array of the broadcast batch shape and the result dtype to write into.
+    errors : {"raise", "nan"}
+        As in :func:`kl`.
+
+    Returns
+    -------
+    trace : (...) ndarray or scalar
+        ``tr(a⁻¹ b)``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> round(float(fm.trace_solve(2 * np.eye(3), np.ones((3, 3)))), 12)
+    1.5
+    """
+    return _compute(_modes.TRACE_SOLVE, [_Arg("a", COV, a, "nn"), _Arg("b", MATRIX, b, "nn")], out, errors)
+
+
+def mahalanobis(x, mean, rowcov, colcov, *, out=None, errors="raise"):
+    """Squared Mahalanobis distance ``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))`` of a matrix normal, batched.
+
+    Equal to ``vec(X−M)ᵀ (V⊗U)⁻¹ vec(X−M)``, computed as ``‖L_U⁻¹ (X−M) L_V⁻ᵀ‖_F²``
+    through Cholesky factors (only the lower triangles of ``rowcov`` and ``colcov`` are read).
+
+    Parameters
+    ----------
+    x : (..., n, p) array_like
+        Points.
+    mean : (..., n, p) array_like or None
+        Means ``M``; ``None`` means zero.
+    rowcov : (..., n, n) array_like
+        Row covariances ``U``.
+    colcov : (..., p, p) array_like
+        Column covariances ``V``.
+    out : ndarray, optional
+        Array of the broadcast batch shape and the result dtype to write into.
+    errors : {"raise", "nan"}
+        As in :func:`kl`.
+
+    Returns
+    -------
+    distance : (...) ndarray or scalar
+        The squared distances.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> round(float(fm.mahalanobis(np.ones((2, 3)), None, 2 * np.eye(2), np.eye(3))), 12)
+    3.0
+    """
+    x_arg = _Arg("x", MEAN, x, "np")
+    n, p = x_arg.array.shape[-2:]
+    mean_arg = _Arg("mean", MEAN, np.zeros((n, p)) if mean is None else mean, "np", default=mean is None)
+    return _compute(_modes.MAHALANOBIS, [x_arg, mean_arg, _Arg("rowcov", COV, rowcov, "nn"),
+                                         _Arg("colcov", COV, colcov, "pp")], out, errors)

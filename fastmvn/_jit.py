@@ -1,0 +1,27 @@
+"""Compilation options for every Numba kernel in fastmvn, set in one place.
+
+``FASTMVN_CACHE=0`` switches the on-disk cache off (it is on by default, so a new
+process loads compiled kernels instead of compiling them).  ``NUMBA_DISABLE_JIT=1``
+runs every kernel as plain Python, which tells a kernel bug from a compiler quirk.
+"""
+
+import os
+
+import numba
+
+CACHE = os.environ.get("FASTMVN_CACHE", "1").lower() not in ("0", "false", "no", "off")
+
+# No ``nnan``/``ninf``: the kernels detect failures through NaN and infinity.
+FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
+
+OPTIONS = dict(cache=CACHE, error_model="numpy", fastmath=FASTMATH, nogil=True)
+
+
+def item(func):
+    """Compile a per-item kernel for the CPU (lazily; it is inlined into its callers)."""
+    return numba.njit(**OPTIONS)(func)
+
+
+def batch(signatures):
+    """Compile a batch driver for the CPU with explicit signatures, multi-threaded."""
+    return numba.njit(signatures, parallel=True, **OPTIONS)

@@ -1,0 +1,110 @@
+"""The NumPy specification of fastmvn: every public function written plainly.
+
+Each function here computes what the fastmvn function of the same name computes, by the
+formulas of the documentation, with NumPy's Cholesky factorisation, batched solves and
+``einsum``; it broadcasts over leading axes the same way. It is slower and has no
+``out=`` or ``errors=``: a failed factorisation raises NumPy's own ``LinAlgError``.
+Every kernel is tested against it.
+
+Conventions: ``vec`` stacks columns, ``vec X ~ N(vec M, V ⊗ U)`` for ``MN(M, U, V)``.
+Only the lower triangle of a covariance is read (``numpy.linalg.cholesky`` reads no more).
+"""
+
+import numpy as np
+
+__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "mahalanobis", "trace_solve"]
+
+
+def _logdet_factor(chol):
+    """``log|L Lᵀ|`` for lower-triangular ``L`` with positive diagonal."""
+    return 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
+
+
+def _solve(chol, b):
+    """``L⁻¹ b`` for lower-triangular ``L``, batched."""
+    return np.linalg.solve(chol, b)
+
+
+def _frobenius2(a):
+    """``‖a‖_F²`` over the last two axes."""
+    return np.einsum("...ij,...ij->...", a, a)
+
+
+def _tril(a):
+    return np.tril(np.asarray(a, dtype=float))
+
+
+def logdet(a):
+    """``log|a|`` for symmetric positive definite ``a`` of shape ``(..., n, n)``."""
+    return _logdet_factor(np.linalg.cholesky(a))
+
+
+def trace_solve(a, b):
+    """``tr(a⁻¹ b)`` for symmetric positive definite ``a`` and square ``b``, ``(..., n, n)``."""
+    chol = np.linalg.cholesky(a)
+    w = _solve(chol, b)  # L⁻¹ b
+    return np.trace(_solve(np.swapaxes(chol, -1, -2), w), axis1=-2, axis2=-1)  # tr(L⁻ᵀ L⁻¹ b)
+
+
+def _whitened_norm2(d, rowchol, colchol):
+    """``‖L_U⁻¹ D L_V⁻ᵀ‖_F² = tr(V⁻¹ Dᵀ U⁻¹ D)``."""
+    y = _solve(rowchol, d)  # L_U⁻¹ D
+    z = _solve(colchol, np.swapaxes(y, -1, -2))  # L_V⁻¹ (L_U⁻¹ D)ᵀ
+    return _frobenius2(z)
+
+
+def mahalanobis(x, mean, rowcov, colcov):
+    """``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))``; ``mean=None`` means zero."""
+    d = np.asarray(x, dtype=float) - (0.0 if mean is None else np.asarray(mean, dtype=float))
+    return _whitened_norm2(d, np.linalg.cholesky(rowcov), np.linalg.cholesky(colcov))
+
+
+def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None):
+    """KL between matrix normals given by lower Cholesky factors (lower triangles read).
+
+    ``None`` for a second argument means zero mean or identity factor.
+    """
+    mean1 = np.asarray(mean1, dtype=float)
+    n, p = mean1.shape[-2:]
+    rowchol1, colchol1 = _tril(rowchol1), _tril(colchol1)
+    rowchol2 = np.eye(n) if rowchol2 is None else _tril(rowchol2)
+    colchol2 = np.eye(p) if colchol2 is None else _tril(colchol2)
+    d = (0.0 if mean2 is None else np.asarray(mean2, dtype=float)) - mean1
+    trace_u = _frobenius2(_solve(rowchol2, rowchol1))  # tr(U2⁻¹ U1)
+    trace_v = _frobenius2(_solve(colchol2, colchol1))  # tr(V2⁻¹ V1)
+    quad = _whitened_norm2(d, rowchol2, colchol2)
+    return 0.5 * (trace_u * trace_v + quad - n * p
+                  + p * (_logdet_factor(rowchol2) - _logdet_factor(rowchol1))
+                  + n * (_logdet_factor(colchol2) - _logdet_factor(colchol1)))
+
+
+def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None):
+    """KL between matrix normals ``MN(mean1, rowcov1, colcov1) ‖ MN(mean2, rowcov2, colcov2)``.
+
+    ``None`` for a second argument means zero mean or identity covariance.
+    """
+    def factor(cov):
+        return None if cov is None else np.linalg.cholesky(cov)
+
+    return kl_chol(mean1, factor(rowcov1), factor(colcov1), mean2, factor(rowcov2), factor(colcov2))
+
+
+def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None):
+    """KL between matrix normals with diagonal covariances ``diag(rowvar)``, ``diag(colvar)``.
+
+    ``None`` for a second argument means zero mean or unit variances.
+    """
+    mean1 = np.asarray(mean1, dtype=float)
+    n, p = mean1.shape[-2:]
+    rowvar1, colvar1 = np.asarray(rowvar1, dtype=float), np.asarray(colvar1, dtype=float)
+    rowvar2 = np.ones(n) if rowvar2 is None else np.asarray(rowvar2, dtype=float)
+    colvar2 = np.ones(p) if colvar2 is None else np.asarray(colvar2, dtype=float)
+    if np.any(rowvar1 <= 0) or np.any(colvar1 <= 0) or np.any(rowvar2 <= 0) or np.any(colvar2 <= 0):
+        raise np.linalg.LinAlgError("variances must be positive")
+    d = (0.0 if mean2 is None else np.asarray(mean2, dtype=float)) - mean1
+    trace_u = (rowvar1 / rowvar2).sum(axis=-1)
+    trace_v = (colvar1 / colvar2).sum(axis=-1)
+    quad = np.einsum("...ij,...i,...j->...", d * d, 1.0 / rowvar2, 1.0 / colvar2)
+    return 0.5 * (trace_u * trace_v + quad - n * p
+                  + p * np.log(rowvar2 / rowvar1).sum(axis=-1)
+                  + n * np.log(colvar2 / colvar1).sum(axis=-1))
