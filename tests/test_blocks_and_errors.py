@@ -1,0 +1,120 @@
+"""The building blocks (logdet, trace_solve, mahalanobis) and every kind of bad input."""
+
+import numpy as np
+import pytest
+from numpy.linalg import LinAlgError
+
+import fastmvn as fm
+from fastmvn import reference
+
+from conftest import spd
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 9, 33, 64])
+def test_logdet_and_trace_solve(rng, n):
+    a = spd(rng, (5,), n)
+    b = rng.standard_normal((5, n, n))
+    np.testing.assert_allclose(fm.logdet(a), np.linalg.slogdet(a)[1], rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(fm.logdet(a), reference.logdet(a), rtol=1e-11, atol=1e-11)
+    expected = np.trace(np.linalg.solve(a, b), axis1=-2, axis2=-1)
+    np.testing.assert_allclose(fm.trace_solve(a, b), expected, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(reference.trace_solve(a, b), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("n, p", [(1, 1), (2, 5), (6, 3)])
+def test_mahalanobis_against_dense(rng, n, p):
+    x, mean = rng.standard_normal((2, 4, n, p))
+    u, v = spd(rng, (4,), n), spd(rng, (), p)
+    result = fm.mahalanobis(x, mean, u, v)
+    for b in range(4):
+        d = (x[b] - mean[b]).ravel(order="F")
+        assert result[b] == pytest.approx(d @ np.linalg.solve(np.kron(v, u[b]), d), rel=1e-10)
+    np.testing.assert_allclose(result, reference.mahalanobis(x, mean, u, v), rtol=1e-10)
+    np.testing.assert_allclose(fm.mahalanobis(x, None, u, v), fm.mahalanobis(x, np.zeros((n, p)), u, v))
+
+
+def bad_batch(rng):
+    m1, m2 = rng.standard_normal((2, 6, 3, 2))
+    return [m1, spd(rng, (6,), 3), spd(rng, (6,), 2), m2, spd(rng, (6,), 3), spd(rng, (6,), 2)]
+
+
+NAMES = ["mean1", "rowcov1", "colcov1", "mean2", "rowcov2", "colcov2"]
+
+
+@pytest.mark.parametrize("slot", [1, 2, 4, 5])
+def test_not_positive_definite_names_argument_and_index(rng, slot):
+    args = bad_batch(rng)
+    args[slot][4] = -np.eye(args[slot].shape[-1])
+    args[slot][5] = -np.eye(args[slot].shape[-1])
+    copies = [a.copy() for a in args]
+    with pytest.raises(LinAlgError, match=rf"{NAMES[slot]} is not positive definite .* at batch index 4$"):
+        fm.kl(*args)
+    result = fm.kl(*args, errors="nan")
+    assert np.isnan(result[4:]).all()
+    good = [a[:4] for a in args]
+    np.testing.assert_allclose(result[:4], reference.kl(*good), rtol=1e-10)
+    for a, c in zip(args, copies):
+        np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("slot", range(6))
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_names_argument_and_index(rng, slot, bad):
+    args = bad_batch(rng)
+    args[slot][2, -1, 0] = bad  # lower triangle of a covariance
+    with pytest.raises(ValueError, match=rf"{NAMES[slot]} contains NaN or infinity at batch index 2$"):
+        fm.kl(*args)
+    result = fm.kl(*args, errors="nan")
+    assert np.isnan(result[2]) and np.isfinite(np.delete(result, 2)).all()
+
+
+def test_multi_dimensional_batch_index(rng):
+    args = [a.reshape((2, 3) + a.shape[1:]) for a in bad_batch(rng)]
+    args[4][1, 2] = np.diag([1.0, -1.0, 1.0])
+    with pytest.raises(LinAlgError, match=r"rowcov2 is not positive definite .* at batch index \(1, 2\)"):
+        fm.kl(*args)
+
+
+def test_chol_and_diag_failures(rng):
+    m = rng.standard_normal((3, 2, 2))
+    factor = np.tile(np.eye(2), (3, 1, 1))
+    factor[1, 1, 1] = 0.0
+    with pytest.raises(LinAlgError, match="colchol2 is not a Cholesky factor: its diagonal must be positive at batch index 1"):
+        fm.kl_chol(m, np.eye(2), np.eye(2), m, np.eye(2), factor)
+    with pytest.raises(LinAlgError, match="rowchol1 is not a Cholesky factor.* at batch index 1"):
+        fm.kl_chol(m, factor, np.eye(2))
+    variances = np.ones((3, 2))
+    variances[2, 0] = -1.0
+    with pytest.raises(LinAlgError, match="rowvar2 must be positive at batch index 2"):
+        fm.kl_diag(m, np.ones(2), np.ones(2), m, variances, np.ones(2))
+    with pytest.raises(LinAlgError, match="colvar1 must be positive at batch index 2"):
+        fm.kl_diag(m, np.ones(2), variances)
+    assert np.isnan(fm.kl_diag(m, np.ones(2), variances, errors="nan")[2])
+    with pytest.raises(LinAlgError, match="^a is not positive definite"):
+        fm.logdet(-np.eye(3))
+    with pytest.raises(ValueError, match="b contains NaN or infinity at batch index 1"):
+        fm.trace_solve(np.eye(2), [np.eye(2), np.full((2, 2), np.nan)])
+    with pytest.raises(LinAlgError, match="colcov is not positive definite"):
+        fm.mahalanobis(np.ones((2, 2)), None, np.eye(2), np.zeros((2, 2)))
+
+
+def test_nan_in_unread_upper_triangle_is_ignored():
+    a = np.array([[2.0, np.nan], [0.5, 1.0]])
+    assert fm.logdet(a) == pytest.approx(np.log(2.0 - 0.25))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: fm.kl(np.zeros(3), np.eye(3), np.eye(1)), r"mean1 must have at least 2 dimensions \(\.\.\., n, p\); got shape \(3,\)"),
+    (lambda: fm.kl(np.zeros((3, 2)), np.eye(2), np.eye(2)), r"rowcov1 has shape \(2, 2\); expected \(\.\.\., 3, 3\)"),
+    (lambda: fm.kl(np.zeros((3, 2)), np.eye(3), np.ones((2, 3))), r"colcov1 has shape \(2, 3\); expected \(\.\.\., 2, 2\)"),
+    (lambda: fm.kl(np.zeros((3, 2)), np.eye(3), np.eye(2), np.zeros((2, 3))), r"mean2 has shape \(2, 3\)"),
+    (lambda: fm.kl_diag(np.zeros((3, 2)), np.ones(2), np.ones(2)), r"rowvar1 has shape \(2,\); expected \(\.\.\., 3\)"),
+    (lambda: fm.logdet(np.ones((2, 3))), r"a has shape \(2, 3\); expected \(\.\.\., 2, 2\)"),
+    (lambda: fm.kl(np.zeros((4, 3, 2)), np.zeros((5, 3, 3)) + np.eye(3), np.eye(2)),
+     r"batch shapes do not broadcast: mean1 \(4,\), rowcov1 \(5,\), colcov1 \(\)"),
+    (lambda: fm.kl(np.zeros((0, 2)), np.eye(0), np.eye(2)), r"matrices must be at least 1×1"),
+    (lambda: fm.kl(np.zeros((2, 2)), np.eye(2), np.eye(2), errors="ignore"), r"errors must be 'raise' or 'nan'"),
+])
+def test_shape_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -1,0 +1,215 @@
+"""Batched KL against the NumPy reference, the dense V⊗U route and closed forms."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastmvn as fm
+from fastmvn import reference
+
+from conftest import dense_kl, spd
+
+SHAPES = [(1, 1), (1, 7), (2, 3), (4, 4), (5, 2), (8, 16), (32, 32), (64, 3), (3, 64)]
+
+
+def pair(rng, batch, n, p):
+    return (rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p),
+            rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p))
+
+
+def factors(args):
+    m1, u1, v1, m2, u2, v2 = args
+    return (m1, np.linalg.cholesky(u1), np.linalg.cholesky(v1),
+            m2, np.linalg.cholesky(u2), np.linalg.cholesky(v2))
+
+
+@pytest.mark.parametrize("n, p", SHAPES)
+def test_kl_matches_reference(rng, n, p):
+    args = pair(rng, (6,), n, p)
+    expected = reference.kl(*args)
+    np.testing.assert_allclose(fm.kl(*args), expected, rtol=1e-10, atol=1e-10 * n * p)
+    np.testing.assert_allclose(fm.kl_chol(*factors(args)), expected, rtol=1e-10, atol=1e-10 * n * p)
+    np.testing.assert_allclose(fm.kl(*args[:3]), reference.kl(*args[:3]), rtol=1e-10, atol=1e-10 * n * p)
+    chol = factors(args)
+    np.testing.assert_allclose(fm.kl_chol(*chol[:3]), reference.kl_chol(*chol[:3]), rtol=1e-10, atol=1e-10 * n * p)
+
+
+@pytest.mark.parametrize("n, p", [(1, 1), (1, 3), (2, 3), (3, 2), (4, 4), (5, 3)])
+def test_kl_matches_dense_route(rng, n, p):
+    args = pair(rng, (4,), n, p)
+    result = fm.kl(*args)
+    for b in range(4):
+        expected = dense_kl(*(a[b] for a in args))
+        assert result[b] == pytest.approx(expected, rel=1e-9, abs=1e-10)
+    standard = fm.kl(*args[:3])
+    for b in range(4):
+        expected = dense_kl(args[0][b], args[1][b], args[2][b], np.zeros((n, p)), np.eye(n), np.eye(p))
+        assert standard[b] == pytest.approx(expected, rel=1e-9, abs=1e-10)
+
+
+@pytest.mark.parametrize("n, p", [(1, 1), (3, 5), (16, 4)])
+def test_kl_diag_matches_kl_and_reference(rng, n, p):
+    m1, m2 = rng.standard_normal((2, 5, n, p))
+    a1, a2 = rng.uniform(0.2, 3.0, (2, 5, n))
+    b1, b2 = rng.uniform(0.2, 3.0, (2, 5, p))
+    dense = fm.kl(m1, a1[..., None] * np.eye(n), b1[..., None] * np.eye(p),
+                  m2, a2[..., None] * np.eye(n), b2[..., None] * np.eye(p))
+    np.testing.assert_allclose(fm.kl_diag(m1, a1, b1, m2, a2, b2), dense, rtol=1e-11)
+    np.testing.assert_allclose(fm.kl_diag(m1, a1, b1, m2, a2, b2), reference.kl_diag(m1, a1, b1, m2, a2, b2),
+                               rtol=1e-11)
+    np.testing.assert_allclose(fm.kl_diag(m1, a1, b1), fm.kl(m1, a1[..., None] * np.eye(n),
+                                                           b1[..., None] * np.eye(p)), rtol=1e-11)
+
+
+def test_partial_second_distribution(rng):
+    m1, u1, v1, m2, u2, v2 = pair(rng, (5,), 3, 2)
+    np.testing.assert_allclose(fm.kl(m1, u1, v1, None, u2, None), fm.kl(m1, u1, v1, np.zeros((3, 2)), u2, np.eye(2)))
+    np.testing.assert_allclose(fm.kl(m1, u1, v1, m2), fm.kl(m1, u1, v1, m2, np.eye(3), np.eye(2)))
+    np.testing.assert_allclose(fm.kl(m1, u1, v1), fm.kl(m1, u1, v1, np.zeros((3, 2)), np.eye(3), np.eye(2)))
+    a = rng.uniform(0.5, 2.0, (5, 3))
+    np.testing.assert_allclose(fm.kl_diag(m1, a, [1.0, 2.0], m2, None, None),
+                               fm.kl_diag(m1, a, [1.0, 2.0], m2, np.ones(3), np.ones(2)))
+
+
+def test_closed_form_identity_covariances():
+    mean = np.arange(6.0).reshape(2, 3)
+    assert fm.kl(mean, np.eye(2), np.eye(3)) == pytest.approx(0.5 * (mean ** 2).sum())
+
+
+def test_float32_in_float32_out(rng):
+    args = pair(rng, (200,), 4, 4)
+    exact = fm.kl(*args)
+    single = fm.kl(*(a.astype(np.float32) for a in args))
+    assert single.dtype == np.float32
+    as32 = fm.kl(*(a.astype(np.float32).astype(np.float64) for a in args))  # same inputs, float64
+    large = np.abs(as32) >= 1
+    np.testing.assert_allclose(single[large], as32[large], rtol=1e-4)
+    assert np.abs(exact - as32).max() < 1e-2 * np.abs(exact).max()  # float32 rounding of the inputs only
+    chol = [np.asarray(a, np.float32) for a in factors(args)]
+    assert fm.kl_chol(*chol).dtype == np.float32
+    assert fm.kl_diag(np.zeros((2, 2), np.float32), np.ones(2, np.float32), np.ones(2, np.float32)).dtype == np.float32
+
+
+def test_dtype_rules(rng):
+    assert fm.kl(np.zeros((2, 2), int), np.eye(2, dtype=int), np.eye(2, dtype=int)).dtype == np.float64
+    assert fm.kl(np.zeros((2, 2), np.float32), np.eye(2), np.eye(2, dtype=np.float32)).dtype == np.float64
+    # omitted second arguments do not promote float32
+    assert fm.kl(np.zeros((2, 2), np.float32), np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32),
+                 np.zeros((2, 2), np.float32)).dtype == np.float32
+    with pytest.raises(TypeError, match="rowcov1 is complex"):
+        fm.kl(np.zeros((2, 2)), np.eye(2) + 0j, np.eye(2))
+    with pytest.raises(TypeError, match="mean1 has dtype"):
+        fm.kl(np.array([["a", "b"], ["c", "d"]]), np.eye(2), np.eye(2))
+
+
+def test_unbatched_gives_0d(rng):
+    m1, u1, v1, m2, u2, v2 = (a[0] for a in pair(rng, (1,), 3, 2))
+    result = fm.kl(m1, u1, v1, m2, u2, v2)
+    assert np.ndim(result) == 0
+    assert result == pytest.approx(dense_kl(m1, u1, v1, m2, u2, v2), rel=1e-10)
+
+
+def test_broadcasting_shared_prior(rng):
+    m1, u1, v1, m2, u2, v2 = pair(rng, (7,), 3, 4)
+    result = fm.kl(m1, u1, v1, m2[0], u2[0], v2[0])
+    expected = [dense_kl(m1[b], u1[b], v1[b], m2[0], u2[0], v2[0]) for b in range(7)]
+    np.testing.assert_allclose(result, expected, rtol=1e-10)
+
+
+def test_broadcasting_grid_and_unmergeable_layout(rng):
+    # batch (2, 1) against (1, 3) -> (2, 3); and a broadcast axis between batch axes,
+    # which cannot be merged into one without copying
+    m1 = rng.standard_normal((2, 1, 3, 2))
+    u1 = spd(rng, (1, 3), 3)
+    v1 = spd(rng, (2, 1), 2)
+    m2 = rng.standard_normal((3, 2))
+    result = fm.kl(m1, u1, v1, m2, None, None)
+    assert result.shape == (2, 3)
+    for i in range(2):
+        for j in range(3):
+            expected = dense_kl(m1[i, 0], u1[0, j], v1[i, 0], m2, np.eye(3), np.eye(2))
+            assert result[i, j] == pytest.approx(expected, rel=1e-10)
+    u = spd(rng, (4, 1, 5), 2)  # (4, 1, 5) against (4, 6, 1): merges nowhere
+    m = rng.standard_normal((4, 6, 1, 2, 2))
+    result = fm.kl(m, u, np.eye(2))
+    np.testing.assert_allclose(result, reference.kl(m, u, np.eye(2)), rtol=1e-10)
+
+
+def test_strided_and_transposed_inputs(rng):
+    m1, u1, v1, m2, u2, v2 = pair(rng, (10,), 4, 3)
+    expected = reference.kl(m1[::2], u1[::2], v1[::2], m2[::2], u2[::2], v2[::2])
+    m1f = np.asfortranarray(m1.transpose(1, 2, 0)).transpose(2, 0, 1)  # batch axis last in memory
+    u1t = np.swapaxes(u1, -1, -2)  # symmetric, so the transpose is the same matrix in another layout
+    result = fm.kl(m1f[::2], u1t[::2], v1[::2], m2[::2], u2[::2], v2[::2].copy(order="F"))
+    np.testing.assert_allclose(result, expected, rtol=1e-10)
+    reversed_ = fm.kl(m1[::-1], u1, v1[::-1], m2[::-1], u2[:, ::-1, ::-1][::-1], v2[::-1])
+    np.testing.assert_allclose(reversed_, reference.kl(m1[::-1], u1, v1[::-1], m2[::-1], u2[:, ::-1, ::-1][::-1], v2[::-1]), rtol=1e-10)
+
+
+def test_out_is_written_and_returned(rng):
+    args = pair(rng, (3, 5), 2, 3)
+    out = np.full((3, 5), np.nan)
+    returned = fm.kl(*args, out=out)
+    assert returned is out
+    np.testing.assert_allclose(out, reference.kl(*args), rtol=1e-10)
+    strided = np.full((3, 10), np.nan)[:, ::2]
+    fm.kl(*args, out=strided)
+    np.testing.assert_allclose(strided, out)
+    zero_d = np.full((), np.nan)
+    assert fm.kl(np.zeros((2, 2)), np.eye(2), np.eye(2), out=zero_d) is zero_d and zero_d == 0
+    with pytest.raises(ValueError, match=r"out must be an array of shape \(3, 5\)"):
+        fm.kl(*args, out=np.empty(15))
+    with pytest.raises(TypeError, match="out has dtype float32"):
+        fm.kl(*args, out=np.empty((3, 5), np.float32))
+
+
+def test_empty_batch():
+    result = fm.kl(np.zeros((0, 2, 3)), np.eye(2), np.eye(3))
+    assert result.shape == (0,)
+
+
+def test_only_lower_triangle_is_read(rng):
+    m1, u1, v1, m2, u2, v2 = pair(rng, (4,), 3, 3)
+    expected = fm.kl(m1, u1, v1, m2, u2, v2)
+    upper = np.triu_indices(3, 1)
+    for a in (u1, v1, u2, v2):
+        a[:, upper[0], upper[1]] = np.nan
+    np.testing.assert_allclose(fm.kl(m1, u1, v1, m2, u2, v2), expected, rtol=1e-14)
+    chol = [m1, np.linalg.cholesky(np.tril(u1) + np.tril(u1, -1).swapaxes(-1, -2))]
+    chol[1][:, upper[0], upper[1]] = 7.0
+    np.testing.assert_allclose(fm.kl_chol(chol[0], chol[1], np.eye(3)), fm.kl(m1, np.tril(u1) + np.tril(u1, -1).swapaxes(-1, -2), np.eye(3)), rtol=1e-12)
+
+
+def test_ill_conditioned_covariances(rng):
+    # U = D C D with scales over five decades: cond(U) ~ 1e10. The KL is invariant under
+    # X -> D X, so it must equal the KL of the well-conditioned (C, N) problem.
+    n, p, batch = 6, 5, 20
+    scales = 10.0 ** rng.uniform(-5, 0, (batch, n))
+    d = scales[..., :, None] * np.eye(n)
+    c1, c2 = spd(rng, (batch,), n), spd(rng, (batch,), n)
+    v1, v2 = spd(rng, (batch,), p), spd(rng, (batch,), p)
+    n1, n2 = rng.standard_normal((2, batch, n, p))
+    u1, u2 = d @ c1 @ d, d @ c2 @ d
+    assert np.linalg.cond(u1).max() > 1e9
+    expected = fm.kl(n1, c1, v1, n2, c2, v2)
+    np.testing.assert_allclose(fm.kl(d @ n1, u1, v1, d @ n2, u2, v2), expected, rtol=1e-8)
+    # the same distribution twice: exactly zero through the factors
+    assert np.abs(fm.kl(d @ n1, u1, v1, d @ n1, u1, v1)).max() < 1e-7
+
+
+small = st.integers(1, 5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=small, p=small, seed=st.integers(0, 2**32 - 1), scale=st.floats(0.01, 100.0))
+def test_properties(n, p, seed, scale):
+    rng = np.random.default_rng(seed)
+    m1, u1, v1, m2, u2, v2 = pair(rng, (3,), n, p)
+    value = fm.kl(m1, u1, v1, m2, u2, v2)
+    assert (value >= -1e-9).all()
+    assert np.abs(fm.kl(m1, u1, v1, m1, u1, v1)).max() < 1e-9 * n * p
+    np.testing.assert_allclose(fm.kl(m1, scale * u1, v1 / scale, m2, u2 / scale, scale * v2), value,
+                               rtol=1e-8, atol=1e-9)
+    for b in range(3):
+        assert value[b] == pytest.approx(dense_kl(*(a[b] for a in (m1, u1, v1, m2, u2, v2))), rel=1e-8, abs=1e-9)
