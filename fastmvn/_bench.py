@@ -1,0 +1,81 @@
+"""Random batches and timings shared by ``fastmvn bench``, the asv suite and pytest-benchmark."""
+
+import time
+
+import numpy as np
+
+from . import _api, reference
+
+
+def random_pair(batch, n, p, dtype=np.float64, seed=0):
+    """Two random batches of matrix normals: ``(mean1, rowcov1, colcov1, mean2, rowcov2, colcov2)``."""
+    rng = np.random.default_rng(seed)
+
+    def spd(size):
+        a = rng.standard_normal((batch, size, size + 2))
+        return (a @ np.swapaxes(a, -1, -2) / (size + 2) + 0.1 * np.eye(size)).astype(dtype)
+
+    return (rng.standard_normal((batch, n, p)).astype(dtype), spd(n), spd(p),
+            rng.standard_normal((batch, n, p)).astype(dtype), spd(n), spd(p))
+
+
+def median_time(func, repeat=5):
+    """Median wall time of ``func()`` over ``repeat`` runs, after one warm-up run."""
+    func()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def read_pass(arrays):
+    """One plain read of every input (a sum over each): the memory-bandwidth floor."""
+    return [a.sum() for a in arrays]
+
+
+def torch_kl(args):
+    """The same Cholesky and triangular-solve algorithm in PyTorch (CPU), or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    m1, u1, v1, m2, u2, v2 = (torch.from_numpy(a) for a in args)
+    n, p = m1.shape[-2:]
+
+    def run():
+        with torch.no_grad():
+            lu1, lv1, lu2, lv2 = (torch.linalg.cholesky(a) for a in (u1, v1, u2, v2))
+            solve = torch.linalg.solve_triangular
+            trace_u = solve(lu2, lu1, upper=False).square().sum((-2, -1))
+            trace_v = solve(lv2, lv1, upper=False).square().sum((-2, -1))
+            y = solve(lu2, m2 - m1, upper=False)
+            quad = solve(lv2, y.transpose(-2, -1), upper=False).square().sum((-2, -1))
+
+            def logdet(chol):
+                return 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+
+            return 0.5 * (trace_u * trace_v + quad - n * p + p * (logdet(lu2) - logdet(lu1))
+                          + n * (logdet(lv2) - logdet(lv1)))
+
+    return run
+
+
+def compare(n, p, batch, dtype=np.float64, repeat=5, reference_batch=100_000):
+    """Per-item seconds of fastmvn.kl, the NumPy reference, PyTorch (or None) and a read pass.
+
+    The reference and PyTorch run on at most ``reference_batch`` items (they are slow);
+    every figure is per item, so the ratios compare like with like.
+    """
+    args = random_pair(batch, n, p, dtype)
+    small = tuple(a[:reference_batch] for a in args)
+    out = np.empty(batch, dtype)
+    figures = {
+        "fastmvn": median_time(lambda: _api.kl(*args, out=out), repeat) / batch,
+        "read": median_time(lambda: read_pass(args), repeat) / batch,
+        "reference": median_time(lambda: reference.kl(*small), max(1, repeat // 2)) / len(small[0]),
+    }
+    run = torch_kl(small)
+    figures["torch"] = None if run is None else median_time(run, max(1, repeat // 2)) / len(small[0])
+    return figures

@@ -1,0 +1,18 @@
+"""The README's Python example runs and its two computations of one KL agree."""
+
+import pathlib
+import re
+
+import numpy as np
+
+README = pathlib.Path(__file__).parent.parent / "README.md"
+
+
+def test_readme_example_runs():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), namespace)
+    np.testing.assert_allclose(namespace["same"], namespace["kl"], rtol=1e-10)
+    assert namespace["kl"].shape == (100_000,)
