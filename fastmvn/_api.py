@@ -77,15 +77,16 @@ def _evaluate(mode, slots, out):
     """Run the batch driver over ``slots`` into ``out``; return the flat index of the
     first item whose result is not finite, or None.
 
-    Batch axes are merged into one without copying; where a layout cannot be merged (a
-    broadcast axis between batch axes, a strided ``out``), the first axis is looped over.
+    ``out`` must be contiguous. Batch axes of the slots are merged into one without
+    copying; where a layout cannot be merged (a broadcast axis between batch axes), the
+    first axis is looped over.
     """
     count = out.size
     if count == 0:
         return None
+    flat_out = out.reshape(count)
     try:
         flat = [np.reshape(s, (count,) + s.shape[-2:], copy=False) for s in slots]
-        flat_out = np.reshape(out, (count,), copy=False)
     except ValueError:
         step = count // out.shape[0]
         first = None
@@ -139,9 +140,7 @@ def _compute(mode, args, out, errors):
     if errors not in ("raise", "nan"):
         raise ValueError(f"errors must be 'raise' or 'nan', not {errors!r}")
     dtype, batch_shape = _check(args)
-    if out is None:
-        result = np.empty(batch_shape, dtype)
-    else:
+    if out is not None:
         if not isinstance(out, np.ndarray) or out.shape != batch_shape:
             got = out.shape if isinstance(out, np.ndarray) else type(out).__name__
             raise ValueError(f"out must be an array of shape {batch_shape}; got {got}")
@@ -149,12 +148,17 @@ def _compute(mode, args, out, errors):
             raise TypeError(f"out has dtype {out.dtype}; these inputs give {dtype}")
         if not out.flags.writeable:
             raise ValueError("out is read-only")
-        result = out
+    contiguous = out is not None and out.flags.c_contiguous
+    result = out if contiguous else np.empty(batch_shape, dtype)
     slots = [_slot(arg, dtype, batch_shape) for arg in args]
     bad = _evaluate(mode, slots, result)
+    if out is not None and not contiguous:
+        out[...] = result
     if bad is not None and errors == "raise":
         raise _diagnose(args, slots, tuple(int(i) for i in np.unravel_index(bad, batch_shape)))
-    return result if out is not None or result.ndim else result[()]
+    if out is not None:
+        return out
+    return result if result.ndim else result[()]
 
 
 # How each parameterisation of the KL names and shapes its covariance arguments.

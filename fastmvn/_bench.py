@@ -7,16 +7,19 @@ import numpy as np
 from . import _api, reference
 
 
+def random_spd(rng, shape, size, jitter=0.1):
+    """Random symmetric positive definite matrices of shape ``shape + (size, size)``."""
+    a = rng.standard_normal(tuple(shape) + (size, size + 2))
+    return a @ np.swapaxes(a, -1, -2) / (size + 2) + jitter * np.eye(size)
+
+
 def random_pair(batch, n, p, dtype=np.float64, seed=0):
     """Two random batches of matrix normals: ``(mean1, rowcov1, colcov1, mean2, rowcov2, colcov2)``."""
     rng = np.random.default_rng(seed)
-
-    def spd(size):
-        a = rng.standard_normal((batch, size, size + 2))
-        return (a @ np.swapaxes(a, -1, -2) / (size + 2) + 0.1 * np.eye(size)).astype(dtype)
-
-    return (rng.standard_normal((batch, n, p)).astype(dtype), spd(n), spd(p),
-            rng.standard_normal((batch, n, p)).astype(dtype), spd(n), spd(p))
+    shape = (batch,)
+    arrays = (rng.standard_normal(shape + (n, p)), random_spd(rng, shape, n), random_spd(rng, shape, p),
+              rng.standard_normal(shape + (n, p)), random_spd(rng, shape, n), random_spd(rng, shape, p))
+    return tuple(a.astype(dtype, copy=False) for a in arrays)
 
 
 def median_time(func, repeat=5):

@@ -3,11 +3,7 @@
 import numpy as np
 import pytest
 
-
-def spd(rng, shape, size, jitter=0.1):
-    """Random symmetric positive definite matrices of shape ``shape + (size, size)``."""
-    a = rng.standard_normal(tuple(shape) + (size, size + 2))
-    return a @ np.swapaxes(a, -1, -2) / (size + 2) + jitter * np.eye(size)
+from fastmvn._bench import random_spd as spd  # noqa: F401 - shared with the tests
 
 
 def dense_kl(mean1, rowcov1, colcov1, mean2, rowcov2, colcov2):

@@ -176,9 +176,10 @@ def test_only_lower_triangle_is_read(rng):
     for a in (u1, v1, u2, v2):
         a[:, upper[0], upper[1]] = np.nan
     np.testing.assert_allclose(fm.kl(m1, u1, v1, m2, u2, v2), expected, rtol=1e-14)
-    chol = [m1, np.linalg.cholesky(np.tril(u1) + np.tril(u1, -1).swapaxes(-1, -2))]
-    chol[1][:, upper[0], upper[1]] = 7.0
-    np.testing.assert_allclose(fm.kl_chol(chol[0], chol[1], np.eye(3)), fm.kl(m1, np.tril(u1) + np.tril(u1, -1).swapaxes(-1, -2), np.eye(3)), rtol=1e-12)
+    symmetric = np.tril(u1) + np.tril(u1, -1).swapaxes(-1, -2)  # the covariance the kernels saw
+    factor = np.linalg.cholesky(symmetric)
+    factor[:, upper[0], upper[1]] = 7.0
+    np.testing.assert_allclose(fm.kl_chol(m1, factor, np.eye(3)), fm.kl(m1, symmetric, np.eye(3)), rtol=1e-12)
 
 
 def test_ill_conditioned_covariances(rng):
