@@ -6,8 +6,8 @@ Every function takes stacks of matrices with NumPy broadcasting over the leading
 The plain NumPy specification of each function is :mod:`fastmvn.reference`.
 """
 
-from ._api import kl, kl_chol, kl_diag, logdet, mahalanobis, trace_solve
+from ._api import kl, kl_chol, kl_diag, logdet, logpdf, logpdf_chol, mahalanobis, trace_solve
 
 __version__ = "0.1.0"
 
-__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "mahalanobis", "trace_solve", "__version__"]
+__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "logpdf", "logpdf_chol", "mahalanobis", "trace_solve", "__version__"]

@@ -24,7 +24,9 @@ from numba import float32, float64, int64, prange, types, void
 from ._jit import batch, item
 
 from ._modes import (KL_CHOL, KL_COV, KL_DIAG, KL_STD_CHOL, KL_STD_COV, KL_STD_DIAG, LOGDET,
-                     TRACE_SOLVE)
+                     LOGPDF, LOGPDF_CHOL, TRACE_SOLVE)
+
+_LOG_2PI = math.log(2.0 * math.pi)
 
 _BIG = 1e150
 _SMALL = 1e-150
@@ -301,11 +303,22 @@ def evaluate(mode, a0, a1, a2, a3, a4, a5, Lu1, Lv1, Lu2, Lv2, Y, ru1, rv1, ru2,
         if math.isnan(cholesky(a0, Lu1, ru1, n)):
             return math.nan
         return trace_solve_factored(Lu1, ru1, a1, Y, t, n)
-    # MAHALANOBIS
-    if math.isnan(cholesky(a2, Lu2, ru2, n) + cholesky(a3, Lv2, rv2, p)):
+    if mode == LOGPDF_CHOL:
+        logdet_u = factor_logdet(a2, ru2, n)
+        logdet_v = factor_logdet(a3, rv2, p)
+        difference(Y, a0, a1, n, p)
+        quad = whitened_norm2(Y, a2, ru2, a3, rv2, n, p)
+        return -0.5 * (n * p * _LOG_2PI + p * logdet_u + n * logdet_v + quad)
+    # MAHALANOBIS, LOGPDF
+    logdet_u = cholesky(a2, Lu2, ru2, n)
+    logdet_v = cholesky(a3, Lv2, rv2, p)
+    if math.isnan(logdet_u + logdet_v):
         return math.nan
     difference(Y, a0, a1, n, p)
-    return whitened_norm2(Y, Lu2, ru2, Lv2, rv2, n, p)
+    quad = whitened_norm2(Y, Lu2, ru2, Lv2, rv2, n, p)
+    if mode == LOGPDF:
+        return -0.5 * (n * p * _LOG_2PI + p * logdet_u + n * logdet_v + quad)
+    return quad
 
 
 _SIGNATURES = [void(int64, *(types.Array(dtype, 3, "A", readonly=True),) * 6, dtype[:], int64[:])

@@ -9,3 +9,5 @@ KL_STD_DIAG = 5  # mean1, rowvar1, colvar1 against MN(0, I, I)
 LOGDET = 6  # a
 TRACE_SOLVE = 7  # a, b
 MAHALANOBIS = 8  # x, mean, rowcov, colcov
+LOGPDF = 9  # x, mean, rowcov, colcov
+LOGPDF_CHOL = 10  # x, mean, rowchol, colchol

@@ -12,7 +12,7 @@ Only the lower triangle of a covariance is read (``numpy.linalg.cholesky`` reads
 
 import numpy as np
 
-__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "mahalanobis", "trace_solve"]
+__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "logpdf", "logpdf_chol", "mahalanobis", "trace_solve"]
 
 
 def _logdet_factor(chol):
@@ -57,6 +57,20 @@ def mahalanobis(x, mean, rowcov, colcov):
     """``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))``; ``mean=None`` means zero."""
     d = np.asarray(x, dtype=float) - (0.0 if mean is None else np.asarray(mean, dtype=float))
     return _whitened_norm2(d, np.linalg.cholesky(rowcov), np.linalg.cholesky(colcov))
+
+
+def logpdf_chol(x, mean, rowchol, colchol):
+    """Log-density of ``MN(mean, L_U L_Uᵀ, L_V L_Vᵀ)`` at ``x`` from lower factors; ``mean=None`` means zero."""
+    rowchol, colchol = _tril(rowchol), _tril(colchol)
+    d = np.asarray(x, dtype=float) - (0.0 if mean is None else np.asarray(mean, dtype=float))
+    n, p = d.shape[-2:]
+    return -0.5 * (n * p * np.log(2 * np.pi) + p * _logdet_factor(rowchol) + n * _logdet_factor(colchol)
+                   + _whitened_norm2(d, rowchol, colchol))
+
+
+def logpdf(x, mean, rowcov, colcov):
+    """Log-density of ``MN(mean, rowcov, colcov)`` at ``x``; ``mean=None`` means zero."""
+    return logpdf_chol(x, mean, np.linalg.cholesky(rowcov), np.linalg.cholesky(colcov))
 
 
 def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None):
