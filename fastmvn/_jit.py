@@ -17,9 +17,16 @@ FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
 OPTIONS = dict(cache=CACHE, error_model="numpy", fastmath=FASTMATH, nogil=True)
 
 
-def item(func):
-    """Compile a per-item kernel for the CPU (lazily; it is inlined into its callers)."""
-    return numba.njit(**OPTIONS)(func)
+def item(func=None, *, inline=False):
+    """Compile a per-item kernel for the CPU, lazily.
+
+    LLVM inlines small kernels into their callers by itself; ``inline=True`` inlines at
+    Numba's level as well, for a kernel with so many array arguments that passing them
+    costs more than a small item's arithmetic.
+    """
+    if func is None:
+        return lambda func: item(func, inline=inline)
+    return numba.njit(inline="always" if inline else "never", **OPTIONS)(func)
 
 
 def batch(signatures):

@@ -112,17 +112,17 @@ def trace_tri(L2, r2, L1, t, n):
     """``tr((L2 L2ᵀ)⁻¹ L1 L1ᵀ) = ‖L2⁻¹ L1‖_F²`` for lower-triangular ``L1``, ``L2``.
 
     ``L2⁻¹ L1`` is lower triangular, so each column is a forward substitution that
-    starts at the diagonal; ``t`` holds the column.
+    starts at the diagonal; ``t`` holds the column, updated a solved entry at a time.
     """
     acc = 0.0
     for j in range(n):
         for i in range(j, n):
-            s = float(L1[i, j])
-            for k in range(j, i):
-                s -= L2[i, k] * t[k]
-            s *= r2[i]
-            t[i] = s
-            acc += s * s
+            t[i] = L1[i, j]
+        for k in range(j, n):
+            x = t[k] * r2[k]
+            acc += x * x
+            for i in range(k + 1, n):
+                t[i] -= L2[i, k] * x
     return acc
 
 
@@ -136,13 +136,19 @@ def difference(Y, a, b, n, p):
 
 @item
 def whitened_norm2(Y, L, rl, K, rk, n, p):
-    """``‖L⁻¹ Y K⁻ᵀ‖_F² = tr((K Kᵀ)⁻¹ Yᵀ (L Lᵀ)⁻¹ Y)``, overwriting ``Y``."""
-    for c in range(p):
-        for i in range(n):
-            s = Y[i, c]
-            for k in range(i):
-                s -= L[i, k] * Y[k, c]
-            Y[i, c] = s * rl[i]
+    """``‖L⁻¹ Y K⁻ᵀ‖_F² = tr((K Kᵀ)⁻¹ Yᵀ (L Lᵀ)⁻¹ Y)``, overwriting ``Y``.
+
+    ``L⁻¹ Y`` is solved a row at a time by updates of whole (contiguous) rows, which
+    vectorise; ``· K⁻ᵀ`` by forward substitution along each row.
+    """
+    for i in range(n):
+        for k in range(i):
+            lik = L[i, k]
+            for c in range(p):
+                Y[i, c] -= lik * Y[k, c]
+        ri = rl[i]
+        for c in range(p):
+            Y[i, c] *= ri
     acc = 0.0
     for i in range(n):
         for c in range(p):
@@ -260,7 +266,7 @@ def trace_solve_factored(L, r, b, W, t, n):
     return acc
 
 
-@item
+@item(inline=True)
 def evaluate(mode, a0, a1, a2, a3, a4, a5, Lu1, Lv1, Lu2, Lv2, Y, ru1, rv1, ru2, rv2, t, n, p):
     """One item of the batch: the quantity ``mode`` names, from the slots ``a0..a5``."""
     if mode == KL_COV:
