@@ -292,39 +292,52 @@ def _cholesky(stack):
 def _factor(arg):
     """Lower Cholesky factors (by LAPACK) of covariance argument ``arg`` over its own batch
     shape, and the mask of the items that fail: not positive definite, or not finite (which
-    LAPACK either rejects or carries into the factor). A failed item's factor is the identity."""
+    LAPACK either rejects or carries into the factor). A failed item's factor is the identity.
+
+    When LAPACK rejects the stack, the kernels' own Cholesky marks the failing items in one
+    pass; the halving of :func:`_cholesky` is left for any item it accepts and LAPACK does not.
+    """
     a = np.asarray(arg.array, dtype=np.float64)
     size = a.shape[-1]
-    chol, failed = _cholesky(a.reshape((-1, size, size)))
-    chol, failed = chol.reshape(a.shape), failed.reshape(a.shape[:-2])
+    stack = a.reshape((-1, size, size))
+    failed = np.zeros(len(stack), dtype=bool)
+    try:
+        chol = np.linalg.cholesky(stack)
+    except LinAlgError:
+        failed = np.isnan(logdet(stack, errors="nan"))
+        chol, rejected = _cholesky(np.where(failed[:, None, None], np.eye(size), stack))
+        failed |= rejected
     failed |= ~np.isfinite(chol).all(axis=(-2, -1))
     chol[failed] = np.eye(size)
-    return chol, failed
+    return chol.reshape(a.shape), failed.reshape(a.shape[:-2])
 
 
 def _nonfinite(arg):
     """Mask of the items of ``arg`` with a non-finite entry among those read."""
-    array = np.asarray(arg.array, dtype=np.float64)
-    return ~np.isfinite(np.tril(array) if arg.kind in (COV, CHOL) else array).all(axis=(-2, -1))
+    return ~np.isfinite(np.tril(arg.array) if arg.kind in (COV, CHOL) else arg.array).all(axis=(-2, -1))
 
 
-def _report(failures, batch_shape, errors="raise"):
-    """Raise for the first failing item over ``batch_shape`` (``errors="raise"``), or return
-    the mask of failing items.
+def _failing(masks, batch_shape):
+    """The union over ``batch_shape`` of masks given over their arguments' own batch shapes."""
+    failing = np.zeros(batch_shape, dtype=bool)
+    for mask in masks:
+        failing |= mask
+    return failing
+
+
+def _report(failures, batch_shape):
+    """Raise for the first failing item over ``batch_shape``, if any.
 
     ``failures`` holds ``(mask over an argument's own batch shape, exception type, message)``
     in the order they are tried for one item: every non-finite check before any
     positive-definiteness check, as in the core functions.
     """
-    failing = np.zeros(batch_shape, dtype=bool)
-    for mask, _, _ in failures:
-        failing |= mask
-    if errors == "raise" and failing.any():
+    failing = _failing([mask for mask, _, _ in failures], batch_shape)
+    if failing.any():
         index = _first(failing)
         for mask, error, message in failures:
             if np.broadcast_to(mask, batch_shape)[index]:
                 raise error(f"{message}{_where(index)}")
-    return failing
 
 
 def _not_pd(name):
@@ -398,8 +411,9 @@ def rvs(mean, rowcov, colcov, size=None, random_state=None, *, errors="raise"):
     True
     """
     _check_errors(errors)
-    (mean, _, _, rowchol, colchol, dtype, batch_shape), failing = _parameters(mean, rowcov, colcov, COV, errors)
-    samples = _sample(np.asarray(mean, dtype=np.float64), rowchol, colchol, size, random_state, dtype, batch_shape)
+    (mean_arg, _, _), rowchol, colchol, dtype, batch_shape, failing = _checked(mean, rowcov, colcov, COV, errors)
+    samples = _sample(np.asarray(mean_arg.array, dtype=np.float64), rowchol, colchol, size, random_state, dtype,
+                      batch_shape)
     np.copyto(samples, np.nan, where=failing[..., None, None])
     return samples
 
@@ -407,9 +421,12 @@ def rvs(mean, rowcov, colcov, size=None, random_state=None, *, errors="raise"):
 # The frozen distribution ----------------------------------------------------------------
 
 
-def _symmetric(a):
-    """The symmetric matrices whose lower triangle is that of ``a``."""
-    return np.tril(a) + np.swapaxes(np.tril(a, -1), -1, -2)
+def _symmetric(a, dtype):
+    """A copy of ``a`` as ``dtype``, made symmetric from its lower triangle where it is not."""
+    a = np.array(a, dtype=dtype)
+    if not (a == np.swapaxes(a, -1, -2)).all():
+        a = np.tril(a) + np.swapaxes(np.tril(a, -1), -1, -2)
+    return a
 
 
 def _indices(selection, size, name):
@@ -478,7 +495,7 @@ class MatrixNormal:
     """
 
     def __init__(self, mean, rowcov, colcov):
-        self._init(*_parameters(mean, rowcov, colcov, COV)[0])
+        self._init(*_parameters(mean, rowcov, colcov, COV))
 
     @staticmethod
     def from_chol(mean, rowchol, colchol):
@@ -512,13 +529,13 @@ class MatrixNormal:
         array([[4., 2.],
                [2., 2.]])
         """
-        return _assemble(*_parameters(mean, rowchol, colchol, CHOL)[0])
+        return _assemble(*_parameters(mean, rowchol, colchol, CHOL))
 
     def _init(self, mean, rowcov, colcov, rowchol, colchol, dtype, batch_shape):
         self._dtype = np.dtype(dtype)
         self._batch_shape = tuple(batch_shape)
         self._mean, self._rowcov, self._colcov, self._rowchol, self._colchol = (
-            _frozen(a, dtype) for a in (mean, rowcov, colcov, rowchol, colchol))
+            _read_only(a, dtype) for a in (mean, rowcov, colcov, rowchol, colchol))
 
     # Attributes
 
@@ -802,10 +819,11 @@ class MatrixNormal:
         """
         args = [_Arg("mean", MEAN, self._mean, "np")]
         shift_axes = ("n" if A is None else "m") + ("p" if B is None else "q")  # the shape of A X B
-        args += [_Arg(name, MEAN, value, axes) for name, value, axes in (("A", A, "mn"), ("B", B, "pq"), ("C", C, shift_axes))
-                 if value is not None]
+        args += [_Arg(name, MEAN, value, axes)
+                 for name, value, axes in (("A", A, "mn"), ("B", B, "pq"), ("C", C, shift_axes)) if value is not None]
         dtype, batch_shape = _check(args)
-        _report([(_nonfinite(arg), ValueError, f"{arg.name} contains NaN or infinity") for arg in args[1:]], batch_shape)
+        _report([(_nonfinite(arg), ValueError, f"{arg.name} contains NaN or infinity") for arg in args[1:]],
+                batch_shape)
         mean, rowcov, colcov = (np.asarray(a, dtype=np.float64) for a in (self._mean, self._rowcov, self._colcov))
         if A is not None:
             A = np.asarray(A, dtype=np.float64)
@@ -815,9 +833,8 @@ class MatrixNormal:
             mean, colcov = mean @ B, np.swapaxes(B, -1, -2) @ colcov @ B
         if C is not None:
             mean = mean + np.asarray(C, dtype=np.float64)
-        parts, _ = _parameters(*(a.astype(dtype) for a in (mean, rowcov, colcov)), COV,
-                               names=("A mean B + C", "A rowcov Aᵀ", "Bᵀ colcov B"))
-        return _assemble(*parts)
+        return _assemble(*_parameters(*(a.astype(dtype) for a in (mean, rowcov, colcov)), COV,
+                                      names=("A mean B + C", "A rowcov Aᵀ", "Bᵀ colcov B")))
 
 
 def _assemble(*parts):
@@ -827,45 +844,58 @@ def _assemble(*parts):
     return distribution
 
 
-def _frozen(array, dtype):
-    array = np.array(array, dtype=dtype)
+def _read_only(array, dtype):
+    """``array`` as ``dtype``, read-only; the parts of a distribution are never a caller's arrays."""
+    array = np.asarray(array, dtype=dtype)
     array.flags.writeable = False
     return array
 
 
-def _parameters(mean, row, col, kind, errors="raise", names=None):
+def _checked(mean, row, col, kind, errors="raise", names=None):
     """Check and factorise the parameters of a matrix normal given by covariances
     (``kind=COV``) or lower Cholesky factors (``kind=CHOL``).
 
-    Returns ``(mean, rowcov, colcov, rowchol, colchol, dtype, batch_shape)`` (over their
-    own batch shapes) and the mask of failing items over ``batch_shape``: with
-    ``errors="raise"`` the first failing item raises; with ``"nan"`` a failed
-    factorisation gives an identity factor.
+    Returns the arguments ``(mean, row, col)``, the lower factors ``rowchol`` and
+    ``colchol`` (float64, over their own batch shapes), the dtype, the broadcast batch shape
+    and the mask of failing items over it. With ``errors="raise"`` the first failing item
+    raises; ``"nan"`` (for covariances) leaves the failing items in place, with an
+    identity factor where the factorisation failed.
     """
     stem = "cov" if kind == COV else "chol"
     mean_name, row_name, col_name = names or ("mean", f"row{stem}", f"col{stem}")
     row_arg, col_arg = _Arg(row_name, kind, row, "nn"), _Arg(col_name, kind, col, "pp")
     if mean is None:
         n, p = row_arg.array.shape[-2], col_arg.array.shape[-2]
-        args = [row_arg, col_arg, _Arg(mean_name, MEAN, np.zeros((n, p)), "np", default=True)]
+        mean_arg = _Arg(mean_name, MEAN, np.zeros((n, p)), "np", default=True)
+        args = [row_arg, col_arg, mean_arg]
     else:
-        args = [_Arg(mean_name, MEAN, mean, "np"), row_arg, col_arg]
+        mean_arg = _Arg(mean_name, MEAN, mean, "np")
+        args = [mean_arg, row_arg, col_arg]
     dtype, batch_shape = _check(args)
-    nonfinite = [(_nonfinite(arg), ValueError, f"{arg.name} contains NaN or infinity") for arg in args]
     if kind == COV:
-        (rowchol, row_failed), (colchol, col_failed) = _factor(row_arg), _factor(col_arg)
-        rowcov, colcov = (_symmetric(np.asarray(arg.array, dtype=np.float64)) for arg in (row_arg, col_arg))
-        failing = _report(nonfinite + [(row_failed, LinAlgError, _not_pd(row_name)),
-                                       (col_failed, LinAlgError, _not_pd(col_name))], batch_shape, errors)
+        (rowchol, row_bad), (colchol, col_bad) = _factor(row_arg), _factor(col_arg)
+        reasons = [_not_pd(name) for name in (row_name, col_name)]
     else:
         rowchol, colchol = (np.tril(np.asarray(arg.array, dtype=np.float64)) for arg in (row_arg, col_arg))
-        failing = _report(nonfinite + [(~(np.diagonal(chol, axis1=-2, axis2=-1) > 0).all(axis=-1), LinAlgError,
-                                        f"{name} is not a Cholesky factor: its diagonal must be positive")
-                                       for chol, name in ((rowchol, row_name), (colchol, col_name))],
-                          batch_shape, errors)
+        row_bad, col_bad = (~np.isfinite(chol).all(axis=(-2, -1))
+                            | ~(np.diagonal(chol, axis1=-2, axis2=-1) > 0).all(axis=-1) for chol in (rowchol, colchol))
+        reasons = [f"{name} is not a Cholesky factor: its diagonal must be positive" for name in (row_name, col_name)]
+    failing = _failing([_nonfinite(mean_arg), row_bad, col_bad], batch_shape)
+    if errors == "raise" and failing.any():
+        _report([(_nonfinite(arg), ValueError, f"{arg.name} contains NaN or infinity") for arg in args]
+                + [(row_bad, LinAlgError, reasons[0]), (col_bad, LinAlgError, reasons[1])], batch_shape)
+    return (mean_arg, row_arg, col_arg), rowchol, colchol, dtype, batch_shape, failing
+
+
+def _parameters(mean, row, col, kind, names=None):
+    """The parts ``(mean, rowcov, colcov, rowchol, colchol, dtype, batch_shape)`` of a
+    :class:`MatrixNormal`, checked as by :func:`_checked`, in new arrays."""
+    (mean_arg, row_arg, col_arg), rowchol, colchol, dtype, batch_shape, _ = _checked(mean, row, col, kind, names=names)
+    if kind == COV:
+        rowcov, colcov = (_symmetric(arg.array, dtype) for arg in (row_arg, col_arg))
+    else:
         rowcov, colcov = (chol @ np.swapaxes(chol, -1, -2) for chol in (rowchol, colchol))
-    mean = next(arg for arg in args if arg.kind == MEAN).array
-    return (mean, rowcov, colcov, rowchol, colchol, dtype, batch_shape), failing
+    return np.array(mean_arg.array, dtype=dtype), rowcov, colcov, rowchol, colchol, dtype, batch_shape
 
 
 # Fitting --------------------------------------------------------------------------------
@@ -894,25 +924,26 @@ class MatrixNormalFit(MatrixNormal):
 
     def _repr_extra(self):
         if self._batch_shape:
-            return (f", max_n_iter={int(np.max(self.n_iter))}, "
+            return (f", max_n_iter={int(np.max(self.n_iter, initial=0))}, "
                     f"converged={int(np.sum(self.converged))}/{np.size(self.converged)}")
         return f", n_iter={int(self.n_iter)}, converged={bool(self.converged)}"
 
 
-def _inverse_factor(cov, name, items, batch_shape):
-    """``L⁻¹`` for the Cholesky factors ``L`` of the fitted covariances ``cov`` of the fits
-    ``items``; a failure means the samples of that fit are degenerate."""
+def _fitted_factor(cov, name, items, batch_shape):
+    """The Cholesky factors of the fitted covariances ``cov`` of the fits ``items`` (flat
+    positions in ``batch_shape``); a failure means the samples of that fit are degenerate."""
     chol, failed = _cholesky(cov)
     if failed.any():
         index = np.unravel_index(items[np.argmax(failed)], batch_shape)
         raise LinAlgError(f"the samples are degenerate: the fitted {name} is not positive definite"
                           f"{_where(tuple(int(i) for i in index))}")
-    return np.linalg.inv(chol)
+    return chol
 
 
-def _scatter(d, inverse_factor):
-    """``Σ_k D_k (L Lᵀ)⁻¹ D_kᵀ`` for ``d`` of shape ``(fits, N, a, b)`` and ``L⁻¹`` of shape ``(fits, b, b)``."""
-    w = d @ np.swapaxes(inverse_factor, -1, -2)[:, None]  # D_k L⁻ᵀ
+def _scatter(d, chol):
+    """``Σ_k D_k (L Lᵀ)⁻¹ D_kᵀ`` for ``d`` of shape ``(fits, N, a, b)`` and lower factors ``L``
+    of shape ``(fits, b, b)``."""
+    w = d @ np.swapaxes(np.linalg.inv(chol), -1, -2)[:, None]  # D_k L⁻ᵀ
     flat = np.swapaxes(w, 1, 2).reshape(w.shape[0], w.shape[2], -1)  # (fits, a, N·b)
     return flat @ np.swapaxes(flat, -1, -2)
 
@@ -1004,19 +1035,18 @@ def fit(samples, *, tol=1e-8, max_iter=100):
     change = np.full(fits, np.inf)
     active = np.arange(fits)
     for iteration in range(1, max_iter + 1):
-        every = len(active) == fits
-        part, part_transposed = (d, d_transposed) if every else (d[active], d_transposed[active])
-        u = _scatter(part, _inverse_factor(colcov[active], "colcov", active, batch_shape)) / (count * p)
-        v = _scatter(part_transposed, _inverse_factor(u, "rowcov", active, batch_shape)) / (count * n)
+        if not len(active):
+            break
+        part, part_transposed = (d, d_transposed) if len(active) == fits else (d[active], d_transposed[active])
+        u = _scatter(part, _fitted_factor(colcov[active], "colcov", active, batch_shape)) / (count * p)
+        v = _scatter(part_transposed, _fitted_factor(u, "rowcov", active, batch_shape)) / (count * n)
         scale = np.trace(u, axis1=-2, axis2=-1)[:, None, None] / n
         u, v = u / scale, v * scale
         if iteration > 1:
             change[active] = np.maximum(_relative_change(u, rowcov[active]), _relative_change(v, colcov[active]))
         rowcov[active], colcov[active], n_iter[active] = u, v, iteration
         active = active[~(change[active] <= tol)]
-        if not len(active):
-            break
-    _inverse_factor(colcov, "colcov", np.arange(fits), batch_shape)
+    _fitted_factor(colcov, "colcov", np.arange(fits), batch_shape)
     converged = change <= tol
     if not converged.all():
         message = f"fit did not converge within max_iter={max_iter} iterations"
