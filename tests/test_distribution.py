@@ -410,3 +410,10 @@ def test_matrix_normal_bad_input(rng):
     with pytest.raises(TypeError, match="other must be a MatrixNormal"):
         d.kl(matrix_normal(None, np.eye(2), np.eye(3)))
     assert np.isnan(d.logpdf(np.full((2, 3), np.nan), errors="nan")).all()
+
+
+def test_empty_batches():
+    d = fm.MatrixNormal(np.zeros((0, 2, 2)), np.eye(2), np.eye(2))
+    assert d.rvs(3).shape == (3, 0, 2, 2) and d.entropy().shape == (0,) and d.logpdf(np.zeros((2, 2))).shape == (0,)
+    assert fm.rvs(np.zeros((0, 2, 2)), np.eye(2), np.eye(2)).shape == (0, 2, 2)
+    assert fm.fit(np.zeros((0, 5, 2, 2))).batch_shape == (0,)
