@@ -7,7 +7,10 @@ The plain NumPy specification of each function is :mod:`fastmvn.reference`.
 """
 
 from ._api import kl, kl_chol, kl_diag, logdet, logpdf, logpdf_chol, mahalanobis, trace_solve
+from ._distribution import MatrixNormal, MatrixNormalFit, entropy, entropy_chol, fit, pdf, pdf_chol, rvs
 
 __version__ = "0.1.0"
 
-__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "logpdf", "logpdf_chol", "mahalanobis", "trace_solve", "__version__"]
+__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "logpdf", "logpdf_chol", "mahalanobis", "trace_solve",
+           "pdf", "pdf_chol", "entropy", "entropy_chol", "rvs", "fit", "MatrixNormal", "MatrixNormalFit",
+           "__version__"]

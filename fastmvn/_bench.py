@@ -82,3 +82,36 @@ def compare(n, p, batch, dtype=np.float64, repeat=5, reference_batch=100_000):
     run = torch_kl(small)
     figures["torch"] = None if run is None else median_time(run, max(1, repeat // 2)) / len(small[0])
     return figures
+
+
+def compare_logpdf(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, reference_batch=100_000, scipy_batch=2_000):
+    """Per-item seconds of the matrix-normal log-density: ``fastmvn.logpdf``,
+    ``MatrixNormal.logpdf`` (stored factors), the NumPy reference and a Python loop over
+    ``scipy.stats.matrix_normal.logpdf``.
+
+    The reference runs on at most ``reference_batch`` items and the SciPy loop on
+    ``scipy_batch`` items (medians of ``repeat // 2`` runs); every figure is per item.
+    """
+    from scipy.stats import matrix_normal
+
+    from ._distribution import MatrixNormal
+
+    rng = np.random.default_rng(0)
+    x, mean = rng.standard_normal((2, batch, n, p)).astype(dtype, copy=False)
+    rowcov = random_spd(rng, (batch,), n).astype(dtype, copy=False)
+    colcov = random_spd(rng, (batch,), p).astype(dtype, copy=False)
+    distribution = MatrixNormal(mean, rowcov, colcov)
+    small = tuple(a[:reference_batch] for a in (x, mean, rowcov, colcov))
+    few = tuple(a[:scipy_batch] for a in (x, mean, rowcov, colcov))
+    out = np.empty(batch, dtype)
+
+    def scipy_loop():
+        return [matrix_normal.logpdf(*item) for item in zip(*few)]
+
+    slow = max(1, repeat // 2)
+    return {
+        "fastmvn": median_time(lambda: _api.logpdf(x, mean, rowcov, colcov, out=out), repeat) / batch,
+        "distribution": median_time(lambda: distribution.logpdf(x, out=out), repeat) / batch,
+        "reference": median_time(lambda: reference.logpdf(*small), slow) / len(small[0]),
+        "scipy": median_time(scipy_loop, slow) / len(few[0]),
+    }

@@ -12,7 +12,8 @@ Only the lower triangle of a covariance is read (``numpy.linalg.cholesky`` reads
 
 import numpy as np
 
-__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "logpdf", "logpdf_chol", "mahalanobis", "trace_solve"]
+__all__ = ["entropy", "entropy_chol", "kl", "kl_chol", "kl_diag", "logdet", "logpdf", "logpdf_chol",
+           "mahalanobis", "pdf", "pdf_chol", "trace_solve"]
 
 
 def _logdet_factor(chol):
@@ -71,6 +72,28 @@ def logpdf_chol(x, mean, rowchol, colchol):
 def logpdf(x, mean, rowcov, colcov):
     """Log-density of ``MN(mean, rowcov, colcov)`` at ``x``; ``mean=None`` means zero."""
     return logpdf_chol(x, mean, np.linalg.cholesky(rowcov), np.linalg.cholesky(colcov))
+
+
+def pdf_chol(x, mean, rowchol, colchol):
+    """Density of ``MN(mean, L_U L_Uᵀ, L_V L_Vᵀ)`` at ``x`` from lower factors; ``mean=None`` means zero."""
+    return np.exp(logpdf_chol(x, mean, rowchol, colchol))
+
+
+def pdf(x, mean, rowcov, colcov):
+    """Density of ``MN(mean, rowcov, colcov)`` at ``x``; ``mean=None`` means zero."""
+    return np.exp(logpdf(x, mean, rowcov, colcov))
+
+
+def entropy_chol(rowchol, colchol):
+    """Entropy ``½[np(1 + log 2π) + n log|V| + p log|U|]`` from lower factors ``(..., n, n)``, ``(..., p, p)``."""
+    n, p = np.shape(rowchol)[-1], np.shape(colchol)[-1]
+    return 0.5 * (n * p * (1.0 + np.log(2 * np.pi)) + n * _logdet_factor(np.asarray(colchol, dtype=float))
+                  + p * _logdet_factor(np.asarray(rowchol, dtype=float)))
+
+
+def entropy(rowcov, colcov):
+    """Entropy of ``MN(M, rowcov, colcov)`` (any ``M``)."""
+    return entropy_chol(np.linalg.cholesky(rowcov), np.linalg.cholesky(colcov))
 
 
 def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None):
