@@ -6,11 +6,11 @@ Every function takes stacks of matrices with NumPy broadcasting over the leading
 The plain NumPy specification of each function is :mod:`fastmvn.reference`.
 """
 
-from ._api import kl, kl_chol, kl_diag, logdet, logpdf, logpdf_chol, mahalanobis, trace_solve
+from ._api import kl, kl_chol, kl_diag, logdet, logpdf, logpdf_chol, mahalanobis, mahalanobis_chol, trace_solve
 from ._distribution import MatrixNormal, MatrixNormalFit, entropy, entropy_chol, fit, pdf, pdf_chol, rvs
 
 __version__ = "0.1.0"
 
-__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "logpdf", "logpdf_chol", "mahalanobis", "trace_solve",
-           "pdf", "pdf_chol", "entropy", "entropy_chol", "rvs", "fit", "MatrixNormal", "MatrixNormalFit",
+__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "logpdf", "logpdf_chol", "mahalanobis", "mahalanobis_chol",
+           "trace_solve", "pdf", "pdf_chol", "entropy", "entropy_chol", "rvs", "fit", "MatrixNormal", "MatrixNormalFit",
            "__version__"]

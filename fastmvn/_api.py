@@ -5,7 +5,7 @@ from numpy.linalg import LinAlgError
 
 from . import _modes
 
-__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "logpdf", "logpdf_chol"]
+__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "mahalanobis_chol", "logpdf", "logpdf_chol"]
 
 #: Items per chunk of the batch driver; each chunk allocates its scratch once.
 CHUNK = 256
@@ -135,19 +135,29 @@ def _diagnose(args, slots, index):
     return FloatingPointError(f"the result overflowed{where}")
 
 
-def _compute(mode, args, out, errors):
-    """Check ``args``, run kernel ``mode`` over their broadcast batch, apply ``errors``."""
+def _check_errors(errors):
     if errors not in ("raise", "nan"):
         raise ValueError(f"errors must be 'raise' or 'nan', not {errors!r}")
+
+
+def _check_out(out, dtype, batch_shape):
+    """``out`` must be None or a writeable array of the batch shape and the result dtype."""
+    if out is None:
+        return
+    if not isinstance(out, np.ndarray) or out.shape != batch_shape:
+        got = out.shape if isinstance(out, np.ndarray) else type(out).__name__
+        raise ValueError(f"out must be an array of shape {batch_shape}; got {got}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype}; these inputs give {dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+
+
+def _compute(mode, args, out, errors):
+    """Check ``args``, run kernel ``mode`` over their broadcast batch, apply ``errors``."""
+    _check_errors(errors)
     dtype, batch_shape = _check(args)
-    if out is not None:
-        if not isinstance(out, np.ndarray) or out.shape != batch_shape:
-            got = out.shape if isinstance(out, np.ndarray) else type(out).__name__
-            raise ValueError(f"out must be an array of shape {batch_shape}; got {got}")
-        if out.dtype != dtype:
-            raise TypeError(f"out has dtype {out.dtype}; these inputs give {dtype}")
-        if not out.flags.writeable:
-            raise ValueError("out is read-only")
+    _check_out(out, dtype, batch_shape)
     contiguous = out is not None and out.flags.c_contiguous
     result = out if contiguous else np.empty(batch_shape, dtype)
     slots = [_slot(arg, dtype, batch_shape) for arg in args]
@@ -450,6 +460,42 @@ def mahalanobis(x, mean, rowcov, colcov, *, out=None, errors="raise"):
     3.0
     """
     return _compute(_modes.MAHALANOBIS, _density_args(x, mean, COV, rowcov, colcov), out, errors)
+
+
+def mahalanobis_chol(x, mean, rowchol, colchol, *, out=None, errors="raise"):
+    """Squared Mahalanobis distance from lower Cholesky factors of ``U`` and ``V``, batched.
+
+    The same as :func:`mahalanobis` with ``U = rowchol @ rowchol.T`` and
+    ``V = colchol @ colchol.T``: ``‖L_U⁻¹ (X−M) L_V⁻ᵀ‖_F²``, two triangular solves and no
+    factorisation. Only the lower triangles are read; the diagonals must be positive.
+
+    Parameters
+    ----------
+    x : (..., n, p) array_like
+        Points.
+    mean : (..., n, p) array_like or None
+        Means ``M``; ``None`` means zero.
+    rowchol : (..., n, n) array_like
+        Lower Cholesky factors of the row covariances.
+    colchol : (..., p, p) array_like
+        Lower Cholesky factors of the column covariances.
+    out : ndarray, optional
+        Array of the broadcast batch shape and the result dtype to write into.
+    errors : {"raise", "nan"}
+        As in :func:`kl`.
+
+    Returns
+    -------
+    distance : (...) ndarray or scalar
+        The squared distances.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> round(float(fm.mahalanobis_chol(np.ones((2, 3)), None, np.sqrt(2) * np.eye(2), np.eye(3))), 12)
+    3.0
+    """
+    return _compute(_modes.MAHALANOBIS_CHOL, _density_args(x, mean, CHOL, rowchol, colchol), out, errors)
 
 
 def _density_args(x, mean, kind, row, col):

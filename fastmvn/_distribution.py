@@ -14,31 +14,13 @@ import warnings
 import numpy as np
 from numpy.linalg import LinAlgError
 
-from ._api import (CHOL, COV, MEAN, _Arg, _check, _diagnose, _slot, _where, kl_chol, logdet, logpdf,
-                   logpdf_chol, mahalanobis)
+from ._api import (CHOL, COV, MEAN, _Arg, _check, _check_errors, _check_out, _diagnose, _slot, _where, kl_chol,
+                   logdet, logpdf, logpdf_chol, mahalanobis_chol)
 
 __all__ = ["pdf", "pdf_chol", "entropy", "entropy_chol", "rvs", "fit", "MatrixNormal", "MatrixNormalFit"]
 
 # np·(1 + log 2π) is the constant of the entropy per entry.
 _ENTROPY_PER_ENTRY = 1.0 + math.log(2.0 * math.pi)
-
-
-def _check_errors(errors):
-    if errors not in ("raise", "nan"):
-        raise ValueError(f"errors must be 'raise' or 'nan', not {errors!r}")
-
-
-def _check_out(out, dtype, batch_shape):
-    """The checks the core functions make on ``out=``."""
-    if out is None:
-        return
-    if not isinstance(out, np.ndarray) or out.shape != batch_shape:
-        got = out.shape if isinstance(out, np.ndarray) else type(out).__name__
-        raise ValueError(f"out must be an array of shape {batch_shape}; got {got}")
-    if out.dtype != dtype:
-        raise TypeError(f"out has dtype {out.dtype}; these inputs give {dtype}")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
 
 
 def _deliver(value, dtype, out):
@@ -650,7 +632,7 @@ class MatrixNormal:
         return _exp(self.logpdf(x, out=out, errors=errors), errors)
 
     def mahalanobis(self, x, *, out=None, errors="raise"):
-        """Squared Mahalanobis distance ``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))``, by :func:`fastmvn.mahalanobis`.
+        """Squared Mahalanobis distance ``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))`` from the stored factors.
 
         Parameters
         ----------
@@ -665,7 +647,7 @@ class MatrixNormal:
         -------
         distance : (...) ndarray or scalar
         """
-        return mahalanobis(x, self._mean, self._rowcov, self._colcov, out=out, errors=errors)
+        return mahalanobis_chol(x, self._mean, self._rowchol, self._colchol, out=out, errors=errors)
 
     def entropy(self):
         """Differential entropy ``½[np(1 + log 2π) + n log|V| + p log|U|]`` from the stored factors.

@@ -24,7 +24,7 @@ from numba import float32, float64, int64, prange, types, void
 from ._jit import batch, item
 
 from ._modes import (KL_CHOL, KL_COV, KL_DIAG, KL_STD_CHOL, KL_STD_COV, KL_STD_DIAG, LOGDET,
-                     LOGPDF, LOGPDF_CHOL, TRACE_SOLVE)
+                     LOGPDF, LOGPDF_CHOL, MAHALANOBIS_CHOL, TRACE_SOLVE)
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -309,11 +309,15 @@ def evaluate(mode, a0, a1, a2, a3, a4, a5, Lu1, Lv1, Lu2, Lv2, Y, ru1, rv1, ru2,
         if math.isnan(cholesky(a0, Lu1, ru1, n)):
             return math.nan
         return trace_solve_factored(Lu1, ru1, a1, Y, t, n)
-    if mode == LOGPDF_CHOL:
+    if mode == LOGPDF_CHOL or mode == MAHALANOBIS_CHOL:
         logdet_u = factor_logdet(a2, ru2, n)
         logdet_v = factor_logdet(a3, rv2, p)
+        if math.isnan(logdet_u + logdet_v):
+            return math.nan
         difference(Y, a0, a1, n, p)
         quad = whitened_norm2(Y, a2, ru2, a3, rv2, n, p)
+        if mode == MAHALANOBIS_CHOL:
+            return quad
         return -0.5 * (n * p * _LOG_2PI + p * logdet_u + n * logdet_v + quad)
     # MAHALANOBIS, LOGPDF
     logdet_u = cholesky(a2, Lu2, ru2, n)

@@ -11,3 +11,4 @@ TRACE_SOLVE = 7  # a, b
 MAHALANOBIS = 8  # x, mean, rowcov, colcov
 LOGPDF = 9  # x, mean, rowcov, colcov
 LOGPDF_CHOL = 10  # x, mean, rowchol, colchol
+MAHALANOBIS_CHOL = 11  # x, mean, rowchol, colchol

@@ -13,7 +13,7 @@ Only the lower triangle of a covariance is read (``numpy.linalg.cholesky`` reads
 import numpy as np
 
 __all__ = ["entropy", "entropy_chol", "kl", "kl_chol", "kl_diag", "logdet", "logpdf", "logpdf_chol",
-           "mahalanobis", "pdf", "pdf_chol", "trace_solve"]
+           "mahalanobis", "mahalanobis_chol", "pdf", "pdf_chol", "trace_solve"]
 
 
 def _logdet_factor(chol):
@@ -58,6 +58,12 @@ def mahalanobis(x, mean, rowcov, colcov):
     """``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))``; ``mean=None`` means zero."""
     d = np.asarray(x, dtype=float) - (0.0 if mean is None else np.asarray(mean, dtype=float))
     return _whitened_norm2(d, np.linalg.cholesky(rowcov), np.linalg.cholesky(colcov))
+
+
+def mahalanobis_chol(x, mean, rowchol, colchol):
+    """``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))`` from lower factors of ``U`` and ``V``; ``mean=None`` means zero."""
+    d = np.asarray(x, dtype=float) - (0.0 if mean is None else np.asarray(mean, dtype=float))
+    return _whitened_norm2(d, _tril(rowchol), _tril(colchol))
 
 
 def logpdf_chol(x, mean, rowchol, colchol):

@@ -25,6 +25,9 @@ def test_logpdf_against_scipy_and_dense(rng, n, p):
     chol_u, chol_v = np.linalg.cholesky(u), np.linalg.cholesky(v)
     np.testing.assert_allclose(fm.logpdf_chol(x, mean, chol_u, chol_v), result, rtol=1e-12)
     np.testing.assert_allclose(reference.logpdf_chol(x, mean, chol_u, chol_v), result, rtol=1e-12)
+    distance = fm.mahalanobis(x, mean, u, v)
+    np.testing.assert_allclose(fm.mahalanobis_chol(x, mean, chol_u, chol_v), distance, rtol=1e-12)
+    np.testing.assert_allclose(reference.mahalanobis_chol(x, mean, chol_u, chol_v), distance, rtol=1e-12)
 
 
 def test_logpdf_broadcasting_float32_and_none_mean(rng):
@@ -51,6 +54,8 @@ def test_logpdf_bad_input_names_argument_and_index(rng):
     chol[3, 1, 1] = 0.0
     with pytest.raises(LinAlgError, match=r"colchol is not a Cholesky factor.* at batch index 3$"):
         fm.logpdf_chol(x, None, np.eye(3), chol)
+    with pytest.raises(LinAlgError, match=r"colchol is not a Cholesky factor.* at batch index 3$"):
+        fm.mahalanobis_chol(x, None, np.eye(3), chol)
     x[1, 0, 0] = np.nan
     with pytest.raises(ValueError, match=r"x contains NaN or infinity at batch index 1$"):
         fm.logpdf(x, None, np.eye(3), np.eye(2))
