@@ -4,7 +4,9 @@ Runs on a GPU, or on the CPU in Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1
 skipped where neither is there. The batches span several blocks and a partial last one.
 """
 
+import importlib.util
 import os
+import pathlib
 import types
 
 import numpy as np
@@ -287,3 +289,18 @@ def test_torch_and_cupy_arrays_are_read_in_place(rng):
 
     result = fc.kl(*(DLPackOnly(t) for t in tensors))
     np.testing.assert_allclose(result.copy_to_host(), expected, rtol=1e-10)
+
+
+def test_gpu_benchmark_script_runs(capsys):
+    path = pathlib.Path(__file__).parent.parent / "benchmarks" / "gpu.py"
+    spec = importlib.util.spec_from_file_location("gpu_benchmark", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)  # importing does no work
+    assert capsys.readouterr().out == ""
+    defaults = script.parse_args([])
+    assert defaults.sizes == [4, 8, 16] and defaults.dtypes == ["float32", "float64"] and defaults.pairs is None
+    script.main(["--simulate"])  # a few pairs: the simulator's size, or a quick run on a GPU
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:4] == ["n×p", "dtype", "pairs", "ms"]
+    assert [line.split()[:3] for line in lines[2:6]] == [["2×2", "float32", "37"], ["2×2", "float64", "37"],
+                                                          ["4×4", "float32", "37"], ["4×4", "float64", "37"]]
