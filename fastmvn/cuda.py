@@ -293,7 +293,7 @@ def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, out=N
         GPU (C-contiguous) when any input is.
     errors : {"raise", "nan"}
         ``"raise"`` (default) raises on the first failing item; ``"nan"`` makes each
-        failing item NaN and does not wait for the GPU.
+        failing item NaN and, with GPU inputs, returns without waiting for the GPU.
     stream : numba.cuda stream, optional
         The stream the copies and the kernel are queued on (default: the default stream).
 
