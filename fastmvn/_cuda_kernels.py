@@ -66,7 +66,9 @@ def batch_kernel(mode, size):
     ``kernel(a0, …, a5, out, first_bad, start)`` sets ``out[b] = evaluate(mode, a0[b], …, a5[b])``
     for every ``b`` of ``out``, one thread per item (grid-stride when the grid is smaller).
     An item whose result is not finite is stored as NaN and ``first_bad[0]`` becomes at
-    most ``start + b``. ``mode`` and ``size`` are compile-time constants.
+    most ``start + b``. ``mode`` and ``size`` are compile-time constants. The scratch is
+    that of the CPU driver ``fastmvn._kernels.evaluate_batch``, each side at most ``size``;
+    the two change together.
     """
     evaluate = DEVICE["evaluate"]
 
