@@ -22,6 +22,49 @@ def random_pair(batch, n, p, dtype=np.float64, seed=0):
     return tuple(a.astype(dtype, copy=False) for a in arrays)
 
 
+#: The cases :func:`random_inputs` builds: the public functions and the KL to ``MN(0, I, I)``.
+CASES = ("kl", "kl_standard", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "mahalanobis_chol",
+         "logpdf", "logpdf_chol", "pdf", "entropy", "entropy_chol")
+
+
+def random_inputs(case, batch, n, p, dtype=np.float64, seed=0):
+    """Random arguments for one batched call of a public function, drawn from :func:`random_pair`.
+
+    Parameters
+    ----------
+    case : str
+        One of :data:`CASES`: a public function's name, or ``"kl_standard"`` for the first
+        three arguments of ``kl`` (the KL to ``MN(0, I, I)``).
+    batch, n, p : int
+        Items, rows and columns; ``logdet`` and ``trace_solve`` take ``n×n`` matrices.
+    dtype : numpy dtype, optional
+        Dtype of every argument.
+    seed : int, optional
+        Seed of the random generator.
+
+    Returns
+    -------
+    args : tuple of ndarray
+        The positional arguments, each with ``batch`` as its leading axis.
+    """
+    if case not in CASES:
+        raise ValueError(f"case must be one of {', '.join(CASES)}; got {case!r}")
+    m1, u1, v1, m2, u2, v2 = random_pair(batch, n, p, dtype, seed)
+    if case.endswith("_chol"):
+        u1, v1, u2, v2 = (np.linalg.cholesky(a) for a in (u1, v1, u2, v2))
+    if case == "kl_diag":
+        return m1, _diagonal(u1), _diagonal(v1), m2, _diagonal(u2), _diagonal(v2)
+    if case.startswith(("kl", "logdet", "trace_solve", "entropy")):
+        return {"kl": (m1, u1, v1, m2, u2, v2), "kl_chol": (m1, u1, v1, m2, u2, v2), "kl_standard": (m1, u1, v1),
+                "logdet": (u1,), "trace_solve": (u1, u2), "entropy": (u1, v1), "entropy_chol": (u1, v1)}[case]
+    return m2, m1, u1, v1  # x, mean and the two covariances or factors
+
+
+def _diagonal(a):
+    """The diagonals of a stack of square matrices, as a new contiguous array."""
+    return np.diagonal(a, axis1=-2, axis2=-1).copy()
+
+
 def median_time(func, repeat=5):
     """Median wall time of ``func()`` over ``repeat`` runs, after one warm-up run."""
     func()
