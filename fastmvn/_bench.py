@@ -112,21 +112,27 @@ def torch_kl(args):
     return lambda: torch_kl_tensors(*tensors)
 
 
-def compare(n, p, batch, dtype=np.float64, repeat=5, reference_batch=100_000):
-    """Per-item seconds of fastmvn.kl, the NumPy reference, PyTorch (or None) and a read pass.
+def compare(n, p, batch, dtype=np.float64, repeat=5, reference_batch=100_000, case="kl"):
+    """Per-item seconds of a fastmvn function, the NumPy reference, PyTorch (or None) and a read pass.
 
-    The reference and PyTorch run on at most ``reference_batch`` items (they are slow);
-    every figure is per item, so the ratios compare like with like.
+    ``case`` is one of :data:`CASES` (``"kl_standard"`` is ``kl`` against ``MN(0, I, I)``);
+    PyTorch runs the same algorithm for ``"kl"`` only. The reference and PyTorch run on at
+    most ``reference_batch`` items (they are slow); every figure is per item, so the ratios
+    compare like with like.
     """
-    args = random_pair(batch, n, p, dtype)
+    import fastmvn
+
+    args = random_inputs(case, batch, n, p, dtype)
+    name = "kl" if case == "kl_standard" else case
+    func, baseline = getattr(fastmvn, name), getattr(reference, name)
     small = tuple(a[:reference_batch] for a in args)
     out = np.empty(batch, dtype)
     figures = {
-        "fastmvn": median_time(lambda: _api.kl(*args, out=out), repeat) / batch,
+        "fastmvn": median_time(lambda: func(*args, out=out), repeat) / batch,
         "read": median_time(lambda: read_pass(args), repeat) / batch,
-        "reference": median_time(lambda: reference.kl(*small), max(1, repeat // 2)) / len(small[0]),
+        "reference": median_time(lambda: baseline(*small), max(1, repeat // 2)) / len(small[0]),
     }
-    run = torch_kl(small)
+    run = torch_kl(small) if case == "kl" else None
     figures["torch"] = None if run is None else median_time(run, max(1, repeat // 2)) / len(small[0])
     return figures
 

@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 
+from ._bench import CASES
+
 DEFAULT_SIZES = [(4, 4, 1_000_000), (16, 16, 100_000), (32, 32, 20_000)]
 
 #: ``(n, batch)`` of the throughput plot, for ``n×n`` matrices.
@@ -37,7 +39,7 @@ def _figure_class():
     return Figure
 
 
-def plot(path, rows, dtype):
+def plot(path, rows, dtype, case="kl"):
     """Draw items per second against ``n`` (``n = p``) for each backend and the read pass into ``path``."""
     figure = _figure_class()(figsize=(6.4, 4.2), layout="constrained")
     axes = figure.add_subplot()
@@ -47,8 +49,8 @@ def plot(path, rows, dtype):
         if points:
             axes.plot(*zip(*points), style, label=label)
     axes.set(xscale="log", yscale="log", xticks=sizes, xticklabels=[str(n) for n in sizes],
-             xlabel="n (n×n row and column covariances)", ylabel="KL per second",
-             title=f"fastmvn.kl throughput, {dtype}, {_threads()} threads")
+             xlabel="n (n×n row and column covariances)", ylabel="items per second",
+             title=f"fastmvn.{case} throughput, {dtype}, {_threads()} threads")
     axes.minorticks_off()
     axes.grid(True, which="major", alpha=0.3)
     axes.legend()
@@ -70,9 +72,10 @@ def bench(args):
         sizes = [(n, p, args.batch or batch) for n, p, batch in DEFAULT_SIZES]
     rows = []
     for n, p, batch in _progress(sizes):
-        rows.append((n, p, batch, compare(n, p, batch, np.dtype(args.dtype), args.repeat)))
-    header = f"{'n×p':>7} {'batch':>9} {'dtype':>7} {'M KL/s':>8} {'× reference':>12} {'× torch':>8} {'÷ read':>7}"
-    print(f"fastmvn.kl, median of {args.repeat} runs, {_threads()} threads")
+        rows.append((n, p, batch, compare(n, p, batch, np.dtype(args.dtype), args.repeat, case=args.case)))
+    header = f"{'n×p':>7} {'batch':>9} {'dtype':>7} {'M/s':>8} {'× reference':>12} {'× torch':>8} {'÷ read':>7}"
+    what = "fastmvn.kl against MN(0, I, I)" if args.case == "kl_standard" else f"fastmvn.{args.case}"
+    print(f"{what}, median of {args.repeat} runs, {_threads()} threads")
     print(header)
     for n, p, batch, f in rows:
         torch = "-" if f["torch"] is None else f"{f['torch'] / f['fastmvn']:.1f}"
@@ -80,7 +83,7 @@ def bench(args):
               f"{f['reference'] / f['fastmvn']:>12.1f} {torch:>8} {f['fastmvn'] / f['read']:>7.2f}")
     print("× reference, × torch: how many times faster fastmvn is; ÷ read: time over one plain read of the inputs")
     if args.plot:
-        plot(args.plot, rows, args.dtype)
+        plot(args.plot, rows, args.dtype, args.case)
         print(f"throughput plot: {args.plot}")
 
 
@@ -148,6 +151,8 @@ def main(argv=None):
     p.add_argument("--batch", type=int, help="pairs per batch (default: 1,000,000 at 4×4, fewer when larger)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--repeat", type=int, default=5, help="timed runs; the median is reported")
+    p.add_argument("--case", choices=CASES, default="kl",
+                   help="the function timed (default kl; kl_standard is kl against MN(0, I, I))")
     p.add_argument("--plot", metavar="FILE.png",
                    help="also draw KL per second against n = p = 2 to 32 for each backend (needs matplotlib)")
     p.set_defaults(func=bench)

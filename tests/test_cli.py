@@ -39,6 +39,16 @@ def test_bench_prints_a_table(capsys):
     assert lines[2].split()[:3] == ["2×3", "500", "float64"]
 
 
+@pytest.mark.parametrize("case", ["kl_chol", "kl_standard", "logpdf", "entropy_chol"])
+def test_bench_times_other_functions(capsys, case):
+    cli.main(["bench", "--n", "3", "--batch", "300", "--repeat", "1", "--case", case])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("fastmvn.kl against MN(0, I, I)" if case == "kl_standard" else f"fastmvn.{case},")
+    row = lines[2].split()
+    assert row[:3] == ["3×3", "300", "float64"] and row[5] == "-"   # PyTorch runs only for kl
+    assert float(row[4]) > 0 and float(row[6]) > 0
+
+
 def test_bench_plot(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     path = tmp_path / "bench.png"
