@@ -368,3 +368,33 @@ def evaluate_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad):
                 bad = min(bad, b)
             out[b] = value
         first_bad[c] = bad
+
+
+_CHOLESKY_SIGNATURES = [void(types.Array(dtype, 3, "A", readonly=True), float64[:, :, ::1], float64[::1], int64)
+                        for dtype in (float32, float64)]
+
+
+@batch(_CHOLESKY_SIGNATURES)
+def cholesky_batch(a, L, logdet, chunk):
+    """``L[b]`` = the lower Cholesky factor of ``a[b]`` and ``logdet[b] = log|a[b]|`` for every ``b``.
+
+    The per-item :func:`cholesky` over a stack of square matrices, in parallel chunks of
+    ``chunk`` items; the upper triangle of each factor is set to zero. An item that is not
+    positive definite, or whose log-determinant is not finite, gets ``logdet[b] = NaN`` and
+    the identity as its factor.
+    """
+    count = L.shape[0]
+    n = L.shape[1]
+    for c in prange((count + chunk - 1) // chunk):
+        r = np.empty(n)
+        for b in range(c * chunk, min(count, (c + 1) * chunk)):
+            Lb = L[b]
+            value = cholesky(a[b], Lb, r, n)
+            good = math.isfinite(value)
+            for i in range(n):
+                for j in range(i + 1, n):
+                    Lb[i, j] = 0.0
+                if not good:
+                    for j in range(i + 1):
+                        Lb[i, j] = 1.0 if i == j else 0.0
+            logdet[b] = value if good else math.nan
