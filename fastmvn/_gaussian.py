@@ -38,7 +38,7 @@ _ONE = np.ones((1, 1), np.float32)
 
 def _vec(x):
     """Column-major ``vec`` of each matrix as a column: ``(..., n, p)`` to ``(..., n·p, 1)``."""
-    return np.swapaxes(x, -1, -2).reshape(x.shape[:-2] + (-1, 1))
+    return np.swapaxes(x, -1, -2).reshape(x.shape[:-2] + (x.shape[-2] * x.shape[-1], 1))
 
 
 def _unvec(v, n, p):
