@@ -4,11 +4,12 @@ matrix normals, expectations of quadratic forms and the projection onto matrix n
 
 A matrix Gaussian on ``n×p`` matrices is a matrix normal on ``np×1`` matrices: mean
 ``vec M`` (a column), row covariance ``Σ`` and column covariance ``[[1]]``. Densities,
-Mahalanobis distances and the KL between two matrix Gaussians therefore run the compiled
-matrix-normal kernels of :mod:`fastmvn._api` unchanged, on ``vec``; the ``np×np``
-covariances are factorised once by the kernels' own per-item Cholesky
-(``fastmvn._kernels.cholesky_batch``). The rest (conditioning, affine maps, the Kronecker
-structure of a matrix normal) is NumPy on whole batches.
+Mahalanobis distances and the KL between two stored distributions therefore run the
+compiled matrix-normal kernels of :mod:`fastmvn._api` unchanged, on ``vec`` and the stored
+factors. The ``np×np`` covariances are factorised, and :func:`kl_full` computes the KL from
+covariances, by ``fastmvn._kernels.full_batch`` around the kernels' own per-item Cholesky.
+The rest (conditioning, affine maps, the Kronecker structure of a matrix normal) is NumPy
+on whole batches.
 
 Conventions: ``vec`` stacks columns, so ``Σ[i + n·j, k + n·l] = Cov(X_ij, X_kl)``; only the
 lower triangle of ``Σ`` is read.
@@ -22,7 +23,8 @@ import numpy as np
 from numpy.linalg import LinAlgError
 
 from . import _modes
-from ._api import CHUNK, COV, MATRIX, MEAN, _Arg, _check, _compute, _kernels, kl_chol, logpdf_chol, mahalanobis_chol
+from ._api import (CHUNK, COV, MATRIX, MEAN, _Arg, _check, _check_errors, _check_out, _compute, _diagnose, _kernels,
+                   _slot, kl_chol, logpdf_chol, mahalanobis_chol)
 from ._distribution import (_ENTROPY_PER_ENTRY, MatrixNormal, _exp, _first, _full, _indices, _nonfinite, _not_pd,
                             _read_only, _relative_change, _report, _sample_shape, _symmetric, _where)
 
@@ -81,16 +83,47 @@ def _check_size(mean_arg, cov_arg):
                          f"n·p = {n}·{p} from {mean_arg.name} of shape {mean_arg.array.shape}")
 
 
+def _first_bads(count):
+    """The ``first_bad`` array of the batch driver: one entry per chunk of ``CHUNK`` items."""
+    return np.empty(-(-count // CHUNK), np.int64)
+
+
 def _factor(arg, dtype):
     """Lower Cholesky factors (float64) of the covariances of ``arg`` over its own batch
     shape, by the kernels' per-item Cholesky, and the mask of the items that fail (not
     positive definite or not finite); a failed item's factor is the identity."""
+    kernels = _kernels()
     a = np.asarray(arg.array, dtype=dtype)
     size = a.shape[-1]
     stack = a.reshape((-1, size, size))
-    chol, logdet = np.empty(stack.shape), np.empty(len(stack))
-    _kernels().cholesky_batch(stack, chol, logdet, CHUNK)
+    count = len(stack)
+    chol, logdet = np.empty(stack.shape), np.empty(count, dtype)
+    if count:
+        unused = np.broadcast_to(np.zeros((1, 1, 1), dtype), (count, 1, 1))
+        kernels.full_batch(kernels.FULL_FACTOR, stack, unused, unused, unused, chol, logdet, _first_bads(count))
     return chol.reshape(a.shape), np.isnan(logdet).reshape(a.shape[:-2])
+
+
+def _kl_batch(slots, out):
+    """Run the kernel of :func:`kl_full` over ``slots`` (vec mean1, cov1, vec mean2, cov2,
+    broadcast to the batch shape) into the contiguous ``out``; return the flat index of the
+    first failing item, or None. Batch axes are merged without copying as in
+    ``fastmvn._api._evaluate``; where a layout cannot be merged, the first axis is looped over.
+    """
+    count = out.size
+    if count == 0:
+        return None
+    try:
+        flat = [np.reshape(s, (count,) + s.shape[-2:], copy=False) for s in slots]
+    except ValueError:
+        step = count // out.shape[0]
+        bads = [_kl_batch([s[i] for s in slots], out[i]) for i in range(out.shape[0])]
+        return next((i * step + bad for i, bad in enumerate(bads) if bad is not None), None)
+    kernels = _kernels()
+    first_bad = _first_bads(count)
+    kernels.full_batch(kernels.FULL_KL, *flat, np.empty((0, 1, 1)), out.reshape(count), first_bad)
+    bad = int(first_bad.min())
+    return bad if bad < count else None
 
 
 def _parts(mean, cov, names=("mean", "cov")):
@@ -780,13 +813,14 @@ def kl_full(mean1, cov1, mean2=None, cov2=None, *, out=None, errors="raise"):
         \tfrac12\big[\lVert L_2^{-1}L_1\rVert_F^2 + \lVert L_2^{-1}\operatorname{vec}(M_2 - M_1)\rVert^2
         - np + \log|\Sigma_2| - \log|\Sigma_1|\big],\quad \Sigma = L L^\top,
 
-    the multivariate-normal KL on column-major ``vec``. It is the matrix-normal kernel of
-    :func:`fastmvn.kl` run on ``np×1`` matrices: mean ``vec M``, row covariance ``Σ`` and
-    column covariance ``[[1]]`` (the kernel's column terms are then ``tr = 1`` and
-    ``log|·| = 0``), so the two Cholesky factorisations, the triangular trace and the
-    whitened mean difference are one fused pass per item, and a failing item is reported
+    the multivariate-normal KL on column-major ``vec``: the two Cholesky factorisations
+    (the kernels' per-item Cholesky), the triangular trace and the whitened mean difference
+    in one fused pass per item, the items split across threads. A failing item is reported
     by argument and batch index as in :func:`fastmvn.kl`. Only the lower triangles of the
-    covariances are read. :func:`kl_gaussian` is the same for distribution objects.
+    covariances are read. Against the standard normal (``mean2`` and ``cov2`` omitted) it
+    is the matrix-normal kernel of :func:`fastmvn.kl` on ``np×1`` matrices, with row
+    covariance ``Σ`` and column covariance ``[[1]]``. :func:`kl_gaussian` is the same for
+    distribution objects.
 
     Parameters
     ----------
@@ -836,23 +870,34 @@ def kl_full(mean1, cov1, mean2=None, cov2=None, *, out=None, errors="raise"):
     ...
     numpy.linalg.LinAlgError: cov1 is not positive definite (Cholesky failed) at batch index 7
     """
+    _check_errors(errors)
     first = [_Arg("mean1", MEAN, mean1, "np"), _Arg("cov1", COV, cov1, "kk")]
-    standard = mean2 is None and cov2 is None
-    second = []
-    if not standard:
-        n, p = first[0].array.shape[-2:]
-        second = [_Arg("mean2", MEAN, np.zeros((n, p)) if mean2 is None else mean2, "np", default=mean2 is None),
-                  _Arg("cov2", COV, np.eye(n * p) if cov2 is None else cov2, "kk", default=cov2 is None)]
-    args = first + second
-    _check(args)
-    for mean_arg, cov_arg in zip(args[::2], args[1::2]):
-        _check_size(mean_arg, cov_arg)
-    as_columns = []
-    for mean_arg, cov_arg in zip(args[::2], args[1::2]):
-        suffix = mean_arg.name[-1]
-        as_columns += [_Arg(mean_arg.name, MEAN, _vec(mean_arg.array), "ko", default=mean_arg.default), cov_arg,
-                       _Arg(f"the unit column covariance {suffix}", COV, _ONE, "oo", default=True)]
-    return _compute(_modes.KL_STD_COV if standard else _modes.KL_COV, as_columns, out, errors)
+    if mean2 is None and cov2 is None:
+        _check(first)
+        _check_size(*first)
+        standard = [_Arg("mean1", MEAN, _vec(first[0].array), "ko"), first[1],
+                    _Arg("unit colcov", COV, _ONE, "oo", default=True)]
+        return _compute(_modes.KL_STD_COV, standard, out, errors)
+    n, p = first[0].array.shape[-2:]
+    args = first + [_Arg("mean2", MEAN, np.zeros((n, p)) if mean2 is None else mean2, "np", default=mean2 is None),
+                    _Arg("cov2", COV, np.eye(n * p) if cov2 is None else cov2, "kk", default=cov2 is None)]
+    dtype, batch_shape = _check(args)
+    _check_size(args[0], args[1])
+    _check_size(args[2], args[3])
+    _check_out(out, dtype, batch_shape)
+    args = [_Arg(arg.name, MEAN, _vec(arg.array), "ko", default=arg.default) if arg.kind == MEAN else arg
+            for arg in args]
+    contiguous = out is not None and out.flags.c_contiguous
+    result = out if contiguous else np.empty(batch_shape, dtype)
+    slots = [_slot(arg, dtype, batch_shape) for arg in args]
+    bad = _kl_batch(slots, result)
+    if out is not None and not contiguous:
+        out[...] = result
+    if bad is not None and errors == "raise":
+        raise _diagnose(args, slots, tuple(int(i) for i in np.unravel_index(bad, batch_shape)))
+    if out is not None:
+        return out
+    return result if result.ndim else result[()]
 
 
 def _kl_to_normal(g, q):

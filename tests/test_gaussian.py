@@ -131,6 +131,11 @@ def test_kl_full_against_reference_dense_and_objects(rng):
     low = fm.kl_full(*(a.astype(np.float32) for a in (mean1, cov1, mean2, cov2)))
     assert low.dtype == np.float32 and np.allclose(low, kl, rtol=1e-4)
     assert fm.kl_full(mean1[0, 0], cov1[0, 0]).ndim == 0
+    cov2[2] = -np.eye(n * p)  # a batch (4, 3) whose axes cannot be merged: the first is looped over
+    with pytest.raises(LinAlgError, match=r"^cov2 is not positive definite \(Cholesky failed\) at batch index \(0, 2\)$"):
+        fm.kl_full(mean1, cov1, mean2, cov2)
+    result = fm.kl_full(mean1, cov1, mean2, cov2, errors="nan")
+    assert np.isnan(result[:, 2]).all() and np.allclose(result[:, :2], kl[:, :2], rtol=1e-14)
 
 
 def test_kl_between_matrix_gaussians_and_matrix_normals(rng):
