@@ -119,3 +119,23 @@ def compare_logpdf(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, refere
         "reference": median_time(lambda: reference.logpdf(*small), slow) / len(small[0]),
         "scipy": median_time(scipy_loop, slow) / len(few[0]),
     }
+
+
+def compare_kl_gaussian(n=4, p=4, batch=100_000, dtype=np.float64, repeat=5):
+    """Per-item seconds of the KL between matrix Gaussians with full ``np×np`` covariances:
+    ``fastmvn.kl_full`` from the covariances, ``MatrixGaussian.kl`` from factors stored at
+    construction, and the NumPy reference ``fastmvn.reference.kl_gaussian``, all on the same
+    ``batch`` pairs (medians of ``repeat`` runs; the reference of ``max(1, repeat // 2)``)."""
+    from ._gaussian import MatrixGaussian, kl_full
+
+    rng = np.random.default_rng(0)
+    shape, size = (batch,), n * p
+    mean1, mean2 = rng.standard_normal((2, batch, n, p)).astype(dtype, copy=False)
+    cov1, cov2 = (random_spd(rng, shape, size).astype(dtype, copy=False) for _ in range(2))
+    first, second = MatrixGaussian(mean1, cov1), MatrixGaussian(mean2, cov2)
+    out = np.empty(batch, dtype)
+    return {
+        "fastmvn": median_time(lambda: kl_full(mean1, cov1, mean2, cov2, out=out), repeat) / batch,
+        "distribution": median_time(lambda: first.kl(second), repeat) / batch,
+        "reference": median_time(lambda: reference.kl_gaussian(mean1, cov1, mean2, cov2), max(1, repeat // 2)) / batch,
+    }

@@ -482,3 +482,10 @@ def test_bad_input_names_argument_and_batch_index(rng):
         fm.nearest_kronecker(bad, n, p)
     with pytest.raises(TypeError, match="g must be a MatrixGaussian"):
         fm.project(fm.MatrixNormal(None, np.eye(2), np.eye(2)))
+
+
+def test_benchmark_runs_on_a_small_batch():
+    from fastmvn._bench import compare_kl_gaussian
+
+    figures = compare_kl_gaussian(2, 2, batch=300, repeat=1)
+    assert set(figures) == {"fastmvn", "distribution", "reference"} and all(t > 0 for t in figures.values())
