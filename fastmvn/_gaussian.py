@@ -490,7 +490,7 @@ class MatrixGaussian:
         return _exp(self.logpdf(x, out=out, errors=errors), errors)
 
     def mahalanobis(self, x, *, out=None, errors="raise"):
-        """Squared Mahalanobis distance ``vec(X−M)ᵀ Σ⁻¹ vec(X−M) = ‖L⁻¹ vec(X−M)‖²`` from the stored factor.
+        """Squared Mahalanobis distance ``vec(X−M)ᵀ Σ⁻¹ vec(X−M) = ‖L⁻¹ vec(X−M)‖²``, stored ``L``.
 
         Parameters
         ----------
@@ -526,7 +526,8 @@ class MatrixGaussian:
         >>> import numpy as np, fastmvn as fm
         >>> from scipy.stats import multivariate_normal
         >>> cov = np.eye(6) + 0.2
-        >>> bool(np.isclose(fm.MatrixGaussian(np.zeros((3, 2)), cov).entropy(), multivariate_normal(None, cov).entropy()))
+        >>> g = fm.MatrixGaussian(np.zeros((3, 2)), cov)
+        >>> bool(np.isclose(g.entropy(), multivariate_normal(None, cov).entropy()))
         True
         """
         n, p = self.shape
@@ -746,7 +747,8 @@ class MatrixGaussian:
         transform = np.einsum("...jb,...ai->...baji", B, A)  # Bᵀ⊗A: [a + m·b, i + n·j] = B[j, b] A[a, i]
         transform = transform.reshape(transform.shape[:-4] + (m * q, n * p))
         cov = transform @ np.asarray(self._cov, dtype=np.float64) @ np.swapaxes(transform, -1, -2)
-        return _assemble(*_parts(mean.astype(dtype), cov.astype(dtype), names=("A mean B + C", "(Bᵀ⊗A) cov (Bᵀ⊗A)ᵀ")))
+        return _assemble(*_parts(mean.astype(dtype), cov.astype(dtype),
+                                 names=("A mean B + C", "(Bᵀ⊗A) cov (Bᵀ⊗A)ᵀ")))
 
     # Expectations
 

@@ -132,7 +132,7 @@ def test_kl_full_against_reference_dense_and_objects(rng):
     assert low.dtype == np.float32 and np.allclose(low, kl, rtol=1e-4)
     assert fm.kl_full(mean1[0, 0], cov1[0, 0]).ndim == 0
     cov2[2] = -np.eye(n * p)  # a batch (4, 3) whose axes cannot be merged: the first is looped over
-    with pytest.raises(LinAlgError, match=r"^cov2 is not positive definite \(Cholesky failed\) at batch index \(0, 2\)$"):
+    with pytest.raises(LinAlgError, match=r"^cov2 is not positive definite .* at batch index \(0, 2\)$"):
         fm.kl_full(mean1, cov1, mean2, cov2)
     result = fm.kl_full(mean1, cov1, mean2, cov2, errors="nan")
     assert np.isnan(result[:, 2]).all() and np.allclose(result[:, :2], kl[:, :2], rtol=1e-14)
@@ -364,7 +364,8 @@ def test_nearest_kronecker_exact_spd_and_nearest(rng):
     assert np.array_equal(rowcov, np.swapaxes(rowcov, -1, -2)) and np.array_equal(colcov, np.swapaxes(colcov, -1, -2))
     distance = np.linalg.norm(cov - kron(colcov, rowcov), axis=(-2, -1))
     for _ in range(5):  # no nearby Kronecker product is nearer
-        nearby = kron(colcov + 1e-3 * rng.standard_normal(colcov.shape), rowcov + 1e-3 * rng.standard_normal(rowcov.shape))
+        nearby = kron(colcov + 1e-3 * rng.standard_normal(colcov.shape),
+                      rowcov + 1e-3 * rng.standard_normal(rowcov.shape))
         assert (np.linalg.norm(cov - nearby, axis=(-2, -1)) > distance).all()
     assert fm.nearest_kronecker(cov.astype(np.float32), n, p)[0].dtype == np.float32
 
