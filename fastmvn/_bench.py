@@ -125,7 +125,8 @@ def compare_kl_gaussian(n=4, p=4, batch=100_000, dtype=np.float64, repeat=5):
     """Per-item seconds of the KL between matrix Gaussians with full ``np×np`` covariances:
     ``fastmvn.kl_full`` from the covariances, ``MatrixGaussian.kl`` from factors stored at
     construction, and the NumPy reference ``fastmvn.reference.kl_gaussian``, all on the same
-    ``batch`` pairs (medians of ``repeat`` runs; the reference of ``max(1, repeat // 2)``)."""
+    ``batch`` pairs. Medians of ``repeat`` rounds after a warm-up; each round runs the three
+    once, so that all three see the same load on a shared machine."""
     from ._gaussian import MatrixGaussian, kl_full
 
     rng = np.random.default_rng(0)
@@ -134,8 +135,16 @@ def compare_kl_gaussian(n=4, p=4, batch=100_000, dtype=np.float64, repeat=5):
     cov1, cov2 = (random_spd(rng, shape, size).astype(dtype, copy=False) for _ in range(2))
     first, second = MatrixGaussian(mean1, cov1), MatrixGaussian(mean2, cov2)
     out = np.empty(batch, dtype)
-    return {
-        "fastmvn": median_time(lambda: kl_full(mean1, cov1, mean2, cov2, out=out), repeat) / batch,
-        "distribution": median_time(lambda: first.kl(second), repeat) / batch,
-        "reference": median_time(lambda: reference.kl_gaussian(mean1, cov1, mean2, cov2), max(1, repeat // 2)) / batch,
+    runs = {
+        "fastmvn": lambda: kl_full(mean1, cov1, mean2, cov2, out=out),
+        "distribution": lambda: first.kl(second),
+        "reference": lambda: reference.kl_gaussian(mean1, cov1, mean2, cov2),
     }
+    times = {name: [] for name in runs}
+    for round_ in range(repeat + 1):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) / batch for name, values in times.items()}
