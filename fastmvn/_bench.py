@@ -168,3 +168,32 @@ def compare_logpdf(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, refere
         "reference": median_time(lambda: reference.logpdf(*small), slow) / len(small[0]),
         "scipy": median_time(scipy_loop, slow) / len(few[0]),
     }
+
+
+def compare_kl_gaussian(n=4, p=4, batch=100_000, dtype=np.float64, repeat=5):
+    """Per-item seconds of the KL between matrix Gaussians with full ``np×np`` covariances:
+    ``fastmvn.kl_full`` from the covariances, ``MatrixGaussian.kl`` from factors stored at
+    construction, and the NumPy reference ``fastmvn.reference.kl_gaussian``, all on the same
+    ``batch`` pairs. Medians of ``repeat`` rounds after a warm-up; each round runs the three
+    once, so that all three see the same load on a shared machine."""
+    from ._gaussian import MatrixGaussian, kl_full
+
+    rng = np.random.default_rng(0)
+    shape, size = (batch,), n * p
+    mean1, mean2 = rng.standard_normal((2, batch, n, p)).astype(dtype, copy=False)
+    cov1, cov2 = (random_spd(rng, shape, size).astype(dtype, copy=False) for _ in range(2))
+    first, second = MatrixGaussian(mean1, cov1), MatrixGaussian(mean2, cov2)
+    out = np.empty(batch, dtype)
+    runs = {
+        "fastmvn": lambda: kl_full(mean1, cov1, mean2, cov2, out=out),
+        "distribution": lambda: first.kl(second),
+        "reference": lambda: reference.kl_gaussian(mean1, cov1, mean2, cov2),
+    }
+    times = {name: [] for name in runs}
+    for round_ in range(repeat + 1):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) / batch for name, values in times.items()}
