@@ -6,9 +6,8 @@ A matrix Gaussian on ``n×p`` matrices is a matrix normal on ``np×1`` matrices:
 ``vec M`` (a column), row covariance ``Σ`` and column covariance ``[[1]]``. Densities,
 Mahalanobis distances and the KL between two stored distributions therefore run the
 compiled matrix-normal kernels of :mod:`fastmvn._api` unchanged, on ``vec`` and the stored
-factors. The ``np×np`` covariances are factorised, and :func:`kl_full` computes the KL from
-covariances, by ``fastmvn._kernels.full_batch`` around the kernels' own per-item Cholesky.
-The rest (conditioning, affine maps, the Kronecker structure of a matrix normal) is NumPy
+factors, and :func:`kl_full` is the matrix-normal KL from covariances on the same ``np×1``
+matrices. The rest (conditioning, affine maps, the Kronecker structure of a matrix normal) is NumPy
 on whole batches.
 
 Conventions: ``vec`` stacks columns, so ``Σ[i + n·j, k + n·l] = Cov(X_ij, X_kl)``; only the
@@ -23,9 +22,9 @@ import numpy as np
 from numpy.linalg import LinAlgError
 
 from . import _modes
-from ._api import (CHUNK, COV, MATRIX, MEAN, _Arg, _check, _check_errors, _check_out, _compute, _diagnose, _kernels,
-                   _slot, kl_chol, logpdf_chol, mahalanobis_chol)
-from ._distribution import (_ENTROPY_PER_ENTRY, MatrixNormal, _exp, _first, _full, _indices, _nonfinite, _not_pd,
+from ._api import (COV, MATRIX, MEAN, _Arg, _check, _check_errors, _compute, kl_chol, logpdf_chol,
+                   mahalanobis_chol)
+from ._distribution import (_ENTROPY_PER_ENTRY, MatrixNormal, _exp, _factor, _first, _full, _indices, _nonfinite, _not_pd,
                             _read_only, _relative_change, _report, _sample_shape, _symmetric, _where)
 
 __all__ = ["MatrixGaussian", "kl_full", "kl_gaussian", "expect_quadratic", "nearest_kronecker", "project"]
@@ -83,49 +82,6 @@ def _check_size(mean_arg, cov_arg):
                          f"n·p = {n}·{p} from {mean_arg.name} of shape {mean_arg.array.shape}")
 
 
-def _first_bads(count):
-    """The ``first_bad`` array of the batch driver: one entry per chunk of ``CHUNK`` items."""
-    return np.empty(-(-count // CHUNK), np.int64)
-
-
-def _factor(arg, dtype):
-    """Lower Cholesky factors (float64) of the covariances of ``arg`` over its own batch
-    shape, by the kernels' per-item Cholesky, and the mask of the items that fail (not
-    positive definite or not finite); a failed item's factor is the identity."""
-    kernels = _kernels()
-    a = np.asarray(arg.array, dtype=dtype)
-    size = a.shape[-1]
-    stack = a.reshape((-1, size, size))
-    count = len(stack)
-    chol, logdet = np.empty(stack.shape), np.empty(count, dtype)
-    if count:
-        unused = np.broadcast_to(np.zeros((1, 1, 1), dtype), (count, 1, 1))
-        kernels.full_batch(kernels.FULL_FACTOR, stack, unused, unused, unused, chol, logdet, _first_bads(count))
-    return chol.reshape(a.shape), np.isnan(logdet).reshape(a.shape[:-2])
-
-
-def _kl_batch(slots, out):
-    """Run the kernel of :func:`kl_full` over ``slots`` (vec mean1, cov1, vec mean2, cov2,
-    broadcast to the batch shape) into the contiguous ``out``; return the flat index of the
-    first failing item, or None. Batch axes are merged without copying as in
-    ``fastmvn._api._evaluate``; where a layout cannot be merged, the first axis is looped over.
-    """
-    count = out.size
-    if count == 0:
-        return None
-    try:
-        flat = [np.reshape(s, (count,) + s.shape[-2:], copy=False) for s in slots]
-    except ValueError:
-        step = count // out.shape[0]
-        bads = [_kl_batch([s[i] for s in slots], out[i]) for i in range(out.shape[0])]
-        return next((i * step + bad for i, bad in enumerate(bads) if bad is not None), None)
-    kernels = _kernels()
-    first_bad = _first_bads(count)
-    kernels.full_batch(kernels.FULL_KL, *flat, np.empty((0, 1, 1)), out.reshape(count), first_bad)
-    bad = int(first_bad.min())
-    return bad if bad < count else None
-
-
 def _parts(mean, cov, names=("mean", "cov")):
     """The checked parts ``(mean, cov, chol, dtype, batch_shape)`` of a :class:`MatrixGaussian`,
     in new arrays; failures raise naming the argument (by ``names``) and the batch index."""
@@ -133,7 +89,7 @@ def _parts(mean, cov, names=("mean", "cov")):
     mean_arg, cov_arg = _Arg(mean_name, MEAN, mean, "np"), _Arg(cov_name, COV, cov, "kk")
     dtype, batch_shape = _check([mean_arg, cov_arg])
     _check_size(mean_arg, cov_arg)
-    chol, failed = _factor(cov_arg, dtype)
+    chol, failed = _factor(cov_arg)
     _report([(_nonfinite(mean_arg), ValueError, f"{mean_name} contains NaN or infinity"),
              (_nonfinite(cov_arg), ValueError, f"{cov_name} contains NaN or infinity"),
              (failed, LinAlgError, _not_pd(cov_name))], batch_shape)
@@ -883,23 +839,12 @@ def kl_full(mean1, cov1, mean2=None, cov2=None, *, out=None, errors="raise"):
     n, p = first[0].array.shape[-2:]
     args = first + [_Arg("mean2", MEAN, np.zeros((n, p)) if mean2 is None else mean2, "np", default=mean2 is None),
                     _Arg("cov2", COV, np.eye(n * p) if cov2 is None else cov2, "kk", default=cov2 is None)]
-    dtype, batch_shape = _check(args)
+    _check(args)
     _check_size(args[0], args[1])
     _check_size(args[2], args[3])
-    _check_out(out, dtype, batch_shape)
-    args = [_Arg(arg.name, MEAN, _vec(arg.array), "ko", default=arg.default) if arg.kind == MEAN else arg
-            for arg in args]
-    contiguous = out is not None and out.flags.c_contiguous
-    result = out if contiguous else np.empty(batch_shape, dtype)
-    slots = [_slot(arg, dtype, batch_shape) for arg in args]
-    bad = _kl_batch(slots, result)
-    if out is not None and not contiguous:
-        out[...] = result
-    if bad is not None and errors == "raise":
-        raise _diagnose(args, slots, tuple(int(i) for i in np.unravel_index(bad, batch_shape)))
-    if out is not None:
-        return out
-    return result if result.ndim else result[()]
+    vec1, vec2 = (_Arg(arg.name, MEAN, _vec(arg.array), "ko", default=arg.default) for arg in (args[0], args[2]))
+    unit = _Arg("unit colcov", COV, _ONE, "oo", default=True)
+    return _compute(_modes.KL_COV, [vec1, args[1], unit, vec2, args[3], unit], out, errors)
 
 
 def _kl_to_normal(g, q):

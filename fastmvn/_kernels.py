@@ -108,22 +108,33 @@ def diagonal_sum(a, n):
 
 
 @item
-def trace_tri(L2, r2, L1, t, n):
-    """``tr((L2 L2ᵀ)⁻¹ L1 L1ᵀ) = ‖L2⁻¹ L1‖_F²`` for lower-triangular ``L1``, ``L2``.
+def trace_tri(L2, r2, W, n):
+    """``tr((L2 L2ᵀ)⁻¹ W Wᵀ) = ‖L2⁻¹ W‖_F²`` for lower-triangular ``L2``, ``W``, overwriting
+    ``W`` with ``L2⁻¹ W`` (lower triangular too).
 
-    ``L2⁻¹ L1`` is lower triangular, so each column is a forward substitution that
-    starts at the diagonal; ``t`` holds the column, updated a solved entry at a time.
+    Solved a row at a time by updates of whole (contiguous) rows, which vectorise; only
+    the lower triangle of ``W`` is read.
     """
     acc = 0.0
-    for j in range(n):
-        for i in range(j, n):
-            t[i] = L1[i, j]
-        for k in range(j, n):
-            x = t[k] * r2[k]
+    for i in range(n):
+        for k in range(i):
+            lik = L2[i, k]
+            for c in range(k + 1):
+                W[i, c] -= lik * W[k, c]
+        ri = r2[i]
+        for c in range(i + 1):
+            x = W[i, c] * ri
+            W[i, c] = x
             acc += x * x
-            for i in range(k + 1, n):
-                t[i] -= L2[i, k] * x
     return acc
+
+
+@item
+def copy_lower(a, L, n):
+    """``tril(L) = tril(a)``."""
+    for i in range(n):
+        for j in range(i + 1):
+            L[i, j] = a[i, j]
 
 
 @item
@@ -173,13 +184,13 @@ def squared_norm(m, n, p):
 
 
 @item
-def kl_factored(m1, Lu1, Lv1, m2, Lu2, ru2, Lv2, rv2, dlogdet_u, dlogdet_v, Y, t, n, p):
-    """KL between two matrix normals given by Cholesky factors.
+def kl_factored(m1, Lu1, Lv1, m2, Lu2, ru2, Lv2, rv2, dlogdet_u, dlogdet_v, Y, n, p):
+    """KL between two matrix normals given by Cholesky factors, overwriting ``Lu1``, ``Lv1``.
 
     ``dlogdet_u = log|U2| − log|U1|`` and ``dlogdet_v = log|V2| − log|V1|``.
     """
-    trace_u = trace_tri(Lu2, ru2, Lu1, t, n)
-    trace_v = trace_tri(Lv2, rv2, Lv1, t, p)
+    trace_u = trace_tri(Lu2, ru2, Lu1, n)
+    trace_v = trace_tri(Lv2, rv2, Lv1, p)
     difference(Y, m2, m1, n, p)
     quad = whitened_norm2(Y, Lu2, ru2, Lv2, rv2, n, p)
     return 0.5 * (trace_u * trace_v + quad - n * p + p * dlogdet_u + n * dlogdet_v)
@@ -277,7 +288,7 @@ def evaluate(mode, a0, a1, a2, a3, a4, a5, Lu1, Lv1, Lu2, Lv2, Y, ru1, rv1, ru2,
         if math.isnan(logdet_u1 + logdet_v1 + logdet_u2 + logdet_v2):
             return math.nan
         return kl_factored(a0, Lu1, Lv1, a3, Lu2, ru2, Lv2, rv2,
-                           logdet_u2 - logdet_u1, logdet_v2 - logdet_v1, Y, t, n, p)
+                           logdet_u2 - logdet_u1, logdet_v2 - logdet_v1, Y, n, p)
     if mode == KL_CHOL:
         logdet_u1 = factor_logdet(a1, ru1, n)
         logdet_v1 = factor_logdet(a2, rv1, p)
@@ -285,8 +296,10 @@ def evaluate(mode, a0, a1, a2, a3, a4, a5, Lu1, Lv1, Lu2, Lv2, Y, ru1, rv1, ru2,
         logdet_v2 = factor_logdet(a5, rv2, p)
         if math.isnan(logdet_u1 + logdet_v1 + logdet_u2 + logdet_v2):
             return math.nan
-        return kl_factored(a0, a1, a2, a3, a4, ru2, a5, rv2,
-                           logdet_u2 - logdet_u1, logdet_v2 - logdet_v1, Y, t, n, p)
+        copy_lower(a1, Lu1, n)
+        copy_lower(a2, Lv1, p)
+        return kl_factored(a0, Lu1, Lv1, a3, a4, ru2, a5, rv2,
+                           logdet_u2 - logdet_u1, logdet_v2 - logdet_v1, Y, n, p)
     if mode == KL_DIAG:
         return kl_diagonal(a0, a1, a2, a3, a4, a5, ru2, rv2, n, p)
     if mode == KL_STD_COV:
@@ -363,115 +376,6 @@ def evaluate_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad):
         for b in range(c * size, min(count, (c + 1) * size)):
             value = evaluate(mode, a0[b], a1[b], a2[b], a3[b], a4[b], a5[b],
                              Lu1, Lv1, Lu2, Lv2, Y, ru1, rv1, ru2, rv2, t, n, p)
-            if not math.isfinite(value):
-                value = math.nan
-                bad = min(bad, b)
-            out[b] = value
-        first_bad[c] = bad
-
-
-
-@item
-def cholesky_factor(a, L, r, n):
-    """:func:`cholesky` with the upper triangle of ``L`` set to zero, so that ``L`` is the
-    whole factor; where the log-determinant is not finite (``a`` is not positive definite
-    or not finite), ``L`` is the identity."""
-    logdet = cholesky(a, L, r, n)
-    good = math.isfinite(logdet)
-    for i in range(n):
-        for j in range(i + 1, n):
-            L[i, j] = 0.0
-        if not good:
-            for j in range(i + 1):
-                L[i, j] = 1.0 if i == j else 0.0
-    return logdet
-
-
-@item
-def trace_tri_rows(L2, r2, W, n):
-    """``‖L2⁻¹ W‖_F²`` for lower-triangular ``W``, overwriting ``W`` with ``L2⁻¹ W``.
-
-    The value of :func:`trace_tri` with ``L1 = W``, solved a row at a time by updates of
-    whole (contiguous) rows, which vectorise: faster for the large factors of a full
-    ``np×np`` covariance, where the column-wise substitution is bound by strided reads.
-    """
-    acc = 0.0
-    for i in range(n):
-        for k in range(i):
-            lik = L2[i, k]
-            for c in range(k + 1):
-                W[i, c] -= lik * W[k, c]
-        ri = r2[i]
-        for c in range(i + 1):
-            x = W[i, c] * ri
-            W[i, c] = x
-            acc += x * x
-    return acc
-
-
-@item
-def whitened_vector_norm2(L, r, a, b, y, n):
-    """``‖L⁻¹ (a − b)‖²`` for columns ``a``, ``b`` (``n×1``), by forward substitution into ``y``
-    (dot products along the contiguous rows of ``L``)."""
-    acc = 0.0
-    for i in range(n):
-        s = float(a[i, 0]) - float(b[i, 0])
-        for k in range(i):
-            s -= L[i, k] * y[k]
-        s *= r[i]
-        y[i] = s
-        acc += s * s
-    return acc
-
-
-@item(inline=True)
-def kl_full_cov(m1, S1, m2, S2, L1, L2, r1, r2, y, n):
-    """KL between ``N(m1, S1)`` and ``N(m2, S2)`` (means as ``n×1`` columns, full covariances):
-    ``½[‖L2⁻¹ L1‖² + ‖L2⁻¹ (m2 − m1)‖² − n + log|S2| − log|S1|]``; NaN when a covariance
-    is not positive definite."""
-    logdet1 = cholesky(S1, L1, r1, n)
-    logdet2 = cholesky(S2, L2, r2, n)
-    if math.isnan(logdet1 + logdet2):
-        return math.nan
-    trace = trace_tri_rows(L2, r2, L1, n)
-    quad = whitened_vector_norm2(L2, r2, m2, m1, y, n)
-    return 0.5 * (trace + quad - n + logdet2 - logdet1)
-
-
-#: Modes of :func:`full_batch`; the slots ``a0..a3`` hold, in order:
-FULL_FACTOR = 0  # cov (the factors go to ``factor``, the log-determinants to ``out``)
-FULL_KL = 1  # vec mean1 (np×1), cov1, vec mean2, cov2
-
-_FULL_SIGNATURES = [void(int64, *(types.Array(dtype, 3, "A", readonly=True),) * 4, float64[:, :, ::1], dtype[:],
-                         int64[:])
-                    for dtype in (float32, float64)]
-
-
-@batch(_FULL_SIGNATURES)
-def full_batch(mode, a0, a1, a2, a3, factor, out, first_bad):
-    """The batch driver of the matrix Gaussian's full ``np×np`` covariances, in parallel chunks.
-
-    ``FULL_FACTOR``: ``factor[b]`` = the lower Cholesky factor of ``a0[b]`` (the identity
-    where it fails) and ``out[b] = log|a0[b]|``. ``FULL_KL``: ``out[b]`` = :func:`kl_full_cov`
-    of ``a0[b], …, a3[b]``; ``factor`` is not used. Chunks, scratch and ``first_bad`` are
-    as in :func:`evaluate_batch`.
-    """
-    count = out.shape[0]
-    n = a0.shape[1]
-    chunks = first_bad.shape[0]
-    size = (count + chunks - 1) // chunks
-    for c in prange(chunks):
-        L1 = np.empty((n, n))
-        L2 = np.empty((n, n))
-        r1 = np.empty(n)
-        r2 = np.empty(n)
-        y = np.empty(n)
-        bad = count
-        for b in range(c * size, min(count, (c + 1) * size)):
-            if mode == FULL_FACTOR:
-                value = cholesky_factor(a0[b], factor[b], r1, n)
-            else:
-                value = kl_full_cov(a0[b], a1[b], a2[b], a3[b], L1, L2, r1, r2, y, n)
             if not math.isfinite(value):
                 value = math.nan
                 bad = min(bad, b)
