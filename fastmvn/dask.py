@@ -1,9 +1,13 @@
 """Lazy Dask versions of fastmvn's batched functions: batches chunked along their batch axes,
 larger than memory, streamed from disk or spread over a cluster.
 
-Each function takes :class:`dask.array.Array` inputs (NumPy arrays and array_likes are
-wrapped) and returns a lazy ``dask.array`` whose every block is one call of the in-memory
-function of the same name on the matching blocks of the inputs. The compiled kernels release
+Each function takes :class:`dask.array.Array` inputs and returns a lazy ``dask.array`` whose
+every block is one call of the in-memory function of the same name on the matching blocks of
+the inputs. Other arrays are wrapped, without copying: NumPy arrays are sliced in place, and
+memory-mapped ``.npy`` files (``np.load(path, mmap_mode="r")``), Zarr and HDF5 arrays are
+read block by block when the blocks run; other array_likes go through :func:`numpy.asarray`.
+(Pass a memory-mapped array as it is: :func:`dask.array.from_array` copies NumPy arrays, and
+so reads a whole memory-mapped file into memory.) The compiled kernels release
 the GIL, so Dask's default threaded scheduler runs blocks in parallel; ``dask.distributed``
 works as well.
 
@@ -29,9 +33,11 @@ Importing this module needs Dask (``pip install "fastmvn[dask]"``); ``import fas
 does not.
 """
 
+import mmap
 import threading
 import warnings
 
+import numba
 import numpy as np
 from numpy.linalg import LinAlgError
 
@@ -57,13 +63,49 @@ class RechunkWarning(UserWarning):
     """
 
 
+def _sliceable(value):
+    """Whether ``value`` is an array that Dask can read block by block (NumPy, memory-mapped,
+    Zarr, HDF5 …)."""
+    return (hasattr(value, "shape") and hasattr(value, "__getitem__")
+            and isinstance(getattr(value, "dtype", None), np.dtype))
+
+
+class _Sliced:
+    """A NumPy array handed to :func:`dask.array.from_array` to be sliced in place.
+
+    ``from_array`` copies NumPy arrays, and a copy of a memory-mapped array reads the whole
+    file into memory; through this wrapper each block is a view, read when its kernel runs.
+    Pickled for a cluster, a memory-mapped ``.npy`` file travels as its name and offset and
+    is mapped again by the worker; any other array travels whole.
+    """
+
+    def __init__(self, array):
+        self.array = array
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, index):
+        return self.array[index]
+
+    def __reduce__(self):
+        array = self.array
+        if isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.filename:
+            order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+            return _map_file, (array.filename, array.dtype, array.offset, array.shape, order)
+        return _Sliced, (np.asarray(array),)
+
+
+def _map_file(filename, dtype, offset, shape, order):
+    return _Sliced(np.memmap(filename, dtype=dtype, mode="r", offset=offset, shape=shape, order=order))
+
+
 class _Input:
-    """One given argument: its name, core axes ("np", "nn", "n", …) and array (Dask or NumPy)."""
+    """One given argument: its name, core axes ("np", "nn", "n", …) and array (a Dask array or
+    one that Dask can slice)."""
 
     def __init__(self, position, name, axes, value):
         self.position, self.name, self.axes = position, name, axes
-        array = value if isinstance(value, da.Array) else np.asarray(value)
-        if array.ndim < len(axes):
+        array = value if isinstance(value, da.Array) or _sliceable(value) else np.asarray(value)
+        if len(array.shape) < len(axes):
             letters = ", ".join(axes)
             raise ValueError(f"{name} must have at least {len(axes)} dimensions (..., {letters}); "
                              f"got shape {array.shape}")
@@ -74,7 +116,7 @@ class _Input:
 
     @property
     def batch_ndim(self):
-        return self.array.ndim - len(self.axes)
+        return len(self.array.shape) - len(self.axes)
 
     @property
     def batch_shape(self):
@@ -131,7 +173,7 @@ def _batch_chunks(inputs, batch_shape, dtype):
 def _as_dask(arg, batch_chunks):
     """The argument as a Dask array with whole matrices in each block."""
     array = arg.array
-    core_axes = range(arg.batch_ndim, array.ndim)
+    core_axes = range(arg.batch_ndim, len(array.shape))
     if isinstance(array, da.Array):
         if any(len(array.chunks[axis]) > 1 for axis in core_axes):
             warnings.warn(f"{arg.name} is split along its matrix axes (chunks {array.chunks}); rechunking "
@@ -141,7 +183,10 @@ def _as_dask(arg, batch_chunks):
         return array
     own = batch_chunks[len(batch_chunks) - arg.batch_ndim:]
     chunks = tuple(1 if size == 1 else axis_chunks for size, axis_chunks in zip(arg.batch_shape, own))
-    return da.from_array(array, chunks=chunks + arg.core_shape, name=False)
+    if isinstance(array, np.ndarray):
+        array = _Sliced(array)
+    return da.from_array(array, chunks=chunks + arg.core_shape, name=False,
+                         meta=np.empty((0,) * len(array.shape), array.dtype))
 
 
 # The workqueue threading layer aborts when two threads launch parallel kernels at once;
@@ -150,8 +195,6 @@ _LAUNCH = threading.Lock()
 
 
 def _launch_needs_lock():
-    import numba
-
     try:
         return numba.threading_layer() == "workqueue"
     except ValueError:
@@ -159,6 +202,7 @@ def _launch_needs_lock():
 
 
 def _call(function, args, errors):
+    """``function(*args, errors=errors)`` as an array, taking turns under the workqueue layer."""
     if _launch_needs_lock():
         with _LAUNCH:
             return np.asarray(function(*args, errors=errors))
@@ -166,6 +210,7 @@ def _call(function, args, errors):
 
 
 def _at(index):
+    """The in-memory functions' words for a batch index."""
     return f" at batch index {index[0] if len(index) == 1 else index}" if index else ""
 
 
@@ -198,7 +243,7 @@ def _block(*blocks, function, count, positions, core_ndims, errors):
     for position, core_ndim in zip(positions, core_ndims):
         item[position] = _item(args[position], core_ndim, local)
     try:
-        function(*item)
+        _call(function, item, "raise")
     except _ITEM_ERRORS as error:
         raise type(error)(f"{error}{where}") from None
     raise first
@@ -220,7 +265,7 @@ def _lazy(function, specs, values, errors):
     for arg in inputs:
         core_index = tuple(range(ndim + 2 * arg.position, ndim + 2 * arg.position + len(arg.axes)))
         pairs += [_as_dask(arg, batch_chunks), out_index[ndim - arg.batch_ndim:] + core_index]
-    chunkss, arrays = da.core.unify_chunks(*pairs)
+    chunkss, arrays = da.unify_chunks(*pairs)
     out_chunks = tuple(chunkss[axis] for axis in out_index)
     aligned = [x for pair in zip(arrays, pairs[1::2]) for x in pair]
     return da.blockwise(_block, out_index, *aligned, ArraySliceDep(out_chunks), out_index,

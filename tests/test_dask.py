@@ -2,6 +2,9 @@
 indices, rechunking, threads and a two-process dask.distributed cluster."""
 
 import os
+import pathlib
+import pickle
+import re
 import subprocess
 import sys
 
@@ -9,6 +12,7 @@ import numpy as np
 import pytest
 from numpy.linalg import LinAlgError
 
+dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 
 import fastmvn as fm  # noqa: E402
@@ -30,27 +34,33 @@ def chunked(arrays, chunks):
 
 
 def diag_args(rng, batch, n=3, p=2):
+    """Arguments of a KL between two batches of distributions with diagonal covariances."""
     return [rng.standard_normal(batch + (n, p)), rng.uniform(0.5, 2.0, batch + (n,)), rng.uniform(0.5, 2.0, batch + (p,)),
             rng.standard_normal(batch + (n, p)), rng.uniform(0.5, 2.0, batch + (n,)), rng.uniform(0.5, 2.0, batch + (p,))]
 
 
-CASES = {
-    "kl": (fmd.kl, fm.kl, kl_args),
-    "kl_chol": (fmd.kl_chol, fm.kl_chol,
-                lambda rng, batch, dtype=np.float64: [np.linalg.cholesky(a) if i % 3 else a
-                                                      for i, a in enumerate(kl_args(rng, batch, dtype=dtype))]),
-    "kl_diag": (fmd.kl_diag, fm.kl_diag, lambda rng, batch, dtype=np.float64: [a.astype(dtype) for a in diag_args(rng, batch)]),
-    "logpdf": (fmd.logpdf, fm.logpdf,
-               lambda rng, batch, dtype=np.float64: [kl_args(rng, batch, dtype=dtype)[i] for i in (0, 3, 1, 2)]),
-    "entropy": (fmd.entropy, fm.entropy, lambda rng, batch, dtype=np.float64: kl_args(rng, batch, dtype=dtype)[1:3]),
-}
+def case_args(case, rng, batch):
+    """Arguments for the function ``case``, in float64."""
+    args = kl_args(rng, batch)
+    if case == "kl_chol":
+        return [a if i % 3 == 0 else np.linalg.cholesky(a) for i, a in enumerate(args)]
+    if case == "kl_diag":
+        return diag_args(rng, batch)
+    if case == "logpdf":
+        return [args[0], args[3], args[1], args[2]]
+    if case == "entropy":
+        return args[1:3]
+    return args
+
+
+CASES = ["kl", "kl_chol", "kl_diag", "logpdf", "entropy"]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", CASES)
 def test_blocks_agree_with_in_memory_function(rng, case, dtype):
-    lazy, direct, make = CASES[case]
-    args = make(rng, (50,), dtype=dtype)
+    lazy, direct = getattr(fmd, case), getattr(fm, case)
+    args = [a.astype(dtype) for a in case_args(case, rng, (50,))]
     result = lazy(*chunked(args, 16))
     assert isinstance(result, da.Array) and result.chunks == ((16, 16, 16, 2),) and result.dtype == dtype
     expected = direct(*args)
@@ -69,6 +79,33 @@ def test_numpy_inputs_unbatched_and_empty(rng):
     empty = fmd.kl(*chunked([a[:0] for a in args], 4))
     assert empty.shape == (0,) and empty.compute().shape == (0,)
     np.testing.assert_array_equal(fmd.kl(*args[:3]).compute(), fm.kl(*args[:3]))
+
+
+def test_numpy_and_memory_mapped_inputs_are_read_in_place_when_blocks_run(rng, tmp_path):
+    args = kl_args(rng, (30,))
+    np.save(tmp_path / "mean1.npy", args[0])
+    mapped = np.load(tmp_path / "mean1.npy", mmap_mode="r")
+    rowcov1 = args[1].copy()
+    lazy = fmd.kl(mapped, rowcov1, *chunked(args[2:3], 7))
+    assert lazy.chunks == ((7, 7, 7, 7, 2),)
+    writer = np.load(tmp_path / "mean1.npy", mmap_mode="r+")
+    writer[3] += 1.0                                # after the graph is built: read, not copied
+    writer.flush()
+    rowcov1[5] *= 2.0
+    expected = fm.kl(args[0] + np.eye(30)[:, 3, None, None], args[1] * (1 + np.eye(30)[:, 5, None, None]), args[2])
+    np.testing.assert_array_equal(lazy.compute(), expected)
+    wrapped = pickle.dumps(fmd._Sliced(mapped))     # for a cluster: the file's name, not its contents
+    assert len(wrapped) < 1000
+    np.testing.assert_array_equal(pickle.loads(wrapped)[2:4], mapped[2:4])
+
+
+def test_zarr_arrays_are_read_block_by_block(rng, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    args = kl_args(rng, (30,))
+    da.to_zarr(da.from_array(args[1], chunks=(8, 3, 3)), str(tmp_path / "rowcov1.zarr"))
+    stored = zarr.open_array(str(tmp_path / "rowcov1.zarr"), mode="r")
+    lazy = fmd.kl(args[0], stored, args[2])
+    np.testing.assert_array_equal(lazy.compute(), fm.kl(*args[:3]))
 
 
 def test_shared_prior_is_handed_whole_to_every_block(rng, monkeypatch):
@@ -113,6 +150,11 @@ def test_failure_names_argument_and_global_index(rng, slot, name):
     nan = fmd.kl(*lazy, errors="nan").compute()
     np.testing.assert_array_equal(nan, fm.kl(*args, errors="nan"))
     assert np.isnan(nan[1, 2]) and np.isnan(nan[3, 5]) and np.isfinite(nan).sum() == 22
+
+
+def test_failure_without_batch_axes():
+    with pytest.raises(LinAlgError, match=r"^rowcov1 is not positive definite \(Cholesky failed\)$"):
+        fmd.kl(np.ones((2, 2)), -np.eye(2), np.eye(2)).compute()
 
 
 def test_failures_of_every_function_at_global_index(rng):
@@ -178,3 +220,60 @@ def test_threads_with_the_workqueue_threading_layer():
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "workqueue"
+
+
+def test_distributed_cluster_streams_a_batch_larger_than_a_worker(tmp_path):
+    """0.77 GB of inputs, generated inside the graph block by block or read from a
+    memory-mapped .npy file, through two worker processes of 400 MB each; every block is
+    checked against the in-memory function."""
+    distributed = pytest.importorskip("distributed")
+    batch, chunk, n, p = 1_000_000, 20_000, 4, 4
+    kinds = ["mean", "cov", "cov"] * 2
+    cores = [(n, p), (n, n), (p, p)] * 2
+
+    def block(slot, block_id=None):
+        """Block ``block_id`` of argument ``slot``, the same wherever and whenever it is made."""
+        rng = np.random.default_rng([20261123, slot, *block_id])
+        if kinds[slot] == "mean":
+            return rng.standard_normal((chunk,) + cores[slot])
+        return spd(rng, (chunk,), cores[slot][0])
+
+    args = [da.map_blocks(block, slot, chunks=((chunk,) * (batch // chunk),) + tuple((k,) for k in cores[slot]),
+                          dtype=np.float64) for slot in range(6)]
+    stored = np.lib.format.open_memmap(tmp_path / "mean2.npy", "w+", np.float64, (batch, n, p))
+    for i in range(batch // chunk):
+        stored[i * chunk:(i + 1) * chunk] = block(3, (i, 0, 0))
+    stored.flush()
+    args[3] = np.load(tmp_path / "mean2.npy", mmap_mode="r")
+    limit = 400e6
+    assert sum(a.nbytes for a in args) > 1.9 * limit
+    lazy = fmd.kl(*args)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  memory_limit=limit, dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        workers = set(client.scheduler_info()["workers"])
+        result = lazy.compute()
+        assert set(client.scheduler_info()["workers"]) == workers      # none restarted for memory
+    for i in range(batch // chunk):
+        items = [block(slot, (i, 0, 0)) for slot in range(6)]
+        np.testing.assert_array_equal(result[i * chunk:(i + 1) * chunk], fm.kl(*items))
+
+
+def test_readme_example_at_a_small_size(tmp_path, monkeypatch):
+    """The README's Dask example with 10,000 items instead of 200,000,000."""
+    pytest.importorskip("zarr")
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("\n## Beyond memory: Dask\n")[1].split("\n## ")[0]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    code, count = re.subn(r"^B, n, p, chunk = .*$", "B, n, p, chunk = 10_000, 4, 4, 1_500", code, flags=re.M)
+    assert count == 1
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    with dask.config.set({"array.chunk-size": "100KiB"}):        # many blocks of the .npy files
+        exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["kl"].numblocks[0] > 10
+    expected = fm.kl(*(np.load(f"{name}.npy") for name in ("mean1", "rowcov1", "colcov1")), *namespace["prior"])
+    assert expected.dtype == np.float32 and np.isfinite(expected).all()
+    np.testing.assert_array_equal(da.from_zarr("kl.zarr").compute(), expected)
+    da.to_npy_stack("kl", namespace["kl"])
+    np.testing.assert_array_equal(da.from_npy_stack("kl").compute(), expected)
