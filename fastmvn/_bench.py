@@ -197,3 +197,46 @@ def compare_kl_gaussian(n=4, p=4, batch=100_000, dtype=np.float64, repeat=5):
             if round_:
                 times[name].append(time.perf_counter() - start)
     return {name: float(np.median(values)) / batch for name, values in times.items()}
+
+
+def random_batch(batch, n, p, dtype=np.float64, seed=0, piece=500_000):
+    """:func:`random_pair` made ``piece`` items at a time, so that large float32 batches never
+    hold their float64 draft whole."""
+    arrays = [np.empty((batch,) + shape, dtype) for shape in [(n, p), (n, n), (p, p)] * 2]
+    for start in range(0, batch, piece):
+        part = random_pair(min(piece, batch - start), n, p, dtype, seed=(seed, start))
+        for array, values in zip(arrays, part):
+            array[start:start + len(values)] = values
+    return tuple(arrays)
+
+
+def compare_dask(batch=4_000_000, n=4, p=4, dtype=np.float32, shared_prior=True, repeat=5):
+    """Per-item seconds of ``fastmvn.kl`` and of ``fastmvn.dask.kl`` on the same in-memory
+    arrays: the second in Dask's default blocks (``array.chunk-size``, 128 MiB of inputs) on
+    Dask's threaded scheduler, graph building and the gathering of the result included.
+
+    The two are timed in alternation, so that load from elsewhere on the machine slows both
+    alike, and each figure is the median of ``repeat`` runs after a warm-up. With
+    ``shared_prior`` the second distribution is one prior, shared by the whole batch;
+    otherwise every item has its own. ``"ratio"`` is the Dask throughput over the direct one,
+    ``"blocks"`` the number of blocks.
+    """
+    from . import dask as fmd
+
+    args = random_batch(batch, n, p, dtype)
+    if shared_prior:
+        args = args[:3] + tuple(a[0] for a in args[3:])
+    out = np.empty(batch, dtype)
+    runs = {"fastmvn": lambda: _api.kl(*args, out=out), "dask": lambda: fmd.kl(*args).compute()}
+    times = {name: [] for name in runs}
+    for run in runs.values():
+        run()
+    for _ in range(repeat):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    figures = {name: float(np.median(values)) / batch for name, values in times.items()}
+    figures["ratio"] = figures["fastmvn"] / figures["dask"]
+    figures["blocks"] = fmd.kl(*args).numblocks[0]
+    return figures
