@@ -34,10 +34,8 @@ does not.
 """
 
 import mmap
-import threading
 import warnings
 
-import numba
 import numpy as np
 from numpy.linalg import LinAlgError
 
@@ -189,23 +187,9 @@ def _as_dask(arg, batch_chunks):
                          meta=np.empty((0,) * len(array.shape), array.dtype))
 
 
-# The workqueue threading layer aborts when two threads launch parallel kernels at once;
-# until Numba has picked its layer (at the first launch), launches are serialised too.
-_LAUNCH = threading.Lock()
-
-
-def _launch_needs_lock():
-    try:
-        return numba.threading_layer() == "workqueue"
-    except ValueError:
-        return True
-
-
 def _call(function, args, errors):
-    """``function(*args, errors=errors)`` as an array, taking turns under the workqueue layer."""
-    if _launch_needs_lock():
-        with _LAUNCH:
-            return np.asarray(function(*args, errors=errors))
+    """``function(*args, errors=errors)`` as an array (the kernels serialise their own launches
+    where Numba's threading layer needs it)."""
     return np.asarray(function(*args, errors=errors))
 
 
