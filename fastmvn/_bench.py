@@ -38,31 +38,35 @@ def read_pass(arrays):
     return [a.sum() for a in arrays]
 
 
+def torch_kl_tensors(mean1, rowcov1, colcov1, mean2, rowcov2, colcov2):
+    """The KL by the same Cholesky and triangular-solve algorithm in PyTorch, on the tensors' device."""
+    import torch
+
+    n, p = mean1.shape[-2:]
+    solve = torch.linalg.solve_triangular
+    with torch.no_grad():
+        lu1, lv1, lu2, lv2 = (torch.linalg.cholesky(a) for a in (rowcov1, colcov1, rowcov2, colcov2))
+        trace_u = solve(lu2, lu1, upper=False).square().sum((-2, -1))
+        trace_v = solve(lv2, lv1, upper=False).square().sum((-2, -1))
+        y = solve(lu2, mean2 - mean1, upper=False)
+        quad = solve(lv2, y.transpose(-2, -1), upper=False).square().sum((-2, -1))
+
+        def logdet(chol):
+            return 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+
+        return 0.5 * (trace_u * trace_v + quad - n * p + p * (logdet(lu2) - logdet(lu1))
+                      + n * (logdet(lv2) - logdet(lv1)))
+
+
 def torch_kl(args):
-    """The same Cholesky and triangular-solve algorithm in PyTorch (CPU), or None without torch."""
+    """The KL of NumPy arrays ``args`` by :func:`torch_kl_tensors` on the CPU, as a function
+    to time, or None without torch."""
     try:
         import torch
     except ImportError:
         return None
-    m1, u1, v1, m2, u2, v2 = (torch.from_numpy(a) for a in args)
-    n, p = m1.shape[-2:]
-
-    def run():
-        with torch.no_grad():
-            lu1, lv1, lu2, lv2 = (torch.linalg.cholesky(a) for a in (u1, v1, u2, v2))
-            solve = torch.linalg.solve_triangular
-            trace_u = solve(lu2, lu1, upper=False).square().sum((-2, -1))
-            trace_v = solve(lv2, lv1, upper=False).square().sum((-2, -1))
-            y = solve(lu2, m2 - m1, upper=False)
-            quad = solve(lv2, y.transpose(-2, -1), upper=False).square().sum((-2, -1))
-
-            def logdet(chol):
-                return 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-
-            return 0.5 * (trace_u * trace_v + quad - n * p + p * (logdet(lu2) - logdet(lu1))
-                          + n * (logdet(lv2) - logdet(lv1)))
-
-    return run
+    tensors = [torch.from_numpy(a) for a in args]
+    return lambda: torch_kl_tensors(*tensors)
 
 
 def compare(n, p, batch, dtype=np.float64, repeat=5, reference_batch=100_000):

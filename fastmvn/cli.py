@@ -81,14 +81,20 @@ def info(args):
 
 
 def _cuda_status():
+    """Where ``fastmvn.cuda`` runs here, or why it cannot be imported."""
+    from importlib.metadata import version
+
     try:
-        from numba import cuda
-    except ImportError as error:  # pragma: no cover - numba always ships numba.cuda today
-        return f"unavailable ({error})"
-    try:
-        return "available" if cuda.is_available() else "no usable GPU or driver"
-    except Exception as error:  # noqa: BLE001 - any failure means CUDA is unusable here
-        return f"unavailable ({error})"
+        from . import cuda  # noqa: F401
+    except ImportError as error:
+        return f"unavailable: {error}"
+    from numba import cuda as numba_cuda
+
+    device = numba_cuda.get_current_device()
+    name = getattr(device, "name", "Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
+    name = name.decode() if isinstance(name, bytes) else name
+    major, minor = device.compute_capability
+    return f"{name}, compute capability {major}.{minor}, numba-cuda {version('numba-cuda')}"
 
 
 def main(argv=None):

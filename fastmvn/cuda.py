@@ -1,0 +1,510 @@
+"""fastmvn on a CUDA GPU: the batched functions run by one GPU thread per item.
+
+The functions take the arguments of their CPU namesakes in :mod:`fastmvn` and give the
+same results, broadcasting, dtypes and errors, computed by the CPU's own per-item kernels
+compiled for CUDA (:mod:`fastmvn._cuda_kernels`). Matrices may be up to
+:data:`MAX_SIZE` × :data:`MAX_SIZE`.
+
+Where the data lives decides where the result lives:
+
+* host arrays (anything NumPy reads) are copied to the GPU (each argument at its own
+  size: a shared prior is copied once, never repeated over the batch) and the result
+  comes back as a NumPy array;
+* GPU arrays (numba device arrays, or anything exposing ``__cuda_array_interface__``
+  or CUDA DLPack: CuPy, PyTorch CUDA tensors, …) are read in place, without a copy,
+  and the result is a numba device array (wrap it with ``cupy.asarray`` or
+  ``torch.as_tensor(…, device="cuda")``, or pass your own array as ``out``). The
+  work is queued on ``stream``; only ``errors="raise"`` waits for it, to learn
+  whether an item failed.
+
+Importing this module raises :class:`ImportError`, saying what is missing, where
+numba-cuda is not installed or no CUDA GPU and driver are found.
+``NUMBA_ENABLE_CUDASIM=1`` runs everything on the CPU in Numba's CUDA simulator
+(slow: for tests).
+"""
+
+import importlib.util
+import math
+
+import numpy as np
+
+from . import _api, _modes
+from ._api import CHOL, COV, VAR, _Arg
+
+if importlib.util.find_spec("numba_cuda") is None:
+    raise ImportError("fastmvn.cuda needs numba-cuda, which is not installed: "
+                      "pip install 'fastmvn[cuda]' (with numba-cuda[cu12] or numba-cuda[cu13] to match the driver)")
+try:
+    from numba import cuda
+except ImportError as error:
+    raise ImportError(f"fastmvn.cuda cannot load numba-cuda: {error}") from error
+if not cuda.is_available():
+    _reason = " ".join(str(cuda.cuda_error() or "no device found").split())
+    raise ImportError(f"fastmvn.cuda found no CUDA GPU or driver ({_reason}); "
+                      "NUMBA_ENABLE_CUDASIM=1 runs it on the CPU in Numba's CUDA simulator (slow; for tests)")
+
+from numba.cuda.cudadrv.devicearray import is_cuda_ndarray  # noqa: E402 - only once CUDA is known to load
+
+from . import _cuda_kernels  # noqa: E402
+
+__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "logpdf", "logpdf_chol", "MAX_SIZE"]
+
+#: The largest ``n`` and ``p`` taken: each GPU thread keeps its scratch in fixed-size local arrays.
+MAX_SIZE = _cuda_kernels.MAX_SIZE
+
+#: Threads per block of the batch kernel (one item per thread).
+THREADS_PER_BLOCK = 128
+
+# DLPack device types whose memory a kernel reads: kDLCUDA, kDLCUDAManaged.
+_DLPACK_CUDA = (2, 13)
+
+
+def _device_array(value, stream):
+    """``value`` as a numba device array over the same memory, or None when it is host data."""
+    if is_cuda_ndarray(value):
+        return value
+    if hasattr(value, "__cuda_array_interface__"):
+        return cuda.as_cuda_array(value)
+    dlpack_device = getattr(value, "__dlpack_device__", None)
+    if dlpack_device is not None and dlpack_device()[0] in _DLPACK_CUDA:
+        from cuda.core.utils import StridedMemoryView
+
+        view = StridedMemoryView.from_dlpack(value, stream_ptr=int(stream) if stream else 1)
+        itemsize = view.dtype.itemsize
+        strides = None if view.strides is None else tuple(s * itemsize for s in view.strides)
+        interface = dict(shape=tuple(view.shape), strides=strides, typestr=view.dtype.str,
+                         data=(view.ptr, view.readonly), version=3)
+        return cuda.from_cuda_array_interface(interface, owner=view, sync=False)
+    return None
+
+
+def _view(array, shape, strides):
+    """A view of the device array ``array``, from its first element, with any ``shape`` and
+    byte ``strides`` (0 repeats an element along an axis)."""
+    if hasattr(array, "__cuda_array_interface__"):
+        interface = dict(array.__cuda_array_interface__, shape=tuple(shape), strides=tuple(strides), stream=None)
+        return cuda.from_cuda_array_interface(interface, owner=array, sync=False)
+    # The simulator's device arrays hold a NumPy array and take NumPy's views.
+    return type(array)(np.lib.stride_tricks.as_strided(np.asarray(array), shape, strides))
+
+
+def _merged_stride(shape, strides):
+    """The one stride that walks axes ``shape`` (with ``strides``) in C order, or None if none does."""
+    axes = [(size, stride) for size, stride in zip(shape, strides) if size != 1]
+    for (_, outer), (size, inner) in zip(axes, axes[1:]):
+        if outer != inner * size:
+            return None
+    return axes[-1][1] if axes else 0
+
+
+class _Inputs:
+    """The arguments, with each GPU array replaced by a NumPy stand-in of its shape and dtype
+    (a zero-strided view of one element), so that ``_api``'s checks read them unchanged."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self._device = {}
+
+    def place(self, value):
+        array = _device_array(value, self.stream)
+        if array is None:
+            return value
+        stand_in = np.broadcast_to(np.zeros((), array.dtype), array.shape)
+        self._device[id(stand_in)] = stand_in, array
+        return stand_in
+
+    def device_array(self, arg):
+        """The GPU array behind ``arg``, or None for host data."""
+        entry = self._device.get(id(arg.array))
+        return None if entry is None else entry[1]
+
+    @property
+    def on_device(self):
+        return bool(self._device)
+
+
+def _slot(arg, array, dtype, batch_shape, stream):
+    """``arg`` on the GPU as a ``(*batch_shape, r, c)`` view (variances as ``(…, n, 1)``),
+    stride 0 along broadcast axes: host data is copied at its own size, GPU data not at all."""
+    if array is None:
+        host = _api._slot(arg, dtype, arg.batch_shape)
+        host = host[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in host.strides)]
+        array = cuda.to_device(np.ascontiguousarray(host), stream=stream)
+        shape, strides = array.shape, array.strides
+    elif array.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{arg.name} is a GPU array of {array.dtype}; fastmvn.cuda reads float32 or float64 "
+                        "from the GPU (host arrays of any real dtype are converted)")
+    else:
+        shape, strides = tuple(array.shape), tuple(array.strides)
+        if len(arg.axes) == 1:
+            shape, strides = shape + (1,), strides + (array.dtype.itemsize,)
+    full = batch_shape + shape[-2:]
+    lead = len(full) - len(shape)
+    strides = (0,) * lead + tuple(0 if size == 1 else stride for size, stride in zip(shape, strides))
+    return _view(array, full, strides)
+
+
+def _launch(kernel, slots, out, first_bad, start, stream):
+    """Run ``kernel`` over ``slots`` (``(*batch, r, c)`` views) into the flat ``out``.
+
+    The batch axes of every slot are walked as one where their strides allow it (always
+    for contiguous or broadcast-prior layouts); otherwise the first axis is looped over.
+    """
+    flat = []
+    for slot in slots:
+        stride = _merged_stride(slot.shape[:-2], slot.strides[:-2])
+        if stride is None:
+            step = out.shape[0] // slot.shape[0]
+            for i in range(slot.shape[0]):
+                _launch(kernel, [s[i] for s in slots], out[i * step:(i + 1) * step], first_bad, start + i * step, stream)
+            return
+        flat.append(_view(slot, (out.shape[0],) + slot.shape[-2:], (stride,) + slot.strides[-2:]))
+    blocks = -(-out.shape[0] // THREADS_PER_BLOCK)
+    kernel[blocks, THREADS_PER_BLOCK, stream](*flat, out, first_bad, start)
+
+
+def _output(out, on_device, dtype, batch_shape, stream):
+    """Check ``out``; return the array the kernel writes (C-contiguous, on the GPU) and the
+    result: that array, the GPU array ``out``, the host array ``out``, or None for a new
+    host array."""
+    array = None if out is None else _device_array(out, stream)
+    if array is not None:
+        shape, out_dtype = tuple(array.shape), array.dtype
+    elif out is None:
+        target = cuda.device_array(batch_shape, dtype, stream=stream)
+        return target, target if on_device else None
+    elif on_device:
+        raise TypeError(f"out is a host {type(out).__name__}; the inputs are on the GPU, so out must be too")
+    elif not isinstance(out, np.ndarray):
+        raise ValueError(f"out must be an array of shape {batch_shape}; got {type(out).__name__}")
+    elif not out.flags.writeable:
+        raise ValueError("out is read-only")
+    else:
+        shape, out_dtype = out.shape, out.dtype
+    if shape != batch_shape:
+        raise ValueError(f"out must be an array of shape {batch_shape}; got {shape}")
+    if out_dtype != dtype:
+        raise TypeError(f"out has dtype {out_dtype}; these inputs give {dtype}")
+    if array is None:
+        return cuda.device_array(batch_shape, dtype, stream=stream), out
+    if not array.is_c_contiguous():
+        raise ValueError("out on the GPU must be C-contiguous")
+    return array, out
+
+
+def _compute(mode, args, inputs, out, errors, stream):
+    """Check ``args``, run kernel ``mode`` on the GPU over their broadcast batch, apply ``errors``."""
+    if errors not in ("raise", "nan"):
+        raise ValueError(f"errors must be 'raise' or 'nan', not {errors!r}")
+    dtype, batch_shape = _api._check(args)
+    largest = 1
+    for arg in args:
+        core = arg.array.shape[arg.array.ndim - len(arg.axes):]
+        if max(core) > MAX_SIZE:
+            raise ValueError(f"{arg.name} has shape {arg.array.shape}: fastmvn.cuda takes matrices up to "
+                             f"{MAX_SIZE}×{MAX_SIZE} (the CPU functions in fastmvn take any size)")
+        largest = max(largest, *core)
+    target, result = _output(out, inputs.on_device, dtype, batch_shape, stream)
+    count = math.prod(batch_shape)
+    bad = None
+    if count:
+        slots = [_slot(arg, inputs.device_array(arg), dtype, batch_shape, stream) for arg in args]
+        zero = cuda.to_device(np.zeros((1, 1), dtype), stream=stream)
+        slots += [_view(zero, batch_shape + (1, 1), (0,) * (len(batch_shape) + 2))] * (6 - len(slots))
+        dtypes = tuple(slot.dtype for slot in slots)
+        kernel = _cuda_kernels.compiled(mode, _cuda_kernels.scratch_size(largest), dtypes, dtype)
+        first_bad = cuda.to_device(np.array([count], np.int64), stream=stream)
+        _launch(kernel, slots, _view(target, (count,), (dtype.itemsize,)), first_bad, 0, stream)
+        if errors == "raise":
+            bad = int(_wait(first_bad.copy_to_host(stream=stream), stream)[0])
+    if result is None or isinstance(result, np.ndarray):
+        host = _wait(target.copy_to_host(stream=stream), stream)
+        if result is None:
+            result = host if host.ndim else host[()]
+        else:
+            out[...] = host
+    if bad is not None and bad < count:
+        raise _diagnose(args, slots, tuple(int(i) for i in np.unravel_index(bad, batch_shape)), stream)
+    return result
+
+
+def _wait(host, stream):
+    """``host`` once ``stream`` has finished (a copy queued on a stream returns at once)."""
+    if stream:
+        stream.synchronize()
+    return host
+
+
+def _diagnose(args, slots, index, stream):
+    """The CPU's exception for the item at ``index``, from a host copy of that item alone."""
+    items = [_wait((slot[index] if index else slot).copy_to_host(stream=stream), stream) for slot in slots[:len(args)]]
+    # _api._diagnose reads each slot only at ``index``.
+    return _api._diagnose(args, [{index: item} for item in items], index)
+
+
+def _kl(kind, values, out, errors, stream):
+    """KL between two matrix normals of one parameterisation, as :func:`fastmvn._api._kl`."""
+    inputs = _Inputs(stream)
+    mean1, row1, col1, mean2, row2, col2 = (None if value is None else inputs.place(value) for value in values)
+    row, col, mode, standard_mode = _api._PARAMETERISATIONS[kind]
+    row_axes, col_axes = ("n", "p") if kind == VAR else ("nn", "pp")
+    first = [_Arg("mean1", _api.MEAN, mean1, "np"), _Arg(f"{row}1", kind, row1, row_axes),
+             _Arg(f"{col}1", kind, col1, col_axes)]
+    if mean2 is None and row2 is None and col2 is None:
+        return _compute(standard_mode, first, inputs, out, errors, stream)
+    n, p = first[0].array.shape[-2:]
+    second = [
+        _Arg("mean2", _api.MEAN, np.zeros((n, p)) if mean2 is None else mean2, "np", default=mean2 is None),
+        _Arg(f"{row}2", kind, _api._identity(kind, n) if row2 is None else row2, row_axes, default=row2 is None),
+        _Arg(f"{col}2", kind, _api._identity(kind, p) if col2 is None else col2, col_axes, default=col2 is None),
+    ]
+    return _compute(mode, first + second, inputs, out, errors, stream)
+
+
+def _density(mode, kind, x, mean, row, col, out, errors, stream):
+    inputs = _Inputs(stream)
+    x, mean, row, col = (None if value is None else inputs.place(value) for value in (x, mean, row, col))
+    return _compute(mode, _api._density_args(x, mean, kind, row, col), inputs, out, errors, stream)
+
+
+def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, out=None, errors="raise", stream=0):
+    """KL divergence ``KL(MN(mean1, rowcov1, colcov1) ‖ MN(mean2, rowcov2, colcov2))`` on the GPU.
+
+    The same as :func:`fastmvn.kl`, one GPU thread per item; see the module docstring
+    for where the data and the result live.
+
+    Parameters
+    ----------
+    mean1 : (..., n, p) array_like or GPU array
+        Mean of the first distribution.
+    rowcov1 : (..., n, n) array_like or GPU array
+        Row covariance ``U1`` (symmetric positive definite; the lower triangle is read).
+    colcov1 : (..., p, p) array_like or GPU array
+        Column covariance ``V1``.
+    mean2 : (..., n, p) array_like or GPU array, optional
+        Mean of the second distribution; ``None`` means zero.
+    rowcov2 : (..., n, n) array_like or GPU array, optional
+        Row covariance ``U2``; ``None`` means the identity.
+    colcov2 : (..., p, p) array_like or GPU array, optional
+        Column covariance ``V2``; ``None`` means the identity. With all three second
+        arguments omitted, the KL to ``MN(0, I, I)`` runs a faster path.
+    out : ndarray or GPU array, optional
+        Array of the broadcast batch shape and the result dtype to write into: on the
+        GPU (C-contiguous) when any input is.
+    errors : {"raise", "nan"}
+        ``"raise"`` (default) raises on the first failing item; ``"nan"`` makes each
+        failing item NaN and, with GPU inputs, returns without waiting for the GPU.
+    stream : numba.cuda stream, optional
+        The stream the copies and the kernel are queued on (default: the default stream).
+
+    Returns
+    -------
+    kl : (...) ndarray, scalar or numba device array
+        The divergences over the broadcast batch shape: float32 when every input is
+        float32, float64 otherwise; a NumPy array (a scalar for unbatched input) when
+        every input is on the host, else a device array (or ``out``).
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        A covariance is not positive definite; names the argument and batch index.
+    ValueError
+        NaN or infinity in an input (names the argument and batch index); shapes that do
+        not fit; ``n`` or ``p`` above :data:`MAX_SIZE`.
+    TypeError
+        Complex or non-numeric input; a GPU array that is not float32 or float64.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn, fastmvn.cuda
+    >>> rng = np.random.default_rng(0)
+    >>> mean = rng.standard_normal((10, 4, 3))
+    >>> rowcov = np.eye(4) * rng.uniform(0.5, 2.0, (10, 1, 1))
+    >>> bool(np.allclose(fastmvn.cuda.kl(mean, rowcov, np.eye(3)), fastmvn.kl(mean, rowcov, np.eye(3))))
+    True
+    """
+    return _kl(COV, (mean1, rowcov1, colcov1, mean2, rowcov2, colcov2), out, errors, stream)
+
+
+def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *, out=None, errors="raise",
+            stream=0):
+    """KL divergence between matrix normals given by lower Cholesky factors, on the GPU.
+
+    The same as :func:`fastmvn.kl_chol`, one GPU thread per item.
+
+    Parameters
+    ----------
+    mean1 : (..., n, p) array_like or GPU array
+        Mean of the first distribution.
+    rowchol1 : (..., n, n) array_like or GPU array
+        Lower Cholesky factor of ``U1`` (positive diagonal; the lower triangle is read).
+    colchol1 : (..., p, p) array_like or GPU array
+        Lower Cholesky factor of ``V1``.
+    mean2 : (..., n, p) array_like or GPU array, optional
+        Mean of the second distribution; ``None`` means zero.
+    rowchol2 : (..., n, n) array_like or GPU array, optional
+        Lower Cholesky factor of ``U2``; ``None`` means the identity.
+    colchol2 : (..., p, p) array_like or GPU array, optional
+        Lower Cholesky factor of ``V2``; ``None`` means the identity.
+    out, errors, stream
+        As in :func:`kl`.
+
+    Returns
+    -------
+    kl : (...) ndarray, scalar or numba device array
+        As in :func:`kl`.
+    """
+    return _kl(CHOL, (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), out, errors, stream)
+
+
+def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *, out=None, errors="raise", stream=0):
+    """KL divergence between matrix normals with diagonal covariances, on the GPU.
+
+    The same as :func:`fastmvn.kl_diag`, one GPU thread per item.
+
+    Parameters
+    ----------
+    mean1 : (..., n, p) array_like or GPU array
+        Mean of the first distribution.
+    rowvar1 : (..., n) array_like or GPU array
+        Row variances (positive).
+    colvar1 : (..., p) array_like or GPU array
+        Column variances (positive).
+    mean2 : (..., n, p) array_like or GPU array, optional
+        Mean of the second distribution; ``None`` means zero.
+    rowvar2 : (..., n) array_like or GPU array, optional
+        Row variances of the second distribution; ``None`` means ones.
+    colvar2 : (..., p) array_like or GPU array, optional
+        Column variances of the second distribution; ``None`` means ones.
+    out, errors, stream
+        As in :func:`kl`.
+
+    Returns
+    -------
+    kl : (...) ndarray, scalar or numba device array
+        As in :func:`kl`.
+    """
+    return _kl(VAR, (mean1, rowvar1, colvar1, mean2, rowvar2, colvar2), out, errors, stream)
+
+
+def logdet(a, *, out=None, errors="raise", stream=0):
+    """Log-determinant of symmetric positive definite matrices, on the GPU.
+
+    The same as :func:`fastmvn.logdet`, one GPU thread per item.
+
+    Parameters
+    ----------
+    a : (..., n, n) array_like or GPU array
+        Symmetric positive definite matrices (the lower triangle is read).
+    out, errors, stream
+        As in :func:`kl`.
+
+    Returns
+    -------
+    logdet : (...) ndarray, scalar or numba device array
+        ``log|a|``.
+    """
+    inputs = _Inputs(stream)
+    return _compute(_modes.LOGDET, [_Arg("a", COV, inputs.place(a), "nn")], inputs, out, errors, stream)
+
+
+def trace_solve(a, b, *, out=None, errors="raise", stream=0):
+    """``tr(a⁻¹ b)`` for symmetric positive definite ``a`` and square ``b``, on the GPU.
+
+    The same as :func:`fastmvn.trace_solve`, one GPU thread per item.
+
+    Parameters
+    ----------
+    a : (..., n, n) array_like or GPU array
+        Symmetric positive definite matrices (the lower triangle is read).
+    b : (..., n, n) array_like or GPU array
+        Square matrices.
+    out, errors, stream
+        As in :func:`kl`.
+
+    Returns
+    -------
+    trace : (...) ndarray, scalar or numba device array
+        ``tr(a⁻¹ b)``.
+    """
+    inputs = _Inputs(stream)
+    args = [_Arg("a", COV, inputs.place(a), "nn"), _Arg("b", _api.MATRIX, inputs.place(b), "nn")]
+    return _compute(_modes.TRACE_SOLVE, args, inputs, out, errors, stream)
+
+
+def mahalanobis(x, mean, rowcov, colcov, *, out=None, errors="raise", stream=0):
+    """Squared Mahalanobis distance ``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))`` of a matrix normal, on the GPU.
+
+    The same as :func:`fastmvn.mahalanobis`, one GPU thread per item.
+
+    Parameters
+    ----------
+    x : (..., n, p) array_like or GPU array
+        Points.
+    mean : (..., n, p) array_like, GPU array or None
+        Means ``M``; ``None`` means zero.
+    rowcov : (..., n, n) array_like or GPU array
+        Row covariances ``U``.
+    colcov : (..., p, p) array_like or GPU array
+        Column covariances ``V``.
+    out, errors, stream
+        As in :func:`kl`.
+
+    Returns
+    -------
+    distance : (...) ndarray, scalar or numba device array
+        The squared distances.
+    """
+    return _density(_modes.MAHALANOBIS, COV, x, mean, rowcov, colcov, out, errors, stream)
+
+
+def logpdf(x, mean, rowcov, colcov, *, out=None, errors="raise", stream=0):
+    """Log-density of the matrix normal ``MN(mean, rowcov, colcov)`` at ``x``, on the GPU.
+
+    The same as :func:`fastmvn.logpdf`, one GPU thread per item.
+
+    Parameters
+    ----------
+    x : (..., n, p) array_like or GPU array
+        Points.
+    mean : (..., n, p) array_like, GPU array or None
+        Means ``M``; ``None`` means zero.
+    rowcov : (..., n, n) array_like or GPU array
+        Row covariances ``U`` (symmetric positive definite).
+    colcov : (..., p, p) array_like or GPU array
+        Column covariances ``V`` (symmetric positive definite).
+    out, errors, stream
+        As in :func:`kl`.
+
+    Returns
+    -------
+    logpdf : (...) ndarray, scalar or numba device array
+        The log-densities.
+    """
+    return _density(_modes.LOGPDF, COV, x, mean, rowcov, colcov, out, errors, stream)
+
+
+def logpdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise", stream=0):
+    """Log-density of the matrix normal with lower Cholesky factors ``rowchol``, ``colchol``, on the GPU.
+
+    The same as :func:`fastmvn.logpdf_chol`, one GPU thread per item.
+
+    Parameters
+    ----------
+    x : (..., n, p) array_like or GPU array
+        Points.
+    mean : (..., n, p) array_like, GPU array or None
+        Means ``M``; ``None`` means zero.
+    rowchol : (..., n, n) array_like or GPU array
+        Lower Cholesky factors of the row covariances.
+    colchol : (..., p, p) array_like or GPU array
+        Lower Cholesky factors of the column covariances.
+    out, errors, stream
+        As in :func:`kl`.
+
+    Returns
+    -------
+    logpdf : (...) ndarray, scalar or numba device array
+        The log-densities.
+    """
+    return _density(_modes.LOGPDF_CHOL, CHOL, x, mean, rowchol, colchol, out, errors, stream)

@@ -1,0 +1,53 @@
+"""Every CUDA batch kernel compiles for a real GPU target, to PTX.
+
+The simulator runs the per-item kernels as Python, so it cannot tell whether they still
+compile for CUDA; this does, with numba-cuda's NVVM (``numba-cuda[cu12]`` or ``[cu13]``)
+and no GPU needed. Skipped where NVVM is missing or the simulator is on.
+"""
+
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.cuda
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    pytest.skip("the CUDA simulator compiles nothing", allow_module_level=True)
+pytest.importorskip("numba_cuda")
+
+import numba.cuda.dispatcher  # noqa: E402
+from numba import cuda  # noqa: E402
+from numba.cuda.cudadrv import nvvm  # noqa: E402
+
+from fastmvn import _cuda_kernels, _modes  # noqa: E402
+
+if not nvvm.is_available():
+    pytest.skip("NVVM is not installed (numba-cuda[cu12] or numba-cuda[cu13] brings it)", allow_module_level=True)
+
+TARGET = (9, 0)
+MODES = {name: value for name, value in vars(_modes).items() if name.isupper()}
+
+
+@pytest.fixture(autouse=True)
+def compute_capability(monkeypatch):
+    """Device functions compile for the current GPU; where there is none, name a target."""
+    if not cuda.is_available():
+        device = SimpleNamespace(compute_capability=TARGET)
+        monkeypatch.setattr(numba.cuda.dispatcher, "get_current_device", lambda: device)
+
+
+def ptx(mode, size, dtype):
+    kernel = _cuda_kernels.batch_kernel(mode, size)
+    code, _ = cuda.compile_ptx(kernel, _cuda_kernels.signature((dtype,) * 6, dtype), cc=TARGET)
+    return code
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_compiles_to_ptx(mode):
+    assert ".entry" in ptx(MODES[mode], 4, np.float32)
+
+
+def test_largest_scratch_and_float64_compile():
+    assert ".entry" in ptx(_modes.KL_COV, _cuda_kernels.MAX_SIZE, np.float64)
