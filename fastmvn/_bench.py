@@ -38,24 +38,37 @@ def read_pass(arrays):
     return [a.sum() for a in arrays]
 
 
-def torch_kl_tensors(mean1, rowcov1, colcov1, mean2, rowcov2, colcov2):
-    """The KL by the same Cholesky and triangular-solve algorithm in PyTorch, on the tensors' device."""
+def torch_kl_chol_tensors(mean1, rowchol1, colchol1, mean2, rowchol2, colchol2):
+    """The KL from lower Cholesky factors by the triangular-solve algorithm in PyTorch, on the
+    tensors' device, differentiable by autograd.
+
+    The solves read only the lower triangles, but autograd's gradient is not masked above
+    the diagonal: pass ``torch.tril(factor)`` for the gradient with respect to the lower
+    triangle alone (the one :func:`fastmvn.kl_chol_value_and_grad` returns).
+    """
     import torch
 
     n, p = mean1.shape[-2:]
     solve = torch.linalg.solve_triangular
+    trace_u = solve(rowchol2, rowchol1, upper=False).square().sum((-2, -1))
+    trace_v = solve(colchol2, colchol1, upper=False).square().sum((-2, -1))
+    y = solve(rowchol2, mean2 - mean1, upper=False)
+    quad = solve(colchol2, y.transpose(-2, -1), upper=False).square().sum((-2, -1))
+
+    def logdet(chol):
+        return 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+
+    return 0.5 * (trace_u * trace_v + quad - n * p + p * (logdet(rowchol2) - logdet(rowchol1))
+                  + n * (logdet(colchol2) - logdet(colchol1)))
+
+
+def torch_kl_tensors(mean1, rowcov1, colcov1, mean2, rowcov2, colcov2):
+    """The KL by the same Cholesky and triangular-solve algorithm in PyTorch, on the tensors' device."""
+    import torch
+
     with torch.no_grad():
-        lu1, lv1, lu2, lv2 = (torch.linalg.cholesky(a) for a in (rowcov1, colcov1, rowcov2, colcov2))
-        trace_u = solve(lu2, lu1, upper=False).square().sum((-2, -1))
-        trace_v = solve(lv2, lv1, upper=False).square().sum((-2, -1))
-        y = solve(lu2, mean2 - mean1, upper=False)
-        quad = solve(lv2, y.transpose(-2, -1), upper=False).square().sum((-2, -1))
-
-        def logdet(chol):
-            return 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-
-        return 0.5 * (trace_u * trace_v + quad - n * p + p * (logdet(lu2) - logdet(lu1))
-                      + n * (logdet(lv2) - logdet(lv1)))
+        factors = [torch.linalg.cholesky(a) for a in (rowcov1, colcov1, rowcov2, colcov2)]
+        return torch_kl_chol_tensors(mean1, factors[0], factors[1], mean2, factors[2], factors[3])
 
 
 def torch_kl(args):
@@ -119,3 +132,48 @@ def compare_logpdf(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, refere
         "reference": median_time(lambda: reference.logpdf(*small), slow) / len(small[0]),
         "scipy": median_time(scipy_loop, slow) / len(few[0]),
     }
+
+
+def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, torch_batch=100_000):
+    """Per-item seconds of the KL's value alone and of its value and gradient together.
+
+    ``kl_chol`` and ``kl_chol_value_and_grad`` from Cholesky factors, ``kl`` and
+    ``kl_value_and_grad`` from covariances, all on ``batch`` items, and PyTorch autograd
+    (forward and backward of ``sum(kl)``, CPU) through :func:`torch_kl_chol_tensors` from
+    factors and through ``torch.linalg.cholesky`` and it from covariances, on at most
+    ``torch_batch`` items (medians of ``repeat // 2`` runs); None without torch.
+    """
+    from . import _api
+
+    args = random_pair(batch, n, p, dtype)
+    chol = tuple(a if i % 3 == 0 else np.linalg.cholesky(a) for i, a in enumerate(args))  # means stay
+    out = np.empty(batch, dtype)
+    figures = {
+        "kl_chol": median_time(lambda: _api.kl_chol(*chol, out=out), repeat) / batch,
+        "kl_chol_value_and_grad": median_time(lambda: _api.kl_chol_value_and_grad(*chol), repeat) / batch,
+        "kl": median_time(lambda: _api.kl(*args, out=out), repeat) / batch,
+        "kl_value_and_grad": median_time(lambda: _api.kl_value_and_grad(*args), repeat) / batch,
+        "torch_chol": None,
+        "torch_cov": None,
+    }
+    try:
+        import torch
+    except ImportError:
+        return figures
+
+    def autograd(tensors, cov):
+        def run():
+            for t in tensors:
+                t.grad = None
+            inputs = tensors
+            if cov:
+                inputs = [t if i % 3 == 0 else torch.linalg.cholesky(t) for i, t in enumerate(tensors)]
+            torch_kl_chol_tensors(*inputs).sum().backward()
+
+        return run
+
+    slow = max(1, repeat // 2)
+    for name, arrays, cov in (("torch_chol", chol, False), ("torch_cov", args, True)):
+        tensors = [torch.from_numpy(a[:torch_batch].copy()).requires_grad_() for a in arrays]
+        figures[name] = median_time(autograd(tensors, cov), slow) / len(tensors[0])
+    return figures
