@@ -556,7 +556,7 @@ def congruence(G, c, K, X, n):
             G[j, i] = s
 
 
-@item
+@item(inline=True)
 def kl_chol_grad(m1, P1, Q1, m2, P2, Q2, W, G1, H1, G2, H2, rp1, rq1, rp2, rq2, n, p):
     """KL from Cholesky factors and its gradient: returns the KL and sets
 
@@ -591,7 +591,7 @@ def kl_chol_grad(m1, P1, Q1, m2, P2, Q2, W, G1, H1, G2, H2, rp1, rq1, rp2, rq2, 
     return 0.5 * (trace_u * trace_v + quad - n * p + p * (logdet_u2 - logdet_u1) + n * (logdet_v2 - logdet_v1))
 
 
-@item
+@item(inline=True)
 def kl_cov_grad(m1, U1, V1, m2, U2, V2, W, G1, H1, G2, H2, P1, Q1, P2, Q2, A, B, rp1, rq1, rp2, rq2, n, p):
     """KL from covariances and its gradient: returns the KL and sets the symmetric
 
@@ -647,7 +647,7 @@ def standard_diagonal_grad(G, x1, trace, size, count):
         G[i, 0] = 0.5 * (trace - size / float(x1[i, 0]))
 
 
-@item
+@item(inline=True)
 def kl_diag_grad(m1, a1, b1, m2, a2, b2, W, G1, H1, G2, H2, ra, rb, n, p):
     """KL for diagonal covariances ``diag(a)``, ``diag(b)`` (as ``(·, 1)`` columns) and its
     gradient, in column 0 of ``G1 = ∂/∂a1``, ``H1 = ∂/∂b1``, ``G2 = ∂/∂a2``, ``H2 = ∂/∂b2``;
@@ -675,7 +675,7 @@ def kl_diag_grad(m1, a1, b1, m2, a2, b2, W, G1, H1, G2, H2, ra, rb, n, p):
     return 0.5 * (trace_u * trace_v + quad - n * p + p * dlogdet_u + n * dlogdet_v)
 
 
-@item
+@item(inline=True)
 def kl_std_chol_grad(m1, P1, Q1, W, G1, H1, rp1, rq1, n, p):
     """KL from Cholesky factors to MN(0, I, I) and its gradient: :func:`kl_chol_grad` with
     ``P2 = I``, ``Q2 = I``, ``m2 = 0``: ``G1 = t_v tril(P1) − p·diag(1/P1)``, ``W = −m1``."""
@@ -691,7 +691,7 @@ def kl_std_chol_grad(m1, P1, Q1, W, G1, H1, rp1, rq1, n, p):
     return kl_standard(trace_u, trace_v, quad, logdet_u, logdet_v, n, p)
 
 
-@item
+@item(inline=True)
 def kl_std_cov_grad(m1, U1, V1, W, G1, H1, P1, Q1, rp1, rq1, n, p):
     """KL from covariances to MN(0, I, I) and its gradient: ``G1 = ½(tr(V1) I − p U1⁻¹)``,
     ``H1 = ½(tr(U1) I − n V1⁻¹)``, ``W = −m1``."""
@@ -709,7 +709,7 @@ def kl_std_cov_grad(m1, U1, V1, W, G1, H1, P1, Q1, rp1, rq1, n, p):
     return kl_standard(trace_u, trace_v, quad, logdet_u, logdet_v, n, p)
 
 
-@item
+@item(inline=True)
 def kl_std_diag_grad(m1, a1, b1, W, G1, H1, n, p):
     """KL for diagonal covariances to MN(0, I, I) and its gradient: ``G1 = ½(Σb1 − p/a1)``,
     ``H1 = ½(Σa1 − n/b1)``, ``W = −m1``."""
@@ -742,7 +742,7 @@ def value_and_grad(mode, a0, a1, a2, a3, a4, a5, W, G1, H1, G2, H2, P1, Q1, P2, 
     return kl_std_diag_grad(a0, a1, a2, W, G1, H1, n, p)
 
 
-@item
+@item(inline=True)
 def store(dst, src, sign, valid):
     """``dst = sign·src`` over the shape of ``dst`` (NaN where not ``valid``)."""
     for i in range(dst.shape[0]):
