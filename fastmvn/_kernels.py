@@ -430,21 +430,28 @@ def add_col_gram(G, c, Z, n, p):
 
 
 @item
-def tri_back_solve(L, r, X, n):
-    """``X ← tril(L⁻ᵀ X)``, reading the lower triangle of ``X`` only; zeros above the diagonal.
+def tri_back_solve(L, r, X, Y, n):
+    """``X ← tril(L⁻ᵀ X)`` and ``Y ← tril(L⁻ᵀ Y)``, reading the lower triangles of ``X``
+    and ``Y`` only; zeros above the diagonal.
 
-    Column ``j`` of ``L⁻ᵀ X`` is a back substitution with the upper-triangular ``Lᵀ``:
-    its entries from row ``j`` down need only the entries below them, so the lower
-    triangle costs a sixth of a full solve.
+    ``L⁻ᵀ`` is upper triangular, so row ``i`` of ``L⁻ᵀ X`` is a back substitution that
+    needs only the rows below it, and its entries up to the diagonal only theirs up to
+    column ``i``: the lower triangle costs a sixth of a full solve. Rows are updated
+    whole (contiguous), both matrices in one sweep.
     """
-    for j in range(n):
-        for i in range(n - 1, j - 1, -1):
-            s = X[i, j]
-            for k in range(i + 1, n):
-                s -= L[k, i] * X[k, j]
-            X[i, j] = s * r[i]
-        for i in range(j):
+    for i in range(n - 1, -1, -1):
+        for k in range(i + 1, n):
+            lki = L[k, i]
+            for j in range(i + 1):
+                X[i, j] -= lki * X[k, j]
+                Y[i, j] -= lki * Y[k, j]
+        ri = r[i]
+        for j in range(i + 1):
+            X[i, j] *= ri
+            Y[i, j] *= ri
+        for j in range(i + 1, n):
             X[i, j] = 0.0
+            Y[i, j] = 0.0
 
 
 @item
@@ -579,13 +586,11 @@ def kl_chol_grad(m1, P1, Q1, m2, P2, Q2, W, G1, H1, G2, H2, rp1, rq1, rp2, rq2, 
     quad = whitened_norm2(W, P2, rp2, Q2, rq2, n, p)
     lower_gram(G2, -trace_v, G1, p, n)
     add_row_gram(G2, -1.0, W, n, p)
-    tri_back_solve(P2, rp2, G2, n)
     lower_gram(H2, -trace_u, H1, n, p)
     add_col_gram(H2, -1.0, W, n, p)
-    tri_back_solve(Q2, rq2, H2, p)
-    tri_back_solve(P2, rp2, G1, n)
+    tri_back_solve(P2, rp2, G1, G2, n)
+    tri_back_solve(Q2, rq2, H1, H2, p)
     scale_minus_diagonal(G1, trace_v, p, rp1, n)
-    tri_back_solve(Q2, rq2, H1, p)
     scale_minus_diagonal(H1, trace_u, n, rq1, p)
     unwhiten(W, P2, rp2, Q2, rq2, n, p)
     return 0.5 * (trace_u * trace_v + quad - n * p + p * (logdet_u2 - logdet_u1) + n * (logdet_v2 - logdet_v1))
