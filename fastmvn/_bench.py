@@ -134,14 +134,15 @@ def compare_logpdf(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, refere
     }
 
 
-def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, torch_batch=100_000):
+def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, torch_batch=None):
     """Per-item seconds of the KL's value alone and of its value and gradient together.
 
     ``kl_chol`` and ``kl_chol_value_and_grad`` from Cholesky factors, ``kl`` and
     ``kl_value_and_grad`` from covariances, all on ``batch`` items, and PyTorch autograd
     (forward and backward of ``sum(kl)``, CPU) through :func:`torch_kl_chol_tensors` from
-    factors and through ``torch.linalg.cholesky`` and it from covariances, on at most
-    ``torch_batch`` items (medians of ``repeat // 2`` runs); None without torch.
+    factors and through ``torch.linalg.cholesky`` and it from covariances, on the first
+    ``torch_batch`` items (all by default); None without torch. Every figure is the median
+    of ``repeat`` runs, per item.
     """
     from . import _api
 
@@ -172,8 +173,7 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, tor
 
         return run
 
-    slow = max(1, repeat // 2)
     for name, arrays, cov in (("torch_chol", chol, False), ("torch_cov", args, True)):
         tensors = [torch.from_numpy(a[:torch_batch].copy()).requires_grad_() for a in arrays]
-        figures[name] = median_time(autograd(tensors, cov), slow) / len(tensors[0])
+        figures[name] = median_time(autograd(tensors, cov), repeat) / len(tensors[0])
     return figures

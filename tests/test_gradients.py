@@ -295,3 +295,11 @@ def test_other_errors_name_argument_and_index(rng):
         fm.kl_value_and_grad(np.zeros((2, 2)), np.eye(2), np.eye(2), errors="ignore")
     with pytest.raises(ValueError, match=r"rowcov1 has shape \(2, 2\); expected \(\.\.\., 3, 3\)"):
         fm.kl_value_and_grad(np.zeros((3, 2)), np.eye(2), np.eye(2))
+
+
+def test_gradient_benchmark_runs():
+    from fastmvn._bench import compare_gradients
+
+    figures = compare_gradients(2, 3, 1_000, repeat=1, torch_batch=200)
+    assert all(v is None or v > 0 for v in figures.values())
+    assert figures["kl_chol"] > 0 and figures["kl_value_and_grad"] > 0
