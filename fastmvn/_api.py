@@ -700,8 +700,8 @@ def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2
     ``dKL = Σᵢⱼ Gᵢⱼ dUᵢⱼ`` for every symmetric perturbation ``dU``: the gradient of the
     formula above with all ``n²`` entries taken as independent, which is symmetric at a
     symmetric ``U`` (``torch.linalg.cholesky`` under autograd gives the same). It is not
-    the derivative with respect to the lower-triangle entries alone (the entries the
-    kernels read), which is ``2G − diag(G)`` below the diagonal and on it.
+    the derivative with respect to the stored lower-triangle entries alone (the entries
+    the kernels read), which is ``2 Gᵢⱼ`` below the diagonal and ``Gᵢᵢ`` on it.
 
     Parameters
     ----------
