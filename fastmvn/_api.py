@@ -4,6 +4,7 @@ import numpy as np
 from numpy.linalg import LinAlgError
 
 from . import _modes
+from ._jit import launching
 
 __all__ = ["kl", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "mahalanobis_chol", "logpdf", "logpdf_chol"]
 
@@ -97,7 +98,8 @@ def _evaluate(mode, slots, out):
         return first
     first_bad = np.empty(-(-count // CHUNK), np.int64)
     padding = [np.broadcast_to(np.zeros((1, 1, 1), out.dtype), (count, 1, 1))] * (6 - len(flat))
-    _kernels().evaluate_batch(mode, *flat, *padding, flat_out, first_bad)
+    with launching():
+        _kernels().evaluate_batch(mode, *flat, *padding, flat_out, first_bad)
     bad = int(first_bad.min())
     return bad if bad < count else None
 
@@ -634,7 +636,8 @@ def _evaluate_grad(mode, slots, out, grads, wanted):
     first_bad = np.empty(-(-count // CHUNK), np.int64)
     padding = [np.broadcast_to(np.zeros((1, 1, 1), out.dtype), (count, 1, 1))] * (6 - len(flat))
     mask = sum(1 << k for k, w in enumerate(wanted) if w)
-    _kernels().value_and_grad_batch(mode, *flat, *padding, out.reshape(count), *flat_grads, mask, first_bad)
+    with launching():
+        _kernels().value_and_grad_batch(mode, *flat, *padding, out.reshape(count), *flat_grads, mask, first_bad)
     bad = int(first_bad.min())
     return bad if bad < count else None
 

@@ -22,6 +22,49 @@ def random_pair(batch, n, p, dtype=np.float64, seed=0):
     return tuple(a.astype(dtype, copy=False) for a in arrays)
 
 
+#: The cases :func:`random_inputs` builds: the public functions and the KL to ``MN(0, I, I)``.
+CASES = ("kl", "kl_standard", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "mahalanobis_chol",
+         "logpdf", "logpdf_chol", "pdf", "entropy", "entropy_chol")
+
+
+def random_inputs(case, batch, n, p, dtype=np.float64, seed=0):
+    """Random arguments for one batched call of a public function, drawn from :func:`random_pair`.
+
+    Parameters
+    ----------
+    case : str
+        One of :data:`CASES`: a public function's name, or ``"kl_standard"`` for the first
+        three arguments of ``kl`` (the KL to ``MN(0, I, I)``).
+    batch, n, p : int
+        Items, rows and columns; ``logdet`` and ``trace_solve`` take ``n×n`` matrices.
+    dtype : numpy dtype, optional
+        Dtype of every argument.
+    seed : int, optional
+        Seed of the random generator.
+
+    Returns
+    -------
+    args : tuple of ndarray
+        The positional arguments, each with ``batch`` as its leading axis.
+    """
+    if case not in CASES:
+        raise ValueError(f"case must be one of {', '.join(CASES)}; got {case!r}")
+    m1, u1, v1, m2, u2, v2 = random_pair(batch, n, p, dtype, seed)
+    if case.endswith("_chol"):
+        u1, v1, u2, v2 = (np.linalg.cholesky(a) for a in (u1, v1, u2, v2))
+    if case == "kl_diag":
+        return m1, _diagonal(u1), _diagonal(v1), m2, _diagonal(u2), _diagonal(v2)
+    if case.startswith(("kl", "logdet", "trace_solve", "entropy")):
+        return {"kl": (m1, u1, v1, m2, u2, v2), "kl_chol": (m1, u1, v1, m2, u2, v2), "kl_standard": (m1, u1, v1),
+                "logdet": (u1,), "trace_solve": (u1, u2), "entropy": (u1, v1), "entropy_chol": (u1, v1)}[case]
+    return m2, m1, u1, v1  # x, mean and the two covariances or factors
+
+
+def _diagonal(a):
+    """The diagonals of a stack of square matrices, as a new contiguous array."""
+    return np.diagonal(a, axis1=-2, axis2=-1).copy()
+
+
 def median_time(func, repeat=5):
     """Median wall time of ``func()`` over ``repeat`` runs, after one warm-up run."""
     func()
@@ -82,21 +125,27 @@ def torch_kl(args):
     return lambda: torch_kl_tensors(*tensors)
 
 
-def compare(n, p, batch, dtype=np.float64, repeat=5, reference_batch=100_000):
-    """Per-item seconds of fastmvn.kl, the NumPy reference, PyTorch (or None) and a read pass.
+def compare(n, p, batch, dtype=np.float64, repeat=5, reference_batch=100_000, case="kl"):
+    """Per-item seconds of a fastmvn function, the NumPy reference, PyTorch (or None) and a read pass.
 
-    The reference and PyTorch run on at most ``reference_batch`` items (they are slow);
-    every figure is per item, so the ratios compare like with like.
+    ``case`` is one of :data:`CASES` (``"kl_standard"`` is ``kl`` against ``MN(0, I, I)``);
+    PyTorch runs the same algorithm for ``"kl"`` only. The reference and PyTorch run on at
+    most ``reference_batch`` items (they are slow); every figure is per item, so the ratios
+    compare like with like.
     """
-    args = random_pair(batch, n, p, dtype)
+    import fastmvn
+
+    args = random_inputs(case, batch, n, p, dtype)
+    name = "kl" if case == "kl_standard" else case
+    func, baseline = getattr(fastmvn, name), getattr(reference, name)
     small = tuple(a[:reference_batch] for a in args)
     out = np.empty(batch, dtype)
     figures = {
-        "fastmvn": median_time(lambda: _api.kl(*args, out=out), repeat) / batch,
+        "fastmvn": median_time(lambda: func(*args, out=out), repeat) / batch,
         "read": median_time(lambda: read_pass(args), repeat) / batch,
-        "reference": median_time(lambda: reference.kl(*small), max(1, repeat // 2)) / len(small[0]),
+        "reference": median_time(lambda: baseline(*small), max(1, repeat // 2)) / len(small[0]),
     }
-    run = torch_kl(small)
+    run = torch_kl(small) if case == "kl" else None
     figures["torch"] = None if run is None else median_time(run, max(1, repeat // 2)) / len(small[0])
     return figures
 
@@ -134,46 +183,125 @@ def compare_logpdf(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, refere
     }
 
 
-def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, torch_batch=None):
-    """Per-item seconds of the KL's value alone and of its value and gradient together.
+def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
+    """Per-item seconds of the KL's value alone and of its value and gradient together, on the
+    same ``batch`` pairs: ``kl_chol`` and ``kl_chol_value_and_grad`` from Cholesky factors,
+    ``kl`` and ``kl_value_and_grad`` from covariances, and PyTorch autograd (forward and
+    backward of ``sum(kl)``, CPU) through :func:`torch_kl_chol_tensors` from the factors
+    (``"torch_chol"``) and through ``torch.linalg.cholesky`` and it from the covariances
+    (``"torch_cov"``; both None without torch).
 
-    ``kl_chol`` and ``kl_chol_value_and_grad`` from Cholesky factors, ``kl`` and
-    ``kl_value_and_grad`` from covariances, all on ``batch`` items, and PyTorch autograd
-    (forward and backward of ``sum(kl)``, CPU) through :func:`torch_kl_chol_tensors` from
-    factors and through ``torch.linalg.cholesky`` and it from covariances, on the first
-    ``torch_batch`` items (all by default); None without torch. Every figure is the median
-    of ``repeat`` runs, per item.
+    Medians of ``repeat`` rounds after a warm-up; each round runs every case once, so that
+    load from elsewhere on a shared machine slows them alike.
     """
-    from . import _api
-
     args = random_pair(batch, n, p, dtype)
     chol = tuple(a if i % 3 == 0 else np.linalg.cholesky(a) for i, a in enumerate(args))  # means stay
     out = np.empty(batch, dtype)
-    figures = {
-        "kl_chol": median_time(lambda: _api.kl_chol(*chol, out=out), repeat) / batch,
-        "kl_chol_value_and_grad": median_time(lambda: _api.kl_chol_value_and_grad(*chol), repeat) / batch,
-        "kl": median_time(lambda: _api.kl(*args, out=out), repeat) / batch,
-        "kl_value_and_grad": median_time(lambda: _api.kl_value_and_grad(*args), repeat) / batch,
-        "torch_chol": None,
-        "torch_cov": None,
+    runs = {
+        "kl_chol": lambda: _api.kl_chol(*chol, out=out),
+        "kl_chol_value_and_grad": lambda: _api.kl_chol_value_and_grad(*chol),
+        "kl": lambda: _api.kl(*args, out=out),
+        "kl_value_and_grad": lambda: _api.kl_value_and_grad(*args),
     }
     try:
         import torch
     except ImportError:
-        return figures
+        torch = None
+    if torch is not None:
+        def autograd(arrays, cov):
+            tensors = [torch.from_numpy(a).requires_grad_() for a in arrays]
 
-    def autograd(tensors, cov):
-        def run():
-            for t in tensors:
-                t.grad = None
-            inputs = tensors
-            if cov:
-                inputs = [t if i % 3 == 0 else torch.linalg.cholesky(t) for i, t in enumerate(tensors)]
-            torch_kl_chol_tensors(*inputs).sum().backward()
+            def run():
+                for t in tensors:
+                    t.grad = None
+                inputs = tensors
+                if cov:
+                    inputs = [t if i % 3 == 0 else torch.linalg.cholesky(t) for i, t in enumerate(tensors)]
+                torch_kl_chol_tensors(*inputs).sum().backward()
 
-        return run
+            return run
 
-    for name, arrays, cov in (("torch_chol", chol, False), ("torch_cov", args, True)):
-        tensors = [torch.from_numpy(a[:torch_batch].copy()).requires_grad_() for a in arrays]
-        figures[name] = median_time(autograd(tensors, cov), repeat) / len(tensors[0])
+        runs["torch_chol"] = autograd(chol, cov=False)
+        runs["torch_cov"] = autograd(args, cov=True)
+    times = {name: [] for name in runs}
+    for round_ in range(repeat + 1):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    figures = {"torch_chol": None, "torch_cov": None}
+    figures.update({name: float(np.median(values)) / batch for name, values in times.items()})
+    return figures
+
+
+def compare_kl_gaussian(n=4, p=4, batch=100_000, dtype=np.float64, repeat=5):
+    """Per-item seconds of the KL between matrix Gaussians with full ``np×np`` covariances:
+    ``fastmvn.kl_full`` from the covariances, ``MatrixGaussian.kl`` from factors stored at
+    construction, and the NumPy reference ``fastmvn.reference.kl_gaussian``, all on the same
+    ``batch`` pairs. Medians of ``repeat`` rounds after a warm-up; each round runs the three
+    once, so that all three see the same load on a shared machine."""
+    from ._gaussian import MatrixGaussian, kl_full
+
+    rng = np.random.default_rng(0)
+    shape, size = (batch,), n * p
+    mean1, mean2 = rng.standard_normal((2, batch, n, p)).astype(dtype, copy=False)
+    cov1, cov2 = (random_spd(rng, shape, size).astype(dtype, copy=False) for _ in range(2))
+    first, second = MatrixGaussian(mean1, cov1), MatrixGaussian(mean2, cov2)
+    out = np.empty(batch, dtype)
+    runs = {
+        "fastmvn": lambda: kl_full(mean1, cov1, mean2, cov2, out=out),
+        "distribution": lambda: first.kl(second),
+        "reference": lambda: reference.kl_gaussian(mean1, cov1, mean2, cov2),
+    }
+    times = {name: [] for name in runs}
+    for round_ in range(repeat + 1):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) / batch for name, values in times.items()}
+
+
+def random_batch(batch, n, p, dtype=np.float64, seed=0, piece=500_000):
+    """:func:`random_pair` made ``piece`` items at a time, so that large float32 batches never
+    hold their float64 draft whole."""
+    arrays = [np.empty((batch,) + shape, dtype) for shape in [(n, p), (n, n), (p, p)] * 2]
+    for start in range(0, batch, piece):
+        part = random_pair(min(piece, batch - start), n, p, dtype, seed=(seed, start))
+        for array, values in zip(arrays, part):
+            array[start:start + len(values)] = values
+    return tuple(arrays)
+
+
+def compare_dask(batch=4_000_000, n=4, p=4, dtype=np.float32, shared_prior=True, repeat=5):
+    """Per-item seconds of ``fastmvn.kl`` and of ``fastmvn.dask.kl`` on the same in-memory
+    arrays: the second in Dask's default blocks (``array.chunk-size``, 128 MiB of inputs) on
+    Dask's threaded scheduler, graph building and the gathering of the result included.
+
+    The two are timed in alternation, so that load from elsewhere on the machine slows both
+    alike, and each figure is the median of ``repeat`` runs after a warm-up. With
+    ``shared_prior`` the second distribution is one prior, shared by the whole batch;
+    otherwise every item has its own. ``"ratio"`` is the Dask throughput over the direct one,
+    ``"blocks"`` the number of blocks.
+    """
+    from . import dask as fmd
+
+    args = random_batch(batch, n, p, dtype)
+    if shared_prior:
+        args = args[:3] + tuple(a[0] for a in args[3:])
+    out = np.empty(batch, dtype)
+    runs = {"fastmvn": lambda: _api.kl(*args, out=out), "dask": lambda: fmd.kl(*args).compute()}
+    times = {name: [] for name in runs}
+    for run in runs.values():
+        run()
+    for _ in range(repeat):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    figures = {name: float(np.median(values)) / batch for name, values in times.items()}
+    figures["ratio"] = figures["fastmvn"] / figures["dask"]
+    figures["blocks"] = fmd.kl(*args).numblocks[0]
     return figures

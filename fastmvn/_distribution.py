@@ -664,8 +664,9 @@ class MatrixNormal:
 
         Parameters
         ----------
-        other : MatrixNormal
-            Of the same :attr:`shape`; the batch shapes broadcast.
+        other : MatrixNormal or MatrixGaussian
+            Of the same :attr:`shape`; the batch shapes broadcast. A
+            :class:`~fastmvn.MatrixGaussian` goes to :func:`fastmvn.kl_gaussian`.
 
         Returns
         -------
@@ -681,7 +682,11 @@ class MatrixNormal:
         True
         """
         if not isinstance(other, MatrixNormal):
-            raise TypeError(f"other must be a MatrixNormal, not {type(other).__name__}")
+            from ._gaussian import MatrixGaussian, kl_gaussian
+
+            if isinstance(other, MatrixGaussian):
+                return kl_gaussian(self, other)
+            raise TypeError(f"other must be a MatrixNormal or a MatrixGaussian, not {type(other).__name__}")
         if other.shape != self.shape:
             raise ValueError(f"cannot compare matrix normals of shapes {self.shape} and {other.shape}")
         return kl_chol(self._mean, self._rowchol, self._colchol, other._mean, other._rowchol, other._colchol)
@@ -817,6 +822,61 @@ class MatrixNormal:
             mean = mean + np.asarray(C, dtype=np.float64)
         return _assemble(*_parameters(*(a.astype(dtype) for a in (mean, rowcov, colcov)), COV,
                                       names=("A mean B + C", "A rowcov Aᵀ", "Bᵀ colcov B")))
+
+    # Expectations
+
+    def expect_xtax(self, A):
+        """``E[Xᵀ A X] = Mᵀ A M + tr(A U) V``.
+
+        Parameters
+        ----------
+        A : (..., n, n) array_like
+            Any square matrices; leading axes broadcast with :attr:`batch_shape`.
+
+        Returns
+        -------
+        expectation : (..., p, p) ndarray
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> fm.MatrixNormal(np.zeros((2, 1)), [[1.0, 0.5], [0.5, 2.0]], [[3.0]]).expect_xtax(np.eye(2))
+        array([[9.]])
+        """
+        return self._expect_quadratic(A, transpose=False)
+
+    def expect_xaxt(self, A):
+        """``E[X A Xᵀ] = M A Mᵀ + tr(A V) U``.
+
+        Parameters
+        ----------
+        A : (..., p, p) array_like
+            Any square matrices; leading axes broadcast with :attr:`batch_shape`.
+
+        Returns
+        -------
+        expectation : (..., n, n) ndarray
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> fm.MatrixNormal(np.zeros((2, 1)), [[1.0, 0.5], [0.5, 2.0]], [[3.0]]).expect_xaxt(np.eye(1))
+        array([[3. , 1.5],
+               [1.5, 6. ]])
+        """
+        return self._expect_quadratic(A, transpose=True)
+
+    def _expect_quadratic(self, A, transpose):
+        """``E[Xᵀ A X]``, or with ``transpose`` ``E[X A Xᵀ]``: that of ``Xᵀ ~ MN(Mᵀ, V, U)``."""
+        mean_arg, a_arg = _Arg("mean", MEAN, self.mean, "np"), _Arg("A", MEAN, A, "pp" if transpose else "nn")
+        dtype, batch_shape = _check([mean_arg, a_arg])
+        mean, a, rowcov, colcov = (np.asarray(x, dtype=np.float64)
+                                   for x in (self._mean, a_arg.array, self._rowcov, self._colcov))
+        if transpose:
+            mean, rowcov, colcov = np.swapaxes(mean, -1, -2), colcov, rowcov
+        value = (np.swapaxes(mean, -1, -2) @ a @ mean
+                 + np.trace(a @ rowcov, axis1=-2, axis2=-1)[..., None, None] * colcov)
+        return _full(value.astype(dtype), batch_shape + value.shape[-2:])
 
 
 def _assemble(*parts):

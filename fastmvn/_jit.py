@@ -5,7 +5,9 @@ process loads compiled kernels instead of compiling them).  ``NUMBA_DISABLE_JIT=
 runs every kernel as plain Python, which tells a kernel bug from a compiler quirk.
 """
 
+import contextlib
 import os
+import threading
 
 import numba
 
@@ -32,3 +34,26 @@ def item(func=None, *, inline=False):
 def batch(signatures):
     """Compile a batch driver for the CPU with explicit signatures, multi-threaded."""
     return numba.njit(signatures, parallel=True, **OPTIONS)
+
+
+# Numba's workqueue threading layer (used where neither TBB nor OpenMP is available) aborts
+# the process when two threads launch parallel kernels at once; until Numba has picked its
+# layer, at the first launch, launches take turns as well.
+_LAUNCH = threading.Lock()
+
+
+def _launch_needs_lock():
+    try:
+        return numba.threading_layer() == "workqueue"
+    except ValueError:
+        return True
+
+
+@contextlib.contextmanager
+def launching():
+    """Hold around every call of a parallel batch driver: safe from any number of threads."""
+    if _launch_needs_lock():
+        with _LAUNCH:
+            yield
+    else:
+        yield

@@ -108,22 +108,33 @@ def diagonal_sum(a, n):
 
 
 @item
-def trace_tri(L2, r2, L1, t, n):
-    """``tr((L2 L2ᵀ)⁻¹ L1 L1ᵀ) = ‖L2⁻¹ L1‖_F²`` for lower-triangular ``L1``, ``L2``.
+def trace_tri(L2, r2, W, n):
+    """``tr((L2 L2ᵀ)⁻¹ W Wᵀ) = ‖L2⁻¹ W‖_F²`` for lower-triangular ``L2``, ``W``, overwriting
+    ``W`` with ``L2⁻¹ W`` (lower triangular too).
 
-    ``L2⁻¹ L1`` is lower triangular, so each column is a forward substitution that
-    starts at the diagonal; ``t`` holds the column, updated a solved entry at a time.
+    Solved a row at a time by updates of whole (contiguous) rows, which vectorise; only
+    the lower triangle of ``W`` is read.
     """
     acc = 0.0
-    for j in range(n):
-        for i in range(j, n):
-            t[i] = L1[i, j]
-        for k in range(j, n):
-            x = t[k] * r2[k]
+    for i in range(n):
+        for k in range(i):
+            lik = L2[i, k]
+            for c in range(k + 1):
+                W[i, c] -= lik * W[k, c]
+        ri = r2[i]
+        for c in range(i + 1):
+            x = W[i, c] * ri
+            W[i, c] = x
             acc += x * x
-            for i in range(k + 1, n):
-                t[i] -= L2[i, k] * x
     return acc
+
+
+@item
+def copy_lower(a, L, n):
+    """``tril(L) = tril(a)``."""
+    for i in range(n):
+        for j in range(i + 1):
+            L[i, j] = a[i, j]
 
 
 @item
@@ -173,13 +184,13 @@ def squared_norm(m, n, p):
 
 
 @item
-def kl_factored(m1, Lu1, Lv1, m2, Lu2, ru2, Lv2, rv2, dlogdet_u, dlogdet_v, Y, t, n, p):
-    """KL between two matrix normals given by Cholesky factors.
+def kl_factored(m1, Lu1, Lv1, m2, Lu2, ru2, Lv2, rv2, dlogdet_u, dlogdet_v, Y, n, p):
+    """KL between two matrix normals given by Cholesky factors, overwriting ``Lu1``, ``Lv1``.
 
     ``dlogdet_u = log|U2| − log|U1|`` and ``dlogdet_v = log|V2| − log|V1|``.
     """
-    trace_u = trace_tri(Lu2, ru2, Lu1, t, n)
-    trace_v = trace_tri(Lv2, rv2, Lv1, t, p)
+    trace_u = trace_tri(Lu2, ru2, Lu1, n)
+    trace_v = trace_tri(Lv2, rv2, Lv1, p)
     difference(Y, m2, m1, n, p)
     quad = whitened_norm2(Y, Lu2, ru2, Lv2, rv2, n, p)
     return 0.5 * (trace_u * trace_v + quad - n * p + p * dlogdet_u + n * dlogdet_v)
@@ -277,7 +288,7 @@ def evaluate(mode, a0, a1, a2, a3, a4, a5, Lu1, Lv1, Lu2, Lv2, Y, ru1, rv1, ru2,
         if math.isnan(logdet_u1 + logdet_v1 + logdet_u2 + logdet_v2):
             return math.nan
         return kl_factored(a0, Lu1, Lv1, a3, Lu2, ru2, Lv2, rv2,
-                           logdet_u2 - logdet_u1, logdet_v2 - logdet_v1, Y, t, n, p)
+                           logdet_u2 - logdet_u1, logdet_v2 - logdet_v1, Y, n, p)
     if mode == KL_CHOL:
         logdet_u1 = factor_logdet(a1, ru1, n)
         logdet_v1 = factor_logdet(a2, rv1, p)
@@ -285,8 +296,10 @@ def evaluate(mode, a0, a1, a2, a3, a4, a5, Lu1, Lv1, Lu2, Lv2, Y, ru1, rv1, ru2,
         logdet_v2 = factor_logdet(a5, rv2, p)
         if math.isnan(logdet_u1 + logdet_v1 + logdet_u2 + logdet_v2):
             return math.nan
-        return kl_factored(a0, a1, a2, a3, a4, ru2, a5, rv2,
-                           logdet_u2 - logdet_u1, logdet_v2 - logdet_v1, Y, t, n, p)
+        copy_lower(a1, Lu1, n)
+        copy_lower(a2, Lv1, p)
+        return kl_factored(a0, Lu1, Lv1, a3, a4, ru2, a5, rv2,
+                           logdet_u2 - logdet_u1, logdet_v2 - logdet_v1, Y, n, p)
     if mode == KL_DIAG:
         return kl_diagonal(a0, a1, a2, a3, a4, a5, ru2, rv2, n, p)
     if mode == KL_STD_COV:
@@ -378,24 +391,6 @@ def evaluate_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad):
 
 
 @item
-def tri_solve_lower(L2, r2, L1, A, n):
-    """``A = L2⁻¹ L1`` for lower-triangular ``L1``, ``L2`` (``r2 = 1/diag(L2)``); returns ``‖A‖_F²``.
-
-    Writes the lower triangle of ``A`` only (``A`` is lower triangular).
-    """
-    acc = 0.0
-    for j in range(n):
-        for i in range(j, n):
-            s = float(L1[i, j])
-            for k in range(j, i):
-                s -= L2[i, k] * A[k, j]
-            s *= r2[i]
-            A[i, j] = s
-            acc += s * s
-    return acc
-
-
-@item
 def lower_gram(G, c, A, d, n):
     """Lower triangle of ``G = c·A Aᵀ + d·I`` for lower-triangular ``A`` (``G`` is not ``A``)."""
     for i in range(n):
@@ -462,18 +457,6 @@ def scale_minus_diagonal(G, c, d, r, n):
             G[i, j] *= c
             G[j, i] = 0.0
         G[i, i] = c * G[i, i] - d * r[i]
-
-
-@item
-def copy_lower(G, L, n):
-    """``G = tril(L)``, zeros above the diagonal; returns ``‖tril(L)‖_F²``."""
-    acc = 0.0
-    for i in range(n):
-        for j in range(n):
-            x = float(L[i, j]) if j <= i else 0.0
-            G[i, j] = x
-            acc += x * x
-    return acc
 
 
 @item
@@ -580,8 +563,10 @@ def kl_chol_grad(m1, P1, Q1, m2, P2, Q2, W, G1, H1, G2, H2, rp1, rq1, rp2, rq2, 
     logdet_v2 = factor_logdet(Q2, rq2, p)
     if math.isnan(logdet_u1 + logdet_v1 + logdet_u2 + logdet_v2):
         return math.nan
-    trace_u = tri_solve_lower(P2, rp2, P1, G1, n)
-    trace_v = tri_solve_lower(Q2, rq2, Q1, H1, p)
+    copy_lower(P1, G1, n)
+    copy_lower(Q1, H1, p)
+    trace_u = trace_tri(P2, rp2, G1, n)
+    trace_v = trace_tri(Q2, rq2, H1, p)
     difference(W, m2, m1, n, p)
     quad = whitened_norm2(W, P2, rp2, Q2, rq2, n, p)
     lower_gram(G2, -trace_v, G1, p, n)
@@ -611,8 +596,10 @@ def kl_cov_grad(m1, U1, V1, m2, U2, V2, W, G1, H1, G2, H2, P1, Q1, P2, Q2, A, B,
     logdet_v2 = cholesky(V2, Q2, rq2, p)
     if math.isnan(logdet_u1 + logdet_v1 + logdet_u2 + logdet_v2):
         return math.nan
-    trace_u = tri_solve_lower(P2, rp2, P1, A, n)
-    trace_v = tri_solve_lower(Q2, rq2, Q1, B, p)
+    copy_lower(P1, A, n)
+    copy_lower(Q1, B, p)
+    trace_u = trace_tri(P2, rp2, A, n)
+    trace_v = trace_tri(Q2, rq2, B, p)
     difference(W, m2, m1, n, p)
     quad = whitened_norm2(W, P2, rp2, Q2, rq2, n, p)
     lower_gram(G2, -trace_v, A, p, n)
@@ -688,8 +675,10 @@ def kl_std_chol_grad(m1, P1, Q1, W, G1, H1, rp1, rq1, n, p):
     logdet_v = factor_logdet(Q1, rq1, p)
     if math.isnan(logdet_u + logdet_v):
         return math.nan
-    trace_u = copy_lower(G1, P1, n)
-    trace_v = copy_lower(H1, Q1, p)
+    copy_lower(P1, G1, n)
+    copy_lower(Q1, H1, p)
+    trace_u = lower_norm2(P1, n)
+    trace_v = lower_norm2(Q1, p)
     quad = negated(W, m1, n, p)
     scale_minus_diagonal(G1, trace_v, p, rp1, n)
     scale_minus_diagonal(H1, trace_u, n, rq1, p)

@@ -7,7 +7,16 @@ import sys
 
 import numpy as np
 
+from ._bench import CASES
+
 DEFAULT_SIZES = [(4, 4, 1_000_000), (16, 16, 100_000), (32, 32, 20_000)]
+
+#: ``(n, batch)`` of the throughput plot, for ``n×n`` matrices.
+PLOT_SIZES = [(2, 1_000_000), (4, 1_000_000), (8, 200_000), (16, 100_000), (32, 20_000)]
+
+#: What the plot draws, from the figures of :func:`fastmvn._bench.compare`, and how.
+PLOT_LINES = [("fastmvn", "fastmvn", "o-"), ("reference", "NumPy reference", "s-"),
+              ("torch", "PyTorch (CPU)", "^-"), ("read", "one read of the inputs (ceiling)", "k--")]
 
 
 def _progress(items):
@@ -21,25 +30,61 @@ def _progress(items):
     return tqdm(items, desc="fastmvn bench", file=sys.stderr)
 
 
+def _figure_class():
+    """matplotlib's Figure, or exit with how to install matplotlib."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise SystemExit("fastmvn bench --plot needs matplotlib: python3 -m pip install 'fastmvn[plot]'") from None
+    return Figure
+
+
+def plot(path, rows, dtype, case="kl"):
+    """Draw items per second against ``n`` (``n = p``) for each backend and the read pass into ``path``."""
+    figure = _figure_class()(figsize=(6.4, 4.2), layout="constrained")
+    axes = figure.add_subplot()
+    sizes = [n for n, _, _, _ in rows]
+    for key, label, style in PLOT_LINES:
+        points = [(n, 1.0 / f[key]) for n, _, _, f in rows if f[key] is not None]
+        if points:
+            axes.plot(*zip(*points), style, label=label)
+    axes.set(xscale="log", yscale="log", xticks=sizes, xticklabels=[str(n) for n in sizes],
+             xlabel="n (n×n row and column covariances)", ylabel="items per second",
+             title=f"fastmvn.{case} throughput, {dtype}, {_threads()} threads")
+    axes.minorticks_off()
+    axes.grid(True, which="major", alpha=0.3)
+    axes.legend()
+    figure.savefig(path, dpi=120)
+
+
 def bench(args):
     from ._bench import compare
 
-    if args.n or args.p:
+    if args.plot:
+        if args.n or args.p:
+            raise SystemExit("fastmvn bench --plot draws n = p = 2 to 32; leave out --n and --p")
+        _figure_class()
+        sizes = [(n, n, args.batch or batch) for n, batch in PLOT_SIZES]
+    elif args.n or args.p:
         n = args.n or args.p
         sizes = [(n, args.p or n, args.batch or 1_000_000)]
     else:
         sizes = [(n, p, args.batch or batch) for n, p, batch in DEFAULT_SIZES]
     rows = []
     for n, p, batch in _progress(sizes):
-        rows.append((n, p, batch, compare(n, p, batch, np.dtype(args.dtype), args.repeat)))
-    header = f"{'n×p':>7} {'batch':>9} {'dtype':>7} {'M KL/s':>8} {'× reference':>12} {'× torch':>8} {'÷ read':>7}"
-    print(f"fastmvn.kl, median of {args.repeat} runs, {_threads()} threads")
+        rows.append((n, p, batch, compare(n, p, batch, np.dtype(args.dtype), args.repeat, case=args.case)))
+    header = f"{'n×p':>7} {'batch':>9} {'dtype':>7} {'M/s':>8} {'× reference':>12} {'× torch':>8} {'÷ read':>7}"
+    what = "fastmvn.kl against MN(0, I, I)" if args.case == "kl_standard" else f"fastmvn.{args.case}"
+    print(f"{what}, median of {args.repeat} runs, {_threads()} threads")
     print(header)
     for n, p, batch, f in rows:
         torch = "-" if f["torch"] is None else f"{f['torch'] / f['fastmvn']:.1f}"
         print(f"{f'{n}×{p}':>7} {batch:>9} {args.dtype:>7} {1e-6 / f['fastmvn']:>8.2f} "
               f"{f['reference'] / f['fastmvn']:>12.1f} {torch:>8} {f['fastmvn'] / f['read']:>7.2f}")
     print("× reference, × torch: how many times faster fastmvn is; ÷ read: time over one plain read of the inputs")
+    if args.plot:
+        plot(args.plot, rows, args.dtype, args.case)
+        print(f"throughput plot: {args.plot}")
 
 
 def kl(args):
@@ -106,6 +151,10 @@ def main(argv=None):
     p.add_argument("--batch", type=int, help="pairs per batch (default: 1,000,000 at 4×4, fewer when larger)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--repeat", type=int, default=5, help="timed runs; the median is reported")
+    p.add_argument("--case", choices=CASES, default="kl",
+                   help="the function timed (default kl; kl_standard is kl against MN(0, I, I))")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="also draw KL per second against n = p = 2 to 32 for each backend (needs matplotlib)")
     p.set_defaults(func=bench)
     p = commands.add_parser("kl", help="batched KL for arrays saved in an .npz under the argument names")
     p.add_argument("input", help=".npz with mean1, rowcov1, colcov1 [, mean2, rowcov2, colcov2] "

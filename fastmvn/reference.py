@@ -12,7 +12,7 @@ Only the lower triangle of a covariance is read (``numpy.linalg.cholesky`` reads
 
 import numpy as np
 
-__all__ = ["entropy", "entropy_chol", "kl", "kl_chol", "kl_diag", "logdet", "logpdf", "logpdf_chol",
+__all__ = ["entropy", "entropy_chol", "kl", "kl_chol", "kl_diag", "kl_gaussian", "logdet", "logpdf", "logpdf_chol",
            "mahalanobis", "mahalanobis_chol", "pdf", "pdf_chol", "trace_solve"]
 
 
@@ -151,3 +151,23 @@ def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None):
     return 0.5 * (trace_u * trace_v + quad - n * p
                   + p * np.log(rowvar2 / rowvar1).sum(axis=-1)
                   + n * np.log(colvar2 / colvar1).sum(axis=-1))
+
+
+def kl_gaussian(mean1, cov1, mean2=None, cov2=None):
+    """KL between matrix Gaussians ``N(vec mean1, cov1) ‖ N(vec mean2, cov2)``.
+
+    Means ``(..., n, p)``, covariances ``(..., np, np)`` of column-major ``vec``; ``None``
+    for a second argument means zero mean or identity covariance. The multivariate-normal
+    KL ``½[tr(Σ2⁻¹Σ1) + vec(D)ᵀ Σ2⁻¹ vec(D) − np + log|Σ2| − log|Σ1|]``, ``D = M2 − M1``.
+    The specification of ``fastmvn.kl_full``, and of ``fastmvn.kl_gaussian`` for two
+    ``MatrixGaussian`` given their ``mean`` and ``cov``.
+    """
+    mean1 = np.asarray(mean1, dtype=float)
+    size = mean1.shape[-2] * mean1.shape[-1]
+    chol1 = np.linalg.cholesky(cov1)
+    chol2 = np.eye(size) if cov2 is None else np.linalg.cholesky(cov2)
+    d = (0.0 if mean2 is None else np.asarray(mean2, dtype=float)) - mean1
+    vec_d = np.swapaxes(d, -1, -2).reshape(d.shape[:-2] + (size, 1))
+    trace = _frobenius2(_solve(chol2, chol1))  # tr(Σ2⁻¹ Σ1)
+    quad = _frobenius2(_solve(chol2, vec_d))
+    return 0.5 * (trace + quad - size + _logdet_factor(chol2) - _logdet_factor(chol1))

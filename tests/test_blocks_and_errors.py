@@ -1,5 +1,9 @@
 """The building blocks (logdet, trace_solve, mahalanobis) and every kind of bad input."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from numpy.linalg import LinAlgError
@@ -118,3 +122,23 @@ def test_nan_in_unread_upper_triangle_is_ignored():
 def test_shape_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_calls_from_many_threads_under_the_workqueue_threading_layer():
+    """Numba's workqueue layer aborts the process on concurrent parallel launches; fastmvn's
+    launches take turns under it, so calls from many threads give the right answers."""
+    script = ("import threading, numpy as np, numba, fastmvn as fm\n"
+              "from fastmvn._bench import random_pair\n"
+              "args = random_pair(20_000, 3, 2)\n"
+              "expected = fm.kl(*args)\n"
+              "results = [None] * 8\n"
+              "def run(i):\n"
+              "    results[i] = fm.kl(*args)\n"
+              "threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]\n"
+              "[t.start() for t in threads]; [t.join() for t in threads]\n"
+              "assert all(np.array_equal(r, expected) for r in results)\n"
+              "print(numba.threading_layer())\n")
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "workqueue"

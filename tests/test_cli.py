@@ -1,5 +1,7 @@
 """The command line: kl on an .npz, info, and a small bench."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -35,3 +37,35 @@ def test_bench_prints_a_table(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "× reference" in lines[1]
     assert lines[2].split()[:3] == ["2×3", "500", "float64"]
+
+
+@pytest.mark.parametrize("case", ["kl_chol", "kl_standard", "logpdf", "entropy_chol"])
+def test_bench_times_other_functions(capsys, case):
+    cli.main(["bench", "--n", "3", "--batch", "300", "--repeat", "1", "--case", case])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("fastmvn.kl against MN(0, I, I)" if case == "kl_standard" else f"fastmvn.{case},")
+    row = lines[2].split()
+    assert row[:3] == ["3×3", "300", "float64"] and row[5] == "-"   # PyTorch runs only for kl
+    assert float(row[4]) > 0 and float(row[6]) > 0
+
+
+def test_bench_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "bench.png"
+    cli.main(["bench", "--batch", "50", "--repeat", "1", "--plot", str(path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[2:7]] == ["2×2", "4×4", "8×8", "16×16", "32×32"]
+    assert lines[-1] == f"throughput plot: {path}"
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_bench_plot_without_matplotlib(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(SystemExit, match=r"needs matplotlib: python3 -m pip install 'fastmvn\[plot\]'"):
+        cli.main(["bench", "--batch", "50", "--plot", str(tmp_path / "bench.png")])
+    assert not (tmp_path / "bench.png").exists()
+
+
+def test_bench_plot_rejects_a_size(tmp_path):
+    with pytest.raises(SystemExit, match="leave out --n and --p"):
+        cli.main(["bench", "--n", "3", "--plot", str(tmp_path / "bench.png")])

@@ -11,7 +11,6 @@ import types
 
 import numpy as np
 import pytest
-from numpy.linalg import LinAlgError
 
 import fastmvn as fm
 

@@ -1,0 +1,1123 @@
+"""The general matrix Gaussian ``vec X ~ N(vec M, Σ)`` with a full ``np×np`` covariance: the
+frozen, possibly batched :class:`MatrixGaussian`, KL divergences between matrix Gaussians and
+matrix normals, expectations of quadratic forms and the projection onto matrix normals.
+
+A matrix Gaussian on ``n×p`` matrices is a matrix normal on ``np×1`` matrices: mean
+``vec M`` (a column), row covariance ``Σ`` and column covariance ``[[1]]``. Densities,
+Mahalanobis distances and the KL between two stored distributions therefore run the
+compiled matrix-normal kernels of :mod:`fastmvn._api` unchanged, on ``vec`` and the stored
+factors, and :func:`kl_full` is the matrix-normal KL from covariances on the same ``np×1``
+matrices. The rest (conditioning, affine maps, the Kronecker structure of a matrix normal) is NumPy
+on whole batches.
+
+Conventions: ``vec`` stacks columns, so ``Σ[i + n·j, k + n·l] = Cov(X_ij, X_kl)``; only the
+lower triangle of ``Σ`` is read.
+"""
+
+import math
+import operator
+import warnings
+
+import numpy as np
+from numpy.linalg import LinAlgError
+
+from . import _modes
+from ._api import (COV, MATRIX, MEAN, _Arg, _check, _check_errors, _compute, kl_chol, logpdf_chol,
+                   mahalanobis_chol)
+from ._distribution import (_ENTROPY_PER_ENTRY, MatrixNormal, _exp, _factor, _first, _full, _indices, _nonfinite, _not_pd,
+                            _read_only, _relative_change, _report, _sample_shape, _symmetric, _where)
+
+__all__ = ["MatrixGaussian", "kl_full", "kl_gaussian", "expect_quadratic", "nearest_kronecker", "project"]
+
+# The column covariance (and its factor) of vec X read as an np×1 matrix normal. float32, so
+# that it never widens the result dtype of a kernel.
+_ONE = np.ones((1, 1), np.float32)
+
+
+# Layouts of the covariance ---------------------------------------------------------------
+
+
+def _vec(x):
+    """Column-major ``vec`` of each matrix as a column: ``(..., n, p)`` to ``(..., n·p, 1)``."""
+    return np.swapaxes(x, -1, -2).reshape(x.shape[:-2] + (x.shape[-2] * x.shape[-1], 1))
+
+
+def _unvec(v, n, p):
+    """The ``n×p`` matrices whose column-major ``vec`` is ``v``: ``(..., n·p)`` to ``(..., n, p)``."""
+    return np.swapaxes(v.reshape(v.shape[:-1] + (p, n)), -1, -2)
+
+
+def _tensor(cov, n, p):
+    """``C[..., i, j, k, l] = Σ[..., i + n·j, k + n·l]``, a view of ``cov``."""
+    blocks = cov.reshape(cov.shape[:-2] + (p, n, p, n))  # blocks[j, i, l, k]
+    return np.swapaxes(np.swapaxes(blocks, -4, -3), -2, -1)
+
+
+def _cov_from_tensor(tensor):
+    """``Σ`` from ``C`` (the inverse of :func:`_tensor`)."""
+    n, p = tensor.shape[-4:-2]
+    return np.swapaxes(np.swapaxes(tensor, -4, -3), -2, -1).reshape(tensor.shape[:-4] + (n * p, n * p))
+
+
+def _kron_layout(cov, n, p):
+    """The ``(n·n)×(p·p)`` matrix ``E[(X−M)⊗(X−M)]``: entry ``[i·n + k, j·p + l]`` is ``C[i, j, k, l]``."""
+    tensor = np.swapaxes(_tensor(cov, n, p), -3, -2)  # [i, k, j, l]
+    return tensor.reshape(tensor.shape[:-4] + (n * n, p * p))
+
+
+def _cov_from_kron_layout(layout, n, p):
+    """``Σ`` from the Kronecker layout (the inverse of :func:`_kron_layout`)."""
+    tensor = np.swapaxes(layout.reshape(layout.shape[:-2] + (n, n, p, p)), -3, -2)
+    return _cov_from_tensor(tensor)
+
+
+# Checks and factorisation ----------------------------------------------------------------
+
+
+def _check_size(mean_arg, cov_arg):
+    """``cov_arg`` must be ``(..., n·p, n·p)`` for the ``n×p`` matrices of ``mean_arg``."""
+    n, p = mean_arg.array.shape[-2:]
+    if cov_arg.array.shape[-2:] != (n * p, n * p):
+        raise ValueError(f"{cov_arg.name} has shape {cov_arg.array.shape}; expected (..., {n * p}, {n * p}): "
+                         f"n·p = {n}·{p} from {mean_arg.name} of shape {mean_arg.array.shape}")
+
+
+def _parts(mean, cov, names=("mean", "cov")):
+    """The checked parts ``(mean, cov, chol, dtype, batch_shape)`` of a :class:`MatrixGaussian`,
+    in new arrays; failures raise naming the argument (by ``names``) and the batch index."""
+    mean_name, cov_name = names
+    mean_arg, cov_arg = _Arg(mean_name, MEAN, mean, "np"), _Arg(cov_name, COV, cov, "kk")
+    dtype, batch_shape = _check([mean_arg, cov_arg])
+    _check_size(mean_arg, cov_arg)
+    chol, failed = _factor(cov_arg)
+    _report([(_nonfinite(mean_arg), ValueError, f"{mean_name} contains NaN or infinity"),
+             (_nonfinite(cov_arg), ValueError, f"{cov_name} contains NaN or infinity"),
+             (failed, LinAlgError, _not_pd(cov_name))], batch_shape)
+    return np.array(mean_arg.array, dtype=dtype), _symmetric(cov_arg.array, dtype), chol, dtype, batch_shape
+
+
+def _assemble(*parts):
+    """A :class:`MatrixGaussian` from checked parts ``(mean, cov, chol, dtype, batch_shape)``."""
+    distribution = object.__new__(MatrixGaussian)
+    distribution._init(*parts)
+    return distribution
+
+
+def _mask(mask, name, shape):
+    """``mask`` checked to be a boolean array of ``shape`` that selects something."""
+    array = np.asarray(mask)
+    if array.dtype != bool:
+        raise TypeError(f"{name} must be a boolean array of shape {shape}; got dtype {array.dtype}")
+    if array.shape != shape:
+        raise ValueError(f"{name} must be a boolean array of shape {shape}; got shape {array.shape}")
+    if not array.any():
+        raise ValueError(f"{name} selects nothing")
+    return array
+
+
+def _block_shape(mask):
+    """``(rows, cols)`` when the True entries of ``mask`` are all pairs of some rows and
+    some columns (a sub-matrix, not necessarily contiguous), else None."""
+    rows, cols = mask.any(axis=1), mask.any(axis=0)
+    if np.array_equal(mask, np.outer(rows, cols)):
+        return int(rows.sum()), int(cols.sum())
+    return None
+
+
+def _vec_positions(mask):
+    """Positions in column-major ``vec`` of the True entries of ``mask``, in that order."""
+    return np.flatnonzero(mask.ravel(order="F"))
+
+
+def _inverse(chol):
+    """``(L Lᵀ)⁻¹`` from lower factors ``L`` (float64), batched."""
+    inverse = np.linalg.inv(np.asarray(chol, dtype=np.float64))
+    return np.swapaxes(inverse, -1, -2) @ inverse
+
+
+def _logdet(chol):
+    """``log|L Lᵀ|`` from the diagonal of lower factors ``L``."""
+    return 2.0 * np.log(np.diagonal(np.asarray(chol, dtype=np.float64), axis1=-2, axis2=-1)).sum(axis=-1)
+
+
+# The frozen distribution -----------------------------------------------------------------
+
+
+class MatrixGaussian:
+    """A frozen matrix Gaussian ``vec X ~ N(vec mean, cov)`` on ``n×p`` matrices, possibly batched.
+
+    The general Gaussian on a random matrix: any symmetric positive definite covariance
+    ``Σ`` (``np×np``) of column-major ``vec X``, of which the matrix normal's ``V⊗U`` is the
+    special case. The arguments broadcast over leading axes; a batched distribution is a
+    stack of independent distributions of shape :attr:`batch_shape`. The inputs are copied,
+    checked and factorised once, here (the ``np×np`` Cholesky factors are computed by the
+    compiled kernels, in parallel over the batch), each failure naming the argument and
+    the batch index. Only the lower triangle of ``cov`` is read; the stored covariance is
+    symmetric.
+
+    The covariance has three equivalent layouts, converted exactly (by permuting entries)
+    by the attributes and constructors:
+
+    * :attr:`cov`, ``Σ = Cov(vec X)``, ``(np, np)``, with ``Σ[i + n·j, k + n·l] = Cov(X_ij, X_kl)``;
+    * :attr:`cov_tensor`, ``C[i, j, k, l] = Cov(X_ij, X_kl)``, ``(n, p, n, p)``;
+    * :attr:`kron_layout`, the ``(n·n)×(p·p)`` matrix ``E[(X−M)⊗(X−M)]``, whose block
+      ``(i, j)`` (an ``n×p`` matrix) is ``C[i, j, :, :]``: entry ``[i·n + k, j·p + l]`` is
+      ``C[i, j, k, l]``. For a matrix normal it is the rank-one ``vec'(U) vec'(V)ᵀ`` (``vec'``
+      stacking rows), which is why :func:`nearest_kronecker` takes its leading singular pair.
+
+    Parameters
+    ----------
+    mean : (..., n, p) array_like
+        Mean ``M``.
+    cov : (..., np, np) array_like
+        Covariance ``Σ`` of column-major ``vec X`` (symmetric positive definite).
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        ``cov`` is not positive definite (names the batch index).
+    ValueError
+        NaN or infinity (names the argument and batch index); ``cov`` not of size ``np``,
+        or shapes that do not broadcast.
+
+    See Also
+    --------
+    MatrixGaussian.from_tensor, MatrixGaussian.from_kron_layout : other layouts of ``cov``.
+    MatrixGaussian.from_normal : the matrix Gaussian of a :class:`~fastmvn.MatrixNormal`.
+    project : the matrix normal closest to a matrix Gaussian.
+
+    Notes
+    -----
+    Arithmetic is in float64; the distribution stores and returns float32 when every
+    input is float32. A multivariate normal over ``k`` scalars is a matrix Gaussian of
+    shape ``(k, 1)``: :meth:`marginal` and :meth:`condition` return one when the entries
+    they leave do not form a sub-matrix.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> u, v = np.array([[2.0, 0.5], [0.5, 1.0]]), np.array([[1.0, 0.3, 0.0], [0.3, 1.0, 0.3], [0.0, 0.3, 1.0]])
+    >>> g = fm.MatrixGaussian(np.zeros((4, 2, 3)), np.kron(v, u) + 0.1 * np.eye(6))
+    >>> g
+    MatrixGaussian(shape=(2, 3), batch_shape=(4,), dtype=float64)
+    >>> x = g.rvs(size=10, random_state=0)
+    >>> x.shape, g.logpdf(x).shape, g.entropy().shape, g.cov_tensor.shape, g.kron_layout.shape
+    ((10, 4, 2, 3), (10, 4), (4,), (4, 2, 3, 2, 3), (4, 4, 9))
+    >>> float(g.cov_tensor[0, 1, 2, 0, 1]) == float(g.cov[0, 1 + 2 * 2, 0 + 2 * 1])
+    True
+    >>> g.marginal(entries=np.array([[True, False, False], [False, True, True]])).shape   # not a sub-matrix
+    (3, 1)
+    """
+
+    def __init__(self, mean, cov):
+        self._init(*_parts(mean, cov))
+
+    @staticmethod
+    def from_tensor(mean, cov_tensor):
+        """The matrix Gaussian with ``Cov(X_ij, X_kl) = cov_tensor[..., i, j, k, l]``.
+
+        Parameters
+        ----------
+        mean : (..., n, p) array_like
+            Mean ``M``.
+        cov_tensor : (..., n, p, n, p) array_like
+            The covariances of the entries; the entries with ``k + n·l ≤ i + n·j`` are read
+            (the lower triangle of ``Σ``).
+
+        Returns
+        -------
+        MatrixGaussian
+
+        Raises
+        ------
+        numpy.linalg.LinAlgError, ValueError
+            As the constructor, naming ``cov_tensor``.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> c = np.einsum("ik,jl->ijkl", np.eye(2), [[2.0, 1.0], [1.0, 2.0]])   # U = I, V
+        >>> fm.MatrixGaussian.from_tensor(np.zeros((2, 2)), c).cov[:2, 2:]
+        array([[1., 0.],
+               [0., 1.]])
+        """
+        mean_arg, tensor_arg = _Arg("mean", MEAN, mean, "np"), _Arg("cov_tensor", MATRIX, cov_tensor, "npnp")
+        _check([mean_arg, tensor_arg])
+        return _assemble(*_parts(mean, _cov_from_tensor(tensor_arg.array), names=("mean", "cov_tensor")))
+
+    @staticmethod
+    def from_kron_layout(mean, kron_layout):
+        """The matrix Gaussian whose :attr:`kron_layout` is ``kron_layout``.
+
+        Parameters
+        ----------
+        mean : (..., n, p) array_like
+            Mean ``M``.
+        kron_layout : (..., n·n, p·p) array_like
+            ``E[(X−M)⊗(X−M)]``: entry ``[i·n + k, j·p + l]`` is ``Cov(X_ij, X_kl)``; the
+            entries of the lower triangle of ``Σ`` are read.
+
+        Returns
+        -------
+        MatrixGaussian
+
+        Raises
+        ------
+        numpy.linalg.LinAlgError, ValueError
+            As the constructor, naming ``kron_layout``.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> u, v = np.array([[2.0, 0.5], [0.5, 1.0]]), np.array([[1.0, 0.3], [0.3, 1.0]])
+        >>> g = fm.MatrixGaussian.from_kron_layout(np.zeros((2, 2)), np.outer(u, v))   # vec'(U) vec'(V)ᵀ
+        >>> bool(np.allclose(g.cov, np.kron(v, u)))
+        True
+        """
+        mean_arg, layout_arg = _Arg("mean", MEAN, mean, "np"), _Arg("kron_layout", MATRIX, kron_layout, "ab")
+        _check([mean_arg, layout_arg])
+        n, p = mean_arg.array.shape[-2:]
+        if layout_arg.array.shape[-2:] != (n * n, p * p):
+            raise ValueError(f"kron_layout has shape {layout_arg.array.shape}; expected (..., {n * n}, {p * p}) "
+                             f"for the {n}×{p} matrices of mean")
+        cov = _cov_from_kron_layout(layout_arg.array, n, p)
+        return _assemble(*_parts(mean, cov, names=("mean", "kron_layout")))
+
+    @staticmethod
+    def from_normal(normal):
+        """The matrix Gaussian ``N(vec M, V⊗U)`` of a matrix normal ``MN(M, U, V)``.
+
+        Its Cholesky factor is ``L_V⊗L_U`` (lower triangular), built from the matrix
+        normal's factors: nothing is factorised.
+
+        Parameters
+        ----------
+        normal : MatrixNormal
+
+        Returns
+        -------
+        MatrixGaussian
+            Of the same shape, batch shape and dtype.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> d = fm.MatrixNormal(np.ones((2, 3)), 2 * np.eye(2), np.eye(3))
+        >>> g = fm.MatrixGaussian.from_normal(d)
+        >>> bool(np.isclose(g.logpdf(np.zeros((2, 3))), d.logpdf(np.zeros((2, 3)))))
+        True
+        """
+        if not isinstance(normal, MatrixNormal):
+            raise TypeError(f"normal must be a MatrixNormal, not {type(normal).__name__}")
+        n, p = normal.shape
+
+        def kron(col, row):
+            product = np.einsum("...jl,...ik->...jilk", col, row)
+            return product.reshape(product.shape[:-4] + (n * p, n * p))
+
+        return _assemble(normal._mean, kron(normal._colcov, normal._rowcov), kron(normal._colchol, normal._rowchol),
+                         normal.dtype, normal.batch_shape)
+
+    def _init(self, mean, cov, chol, dtype, batch_shape):
+        self._dtype = np.dtype(dtype)
+        self._batch_shape = tuple(batch_shape)
+        self._mean, self._cov, self._chol = (_read_only(a, dtype) for a in (mean, cov, chol))
+        self._vec_mean = _read_only(_vec(self._mean), dtype)
+
+    # Attributes
+
+    @property
+    def shape(self):
+        """``(n, p)``: the shape of one random matrix."""
+        return self._mean.shape[-2:]
+
+    @property
+    def batch_shape(self):
+        """The shape of the stack of distributions; ``()`` for a single one."""
+        return self._batch_shape
+
+    @property
+    def dtype(self):
+        """The dtype of the stored parameters and of the results."""
+        return self._dtype
+
+    def _view(self, array, core=2):
+        return np.broadcast_to(array, self._batch_shape + array.shape[array.ndim - core:])
+
+    @property
+    def mean(self):
+        """``(..., n, p)`` mean ``M`` (read-only)."""
+        return self._view(self._mean)
+
+    @property
+    def cov(self):
+        """``(..., np, np)`` covariance ``Σ`` of column-major ``vec X`` (read-only)."""
+        return self._view(self._cov)
+
+    @property
+    def chol(self):
+        """``(..., np, np)`` lower Cholesky factor of ``Σ`` (read-only)."""
+        return self._view(self._chol)
+
+    @property
+    def cov_tensor(self):
+        """``(..., n, p, n, p)`` covariances ``C[..., i, j, k, l] = Cov(X_ij, X_kl)`` (a read-only view of ``Σ``)."""
+        return _tensor(self.cov, *self.shape)
+
+    @property
+    def kron_layout(self):
+        """``(..., n·n, p·p)`` the matrix ``E[(X−M)⊗(X−M)]``: entry ``[i·n + k, j·p + l]`` is
+        ``Cov(X_ij, X_kl)``, block ``(i, j)`` is ``C[i, j, :, :]`` (read-only)."""
+        return self._view(_kron_layout(self._cov, *self.shape))
+
+    def __repr__(self):
+        return f"{type(self).__name__}(shape={self.shape}, batch_shape={self._batch_shape}, dtype={self._dtype})"
+
+    def __getitem__(self, index):
+        """The sub-batch ``index`` selects (NumPy indexing on the batch axes only); a
+        :class:`MatrixGaussian` with the selected parameters and factors."""
+        if not self._batch_shape:
+            raise IndexError("a single (unbatched) MatrixGaussian cannot be indexed")
+        positions = np.arange(math.prod(self._batch_shape)).reshape(self._batch_shape)[index]
+        where = np.unravel_index(positions, self._batch_shape)
+        parts = [self._view(a)[where] for a in (self._mean, self._cov, self._chol)]
+        return _assemble(*parts, self._dtype, positions.shape)
+
+    # Densities, entropy, sampling
+
+    def _points(self, x):
+        """``vec x`` as ``(..., np, 1)`` after checking ``x`` against the shape."""
+        x_arg = _Arg("x", MEAN, x, "np")
+        _check([_Arg("mean", MEAN, self.mean, "np"), x_arg])
+        return _vec(x_arg.array)
+
+    def logpdf(self, x, *, out=None, errors="raise"):
+        """Log-density ``−½[np·log 2π + log|Σ| + vec(X−M)ᵀ Σ⁻¹ vec(X−M)]`` at ``x``.
+
+        The matrix-normal kernel :func:`fastmvn.logpdf_chol` on ``vec``: an ``np×1`` matrix
+        with row factor ``chol`` and column factor ``[[1]]``.
+
+        Parameters
+        ----------
+        x : (..., n, p) array_like
+            Points; their leading axes broadcast with :attr:`batch_shape`.
+        out : ndarray, optional
+            Array of the broadcast batch shape and the result dtype to write into.
+        errors : {"raise", "nan"}
+            As in :func:`fastmvn.kl` (only ``x`` can fail).
+
+        Returns
+        -------
+        logpdf : (...) ndarray or scalar
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> from scipy.stats import multivariate_normal
+        >>> g = fm.MatrixGaussian(np.zeros((2, 2)), np.eye(4) + 0.5)
+        >>> x = np.array([[1.0, 2.0], [3.0, 4.0]])
+        >>> bool(np.isclose(g.logpdf(x), multivariate_normal(np.zeros(4), np.eye(4) + 0.5).logpdf([1, 3, 2, 4])))
+        True
+        """
+        return logpdf_chol(self._points(x), self._vec_mean, self._chol, _ONE, out=out, errors=errors)
+
+    def pdf(self, x, *, out=None, errors="raise"):
+        """Density at ``x``: ``exp`` of :meth:`logpdf` (see :func:`fastmvn.pdf` for overflow).
+
+        Parameters
+        ----------
+        x : (..., n, p) array_like
+            Points; their leading axes broadcast with :attr:`batch_shape`.
+        out : ndarray, optional
+            Array of the broadcast batch shape and the result dtype to write into.
+        errors : {"raise", "nan"}
+            As in :func:`fastmvn.pdf`.
+
+        Returns
+        -------
+        pdf : (...) ndarray or scalar
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> round(float(fm.MatrixGaussian(np.zeros((1, 1)), [[1.0]]).pdf([[0.0]])), 6)
+        0.398942
+        """
+        return _exp(self.logpdf(x, out=out, errors=errors), errors)
+
+    def mahalanobis(self, x, *, out=None, errors="raise"):
+        """Squared Mahalanobis distance ``vec(X−M)ᵀ Σ⁻¹ vec(X−M) = ‖L⁻¹ vec(X−M)‖²``, stored ``L``.
+
+        Parameters
+        ----------
+        x : (..., n, p) array_like
+            Points; their leading axes broadcast with :attr:`batch_shape`.
+        out : ndarray, optional
+            Array of the broadcast batch shape and the result dtype to write into.
+        errors : {"raise", "nan"}
+            As in :func:`fastmvn.kl`.
+
+        Returns
+        -------
+        distance : (...) ndarray or scalar
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> float(fm.MatrixGaussian(np.zeros((1, 2)), 4 * np.eye(2)).mahalanobis([[2.0, 2.0]]))
+        2.0
+        """
+        return mahalanobis_chol(self._points(x), self._vec_mean, self._chol, _ONE, out=out, errors=errors)
+
+    def entropy(self):
+        """Differential entropy ``½ log|2πe Σ| = ½[np(1 + log 2π) + log|Σ|]`` from the stored factor.
+
+        Returns
+        -------
+        entropy : (...) ndarray or scalar
+            Over :attr:`batch_shape`.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> from scipy.stats import multivariate_normal
+        >>> cov = np.eye(6) + 0.2
+        >>> g = fm.MatrixGaussian(np.zeros((3, 2)), cov)
+        >>> bool(np.isclose(g.entropy(), multivariate_normal(None, cov).entropy()))
+        True
+        """
+        n, p = self.shape
+        value = 0.5 * (n * p * _ENTROPY_PER_ENTRY + _logdet(self._chol))
+        return _full(np.asarray(value, dtype=self._dtype), self._batch_shape)
+
+    def rvs(self, size=None, random_state=None):
+        """Random draws ``X`` with ``vec X = vec M + L z`` for the stored factor ``L`` and standard normal ``z``.
+
+        Parameters
+        ----------
+        size : int or tuple of ints, optional
+            Sample axes put in front of :attr:`batch_shape`; ``None`` adds none.
+        random_state : numpy.random.Generator, int or None
+            A generator (which is advanced), a seed, or ``None`` for fresh entropy. ``z`` is
+            drawn in float64, so one seed gives the same draws for float32 and float64.
+
+        Returns
+        -------
+        samples : (*size, ..., n, p) ndarray
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> fm.MatrixGaussian(np.zeros((2, 3)), np.eye(6)).rvs(size=(5, 4), random_state=0).shape
+        (5, 4, 2, 3)
+        """
+        n, p = self.shape
+        rng = np.random.default_rng(random_state)
+        z = rng.standard_normal(_sample_shape(size) + self._batch_shape + (n * p, 1))
+        draws = np.asarray(self._vec_mean, dtype=np.float64) + np.asarray(self._chol, dtype=np.float64) @ z
+        return _unvec(draws[..., 0], n, p).astype(self._dtype)
+
+    def kl(self, other):
+        """``KL(self ‖ other)`` for a :class:`MatrixGaussian` or :class:`~fastmvn.MatrixNormal`: :func:`kl_gaussian`.
+
+        Parameters
+        ----------
+        other : MatrixGaussian or MatrixNormal
+            Of the same :attr:`shape`; the batch shapes broadcast.
+
+        Returns
+        -------
+        kl : (...) ndarray or scalar
+            Over the broadcast batch shape.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> g = fm.MatrixGaussian(np.zeros((2, 2)), np.eye(4) + 0.5)
+        >>> abs(float(g.kl(g))) < 1e-12
+        True
+        """
+        return kl_gaussian(self, other)
+
+    # New distributions
+
+    def _select(self, positions, shape, names):
+        """The matrix Gaussian of the entries at ``positions`` of ``vec X``, as matrices of ``shape``
+        (column-major)."""
+        mean = _unvec(self._vec_mean[..., positions, 0], *shape)
+        return _assemble(*_parts(mean, self._cov[..., positions[:, None], positions], names=names))
+
+    def marginal(self, rows=None, cols=None, *, entries=None):
+        """The distribution of some entries of ``X``: the matching sub-mean and sub-covariance.
+
+        Either a sub-matrix, ``X[rows][:, cols]``, or any set of entries, ``entries``
+        (a boolean mask). Where the entries of the mask form a sub-matrix (all pairs of some
+        rows and some columns), the result has that sub-matrix's shape; otherwise it is the
+        multivariate normal of the selected entries, as a matrix Gaussian of shape
+        ``(k, 1)`` whose column lists them in column-major order (``.mean[..., 0]`` and
+        ``.cov`` are its vector mean and covariance).
+
+        Parameters
+        ----------
+        rows, cols : int, sequence of ints, slice or boolean mask, optional
+            The rows and columns kept, in the order given (no repeats); ``None`` keeps all.
+        entries : (n, p) bool array_like, optional
+            The entries kept; not together with ``rows`` or ``cols``.
+
+        Returns
+        -------
+        MatrixGaussian
+            Of shape ``(len(rows), len(cols))``, the shape of the sub-matrix ``entries``
+            selects, or ``(k, 1)`` for ``k`` selected entries that are not a sub-matrix.
+
+        Raises
+        ------
+        ValueError, TypeError
+            A mask of the wrong shape or dtype, a selection that is empty or repeats.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> g = fm.MatrixGaussian(np.arange(6.0).reshape(2, 3), np.eye(6))
+        >>> g.marginal(rows=[1], cols=[2, 0]).mean
+        array([[5., 3.]])
+        >>> g.marginal(entries=np.array([[True, False, True], [False, True, False]])).mean[:, 0]   # column-major
+        array([0., 4., 2.])
+        """
+        n, p = self.shape
+        if entries is not None:
+            if rows is not None or cols is not None:
+                raise ValueError("give rows= and cols=, or entries=, not both")
+            mask = _mask(entries, "entries", (n, p))
+            return self._select(_vec_positions(mask), _block_shape(mask) or (int(mask.sum()), 1),
+                                names=("the marginal mean", "the marginal cov"))
+        r = np.arange(n) if rows is None else _indices(rows, n, "rows")
+        c = np.arange(p) if cols is None else _indices(cols, p, "cols")
+        return self._select((r[None, :] + n * c[:, None]).ravel(), (len(r), len(c)),
+                            names=("the marginal mean", "the marginal cov"))
+
+    def condition(self, mask, values):
+        """The distribution of the unobserved entries given the observed ones (``mask`` True).
+
+        With ``o`` the observed and ``u`` the unobserved positions of ``vec X``, the
+        Gaussian ``N(m_u + Σ_uo Σ_oo⁻¹ (x_o − m_o), Σ_uu − Σ_uo Σ_oo⁻¹ Σ_ou)`` (the Schur
+        complement). When the unobserved entries form a sub-matrix (in particular when
+        whole rows or whole columns are observed), the result has that sub-matrix's shape;
+        otherwise it is the multivariate normal of the unobserved entries, as a matrix
+        Gaussian of shape ``(k, 1)`` listing them in column-major order.
+
+        Parameters
+        ----------
+        mask : (n, p) bool array_like
+            The observed entries: at least one, not all.
+        values : (..., n, p) array_like
+            The observed values, at the entries of ``mask`` (the others are not read); leading
+            axes broadcast with :attr:`batch_shape`.
+
+        Returns
+        -------
+        MatrixGaussian
+            Over the unobserved entries.
+
+        Raises
+        ------
+        ValueError, TypeError
+            ``mask`` of the wrong shape or dtype, observing nothing or everything; ``values``
+            of the wrong shape or with NaN or infinity at an observed entry (names the batch index).
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> g = fm.MatrixGaussian(np.zeros((1, 2)), [[1.0, 0.5], [0.5, 1.0]])
+        >>> given = g.condition(np.array([[False, True]]), np.array([[np.nan, 2.0]]))
+        >>> given.mean, given.cov
+        (array([[1.]]), array([[0.75]]))
+        """
+        n, p = self.shape
+        mask = _mask(mask, "mask", (n, p))
+        if mask.all():
+            raise ValueError("mask observes every entry: nothing is left to condition")
+        observed, free = _vec_positions(mask), _vec_positions(~mask)
+        mean_arg, values_arg = _Arg("mean", MEAN, self.mean, "np"), _Arg("values", MEAN, values, "np")
+        dtype, batch_shape = _check([mean_arg, values_arg])
+        x = _vec(np.asarray(values_arg.array, dtype=np.float64))[..., observed, 0]
+        _report([(~np.isfinite(x).all(axis=-1), ValueError, "values contains NaN or infinity at an observed entry")],
+                batch_shape)
+        sigma = np.asarray(self._cov, dtype=np.float64)
+        cross = sigma[..., observed[:, None], free]
+        gain = np.linalg.solve(sigma[..., observed[:, None], observed], cross)  # Σ_oo⁻¹ Σ_ou
+        cov = sigma[..., free[:, None], free] - np.swapaxes(cross, -1, -2) @ gain
+        m = np.asarray(self._vec_mean[..., 0], dtype=np.float64)
+        mean = m[..., free] + ((x - m[..., observed])[..., None, :] @ gain)[..., 0, :]
+        mean = _unvec(mean, *(_block_shape(~mask) or (len(free), 1)))
+        return _assemble(*_parts(mean.astype(dtype), cov.astype(self._dtype),
+                                 names=("the conditional mean", "the conditional cov")))
+
+    def affine(self, A=None, B=None, C=None):
+        """The distribution of ``A X B + C``: mean ``A M B + C``, covariance ``(Bᵀ⊗A) Σ (Bᵀ⊗A)ᵀ``.
+
+        Parameters
+        ----------
+        A : (..., m, n) array_like, optional
+            Left factor, of full row rank (``m ≤ n``); ``None`` means the identity.
+        B : (..., p, q) array_like, optional
+            Right factor, of full column rank (``q ≤ p``); ``None`` means the identity.
+        C : (..., m, q) array_like, optional
+            Shift; ``None`` means zero.
+
+        Returns
+        -------
+        MatrixGaussian
+            Of shape ``(m, q)``; leading axes broadcast with :attr:`batch_shape`.
+
+        Raises
+        ------
+        numpy.linalg.LinAlgError
+            The new covariance is not positive definite (``A`` or ``B`` is rank deficient),
+            naming the batch index.
+        ValueError
+            NaN or infinity in ``A``, ``B`` or ``C``; shapes that do not fit.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> g = fm.MatrixGaussian(np.ones((2, 2)), np.eye(4))
+        >>> total = g.affine(A=np.ones((1, 2)), B=np.ones((2, 1)))   # the sum of all four entries
+        >>> total.mean, total.cov
+        (array([[4.]]), array([[4.]]))
+        """
+        args = [_Arg("mean", MEAN, self.mean, "np")]
+        shift_axes = ("n" if A is None else "m") + ("p" if B is None else "q")  # the shape of A X B
+        args += [_Arg(name, MEAN, value, axes)
+                 for name, value, axes in (("A", A, "mn"), ("B", B, "pq"), ("C", C, shift_axes)) if value is not None]
+        dtype, batch_shape = _check(args)
+        _report([(_nonfinite(arg), ValueError, f"{arg.name} contains NaN or infinity") for arg in args[1:]],
+                batch_shape)
+        n, p = self.shape
+        A = np.eye(n) if A is None else np.asarray(A, dtype=np.float64)
+        B = np.eye(p) if B is None else np.asarray(B, dtype=np.float64)
+        mean = A @ np.asarray(self._mean, dtype=np.float64) @ B
+        if C is not None:
+            mean = mean + np.asarray(C, dtype=np.float64)
+        m, q = mean.shape[-2:]
+        transform = np.einsum("...jb,...ai->...baji", B, A)  # Bᵀ⊗A: [a + m·b, i + n·j] = B[j, b] A[a, i]
+        transform = transform.reshape(transform.shape[:-4] + (m * q, n * p))
+        cov = transform @ np.asarray(self._cov, dtype=np.float64) @ np.swapaxes(transform, -1, -2)
+        return _assemble(*_parts(mean.astype(dtype), cov.astype(dtype),
+                                 names=("A mean B + C", "(Bᵀ⊗A) cov (Bᵀ⊗A)ᵀ")))
+
+    # Expectations
+
+    def _expect_quadratic(self, A, transpose):
+        """``E[Xᵀ A X]``, or with ``transpose`` ``E[X A Xᵀ]`` (that of ``Xᵀ``)."""
+        mean, tensor = self.mean, self._view(_tensor(self._cov, *self.shape), core=4)
+        if transpose:
+            mean, tensor = np.swapaxes(mean, -1, -2), np.swapaxes(np.swapaxes(tensor, -4, -3), -2, -1)
+        axes = "pn" if transpose else "np"
+        mean_arg = _Arg("mean", MEAN, mean, axes)
+        return _expectation(_Arg("A", MATRIX, A, axes[0] * 2), mean_arg, mean_arg,
+                            _Arg("cov_tensor", MATRIX, tensor, axes * 2))
+
+    def expect_xtax(self, A):
+        """``E[Xᵀ A X]_ij = (Mᵀ A M)_ij + Σ_ab A_ab Cov(X_ai, X_bj)``: :func:`expect_quadratic` with ``Y = X``.
+
+        Parameters
+        ----------
+        A : (..., n, n) array_like
+            Any square matrices; leading axes broadcast with :attr:`batch_shape`.
+
+        Returns
+        -------
+        expectation : (..., p, p) ndarray
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> fm.MatrixGaussian(np.zeros((2, 1)), [[1.0, 0.5], [0.5, 2.0]]).expect_xtax(np.eye(2))   # E[xᵀx] = tr Σ
+        array([[3.]])
+        """
+        return self._expect_quadratic(A, transpose=False)
+
+    def expect_xaxt(self, A):
+        """``E[X A Xᵀ]_ij = (M A Mᵀ)_ij + Σ_ab A_ab Cov(X_ia, X_jb)``.
+
+        Parameters
+        ----------
+        A : (..., p, p) array_like
+            Any square matrices; leading axes broadcast with :attr:`batch_shape`.
+
+        Returns
+        -------
+        expectation : (..., n, n) ndarray
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> fm.MatrixGaussian(np.zeros((2, 1)), [[1.0, 0.5], [0.5, 2.0]]).expect_xaxt(np.eye(1))   # E[x xᵀ] = Σ
+        array([[1. , 0.5],
+               [0.5, 2. ]])
+        """
+        return self._expect_quadratic(A, transpose=True)
+
+
+# KL divergences --------------------------------------------------------------------------
+
+
+def kl_full(mean1, cov1, mean2=None, cov2=None, *, out=None, errors="raise"):
+    r"""KL divergence between matrix Gaussians ``N(vec mean1, cov1) ‖ N(vec mean2, cov2)``, batched.
+
+    .. math::
+
+        \tfrac12\big[\lVert L_2^{-1}L_1\rVert_F^2 + \lVert L_2^{-1}\operatorname{vec}(M_2 - M_1)\rVert^2
+        - np + \log|\Sigma_2| - \log|\Sigma_1|\big],\quad \Sigma = L L^\top,
+
+    the multivariate-normal KL on column-major ``vec``: the two Cholesky factorisations
+    (the kernels' per-item Cholesky), the triangular trace and the whitened mean difference
+    in one fused pass per item, the items split across threads. A failing item is reported
+    by argument and batch index as in :func:`fastmvn.kl`. Only the lower triangles of the
+    covariances are read. Against the standard normal (``mean2`` and ``cov2`` omitted) it
+    is the matrix-normal kernel of :func:`fastmvn.kl` on ``np×1`` matrices, with row
+    covariance ``Σ`` and column covariance ``[[1]]``. :func:`kl_gaussian` is the same for
+    distribution objects.
+
+    Parameters
+    ----------
+    mean1 : (..., n, p) array_like
+        Mean of the first distribution.
+    cov1 : (..., np, np) array_like
+        Covariance of column-major ``vec X`` under the first distribution (SPD).
+    mean2 : (..., n, p) array_like, optional
+        Mean of the second distribution; ``None`` means zero.
+    cov2 : (..., np, np) array_like, optional
+        Covariance of the second distribution; ``None`` means the identity. With both
+        ``mean2`` and ``cov2`` omitted, the KL to the standard normal runs a faster path.
+    out : ndarray, optional
+        Array of the broadcast batch shape and the result dtype to write into.
+    errors : {"raise", "nan"}
+        As in :func:`fastmvn.kl`.
+
+    Returns
+    -------
+    kl : (...) ndarray or scalar
+        The divergences over the broadcast batch shape; float32 when every input is float32.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        A covariance is not positive definite; names the argument and batch index.
+    ValueError
+        NaN or infinity (names the argument and batch index); a covariance not of size
+        ``np``; shapes that do not broadcast.
+
+    See Also
+    --------
+    fastmvn.reference.kl_gaussian : the NumPy specification.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> from fastmvn._bench import random_spd
+    >>> rng = np.random.default_rng(0)
+    >>> mean, cov = rng.standard_normal((1000, 2, 3)), random_spd(rng, (1000,), 6)
+    >>> kl = fm.kl_full(mean, cov, np.zeros((2, 3)), np.eye(6))   # each against N(0, I)
+    >>> kl.shape, bool(np.allclose(kl, fm.kl_full(mean, cov)))
+    ((1000,), True)
+    >>> cov[7] = -np.eye(6)
+    >>> fm.kl_full(mean, cov)
+    Traceback (most recent call last):
+    ...
+    numpy.linalg.LinAlgError: cov1 is not positive definite (Cholesky failed) at batch index 7
+    """
+    _check_errors(errors)
+    first = [_Arg("mean1", MEAN, mean1, "np"), _Arg("cov1", COV, cov1, "kk")]
+    if mean2 is None and cov2 is None:
+        _check(first)
+        _check_size(*first)
+        standard = [_Arg("mean1", MEAN, _vec(first[0].array), "ko"), first[1],
+                    _Arg("unit colcov", COV, _ONE, "oo", default=True)]
+        return _compute(_modes.KL_STD_COV, standard, out, errors)
+    n, p = first[0].array.shape[-2:]
+    args = first + [_Arg("mean2", MEAN, np.zeros((n, p)) if mean2 is None else mean2, "np", default=mean2 is None),
+                    _Arg("cov2", COV, np.eye(n * p) if cov2 is None else cov2, "kk", default=cov2 is None)]
+    _check(args)
+    _check_size(args[0], args[1])
+    _check_size(args[2], args[3])
+    vec1, vec2 = (_Arg(arg.name, MEAN, _vec(arg.array), "ko", default=arg.default) for arg in (args[0], args[2]))
+    unit = _Arg("unit colcov", COV, _ONE, "oo", default=True)
+    return _compute(_modes.KL_COV, [vec1, args[1], unit, vec2, args[3], unit], out, errors)
+
+
+def _kl_to_normal(g, q):
+    """``KL(g ‖ q)`` for a :class:`MatrixGaussian` ``g`` and a :class:`MatrixNormal` ``q``, in
+    float64, through the Kronecker structure of ``q``'s covariance ``V⊗U``::
+
+        tr((V⊗U)⁻¹ Σ) = Σ_jl (V⁻¹)_jl tr(U⁻¹ Σ^(j,l)),   log|V⊗U| = n log|V| + p log|U|,
+
+    with ``Σ^(j,l)`` the ``n×n`` block ``(j, l)`` of ``Σ``: no ``np×np`` inverse.
+    """
+    n, p = g.shape
+    blocks = np.asarray(g._cov, dtype=np.float64).reshape(g._cov.shape[:-2] + (p, n, p, n))  # [j, a, l, b]
+    traces = np.einsum("...ba,...jalb->...jl", _inverse(q._rowchol), blocks)  # tr(U⁻¹ Σ^(j,l))
+    trace = (_inverse(q._colchol) * traces).sum(axis=(-2, -1))
+    quad = mahalanobis_chol(g._mean, q._mean, q._rowchol, q._colchol)
+    return 0.5 * (trace + quad - n * p + n * _logdet(q._colchol) + p * _logdet(q._rowchol) - _logdet(g._chol))
+
+
+def kl_gaussian(p, q):
+    """``KL(p ‖ q)`` between matrix Gaussians and matrix normals, in any combination, batched.
+
+    * two :class:`MatrixGaussian`: the multivariate-normal KL on ``vec`` by the compiled
+      matrix-normal kernel on ``np×1`` matrices, from the stored factors (as :func:`kl_full`);
+    * a :class:`MatrixGaussian` ``p`` and a :class:`~fastmvn.MatrixNormal` ``q = MN(M, U, V)``:
+      through the Kronecker structure, ``tr((V⊗U)⁻¹Σ) = Σ_jl (V⁻¹)_jl tr(U⁻¹ Σ^(j,l))``
+      over the ``n×n`` blocks ``Σ^(j,l)`` of ``Σ`` and ``log|V⊗U| = n log|V| + p log|U|``,
+      with no ``np×np`` solve on the matrix normal's side;
+    * a :class:`~fastmvn.MatrixNormal` ``p`` and a :class:`MatrixGaussian` ``q``: ``p`` as
+      the matrix Gaussian with factor ``L_V⊗L_U`` (:meth:`MatrixGaussian.from_normal`);
+    * two :class:`~fastmvn.MatrixNormal`: :meth:`fastmvn.MatrixNormal.kl`.
+
+    Parameters
+    ----------
+    p, q : MatrixGaussian or MatrixNormal
+        Of the same shape ``(n, p)``; the batch shapes broadcast.
+
+    Returns
+    -------
+    kl : (...) ndarray or scalar
+        Over the broadcast batch shape; float32 when both are float32.
+
+    See Also
+    --------
+    fastmvn.reference.kl_gaussian : the NumPy specification, from ``p.mean``, ``p.cov``, ``q.mean``, ``q.cov``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> u, v = np.array([[2.0, 0.5], [0.5, 1.0]]), np.array([[1.0, 0.3], [0.3, 1.0]])
+    >>> normal = fm.MatrixNormal(np.zeros((2, 2)), u, v)
+    >>> gaussian = fm.MatrixGaussian(np.ones((2, 2)), np.kron(v, u) + 0.1 * np.eye(4))
+    >>> forward, backward = fm.kl_gaussian(gaussian, normal), fm.kl_gaussian(normal, gaussian)
+    >>> bool(forward > 0 and backward > 0 and forward != backward)
+    True
+    >>> abs(float(fm.kl_gaussian(normal, fm.MatrixGaussian.from_normal(normal)))) < 1e-12
+    True
+    """
+    for name, value in (("p", p), ("q", q)):
+        if not isinstance(value, (MatrixGaussian, MatrixNormal)):
+            raise TypeError(f"{name} must be a MatrixGaussian or a MatrixNormal, not {type(value).__name__}")
+    if p.shape != q.shape:
+        raise ValueError(f"cannot compare distributions of shapes {p.shape} and {q.shape}")
+    if isinstance(p, MatrixNormal) and isinstance(q, MatrixNormal):
+        return p.kl(q)
+    if isinstance(p, MatrixNormal):
+        p = MatrixGaussian.from_normal(p)
+    if isinstance(q, MatrixGaussian):
+        return kl_chol(p._vec_mean, p._chol, _ONE, q._vec_mean, q._chol, _ONE)
+    batch_shape = np.broadcast_shapes(p.batch_shape, q.batch_shape)
+    dtype = np.result_type(p.dtype, q.dtype)
+    return _full(np.asarray(_kl_to_normal(p, q), dtype=dtype), batch_shape)
+
+
+# Expectations of quadratic forms ---------------------------------------------------------
+
+
+def _expectation(a_arg, x_arg, y_arg, cross_arg):
+    """``E[Xᵀ A Y] = M_Xᵀ A M_Y + Σ_ab A_ab cross[a, :, b, :]`` from checked arguments."""
+    dtype, batch_shape = _check([x_arg, y_arg, cross_arg, a_arg])
+    a, mean_x, mean_y, cross = (np.asarray(arg.array, dtype=np.float64) for arg in (a_arg, x_arg, y_arg, cross_arg))
+    value = np.swapaxes(mean_x, -1, -2) @ a @ mean_y + np.einsum("...ab,...aibj->...ij", a, cross)
+    return _full(value.astype(dtype), batch_shape + value.shape[-2:])
+
+
+def expect_quadratic(A, mean_x, mean_y, cross_cov):
+    """``E[Xᵀ A Y]`` for random matrices ``X`` and ``Y`` with given means and cross-covariance, batched.
+
+    ``E[Xᵀ A Y]_ij = (M_Xᵀ A M_Y)_ij + tr(A · Cov(y_j, x_i))`` with ``x_i`` column ``i`` of ``X``
+    and ``y_j`` column ``j`` of ``Y``; entry by entry, ``tr(A · Cov(y_j, x_i)) =
+    Σ_ab A_ab · cross_cov[a, i, b, j]``. Only the first two moments matter: ``X`` and ``Y``
+    need not be Gaussian.
+
+    Parameters
+    ----------
+    A : (..., n, n) array_like
+        Any square matrices.
+    mean_x : (..., n, p) array_like
+        ``E[X]``.
+    mean_y : (..., n, q) array_like
+        ``E[Y]``.
+    cross_cov : (..., n, p, n, q) array_like
+        ``cross_cov[..., a, i, b, j] = Cov(X_ai, Y_bj)``: with ``Y = X`` this is
+        :attr:`MatrixGaussian.cov_tensor`.
+
+    Returns
+    -------
+    expectation : (..., p, q) ndarray
+        Over the broadcast batch shape; float32 when every input is float32.
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit (names the argument).
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> g = fm.MatrixGaussian(np.ones((2, 2)), np.eye(4))
+    >>> fm.expect_quadratic(np.eye(2), g.mean, g.mean, g.cov_tensor)   # E[XᵀX] = MᵀM + 2 I
+    array([[4., 2.],
+           [2., 4.]])
+    """
+    return _expectation(_Arg("A", MATRIX, A, "nn"), _Arg("mean_x", MEAN, mean_x, "np"),
+                        _Arg("mean_y", MEAN, mean_y, "nq"), _Arg("cross_cov", MATRIX, cross_cov, "npnq"))
+
+
+# Matrix normals close to a matrix Gaussian -----------------------------------------------
+
+
+def _nearest(sigma, n, p):
+    """The Frobenius-nearest ``V⊗U`` to ``sigma`` (float64), scaled to ``tr(U) = n`` where ``tr(U) ≠ 0``."""
+    left, singular, right = np.linalg.svd(_kron_layout(sigma, n, p))
+    root = np.sqrt(singular[..., :1, None])
+    rowcov = (root * left[..., :, :1]).reshape(sigma.shape[:-2] + (n, n))
+    colcov = (root * right[..., :1, :]).reshape(sigma.shape[:-2] + (p, p))
+    rowcov, colcov = (0.5 * (a + np.swapaxes(a, -1, -2)) for a in (rowcov, colcov))
+    trace = np.trace(rowcov, axis1=-2, axis2=-1)[..., None, None]
+    scale = np.where(trace == 0, 1.0, trace / n)  # a negative scale flips the free sign of the pair
+    return rowcov / scale, colcov * scale
+
+
+def nearest_kronecker(cov, n, p):
+    """The Frobenius-nearest Kronecker product ``V⊗U`` to ``cov``, batched (Van Loan and Pitsianis).
+
+    ``‖Σ − V⊗U‖_F`` equals ``‖R − vec'(U) vec'(V)ᵀ‖_F`` for the rearrangement
+    ``R = E[(X−M)⊗(X−M)]`` of ``Σ`` (:attr:`MatrixGaussian.kron_layout`, ``vec'`` stacking
+    rows), so ``U`` and ``V`` come from the leading singular pair of ``R``. The pair is
+    defined up to ``(cU, V/c)``: the sign is chosen so that ``tr(U) > 0`` and the scale so
+    that ``tr(U) = n``, as in :func:`fastmvn.fit`. When ``cov`` is symmetric positive
+    definite, so are ``U`` and ``V``.
+
+    Parameters
+    ----------
+    cov : (..., np, np) array_like
+        Symmetric matrices (the lower triangle is read).
+    n, p : int
+        The shape of the random matrices, ``n·p`` the size of ``cov``.
+
+    Returns
+    -------
+    rowcov : (..., n, n) ndarray
+        ``U``, with ``tr(U) = n``.
+    colcov : (..., p, p) ndarray
+        ``V``.
+
+    Raises
+    ------
+    ValueError
+        ``cov`` is not of size ``n·p``, or contains NaN or infinity (names the batch index).
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> u, v = np.array([[2.0, 0.5], [0.5, 1.0]]), np.array([[1.0, 0.3, 0.0], [0.3, 1.0, 0.3], [0.0, 0.3, 1.0]])
+    >>> rowcov, colcov = fm.nearest_kronecker(np.kron(v, u), 2, 3)
+    >>> bool(np.allclose(rowcov, u * 2 / 3) and np.allclose(colcov, v * 3 / 2))   # tr(U) = n = 2
+    True
+    """
+    n, p = operator.index(n), operator.index(p)
+    cov_arg = _Arg("cov", COV, cov, "kk")
+    dtype, batch_shape = _check([cov_arg])
+    if cov_arg.array.shape[-1] != n * p:
+        raise ValueError(f"cov has shape {cov_arg.array.shape}; expected (..., {n * p}, {n * p}) for n·p = {n}·{p}")
+    _report([(_nonfinite(cov_arg), ValueError, "cov contains NaN or infinity")], batch_shape)
+    rowcov, colcov = _nearest(_symmetric(cov_arg.array, np.float64), n, p)
+    return rowcov.astype(dtype), colcov.astype(dtype)
+
+
+def project(g, *, tol=1e-8, max_iter=100, return_n_iter=False):
+    """The matrix normal closest to a matrix Gaussian in ``KL(g ‖ MN)``, batched.
+
+    The mean is ``g``'s. The covariances solve the fixed point of the KL's minimisation,
+    ``U = (1/p) Σ_jl (V⁻¹)_jl Σ^(j,l)`` and ``V_jl = (1/n) tr(U⁻¹ Σ^(j,l))`` over the
+    ``n×n`` blocks ``Σ^(j,l)`` of ``Σ``, iterated from :func:`nearest_kronecker` (each
+    half-step minimises the KL exactly over ``U`` or ``V``, so the KL never rises); after
+    each iteration the pair is scaled to ``tr(U) = n``. Each item stops when the relative
+    change of both ``U`` and ``V`` in Frobenius norm is at most ``tol``. For a ``Σ`` that
+    is a Kronecker product the first iteration returns it.
+
+    Parameters
+    ----------
+    g : MatrixGaussian
+    tol : float
+        Relative change of the covariances at which an item has converged.
+    max_iter : int
+        Most iterations per item.
+    return_n_iter : bool
+        Also return the number of iterations of each item.
+
+    Returns
+    -------
+    normal : MatrixNormal
+        Of the shape and batch shape of ``g``, with ``tr(U) = n``.
+    kl : (...) ndarray or scalar
+        ``KL(g ‖ normal)``, the divergence that remains: how far ``Σ`` is from any
+        Kronecker product (0 for one).
+    n_iter : (...) int ndarray or int
+        Only with ``return_n_iter``: the iterations run per item (over the batch shape of
+        ``g.cov``).
+
+    Warns
+    -----
+    RuntimeWarning
+        Some item did not converge within ``max_iter`` iterations; the result holds the
+        last iterate.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> u, v = np.array([[2.0, 0.5], [0.5, 1.0]]), np.array([[1.0, 0.3], [0.3, 1.0]])
+    >>> normal, kl = fm.project(fm.MatrixGaussian(np.zeros((2, 2)), np.kron(v, u)))
+    >>> bool(np.allclose(normal.cov, np.kron(v, u))), abs(float(kl)) < 1e-12
+    (True, True)
+    >>> cov = np.kron(v, u) + np.diag([1.0, 0.0, 0.0, 1.0])
+    >>> normal, kl, n_iter = fm.project(fm.MatrixGaussian(np.zeros((2, 2)), cov), return_n_iter=True)
+    >>> bool(kl > 0), int(n_iter) < 20
+    (True, True)
+    """
+    if not isinstance(g, MatrixGaussian):
+        raise TypeError(f"g must be a MatrixGaussian, not {type(g).__name__}")
+    max_iter = operator.index(max_iter)
+    if max_iter < 1 or not tol >= 0:
+        raise ValueError(f"need max_iter ≥ 1 and tol ≥ 0; got max_iter={max_iter}, tol={tol}")
+    n, p = g.shape
+    sigma = np.asarray(g._cov, dtype=np.float64)
+    cov_batch = sigma.shape[:-2]
+    blocks = sigma.reshape((-1, p, n, p, n))  # [item, j, a, l, b]: Σ^(j,l)[a, b]
+    rowcov, colcov = (a.reshape((len(blocks),) + a.shape[-2:]) for a in _nearest(sigma, n, p))
+    n_iter = np.zeros(len(blocks), dtype=np.int64)
+    change = np.full(len(blocks), np.inf)
+    active = np.arange(len(blocks))
+    for iteration in range(1, max_iter + 1):
+        if not len(active):
+            break
+        part = blocks[active]
+        u = np.einsum("...jl,...jalb->...ab", np.linalg.inv(colcov[active]), part) / p
+        v = np.einsum("...ab,...jbla->...jl", np.linalg.inv(u), part) / n
+        scale = np.trace(u, axis1=-2, axis2=-1)[:, None, None] / n
+        u, v = u / scale, v * scale
+        change[active] = np.maximum(_relative_change(u, rowcov[active]), _relative_change(v, colcov[active]))
+        rowcov[active], colcov[active], n_iter[active] = u, v, iteration
+        active = active[~(change[active] <= tol)]
+    converged = change <= tol
+    if not converged.all():
+        message = f"project did not converge within max_iter={max_iter} iterations"
+        if cov_batch:
+            message += (f" for {int((~converged).sum())} of {len(blocks)} items"
+                        f" (first{_where(_first(~converged.reshape(cov_batch)))})")
+        warnings.warn(f"{message}: the relative change in the last iteration was "
+                      f"{change[~converged].max():.3g} > tol={tol:g}", RuntimeWarning, stacklevel=2)
+    normal = MatrixNormal(g._mean, *(a.reshape(cov_batch + a.shape[-2:]).astype(g.dtype) for a in (rowcov, colcov)))
+    kl = kl_gaussian(g, normal)
+    if return_n_iter:
+        n_iter = n_iter.reshape(cov_batch)
+        return normal, kl, n_iter if n_iter.ndim else int(n_iter)
+    return normal, kl

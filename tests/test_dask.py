@@ -1,0 +1,279 @@
+"""fastmvn.dask: lazy blocks against the in-memory functions, shared priors, global error
+indices, rechunking, threads and a two-process dask.distributed cluster."""
+
+import os
+import pathlib
+import pickle
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from numpy.linalg import LinAlgError
+
+dask = pytest.importorskip("dask")
+da = pytest.importorskip("dask.array")
+
+import fastmvn as fm  # noqa: E402
+import fastmvn.dask as fmd  # noqa: E402
+
+from conftest import spd  # noqa: E402
+
+
+def kl_args(rng, batch, n=3, p=2, dtype=np.float64):
+    """Arguments of a KL between two batches of distributions."""
+    arrays = [rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p),
+              rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p)]
+    return [a.astype(dtype) for a in arrays]
+
+
+def chunked(arrays, chunks):
+    """Dask arrays split along the leading axis in blocks of ``chunks`` items, matrices whole."""
+    return [da.from_array(a, chunks=(chunks,) + a.shape[1:]) for a in arrays]
+
+
+def diag_args(rng, batch, n=3, p=2):
+    """Arguments of a KL between two batches of distributions with diagonal covariances."""
+    return [rng.standard_normal(batch + (n, p)), rng.uniform(0.5, 2.0, batch + (n,)), rng.uniform(0.5, 2.0, batch + (p,)),
+            rng.standard_normal(batch + (n, p)), rng.uniform(0.5, 2.0, batch + (n,)), rng.uniform(0.5, 2.0, batch + (p,))]
+
+
+def case_args(case, rng, batch):
+    """Arguments for the function ``case``, in float64."""
+    args = kl_args(rng, batch)
+    if case == "kl_chol":
+        return [a if i % 3 == 0 else np.linalg.cholesky(a) for i, a in enumerate(args)]
+    if case == "kl_diag":
+        return diag_args(rng, batch)
+    if case == "logpdf":
+        return [args[0], args[3], args[1], args[2]]
+    if case == "entropy":
+        return args[1:3]
+    return args
+
+
+CASES = ["kl", "kl_chol", "kl_diag", "logpdf", "entropy"]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", CASES)
+def test_blocks_agree_with_in_memory_function(rng, case, dtype):
+    lazy, direct = getattr(fmd, case), getattr(fm, case)
+    args = [a.astype(dtype) for a in case_args(case, rng, (50,))]
+    result = lazy(*chunked(args, 16))
+    assert isinstance(result, da.Array) and result.chunks == ((16, 16, 16, 2),) and result.dtype == dtype
+    expected = direct(*args)
+    computed = result.compute()
+    assert computed.dtype == expected.dtype
+    np.testing.assert_array_equal(computed, expected)
+
+
+def test_numpy_inputs_unbatched_and_empty(rng):
+    args = kl_args(rng, (40,))
+    result = fmd.kl(*args)
+    assert isinstance(result, da.Array)
+    np.testing.assert_array_equal(result.compute(), fm.kl(*args))
+    single = fmd.kl(*(a[7] for a in args))
+    assert single.shape == () and single.compute() == fm.kl(*(a[7] for a in args))
+    empty = fmd.kl(*chunked([a[:0] for a in args], 4))
+    assert empty.shape == (0,) and empty.compute().shape == (0,)
+    np.testing.assert_array_equal(fmd.kl(*args[:3]).compute(), fm.kl(*args[:3]))
+
+
+def test_numpy_and_memory_mapped_inputs_are_read_in_place_when_blocks_run(rng, tmp_path):
+    args = kl_args(rng, (30,))
+    np.save(tmp_path / "mean1.npy", args[0])
+    mapped = np.load(tmp_path / "mean1.npy", mmap_mode="r")
+    rowcov1 = args[1].copy()
+    lazy = fmd.kl(mapped, rowcov1, *chunked(args[2:3], 7))
+    assert lazy.chunks == ((7, 7, 7, 7, 2),)
+    writer = np.load(tmp_path / "mean1.npy", mmap_mode="r+")
+    writer[3] += 1.0                                # after the graph is built: read, not copied
+    writer.flush()
+    rowcov1[5] *= 2.0
+    expected = fm.kl(args[0] + np.eye(30)[:, 3, None, None], args[1] * (1 + np.eye(30)[:, 5, None, None]), args[2])
+    np.testing.assert_array_equal(lazy.compute(), expected)
+    wrapped = pickle.dumps(fmd._Sliced(mapped))     # for a cluster: the file's name, not its contents
+    assert len(wrapped) < 1000
+    np.testing.assert_array_equal(pickle.loads(wrapped)[2:4], mapped[2:4])
+
+
+def test_zarr_arrays_are_read_block_by_block(rng, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    args = kl_args(rng, (30,))
+    da.to_zarr(da.from_array(args[1], chunks=(8, 3, 3)), str(tmp_path / "rowcov1.zarr"))
+    stored = zarr.open_array(str(tmp_path / "rowcov1.zarr"), mode="r")
+    lazy = fmd.kl(args[0], stored, args[2])
+    np.testing.assert_array_equal(lazy.compute(), fm.kl(*args[:3]))
+
+
+def test_shared_prior_is_handed_whole_to_every_block(rng, monkeypatch):
+    mean1, rowcov1, colcov1 = kl_args(rng, (6, 10))[:3]
+    prior_mean = np.zeros((3, 2))                                    # no batch axes
+    prior_rowcov = da.from_array(spd(rng, (1, 1), 3), chunks=-1)      # size-1 batch axes
+    prior_colcov = spd(rng, (10,), 2)                                 # the last batch axis only
+    seen = []
+    original = fm._api.kl
+
+    def recording(*args, **kwargs):
+        seen.append(tuple(None if a is None else a.shape for a in args))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fm._api, "kl", recording)
+    lazy = fmd.kl(*(da.from_array(a, chunks=(2, 5) + a.shape[2:]) for a in (mean1, rowcov1, colcov1)),
+                  prior_mean, prior_rowcov, prior_colcov)
+    result = lazy.compute(scheduler="sync")
+    monkeypatch.undo()
+    np.testing.assert_array_equal(result, fm.kl(mean1, rowcov1, colcov1, prior_mean, prior_rowcov.compute(), prior_colcov))
+    blocks = [shapes for shapes in seen if shapes[0][0] == 2]      # the placeholder call has no batch
+    assert len(blocks) == 6
+    for shapes in blocks:
+        assert shapes[:3] == ((2, 5, 3, 2), (2, 5, 3, 3), (2, 5, 2, 2))
+        assert shapes[3:] == ((3, 2), (1, 1, 3, 3), (5, 2, 2))
+
+
+@pytest.mark.parametrize("slot, name", [(1, "rowcov1"), (4, "rowcov2"), (5, "colcov2")])
+def test_failure_names_argument_and_global_index(rng, slot, name):
+    args = kl_args(rng, (4, 6))
+    args[slot][3, 5] = -np.eye(args[slot].shape[-1])
+    lazy = [da.from_array(a, chunks=(3, 4) + a.shape[2:]) for a in args]
+    with pytest.raises(LinAlgError, match=rf"^{name} is not positive definite \(Cholesky failed\) at batch index \(3, 5\)$"):
+        fmd.kl(*lazy).compute()
+    good = args[slot][3, 4].copy()
+    args[slot][3, 5], args[slot][1, 2] = good, -np.eye(args[slot].shape[-1])
+    lazy = [da.from_array(a, chunks=(3, 4) + a.shape[2:]) for a in args]
+    with pytest.raises(LinAlgError, match=rf"^{name} is not positive definite .* at batch index \(1, 2\)$"):
+        fmd.kl(*lazy).compute(scheduler="sync")
+    args[slot][3, 5] = -np.eye(args[slot].shape[-1])
+    lazy = [da.from_array(a, chunks=(3, 4) + a.shape[2:]) for a in args]
+    nan = fmd.kl(*lazy, errors="nan").compute()
+    np.testing.assert_array_equal(nan, fm.kl(*args, errors="nan"))
+    assert np.isnan(nan[1, 2]) and np.isnan(nan[3, 5]) and np.isfinite(nan).sum() == 22
+
+
+def test_failure_without_batch_axes():
+    with pytest.raises(LinAlgError, match=r"^rowcov1 is not positive definite \(Cholesky failed\)$"):
+        fmd.kl(np.ones((2, 2)), -np.eye(2), np.eye(2)).compute()
+
+
+def test_failures_of_every_function_at_global_index(rng):
+    mean, rowcov, colcov = kl_args(rng, (30,))[:3]
+    mean[17, 0, 1] = np.inf
+    with pytest.raises(ValueError, match=r"^mean contains NaN or infinity at batch index 17$"):
+        fmd.logpdf(rng.standard_normal((3, 2)), *chunked([mean, rowcov], 8), colcov[0]).compute()
+    rowcov[21] = np.diag([1.0, -1.0, 1.0])
+    with pytest.raises(LinAlgError, match=r"^rowcov is not positive definite \(Cholesky failed\) at batch index 21$"):
+        fmd.entropy(*chunked([rowcov, colcov], 8)).compute()
+    factor = np.tile(np.eye(2), (30, 1, 1))
+    factor[9, 1, 1] = 0.0
+    with pytest.raises(LinAlgError, match=r"^colchol2 is not a Cholesky factor: its diagonal must be positive at batch index 9$"):
+        fmd.kl_chol(mean[0], np.eye(3), np.eye(2), None, None, da.from_array(factor, chunks=(4, 2, 2))).compute()
+    variances = np.ones((30, 2))
+    variances[29, 0] = -1.0
+    with pytest.raises(LinAlgError, match=r"^colvar1 must be positive at batch index 29$"):
+        fmd.kl_diag(mean[0], np.ones(3), da.from_array(variances, chunks=(7, 2))).compute()
+    entropy = fmd.entropy(*chunked([rowcov, colcov], 8), errors="nan").compute()
+    np.testing.assert_array_equal(entropy, fm.entropy(rowcov, colcov, errors="nan"))
+    assert np.isnan(entropy[21]) and np.isfinite(np.delete(entropy, 21)).all()
+
+
+def test_matrix_axes_split_are_rechunked_with_a_warning(rng):
+    args = kl_args(rng, (20,), n=4, p=4)
+    split = da.from_array(args[1], chunks=(5, 2, 4))
+    with pytest.warns(fmd.RechunkWarning, match=r"rowcov1 is split along its matrix axes"):
+        result = fmd.kl(args[0], split, *chunked(args[2:], 10))
+    assert result.chunks == ((5, 5, 5, 5),)
+    np.testing.assert_array_equal(result.compute(), fm.kl(*args))
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: fmd.kl(da.zeros(3), np.eye(3), np.eye(1)), ValueError,
+     r"mean1 must have at least 2 dimensions \(\.\.\., n, p\); got shape \(3,\)"),
+    (lambda: fmd.kl(da.zeros((10, 3, 2)), np.eye(2), np.eye(2)), ValueError,
+     r"rowcov1 has shape \(2, 2\); expected \(\.\.\., 3, 3\) \(n=3 from mean1, p=2 from mean1\)"),
+    (lambda: fmd.kl_diag(da.zeros((10, 3, 2)), da.ones((10, 2)), np.ones(2)), ValueError,
+     r"rowvar1 has shape \(10, 2\); expected \(\.\.\., 3\)"),
+    (lambda: fmd.kl(da.zeros((4, 3, 2)), da.zeros((5, 3, 3)) + np.eye(3), np.eye(2)), ValueError,
+     r"batch shapes do not broadcast: mean1 \(4,\), rowcov1 \(5,\), colcov1 \(\)"),
+    (lambda: fmd.kl(da.zeros((2, 0, 2)), np.eye(0), np.eye(2)), ValueError, r"matrices must be at least 1×1"),
+    (lambda: fmd.kl(np.zeros((2, 2)), np.eye(2), np.eye(2), errors="ignore"), ValueError,
+     r"errors must be 'raise' or 'nan'"),
+    (lambda: fmd.entropy(da.eye(2, dtype=complex), np.eye(2)), TypeError, r"rowcov is complex"),
+    (lambda: fmd.logpdf(da.zeros((4, 3, 2))[da.ones(4, dtype=bool)], None, np.eye(3), np.eye(2)), ValueError,
+     r"x has unknown chunk sizes"),
+])
+def test_argument_errors_raise_when_the_graph_is_built(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_threads_with_the_workqueue_threading_layer():
+    """The workqueue layer aborts on concurrent launches; blocks then take turns."""
+    script = ("import numpy as np, dask, dask.array as da, fastmvn as fm, fastmvn.dask as fmd\n"
+              "x = da.random.default_rng(0).standard_normal((4000, 3, 2), chunks=(250, 3, 2))\n"
+              "lazy = fmd.logpdf(x, None, np.eye(3), np.eye(2))\n"
+              "result = lazy.compute(scheduler='threads', num_workers=4)\n"
+              "assert np.array_equal(result, fm.logpdf(x.compute(), None, np.eye(3), np.eye(2)))\n"
+              "import numba; print(numba.threading_layer())\n")
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "workqueue"
+
+
+def test_distributed_cluster_streams_a_batch_larger_than_a_worker(tmp_path):
+    """0.77 GB of inputs, generated inside the graph block by block or read from a
+    memory-mapped .npy file, through two worker processes of 400 MB each; every block is
+    checked against the in-memory function."""
+    distributed = pytest.importorskip("distributed")
+    batch, chunk, n, p = 1_000_000, 20_000, 4, 4
+    kinds = ["mean", "cov", "cov"] * 2
+    cores = [(n, p), (n, n), (p, p)] * 2
+
+    def block(slot, block_id=None):
+        """Block ``block_id`` of argument ``slot``, the same wherever and whenever it is made."""
+        rng = np.random.default_rng([20261123, slot, *block_id])
+        if kinds[slot] == "mean":
+            return rng.standard_normal((chunk,) + cores[slot])
+        return spd(rng, (chunk,), cores[slot][0])
+
+    args = [da.map_blocks(block, slot, chunks=((chunk,) * (batch // chunk),) + tuple((k,) for k in cores[slot]),
+                          dtype=np.float64) for slot in range(6)]
+    stored = np.lib.format.open_memmap(tmp_path / "mean2.npy", "w+", np.float64, (batch, n, p))
+    for i in range(batch // chunk):
+        stored[i * chunk:(i + 1) * chunk] = block(3, (i, 0, 0))
+    stored.flush()
+    args[3] = np.load(tmp_path / "mean2.npy", mmap_mode="r")
+    limit = 400e6
+    assert sum(a.nbytes for a in args) > 1.9 * limit
+    lazy = fmd.kl(*args)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  memory_limit=limit, dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        workers = set(client.scheduler_info()["workers"])
+        result = lazy.compute()
+        assert set(client.scheduler_info()["workers"]) == workers      # none restarted for memory
+    for i in range(batch // chunk):
+        items = [block(slot, (i, 0, 0)) for slot in range(6)]
+        np.testing.assert_array_equal(result[i * chunk:(i + 1) * chunk], fm.kl(*items))
+
+
+def test_readme_example_at_a_small_size(tmp_path, monkeypatch):
+    """The README's Dask example with 10,000 items instead of 200,000,000."""
+    pytest.importorskip("zarr")
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("\n## Beyond memory: Dask\n")[1].split("\n## ")[0]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    code, count = re.subn(r"^B, n, p, chunk = .*$", "B, n, p, chunk = 10_000, 4, 4, 1_500", code, flags=re.M)
+    assert count == 1
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    with dask.config.set({"array.chunk-size": "100KiB"}):        # many blocks of the .npy files
+        exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["kl"].numblocks[0] > 10
+    expected = fm.kl(*(np.load(f"{name}.npy") for name in ("mean1", "rowcov1", "colcov1")), *namespace["prior"])
+    assert expected.dtype == np.float32 and np.isfinite(expected).all()
+    np.testing.assert_array_equal(da.from_zarr("kl.zarr").compute(), expected)
+    da.to_npy_stack("kl", namespace["kl"])
+    np.testing.assert_array_equal(da.from_npy_stack("kl").compute(), expected)
