@@ -8,3 +8,5 @@ try:
     import fastmvn.cuda  # noqa: F401
 except ImportError:
     collect_ignore += ["fastmvn/cuda.py", "fastmvn/_cuda_kernels.py"]
+if importlib.util.find_spec("torch") is None:
+    collect_ignore += ["fastmvn/torch.py"]

@@ -591,3 +591,298 @@ def logpdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise"):
     True
     """
     return _compute(_modes.LOGPDF_CHOL, _density_args(x, mean, CHOL, rowchol, colchol), out, errors)
+
+
+# Gradients. The kernels write one gradient per item; an argument broadcast over batch
+# axes gets the sum over those axes, taken afterwards in NumPy (see _reduce).
+
+def _kl_arguments(kind, values):
+    """The checked arguments of a KL of one parameterisation, the kernel mode and which of
+    the six arguments were given (``None`` means zero mean or identity covariance)."""
+    row, col, mode, standard_mode = _PARAMETERISATIONS[kind]
+    row_axes, col_axes = ("n", "p") if kind == VAR else ("nn", "pp")
+    mean1, row1, col1, mean2, row2, col2 = values
+    args = [_Arg("mean1", MEAN, mean1, "np"), _Arg(f"{row}1", kind, row1, row_axes),
+            _Arg(f"{col}1", kind, col1, col_axes)]
+    given = [True, True, True, mean2 is not None, row2 is not None, col2 is not None]
+    if not any(given[3:]):
+        return args, standard_mode, given
+    n, p = args[0].array.shape[-2:]
+    args += [_Arg("mean2", MEAN, np.zeros((n, p)) if mean2 is None else mean2, "np", default=mean2 is None),
+             _Arg(f"{row}2", kind, _identity(kind, n) if row2 is None else row2, row_axes, default=row2 is None),
+             _Arg(f"{col}2", kind, _identity(kind, p) if col2 is None else col2, col_axes, default=col2 is None)]
+    return args, mode, given
+
+
+def _evaluate_grad(mode, slots, out, grads, wanted):
+    """Run the value-and-gradient driver over ``slots`` into ``out`` and ``grads`` (contiguous
+    ``(*batch, r, c)`` arrays, or ``(1, 1, 1)`` placeholders where not ``wanted``); return the
+    flat index of the first failing item, or None. Batch axes are merged as in :func:`_evaluate`."""
+    count = out.size
+    if count == 0:
+        return None
+    try:
+        flat = [np.reshape(s, (count,) + s.shape[-2:], copy=False) for s in slots]
+    except ValueError:
+        step = count // out.shape[0]
+        first = None
+        for i in range(out.shape[0]):
+            bad = _evaluate_grad(mode, [s[i] for s in slots], out[i],
+                                 [g[i] if w else g for g, w in zip(grads, wanted)], wanted)
+            if bad is not None and first is None:
+                first = i * step + bad
+        return first
+    flat_grads = [g.reshape((count,) + g.shape[-2:]) if w else g for g, w in zip(grads, wanted)]
+    first_bad = np.empty(-(-count // CHUNK), np.int64)
+    padding = [np.broadcast_to(np.zeros((1, 1, 1), out.dtype), (count, 1, 1))] * (6 - len(flat))
+    mask = sum(1 << k for k, w in enumerate(wanted) if w)
+    with launching():
+        _kernels().value_and_grad_batch(mode, *flat, *padding, out.reshape(count), *flat_grads, mask, first_bad)
+    bad = int(first_bad.min())
+    return bad if bad < count else None
+
+
+def _reduce(grad, shape):
+    """``grad`` (``(*batch, *core)``) summed over the axes along which an argument of
+    ``shape`` was broadcast, so that it has ``shape``; summed in float64."""
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, size in enumerate(shape)
+                                      if size == 1 and grad.shape[lead + i] != 1)
+    if not axes:
+        return grad
+    return grad.sum(axis=axes, dtype=np.float64, keepdims=True).reshape(shape).astype(grad.dtype, copy=False)
+
+
+def _value_and_grad(kind, values, errors, reduce=True):
+    """The KL of one parameterisation and its gradient with respect to each given argument.
+
+    With ``reduce=False`` each gradient has the broadcast batch shape in front of the core
+    shape (one gradient per item, as a caller that weights the items needs); otherwise
+    each has its argument's shape.
+    """
+    _check_errors(errors)
+    args, mode, given = _kl_arguments(kind, values)
+    dtype, batch_shape = _check(args)
+    slots = [_slot(arg, dtype, batch_shape) for arg in args]
+    wanted = given + [False] * (6 - len(given))
+    value = np.empty(batch_shape, dtype)
+    placeholder = np.empty((1, 1, 1), dtype)
+    grads = [np.empty(batch_shape + slot.shape[-2:], dtype) if w else placeholder
+             for slot, w in zip(slots + [None] * (6 - len(slots)), wanted)]
+    bad = _evaluate_grad(mode, slots, value, grads, wanted)
+    if bad is not None and errors == "raise":
+        raise _diagnose(args, slots, tuple(int(i) for i in np.unravel_index(bad, batch_shape)))
+    result = []
+    for arg, grad, w in zip(args + [None] * (6 - len(args)), grads, wanted):
+        if not w:
+            result.append(None)
+            continue
+        if len(arg.axes) == 1:
+            grad = grad[..., 0]
+        result.append(_reduce(grad, arg.array.shape) if reduce else grad)
+    return (value if value.ndim else value[()]), tuple(result)
+
+
+def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, errors="raise"):
+    r"""The KL of :func:`kl` and its gradient with respect to each argument, batched.
+
+    Value and gradient come from one fused pass per item through Cholesky factors and
+    triangular solves, by the closed forms derived in ``docs/gradients.md``. With
+    ``t_u = tr(U2⁻¹U1)``, ``t_v = tr(V2⁻¹V1)`` and ``D = M2 − M1``:
+
+    .. math::
+
+        \frac{\partial KL}{\partial M_2} = -\frac{\partial KL}{\partial M_1} = U_2^{-1} D V_2^{-1},\quad
+        \frac{\partial KL}{\partial U_1} = \tfrac12\big(t_v U_2^{-1} - p\,U_1^{-1}\big),\quad
+        \frac{\partial KL}{\partial U_2} = \tfrac12\big(p\,U_2^{-1} - t_v U_2^{-1} U_1 U_2^{-1}
+        - U_2^{-1} D V_2^{-1} D^\top U_2^{-1}\big),
+
+    and the same for ``V`` with ``t_u``, ``n`` and ``Dᵀ``.
+
+    The gradient with respect to a covariance is the symmetric matrix ``G`` for which
+    ``dKL = Σᵢⱼ Gᵢⱼ dUᵢⱼ`` for every symmetric perturbation ``dU``: the gradient of the
+    formula above with all ``n²`` entries taken as independent, which is symmetric at a
+    symmetric ``U`` (``torch.linalg.cholesky`` under autograd gives the same). It is not
+    the derivative with respect to the stored lower-triangle entries alone (the entries
+    the kernels read), which is ``2 Gᵢⱼ`` below the diagonal and ``Gᵢᵢ`` on it.
+
+    Parameters
+    ----------
+    mean1 : (..., n, p) array_like
+        Mean of the first distribution.
+    rowcov1 : (..., n, n) array_like
+        Row covariance ``U1`` (symmetric positive definite; lower triangle read).
+    colcov1 : (..., p, p) array_like
+        Column covariance ``V1``.
+    mean2 : (..., n, p) array_like, optional
+        Mean of the second distribution; ``None`` means zero.
+    rowcov2 : (..., n, n) array_like, optional
+        Row covariance ``U2``; ``None`` means the identity.
+    colcov2 : (..., p, p) array_like, optional
+        Column covariance ``V2``; ``None`` means the identity. With all three second
+        arguments omitted, the KL to ``MN(0, I, I)`` runs a faster path.
+    errors : {"raise", "nan"}
+        ``"raise"`` (default) raises on the first failing item; ``"nan"`` makes the value
+        and every gradient of a failing item NaN (and so any gradient summed over it).
+
+    Returns
+    -------
+    kl : (...) ndarray or scalar
+        The divergences over the broadcast batch shape, as :func:`kl` returns them.
+    grads : tuple of six ndarray or None
+        ``∂ sum(kl) / ∂ argument`` for ``(mean1, rowcov1, colcov1, mean2, rowcov2, colcov2)``
+        in that order, each of its argument's shape as passed (so the gradient of an
+        argument broadcast over batch axes is summed over those axes) and of the result
+        dtype; ``None`` for an argument passed as ``None``.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError, ValueError, TypeError
+        As in :func:`kl`, naming the argument and the batch index.
+
+    Notes
+    -----
+    The kernels write one gradient per item; a gradient of an argument broadcast over
+    batch axes is then summed over them in NumPy, which costs one temporary array of
+    the broadcast batch shape times the argument's core shape (8 bytes a number in
+    float64: 128 MB for one 4×4 prior shared by a million items).
+
+    See Also
+    --------
+    kl_chol_value_and_grad, kl_diag_value_and_grad, fastmvn.torch.kl
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> mean, rowcov, colcov = np.ones((5, 2, 3)), 2 * np.eye(2), np.eye(3)
+    >>> value, grads = fm.kl_value_and_grad(mean, rowcov, colcov)   # against MN(0, I, I)
+    >>> value.shape, grads[0].shape, grads[3]
+    ((5,), (5, 2, 3), None)
+    >>> grads[1]           # ½(tr(V1) I − p U1⁻¹) = ¾ I per item, summed over the 5 items
+    array([[3.75, 0.  ],
+           [0.  , 3.75]])
+    """
+    return _value_and_grad(COV, (mean1, rowcov1, colcov1, mean2, rowcov2, colcov2), errors)
+
+
+def kl_chol_value_and_grad(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *,
+                           errors="raise"):
+    r"""The KL of :func:`kl_chol` and its gradient with respect to each argument, batched.
+
+    One fused pass per item, no factorisation, by the closed forms derived in
+    ``docs/gradients.md``. With ``P = rowchol``, ``Q = colchol``, ``A = P2⁻¹P1``,
+    ``B = Q2⁻¹Q1``, ``t_u = ‖A‖²``, ``t_v = ‖B‖²`` and ``Z = P2⁻¹ D Q2⁻ᵀ`` (``D = M2 − M1``):
+
+    .. math::
+
+        \frac{\partial KL}{\partial M_2} = -\frac{\partial KL}{\partial M_1} = P_2^{-\top} Z Q_2^{-1},\quad
+        \frac{\partial KL}{\partial P_1} = \operatorname{tril}\big(t_v P_2^{-\top} A\big)
+        - p\operatorname{diag}(1/P_{1,ii}),\quad
+        \frac{\partial KL}{\partial P_2} = \operatorname{tril}\big(P_2^{-\top}(p I - t_v A A^\top - Z Z^\top)\big),
+
+    and the same for ``Q`` with ``t_u``, ``n``, ``B`` and ``ZᵀZ``. The factor gradients
+    are lower triangular: the entries above the diagonal are never read, so their
+    gradient is zero.
+
+    Parameters
+    ----------
+    mean1 : (..., n, p) array_like
+        Mean of the first distribution.
+    rowchol1 : (..., n, n) array_like
+        Lower Cholesky factor of ``U1`` (positive diagonal).
+    colchol1 : (..., p, p) array_like
+        Lower Cholesky factor of ``V1``.
+    mean2 : (..., n, p) array_like, optional
+        Mean of the second distribution; ``None`` means zero.
+    rowchol2 : (..., n, n) array_like, optional
+        Lower Cholesky factor of ``U2``; ``None`` means the identity.
+    colchol2 : (..., p, p) array_like, optional
+        Lower Cholesky factor of ``V2``; ``None`` means the identity.
+    errors : {"raise", "nan"}
+        As in :func:`kl_value_and_grad`.
+
+    Returns
+    -------
+    kl : (...) ndarray or scalar
+        The divergences, as :func:`kl_chol` returns them.
+    grads : tuple of six ndarray or None
+        The gradients for ``(mean1, rowchol1, colchol1, mean2, rowchol2, colchol2)``, as in
+        :func:`kl_value_and_grad`.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError, ValueError, TypeError
+        As in :func:`kl_chol`, naming the argument and the batch index.
+
+    Notes
+    -----
+    Broadcast arguments cost memory as in :func:`kl_value_and_grad`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> value, grads = fm.kl_chol_value_and_grad(np.zeros((1, 1)), [[2.0]], [[1.0]])
+    >>> float(value)                             # ½(4 − 1 − 2 log 2)
+    0.8068528194400546
+    >>> grads[1], grads[2]                       # l q² − 1/l and l² q − 1/q at l = 2, q = 1
+    (array([[1.5]]), array([[3.]]))
+    """
+    return _value_and_grad(CHOL, (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), errors)
+
+
+def kl_diag_value_and_grad(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *, errors="raise"):
+    r"""The KL of :func:`kl_diag` and its gradient with respect to each argument, batched.
+
+    With ``U = diag(a)``, ``V = diag(b)``, ``t_u = Σ a1/a2``, ``t_v = Σ b1/b2`` and
+    ``D = M2 − M1`` (``docs/gradients.md``):
+
+    .. math::
+
+        \frac{\partial KL}{\partial M_2} = -\frac{\partial KL}{\partial M_1} = \frac{D_{ic}}{a_{2i} b_{2c}},\quad
+        \frac{\partial KL}{\partial a_{1i}} = \tfrac12\Big(\frac{t_v}{a_{2i}} - \frac{p}{a_{1i}}\Big),\quad
+        \frac{\partial KL}{\partial a_{2i}} = \frac{1}{2a_{2i}}\Big(p - t_v\frac{a_{1i}}{a_{2i}}
+        - \sum_c \frac{D_{ic}^2}{a_{2i} b_{2c}}\Big),
+
+    and the same for ``b`` with ``t_u``, ``n`` and sums over rows.
+
+    Parameters
+    ----------
+    mean1 : (..., n, p) array_like
+        Mean of the first distribution.
+    rowvar1 : (..., n) array_like
+        Row variances (positive).
+    colvar1 : (..., p) array_like
+        Column variances (positive).
+    mean2 : (..., n, p) array_like, optional
+        Mean of the second distribution; ``None`` means zero.
+    rowvar2 : (..., n) array_like, optional
+        Row variances of the second distribution; ``None`` means ones.
+    colvar2 : (..., p) array_like, optional
+        Column variances of the second distribution; ``None`` means ones.
+    errors : {"raise", "nan"}
+        As in :func:`kl_value_and_grad`.
+
+    Returns
+    -------
+    kl : (...) ndarray or scalar
+        The divergences, as :func:`kl_diag` returns them.
+    grads : tuple of six ndarray or None
+        The gradients for ``(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2)``, as in
+        :func:`kl_value_and_grad`.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError, ValueError, TypeError
+        As in :func:`kl_diag`, naming the argument and the batch index.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> value, grads = fm.kl_diag_value_and_grad(np.zeros((1, 1)), [2.0], [1.0])
+    >>> grads[1], grads[2]                       # ½(b − 1/a) and ½(a − 1/b) at a = 2, b = 1
+    (array([0.25]), array([0.5]))
+    """
+    return _value_and_grad(VAR, (mean1, rowvar1, colvar1, mean2, rowvar2, colvar2), errors)
+
+
+__all__ += ["kl_value_and_grad", "kl_chol_value_and_grad", "kl_diag_value_and_grad"]

@@ -81,24 +81,37 @@ def read_pass(arrays):
     return [a.sum() for a in arrays]
 
 
-def torch_kl_tensors(mean1, rowcov1, colcov1, mean2, rowcov2, colcov2):
-    """The KL by the same Cholesky and triangular-solve algorithm in PyTorch, on the tensors' device."""
+def torch_kl_chol_tensors(mean1, rowchol1, colchol1, mean2, rowchol2, colchol2):
+    """The KL from lower Cholesky factors by the triangular-solve algorithm in PyTorch, on the
+    tensors' device, differentiable by autograd.
+
+    The solves read only the lower triangles, but autograd's gradient is not masked above
+    the diagonal: pass ``torch.tril(factor)`` for the gradient with respect to the lower
+    triangle alone (the one :func:`fastmvn.kl_chol_value_and_grad` returns).
+    """
     import torch
 
     n, p = mean1.shape[-2:]
     solve = torch.linalg.solve_triangular
+    trace_u = solve(rowchol2, rowchol1, upper=False).square().sum((-2, -1))
+    trace_v = solve(colchol2, colchol1, upper=False).square().sum((-2, -1))
+    y = solve(rowchol2, mean2 - mean1, upper=False)
+    quad = solve(colchol2, y.transpose(-2, -1), upper=False).square().sum((-2, -1))
+
+    def logdet(chol):
+        return 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+
+    return 0.5 * (trace_u * trace_v + quad - n * p + p * (logdet(rowchol2) - logdet(rowchol1))
+                  + n * (logdet(colchol2) - logdet(colchol1)))
+
+
+def torch_kl_tensors(mean1, rowcov1, colcov1, mean2, rowcov2, colcov2):
+    """The KL by the same Cholesky and triangular-solve algorithm in PyTorch, on the tensors' device."""
+    import torch
+
     with torch.no_grad():
-        lu1, lv1, lu2, lv2 = (torch.linalg.cholesky(a) for a in (rowcov1, colcov1, rowcov2, colcov2))
-        trace_u = solve(lu2, lu1, upper=False).square().sum((-2, -1))
-        trace_v = solve(lv2, lv1, upper=False).square().sum((-2, -1))
-        y = solve(lu2, mean2 - mean1, upper=False)
-        quad = solve(lv2, y.transpose(-2, -1), upper=False).square().sum((-2, -1))
-
-        def logdet(chol):
-            return 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-
-        return 0.5 * (trace_u * trace_v + quad - n * p + p * (logdet(lu2) - logdet(lu1))
-                      + n * (logdet(lv2) - logdet(lv1)))
+        factors = [torch.linalg.cholesky(a) for a in (rowcov1, colcov1, rowcov2, colcov2)]
+        return torch_kl_chol_tensors(mean1, factors[0], factors[1], mean2, factors[2], factors[3])
 
 
 def torch_kl(args):
@@ -168,6 +181,58 @@ def compare_logpdf(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, refere
         "reference": median_time(lambda: reference.logpdf(*small), slow) / len(small[0]),
         "scipy": median_time(scipy_loop, slow) / len(few[0]),
     }
+
+
+def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
+    """Per-item seconds of the KL's value alone and of its value and gradient together, on the
+    same ``batch`` pairs: ``kl_chol`` and ``kl_chol_value_and_grad`` from Cholesky factors,
+    ``kl`` and ``kl_value_and_grad`` from covariances, and PyTorch autograd (forward and
+    backward of ``sum(kl)``, CPU) through :func:`torch_kl_chol_tensors` from the factors
+    (``"torch_chol"``) and through ``torch.linalg.cholesky`` and it from the covariances
+    (``"torch_cov"``; both None without torch).
+
+    Medians of ``repeat`` rounds after a warm-up; each round runs every case once, so that
+    load from elsewhere on a shared machine slows them alike.
+    """
+    args = random_pair(batch, n, p, dtype)
+    chol = tuple(a if i % 3 == 0 else np.linalg.cholesky(a) for i, a in enumerate(args))  # means stay
+    out = np.empty(batch, dtype)
+    runs = {
+        "kl_chol": lambda: _api.kl_chol(*chol, out=out),
+        "kl_chol_value_and_grad": lambda: _api.kl_chol_value_and_grad(*chol),
+        "kl": lambda: _api.kl(*args, out=out),
+        "kl_value_and_grad": lambda: _api.kl_value_and_grad(*args),
+    }
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        def autograd(arrays, cov):
+            tensors = [torch.from_numpy(a).requires_grad_() for a in arrays]
+
+            def run():
+                for t in tensors:
+                    t.grad = None
+                inputs = tensors
+                if cov:
+                    inputs = [t if i % 3 == 0 else torch.linalg.cholesky(t) for i, t in enumerate(tensors)]
+                torch_kl_chol_tensors(*inputs).sum().backward()
+
+            return run
+
+        runs["torch_chol"] = autograd(chol, cov=False)
+        runs["torch_cov"] = autograd(args, cov=True)
+    times = {name: [] for name in runs}
+    for round_ in range(repeat + 1):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    figures = {"torch_chol": None, "torch_cov": None}
+    figures.update({name: float(np.median(values)) / batch for name, values in times.items()})
+    return figures
 
 
 def compare_kl_gaussian(n=4, p=4, batch=100_000, dtype=np.float64, repeat=5):

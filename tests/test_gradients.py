@@ -1,0 +1,305 @@
+"""Gradients of the KL against central finite differences, PyTorch autograd and float64."""
+
+import numpy as np
+import pytest
+from numpy.linalg import LinAlgError
+
+import fastmvn as fm
+from fastmvn import reference
+
+from conftest import spd
+
+SHAPES = [(1, 1), (1, 3), (3, 1), (2, 3), (4, 4), (5, 2)]
+COV_NAMES = ["mean1", "rowcov1", "colcov1", "mean2", "rowcov2", "colcov2"]
+CHOL_NAMES = ["mean1", "rowchol1", "colchol1", "mean2", "rowchol2", "colchol2"]
+
+
+def pair(rng, batch, n, p):
+    return [rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p),
+            rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p)]
+
+
+def factors(args):
+    return [a if k % 3 == 0 else np.linalg.cholesky(a) for k, a in enumerate(args)]
+
+
+def variances(rng, batch, n, p):
+    return [rng.standard_normal(batch + (n, p)), rng.uniform(0.3, 3.0, batch + (n,)),
+            rng.uniform(0.3, 3.0, batch + (p,)), rng.standard_normal(batch + (n, p)),
+            rng.uniform(0.3, 3.0, batch + (n,)), rng.uniform(0.3, 3.0, batch + (p,))]
+
+
+def sum_to(x, batch):
+    """``x`` (the broadcast batch shape) summed over the axes along which ``batch`` was broadcast."""
+    x = np.asarray(x).sum(axis=tuple(range(np.ndim(x) - len(batch))))
+    axes = tuple(i for i, size in enumerate(batch) if size == 1 and x.shape[i] != 1)
+    return x.sum(axis=axes, keepdims=True)
+
+
+def finite_differences(func, args, k, core, symmetric=False, h=1e-6):
+    """Central differences of ``sum(func(*args))`` in each of the ``core`` trailing axes'
+    entries of ``args[k]``.
+
+    Each entry moves in every batch item at once: item ``b``'s KL depends on item ``b``'s
+    arguments only, so the quotients are per-item derivatives, then summed over the axes
+    the argument was broadcast along. With ``symmetric``, entries ``(i, j)`` and ``(j, i)``
+    move together, so the quotient is ``2 G_ij`` off the diagonal for a symmetric gradient ``G``.
+    """
+    arg = np.asarray(args[k], dtype=np.float64)
+    batch, core_shape = arg.shape[:arg.ndim - core], arg.shape[arg.ndim - core:]
+    result = np.zeros(arg.shape)
+    for index in np.ndindex(*core_shape):
+        step = np.zeros(core_shape)
+        step[index] = h
+        if symmetric:
+            step[index[::-1]] = h
+        plus, minus = list(args), list(args)
+        plus[k], minus[k] = arg + step, arg - step
+        result[(...,) + index] = sum_to((func(*plus) - func(*minus)) / (2 * h), batch)
+    return result
+
+
+def assert_close(actual, expected, rtol=1e-6):
+    """Entry-wise relative agreement, with an absolute floor of ``rtol`` times the largest entry."""
+    expected = np.asarray(expected)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * max(np.abs(expected).max(), 1e-12))
+
+
+def check_gradient(grad, func, args, k, core=2, symmetric=False):
+    """``grad`` agrees with the finite differences of ``func`` in ``args[k]``; for a symmetric
+    argument, in symmetric pairs, whose quotient is ``2 G_ij`` off the diagonal."""
+    expected = finite_differences(func, args, k, core, symmetric=symmetric)
+    assert grad.shape == np.shape(args[k])
+    if symmetric:
+        np.testing.assert_allclose(grad, np.swapaxes(grad, -1, -2), rtol=1e-12, atol=1e-14)
+        assert_close(np.tril(grad * (2.0 - np.eye(grad.shape[-1]))), np.tril(expected))
+    else:
+        assert_close(grad, expected)
+
+
+@pytest.mark.parametrize("n, p", SHAPES)
+def test_chol_gradients_match_finite_differences(rng, n, p):
+    args = factors(pair(rng, (3,), n, p))
+    value, grads = fm.kl_chol_value_and_grad(*args)
+    np.testing.assert_allclose(value, reference.kl_chol(*args), rtol=1e-12)
+    for k in range(6):
+        check_gradient(grads[k], reference.kl_chol, args, k)
+        if k % 3:
+            assert (np.triu(grads[k], 1) == 0).all()
+
+
+@pytest.mark.parametrize("n, p", SHAPES)
+def test_cov_gradients_match_finite_differences(rng, n, p):
+    args = pair(rng, (3,), n, p)
+    value, grads = fm.kl_value_and_grad(*args)
+    np.testing.assert_allclose(value, reference.kl(*args), rtol=1e-12)
+    for k in range(6):
+        check_gradient(grads[k], reference.kl, args, k, symmetric=k % 3 != 0)
+
+
+def test_cov_gradient_along_symmetric_directions(rng):
+    args = pair(rng, (4,), 3, 2)
+    _, grads = fm.kl_value_and_grad(*args)
+    h = 1e-6
+    for k in (1, 2, 4, 5):
+        e = rng.standard_normal(args[k].shape)
+        e = e + np.swapaxes(e, -1, -2)
+        plus, minus = list(args), list(args)
+        plus[k], minus[k] = args[k] + h * e, args[k] - h * e
+        quotient = (reference.kl(*plus) - reference.kl(*minus)) / (2 * h)
+        np.testing.assert_allclose((grads[k] * e).sum((-2, -1)), quotient, rtol=1e-6)
+
+
+@pytest.mark.parametrize("n, p", SHAPES)
+def test_diag_gradients_match_finite_differences(rng, n, p):
+    args = variances(rng, (3,), n, p)
+    value, grads = fm.kl_diag_value_and_grad(*args)
+    np.testing.assert_allclose(value, reference.kl_diag(*args), rtol=1e-12)
+    for k in range(6):
+        check_gradient(grads[k], reference.kl_diag, args, k, 2 if k % 3 == 0 else 1)
+
+
+@pytest.mark.parametrize("func, make, reference_func", [
+    (fm.kl_chol_value_and_grad, lambda rng, b, n, p: factors(pair(rng, b, n, p)), reference.kl_chol),
+    (fm.kl_value_and_grad, pair, reference.kl),
+    (fm.kl_diag_value_and_grad, variances, reference.kl_diag),
+])
+@pytest.mark.parametrize("n, p", [(1, 1), (2, 3), (4, 4)])
+def test_standard_prior_and_omitted_arguments(rng, func, make, reference_func, n, p):
+    args = make(rng, (4,), n, p)
+    value, grads = func(*args[:3])
+    assert grads[3:] == (None, None, None)
+    identity = [np.zeros((n, p))] + [np.eye(a.shape[-1]) if a.ndim == 3 else np.ones(a.shape[-1]) for a in args[1:3]]
+    full_value, full_grads = func(*args[:3], *identity)
+    np.testing.assert_allclose(value, full_value, rtol=1e-12, atol=1e-12)
+    for g, f in zip(grads[:3], full_grads[:3]):
+        np.testing.assert_allclose(g, f, rtol=1e-10, atol=1e-12)
+    symmetric = func is fm.kl_value_and_grad
+    for k in range(3):
+        check_gradient(grads[k], reference_func, args[:3], k, 2 if k == 0 else args[k].ndim - 1, symmetric and k > 0)
+    value, grads = func(args[0], args[1], args[2], None, args[4], None)  # only the row covariance given
+    assert grads[3] is None and grads[5] is None
+    partial = [args[0], args[1], args[2], None, args[4], None]
+    np.testing.assert_allclose(value, reference_func(*partial), rtol=1e-12)
+    check_gradient(grads[4], reference_func, partial, 4, args[4].ndim - 1, symmetric)
+
+
+def test_gradient_vanishes_at_the_minimum(rng):
+    # KL(P ‖ P) = 0 is the minimum over the first distribution: its gradient is zero there
+    args = factors(pair(rng, (5,), 3, 4))
+    same = args[:3] + args[:3]
+    value, grads = fm.kl_chol_value_and_grad(*same)
+    assert np.abs(value).max() < 1e-12
+    for g in grads[:3]:
+        assert np.abs(g).max() < 1e-12
+
+
+def test_broadcast_prior_gradient_is_summed(rng):
+    args = factors(pair(rng, (6,), 3, 2))
+    prior = [a[0] for a in args[3:]]
+    value, grads = fm.kl_chol_value_and_grad(*args[:3], *prior)
+    tiled = [np.broadcast_to(a, args[0].shape[:1] + a.shape).copy() for a in prior]
+    tiled_value, tiled_grads = fm.kl_chol_value_and_grad(*args[:3], *tiled)
+    np.testing.assert_allclose(value, tiled_value, rtol=1e-14)
+    for k in range(3):
+        np.testing.assert_allclose(grads[k], tiled_grads[k], rtol=1e-14)
+        np.testing.assert_allclose(grads[3 + k], tiled_grads[3 + k].sum(0), rtol=1e-12)
+        check_gradient(grads[3 + k], reference.kl_chol, args[:3] + prior, 3 + k)
+
+
+def test_broadcast_grid_and_unmergeable_layout(rng):
+    m1 = rng.standard_normal((2, 1, 3, 2))
+    u1 = spd(rng, (1, 3), 3)        # (1, 3) against (2, 1): a grid
+    v1 = spd(rng, (2, 1), 2)
+    m2 = rng.standard_normal((1, 3, 2))
+    args = [m1, u1, v1, m2, np.eye(3), np.eye(2)]
+    value, grads = fm.kl_value_and_grad(*args)
+    assert value.shape == (2, 3)
+    for k in range(6):
+        check_gradient(grads[k], reference.kl, args, k, symmetric=k % 3 != 0)
+    u = spd(rng, (4, 1, 5), 2)      # (4, 1, 5) against (4, 6, 1): batch axes that merge nowhere
+    m = rng.standard_normal((4, 6, 1, 2, 2))
+    value, grads = fm.kl_value_and_grad(m, u, np.eye(2))
+    np.testing.assert_allclose(value, reference.kl(m, u, np.eye(2)), rtol=1e-12)
+    assert grads[2].shape == (2, 2)
+    check_gradient(grads[1], reference.kl, [m, u, np.eye(2)], 1, symmetric=True)
+
+
+def test_unbatched_and_empty(rng):
+    args = [a[0] for a in factors(pair(rng, (1,), 2, 3))]
+    value, grads = fm.kl_chol_value_and_grad(*args)
+    assert np.ndim(value) == 0 and [g.shape for g in grads] == [a.shape for a in args]
+    value, grads = fm.kl_chol_value_and_grad(np.zeros((0, 2, 3)), np.eye(2), np.eye(3), None, np.eye(2))
+    assert value.shape == (0,) and grads[0].shape == (0, 2, 3)
+    assert grads[1].shape == (2, 2) and (grads[1] == 0).all() and (grads[4] == 0).all()
+
+
+def test_only_lower_triangles_are_read(rng):
+    args = pair(rng, (3,), 3, 3)
+    value, grads = fm.kl_value_and_grad(*args)
+    upper = np.triu_indices(3, 1)
+    poisoned = [a.copy() for a in args]
+    for k in (1, 2, 4, 5):
+        poisoned[k][:, upper[0], upper[1]] = np.nan
+    same_value, same_grads = fm.kl_value_and_grad(*poisoned)
+    np.testing.assert_array_equal(value, same_value)
+    for g, s in zip(grads, same_grads):
+        np.testing.assert_array_equal(g, s)
+    chol = factors(args)
+    for k in (1, 2, 4, 5):
+        chol[k][:, upper[0], upper[1]] = 7.0
+    _, chol_grads = fm.kl_chol_value_and_grad(*chol)
+    _, clean = fm.kl_chol_value_and_grad(*factors(args))
+    for g, c in zip(chol_grads, clean):
+        np.testing.assert_array_equal(g, c)
+
+
+@pytest.mark.parametrize("func, make", [
+    (fm.kl_chol_value_and_grad, lambda rng, b, n, p: factors(pair(rng, b, n, p))),
+    (fm.kl_value_and_grad, pair),
+    (fm.kl_diag_value_and_grad, variances),
+])
+def test_float32_close_to_float64(rng, func, make):
+    args = [a.astype(np.float32) for a in make(rng, (200,), 4, 3)]
+    value, grads = func(*args)
+    assert value.dtype == np.float32 and all(g.dtype == np.float32 for g in grads)
+    exact_value, exact = func(*(a.astype(np.float64) for a in args))
+    np.testing.assert_allclose(value, exact_value, rtol=1e-5, atol=1e-5 * np.abs(exact_value).max())
+    for g, e in zip(grads, exact):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5 * np.abs(e).max())
+
+
+def test_gradients_agree_with_torch_autograd(rng):
+    torch = pytest.importorskip("torch")
+    from fastmvn._bench import torch_kl_chol_tensors
+
+    for n, p in [(1, 1), (3, 2), (4, 4)]:
+        cov = pair(rng, (5,), n, p)
+        for func, arrays in ((fm.kl_chol_value_and_grad, factors(cov)), (fm.kl_value_and_grad, cov)):
+            tensors = [torch.from_numpy(a).requires_grad_() for a in arrays]
+            factor = torch.linalg.cholesky if func is fm.kl_value_and_grad else torch.tril
+            inputs = [t if k % 3 == 0 else factor(t) for k, t in enumerate(tensors)]
+            expected = torch_kl_chol_tensors(*inputs)
+            expected.sum().backward()
+            value, grads = func(*arrays)
+            np.testing.assert_allclose(value, expected.detach().numpy(), rtol=1e-12)
+            for g, t in zip(grads, tensors):
+                np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-9, atol=1e-11)
+        diag = [torch.from_numpy(a).requires_grad_() for a in variances(rng, (5,), n, p)]
+        m1, a1, b1, m2, a2, b2 = diag
+        d = m2 - m1
+        expected = 0.5 * ((a1 / a2).sum(-1) * (b1 / b2).sum(-1) + (d * d / a2[..., :, None] / b2[..., None, :]).sum((-2, -1))
+                          - n * p + p * (a2.log() - a1.log()).sum(-1) + n * (b2.log() - b1.log()).sum(-1))
+        expected.sum().backward()
+        value, grads = fm.kl_diag_value_and_grad(*(t.detach().numpy() for t in diag))
+        np.testing.assert_allclose(value, expected.detach().numpy(), rtol=1e-12)
+        for g, t in zip(grads, diag):
+            np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("slot", [1, 2, 4, 5])
+def test_not_positive_definite_names_argument_and_index(rng, slot):
+    args = pair(rng, (6,), 3, 2)
+    args[slot][4] = -np.eye(args[slot].shape[-1])
+    with pytest.raises(LinAlgError, match=rf"{COV_NAMES[slot]} is not positive definite .* at batch index 4$"):
+        fm.kl_value_and_grad(*args)
+    chol = factors(pair(rng, (6,), 3, 2))
+    chol[slot][2, 0, 0] = 0.0
+    with pytest.raises(LinAlgError, match=rf"{CHOL_NAMES[slot]} is not a Cholesky factor.* at batch index 2$"):
+        fm.kl_chol_value_and_grad(*chol)
+    value, grads = fm.kl_chol_value_and_grad(*chol, errors="nan")
+    assert np.isnan(value[2]) and np.isfinite(np.delete(value, 2)).all()
+    good = [a[[0, 1, 3, 4, 5]] for a in chol]
+    good_value, good_grads = fm.kl_chol_value_and_grad(*good)
+    np.testing.assert_allclose(np.delete(value, 2), good_value, rtol=1e-14)
+    for g, e in zip(grads, good_grads):
+        assert np.isnan(g[2]).all()
+        np.testing.assert_allclose(np.delete(g, 2, axis=0), e, rtol=1e-14)
+
+
+def test_other_errors_name_argument_and_index(rng):
+    args = variances(rng, (4,), 2, 3)
+    args[5][3, 1] = -1.0
+    with pytest.raises(LinAlgError, match="colvar2 must be positive at batch index 3$"):
+        fm.kl_diag_value_and_grad(*args)
+    args = variances(rng, (4,), 2, 3)
+    with pytest.raises(LinAlgError, match="rowvar1 must be positive at batch index 1$"):
+        fm.kl_diag_value_and_grad(args[0], np.where(np.arange(4)[:, None] == 1, 0.0, args[1]), args[2])
+    args = factors(pair(rng, (2, 3), 2, 2))
+    args[3][1, 2, 0, 1] = np.nan
+    with pytest.raises(ValueError, match=r"mean2 contains NaN or infinity at batch index \(1, 2\)$"):
+        fm.kl_chol_value_and_grad(*args)
+    with pytest.raises(LinAlgError, match="rowcov1 is not positive definite"):
+        fm.kl_value_and_grad(np.zeros((2, 2)), -np.eye(2), np.eye(2))
+    with pytest.raises(ValueError, match="errors must be 'raise' or 'nan'"):
+        fm.kl_value_and_grad(np.zeros((2, 2)), np.eye(2), np.eye(2), errors="ignore")
+    with pytest.raises(ValueError, match=r"rowcov1 has shape \(2, 2\); expected \(\.\.\., 3, 3\)"):
+        fm.kl_value_and_grad(np.zeros((3, 2)), np.eye(2), np.eye(2))
+
+
+def test_gradient_benchmark_runs():
+    from fastmvn._bench import compare_gradients
+
+    figures = compare_gradients(2, 3, 500, repeat=1)
+    assert all(v is None or v > 0 for v in figures.values())
+    assert figures["kl_chol"] > 0 and figures["kl_value_and_grad"] > 0

@@ -1,0 +1,147 @@
+"""fastmvn.torch: values, gradients through autograd, gradcheck, errors and the training example."""
+
+import importlib.util
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+from numpy.linalg import LinAlgError
+
+torch = pytest.importorskip("torch")
+
+import fastmvn as fm  # noqa: E402
+import fastmvn.torch as fmt  # noqa: E402
+from fastmvn._bench import torch_kl_chol_tensors  # noqa: E402
+
+from conftest import spd  # noqa: E402
+
+EXAMPLE = pathlib.Path(__file__).parent.parent / "examples" / "train_latent.py"
+
+
+def tensors(arrays, requires_grad=True):
+    return [None if a is None else torch.tensor(a, requires_grad=requires_grad) for a in arrays]
+
+
+def chol_pair(rng, batch, n, p):
+    return [rng.standard_normal(batch + (n, p)), np.linalg.cholesky(spd(rng, batch, n)),
+            np.linalg.cholesky(spd(rng, batch, p)), rng.standard_normal(batch + (n, p)),
+            np.linalg.cholesky(spd(rng, batch, n)), np.linalg.cholesky(spd(rng, batch, p))]
+
+
+def symmetric(x):
+    return 0.5 * (x + x.transpose(-1, -2))
+
+
+@pytest.mark.parametrize("n, p", [(1, 1), (2, 3), (3, 2)])
+def test_gradcheck_kl_chol(rng, n, p):
+    args = tensors(chol_pair(rng, (3,), n, p))
+    assert torch.autograd.gradcheck(fmt.kl_chol, args)
+    prior = [args[0], args[1], args[2], args[3][0], args[4][0], None]   # shared prior, identity colchol2
+    assert torch.autograd.gradcheck(fmt.kl_chol, prior)
+    assert torch.autograd.gradcheck(fmt.kl_chol, args[:3])
+
+
+@pytest.mark.parametrize("n, p", [(1, 1), (2, 3)])
+def test_gradcheck_kl_symmetrised(rng, n, p):
+    # A covariance's gradient is symmetric: gradcheck perturbs single entries, so it
+    # differentiates through (X + Xᵀ)/2, whose gradient is exactly that symmetric one.
+    m1, u1, v1, m2, u2, v2 = tensors([rng.standard_normal((2, n, p)), spd(rng, (2,), n), spd(rng, (2,), p),
+                                      rng.standard_normal((n, p)), spd(rng, (), n), spd(rng, (2,), p)])
+
+    def func(m1, u1, v1, m2, u2, v2):
+        return fmt.kl(m1, symmetric(u1), symmetric(v1), m2, symmetric(u2), symmetric(v2))
+
+    assert torch.autograd.gradcheck(func, (m1, u1, v1, m2, u2, v2))
+    assert torch.autograd.gradcheck(lambda m, u, v: fmt.kl(m, symmetric(u), symmetric(v)), (m1, u1, v1))
+
+
+def test_gradcheck_kl_diag(rng):
+    arrays = [rng.standard_normal((3, 2, 4)), rng.uniform(0.5, 2, (3, 2)), rng.uniform(0.5, 2, (4,)),
+              rng.standard_normal((3, 2, 4)), rng.uniform(0.5, 2, (1, 2)), rng.uniform(0.5, 2, (3, 4))]
+    assert torch.autograd.gradcheck(fmt.kl_diag, tensors(arrays))
+    assert torch.autograd.gradcheck(fmt.kl_diag, tensors(arrays[:3]))
+
+
+def test_weighted_backward_matches_autograd_of_the_formula(rng):
+    arrays = chol_pair(rng, (5,), 3, 4)
+    arrays[4] = arrays[4][0]                   # a prior factor shared by the batch
+    weights = torch.tensor(rng.standard_normal(5))
+    ours = tensors(arrays)
+    (weights * fmt.kl_chol(*ours)).sum().backward()
+    theirs = tensors(arrays)
+    inputs = [t if k % 3 == 0 else torch.tril(t) for k, t in enumerate(theirs)]
+    (weights * torch_kl_chol_tensors(*inputs)).sum().backward()
+    for a, b in zip(ours, theirs):
+        assert a.grad.shape == b.shape
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)
+    cov = [a if k % 3 == 0 else a @ np.swapaxes(a, -1, -2) for k, a in enumerate(arrays)]
+    ours, theirs = tensors(cov), tensors(cov)
+    (weights * fmt.kl(*ours)).sum().backward()
+    inputs = [t if k % 3 == 0 else torch.linalg.cholesky(t) for k, t in enumerate(theirs)]
+    (weights * torch_kl_chol_tensors(*inputs)).sum().backward()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-11)
+
+
+def test_values_layouts_and_dtypes(rng):
+    arrays = chol_pair(rng, (6,), 3, 2)
+    expected = torch.from_numpy(fm.kl_chol(*arrays))
+    torch.testing.assert_close(fmt.kl_chol(*tensors(arrays, requires_grad=False)), expected)
+    strided = [torch.from_numpy(np.ascontiguousarray(np.swapaxes(a, -1, -2))).transpose(-1, -2)[::2]
+               for a in arrays]
+    assert not strided[1].is_contiguous()
+    torch.testing.assert_close(fmt.kl_chol(*strided), expected[::2])
+    single = [torch.tensor(a, dtype=torch.float32, requires_grad=True) for a in arrays]
+    value = fmt.kl_chol(*single)
+    value.sum().backward()
+    assert value.dtype == torch.float32 and all(t.grad.dtype == torch.float32 for t in single)
+    _, grads = fm.kl_chol_value_and_grad(*arrays)
+    for t, g in zip(single, grads):
+        np.testing.assert_allclose(t.grad.numpy(), g, rtol=1e-4, atol=1e-5 * np.abs(g).max())
+    assert fmt.kl_chol(*tensors(arrays[:3], requires_grad=False)).grad_fn is None
+    with torch.no_grad():
+        assert fmt.kl_chol(*tensors(arrays)).grad_fn is None
+
+
+def test_cpu_tensors_are_read_without_a_copy():
+    from fastmvn.torch import _numpy
+
+    t = torch.arange(24.0, dtype=torch.float64).reshape(2, 3, 4).transpose(-1, -2)
+    assert np.shares_memory(_numpy(t), t.detach().numpy())
+
+
+def test_double_backward_raises(rng):
+    args = tensors(chol_pair(rng, (2,), 2, 2))
+    for loss in (fmt.kl_chol(*args).sum(), fmt.kl_chol(*args).square().sum()):
+        with pytest.raises(RuntimeError, match="second derivatives of the KL are not implemented"):
+            torch.autograd.grad(loss, args[1], create_graph=True)
+
+
+def test_errors_name_argument_and_index(rng):
+    arrays = chol_pair(rng, (4,), 2, 3)
+    arrays[5][3, 2, 2] = -1.0
+    with pytest.raises(LinAlgError, match="colchol2 is not a Cholesky factor: its diagonal must be positive at batch index 3"):
+        fmt.kl_chol(*tensors(arrays))
+    value = fmt.kl_chol(*tensors(arrays), errors="nan")
+    assert torch.isnan(value[3]) and torch.isfinite(value[:3]).all()
+    with pytest.raises(LinAlgError, match="rowcov1 is not positive definite"):
+        fmt.kl(torch.zeros(2, 2), -torch.eye(2), torch.eye(2))
+    with pytest.raises(TypeError, match="takes tensors"):
+        fmt.kl(np.zeros((2, 2)), torch.eye(2), torch.eye(2))
+
+
+def test_cuda_tensors_without_fastmvn_cuda(monkeypatch):
+    from fastmvn.torch import _cuda_module
+
+    monkeypatch.setitem(sys.modules, "fastmvn.cuda", None)
+    with pytest.raises(RuntimeError, match=r"CUDA tensors need fastmvn\[cuda\] and a GPU"):
+        _cuda_module()
+
+
+def test_training_example_runs_and_its_loss_falls():
+    spec = importlib.util.spec_from_file_location("train_latent", EXAMPLE)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    losses = example.main(steps=40, batch=64, verbose=False)
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
