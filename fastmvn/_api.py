@@ -187,19 +187,8 @@ def _identity(kind, size):
 
 def _kl(kind, mean1, row1, col1, mean2, row2, col2, out, errors):
     """KL between two matrix normals of one parameterisation; ``None`` gives MN(0, I, I)'s part."""
-    row, col, mode, standard_mode = _PARAMETERISATIONS[kind]
-    row_axes, col_axes = ("n", "p") if kind == VAR else ("nn", "pp")
-    first = [_Arg("mean1", MEAN, mean1, "np"), _Arg(f"{row}1", kind, row1, row_axes),
-             _Arg(f"{col}1", kind, col1, col_axes)]
-    if mean2 is None and row2 is None and col2 is None:
-        return _compute(standard_mode, first, out, errors)
-    n, p = first[0].array.shape[-2:]
-    second = [
-        _Arg("mean2", MEAN, np.zeros((n, p)) if mean2 is None else mean2, "np", default=mean2 is None),
-        _Arg(f"{row}2", kind, _identity(kind, n) if row2 is None else row2, row_axes, default=row2 is None),
-        _Arg(f"{col}2", kind, _identity(kind, p) if col2 is None else col2, col_axes, default=col2 is None),
-    ]
-    return _compute(mode, first + second, out, errors)
+    args, mode, _ = _kl_arguments(kind, (mean1, row1, col1, mean2, row2, col2))
+    return _compute(mode, args, out, errors)
 
 
 def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, out=None, errors="raise"):

@@ -246,19 +246,8 @@ def _kl(kind, values, out, errors, stream):
     """KL between two matrix normals of one parameterisation, as :func:`fastmvn._api._kl`."""
     inputs = _Inputs(stream)
     mean1, row1, col1, mean2, row2, col2 = (None if value is None else inputs.place(value) for value in values)
-    row, col, mode, standard_mode = _api._PARAMETERISATIONS[kind]
-    row_axes, col_axes = ("n", "p") if kind == VAR else ("nn", "pp")
-    first = [_Arg("mean1", _api.MEAN, mean1, "np"), _Arg(f"{row}1", kind, row1, row_axes),
-             _Arg(f"{col}1", kind, col1, col_axes)]
-    if mean2 is None and row2 is None and col2 is None:
-        return _compute(standard_mode, first, inputs, out, errors, stream)
-    n, p = first[0].array.shape[-2:]
-    second = [
-        _Arg("mean2", _api.MEAN, np.zeros((n, p)) if mean2 is None else mean2, "np", default=mean2 is None),
-        _Arg(f"{row}2", kind, _api._identity(kind, n) if row2 is None else row2, row_axes, default=row2 is None),
-        _Arg(f"{col}2", kind, _api._identity(kind, p) if col2 is None else col2, col_axes, default=col2 is None),
-    ]
-    return _compute(mode, first + second, inputs, out, errors, stream)
+    args, mode, _ = _api._kl_arguments(kind, (mean1, row1, col1, mean2, row2, col2))
+    return _compute(mode, args, inputs, out, errors, stream)
 
 
 def _density(mode, kind, x, mean, row, col, out, errors, stream):
