@@ -6,7 +6,6 @@ and :func:`batch_kernel` runs their ``evaluate`` once per thread, one batch item
 Importing this module needs numba-cuda but no GPU; kernels compile on first use.
 """
 
-import math
 from functools import lru_cache
 from types import FunctionType
 
@@ -64,34 +63,83 @@ def batch_kernel(mode, size):
     """The Python source of the batch kernel for ``mode`` with scratch for sides up to ``size``.
 
     ``kernel(a0, …, a5, out, first_bad, start)`` sets ``out[b] = evaluate(mode, a0[b], …, a5[b])``
-    for every ``b`` of ``out``, one thread per item (grid-stride when the grid is smaller).
-    An item whose result is not finite is stored as NaN and ``first_bad[0]`` becomes at
-    most ``start + b``. ``mode`` and ``size`` are compile-time constants. The scratch is
-    that of the CPU driver ``fastmvn._kernels.evaluate_batch``, each side at most ``size``;
-    the two change together.
+    for every ``b`` of ``out``, one thread per item (grid-stride when the grid is smaller):
+    the CPU driver ``fastmvn._kernels.evaluate_batch`` with one lane. An item whose result
+    is not finite is stored as NaN and ``first_bad[0]`` becomes at most ``start + b``.
+    ``mode`` and ``size`` are compile-time constants.
     """
-    evaluate = DEVICE["evaluate"]
+    gather_slots, evaluate, finish, lower_slots = (DEVICE[name] for name in
+                                                   ("gather_slots", "evaluate", "finish", "lower_slots"))
+    scalars = _kernels.SCALARS
 
     def kernel(a0, a1, a2, a3, a4, a5, out, first_bad, start):
         n = a0.shape[1]
         p = a0.shape[2]
-        Lu1 = cuda.local.array((size, size), float64)
-        Lv1 = cuda.local.array((size, size), float64)
-        Lu2 = cuda.local.array((size, size), float64)
-        Lv2 = cuda.local.array((size, size), float64)
-        Y = cuda.local.array((size, size), float64)
-        ru1 = cuda.local.array(size, float64)
-        rv1 = cuda.local.array(size, float64)
-        ru2 = cuda.local.array(size, float64)
-        rv2 = cuda.local.array(size, float64)
-        t = cuda.local.array(size, float64)
-        for b in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
-            value = evaluate(mode, a0[b], a1[b], a2[b], a3[b], a4[b], a5[b],
-                             Lu1, Lv1, Lu2, Lv2, Y, ru1, rv1, ru2, rv2, t, n, p)
-            if not math.isfinite(value):
-                value = math.nan
+        count = out.shape[0]
+        S0 = cuda.local.array((size, size, 1), float64)
+        S1 = cuda.local.array((size, size, 1), float64)
+        S2 = cuda.local.array((size, size, 1), float64)
+        S3 = cuda.local.array((size, size, 1), float64)
+        S4 = cuda.local.array((size, size, 1), float64)
+        S5 = cuda.local.array((size, size, 1), float64)
+        ru1 = cuda.local.array((size, 1), float64)
+        rv1 = cuda.local.array((size, 1), float64)
+        ru2 = cuda.local.array((size, 1), float64)
+        rv2 = cuda.local.array((size, 1), float64)
+        v = cuda.local.array((scalars, 1), float64)
+        res = cuda.local.array(1, float64)
+        lower = lower_slots(mode)
+        for b in range(cuda.grid(1), count, cuda.gridsize(1)):
+            gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, lower, 1)
+            evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, 1, n, p)
+            if finish(res, out, b, 1, count) < count:
                 cuda.atomic.min(first_bad, 0, start + b)
-            out[b] = value
+
+    return kernel
+
+
+def grad_kernel(mode, size):
+    """The Python source of the value-and-gradient kernel for ``mode`` (a ``KL_*`` mode).
+
+    ``kernel(a0, …, a5, out, g0, …, g5, wanted, first_bad, start)`` is the CPU driver
+    ``fastmvn._kernels.value_and_grad_batch`` with one lane, one thread per item: the KL
+    into ``out[b]`` and the gradients that bit ``k`` of ``wanted`` asks for into ``gk[b]``.
+    """
+    gather_slots, value_and_grad, finish, store_wanted, lower_slots = (
+        DEVICE[name] for name in ("gather_slots", "value_and_grad", "finish", "store_wanted", "lower_slots"))
+    scalars = _kernels.SCALARS
+
+    def kernel(a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, g5, wanted, first_bad, start):
+        n = a0.shape[1]
+        p = a0.shape[2]
+        count = out.shape[0]
+        S0 = cuda.local.array((size, size, 1), float64)
+        S1 = cuda.local.array((size, size, 1), float64)
+        S2 = cuda.local.array((size, size, 1), float64)
+        S3 = cuda.local.array((size, size, 1), float64)
+        S4 = cuda.local.array((size, size, 1), float64)
+        S5 = cuda.local.array((size, size, 1), float64)
+        W = cuda.local.array((size, size, 1), float64)
+        G1 = cuda.local.array((size, size, 1), float64)
+        H1 = cuda.local.array((size, size, 1), float64)
+        G2 = cuda.local.array((size, size, 1), float64)
+        H2 = cuda.local.array((size, size, 1), float64)
+        A = cuda.local.array((size, size, 1), float64)
+        B = cuda.local.array((size, size, 1), float64)
+        rp1 = cuda.local.array((size, 1), float64)
+        rq1 = cuda.local.array((size, 1), float64)
+        rp2 = cuda.local.array((size, 1), float64)
+        rq2 = cuda.local.array((size, 1), float64)
+        v = cuda.local.array((scalars, 1), float64)
+        res = cuda.local.array(1, float64)
+        lower = lower_slots(mode)
+        for b in range(cuda.grid(1), count, cuda.gridsize(1)):
+            gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, lower, 1)
+            value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B,
+                           rp1, rq1, rp2, rq2, v, res, 1, n, p)
+            if finish(res, out, b, 1, count) < count:
+                cuda.atomic.min(first_bad, 0, start + b)
+            store_wanted(g0, g1, g2, g3, g4, g5, W, G1, H1, G2, H2, wanted, b, res, 1)
 
     return kernel
 
@@ -102,7 +150,48 @@ def signature(slot_dtypes, out_dtype):
     return void(*slots, types.Array(from_dtype(out_dtype), 1, "C"), int64[::1], int64)
 
 
+def grad_signature(slot_dtypes, out_dtype):
+    """The gradient kernel's signature: the slots, ``out``, six C-contiguous ``(batch, r, c)``
+    gradients (or ``(1, 1, 1)`` placeholders), ``wanted``, ``first_bad`` and ``start``."""
+    slots = [types.Array(from_dtype(dtype), 3, "A") for dtype in slot_dtypes]
+    dtype = from_dtype(out_dtype)
+    return void(*slots, types.Array(dtype, 1, "C"), *(types.Array(dtype, 3, "C"),) * 6,
+                int64, int64[::1], int64)
+
+
 @lru_cache(maxsize=None)
-def compiled(mode, size, slot_dtypes, out_dtype):
-    """The batch kernel for ``mode``, scratch ``size`` and these dtypes, compiled on first use."""
+def compiled(mode, size, slot_dtypes, out_dtype, grad=False):
+    """The batch kernel (or with ``grad`` the value-and-gradient kernel) for ``mode``,
+    scratch ``size`` and these dtypes, compiled on first use."""
+    if grad:
+        return cuda.jit(grad_signature(slot_dtypes, out_dtype))(grad_kernel(mode, size))
     return cuda.jit(signature(slot_dtypes, out_dtype))(batch_kernel(mode, size))
+
+
+@lru_cache(maxsize=None)
+def sum_rows():
+    """``total[target[b]] += rows[b]`` for every row ``b``, by atomic additions (float64 ``total``)."""
+
+    @cuda.jit
+    def kernel(rows, target, total):
+        b = cuda.grid(1)
+        if b < rows.shape[0]:
+            t = target[b]
+            for j in range(rows.shape[1]):
+                cuda.atomic.add(total, (t, j), rows[b, j])
+
+    return kernel
+
+
+@lru_cache(maxsize=None)
+def cast():
+    """``out[i] = total[i]``, row by row, converting to the dtype of ``out``."""
+
+    @cuda.jit
+    def kernel(total, out):
+        i = cuda.grid(1)
+        if i < out.shape[0]:
+            for j in range(out.shape[1]):
+                out[i, j] = total[i, j]
+
+    return kernel

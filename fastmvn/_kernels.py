@@ -30,7 +30,7 @@ from numba import float32, float64, int64, prange, types, void
 from ._jit import batch, item
 
 from ._modes import (KL_CHOL, KL_COV, KL_DIAG, KL_STD_CHOL, KL_STD_COV, KL_STD_DIAG, LOGDET,
-                     LOGPDF, LOGPDF_CHOL, MAHALANOBIS, MAHALANOBIS_CHOL, TRACE_SOLVE)
+                     LOGPDF_CHOL, MAHALANOBIS, MAHALANOBIS_CHOL, TRACE_SOLVE)
 
 #: Items computed side by side by one call of a per-item kernel in the CPU drivers.
 LANES = 32

@@ -47,7 +47,8 @@ from numba.cuda.cudadrv.devicearray import is_cuda_ndarray  # noqa: E402 - only 
 
 from . import _cuda_kernels  # noqa: E402
 
-__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "logpdf", "logpdf_chol", "MAX_SIZE"]
+__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "logpdf", "logpdf_chol",
+           "kl_value_and_grad", "kl_chol_value_and_grad", "kl_diag_value_and_grad", "MAX_SIZE"]
 
 #: The largest ``n`` and ``p`` taken: each GPU thread keeps its scratch in fixed-size local arrays.
 MAX_SIZE = _cuda_kernels.MAX_SIZE
@@ -144,8 +145,10 @@ def _slot(arg, array, dtype, batch_shape, stream):
     return _view(array, full, strides)
 
 
-def _launch(kernel, slots, out, first_bad, start, stream):
-    """Run ``kernel`` over ``slots`` (``(*batch, r, c)`` views) into the flat ``out``.
+def _launch(kernel, slots, out, first_bad, start, stream, grads=(), wanted=0):
+    """Run ``kernel`` over ``slots`` (``(*batch, r, c)`` views) into the flat ``out`` (and, for
+    the gradient kernel, into the flat ``(batch, r, c)`` ``grads`` that bit ``k`` of
+    ``wanted`` marks; the others are placeholders).
 
     The batch axes of every slot are walked as one where their strides allow it (always
     for contiguous or broadcast-prior layouts); otherwise the first axis is looped over.
@@ -156,11 +159,16 @@ def _launch(kernel, slots, out, first_bad, start, stream):
         if stride is None:
             step = out.shape[0] // slot.shape[0]
             for i in range(slot.shape[0]):
-                _launch(kernel, [s[i] for s in slots], out[i * step:(i + 1) * step], first_bad, start + i * step, stream)
+                part = slice(i * step, (i + 1) * step)
+                _launch(kernel, [s[i] for s in slots], out[part], first_bad, start + i * step, stream,
+                        [g[part] if wanted >> k & 1 else g for k, g in enumerate(grads)], wanted)
             return
         flat.append(_view(slot, (out.shape[0],) + slot.shape[-2:], (stride,) + slot.strides[-2:]))
     blocks = -(-out.shape[0] // THREADS_PER_BLOCK)
-    kernel[blocks, THREADS_PER_BLOCK, stream](*flat, out, first_bad, start)
+    if grads:
+        kernel[blocks, THREADS_PER_BLOCK, stream](*flat, out, *grads, wanted, first_bad, start)
+    else:
+        kernel[blocks, THREADS_PER_BLOCK, stream](*flat, out, first_bad, start)
 
 
 def _output(out, on_device, dtype, batch_shape, stream):
@@ -192,10 +200,9 @@ def _output(out, on_device, dtype, batch_shape, stream):
     return array, out
 
 
-def _compute(mode, args, inputs, out, errors, stream):
-    """Check ``args``, run kernel ``mode`` on the GPU over their broadcast batch, apply ``errors``."""
-    if errors not in ("raise", "nan"):
-        raise ValueError(f"errors must be 'raise' or 'nan', not {errors!r}")
+def _prepare(args, inputs, stream):
+    """Check ``args``; return the dtype, the broadcast batch shape, the scratch size of the
+    kernels and a function that places the six slots on the GPU."""
     dtype, batch_shape = _api._check(args)
     largest = 1
     for arg in args:
@@ -204,19 +211,33 @@ def _compute(mode, args, inputs, out, errors, stream):
             raise ValueError(f"{arg.name} has shape {arg.array.shape}: fastmvn.cuda takes matrices up to "
                              f"{MAX_SIZE}×{MAX_SIZE} (the CPU functions in fastmvn take any size)")
         largest = max(largest, *core)
+
+    def slots():
+        placed = [_slot(arg, inputs.device_array(arg), dtype, batch_shape, stream) for arg in args]
+        zero = cuda.to_device(np.zeros((1, 1), dtype), stream=stream)
+        return placed + [_view(zero, batch_shape + (1, 1), (0,) * (len(batch_shape) + 2))] * (6 - len(placed))
+
+    return dtype, batch_shape, _cuda_kernels.scratch_size(largest), slots
+
+
+def _first_bad(first_bad, errors, stream):
+    """The flat index of the first failing item (``errors="raise"``: waits for the GPU), or None."""
+    return int(_wait(first_bad.copy_to_host(stream=stream), stream)[0]) if errors == "raise" else None
+
+
+def _compute(mode, args, inputs, out, errors, stream):
+    """Check ``args``, run kernel ``mode`` on the GPU over their broadcast batch, apply ``errors``."""
+    _api._check_errors(errors)
+    dtype, batch_shape, size, place = _prepare(args, inputs, stream)
     target, result = _output(out, inputs.on_device, dtype, batch_shape, stream)
     count = math.prod(batch_shape)
     bad = None
     if count:
-        slots = [_slot(arg, inputs.device_array(arg), dtype, batch_shape, stream) for arg in args]
-        zero = cuda.to_device(np.zeros((1, 1), dtype), stream=stream)
-        slots += [_view(zero, batch_shape + (1, 1), (0,) * (len(batch_shape) + 2))] * (6 - len(slots))
-        dtypes = tuple(slot.dtype for slot in slots)
-        kernel = _cuda_kernels.compiled(mode, _cuda_kernels.scratch_size(largest), dtypes, dtype)
+        slots = place()
+        kernel = _cuda_kernels.compiled(mode, size, tuple(slot.dtype for slot in slots), dtype)
         first_bad = cuda.to_device(np.array([count], np.int64), stream=stream)
         _launch(kernel, slots, _view(target, (count,), (dtype.itemsize,)), first_bad, 0, stream)
-        if errors == "raise":
-            bad = int(_wait(first_bad.copy_to_host(stream=stream), stream)[0])
+        bad = _first_bad(first_bad, errors, stream)
     if result is None or isinstance(result, np.ndarray):
         host = _wait(target.copy_to_host(stream=stream), stream)
         if result is None:
@@ -226,6 +247,69 @@ def _compute(mode, args, inputs, out, errors, stream):
     if bad is not None and bad < count:
         raise _diagnose(args, slots, tuple(int(i) for i in np.unravel_index(bad, batch_shape)), stream)
     return result
+
+
+def _value_and_grad(kind, values, errors, stream=0, reduce=True):
+    """The KL of one parameterisation and its gradient on the GPU, as
+    :func:`fastmvn._api._value_and_grad`: host results for host inputs, device arrays otherwise."""
+    _api._check_errors(errors)
+    inputs = _Inputs(stream)
+    placed = [None if value is None else inputs.place(value) for value in values]
+    args, mode, given = _api._kl_arguments(kind, placed)
+    dtype, batch_shape, size, place = _prepare(args, inputs, stream)
+    count = math.prod(batch_shape)
+    wanted = given + [False] * (6 - len(given))
+    value = cuda.device_array(batch_shape, dtype, stream=stream)
+    placeholder = cuda.device_array((1, 1, 1), dtype, stream=stream)
+    cores = [arg.array.shape[arg.array.ndim - len(arg.axes):] + (1,) * (2 - len(arg.axes)) for arg in args]
+    grads = [cuda.device_array((count,) + core, dtype, stream=stream) if w else placeholder
+             for core, w in zip(cores + [None] * (6 - len(cores)), wanted)]
+    bad = None
+    if count:
+        slots = place()
+        kernel = _cuda_kernels.compiled(mode, size, tuple(slot.dtype for slot in slots), dtype, grad=True)
+        first_bad = cuda.to_device(np.array([count], np.int64), stream=stream)
+        mask = sum(1 << k for k, w in enumerate(wanted) if w)
+        _launch(kernel, slots, _view(value, (count,), (dtype.itemsize,)), first_bad, 0, stream, grads, mask)
+        bad = _first_bad(first_bad, errors, stream)
+        if bad is not None and bad < count:
+            raise _diagnose(args, slots, tuple(int(i) for i in np.unravel_index(bad, batch_shape)), stream)
+    result = []
+    for arg, grad, w in zip(args, grads, wanted):
+        if not w:
+            result.append(None)
+            continue
+        grad = grad.reshape(batch_shape + arg.array.shape[arg.array.ndim - len(arg.axes):])
+        if not inputs.on_device:
+            grad = _wait(grad.copy_to_host(stream=stream), stream)
+            result.append(_api._reduce(grad, arg.array.shape) if reduce else grad)
+        else:
+            result.append(_reduce(grad, arg.array.shape, len(arg.axes), stream) if reduce else grad)
+    result += [None] * (6 - len(result))
+    if not inputs.on_device:
+        value = _wait(value.copy_to_host(stream=stream), stream)
+        value = value if value.ndim else value[()]
+    return value, tuple(result)
+
+
+def _reduce(grad, shape, core_ndim, stream):
+    """The device array ``grad`` (``(*batch, *core)``) summed, in float64, over the batch
+    axes along which an argument of ``shape`` was broadcast, so that it has ``shape``."""
+    if tuple(grad.shape) == tuple(shape):
+        return grad
+    batch = tuple(grad.shape[:len(grad.shape) - core_ndim])
+    own = tuple(shape[:len(shape) - core_ndim])
+    own = (1,) * (len(batch) - len(own)) + own
+    items = math.prod(grad.shape[len(batch):])
+    # target[b]: the flat index, within the argument's own batch, of the item b was broadcast from
+    target = np.broadcast_to(np.arange(math.prod(own)).reshape(own), batch).ravel()
+    total = cuda.to_device(np.zeros((math.prod(own), items)), stream=stream)
+    result = cuda.device_array((math.prod(own), items), grad.dtype, stream=stream)
+    rows = grad.reshape((len(target), items))
+    _cuda_kernels.sum_rows()[-(-len(target) // THREADS_PER_BLOCK), THREADS_PER_BLOCK, stream](
+        rows, cuda.to_device(target, stream=stream), total)
+    _cuda_kernels.cast()[-(-result.shape[0] // THREADS_PER_BLOCK), THREADS_PER_BLOCK, stream](total, result)
+    return result.reshape(tuple(shape))
 
 
 def _wait(host, stream):
@@ -497,3 +581,69 @@ def logpdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise", stream=0
         The log-densities.
     """
     return _density(_modes.LOGPDF_CHOL, CHOL, x, mean, rowchol, colchol, out, errors, stream)
+
+
+def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, errors="raise",
+                      stream=0):
+    """The KL of :func:`kl` and its gradient with respect to each argument, on the GPU.
+
+    The same as :func:`fastmvn.kl_value_and_grad` (closed forms in ``docs/gradients.md``),
+    one GPU thread per item computing the value and every gradient in one pass.
+
+    Parameters
+    ----------
+    mean1, rowcov1, colcov1, mean2, rowcov2, colcov2 : array_like or GPU array
+        As in :func:`kl`; shapes ``(..., n, p)``, ``(..., n, n)`` and ``(..., p, p)``.
+    errors, stream
+        As in :func:`kl`.
+
+    Returns
+    -------
+    value : (...) ndarray, scalar or numba device array
+        The KL over the broadcast batch shape.
+    grads : tuple of six arrays or None
+        The gradient with respect to each argument, of that argument's shape (summed over
+        the batch axes it was broadcast along; on the GPU by float64 atomic additions),
+        symmetric for the covariances; None for an argument given as None. Host arrays
+        when every input is on the host, device arrays otherwise.
+    """
+    return _value_and_grad(COV, (mean1, rowcov1, colcov1, mean2, rowcov2, colcov2), errors, stream)
+
+
+def kl_chol_value_and_grad(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *,
+                           errors="raise", stream=0):
+    """The KL of :func:`kl_chol` and its gradient with respect to each argument, on the GPU.
+
+    Parameters
+    ----------
+    mean1, rowchol1, colchol1, mean2, rowchol2, colchol2 : array_like or GPU array
+        As in :func:`kl_chol`.
+    errors, stream
+        As in :func:`kl`.
+
+    Returns
+    -------
+    value, grads
+        As in :func:`kl_value_and_grad`; the gradients with respect to the factors are lower
+        triangular (zeros above the diagonal).
+    """
+    return _value_and_grad(CHOL, (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), errors, stream)
+
+
+def kl_diag_value_and_grad(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *,
+                           errors="raise", stream=0):
+    """The KL of :func:`kl_diag` and its gradient with respect to each argument, on the GPU.
+
+    Parameters
+    ----------
+    mean1, rowvar1, colvar1, mean2, rowvar2, colvar2 : array_like or GPU array
+        As in :func:`kl_diag`; variances of shape ``(..., n)`` and ``(..., p)``.
+    errors, stream
+        As in :func:`kl`.
+
+    Returns
+    -------
+    value, grads
+        As in :func:`kl_value_and_grad`.
+    """
+    return _value_and_grad(VAR, (mean1, rowvar1, colvar1, mean2, rowvar2, colvar2), errors, stream)

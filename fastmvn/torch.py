@@ -10,7 +10,9 @@ differentiate:
   closed-form gradient (``docs/gradients.md``) in one fused pass per item and keeps the
   per-item gradients for the backward pass, which only weights and sums them.
 * CUDA tensors go to :mod:`fastmvn.cuda` (``pip install 'fastmvn[cuda]'`` and a GPU),
-  imported on first use; it computes the value only, so gradients of CUDA tensors raise.
+  imported on first use, which reads them in place (``__cuda_array_interface__``) and
+  computes the value, and the gradients when they are needed, in the same fused pass on
+  the GPU; the backward pass stays on the GPU.
 
 Second derivatives are not implemented: a backward pass with ``create_graph=True``
 through these functions raises (rather than treating the gradient as a constant, as
@@ -51,20 +53,30 @@ def _numpy(tensor):
 
 
 class _KL(torch.autograd.Function):
-    """``KL(MN(mean1, ·1, ·1) ‖ MN(mean2, ·2, ·2))`` of one parameterisation on CPU tensors."""
+    """``KL(MN(mean1, ·1, ·1) ‖ MN(mean2, ·2, ·2))`` of one parameterisation on tensors: on the
+    GPU when any tensor is a CUDA tensor, else on the CPU."""
 
     @staticmethod
     def forward(ctx, kind, errors, need_grad, *tensors):
-        arrays = [None if t is None else _numpy(t) for t in tensors]
         ctx.shapes = [None if t is None else t.shape for t in tensors]
         ctx.dtypes = [None if t is None else t.dtype for t in tensors]
+        device = next((t.device for t in tensors if t is not None and t.is_cuda), None)
+        if device is None:
+            arrays = [None if t is None else _numpy(t) for t in tensors]
+            value_of, value_and_grad, wrap = _VALUE[kind], _api._value_and_grad, torch.from_numpy
+        else:
+            cuda = _cuda_module()
+            arrays = [None if t is None else t.detach() if t.is_cuda else _numpy(t) for t in tensors]
+            value_of = getattr(cuda, _NAME[kind])
+            value_and_grad = cuda._value_and_grad
+            wrap = lambda array: torch.as_tensor(array, device=device)  # noqa: E731 - reads it in place
         if not need_grad:
             ctx.grads = [None] * 6
-            return torch.from_numpy(np.asarray(_VALUE[kind](*arrays, errors=errors)))
-        value, grads = _api._value_and_grad(kind, arrays, errors, reduce=False)
-        ctx.grads = [torch.from_numpy(g) if g is not None and t.requires_grad else None
-                     for g, t in zip(grads, tensors)]
-        return torch.from_numpy(np.asarray(value))
+            return wrap(np.asarray(value_of(*arrays, errors=errors)) if device is None
+                        else value_of(*arrays, errors=errors))
+        value, grads = value_and_grad(kind, arrays, errors, reduce=False)
+        ctx.grads = [wrap(g) if g is not None and t.requires_grad else None for g, t in zip(grads, tensors)]
+        return wrap(np.asarray(value) if device is None else value)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -87,14 +99,6 @@ def _kl(kind, tensors, errors):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"fastmvn.torch.{_NAME[kind]} takes tensors (or None); got {type(t).__name__}")
     need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in present)
-    if any(t.is_cuda for t in present):
-        if need_grad:
-            raise NotImplementedError(f"fastmvn.torch.{_NAME[kind]}: gradients of CUDA tensors are not "
-                                      "available yet; compute on CPU tensors, or under torch.no_grad()")
-        device = next(t.device for t in present if t.is_cuda)
-        arguments = [None if t is None else t.detach() if t.is_cuda else _numpy(t) for t in tensors]
-        value = getattr(_cuda_module(), _NAME[kind])(*arguments, errors=errors)
-        return torch.as_tensor(value, device=device)
     return _KL.apply(kind, errors, need_grad, *tensors)
 
 
@@ -129,8 +133,6 @@ def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, error
     ------
     numpy.linalg.LinAlgError, ValueError, TypeError
         As in :func:`fastmvn.kl`, naming the argument and the batch index.
-    NotImplementedError
-        A CUDA tensor requires a gradient.
     RuntimeError
         CUDA tensors without :mod:`fastmvn.cuda` (``fastmvn[cuda]`` and a GPU).
 
@@ -175,7 +177,7 @@ def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None,
 
     Raises
     ------
-    numpy.linalg.LinAlgError, ValueError, TypeError, NotImplementedError, RuntimeError
+    numpy.linalg.LinAlgError, ValueError, TypeError, RuntimeError
         As in :func:`kl`.
 
     Examples
@@ -216,7 +218,7 @@ def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *, 
 
     Raises
     ------
-    numpy.linalg.LinAlgError, ValueError, TypeError, NotImplementedError, RuntimeError
+    numpy.linalg.LinAlgError, ValueError, TypeError, RuntimeError
         As in :func:`kl`.
 
     Examples

@@ -303,3 +303,61 @@ def test_gpu_benchmark_script_runs(capsys):
     assert lines[1].split()[:4] == ["n×p", "dtype", "pairs", "ms"]
     assert [line.split()[:3] for line in lines[2:6]] == [["2×2", "float32", "37"], ["2×2", "float64", "37"],
                                                           ["4×4", "float32", "37"], ["4×4", "float64", "37"]]
+
+
+GRADIENT_CASES = {case: CASES[case] for case in ("kl", "kl to MN(0, I, I)", "kl_chol", "kl_chol to MN(0, I, I)",
+                                                 "kl_diag", "kl_diag to MN(0, I, I)", "kl with mean2 omitted")}
+
+
+def assert_grads_match(grads, expected, dtype=np.float64, device=False):
+    assert len(grads) == 6
+    for grad, want in zip(grads, expected):
+        if want is None:
+            assert grad is None
+        else:
+            assert is_cuda_ndarray(grad) == device
+            assert_matches(grad.copy_to_host() if device else grad, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", GRADIENT_CASES)
+def test_value_and_grad_match_cpu(rng, case, dtype):
+    name, args = arguments(rng, case, dtype=dtype)
+    value, grads = getattr(fc, f"{name}_value_and_grad")(*args)
+    expected_value, expected = getattr(fm, f"{name}_value_and_grad")(*args)
+    assert isinstance(value, np.ndarray)
+    assert_matches(value, expected_value, dtype)
+    assert_grads_match(grads, expected, dtype)
+
+
+@pytest.mark.parametrize("case", ["kl", "kl_chol to MN(0, I, I)", "kl_diag"])
+def test_value_and_grad_of_gpu_arrays_stay_on_the_gpu(rng, case):
+    """The shared prior's gradient (``pair`` shares rowcov2 and mean2) is summed on the GPU."""
+    name, args = arguments(rng, case)
+    value, grads = getattr(fc, f"{name}_value_and_grad")(*to_device(args))
+    expected_value, expected = getattr(fm, f"{name}_value_and_grad")(*args)
+    assert is_cuda_ndarray(value)
+    assert_matches(value.copy_to_host(), expected_value)
+    assert_grads_match(grads, expected, device=True)
+
+
+@pytest.mark.parametrize("device", [False, True], ids=["host", "gpu"])
+def test_value_and_grad_broadcast_over_several_batch_axes(rng, device):
+    args = [rng.standard_normal((5, 1, N, P)), spd(rng, (1, 4), N), spd(rng, (4,), P),
+            rng.standard_normal((N, P)), spd(rng, (5, 1), N), spd(rng, (5, 4), P)]
+    value, grads = fc.kl_value_and_grad(*(to_device(args) if device else args))
+    expected_value, expected = fm.kl_value_and_grad(*args)
+    assert_matches(value.copy_to_host() if device else value, expected_value)
+    assert_grads_match(grads, expected, device=device)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_value_and_grad_bad_items_as_on_cpu(rng):
+    args = spoil(pair(rng, (BATCH,)), 4, "not positive definite", [THREADS + 1])
+    error = same_error(lambda: fm.kl_value_and_grad(*args), lambda: fc.kl_value_and_grad(*args))
+    assert str(error) == f"rowcov2 is not positive definite (Cholesky failed) at batch index {THREADS + 1}"
+    value, grads = fc.kl_value_and_grad(*args, errors="nan")
+    expected_value, expected = fm.kl_value_and_grad(*args, errors="nan")
+    assert np.isnan(value[THREADS + 1]) and np.isnan(grads[1][THREADS + 1]).all()
+    assert_matches(value, expected_value)
+    assert_grads_match(grads, expected)

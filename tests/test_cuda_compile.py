@@ -1,4 +1,4 @@
-"""Every CUDA batch kernel compiles for a real GPU target, to PTX.
+"""Every CUDA batch kernel, value and value-and-gradient, compiles for a real GPU target, to PTX.
 
 The simulator runs the per-item kernels as Python, so it cannot tell whether they still
 compile for CUDA; this does, with numba-cuda's NVVM (``numba-cuda[cu12]`` or ``[cu13]``)

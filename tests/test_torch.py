@@ -145,3 +145,26 @@ def test_training_example_runs_and_its_loss_falls():
     spec.loader.exec_module(example)
     losses = example.main(steps=40, batch=64, verbose=False)
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+
+
+def cuda_tensors(arrays, requires_grad=True):
+    return [None if a is None else torch.tensor(a, device="cuda", requires_grad=requires_grad) for a in arrays]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="PyTorch has no CUDA device here")
+def test_cuda_tensors_value_gradients_and_gradcheck(rng):
+    pytest.importorskip("fastmvn.cuda", exc_type=ImportError)
+    arrays = chol_pair(rng, (5,), 3, 2)
+    arrays[3], arrays[4] = arrays[3][0], arrays[4][0]  # a shared prior: its gradient is summed over the batch
+    on_gpu, on_cpu = cuda_tensors(arrays), tensors(arrays)
+    value = fmt.kl_chol(*on_gpu)
+    assert value.is_cuda and value.dtype == torch.float64
+    (value * torch.arange(5.0, device="cuda", dtype=torch.float64)).sum().backward()
+    (fmt.kl_chol(*on_cpu) * torch.arange(5.0, dtype=torch.float64)).sum().backward()
+    for gpu, cpu in zip(on_gpu, on_cpu):
+        assert gpu.grad.is_cuda
+        torch.testing.assert_close(gpu.grad.cpu(), cpu.grad, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(fmt.kl_chol, cuda_tensors(chol_pair(rng, (3,), 2, 3)))
+    with torch.no_grad():
+        torch.testing.assert_close(fmt.kl_chol(*on_gpu).cpu(), fmt.kl_chol(*on_cpu))
