@@ -191,8 +191,10 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
     (``"torch_chol"``) and through ``torch.linalg.cholesky`` and it from the covariances
     (``"torch_cov"``; both None without torch).
 
-    Medians of ``repeat`` rounds after a warm-up; each round runs every case once, so that
-    load from elsewhere on a shared machine slows them alike.
+    Medians of ``repeat`` rounds after a warm-up; each round runs every fastmvn case once,
+    so that load from elsewhere on a shared machine slows them alike. PyTorch's cases run in
+    rounds of their own afterwards: its autograd allocates and frees gigabytes per call, which
+    slows the allocations of whatever runs next.
     """
     args = random_pair(batch, n, p, dtype)
     chol = tuple(a if i % 3 == 0 else np.linalg.cholesky(a) for i, a in enumerate(args))  # means stay
@@ -221,17 +223,17 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
 
             return run
 
-        runs["torch_chol"] = autograd(chol, cov=False)
-        runs["torch_cov"] = autograd(args, cov=True)
-    times = {name: [] for name in runs}
-    for round_ in range(repeat + 1):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            if round_:
-                times[name].append(time.perf_counter() - start)
+        torch_runs = {"torch_chol": autograd(chol, cov=False), "torch_cov": autograd(args, cov=True)}
     figures = {"torch_chol": None, "torch_cov": None}
-    figures.update({name: float(np.median(values)) / batch for name, values in times.items()})
+    for group in (runs, torch_runs) if torch is not None else (runs,):
+        times = {name: [] for name in group}
+        for round_ in range(repeat + 1):
+            for name, run in group.items():
+                start = time.perf_counter()
+                run()
+                if round_:
+                    times[name].append(time.perf_counter() - start)
+        figures.update({name: float(np.median(values)) / batch for name, values in times.items()})
     return figures
 
 

@@ -837,15 +837,26 @@ def value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B, rp1, r
         kl_std_diag_grad(S0, S1, S2, W, G1, H1, v, res, m, n, p)
 
 
+@item(inline=True)
+def put_items(dst, start, src, sign, res, m, rows, cols):
+    """``dst[start + l] = sign·src[:rows, :cols, l]`` (NaN where ``res[l]`` is not finite)."""
+    for l in range(m):
+        valid = math.isfinite(res[l])
+        for i in range(rows):
+            for j in range(cols):
+                dst[start + l, i, j] = sign * src[i, j, l] if valid else math.nan
+
+
 @item
 def store(dst, start, src, sign, res, m):
     """``dst[start + l] = sign·src[:, :, l]`` over the shape of ``dst`` (NaN where ``res[l]``
-    is not finite)."""
-    for l in range(m):
-        valid = math.isfinite(res[l])
-        for i in range(dst.shape[1]):
-            for j in range(dst.shape[2]):
-                dst[start + l, i, j] = sign * src[i, j, l] if valid else math.nan
+    is not finite); 4×4 items by loops of fixed length, as in :func:`gather`."""
+    rows = dst.shape[1]
+    cols = dst.shape[2]
+    if rows == 4 and cols == 4:
+        put_items(dst, start, src, sign, res, m, 4, 4)
+    else:
+        put_items(dst, start, src, sign, res, m, rows, cols)
 
 
 @item
