@@ -68,8 +68,8 @@ def batch_kernel(mode, size):
     is not finite is stored as NaN and ``first_bad[0]`` becomes at most ``start + b``.
     ``mode`` and ``size`` are compile-time constants.
     """
-    gather_slots, evaluate, finish, lower_slots = (DEVICE[name] for name in
-                                                   ("gather_slots", "evaluate", "finish", "lower_slots"))
+    gather_slots, evaluate, finish, slot_layout = (DEVICE[name] for name in
+                                                   ("gather_slots", "evaluate", "finish", "slot_layout"))
     scalars = _kernels.SCALARS
 
     def kernel(a0, a1, a2, a3, a4, a5, out, first_bad, start):
@@ -88,9 +88,9 @@ def batch_kernel(mode, size):
         rv2 = cuda.local.array((size, 1), float64)
         v = cuda.local.array((scalars, 1), float64)
         res = cuda.local.array(1, float64)
-        lower = lower_slots(mode)
+        layout = slot_layout(mode)
         for b in range(cuda.grid(1), count, cuda.gridsize(1)):
-            gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, lower, 1)
+            gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, layout, 1)
             evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, 1, n, p)
             if finish(res, out, b, 1, count) < count:
                 cuda.atomic.min(first_bad, 0, start + b)
@@ -105,8 +105,8 @@ def grad_kernel(mode, size):
     ``fastmvn._kernels.value_and_grad_batch`` with one lane, one thread per item: the KL
     into ``out[b]`` and the gradients that bit ``k`` of ``wanted`` asks for into ``gk[b]``.
     """
-    gather_slots, value_and_grad, finish, store_wanted, lower_slots = (
-        DEVICE[name] for name in ("gather_slots", "value_and_grad", "finish", "store_wanted", "lower_slots"))
+    gather_slots, value_and_grad, finish, store_wanted, slot_layout = (
+        DEVICE[name] for name in ("gather_slots", "value_and_grad", "finish", "store_wanted", "slot_layout"))
     scalars = _kernels.SCALARS
 
     def kernel(a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, g5, wanted, first_bad, start):
@@ -132,9 +132,9 @@ def grad_kernel(mode, size):
         rq2 = cuda.local.array((size, 1), float64)
         v = cuda.local.array((scalars, 1), float64)
         res = cuda.local.array(1, float64)
-        lower = lower_slots(mode)
+        layout = slot_layout(mode)
         for b in range(cuda.grid(1), count, cuda.gridsize(1)):
-            gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, lower, 1)
+            gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, layout, 1)
             value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B,
                            rp1, rq1, rp2, rq2, v, res, 1, n, p)
             if finish(res, out, b, 1, count) < count:

@@ -47,53 +47,72 @@ _SMALL = 2.0 ** -500
 _LOG_BIG = 500.0 * math.log(2.0)
 
 
+#: Bit of a slot layout: slot 3 receives ``a3 − a0`` (the difference of the means) and slot 0
+#: is not gathered.
+MEANS_DIFFERENCE = 64
+#: Bit of a slot layout: slot 0 receives ``a0 − a1`` (``X − M``) and slot 1 is not gathered.
+X_DIFFERENCE = 128
+
+
 @item
-def lower_slots(mode):
-    """Bit ``k`` set: slot ``k`` of ``mode`` is a covariance or a factor, of which only the
-    lower triangle is read."""
+def slot_layout(mode):
+    """How :func:`gather_slots` fills the slots of ``mode``: bit ``k`` (``k < 6``) set, slot
+    ``k`` is a covariance or a factor, of which only the lower triangle is read; and
+    :data:`MEANS_DIFFERENCE` or :data:`X_DIFFERENCE`, a difference is gathered in one pass."""
     if mode == KL_COV or mode == KL_CHOL:
-        return 0b110110
+        return 0b110110 | MEANS_DIFFERENCE
+    if mode == KL_DIAG:
+        return MEANS_DIFFERENCE
     if mode == KL_STD_COV or mode == KL_STD_CHOL:
         return 0b110
     if mode == LOGDET or mode == TRACE_SOLVE:
         return 0b1
-    if mode == KL_DIAG or mode == KL_STD_DIAG:
+    if mode == KL_STD_DIAG:
         return 0
-    return 0b1100  # LOGPDF, LOGPDF_CHOL, MAHALANOBIS, MAHALANOBIS_CHOL
+    return 0b1100 | X_DIFFERENCE  # LOGPDF, LOGPDF_CHOL, MAHALANOBIS, MAHALANOBIS_CHOL
 
 
 @item(inline=True)
-def copy_items(a, start, S, lower, m, rows, cols):
-    """``S[i, j, l] = a[start + l, i, j]`` for ``l < m`` (the lower triangle only if ``lower``)."""
+def copy_items(a, b, start, S, lower, subtract, m, rows, cols):
+    """``S[i, j, l] = a[start + l, i, j]`` (``− b[start + l, i, j]`` if ``subtract``) for
+    ``l < m``, the lower triangle only if ``lower``."""
     for l in range(m):
         for i in range(rows):
             for j in range(i + 1 if lower else cols):
-                S[i, j, l] = a[start + l, i, j]
+                x = float(a[start + l, i, j])
+                if subtract:
+                    x -= float(b[start + l, i, j])
+                S[i, j, l] = x
 
 
 @item
-def gather(a, start, S, lower, m):
-    """Items ``start … start + m − 1`` of ``a`` into the lanes of ``S`` (the lower triangle
-    only if ``lower``). 4×4 items, the commonest latent, are copied by loops of fixed
-    length, which unroll: a quarter less time than loops of a length read at run time."""
+def gather(a, b, start, S, lower, subtract, m):
+    """Items ``start … start + m − 1`` of ``a`` (minus those of ``b`` if ``subtract``) into
+    the lanes of ``S``, the lower triangle only if ``lower``. 4×4 items, the commonest
+    latent, are copied by loops of fixed length, which unroll: a quarter less time than
+    loops of a length read at run time."""
     rows = a.shape[1]
     cols = a.shape[2]
     if rows == 4 and cols == 4:
-        copy_items(a, start, S, lower, m, 4, 4)
+        copy_items(a, b, start, S, lower, subtract, m, 4, 4)
     else:
-        copy_items(a, start, S, lower, m, rows, cols)
+        copy_items(a, b, start, S, lower, subtract, m, rows, cols)
 
 
 @item
-def gather_slots(a0, a1, a2, a3, a4, a5, start, S0, S1, S2, S3, S4, S5, lower, m):
-    """Items ``start … start + m − 1`` of the six slots into their lane scratch; bit ``k``
-    of ``lower`` says slot ``k`` is read by its lower triangle."""
-    gather(a0, start, S0, lower & 1, m)
-    gather(a1, start, S1, lower & 2, m)
-    gather(a2, start, S2, lower & 4, m)
-    gather(a3, start, S3, lower & 8, m)
-    gather(a4, start, S4, lower & 16, m)
-    gather(a5, start, S5, lower & 32, m)
+def gather_slots(a0, a1, a2, a3, a4, a5, start, S0, S1, S2, S3, S4, S5, layout, m):
+    """Items ``start … start + m − 1`` of the six slots into their lane scratch, as the
+    ``layout`` of :func:`slot_layout` says."""
+    if layout & X_DIFFERENCE:
+        gather(a0, a1, start, S0, False, True, m)
+    else:
+        if not layout & MEANS_DIFFERENCE:
+            gather(a0, a0, start, S0, layout & 1, False, m)
+        gather(a1, a1, start, S1, layout & 2, False, m)
+    gather(a2, a2, start, S2, layout & 4, False, m)
+    gather(a3, a0, start, S3, layout & 8, layout & MEANS_DIFFERENCE, m)
+    gather(a4, a4, start, S4, layout & 16, False, m)
+    gather(a5, a5, start, S5, layout & 32, False, m)
 
 
 @item
@@ -206,21 +225,12 @@ def squared_norm(Y, acc, m, n, p):
 
 
 @item
-def copy_lower(a, L, m, n):
-    """``tril(L) = tril(a)``."""
-    for i in range(n):
-        for j in range(i + 1):
+def copy(a, Y, m, rows, cols, lower):
+    """``Y = a`` (``tril(Y) = tril(a)`` if ``lower``)."""
+    for i in range(rows):
+        for j in range(i + 1 if lower else cols):
             for l in range(m):
-                L[i, j, l] = a[i, j, l]
-
-
-@item
-def difference(Y, a, b, m, n, p):
-    """``Y = a − b`` (``Y`` may be ``a``)."""
-    for i in range(n):
-        for c in range(p):
-            for l in range(m):
-                Y[i, c, l] = a[i, c, l] - b[i, c, l]
+                Y[i, j, l] = a[i, j, l]
 
 
 @item
@@ -348,13 +358,12 @@ def scaled_quad(W, Y, ru, rv, quad, m, n, p):
 
 
 @item
-def kl_factored(S0, S1, S2, S3, S4, ru2, S5, rv2, v, res, m, n, p):
+def kl_factored(S1, S2, S3, S4, ru2, S5, rv2, v, res, m, n, p):
     """KL between two matrix normals given by the Cholesky factors ``S1, S2, S4, S5`` (with
-    ``ru2, rv2`` the reciprocal diagonals of the second pair) and the means ``S0, S3``,
-    with ``v[0:4]`` their log-determinants; overwrites ``S1``, ``S2``, ``S3``."""
+    ``ru2, rv2`` the reciprocal diagonals of the second pair) and the difference of the
+    means ``S3``, with ``v[0:4]`` their log-determinants; overwrites ``S1``, ``S2``, ``S3``."""
     trace_tri(S4, ru2, S1, v[4], m, n)
     trace_tri(S5, rv2, S2, v[5], m, p)
-    difference(S3, S3, S0, m, n, p)
     whitened_norm2(S3, S4, ru2, S5, rv2, v[6], m, n, p)
     kl_value(res, v[4], v[5], v[6], v[0], v[1], v[2], v[3], m, n, p)
 
@@ -363,7 +372,9 @@ def kl_factored(S0, S1, S2, S3, S4, ru2, S5, rv2, v, res, m, n, p):
 def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
     """``res[l]``: the quantity ``mode`` names for lane ``l`` of the slots ``S0..S5``
     (overwritten); ``ru1 … rv2`` (``(n or p, lanes)``) and ``v`` (``(SCALARS, lanes)``) are
-    scratch. See :mod:`fastmvn._modes` for what each slot holds."""
+    scratch. See :mod:`fastmvn._modes` for what each slot holds, and :func:`slot_layout` for
+    the differences gathered in their place (``S3 = M2 − M1`` for a KL, ``S0 = X − M`` for a
+    density)."""
     zero = v[9]
     fill(zero, 0.0, m)
     if mode == KL_COV:
@@ -371,17 +382,16 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
         cholesky(S2, rv1, v[1], v[7], m, p)
         cholesky(S4, ru2, v[2], v[7], m, n)
         cholesky(S5, rv2, v[3], v[7], m, p)
-        kl_factored(S0, S1, S2, S3, S4, ru2, S5, rv2, v, res, m, n, p)
+        kl_factored(S1, S2, S3, S4, ru2, S5, rv2, v, res, m, n, p)
     elif mode == KL_CHOL:
         factor_logdet(S1, ru1, v[0], v[7], m, n)
         factor_logdet(S2, rv1, v[1], v[7], m, p)
         factor_logdet(S4, ru2, v[2], v[7], m, n)
         factor_logdet(S5, rv2, v[3], v[7], m, p)
-        kl_factored(S0, S1, S2, S3, S4, ru2, S5, rv2, v, res, m, n, p)
+        kl_factored(S1, S2, S3, S4, ru2, S5, rv2, v, res, m, n, p)
     elif mode == KL_DIAG:
         diagonal_terms(S1, S4, ru2, v[4], v[2], v[7], m, n)
         diagonal_terms(S2, S5, rv2, v[5], v[3], v[7], m, p)
-        difference(S3, S3, S0, m, n, p)
         scaled_quad(S3, S3, ru2, rv2, v[6], m, n, p)
         kl_value(res, v[4], v[5], v[6], zero, zero, v[2], v[3], m, n, p)
     elif mode == KL_STD_COV:
@@ -418,7 +428,6 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
         else:
             cholesky(S2, ru2, v[2], v[7], m, n)
             cholesky(S3, rv2, v[3], v[7], m, p)
-        difference(S0, S0, S1, m, n, p)
         if mode == MAHALANOBIS or mode == MAHALANOBIS_CHOL:
             whitened_norm2(S0, S2, ru2, S3, rv2, res, m, n, p)
         else:
@@ -444,7 +453,7 @@ def evaluate_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad):
     p = a0.shape[2]
     chunks = first_bad.shape[0]
     size = (count + chunks - 1) // chunks
-    lower = lower_slots(mode)
+    layout = slot_layout(mode)
     for c in prange(chunks):
         S0 = np.empty((a0.shape[1], a0.shape[2], LANES))
         S1 = np.empty((a1.shape[1], a1.shape[2], LANES))
@@ -462,7 +471,7 @@ def evaluate_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad):
         stop = min(count, (c + 1) * size)
         for start in range(c * size, stop, LANES):
             m = min(LANES, stop - start)
-            gather_slots(a0, a1, a2, a3, a4, a5, start, S0, S1, S2, S3, S4, S5, lower, m)
+            gather_slots(a0, a1, a2, a3, a4, a5, start, S0, S1, S2, S3, S4, S5, layout, m)
             evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p)
             bad = min(bad, finish(res, out, start, m, count))
         first_bad[c] = bad
@@ -682,7 +691,7 @@ def standard_diagonal_grad(G, x1, trace, size, m, count):
 
 @item(inline=True)
 def kl_chol_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, rp1, rq1, rp2, rq2, v, res, m, n, p):
-    """KL from Cholesky factors (``S0..S5 = m1, P1, Q1, m2, P2, Q2``) and its gradient:
+    """KL from Cholesky factors (``S1, S2, S4, S5 = P1, Q1, P2, Q2``, ``S3 = m2 − m1``) and its gradient:
 
     ``W = ∂/∂m2 = −∂/∂m1 = P2⁻ᵀ Z Q2⁻¹``,
     ``G1 = ∂/∂P1 = tril(t_v P2⁻ᵀ A) − p·diag(1/P1)``,
@@ -695,11 +704,11 @@ def kl_chol_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, rp1, rq1, rp2, rq2, 
     factor_logdet(S2, rq1, v[1], v[7], m, p)
     factor_logdet(S4, rp2, v[2], v[7], m, n)
     factor_logdet(S5, rq2, v[3], v[7], m, p)
-    copy_lower(S1, G1, m, n)
-    copy_lower(S2, H1, m, p)
+    copy(S1, G1, m, n, n, True)
+    copy(S2, H1, m, p, p, True)
     trace_tri(S4, rp2, G1, v[4], m, n)
     trace_tri(S5, rq2, H1, v[5], m, p)
-    difference(W, S3, S0, m, n, p)
+    copy(S3, W, m, n, p, False)
     whitened_norm2(W, S4, rp2, S5, rq2, v[6], m, n, p)
     lower_gram(G2, G1, -1.0, v[5], m, n)
     add_row_gram(G2, W, -1.0, m, n, p)
@@ -717,7 +726,7 @@ def kl_chol_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, rp1, rq1, rp2, rq2, 
 
 @item(inline=True)
 def kl_cov_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B, rp1, rq1, rp2, rq2, v, res, m, n, p):
-    """KL from covariances (``S0..S5 = m1, U1, V1, m2, U2, V2``) and its gradient: the symmetric
+    """KL from covariances (``S1, S2, S4, S5 = U1, V1, U2, V2``, ``S3 = m2 − m1``) and its gradient: the symmetric
 
     ``G1 = ∂/∂U1 = ½(t_v U2⁻¹ − p U1⁻¹)``, ``H1 = ∂/∂V1 = ½(t_u V2⁻¹ − n V1⁻¹)``,
     ``G2 = ∂/∂U2 = ½ P2⁻ᵀ (p I − t_v A Aᵀ − Z Zᵀ) P2⁻¹``,
@@ -728,11 +737,11 @@ def kl_cov_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B, rp1, rq1, rp2, 
     cholesky(S2, rq1, v[1], v[7], m, p)
     cholesky(S4, rp2, v[2], v[7], m, n)
     cholesky(S5, rq2, v[3], v[7], m, p)
-    copy_lower(S1, A, m, n)
-    copy_lower(S2, B, m, p)
+    copy(S1, A, m, n, n, True)
+    copy(S2, B, m, p, p, True)
     trace_tri(S4, rp2, A, v[4], m, n)
     trace_tri(S5, rq2, B, v[5], m, p)
-    difference(W, S3, S0, m, n, p)
+    copy(S3, W, m, n, p, False)
     whitened_norm2(W, S4, rp2, S5, rq2, v[6], m, n, p)
     lower_gram(G2, A, -1.0, v[5], m, n)
     add_row_gram(G2, W, -1.0, m, n, p)
@@ -756,13 +765,12 @@ def kl_cov_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B, rp1, rq1, rp2, 
 
 @item(inline=True)
 def kl_diag_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, ra, rb, v, res, m, n, p):
-    """KL for diagonal covariances ``diag(a)``, ``diag(b)`` (``S0..S5 = m1, a1, b1, m2, a2, b2``,
-    variances as ``(·, 1)`` columns) and its gradient, in column 0 of ``G1 = ∂/∂a1``,
+    """KL for diagonal covariances ``diag(a)``, ``diag(b)`` (``S1, S2, S4, S5 = a1, b1, a2, b2``,
+    variances as ``(·, 1)`` columns; ``S3 = m2 − m1``) and its gradient, in column 0 of ``G1 = ∂/∂a1``,
     ``H1 = ∂/∂b1``, ``G2 = ∂/∂a2``, ``H2 = ∂/∂b2``; ``W = ∂/∂m2 = −∂/∂m1 = D / (a2 b2ᵀ)``.
     """
     diagonal_terms(S1, S4, ra, v[4], v[2], v[7], m, n)
     diagonal_terms(S2, S5, rb, v[5], v[3], v[7], m, p)
-    difference(S3, S3, S0, m, n, p)
     scaled_quad(W, S3, ra, rb, v[6], m, n, p)
     row_col_sums(G2, H2, W, S3, m, n, p)
     diagonal_grad(G1, G2, S1, ra, v[5], p, m, n)
@@ -776,8 +784,8 @@ def kl_std_chol_grad(S0, S1, S2, W, G1, H1, rp1, rq1, v, res, m, n, p):
     ``P2 = I``, ``Q2 = I``, ``m2 = 0``: ``G1 = t_v tril(P1) − p·diag(1/P1)``, ``W = −m1``."""
     factor_logdet(S1, rp1, v[0], v[7], m, n)
     factor_logdet(S2, rq1, v[1], v[7], m, p)
-    copy_lower(S1, G1, m, n)
-    copy_lower(S2, H1, m, p)
+    copy(S1, G1, m, n, n, True)
+    copy(S2, H1, m, p, p, True)
     lower_norm2(S1, v[4], m, n)
     lower_norm2(S2, v[5], m, p)
     negated(W, S0, v[6], m, n, p)
@@ -895,7 +903,7 @@ def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, 
     p = a0.shape[2]
     chunks = first_bad.shape[0]
     size = (count + chunks - 1) // chunks
-    lower = lower_slots(mode)
+    layout = slot_layout(mode)
     for c in prange(chunks):
         S0 = np.empty((a0.shape[1], a0.shape[2], LANES))
         S1 = np.empty((a1.shape[1], a1.shape[2], LANES))
@@ -920,7 +928,7 @@ def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, 
         stop = min(count, (c + 1) * size)
         for start in range(c * size, stop, LANES):
             m = min(LANES, stop - start)
-            gather_slots(a0, a1, a2, a3, a4, a5, start, S0, S1, S2, S3, S4, S5, lower, m)
+            gather_slots(a0, a1, a2, a3, a4, a5, start, S0, S1, S2, S3, S4, S5, layout, m)
             value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B,
                            rp1, rq1, rp2, rq2, v, res, m, n, p)
             bad = min(bad, finish(res, out, start, m, count))
