@@ -9,8 +9,6 @@ import contextlib
 import os
 import threading
 
-import numba
-
 CACHE = os.environ.get("FASTMVN_CACHE", "1").lower() not in ("0", "false", "no", "off")
 
 # No ``nnan``/``ninf``: the kernels detect failures through NaN and infinity.
@@ -26,14 +24,48 @@ def item(func=None, *, inline=False):
     Numba's level as well, for a kernel with so many array arguments that passing them
     costs more than a small item's arithmetic.
     """
+    import numba
+
     if func is None:
         return lambda func: item(func, inline=inline)
     return numba.njit(inline="always" if inline else "never", **OPTIONS)(func)
 
 
+class _Batch:
+    """A multi-threaded CPU batch driver with one explicit signature per dtype, each compiled
+    (or loaded from the on-disk cache) on the first call with that dtype, so that a process
+    loads only the drivers it runs."""
+
+    def __init__(self, func, signatures):
+        self.py_func = func
+        self.__name__, self.__doc__, self.__module__ = func.__name__, func.__doc__, func.__module__
+        self._signatures = signatures
+        self._compiled = {}
+        self._lock = threading.Lock()
+
+    def compiled(self, dtype):
+        """The driver for arrays of ``dtype``, a Numba dispatcher."""
+        dispatcher = self._compiled.get(dtype)
+        if dispatcher is None:
+            import numba
+
+            with self._lock:
+                dispatcher = self._compiled.get(dtype)
+                if dispatcher is None:
+                    signature = self._signatures[dtype]
+                    dispatcher = numba.njit(signature, parallel=True, **OPTIONS)(self.py_func)
+                    self._compiled[dtype] = dispatcher
+        return dispatcher
+
+    def __call__(self, *args):
+        """Run the driver; its second argument (the first slot) has the dtype of every slot."""
+        return self.compiled(args[1].dtype)(*args)
+
+
 def batch(signatures):
-    """Compile a batch driver for the CPU with explicit signatures, multi-threaded."""
-    return numba.njit(signatures, parallel=True, **OPTIONS)
+    """A batch driver for the CPU, multi-threaded, with ``signatures`` (a dict from NumPy
+    dtype to Numba signature) compiled lazily, each on its first use."""
+    return lambda func: _Batch(func, signatures)
 
 
 # Numba's workqueue threading layer (used where neither TBB nor OpenMP is available) aborts
@@ -43,6 +75,8 @@ _LAUNCH = threading.Lock()
 
 
 def _launch_needs_lock():
+    import numba
+
     try:
         return numba.threading_layer() == "workqueue"
     except ValueError:

@@ -435,8 +435,9 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
             logpdf_value(res, v[6], v[2], v[3], m, n, p)
 
 
-_SIGNATURES = [void(int64, *(types.Array(dtype, 3, "A", readonly=True),) * 6, dtype[:], int64[:])
-               for dtype in (float32, float64)]
+_SIGNATURES = {np.dtype(dtype.name): void(int64, *(types.Array(dtype, 3, "A", readonly=True),) * 6,
+                                           dtype[:], int64[:])
+               for dtype in (float32, float64)}
 
 
 @batch(_SIGNATURES)
@@ -884,9 +885,9 @@ def store_wanted(g0, g1, g2, g3, g4, g5, W, G1, H1, G2, H2, wanted, start, res, 
         store(g5, start, H2, 1.0, res, m)
 
 
-_GRAD_SIGNATURES = [void(int64, *(types.Array(dtype, 3, "A", readonly=True),) * 6, dtype[:],
-                         *(types.Array(dtype, 3, "C"),) * 6, int64, int64[:])
-                    for dtype in (float32, float64)]
+_GRAD_SIGNATURES = {np.dtype(dtype.name): void(int64, *(types.Array(dtype, 3, "A", readonly=True),) * 6,
+                                                dtype[:], *(types.Array(dtype, 3, "C"),) * 6, int64, int64[:])
+                    for dtype in (float32, float64)}
 
 
 @batch(_GRAD_SIGNATURES)
