@@ -234,27 +234,16 @@ def copy(a, Y, m, rows, cols, lower):
 
 
 @item
-def solve_rows(L, r, Y, m, n, cols):
-    """``Y ← L⁻¹ Y`` for lower-triangular ``L`` (``r = 1/diag(L)``) and ``Y`` of ``n × cols``:
-    forward substitution by updates of whole rows."""
-    for i in range(n):
-        for k in range(i):
+def solve_rows(L, r, Y, m, n, cols, transposed):
+    """``Y ← L⁻¹ Y`` (``L⁻ᵀ Y`` if ``transposed``) for lower-triangular ``L`` (``r = 1/diag(L)``)
+    and ``Y`` of ``n × cols``: forward (back) substitution by updates of whole rows."""
+    for step in range(n):
+        i = n - 1 - step if transposed else step
+        first, stop = (i + 1, n) if transposed else (0, i)
+        for k in range(first, stop):
             for c in range(cols):
                 for l in range(m):
-                    Y[i, c, l] -= L[i, k, l] * Y[k, c, l]
-        for c in range(cols):
-            for l in range(m):
-                Y[i, c, l] *= r[i, l]
-
-
-@item
-def solve_rows_transposed(L, r, Y, m, n, cols):
-    """``Y ← L⁻ᵀ Y``: back substitution by updates of whole rows."""
-    for i in range(n - 1, -1, -1):
-        for k in range(i + 1, n):
-            for c in range(cols):
-                for l in range(m):
-                    Y[i, c, l] -= L[k, i, l] * Y[k, c, l]
+                    Y[i, c, l] -= (L[k, i, l] if transposed else L[i, k, l]) * Y[k, c, l]
         for c in range(cols):
             for l in range(m):
                 Y[i, c, l] *= r[i, l]
@@ -282,7 +271,7 @@ def trace_tri(L2, r2, W, acc, m, n):
 def whitened_norm2(Y, L, rl, K, rk, acc, m, n, p):
     """``acc = ‖L⁻¹ Y K⁻ᵀ‖_F² = tr((K Kᵀ)⁻¹ Yᵀ (L Lᵀ)⁻¹ Y)``, overwriting ``Y`` with
     ``L⁻¹ Y K⁻ᵀ``: rows by :func:`solve_rows`, then forward substitution along each row."""
-    solve_rows(L, rl, Y, m, n, p)
+    solve_rows(L, rl, Y, m, n, p, False)
     fill(acc, 0.0, m)
     for i in range(n):
         for c in range(p):
@@ -358,6 +347,23 @@ def scaled_quad(W, Y, ru, rv, quad, m, n, p):
 
 
 @item
+def both_factors(S1, S2, S4, S5, ru1, rv1, ru2, rv2, v, factor, m, n, p):
+    """The row and column factors of both distributions: Cholesky factors of the covariances
+    ``S1, S2, S4, S5`` in place if ``factor`` (else they are factors already), their reciprocal
+    diagonals ``ru1 … rv2`` and their log-determinants in ``v[0:4]``."""
+    if factor:
+        cholesky(S1, ru1, v[0], v[7], m, n)
+        cholesky(S2, rv1, v[1], v[7], m, p)
+        cholesky(S4, ru2, v[2], v[7], m, n)
+        cholesky(S5, rv2, v[3], v[7], m, p)
+    else:
+        factor_logdet(S1, ru1, v[0], v[7], m, n)
+        factor_logdet(S2, rv1, v[1], v[7], m, p)
+        factor_logdet(S4, ru2, v[2], v[7], m, n)
+        factor_logdet(S5, rv2, v[3], v[7], m, p)
+
+
+@item
 def kl_factored(S1, S2, S3, S4, ru2, S5, rv2, v, res, m, n, p):
     """KL between two matrix normals given by the Cholesky factors ``S1, S2, S4, S5`` (with
     ``ru2, rv2`` the reciprocal diagonals of the second pair) and the difference of the
@@ -378,16 +384,10 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
     zero = v[9]
     fill(zero, 0.0, m)
     if mode == KL_COV:
-        cholesky(S1, ru1, v[0], v[7], m, n)
-        cholesky(S2, rv1, v[1], v[7], m, p)
-        cholesky(S4, ru2, v[2], v[7], m, n)
-        cholesky(S5, rv2, v[3], v[7], m, p)
+        both_factors(S1, S2, S4, S5, ru1, rv1, ru2, rv2, v, True, m, n, p)
         kl_factored(S1, S2, S3, S4, ru2, S5, rv2, v, res, m, n, p)
     elif mode == KL_CHOL:
-        factor_logdet(S1, ru1, v[0], v[7], m, n)
-        factor_logdet(S2, rv1, v[1], v[7], m, p)
-        factor_logdet(S4, ru2, v[2], v[7], m, n)
-        factor_logdet(S5, rv2, v[3], v[7], m, p)
+        both_factors(S1, S2, S4, S5, ru1, rv1, ru2, rv2, v, False, m, n, p)
         kl_factored(S1, S2, S3, S4, ru2, S5, rv2, v, res, m, n, p)
     elif mode == KL_DIAG:
         diagonal_terms(S1, S4, ru2, v[4], v[2], v[7], m, n)
@@ -418,8 +418,8 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
     elif mode == TRACE_SOLVE:
         # tr(a⁻¹ b) = tr(L⁻ᵀ L⁻¹ b); a failed factor leaves NaN in ru1 and so in the result.
         cholesky(S0, ru1, v[0], v[7], m, n)
-        solve_rows(S0, ru1, S1, m, n, n)
-        solve_rows_transposed(S0, ru1, S1, m, n, n)
+        solve_rows(S0, ru1, S1, m, n, n, False)
+        solve_rows(S0, ru1, S1, m, n, n, True)
         diagonal_sum(S1, res, m, n)
     else:  # LOGPDF, LOGPDF_CHOL, MAHALANOBIS, MAHALANOBIS_CHOL
         if mode == LOGPDF_CHOL or mode == MAHALANOBIS_CHOL:
@@ -433,6 +433,14 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
         else:
             whitened_norm2(S0, S2, ru2, S3, rv2, v[6], m, n, p)
             logpdf_value(res, v[6], v[2], v[3], m, n, p)
+
+
+@item
+def lane_scratch(a0, a1, a2, a3, a4, a5):
+    """Float64 lane scratch for :data:`LANES` items of each slot (CPU drivers only)."""
+    return (np.empty((a0.shape[1], a0.shape[2], LANES)), np.empty((a1.shape[1], a1.shape[2], LANES)),
+            np.empty((a2.shape[1], a2.shape[2], LANES)), np.empty((a3.shape[1], a3.shape[2], LANES)),
+            np.empty((a4.shape[1], a4.shape[2], LANES)), np.empty((a5.shape[1], a5.shape[2], LANES)))
 
 
 _SIGNATURES = {np.dtype(dtype.name): void(int64, *(types.Array(dtype, 3, "A", readonly=True),) * 6,
@@ -456,12 +464,7 @@ def evaluate_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad):
     size = (count + chunks - 1) // chunks
     layout = slot_layout(mode)
     for c in prange(chunks):
-        S0 = np.empty((a0.shape[1], a0.shape[2], LANES))
-        S1 = np.empty((a1.shape[1], a1.shape[2], LANES))
-        S2 = np.empty((a2.shape[1], a2.shape[2], LANES))
-        S3 = np.empty((a3.shape[1], a3.shape[2], LANES))
-        S4 = np.empty((a4.shape[1], a4.shape[2], LANES))
-        S5 = np.empty((a5.shape[1], a5.shape[2], LANES))
+        S0, S1, S2, S3, S4, S5 = lane_scratch(a0, a1, a2, a3, a4, a5)
         ru1 = np.empty((n, LANES))
         rv1 = np.empty((p, LANES))
         ru2 = np.empty((n, LANES))
@@ -577,8 +580,8 @@ def negated(W, Y, acc, m, n, p):
 @item
 def unwhiten(Y, L, rl, K, rk, m, n, p):
     """``Y ← L⁻ᵀ Y K⁻¹``, the adjoint of the whitening ``Y → L⁻¹ Y K⁻ᵀ``: rows by
-    :func:`solve_rows_transposed`, then back substitution along each row."""
-    solve_rows_transposed(L, rl, Y, m, n, p)
+    :func:`solve_rows`, then back substitution along each row."""
+    solve_rows(L, rl, Y, m, n, p, True)
     for i in range(n):
         for c in range(p - 1, -1, -1):
             for k in range(c + 1, p):
@@ -690,6 +693,24 @@ def standard_diagonal_grad(G, x1, trace, size, m, count):
             G[i, 0, l] = 0.5 * (trace[l] - size / x1[i, 0, l])
 
 
+@item
+def second_moments(S3, P2, rp2, Q2, rq2, A, B, W, G2, H2, v, m, n, p):
+    """The terms both factor gradients share, from ``A = P1``, ``B = Q1`` and ``S3 = D``:
+    ``A ← P2⁻¹ P1``, ``B ← Q2⁻¹ Q1``, ``v[4] = t_u = ‖A‖²``, ``v[5] = t_v = ‖B‖²``,
+    ``W ← Z = P2⁻¹ D Q2⁻ᵀ``, ``v[6] = ‖Z‖²`` and the lower triangles of
+    ``G2 = p I − t_v A Aᵀ − Z Zᵀ``, ``H2 = n I − t_u B Bᵀ − Zᵀ Z`` (``v[8]`` holds ones)."""
+    trace_tri(P2, rp2, A, v[4], m, n)
+    trace_tri(Q2, rq2, B, v[5], m, p)
+    copy(S3, W, m, n, p, False)
+    whitened_norm2(W, P2, rp2, Q2, rq2, v[6], m, n, p)
+    lower_gram(G2, A, -1.0, v[5], m, n)
+    add_row_gram(G2, W, -1.0, m, n, p)
+    add_diagonal(G2, p, v[8], m, n)
+    lower_gram(H2, B, -1.0, v[4], m, p)
+    add_col_gram(H2, W, -1.0, m, n, p)
+    add_diagonal(H2, n, v[8], m, p)
+
+
 @item(inline=True)
 def kl_chol_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, rp1, rq1, rp2, rq2, v, res, m, n, p):
     """KL from Cholesky factors (``S1, S2, S4, S5 = P1, Q1, P2, Q2``, ``S3 = m2 − m1``) and its gradient:
@@ -701,22 +722,10 @@ def kl_chol_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, rp1, rq1, rp2, rq2, 
     ``H2 = ∂/∂Q2 = tril(Q2⁻ᵀ (n I − t_u B Bᵀ − Zᵀ Z))``,
     the factor gradients lower triangular with zeros above the diagonal.
     """
-    factor_logdet(S1, rp1, v[0], v[7], m, n)
-    factor_logdet(S2, rq1, v[1], v[7], m, p)
-    factor_logdet(S4, rp2, v[2], v[7], m, n)
-    factor_logdet(S5, rq2, v[3], v[7], m, p)
+    both_factors(S1, S2, S4, S5, rp1, rq1, rp2, rq2, v, False, m, n, p)
     copy(S1, G1, m, n, n, True)
     copy(S2, H1, m, p, p, True)
-    trace_tri(S4, rp2, G1, v[4], m, n)
-    trace_tri(S5, rq2, H1, v[5], m, p)
-    copy(S3, W, m, n, p, False)
-    whitened_norm2(W, S4, rp2, S5, rq2, v[6], m, n, p)
-    lower_gram(G2, G1, -1.0, v[5], m, n)
-    add_row_gram(G2, W, -1.0, m, n, p)
-    add_diagonal(G2, p, v[8], m, n)
-    lower_gram(H2, H1, -1.0, v[4], m, p)
-    add_col_gram(H2, W, -1.0, m, n, p)
-    add_diagonal(H2, n, v[8], m, p)
+    second_moments(S3, S4, rp2, S5, rq2, G1, H1, W, G2, H2, v, m, n, p)
     tri_back_solve(S4, rp2, G1, G2, m, n)
     tri_back_solve(S5, rq2, H1, H2, m, p)
     scale_minus_diagonal(G1, v[5], p, rp1, m, n)
@@ -727,29 +736,18 @@ def kl_chol_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, rp1, rq1, rp2, rq2, 
 
 @item(inline=True)
 def kl_cov_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B, rp1, rq1, rp2, rq2, v, res, m, n, p):
-    """KL from covariances (``S1, S2, S4, S5 = U1, V1, U2, V2``, ``S3 = m2 − m1``) and its gradient: the symmetric
+    """KL from covariances (``S1, S2, S4, S5 = U1, V1, U2, V2``, ``S3 = m2 − m1``) and its
+    gradient: the symmetric
 
     ``G1 = ∂/∂U1 = ½(t_v U2⁻¹ − p U1⁻¹)``, ``H1 = ∂/∂V1 = ½(t_u V2⁻¹ − n V1⁻¹)``,
     ``G2 = ∂/∂U2 = ½ P2⁻ᵀ (p I − t_v A Aᵀ − Z Zᵀ) P2⁻¹``,
     ``H2 = ∂/∂V2 = ½ Q2⁻ᵀ (n I − t_u B Bᵀ − Zᵀ Z) Q2⁻¹`` and ``W = ∂/∂m2 = −∂/∂m1``.
     ``A, B`` are scratch.
     """
-    cholesky(S1, rp1, v[0], v[7], m, n)
-    cholesky(S2, rq1, v[1], v[7], m, p)
-    cholesky(S4, rp2, v[2], v[7], m, n)
-    cholesky(S5, rq2, v[3], v[7], m, p)
+    both_factors(S1, S2, S4, S5, rp1, rq1, rp2, rq2, v, True, m, n, p)
     copy(S1, A, m, n, n, True)
     copy(S2, B, m, p, p, True)
-    trace_tri(S4, rp2, A, v[4], m, n)
-    trace_tri(S5, rq2, B, v[5], m, p)
-    copy(S3, W, m, n, p, False)
-    whitened_norm2(W, S4, rp2, S5, rq2, v[6], m, n, p)
-    lower_gram(G2, A, -1.0, v[5], m, n)
-    add_row_gram(G2, W, -1.0, m, n, p)
-    add_diagonal(G2, p, v[8], m, n)
-    lower_gram(H2, B, -1.0, v[4], m, p)
-    add_col_gram(H2, W, -1.0, m, n, p)
-    add_diagonal(H2, n, v[8], m, p)
+    second_moments(S3, S4, rp2, S5, rq2, A, B, W, G2, H2, v, m, n, p)
     unwhiten(W, S4, rp2, S5, rq2, m, n, p)
     invert_lower(S1, rp1, m, n)
     invert_lower(S4, rp2, m, n)
@@ -906,12 +904,7 @@ def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, 
     size = (count + chunks - 1) // chunks
     layout = slot_layout(mode)
     for c in prange(chunks):
-        S0 = np.empty((a0.shape[1], a0.shape[2], LANES))
-        S1 = np.empty((a1.shape[1], a1.shape[2], LANES))
-        S2 = np.empty((a2.shape[1], a2.shape[2], LANES))
-        S3 = np.empty((a3.shape[1], a3.shape[2], LANES))
-        S4 = np.empty((a4.shape[1], a4.shape[2], LANES))
-        S5 = np.empty((a5.shape[1], a5.shape[2], LANES))
+        S0, S1, S2, S3, S4, S5 = lane_scratch(a0, a1, a2, a3, a4, a5)
         W = np.empty((n, p, LANES))
         G1 = np.empty((a1.shape[1], a1.shape[2], LANES))
         H1 = np.empty((a2.shape[1], a2.shape[2], LANES))
