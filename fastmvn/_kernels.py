@@ -3,7 +3,7 @@
 Every per-item function works on ``m`` items of a batch at once, side by side in *lanes*:
 each of its arrays has a trailing lane axis (a factor is ``L[i, j, l]``, a per-item scalar
 ``t[l]``), and every loop over the lanes is innermost. The CPU driver runs
-:data:`LANES` items per call, so the independent items fill the vector units and hide
+:func:`lane_count` items per call, so the independent items fill the vector units and hide
 the latency of the square roots and divisions that one small Cholesky factor is made of;
 the CUDA kernel runs one item per thread (``m = 1``) through the same source.
 
@@ -32,8 +32,17 @@ from ._jit import batch, item
 from ._modes import (KL_CHOL, KL_COV, KL_DIAG, KL_STD_CHOL, KL_STD_COV, KL_STD_DIAG, LOGDET,
                      LOGPDF_CHOL, MAHALANOBIS, MAHALANOBIS_CHOL, TRACE_SOLVE)
 
-#: Items computed side by side by one call of a per-item kernel in the CPU drivers.
+#: Items computed side by side by one call of a per-item kernel in the CPU drivers ...
 LANES = 32
+#: ... and for matrices up to 4×4, whose loops over the lanes are the only long ones.
+SMALL_LANES = 64
+
+
+@item
+def lane_count(n, p):
+    """How many items the CPU drivers compute side by side for ``n×p`` means."""
+    return SMALL_LANES if max(n, p) <= 4 else LANES
+
 
 #: Rows of the per-lane scalar scratch ``v`` (log-determinants, traces, …).
 SCALARS = 10
@@ -436,11 +445,11 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
 
 
 @item
-def lane_scratch(a0, a1, a2, a3, a4, a5):
-    """Float64 lane scratch for :data:`LANES` items of each slot (CPU drivers only)."""
-    return (np.empty((a0.shape[1], a0.shape[2], LANES)), np.empty((a1.shape[1], a1.shape[2], LANES)),
-            np.empty((a2.shape[1], a2.shape[2], LANES)), np.empty((a3.shape[1], a3.shape[2], LANES)),
-            np.empty((a4.shape[1], a4.shape[2], LANES)), np.empty((a5.shape[1], a5.shape[2], LANES)))
+def lane_scratch(a0, a1, a2, a3, a4, a5, lanes):
+    """Float64 scratch for ``lanes`` items of each slot (CPU drivers only)."""
+    return (np.empty((a0.shape[1], a0.shape[2], lanes)), np.empty((a1.shape[1], a1.shape[2], lanes)),
+            np.empty((a2.shape[1], a2.shape[2], lanes)), np.empty((a3.shape[1], a3.shape[2], lanes)),
+            np.empty((a4.shape[1], a4.shape[2], lanes)), np.empty((a5.shape[1], a5.shape[2], lanes)))
 
 
 _SIGNATURES = {np.dtype(dtype.name): void(int64, *(types.Array(dtype, 3, "A", readonly=True),) * 6,
@@ -453,7 +462,7 @@ def evaluate_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad):
     """``out[b] = evaluate(mode, a0[b], …, a5[b])`` for every ``b``, in parallel chunks.
 
     The batch is split into ``len(first_bad)`` contiguous chunks, each computed
-    :data:`LANES` items at a time with scratch allocated once per chunk. An item whose
+    :func:`lane_count` items at a time with scratch allocated once per chunk. An item whose
     result is not finite is stored as NaN, and ``first_bad[c]`` receives the first such
     index of chunk ``c`` (``len(out)`` if none).
     """
@@ -463,18 +472,19 @@ def evaluate_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad):
     chunks = first_bad.shape[0]
     size = (count + chunks - 1) // chunks
     layout = slot_layout(mode)
+    lanes = lane_count(n, p)
     for c in prange(chunks):
-        S0, S1, S2, S3, S4, S5 = lane_scratch(a0, a1, a2, a3, a4, a5)
-        ru1 = np.empty((n, LANES))
-        rv1 = np.empty((p, LANES))
-        ru2 = np.empty((n, LANES))
-        rv2 = np.empty((p, LANES))
-        v = np.empty((SCALARS, LANES))
-        res = np.empty(LANES)
+        S0, S1, S2, S3, S4, S5 = lane_scratch(a0, a1, a2, a3, a4, a5, lanes)
+        ru1 = np.empty((n, lanes))
+        rv1 = np.empty((p, lanes))
+        ru2 = np.empty((n, lanes))
+        rv2 = np.empty((p, lanes))
+        v = np.empty((SCALARS, lanes))
+        res = np.empty(lanes)
         bad = count
         stop = min(count, (c + 1) * size)
-        for start in range(c * size, stop, LANES):
-            m = min(LANES, stop - start)
+        for start in range(c * size, stop, lanes):
+            m = min(lanes, stop - start)
             gather_slots(a0, a1, a2, a3, a4, a5, start, S0, S1, S2, S3, S4, S5, layout, m)
             evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p)
             bad = min(bad, finish(res, out, start, m, count))
@@ -903,25 +913,26 @@ def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, 
     chunks = first_bad.shape[0]
     size = (count + chunks - 1) // chunks
     layout = slot_layout(mode)
+    lanes = lane_count(n, p)
     for c in prange(chunks):
-        S0, S1, S2, S3, S4, S5 = lane_scratch(a0, a1, a2, a3, a4, a5)
-        W = np.empty((n, p, LANES))
-        G1 = np.empty((a1.shape[1], a1.shape[2], LANES))
-        H1 = np.empty((a2.shape[1], a2.shape[2], LANES))
-        G2 = np.empty((a4.shape[1], a4.shape[2], LANES))
-        H2 = np.empty((a5.shape[1], a5.shape[2], LANES))
-        A = np.empty((n, n, LANES))
-        B = np.empty((p, p, LANES))
-        rp1 = np.empty((n, LANES))
-        rq1 = np.empty((p, LANES))
-        rp2 = np.empty((n, LANES))
-        rq2 = np.empty((p, LANES))
-        v = np.empty((SCALARS, LANES))
-        res = np.empty(LANES)
+        S0, S1, S2, S3, S4, S5 = lane_scratch(a0, a1, a2, a3, a4, a5, lanes)
+        W = np.empty((n, p, lanes))
+        G1 = np.empty((a1.shape[1], a1.shape[2], lanes))
+        H1 = np.empty((a2.shape[1], a2.shape[2], lanes))
+        G2 = np.empty((a4.shape[1], a4.shape[2], lanes))
+        H2 = np.empty((a5.shape[1], a5.shape[2], lanes))
+        A = np.empty((n, n, lanes))
+        B = np.empty((p, p, lanes))
+        rp1 = np.empty((n, lanes))
+        rq1 = np.empty((p, lanes))
+        rp2 = np.empty((n, lanes))
+        rq2 = np.empty((p, lanes))
+        v = np.empty((SCALARS, lanes))
+        res = np.empty(lanes)
         bad = count
         stop = min(count, (c + 1) * size)
-        for start in range(c * size, stop, LANES):
-            m = min(LANES, stop - start)
+        for start in range(c * size, stop, lanes):
+            m = min(lanes, stop - start)
             gather_slots(a0, a1, a2, a3, a4, a5, start, S0, S1, S2, S3, S4, S5, layout, m)
             value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B,
                            rp1, rq1, rp2, rq2, v, res, m, n, p)
