@@ -659,6 +659,29 @@ class MatrixNormal:
         """
         return _full(entropy_chol(self._rowchol, self._colchol), self._batch_shape)
 
+    def to_matrix_gaussian(self):
+        """This distribution as a :class:`~fastmvn.MatrixGaussian`, ``N(vec M, V⊗U)``.
+
+        The same as :meth:`MatrixGaussian.from_normal`: the ``np×np`` covariance is formed
+        (from the stored factors, nothing is factorised), so it is for small ``n·p``.
+
+        Returns
+        -------
+        MatrixGaussian
+            Of the same shape ``(n, p)``, batch shape and dtype.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> d = fm.MatrixNormal(np.zeros((2, 3)), 2 * np.eye(2), np.eye(3))
+        >>> g = d.to_matrix_gaussian()
+        >>> g.cov.shape, bool(np.allclose(g.cov, d.cov))
+        ((6, 6), True)
+        """
+        from ._gaussian import MatrixGaussian
+
+        return MatrixGaussian.from_normal(self)
+
     def kl(self, other):
         """``KL(self ‖ other)``, by :func:`fastmvn.kl_chol` on the stored factors.
 

@@ -166,6 +166,8 @@ def test_matrix_gaussian_of_kronecker_covariance_agrees_with_matrix_normal(rng):
     n, p = 3, 4
     d, e = random_mn(rng, (2,), n, p), random_mn(rng, (2,), n, p)
     g, h = fm.MatrixGaussian(d.mean, d.cov), fm.MatrixGaussian.from_normal(e)
+    np.testing.assert_array_equal(e.to_matrix_gaussian().cov, h.cov)
+    assert e.to_matrix_gaussian().batch_shape == (2,) and e[1].to_matrix_gaussian().batch_shape == ()
     np.testing.assert_allclose(h.cov, e.cov, rtol=1e-12)
     np.testing.assert_allclose(h.chol, np.linalg.cholesky(e.cov), rtol=1e-10, atol=1e-12)
     x = rng.standard_normal((5, 2, n, p))
