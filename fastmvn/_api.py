@@ -123,7 +123,8 @@ def _diagnose(args, slots, index):
     for arg, item in zip(args, items):
         if not np.isfinite(_read_part(arg.kind, item)).all():
             return ValueError(f"{arg.name} contains NaN or infinity{where}")
-    cholesky = _kernels().cholesky.py_func
+    cholesky = _kernels().cholesky
+    cholesky = getattr(cholesky, "py_func", cholesky)  # a plain function under NUMBA_DISABLE_JIT=1
     for arg, item in zip(args, items):
         size = item.shape[0]
         if arg.kind == COV:
