@@ -606,6 +606,18 @@ def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2
         the batch axes it was broadcast along; on the GPU by float64 atomic additions),
         symmetric for the covariances; None for an argument given as None. Host arrays
         when every input is on the host, device arrays otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn, fastmvn.cuda
+    >>> rng = np.random.default_rng(0)
+    >>> mean = rng.standard_normal((10, 4, 3))
+    >>> rowcov = np.eye(4) * rng.uniform(0.5, 2.0, (10, 1, 1))
+    >>> value, grads = fastmvn.cuda.kl_value_and_grad(mean, rowcov, np.eye(3))
+    >>> grads[2].shape                           # the shared colcov1: summed over the batch
+    (3, 3)
+    >>> bool(np.allclose(grads[2], fastmvn.kl_value_and_grad(mean, rowcov, np.eye(3))[1][2]))
+    True
     """
     return _value_and_grad(COV, (mean1, rowcov1, colcov1, mean2, rowcov2, colcov2), errors, stream)
 
