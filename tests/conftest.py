@@ -1,5 +1,9 @@
 """Shared test helpers: random inputs and the dense V⊗U route."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -18,3 +22,12 @@ def dense_kl(mean1, rowcov1, colcov1, mean2, rowcov2, colcov2):
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261123)
+
+
+def run_python(script, timeout=300, **environment):
+    """Run ``script`` in a new interpreter with ``environment`` added; assert it succeeded and
+    return what it printed, stripped."""
+    done = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, **environment),
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()

@@ -1,9 +1,5 @@
 """The building blocks (logdet, trace_solve, mahalanobis) and every kind of bad input."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from numpy.linalg import LinAlgError
@@ -11,7 +7,7 @@ from numpy.linalg import LinAlgError
 import fastmvn as fm
 from fastmvn import reference
 
-from conftest import spd
+from conftest import run_python, spd
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 9, 33, 64])
@@ -138,10 +134,7 @@ def test_calls_from_many_threads_under_the_workqueue_threading_layer():
               "[t.start() for t in threads]; [t.join() for t in threads]\n"
               "assert all(np.array_equal(r, expected) for r in results)\n"
               "print(numba.threading_layer())\n")
-    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "workqueue"
+    assert run_python(script, NUMBA_THREADING_LAYER="workqueue") == "workqueue"
 
 
 def test_kernels_run_as_plain_python_with_numba_disable_jit():
@@ -158,7 +151,5 @@ def test_kernels_run_as_plain_python_with_numba_disable_jit():
               "    fm.kl(*args)\n"
               "except np.linalg.LinAlgError as error:\n"
               "    print(error)\n")
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "rowcov2 is not positive definite (Cholesky failed) at batch index 2"
+    message = run_python(script, NUMBA_DISABLE_JIT="1")
+    assert message == "rowcov2 is not positive definite (Cholesky failed) at batch index 2"

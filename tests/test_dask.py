@@ -1,12 +1,9 @@
 """fastmvn.dask: lazy blocks against the in-memory functions, shared priors, global error
 indices, rechunking, threads and a two-process dask.distributed cluster."""
 
-import os
 import pathlib
 import pickle
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,7 +15,7 @@ da = pytest.importorskip("dask.array")
 import fastmvn as fm  # noqa: E402
 import fastmvn.dask as fmd  # noqa: E402
 
-from conftest import spd  # noqa: E402
+from conftest import run_python, spd  # noqa: E402
 
 
 def kl_args(rng, batch, n=3, p=2, dtype=np.float64):
@@ -216,10 +213,7 @@ def test_threads_with_the_workqueue_threading_layer():
               "result = lazy.compute(scheduler='threads', num_workers=4)\n"
               "assert np.array_equal(result, fm.logpdf(x.compute(), None, np.eye(3), np.eye(2)))\n"
               "import numba; print(numba.threading_layer())\n")
-    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "workqueue"
+    assert run_python(script, timeout=120, NUMBA_THREADING_LAYER="workqueue") == "workqueue"
 
 
 # distributed warns when making its workers' scratch directories takes over a second, as it
