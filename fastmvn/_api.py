@@ -74,6 +74,18 @@ def _slot(arg, dtype, batch_shape):
     return np.broadcast_to(array, batch_shape + array.shape[-2:])
 
 
+#: float32 data of matrices up to this side is computed in float32 arithmetic, whose rounding
+#: error grows with the size: up to here it stays within a few times the error the float32
+#: data carries already (2e-5 of the KL at 16×16). Larger matrices are computed in float64.
+FLOAT32_ARITHMETIC_MAX_SIDE = 16
+
+
+def working_dtype(slots):
+    """The dtype the CPU kernels compute ``slots`` (``(…, r, c)`` arrays of one dtype) in."""
+    small = max(max(slot.shape[-2:]) for slot in slots) <= FLOAT32_ARITHMETIC_MAX_SIDE
+    return np.dtype(np.float32 if slots[0].dtype == np.float32 and small else np.float64)
+
+
 def _evaluate(mode, slots, out):
     """Run the batch driver over ``slots`` into ``out``; return the flat index of the
     first item whose result is not finite, or None.
@@ -98,8 +110,9 @@ def _evaluate(mode, slots, out):
         return first
     first_bad = np.empty(-(-count // CHUNK), np.int64)
     padding = [np.broadcast_to(np.zeros((1, 1, 1), out.dtype), (count, 1, 1))] * (6 - len(flat))
+    work = np.empty(0, working_dtype(flat))
     with launching():
-        _kernels().evaluate_batch(mode, *flat, *padding, flat_out, first_bad)
+        _kernels().evaluate_batch(mode, *flat, *padding, flat_out, first_bad, work)
     bad = int(first_bad.min())
     return bad if bad < count else None
 
@@ -115,9 +128,11 @@ def _read_part(kind, item):
     return item[np.tril_indices(item.shape[0])] if kind in (COV, CHOL) else item
 
 
-def _diagnose(args, slots, index):
+def _diagnose(args, slots, index, work=None):
     """The exception for the item at ``index``: non-finite input, then a failed
-    positive-definiteness condition, else an overflow of the result."""
+    positive-definiteness condition (a Cholesky factorisation in ``work``, by default the
+    :func:`working_dtype` of ``slots``), else an overflow of the result."""
+    work = working_dtype(slots) if work is None else work
     items = [np.asarray(slot[index], dtype=np.float64) for slot in slots]
     where = _where(index)
     for arg, item in zip(args, items):
@@ -128,8 +143,8 @@ def _diagnose(args, slots, index):
     for arg, item in zip(args, items):
         size = item.shape[0]
         if arg.kind == COV:
-            factor, logdet = item[:, :, None].copy(), np.empty(1)
-            cholesky(factor, np.empty((size, 1)), logdet, np.empty(1), 1, size)
+            factor, logdet = item[:, :, None].astype(work), np.empty(1)
+            cholesky(factor, np.empty((size, 1), work), logdet, np.empty(1), 1, size)
             if np.isnan(logdet[0]):
                 return LinAlgError(f"{arg.name} is not positive definite (Cholesky failed){where}")
         elif arg.kind == CHOL and not (np.diagonal(item) > 0).all():
@@ -627,8 +642,10 @@ def _evaluate_grad(mode, slots, out, grads, wanted):
     first_bad = np.empty(-(-count // CHUNK), np.int64)
     padding = [np.broadcast_to(np.zeros((1, 1, 1), out.dtype), (count, 1, 1))] * (6 - len(flat))
     mask = sum(1 << k for k, w in enumerate(wanted) if w)
+    work = np.empty(0, working_dtype(flat))
     with launching():
-        _kernels().value_and_grad_batch(mode, *flat, *padding, out.reshape(count), *flat_grads, mask, first_bad)
+        _kernels().value_and_grad_batch(mode, *flat, *padding, out.reshape(count), *flat_grads, mask, first_bad,
+                                        work)
     bad = int(first_bad.min())
     return bad if bad < count else None
 

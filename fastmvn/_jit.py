@@ -32,8 +32,8 @@ def item(func=None, *, inline=False):
 
 
 class _Batch:
-    """A multi-threaded CPU batch driver with one explicit signature per dtype, each compiled
-    (or loaded from the on-disk cache) on the first call with that dtype, so that a process
+    """A multi-threaded CPU batch driver with one explicit signature per pair of dtypes, each compiled
+    (or loaded from the on-disk cache) on the first call with that pair, so that a process
     loads only the drivers it runs."""
 
     def __init__(self, func, signatures):
@@ -43,28 +43,31 @@ class _Batch:
         self._compiled = {}
         self._lock = threading.Lock()
 
-    def compiled(self, dtype):
-        """The driver for arrays of ``dtype``, a Numba dispatcher."""
-        dispatcher = self._compiled.get(dtype)
+    def compiled(self, dtypes):
+        """The driver for data and arithmetic of ``dtypes`` (a pair of NumPy dtypes), a
+        Numba dispatcher."""
+        dispatcher = self._compiled.get(dtypes)
         if dispatcher is None:
             import numba
 
             with self._lock:
-                dispatcher = self._compiled.get(dtype)
+                dispatcher = self._compiled.get(dtypes)
                 if dispatcher is None:
-                    signature = self._signatures[dtype]
+                    signature = self._signatures[dtypes]
                     dispatcher = numba.njit(signature, parallel=True, **OPTIONS)(self.py_func)
-                    self._compiled[dtype] = dispatcher
+                    self._compiled[dtypes] = dispatcher
         return dispatcher
 
     def __call__(self, *args):
-        """Run the driver; its second argument (the first slot) has the dtype of every slot."""
-        return self.compiled(args[1].dtype)(*args)
+        """Run the driver: its second argument (the first slot) has the dtype of every slot,
+        its last (``work``) the dtype of the arithmetic."""
+        return self.compiled((args[1].dtype, args[-1].dtype))(*args)
 
 
 def batch(signatures):
-    """A batch driver for the CPU, multi-threaded, with ``signatures`` (a dict from NumPy
-    dtype to Numba signature) compiled lazily, each on its first use."""
+    """A batch driver for the CPU, multi-threaded, with ``signatures`` (a dict from a pair of
+    NumPy dtypes, the data's and the arithmetic's, to a Numba signature) compiled lazily,
+    each on its first use."""
     return lambda func: _Batch(func, signatures)
 
 

@@ -15,8 +15,11 @@ non-finite inputs propagate to a non-finite result. The batch driver records the
 such item per chunk and the Python layer (``fastmvn._api``) turns it into an exception
 that names the argument and the batch index.
 
-Arithmetic is in float64 whatever the input dtype: float32 data is read as float32 and
-the result stored as float32, so the float32 path moves half the bytes at full accuracy.
+The arithmetic is done in the dtype of the scratch, which the batch drivers take from an
+argument ``work``: float32 for float32 data of small matrices (half the bytes through the
+caches, twice the lanes per vector), float64 otherwise (see
+``fastmvn._api.working_dtype``). Sums over a matrix (traces, quadratic forms) and the
+log-determinants are accumulated in float64 either way.
 
 The functions are compiled with :func:`fastmvn._jit.item`; their plain Python
 sources (``func.py_func``) are what other targets compile as well.
@@ -26,6 +29,7 @@ import math
 
 import numpy as np
 from numba import float32, float64, int64, prange, types, void
+from numba.extending import overload
 
 from ._jit import batch, item
 
@@ -38,10 +42,23 @@ LANES = 32
 SMALL_LANES = 64
 
 
+def like(value, array):
+    """``value`` as a scalar of the dtype of ``array``: a constant that keeps float32
+    arithmetic in float32 (a bare ``1.0`` would promote it to float64)."""
+    return array.dtype.type(value)
+
+
+@overload(like, target="generic")
+def _like(value, array):
+    dtype = array.dtype
+    return lambda value, array: dtype(value)
+
+
 @item
-def lane_count(n, p):
-    """How many items the CPU drivers compute side by side for ``n×p`` means."""
-    return SMALL_LANES if max(n, p) <= 4 else LANES
+def lane_count(n, p, itemsize):
+    """How many items the CPU drivers compute side by side for ``n×p`` means in arithmetic
+    of ``itemsize`` bytes: twice as many in float32, in the same scratch as float64."""
+    return (SMALL_LANES if max(n, p) <= 4 else LANES) * (8 // itemsize)
 
 
 #: Rows of the per-lane scalar scratch ``v`` (log-determinants, traces, …).
@@ -167,6 +184,8 @@ def log_of_fold(prod, count, scale, m):
 def cholesky(L, r, logdet, t, m, n):
     """Lower Cholesky factor, in place, of the lower triangle that ``L`` holds; ``r = 1/diag(L)``,
     ``logdet = log|a|`` (NaN where ``a`` is not positive definite); ``t`` is scratch."""
+    one = like(1.0, L)
+    nan = like(math.nan, L)
     fill(t, 1.0, m)
     fill(logdet, 0.0, m)
     for j in range(n):
@@ -175,10 +194,10 @@ def cholesky(L, r, logdet, t, m, n):
                 L[j, j, l] -= L[j, k, l] * L[j, k, l]
         for l in range(m):
             s = L[j, j, l]
-            s = s if s > 0.0 else math.nan
+            s = s if s > 0.0 else nan
             d = math.sqrt(s)
             L[j, j, l] = d
-            r[j, l] = 1.0 / d
+            r[j, l] = one / d
             fold(t, logdet, l, s)
         for i in range(j + 1, n):
             for k in range(j):
@@ -193,13 +212,15 @@ def cholesky(L, r, logdet, t, m, n):
 def factor_logdet(L, r, logdet, t, m, n):
     """``logdet = log|L Lᵀ|`` and ``r = 1/diag(L)`` for a lower-triangular factor ``L``
     (NaN where a diagonal entry is not positive); ``t`` is scratch."""
+    one = like(1.0, L)
+    nan = like(math.nan, L)
     fill(t, 1.0, m)
     fill(logdet, 0.0, m)
     for j in range(n):
         for l in range(m):
             d = L[j, j, l]
-            d = d if d > 0.0 else math.nan
-            r[j, l] = 1.0 / d
+            d = d if d > 0.0 else nan
+            r[j, l] = one / d
             fold(t, logdet, l, d)
     log_of_fold(t, logdet, 2.0, m)
 
@@ -312,6 +333,8 @@ def logpdf_value(res, quad, logdet_u, logdet_v, m, n, p):
 def diagonal_terms(var1, var2, r2, trace, logratio, t, m, n):
     """``trace = Σ var1/var2``, ``logratio = log Π var2/var1`` and ``r2 = 1/var2`` for
     variances held as ``(n, 1)`` columns; NaN where a variance is not positive."""
+    one = like(1.0, var2)
+    nan = like(math.nan, var2)
     fill(t, 1.0, m)
     fill(trace, 0.0, m)
     fill(logratio, 0.0, m)
@@ -319,8 +342,8 @@ def diagonal_terms(var1, var2, r2, trace, logratio, t, m, n):
         for l in range(m):
             x1 = var1[i, 0, l]
             x2 = var2[i, 0, l]
-            x2 = x2 if (x1 > 0.0 and x2 > 0.0) else math.nan
-            ri = 1.0 / x2
+            x2 = x2 if (x1 > 0.0 and x2 > 0.0) else nan
+            ri = one / x2
             r2[i, l] = ri
             trace[l] += x1 * ri
             fold(t, logratio, l, x2 / x1)
@@ -336,7 +359,7 @@ def diagonal_sum_logdet(var, trace, logdet, t, m, n):
     for i in range(n):
         for l in range(m):
             x = var[i, 0, l]
-            x = x if x > 0.0 else math.nan
+            x = x if x > 0.0 else like(math.nan, var)
             trace[l] += x
             fold(t, logdet, l, x)
     log_of_fold(t, logdet, 1.0, m)
@@ -445,26 +468,30 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
 
 
 @item
-def lane_scratch(a0, a1, a2, a3, a4, a5, lanes):
-    """Float64 scratch for ``lanes`` items of each slot (CPU drivers only)."""
-    return (np.empty((a0.shape[1], a0.shape[2], lanes)), np.empty((a1.shape[1], a1.shape[2], lanes)),
-            np.empty((a2.shape[1], a2.shape[2], lanes)), np.empty((a3.shape[1], a3.shape[2], lanes)),
-            np.empty((a4.shape[1], a4.shape[2], lanes)), np.empty((a5.shape[1], a5.shape[2], lanes)))
+def lane_scratch(a0, a1, a2, a3, a4, a5, lanes, dtype):
+    """Scratch of ``dtype`` for ``lanes`` items of each slot (CPU drivers only)."""
+    return (np.empty((a0.shape[1], a0.shape[2], lanes), dtype), np.empty((a1.shape[1], a1.shape[2], lanes), dtype),
+            np.empty((a2.shape[1], a2.shape[2], lanes), dtype), np.empty((a3.shape[1], a3.shape[2], lanes), dtype),
+            np.empty((a4.shape[1], a4.shape[2], lanes), dtype), np.empty((a5.shape[1], a5.shape[2], lanes), dtype))
 
 
-_SIGNATURES = {np.dtype(dtype.name): void(int64, *(types.Array(dtype, 3, "A", readonly=True),) * 6,
-                                           dtype[:], int64[:])
-               for dtype in (float32, float64)}
+#: The (data, arithmetic) dtypes the drivers are compiled for, each on first use.
+_PRECISIONS = ((float64, float64), (float32, float32), (float32, float64))
+
+_SIGNATURES = {(np.dtype(dtype.name), np.dtype(work.name)):
+               void(int64, *(types.Array(dtype, 3, "A", readonly=True),) * 6, dtype[:], int64[:], work[:])
+               for dtype, work in _PRECISIONS}
 
 
 @batch(_SIGNATURES)
-def evaluate_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad):
+def evaluate_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad, work):
     """``out[b] = evaluate(mode, a0[b], …, a5[b])`` for every ``b``, in parallel chunks.
 
     The batch is split into ``len(first_bad)`` contiguous chunks, each computed
     :func:`lane_count` items at a time with scratch allocated once per chunk. An item whose
     result is not finite is stored as NaN, and ``first_bad[c]`` receives the first such
-    index of chunk ``c`` (``len(out)`` if none).
+    index of chunk ``c`` (``len(out)`` if none). The arithmetic is done in the dtype of
+    ``work``, an empty array.
     """
     count = out.shape[0]
     n = a0.shape[1]
@@ -472,13 +499,14 @@ def evaluate_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad):
     chunks = first_bad.shape[0]
     size = (count + chunks - 1) // chunks
     layout = slot_layout(mode)
-    lanes = lane_count(n, p)
+    dtype = work.dtype
+    lanes = lane_count(n, p, work.itemsize)
     for c in prange(chunks):
-        S0, S1, S2, S3, S4, S5 = lane_scratch(a0, a1, a2, a3, a4, a5, lanes)
-        ru1 = np.empty((n, lanes))
-        rv1 = np.empty((p, lanes))
-        ru2 = np.empty((n, lanes))
-        rv2 = np.empty((p, lanes))
+        S0, S1, S2, S3, S4, S5 = lane_scratch(a0, a1, a2, a3, a4, a5, lanes, dtype)
+        ru1 = np.empty((n, lanes), dtype)
+        rv1 = np.empty((p, lanes), dtype)
+        ru2 = np.empty((n, lanes), dtype)
+        rv2 = np.empty((p, lanes), dtype)
         v = np.empty((SCALARS, lanes))
         res = np.empty(lanes)
         bad = count
@@ -893,13 +921,14 @@ def store_wanted(g0, g1, g2, g3, g4, g5, W, G1, H1, G2, H2, wanted, start, res, 
         store(g5, start, H2, 1.0, res, m)
 
 
-_GRAD_SIGNATURES = {np.dtype(dtype.name): void(int64, *(types.Array(dtype, 3, "A", readonly=True),) * 6,
-                                                dtype[:], *(types.Array(dtype, 3, "C"),) * 6, int64, int64[:])
-                    for dtype in (float32, float64)}
+_GRAD_SIGNATURES = {(np.dtype(dtype.name), np.dtype(work.name)):
+                    void(int64, *(types.Array(dtype, 3, "A", readonly=True),) * 6, dtype[:],
+                         *(types.Array(dtype, 3, "C"),) * 6, int64, int64[:], work[:])
+                    for dtype, work in _PRECISIONS}
 
 
 @batch(_GRAD_SIGNATURES)
-def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, g5, wanted, first_bad):
+def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, g5, wanted, first_bad, work):
     """``out[b]`` and ``g0[b] … g5[b]`` = the KL of item ``b`` and its gradient with respect to
     ``a0[b] … a5[b]``, for every ``b``, in parallel chunks as :func:`evaluate_batch`.
 
@@ -913,20 +942,21 @@ def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, 
     chunks = first_bad.shape[0]
     size = (count + chunks - 1) // chunks
     layout = slot_layout(mode)
-    lanes = lane_count(n, p)
+    dtype = work.dtype
+    lanes = lane_count(n, p, work.itemsize)
     for c in prange(chunks):
-        S0, S1, S2, S3, S4, S5 = lane_scratch(a0, a1, a2, a3, a4, a5, lanes)
-        W = np.empty((n, p, lanes))
-        G1 = np.empty((a1.shape[1], a1.shape[2], lanes))
-        H1 = np.empty((a2.shape[1], a2.shape[2], lanes))
-        G2 = np.empty((a4.shape[1], a4.shape[2], lanes))
-        H2 = np.empty((a5.shape[1], a5.shape[2], lanes))
-        A = np.empty((n, n, lanes))
-        B = np.empty((p, p, lanes))
-        rp1 = np.empty((n, lanes))
-        rq1 = np.empty((p, lanes))
-        rp2 = np.empty((n, lanes))
-        rq2 = np.empty((p, lanes))
+        S0, S1, S2, S3, S4, S5 = lane_scratch(a0, a1, a2, a3, a4, a5, lanes, dtype)
+        W = np.empty((n, p, lanes), dtype)
+        G1 = np.empty((a1.shape[1], a1.shape[2], lanes), dtype)
+        H1 = np.empty((a2.shape[1], a2.shape[2], lanes), dtype)
+        G2 = np.empty((a4.shape[1], a4.shape[2], lanes), dtype)
+        H2 = np.empty((a5.shape[1], a5.shape[2], lanes), dtype)
+        A = np.empty((n, n, lanes), dtype)
+        B = np.empty((p, p, lanes), dtype)
+        rp1 = np.empty((n, lanes), dtype)
+        rq1 = np.empty((p, lanes), dtype)
+        rp2 = np.empty((n, lanes), dtype)
+        rq2 = np.empty((p, lanes), dtype)
         v = np.empty((SCALARS, lanes))
         res = np.empty(lanes)
         bad = count

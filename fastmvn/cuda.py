@@ -322,8 +322,8 @@ def _wait(host, stream):
 def _diagnose(args, slots, index, stream):
     """The CPU's exception for the item at ``index``, from a host copy of that item alone."""
     items = [_wait((slot[index] if index else slot).copy_to_host(stream=stream), stream) for slot in slots[:len(args)]]
-    # _api._diagnose reads each slot only at ``index``.
-    return _api._diagnose(args, [{index: item} for item in items], index)
+    # _api._diagnose reads each slot only at ``index``; the CUDA kernels compute in float64.
+    return _api._diagnose(args, [{index: item} for item in items], index, np.float64)
 
 
 def _kl(kind, values, out, errors, stream):
