@@ -143,9 +143,9 @@ def _diagnose(args, slots, index, work=None):
     for arg, item in zip(args, items):
         size = item.shape[0]
         if arg.kind == COV:
-            factor, logdet = item[:, :, None].astype(work), np.empty(1)
-            cholesky(factor, np.empty((size, 1), work), logdet, np.empty(1), 1, size)
-            if np.isnan(logdet[0]):
+            reciprocals = np.empty((size, 1), work)
+            cholesky(item[:, :, None].astype(work), reciprocals, 1, size)
+            if np.isnan(reciprocals).any():
                 return LinAlgError(f"{arg.name} is not positive definite (Cholesky failed){where}")
         elif arg.kind == CHOL and not (np.diagonal(item) > 0).all():
             return LinAlgError(f"{arg.name} is not a Cholesky factor: its diagonal must be positive{where}")

@@ -7,7 +7,7 @@ each of its arrays has a trailing lane axis (a factor is ``L[i, j, l]``, a per-i
 the latency of the square roots and divisions that one small Cholesky factor is made of;
 the CUDA kernel runs one item per thread (``m = 1``) through the same source.
 
-The inputs are first copied into float64 scratch (:func:`gather_slots`, only the lower
+The inputs are first copied into lane scratch (:func:`gather_slots`, only the lower
 triangle of a covariance or a Cholesky factor); the kernels then work in place on the
 copies, with preallocated scratch, no allocation and no exceptions. A failure (a matrix
 that is not positive definite, a non-positive variance) makes that lane's result NaN;
@@ -18,8 +18,11 @@ that names the argument and the batch index.
 The arithmetic is done in the dtype of the scratch, which the batch drivers take from an
 argument ``work``: float32 for float32 data of small matrices (half the bytes through the
 caches, twice the lanes per vector), float64 otherwise (see
-``fastmvn._api.working_dtype``). Sums over a matrix (traces, quadratic forms) and the
-log-determinants are accumulated in float64 either way.
+``fastmvn._api.working_dtype``). The CUDA kernels compute in float64. Sums over a matrix
+(traces, quadratic forms) and the products behind the log-determinants are accumulated in
+float64 either way. Logs are the one operation the CPU cannot vectorise (there is no vector
+math library), so a KL takes two: ``log(|U2|/|U1|)`` and ``log(|V2|/|V1|)``, each of one
+product of ratios of diagonal entries (:func:`log_diagonal`).
 
 The functions are compiled with :func:`fastmvn._jit.item`; their plain Python
 sources (``func.py_func``) are what other targets compile as well.
@@ -62,12 +65,13 @@ def lane_count(n, p, itemsize):
 
 
 #: Rows of the per-lane scalar scratch ``v`` (log-determinants, traces, …).
-SCALARS = 10
+SCALARS = 9
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
 # A running product of positive factors is kept within [2⁻⁵⁰⁰, 2⁵⁰⁰] by exact rescaling,
-# counted in steps of log 2⁵⁰⁰: one log per determinant instead of one per factor.
+# counted in steps of log 2⁵⁰⁰: one log per product instead of one per factor. A KL needs
+# the ratios |U2|/|U1| and |V2|/|V1| only, one product (and one log) each.
 _BIG = 2.0 ** 500
 _SMALL = 2.0 ** -500
 _LOG_BIG = 500.0 * math.log(2.0)
@@ -181,13 +185,12 @@ def log_of_fold(prod, count, scale, m):
 
 
 @item
-def cholesky(L, r, logdet, t, m, n):
-    """Lower Cholesky factor, in place, of the lower triangle that ``L`` holds; ``r = 1/diag(L)``,
-    ``logdet = log|a|`` (NaN where ``a`` is not positive definite); ``t`` is scratch."""
+def cholesky(L, r, m, n):
+    """Lower Cholesky factor, in place, of the lower triangle that ``L`` holds, and
+    ``r = 1/diag(L)``; NaN on the diagonal and in ``r`` from the first pivot that is not
+    positive, where ``a`` is not positive definite."""
     one = like(1.0, L)
     nan = like(math.nan, L)
-    fill(t, 1.0, m)
-    fill(logdet, 0.0, m)
     for j in range(n):
         for k in range(j):
             for l in range(m):
@@ -198,31 +201,41 @@ def cholesky(L, r, logdet, t, m, n):
             d = math.sqrt(s)
             L[j, j, l] = d
             r[j, l] = one / d
-            fold(t, logdet, l, s)
         for i in range(j + 1, n):
             for k in range(j):
                 for l in range(m):
                     L[i, j, l] -= L[i, k, l] * L[j, k, l]
             for l in range(m):
                 L[i, j, l] *= r[j, l]
-    log_of_fold(t, logdet, 1.0, m)
 
 
 @item
-def factor_logdet(L, r, logdet, t, m, n):
-    """``logdet = log|L Lᵀ|`` and ``r = 1/diag(L)`` for a lower-triangular factor ``L``
-    (NaN where a diagonal entry is not positive); ``t`` is scratch."""
+def reciprocal_diagonal(L, r, m, n):
+    """``r = 1/diag(L)`` for a lower-triangular factor ``L``, NaN where a diagonal entry is
+    not positive."""
     one = like(1.0, L)
     nan = like(math.nan, L)
-    fill(t, 1.0, m)
-    fill(logdet, 0.0, m)
     for j in range(n):
         for l in range(m):
             d = L[j, j, l]
-            d = d if d > 0.0 else nan
-            r[j, l] = one / d
-            fold(t, logdet, l, d)
-    log_of_fold(t, logdet, 2.0, m)
+            r[j, l] = one / (d if d > 0.0 else nan)
+
+
+@item
+def log_diagonal(r, L, scale, acc, t, m, n):
+    """``acc = scale · log Π_i r[i]·L[i, i]`` (``Π_i r[i]`` if ``L`` is None), one log per
+    lane; ``t`` is scratch.
+
+    With ``r = 1/diag(L_a)`` and ``L = L_b``, ``2·log Π`` is ``log|L_b L_bᵀ| − log|L_a L_aᵀ|``
+    from one product of ratios, accurate where the two determinants are close; with ``L``
+    None and ``scale = −2``, ``log|L_a L_aᵀ|``. NaN in ``r`` (a failed factor) gives NaN.
+    """
+    fill(t, 1.0, m)
+    fill(acc, 0.0, m)
+    for i in range(n):
+        for l in range(m):
+            fold(t, acc, l, r[i, l] if L is None else r[i, l] * L[i, i, l])
+    log_of_fold(t, acc, scale, m)
 
 
 @item
@@ -315,11 +328,10 @@ def whitened_norm2(Y, L, rl, K, rk, acc, m, n, p):
 
 
 @item
-def kl_value(res, trace_u, trace_v, quad, logdet_u1, logdet_v1, logdet_u2, logdet_v2, m, n, p):
-    """``res = ½(t_u t_v + quad − np + p(log|U2| − log|U1|) + n(log|V2| − log|V1|))``."""
+def kl_value(res, trace_u, trace_v, quad, log_ratio_u, log_ratio_v, m, n, p):
+    """``res = ½(t_u t_v + quad − np + p·log(|U2|/|U1|) + n·log(|V2|/|V1|))``."""
     for l in range(m):
-        res[l] = 0.5 * (trace_u[l] * trace_v[l] + quad[l] - n * p
-                        + p * (logdet_u2[l] - logdet_u1[l]) + n * (logdet_v2[l] - logdet_v1[l]))
+        res[l] = 0.5 * (trace_u[l] * trace_v[l] + quad[l] - n * p + p * log_ratio_u[l] + n * log_ratio_v[l])
 
 
 @item
@@ -351,18 +363,18 @@ def diagonal_terms(var1, var2, r2, trace, logratio, t, m, n):
 
 
 @item
-def diagonal_sum_logdet(var, trace, logdet, t, m, n):
-    """``trace = Σ var`` and ``logdet = log Π var``; NaN where a variance is not positive."""
+def diagonal_sum_log(var, trace, acc, t, scale, m, n):
+    """``trace = Σ var`` and ``acc = scale · log Π var``; NaN where a variance is not positive."""
     fill(t, 1.0, m)
     fill(trace, 0.0, m)
-    fill(logdet, 0.0, m)
+    fill(acc, 0.0, m)
     for i in range(n):
         for l in range(m):
             x = var[i, 0, l]
             x = x if x > 0.0 else like(math.nan, var)
             trace[l] += x
-            fold(t, logdet, l, x)
-    log_of_fold(t, logdet, 1.0, m)
+            fold(t, acc, l, x)
+    log_of_fold(t, acc, scale, m)
 
 
 @item
@@ -382,28 +394,44 @@ def scaled_quad(W, Y, ru, rv, quad, m, n, p):
 def both_factors(S1, S2, S4, S5, ru1, rv1, ru2, rv2, v, factor, m, n, p):
     """The row and column factors of both distributions: Cholesky factors of the covariances
     ``S1, S2, S4, S5`` in place if ``factor`` (else they are factors already), their reciprocal
-    diagonals ``ru1 … rv2`` and their log-determinants in ``v[0:4]``."""
+    diagonals ``ru1 … rv2``, and ``v[0] = log(|U2|/|U1|)``, ``v[1] = log(|V2|/|V1|)``."""
     if factor:
-        cholesky(S1, ru1, v[0], v[7], m, n)
-        cholesky(S2, rv1, v[1], v[7], m, p)
-        cholesky(S4, ru2, v[2], v[7], m, n)
-        cholesky(S5, rv2, v[3], v[7], m, p)
+        cholesky(S1, ru1, m, n)
+        cholesky(S2, rv1, m, p)
+        cholesky(S4, ru2, m, n)
+        cholesky(S5, rv2, m, p)
     else:
-        factor_logdet(S1, ru1, v[0], v[7], m, n)
-        factor_logdet(S2, rv1, v[1], v[7], m, p)
-        factor_logdet(S4, ru2, v[2], v[7], m, n)
-        factor_logdet(S5, rv2, v[3], v[7], m, p)
+        reciprocal_diagonal(S1, ru1, m, n)
+        reciprocal_diagonal(S2, rv1, m, p)
+        reciprocal_diagonal(S4, ru2, m, n)
+        reciprocal_diagonal(S5, rv2, m, p)
+    log_diagonal(ru1, S4, 2.0, v[0], v[7], m, n)
+    log_diagonal(rv1, S5, 2.0, v[1], v[7], m, p)
+
+
+@item
+def own_factors(S1, S2, ru1, rv1, v, factor, m, n, p):
+    """:func:`both_factors` for one distribution against MN(0, I, I): ``v[0] = −log|U1|``,
+    ``v[1] = −log|V1|``."""
+    if factor:
+        cholesky(S1, ru1, m, n)
+        cholesky(S2, rv1, m, p)
+    else:
+        reciprocal_diagonal(S1, ru1, m, n)
+        reciprocal_diagonal(S2, rv1, m, p)
+    log_diagonal(ru1, None, 2.0, v[0], v[7], m, n)
+    log_diagonal(rv1, None, 2.0, v[1], v[7], m, p)
 
 
 @item
 def kl_factored(S1, S2, S3, S4, ru2, S5, rv2, v, res, m, n, p):
     """KL between two matrix normals given by the Cholesky factors ``S1, S2, S4, S5`` (with
     ``ru2, rv2`` the reciprocal diagonals of the second pair) and the difference of the
-    means ``S3``, with ``v[0:4]`` their log-determinants; overwrites ``S1``, ``S2``, ``S3``."""
+    means ``S3``, with ``v[0:2]`` from :func:`both_factors`; overwrites ``S1``, ``S2``, ``S3``."""
     trace_tri(S4, ru2, S1, v[4], m, n)
     trace_tri(S5, rv2, S2, v[5], m, p)
     whitened_norm2(S3, S4, ru2, S5, rv2, v[6], m, n, p)
-    kl_value(res, v[4], v[5], v[6], v[0], v[1], v[2], v[3], m, n, p)
+    kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
 
 
 @item(inline=True)
@@ -413,8 +441,6 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
     scratch. See :mod:`fastmvn._modes` for what each slot holds, and :func:`slot_layout` for
     the differences gathered in their place (``S3 = M2 − M1`` for a KL, ``S0 = X − M`` for a
     density)."""
-    zero = v[9]
-    fill(zero, 0.0, m)
     if mode == KL_COV:
         both_factors(S1, S2, S4, S5, ru1, rv1, ru2, rv2, v, True, m, n, p)
         kl_factored(S1, S2, S3, S4, ru2, S5, rv2, v, res, m, n, p)
@@ -425,44 +451,45 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
         diagonal_terms(S1, S4, ru2, v[4], v[2], v[7], m, n)
         diagonal_terms(S2, S5, rv2, v[5], v[3], v[7], m, p)
         scaled_quad(S3, S3, ru2, rv2, v[6], m, n, p)
-        kl_value(res, v[4], v[5], v[6], zero, zero, v[2], v[3], m, n, p)
+        kl_value(res, v[4], v[5], v[6], v[2], v[3], m, n, p)
     elif mode == KL_STD_COV:
         diagonal_sum(S1, v[4], m, n)
         diagonal_sum(S2, v[5], m, p)
-        cholesky(S1, ru1, v[0], v[7], m, n)
-        cholesky(S2, rv1, v[1], v[7], m, p)
+        own_factors(S1, S2, ru1, rv1, v, True, m, n, p)
         squared_norm(S0, v[6], m, n, p)
-        kl_value(res, v[4], v[5], v[6], v[0], v[1], zero, zero, m, n, p)
+        kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
     elif mode == KL_STD_CHOL:
-        factor_logdet(S1, ru1, v[0], v[7], m, n)
-        factor_logdet(S2, rv1, v[1], v[7], m, p)
+        own_factors(S1, S2, ru1, rv1, v, False, m, n, p)
         lower_norm2(S1, v[4], m, n)
         lower_norm2(S2, v[5], m, p)
         squared_norm(S0, v[6], m, n, p)
-        kl_value(res, v[4], v[5], v[6], v[0], v[1], zero, zero, m, n, p)
+        kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
     elif mode == KL_STD_DIAG:
-        diagonal_sum_logdet(S1, v[4], v[0], v[7], m, n)
-        diagonal_sum_logdet(S2, v[5], v[1], v[7], m, p)
+        diagonal_sum_log(S1, v[4], v[0], v[7], -1.0, m, n)
+        diagonal_sum_log(S2, v[5], v[1], v[7], -1.0, m, p)
         squared_norm(S0, v[6], m, n, p)
-        kl_value(res, v[4], v[5], v[6], v[0], v[1], zero, zero, m, n, p)
+        kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
     elif mode == LOGDET:
-        cholesky(S0, ru1, res, v[7], m, n)
+        cholesky(S0, ru1, m, n)
+        log_diagonal(ru1, None, -2.0, res, v[7], m, n)
     elif mode == TRACE_SOLVE:
         # tr(a⁻¹ b) = tr(L⁻ᵀ L⁻¹ b); a failed factor leaves NaN in ru1 and so in the result.
-        cholesky(S0, ru1, v[0], v[7], m, n)
+        cholesky(S0, ru1, m, n)
         solve_rows(S0, ru1, S1, m, n, n, False)
         solve_rows(S0, ru1, S1, m, n, n, True)
         diagonal_sum(S1, res, m, n)
     else:  # LOGPDF, LOGPDF_CHOL, MAHALANOBIS, MAHALANOBIS_CHOL
         if mode == LOGPDF_CHOL or mode == MAHALANOBIS_CHOL:
-            factor_logdet(S2, ru2, v[2], v[7], m, n)
-            factor_logdet(S3, rv2, v[3], v[7], m, p)
+            reciprocal_diagonal(S2, ru2, m, n)
+            reciprocal_diagonal(S3, rv2, m, p)
         else:
-            cholesky(S2, ru2, v[2], v[7], m, n)
-            cholesky(S3, rv2, v[3], v[7], m, p)
+            cholesky(S2, ru2, m, n)
+            cholesky(S3, rv2, m, p)
         if mode == MAHALANOBIS or mode == MAHALANOBIS_CHOL:
             whitened_norm2(S0, S2, ru2, S3, rv2, res, m, n, p)
         else:
+            log_diagonal(ru2, None, -2.0, v[2], v[7], m, n)
+            log_diagonal(rv2, None, -2.0, v[3], v[7], m, p)
             whitened_norm2(S0, S2, ru2, S3, rv2, v[6], m, n, p)
             logpdf_value(res, v[6], v[2], v[3], m, n, p)
 
@@ -769,7 +796,7 @@ def kl_chol_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, rp1, rq1, rp2, rq2, 
     scale_minus_diagonal(G1, v[5], p, rp1, m, n)
     scale_minus_diagonal(H1, v[4], n, rq1, m, p)
     unwhiten(W, S4, rp2, S5, rq2, m, n, p)
-    kl_value(res, v[4], v[5], v[6], v[0], v[1], v[2], v[3], m, n, p)
+    kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
 
 
 @item(inline=True)
@@ -797,7 +824,7 @@ def kl_cov_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B, rp1, rq1, rp2, 
     inverse_gram(G1, S4, 0.5, v[5], True, m, n)
     inverse_gram(H1, S2, -0.5 * n, v[8], False, m, p)
     inverse_gram(H1, S5, 0.5, v[4], True, m, p)
-    kl_value(res, v[4], v[5], v[6], v[0], v[1], v[2], v[3], m, n, p)
+    kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
 
 
 @item(inline=True)
@@ -812,15 +839,14 @@ def kl_diag_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, ra, rb, v, res, m, n
     row_col_sums(G2, H2, W, S3, m, n, p)
     diagonal_grad(G1, G2, S1, ra, v[5], p, m, n)
     diagonal_grad(H1, H2, S2, rb, v[4], n, m, p)
-    kl_value(res, v[4], v[5], v[6], v[9], v[9], v[2], v[3], m, n, p)
+    kl_value(res, v[4], v[5], v[6], v[2], v[3], m, n, p)
 
 
 @item(inline=True)
 def kl_std_chol_grad(S0, S1, S2, W, G1, H1, rp1, rq1, v, res, m, n, p):
     """KL from Cholesky factors to MN(0, I, I) and its gradient: :func:`kl_chol_grad` with
     ``P2 = I``, ``Q2 = I``, ``m2 = 0``: ``G1 = t_v tril(P1) − p·diag(1/P1)``, ``W = −m1``."""
-    factor_logdet(S1, rp1, v[0], v[7], m, n)
-    factor_logdet(S2, rq1, v[1], v[7], m, p)
+    own_factors(S1, S2, rp1, rq1, v, False, m, n, p)
     copy(S1, G1, m, n, n, True)
     copy(S2, H1, m, p, p, True)
     lower_norm2(S1, v[4], m, n)
@@ -828,7 +854,7 @@ def kl_std_chol_grad(S0, S1, S2, W, G1, H1, rp1, rq1, v, res, m, n, p):
     negated(W, S0, v[6], m, n, p)
     scale_minus_diagonal(G1, v[5], p, rp1, m, n)
     scale_minus_diagonal(H1, v[4], n, rq1, m, p)
-    kl_value(res, v[4], v[5], v[6], v[0], v[1], v[9], v[9], m, n, p)
+    kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
 
 
 @item(inline=True)
@@ -837,8 +863,7 @@ def kl_std_cov_grad(S0, S1, S2, W, G1, H1, rp1, rq1, v, res, m, n, p):
     ``H1 = ½(tr(U1) I − n V1⁻¹)``, ``W = −m1``."""
     diagonal_sum(S1, v[4], m, n)
     diagonal_sum(S2, v[5], m, p)
-    cholesky(S1, rp1, v[0], v[7], m, n)
-    cholesky(S2, rq1, v[1], v[7], m, p)
+    own_factors(S1, S2, rp1, rq1, v, True, m, n, p)
     negated(W, S0, v[6], m, n, p)
     invert_lower(S1, rp1, m, n)
     invert_lower(S2, rq1, m, p)
@@ -846,19 +871,19 @@ def kl_std_cov_grad(S0, S1, S2, W, G1, H1, rp1, rq1, v, res, m, n, p):
     add_diagonal(G1, 0.5, v[5], m, n)
     inverse_gram(H1, S2, -0.5 * n, v[8], False, m, p)
     add_diagonal(H1, 0.5, v[4], m, p)
-    kl_value(res, v[4], v[5], v[6], v[0], v[1], v[9], v[9], m, n, p)
+    kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
 
 
 @item(inline=True)
 def kl_std_diag_grad(S0, S1, S2, W, G1, H1, v, res, m, n, p):
     """KL for diagonal covariances to MN(0, I, I) and its gradient: ``G1 = ½(Σb1 − p/a1)``,
     ``H1 = ½(Σa1 − n/b1)``, ``W = −m1``."""
-    diagonal_sum_logdet(S1, v[4], v[0], v[7], m, n)
-    diagonal_sum_logdet(S2, v[5], v[1], v[7], m, p)
+    diagonal_sum_log(S1, v[4], v[0], v[7], -1.0, m, n)
+    diagonal_sum_log(S2, v[5], v[1], v[7], -1.0, m, p)
     negated(W, S0, v[6], m, n, p)
     standard_diagonal_grad(G1, S1, v[5], p, m, n)
     standard_diagonal_grad(H1, S2, v[4], n, m, p)
-    kl_value(res, v[4], v[5], v[6], v[0], v[1], v[9], v[9], m, n, p)
+    kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
 
 
 @item(inline=True)
@@ -867,7 +892,6 @@ def value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B, rp1, r
     slots ``S0..S5`` (overwritten), and its gradient, ``W = ∂/∂a3 = −∂/∂a0`` and
     ``G1, H1, G2, H2 = ∂/∂a1, ∂/∂a2, ∂/∂a4, ∂/∂a5``."""
     fill(v[8], 1.0, m)
-    fill(v[9], 0.0, m)
     if mode == KL_CHOL:
         kl_chol_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, rp1, rq1, rp2, rq2, v, res, m, n, p)
     elif mode == KL_COV:
