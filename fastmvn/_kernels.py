@@ -235,7 +235,8 @@ def log_diagonal(r, L, scale, acc, t, m, n):
     fill(acc, 0.0, m)
     for i in range(n):
         for l in range(m):
-            fold(t, acc, l, r[i, l] if L is None else r[i, l] * L[i, i, l])
+            x = r[i, l] if L is None else r[i, l] * L[i, i, l]
+            fold(t, acc, l, x if x > 0.0 else math.nan)  # a negative L[i, i]: NaN, not a log's error
     log_of_fold(t, acc, scale, m)
 
 
