@@ -247,7 +247,8 @@ def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, out=N
     -------
     kl : (...) ndarray or scalar
         The divergences over the broadcast batch shape of all arguments' leading axes:
-        float32 when every input is float32, float64 otherwise.
+        float32 when every input is float32, float64 otherwise. float32 data of matrices up
+        to 16×16 is computed in float32 arithmetic, larger ones in float64.
 
     Raises
     ------
