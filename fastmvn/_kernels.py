@@ -223,19 +223,20 @@ def reciprocal_diagonal(L, r, m, n):
 
 
 @item
-def log_diagonal(r, L, scale, acc, t, m, n):
-    """``acc = scale · log Π_i r[i]·L[i, i]`` (``Π_i r[i]`` if ``L`` is None), one log per
+def log_diagonal(L, r, scale, acc, t, m, n):
+    """``acc = scale · log Π_i L[i, i]·r[i]`` (``Π_i L[i, i]`` if ``r`` is None), one log per
     lane; ``t`` is scratch.
 
-    With ``r = 1/diag(L_a)`` and ``L = L_b``, ``2·log Π`` is ``log|L_b L_bᵀ| − log|L_a L_aᵀ|``
-    from one product of ratios, accurate where the two determinants are close; with ``L``
-    None and ``scale = −2``, ``log|L_a L_aᵀ|``. NaN in ``r`` (a failed factor) gives NaN.
+    With ``scale = 2``, ``log|L Lᵀ|``; with ``r = 1/diag(L_a)`` as well,
+    ``log|L Lᵀ| − log|L_a L_aᵀ|`` from one product of ratios, accurate where the two
+    determinants are close. A diagonal entry that is not positive, or NaN in ``r`` (a failed
+    factor), gives NaN.
     """
     fill(t, 1.0, m)
     fill(acc, 0.0, m)
     for i in range(n):
         for l in range(m):
-            x = r[i, l] if L is None else r[i, l] * L[i, i, l]
+            x = L[i, i, l] if r is None else L[i, i, l] * r[i, l]
             fold(t, acc, l, x if x > 0.0 else math.nan)  # a negative L[i, i]: NaN, not a log's error
     log_of_fold(t, acc, scale, m)
 
@@ -407,8 +408,8 @@ def both_factors(S1, S2, S4, S5, ru1, rv1, ru2, rv2, v, factor, m, n, p):
         reciprocal_diagonal(S2, rv1, m, p)
         reciprocal_diagonal(S4, ru2, m, n)
         reciprocal_diagonal(S5, rv2, m, p)
-    log_diagonal(ru1, S4, 2.0, v[0], v[7], m, n)
-    log_diagonal(rv1, S5, 2.0, v[1], v[7], m, p)
+    log_diagonal(S4, ru1, 2.0, v[0], v[7], m, n)
+    log_diagonal(S5, rv1, 2.0, v[1], v[7], m, p)
 
 
 @item
@@ -421,8 +422,8 @@ def own_factors(S1, S2, ru1, rv1, v, factor, m, n, p):
     else:
         reciprocal_diagonal(S1, ru1, m, n)
         reciprocal_diagonal(S2, rv1, m, p)
-    log_diagonal(ru1, None, 2.0, v[0], v[7], m, n)
-    log_diagonal(rv1, None, 2.0, v[1], v[7], m, p)
+    log_diagonal(S1, None, -2.0, v[0], v[7], m, n)
+    log_diagonal(S2, None, -2.0, v[1], v[7], m, p)
 
 
 @item
@@ -473,7 +474,7 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
         kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
     elif mode == LOGDET:
         cholesky(S0, ru1, m, n)
-        log_diagonal(ru1, None, -2.0, res, v[7], m, n)
+        log_diagonal(S0, None, 2.0, res, v[7], m, n)
     elif mode == TRACE_SOLVE:
         # tr(a⁻¹ b) = tr(L⁻ᵀ L⁻¹ b); a failed factor leaves NaN in ru1 and so in the result.
         cholesky(S0, ru1, m, n)
@@ -490,8 +491,8 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
         if mode == MAHALANOBIS or mode == MAHALANOBIS_CHOL:
             whitened_norm2(S0, S2, ru2, S3, rv2, res, m, n, p)
         else:
-            log_diagonal(ru2, None, -2.0, v[2], v[7], m, n)
-            log_diagonal(rv2, None, -2.0, v[3], v[7], m, p)
+            log_diagonal(S2, None, 2.0, v[2], v[7], m, n)
+            log_diagonal(S3, None, 2.0, v[3], v[7], m, p)
             whitened_norm2(S0, S2, ru2, S3, rv2, v[6], m, n, p)
             logpdf_value(res, v[6], v[2], v[3], m, n, p)
 
