@@ -86,6 +86,14 @@ def working_dtype(slots):
     return np.dtype(np.float32 if slots[0].dtype == np.float32 and small else np.float64)
 
 
+def _driver_arguments(flat, count, dtype):
+    """What a batch driver takes besides the slots ``flat`` and the results: ``(1, 1, 1)``
+    padding for the slots a mode does not use, ``first_bad`` (one entry per chunk) and
+    ``work``, an empty array of the :func:`working_dtype`."""
+    padding = [np.broadcast_to(np.zeros((1, 1, 1), dtype), (count, 1, 1))] * (6 - len(flat))
+    return padding, np.empty(-(-count // CHUNK), np.int64), np.empty(0, working_dtype(flat))
+
+
 def _evaluate(mode, slots, out):
     """Run the batch driver over ``slots`` into ``out``; return the flat index of the
     first item whose result is not finite, or None.
@@ -108,9 +116,7 @@ def _evaluate(mode, slots, out):
             if bad is not None and first is None:
                 first = i * step + bad
         return first
-    first_bad = np.empty(-(-count // CHUNK), np.int64)
-    padding = [np.broadcast_to(np.zeros((1, 1, 1), out.dtype), (count, 1, 1))] * (6 - len(flat))
-    work = np.empty(0, working_dtype(flat))
+    padding, first_bad, work = _driver_arguments(flat, count, out.dtype)
     with launching():
         _kernels().evaluate_batch(mode, *flat, *padding, flat_out, first_bad, work)
     bad = int(first_bad.min())
@@ -640,10 +646,8 @@ def _evaluate_grad(mode, slots, out, grads, wanted):
                 first = i * step + bad
         return first
     flat_grads = [g.reshape((count,) + g.shape[-2:]) if w else g for g, w in zip(grads, wanted)]
-    first_bad = np.empty(-(-count // CHUNK), np.int64)
-    padding = [np.broadcast_to(np.zeros((1, 1, 1), out.dtype), (count, 1, 1))] * (6 - len(flat))
+    padding, first_bad, work = _driver_arguments(flat, count, out.dtype)
     mask = sum(1 << k for k, w in enumerate(wanted) if w)
-    work = np.empty(0, working_dtype(flat))
     with launching():
         _kernels().value_and_grad_batch(mode, *flat, *padding, out.reshape(count), *flat_grads, mask, first_bad,
                                         work)

@@ -35,9 +35,9 @@ def item(func=None, *, inline=False):
 
 
 class _Batch:
-    """A multi-threaded CPU batch driver with one explicit signature per pair of dtypes, each compiled
-    (or loaded from the on-disk cache) on the first call with that pair, so that a process
-    loads only the drivers it runs."""
+    """A multi-threaded CPU batch driver with one explicit signature per pair of dtypes (the
+    data's and the arithmetic's), each compiled (or loaded from the on-disk cache) on the first
+    call with that pair, so that a process loads only the drivers it runs."""
 
     def __init__(self, func, signatures):
         self.py_func = func
