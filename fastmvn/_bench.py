@@ -186,8 +186,10 @@ def compare_logpdf(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, refere
 def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
     """Per-item seconds of the KL's value alone and of its value and gradient together, on the
     same ``batch`` pairs: ``kl_chol`` and ``kl_chol_value_and_grad`` from Cholesky factors,
-    ``kl`` and ``kl_value_and_grad`` from covariances, and PyTorch autograd (forward and
-    backward of ``sum(kl)``, CPU) through :func:`torch_kl_chol_tensors` from the factors
+    ``kl`` and ``kl_value_and_grad`` from covariances (each value and gradient also into the
+    arrays of its previous result, ``"…_out"``, as a training loop can pass them), and
+    PyTorch autograd (forward and backward of ``sum(kl)``, CPU) through
+    :func:`torch_kl_chol_tensors` from the factors
     (``"torch_chol"``) and through ``torch.linalg.cholesky`` and it from the covariances
     (``"torch_cov"``; both None without torch).
 
@@ -199,11 +201,14 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
     args = random_pair(batch, n, p, dtype)
     chol = tuple(a if i % 3 == 0 else np.linalg.cholesky(a) for i, a in enumerate(args))  # means stay
     out = np.empty(batch, dtype)
+    reused_chol, reused = _api.kl_chol_value_and_grad(*chol), _api.kl_value_and_grad(*args)
     runs = {
         "kl_chol": lambda: _api.kl_chol(*chol, out=out),
         "kl_chol_value_and_grad": lambda: _api.kl_chol_value_and_grad(*chol),
+        "kl_chol_value_and_grad_out": lambda: _api.kl_chol_value_and_grad(*chol, out=reused_chol),
         "kl": lambda: _api.kl(*args, out=out),
         "kl_value_and_grad": lambda: _api.kl_value_and_grad(*args),
+        "kl_value_and_grad_out": lambda: _api.kl_value_and_grad(*args, out=reused),
     }
     try:
         import torch

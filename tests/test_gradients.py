@@ -194,6 +194,52 @@ def test_unbatched_and_empty(rng):
     assert grads[1].shape == (2, 2) and (grads[1] == 0).all() and (grads[4] == 0).all()
 
 
+@pytest.mark.parametrize("func, make", [(fm.kl_value_and_grad, pair), (fm.kl_chol_value_and_grad,
+                                        lambda rng, b, n, p: factors(pair(rng, b, n, p))),
+                                        (fm.kl_diag_value_and_grad, variances)])
+def test_out_receives_value_and_gradients(rng, func, make):
+    args = make(rng, (7,), 3, 2)
+    args[4] = args[4][0]                         # a shared prior: its gradient is a sum
+    expected_value, expected = func(*args)
+    out = (np.full(7, np.nan), [np.full(np.shape(a), np.nan) for a in args])
+    shape = np.shape(args[2])
+    out[1][2] = np.full(shape[:-1] + (2 * shape[-1],), np.nan)[..., ::2]   # strided: written through a copy
+    out[1][5] = None                             # allocated
+    value, grads = func(*args, out=out)
+    assert value is out[0] and all(g is o for g, o in zip(grads[:5], out[1][:5]))
+    np.testing.assert_array_equal(value, expected_value)
+    for k in range(6):
+        np.testing.assert_array_equal(grads[k], expected[k])
+    again = func(*[a * 1.1 for a in args], out=(value, grads))     # a previous result as out
+    fresh = func(*[a * 1.1 for a in args])
+    assert again[0] is value and again[1][5] is grads[5]
+    for k in range(6):
+        np.testing.assert_array_equal(again[1][k], fresh[1][k])
+
+
+def test_out_checks_and_overlap(rng):
+    args = pair(rng, (4,), 2, 2)
+    value, grads = fm.kl_value_and_grad(*args)
+    with pytest.raises(ValueError, match=r"out must be a pair \(kl, grads\)"):
+        fm.kl_value_and_grad(*args, out=value)
+    with pytest.raises(ValueError, match="six gradients"):
+        fm.kl_value_and_grad(*args, out=(value, grads[:3]))
+    with pytest.raises(ValueError, match=r"out\[1\]\[4\] \(the gradient of rowcov2\) must be an array of shape "
+                                         r"\(4, 2, 2\); got \(2, 2\)"):
+        fm.kl_value_and_grad(*args, out=(value, grads[:4] + (grads[4][0],) + grads[5:]))
+    with pytest.raises(TypeError, match=r"out\[0\] \(the KL\) has dtype float32"):
+        fm.kl_value_and_grad(*args, out=(value.astype(np.float32), grads))
+    with pytest.raises(ValueError, match=r"out\[1\]\[3\] must be None"):
+        fm.kl_value_and_grad(*args[:3], out=(value, grads))
+    # a gradient written over one of the inputs: the inputs are read before it is written
+    expected = fm.kl_value_and_grad(*args)
+    mean1 = args[0].copy()
+    value, grads = fm.kl_value_and_grad(mean1, *args[1:], out=(None, (mean1,) + (None,) * 5))
+    assert grads[0] is mean1
+    np.testing.assert_array_equal(value, expected[0])
+    np.testing.assert_array_equal(mean1, expected[1][0])
+
+
 def test_only_lower_triangles_are_read(rng):
     args = pair(rng, (3,), 3, 3)
     value, grads = fm.kl_value_and_grad(*args)
