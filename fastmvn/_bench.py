@@ -65,15 +65,23 @@ def _diagonal(a):
     return np.diagonal(a, axis1=-2, axis2=-1).copy()
 
 
+def median_times(runs, repeat=5):
+    """Median wall time of each callable of ``runs`` (a dict) over ``repeat`` rounds, after one
+    warm-up round. Each round runs every callable once, in turn, so that load from elsewhere
+    on a shared machine, which drifts over seconds, slows them alike and their ratios hold."""
+    times = {name: [] for name in runs}
+    for round_ in range(repeat + 1):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in times.items()}
+
+
 def median_time(func, repeat=5):
     """Median wall time of ``func()`` over ``repeat`` runs, after one warm-up run."""
-    func()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return median_times({"func": func}, repeat)["func"]
 
 
 def read_pass(arrays):
@@ -131,7 +139,8 @@ def compare(n, p, batch, dtype=np.float64, repeat=5, reference_batch=100_000, ca
     ``case`` is one of :data:`CASES` (``"kl_standard"`` is ``kl`` against ``MN(0, I, I)``);
     PyTorch runs the same algorithm for ``"kl"`` only. The reference and PyTorch run on at
     most ``reference_batch`` items (they are slow); every figure is per item, so the ratios
-    compare like with like.
+    compare like with like. fastmvn and the read pass are timed in alternation
+    (:func:`median_times`), so that their ratio holds on a loaded machine.
     """
     import fastmvn
 
@@ -140,11 +149,9 @@ def compare(n, p, batch, dtype=np.float64, repeat=5, reference_batch=100_000, ca
     func, baseline = getattr(fastmvn, name), getattr(reference, name)
     small = tuple(a[:reference_batch] for a in args)
     out = np.empty(batch, dtype)
-    figures = {
-        "fastmvn": median_time(lambda: func(*args, out=out), repeat) / batch,
-        "read": median_time(lambda: read_pass(args), repeat) / batch,
-        "reference": median_time(lambda: baseline(*small), max(1, repeat // 2)) / len(small[0]),
-    }
+    runs = {"fastmvn": lambda: func(*args, out=out), "read": lambda: read_pass(args)}
+    figures = {key: t / batch for key, t in median_times(runs, repeat).items()}
+    figures["reference"] = median_time(lambda: baseline(*small), max(1, repeat // 2)) / len(small[0])
     run = torch_kl(small) if case == "kl" else None
     figures["torch"] = None if run is None else median_time(run, max(1, repeat // 2)) / len(small[0])
     return figures
@@ -175,12 +182,12 @@ def compare_logpdf(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, refere
         return [matrix_normal.logpdf(*item) for item in zip(*few)]
 
     slow = max(1, repeat // 2)
-    return {
-        "fastmvn": median_time(lambda: _api.logpdf(x, mean, rowcov, colcov, out=out), repeat) / batch,
-        "distribution": median_time(lambda: distribution.logpdf(x, out=out), repeat) / batch,
-        "reference": median_time(lambda: reference.logpdf(*small), slow) / len(small[0]),
-        "scipy": median_time(scipy_loop, slow) / len(few[0]),
-    }
+    figures = {name: t / batch for name, t in median_times({
+        "fastmvn": lambda: _api.logpdf(x, mean, rowcov, colcov, out=out),
+        "distribution": lambda: distribution.logpdf(x, out=out)}, repeat).items()}
+    figures["reference"] = median_time(lambda: reference.logpdf(*small), slow) / len(small[0])
+    figures["scipy"] = median_time(scipy_loop, slow) / len(few[0])
+    return figures
 
 
 def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
@@ -231,14 +238,7 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
         torch_runs = {"torch_chol": autograd(chol, cov=False), "torch_cov": autograd(args, cov=True)}
     figures = {"torch_chol": None, "torch_cov": None}
     for group in (runs, torch_runs) if torch is not None else (runs,):
-        times = {name: [] for name in group}
-        for round_ in range(repeat + 1):
-            for name, run in group.items():
-                start = time.perf_counter()
-                run()
-                if round_:
-                    times[name].append(time.perf_counter() - start)
-        figures.update({name: float(np.median(values)) / batch for name, values in times.items()})
+        figures.update({name: t / batch for name, t in median_times(group, repeat).items()})
     return figures
 
 
@@ -261,14 +261,7 @@ def compare_kl_gaussian(n=4, p=4, batch=100_000, dtype=np.float64, repeat=5):
         "distribution": lambda: first.kl(second),
         "reference": lambda: reference.kl_gaussian(mean1, cov1, mean2, cov2),
     }
-    times = {name: [] for name in runs}
-    for round_ in range(repeat + 1):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            if round_:
-                times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(values)) / batch for name, values in times.items()}
+    return {name: t / batch for name, t in median_times(runs, repeat).items()}
 
 
 def random_batch(batch, n, p, dtype=np.float64, seed=0, piece=500_000):
@@ -300,15 +293,7 @@ def compare_dask(batch=4_000_000, n=4, p=4, dtype=np.float32, shared_prior=True,
         args = args[:3] + tuple(a[0] for a in args[3:])
     out = np.empty(batch, dtype)
     runs = {"fastmvn": lambda: _api.kl(*args, out=out), "dask": lambda: fmd.kl(*args).compute()}
-    times = {name: [] for name in runs}
-    for run in runs.values():
-        run()
-    for _ in range(repeat):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    figures = {name: float(np.median(values)) / batch for name, values in times.items()}
+    figures = {name: t / batch for name, t in median_times(runs, repeat).items()}
     figures["ratio"] = figures["fastmvn"] / figures["dask"]
     figures["blocks"] = fmd.kl(*args).numblocks[0]
     return figures

@@ -88,9 +88,9 @@ def batch_kernel(mode, size):
         rv2 = cuda.local.array((size, 1), float64)
         v = cuda.local.array((scalars, 1), float64)
         res = cuda.local.array(1, float64)
-        layout = slot_layout(mode)
+        layout = slot_layout(mode, False)
         for b in range(cuda.grid(1), count, cuda.gridsize(1)):
-            gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, layout, 1)
+            gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, layout, v[6], 1)
             evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, 1, n, p)
             if finish(res, out, b, 1, count) < count:
                 cuda.atomic.min(first_bad, 0, start + b)
@@ -132,9 +132,9 @@ def grad_kernel(mode, size):
         rq2 = cuda.local.array((size, 1), float64)
         v = cuda.local.array((scalars, 1), float64)
         res = cuda.local.array(1, float64)
-        layout = slot_layout(mode)
+        layout = slot_layout(mode, True)
         for b in range(cuda.grid(1), count, cuda.gridsize(1)):
-            gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, layout, 1)
+            gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, layout, v[6], 1)
             value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B,
                            rp1, rq1, rp2, rq2, v, res, 1, n, p)
             if finish(res, out, b, 1, count) < count:
