@@ -22,7 +22,8 @@ caches, twice the lanes per vector), float64 otherwise (see
 (traces, quadratic forms) and the products behind the log-determinants are accumulated in
 float64 either way. Logs are the one operation the CPU cannot vectorise (there is no vector
 math library), so a KL takes two: ``log(|U2|/|U1|)`` and ``log(|V2|/|V1|)``, each of one
-product of ratios of diagonal entries (:func:`log_diagonal`).
+product of ratios of diagonal entries (:func:`log_diagonal`); for square means (``n == p``)
+only one, of both products together (:func:`log_diagonals`).
 
 The functions are compiled with :func:`fastmvn._jit.item`; their plain Python
 sources (``func.py_func``) are what other targets compile as well.
@@ -268,11 +269,36 @@ def log_diagonal(L, r, scale, acc, t, m, n):
     """
     fill(t, 1.0, m)
     fill(acc, 0.0, m)
+    fold_diagonal(L, r, acc, t, m, n)
+    log_of_fold(t, acc, scale, m)
+
+
+@item
+def fold_diagonal(L, r, acc, t, m, n):
+    """Fold ``Π_i L[i, i]·r[i]`` (``Π_i L[i, i]`` if ``r`` is None) into the running product
+    ``t``, ``acc`` (see :func:`fold`); NaN for a diagonal entry that is not positive."""
     for i in range(n):
         for l in range(m):
             x = L[i, i, l] if r is None else L[i, i, l] * r[i, l]
             fold(t, acc, l, x if x > 0.0 else math.nan)  # a negative L[i, i]: NaN, not a log's error
-    log_of_fold(t, acc, scale, m)
+
+
+@item
+def log_diagonals(U, ru, V, rv, scale, lu, lv, t, m, n, p):
+    """``lu``, ``lv`` as :func:`log_diagonal` of ``U`` (``n×n``, with ``ru``) and ``V``
+    (``p×p``, with ``rv``), for a sum ``p·lu + n·lv``. When ``n == p`` that is
+    ``n·(lu + lv)``: ``lu`` receives the log of the two products together and ``lv`` zero,
+    one log per lane instead of two."""
+    if n == p:
+        fill(t, 1.0, m)
+        fill(lu, 0.0, m)
+        fold_diagonal(U, ru, lu, t, m, n)
+        fold_diagonal(V, rv, lu, t, m, p)
+        log_of_fold(t, lu, scale, m)
+        fill(lv, 0.0, m)
+    else:
+        log_diagonal(U, ru, scale, lu, t, m, n)
+        log_diagonal(V, rv, scale, lv, t, m, p)
 
 
 @item
@@ -431,7 +457,8 @@ def scaled_quad(W, Y, ru, rv, quad, m, n, p):
 def both_factors(S1, S2, S4, S5, ru1, rv1, ru2, rv2, v, factor, m, n, p):
     """The row and column factors of both distributions: Cholesky factors of the covariances
     ``S1, S2, S4, S5`` in place if ``factor`` (else they are factors already), their reciprocal
-    diagonals ``ru1 … rv2``, and ``v[0] = log(|U2|/|U1|)``, ``v[1] = log(|V2|/|V1|)``."""
+    diagonals ``ru1 … rv2``, and ``v[0] = log(|U2|/|U1|)``, ``v[1] = log(|V2|/|V1|)`` (as
+    :func:`log_diagonals` combines them: ``p·v[0] + n·v[1]`` is what :func:`kl_value` takes)."""
     if factor:
         cholesky(S1, ru1, m, n)
         cholesky(S2, rv1, m, p)
@@ -442,8 +469,7 @@ def both_factors(S1, S2, S4, S5, ru1, rv1, ru2, rv2, v, factor, m, n, p):
         reciprocal_diagonal(S2, rv1, m, p)
         reciprocal_diagonal(S4, ru2, m, n)
         reciprocal_diagonal(S5, rv2, m, p)
-    log_diagonal(S4, ru1, 2.0, v[0], v[7], m, n)
-    log_diagonal(S5, rv1, 2.0, v[1], v[7], m, p)
+    log_diagonals(S4, ru1, S5, rv1, 2.0, v[0], v[1], v[7], m, n, p)
 
 
 @item
@@ -456,8 +482,7 @@ def own_factors(S1, S2, ru1, rv1, v, factor, m, n, p):
     else:
         reciprocal_diagonal(S1, ru1, m, n)
         reciprocal_diagonal(S2, rv1, m, p)
-    log_diagonal(S1, None, -2.0, v[0], v[7], m, n)
-    log_diagonal(S2, None, -2.0, v[1], v[7], m, p)
+    log_diagonals(S1, None, S2, None, -2.0, v[0], v[1], v[7], m, n, p)
 
 
 @item
@@ -522,8 +547,7 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
         if mode == MAHALANOBIS or mode == MAHALANOBIS_CHOL:
             whitened_norm2(S0, S2, ru2, S3, rv2, res, m, n, p)
         else:
-            log_diagonal(S2, None, 2.0, v[2], v[7], m, n)
-            log_diagonal(S3, None, 2.0, v[3], v[7], m, p)
+            log_diagonals(S2, None, S3, None, 2.0, v[2], v[3], v[7], m, n, p)
             whitened_norm2(S0, S2, ru2, S3, rv2, v[6], m, n, p)
             logpdf_value(res, v[6], v[2], v[3], m, n, p)
 

@@ -225,6 +225,22 @@ def test_ill_conditioned_covariances(rng):
     assert np.abs(fm.kl(d @ n1, u1, v1, d @ n1, u1, v1)).max() < 1e-7
 
 
+@pytest.mark.parametrize("n, p", [(64, 64), (64, 33)])
+def test_determinants_beyond_the_float_range(n, p):
+    # |aI| = 1e-8^n underflows float64 and |bI| = 1e8^p overflows it; their logs do not,
+    # whether the row and column products are logged together (n == p) or apart.
+    a, b = 1e-8, 1.5e8
+    zeros, u, v = np.zeros((n, p)), a * np.eye(n), b * np.eye(p)
+    to_standard = 0.5 * n * p * (a * b - 1.0 - np.log(a * b))
+    from_standard = 0.5 * n * p * (1.0 / (a * b) - 1.0 + np.log(a * b))
+    np.testing.assert_allclose(fm.kl(zeros, u, v), to_standard, rtol=1e-12)
+    np.testing.assert_allclose(fm.kl_chol(zeros, np.sqrt(a) * np.eye(n), np.sqrt(b) * np.eye(p)), to_standard,
+                               rtol=1e-12)
+    np.testing.assert_allclose(fm.kl(zeros, np.eye(n), np.eye(p), zeros, u, v), from_standard, rtol=1e-12)
+    np.testing.assert_allclose(fm.logpdf(zeros, None, u, v), -0.5 * n * p * (np.log(2 * np.pi) + np.log(a * b)),
+                               rtol=1e-12)
+
+
 small = st.integers(1, 5)
 
 
