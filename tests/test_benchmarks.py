@@ -44,6 +44,20 @@ def test_fastmvn(benchmark, case, function, batch, n, p, dtype):
     _check(result, getattr(reference, function), args, dtype)
 
 
+@pytest.mark.benchmark(group="gradients")
+@pytest.mark.parametrize("case", ["kl", "kl_chol"])
+def test_value_and_grad(benchmark, case):
+    args = random_inputs(case, 200_000, 4, 4)
+    value, grads = _run(benchmark, getattr(fm, f"{case}_value_and_grad"), args)
+    _check(value, getattr(reference, case), args, np.float64)
+    mean1, _, _, mean2, row2, col2 = (a[:CHECKED] for a in args)
+    if case == "kl_chol":
+        row2, col2 = row2 @ np.swapaxes(row2, -1, -2), col2 @ np.swapaxes(col2, -1, -2)
+    expected = np.swapaxes(np.linalg.solve(col2, np.swapaxes(np.linalg.solve(row2, mean2 - mean1), -1, -2)), -1, -2)
+    np.testing.assert_allclose(grads[3][:CHECKED], expected, rtol=1e-9, atol=1e-12)   # U2⁻¹ (M2 − M1) V2⁻¹
+    np.testing.assert_array_equal(grads[0], -grads[3])
+
+
 @pytest.mark.benchmark(group="kl")
 def test_reference(benchmark):
     """The NumPy reference on a tenth of the 4×4 batch, for comparison per item."""
