@@ -9,7 +9,7 @@ from fastmvn import reference
 
 from conftest import spd
 
-SHAPES = [(1, 1), (1, 3), (3, 1), (2, 3), (4, 4), (5, 2)]
+SHAPES = [(1, 1), (1, 3), (3, 1), (2, 2), (2, 3), (4, 4), (5, 2)]
 COV_NAMES = ["mean1", "rowcov1", "colcov1", "mean2", "rowcov2", "colcov2"]
 CHOL_NAMES = ["mean1", "rowchol1", "colchol1", "mean2", "rowchol2", "colchol2"]
 

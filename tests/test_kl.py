@@ -10,7 +10,7 @@ from fastmvn import reference
 
 from conftest import dense_kl, spd
 
-SHAPES = [(1, 1), (1, 7), (2, 3), (4, 4), (5, 2), (8, 16), (32, 32), (64, 3), (3, 64)]
+SHAPES = [(1, 1), (1, 7), (2, 2), (2, 3), (4, 4), (5, 2), (8, 16), (32, 32), (64, 3), (3, 64)]
 
 
 def pair(rng, batch, n, p):
