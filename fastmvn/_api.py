@@ -178,16 +178,24 @@ def _check_out(out, dtype, shape, name="out"):
         raise ValueError(f"{name} is read-only")
 
 
+def _direct(out, args):
+    """Whether the kernels can write into ``out`` itself: C-contiguous and apart from every
+    input (else they write into a new array, copied into ``out`` afterwards, as NumPy does
+    for overlapping ufunc arguments)."""
+    return (out is not None and out.flags.c_contiguous
+            and not any(np.may_share_memory(out, arg.array) for arg in args))
+
+
 def _compute(mode, args, out, errors):
     """Check ``args``, run kernel ``mode`` over their broadcast batch, apply ``errors``."""
     _check_errors(errors)
     dtype, batch_shape = _check(args)
     _check_out(out, dtype, batch_shape)
-    contiguous = out is not None and out.flags.c_contiguous
-    result = out if contiguous else np.empty(batch_shape, dtype)
+    direct = _direct(out, args)
+    result = out if direct else np.empty(batch_shape, dtype)
     slots = [_slot(arg, dtype, batch_shape) for arg in args]
     bad = _evaluate(mode, slots, result)
-    if out is not None and not contiguous:
+    if out is not None and not direct:
         out[...] = result
     if bad is not None and errors == "raise":
         raise _diagnose(args, slots, tuple(int(i) for i in np.unravel_index(bad, batch_shape)))
@@ -694,8 +702,8 @@ def _value_and_grad(kind, values, errors, reduce=True, out=None):
     With ``reduce=False`` each gradient has the broadcast batch shape in front of the core
     shape (one gradient per item, as a caller that weights the items needs); otherwise
     each has its argument's shape. ``out = (kl, grads)``: arrays to write into (``reduce``
-    only); the kernels write straight into those that are C-contiguous, of the batch shape
-    and disjoint from the inputs.
+    only); the kernels write straight into those of the batch shape that :func:`_direct`
+    allows.
     """
     _check_errors(errors)
     args, mode, given = _kl_arguments(kind, values)
@@ -703,10 +711,9 @@ def _value_and_grad(kind, values, errors, reduce=True, out=None):
     value_out, grads_out = _grad_out(out, args, given, dtype, batch_shape)
     slots = [_slot(arg, dtype, batch_shape) for arg in args]
     wanted = given + [False] * (6 - len(given))
-    value = value_out if value_out is not None and value_out.flags.c_contiguous else np.empty(batch_shape, dtype)
+    value = value_out if _direct(value_out, args) else np.empty(batch_shape, dtype)
     placeholder = np.empty((1, 1, 1), dtype)
-    direct = [target is not None and arg.batch_shape == batch_shape and target.flags.c_contiguous
-              and not any(np.may_share_memory(target, a.array) for a in args)
+    direct = [target is not None and arg.batch_shape == batch_shape and _direct(target, args)
               for arg, target in zip(args + [None] * (6 - len(args)), grads_out)]
     grads = [placeholder if not w else target.reshape(slot.shape) if fits else np.empty(slot.shape, dtype)
              for slot, target, w, fits in zip(slots + [None] * (6 - len(slots)), grads_out, wanted, direct)]
