@@ -508,3 +508,168 @@ def entropy(rowcov, colcov, *, errors="raise"):
     True
     """
     return _lazy(_distribution.entropy, [("rowcov", "nn"), ("colcov", "pp")], (rowcov, colcov), errors)
+
+
+def logpdf_chol(x, mean, rowchol, colchol, *, errors="raise"):
+    """:func:`logpdf` from lower Cholesky factors ``rowchol`` (``(..., n, n)``) and ``colchol``
+    (``(..., p, p)``), lazily over Dask blocks of :func:`fastmvn.logpdf_chol`.
+
+    Parameters
+    ----------
+    x, mean : (..., n, p) dask.array.Array or array_like
+        Points and means (``mean`` may be ``None``: zero).
+    rowchol, colchol : (..., n, n), (..., p, p) dask.array.Array or array_like
+        Lower Cholesky factors of ``U`` and ``V`` (positive diagonals; lower triangles read).
+    errors : {"raise", "nan"}
+        As in :func:`kl`.
+
+    Returns
+    -------
+    logpdf : (...) dask.array.Array
+        The log-densities over the broadcast batch shape.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
+    >>> x = da.ones((6, 2, 3), chunks=(4, 2, 3))
+    >>> L = np.array([[1.0, 0.0], [0.5, 2.0]])
+    >>> np.allclose(fmd.logpdf_chol(x, None, L, np.eye(3)).compute(),
+    ...             fm.logpdf(np.ones((6, 2, 3)), None, L @ L.T, np.eye(3)))
+    True
+    """
+    return _lazy(_api.logpdf_chol, [("x", "np"), ("mean", "np"), ("rowchol", "nn"), ("colchol", "pp")],
+                 (x, mean, rowchol, colchol), errors)
+
+
+def mahalanobis(x, mean, rowcov, colcov, *, errors="raise"):
+    """``tr(V⁻¹ (X − M)ᵀ U⁻¹ (X − M))`` for ``x, mean`` (``(..., n, p)``; ``mean`` may be
+    ``None``), ``rowcov`` ``U`` (``(..., n, n)``) and ``colcov`` ``V`` (``(..., p, p)``), lazily
+    over Dask blocks of :func:`fastmvn.mahalanobis`.
+
+    Parameters
+    ----------
+    x, mean, rowcov, colcov : dask.array.Array or array_like
+        As in :func:`logpdf`.
+    errors : {"raise", "nan"}
+        As in :func:`kl`.
+
+    Returns
+    -------
+    mahalanobis : (...) dask.array.Array
+        The squared Mahalanobis distances over the broadcast batch shape.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastmvn.dask as fmd
+    >>> fmd.mahalanobis(da.ones((5, 2, 3), chunks=(2, 2, 3)), None, 2 * np.eye(2), np.eye(3)).compute()
+    array([3., 3., 3., 3., 3.])
+    """
+    return _lazy(_api.mahalanobis, [("x", "np"), ("mean", "np"), ("rowcov", "nn"), ("colcov", "pp")],
+                 (x, mean, rowcov, colcov), errors)
+
+
+def mahalanobis_chol(x, mean, rowchol, colchol, *, errors="raise"):
+    """:func:`mahalanobis` from lower Cholesky factors ``rowchol`` (``(..., n, n)``) and
+    ``colchol`` (``(..., p, p)``), lazily over Dask blocks of :func:`fastmvn.mahalanobis_chol`.
+
+    Parameters
+    ----------
+    x, mean, rowchol, colchol : dask.array.Array or array_like
+        As in :func:`logpdf_chol`.
+    errors : {"raise", "nan"}
+        As in :func:`kl`.
+
+    Returns
+    -------
+    mahalanobis : (...) dask.array.Array
+        The squared Mahalanobis distances over the broadcast batch shape.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastmvn.dask as fmd
+    >>> fmd.mahalanobis_chol(da.ones((5, 2, 3), chunks=(2, 2, 3)), None, 2 * np.eye(2), np.eye(3)).compute()
+    array([1.5, 1.5, 1.5, 1.5, 1.5])
+    """
+    return _lazy(_api.mahalanobis_chol, [("x", "np"), ("mean", "np"), ("rowchol", "nn"), ("colchol", "pp")],
+                 (x, mean, rowchol, colchol), errors)
+
+
+def entropy_chol(rowchol, colchol, *, errors="raise"):
+    """:func:`entropy` from lower Cholesky factors ``rowchol`` (``(..., n, n)``) and ``colchol``
+    (``(..., p, p)``), lazily over Dask blocks of :func:`fastmvn.entropy_chol`.
+
+    Parameters
+    ----------
+    rowchol, colchol : dask.array.Array or array_like
+        Lower Cholesky factors of ``U`` and ``V`` (positive diagonals; lower triangles read).
+    errors : {"raise", "nan"}
+        As in :func:`kl`.
+
+    Returns
+    -------
+    entropy : (...) dask.array.Array
+        The entropies (in nats) over the broadcast batch shape.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
+    >>> rowchol = da.from_array(np.eye(2) * np.arange(1.0, 7.0)[:, None, None], chunks=(3, 2, 2))
+    >>> np.allclose(fmd.entropy_chol(rowchol, np.eye(3)).compute(),
+    ...             fm.entropy(rowchol.compute() ** 2, np.eye(3)))
+    True
+    """
+    return _lazy(_distribution.entropy_chol, [("rowchol", "nn"), ("colchol", "pp")], (rowchol, colchol), errors)
+
+
+def logdet(a, *, errors="raise"):
+    """``log|a|`` of symmetric positive definite matrices ``a`` (``(..., n, n)``; lower
+    triangle read), lazily over Dask blocks of :func:`fastmvn.logdet`.
+
+    Parameters
+    ----------
+    a : (..., n, n) dask.array.Array or array_like
+        The matrices.
+    errors : {"raise", "nan"}
+        As in :func:`kl`.
+
+    Returns
+    -------
+    logdet : (...) dask.array.Array
+        The log-determinants over the batch shape.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastmvn.dask as fmd
+    >>> a = da.from_array(np.eye(2) * np.arange(1.0, 5.0)[:, None, None], chunks=(2, 2, 2))
+    >>> np.allclose(fmd.logdet(a).compute(), 2 * np.log(np.arange(1.0, 5.0)))
+    True
+    """
+    return _lazy(_api.logdet, [("a", "nn")], (a,), errors)
+
+
+def trace_solve(a, b, *, errors="raise"):
+    """``tr(a⁻¹ b)`` for symmetric positive definite ``a`` (``(..., n, n)``; lower triangle
+    read) and square ``b`` (``(..., n, n)``), lazily over Dask blocks of :func:`fastmvn.trace_solve`.
+
+    Parameters
+    ----------
+    a, b : (..., n, n) dask.array.Array or array_like
+        The matrices.
+    errors : {"raise", "nan"}
+        As in :func:`kl`.
+
+    Returns
+    -------
+    trace : (...) dask.array.Array
+        The traces over the broadcast batch shape.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastmvn.dask as fmd
+    >>> fmd.trace_solve(da.from_array(2 * np.ones((4, 1, 1)), chunks=(2, 1, 1)), np.ones((1, 1))).compute()
+    array([0.5, 0.5, 0.5, 0.5])
+    """
+    return _lazy(_api.trace_solve, [("a", "nn"), ("b", "nn")], (a, b), errors)
+
+
+__all__ += ["logpdf_chol", "mahalanobis", "mahalanobis_chol", "entropy_chol", "logdet", "trace_solve"]

@@ -43,14 +43,24 @@ def case_args(case, rng, batch):
         return [a if i % 3 == 0 else np.linalg.cholesky(a) for i, a in enumerate(args)]
     if case == "kl_diag":
         return diag_args(rng, batch)
-    if case == "logpdf":
+    chol = [np.linalg.cholesky(a) for a in args[1:3]]
+    if case in ("logpdf", "mahalanobis"):
         return [args[0], args[3], args[1], args[2]]
+    if case in ("logpdf_chol", "mahalanobis_chol"):
+        return [args[0], args[3]] + chol
     if case == "entropy":
         return args[1:3]
+    if case == "entropy_chol":
+        return chol
+    if case == "logdet":
+        return args[1:2]
+    if case == "trace_solve":
+        return [args[1], args[4]]
     return args
 
 
-CASES = ["kl", "kl_chol", "kl_diag", "logpdf", "entropy"]
+CASES = ["kl", "kl_chol", "kl_diag", "logpdf", "entropy", "logpdf_chol", "mahalanobis", "mahalanobis_chol",
+         "entropy_chol", "logdet", "trace_solve"]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
