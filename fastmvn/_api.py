@@ -738,7 +738,7 @@ def _value_and_grad(kind, values, errors, reduce=True, out=None):
             grad = target
         result.append(grad)
     if value_out is not None:
-        value = value_out
+        return value_out, tuple(result)
     return (value if value.ndim else value[()]), tuple(result)
 
 

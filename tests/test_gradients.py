@@ -231,6 +231,9 @@ def test_out_checks_and_overlap(rng):
         fm.kl_value_and_grad(*args, out=(value.astype(np.float32), grads))
     with pytest.raises(ValueError, match=r"out\[1\]\[3\] must be None"):
         fm.kl_value_and_grad(*args[:3], out=(value, grads))
+    zero_d = np.empty(())                        # unbatched: the 0-d array is returned, not a scalar
+    value0, grads0 = fm.kl_value_and_grad(*[a[0] for a in args], out=(zero_d, (None,) * 6))
+    assert value0 is zero_d and zero_d == value[0] and grads0[1].shape == (2, 2)
     # a gradient written over one of the inputs: the inputs are read before it is written
     expected = fm.kl_value_and_grad(*args)
     mean1 = args[0].copy()
