@@ -675,8 +675,9 @@ def _reduce(grad, shape):
 
 
 def _grad_out(out, args, given, dtype, batch_shape):
-    """The arrays of ``out = (kl, grads)`` checked against what the call returns: the value's
-    array (or None) and six gradient arrays (None where ``grads`` has None)."""
+    """The arrays of ``out = (kl, grads)`` checked against what the call returns (``args``
+    padded with None to six): the value's array (or None) and six gradient arrays (None
+    where ``grads`` has None)."""
     if out is None:
         return None, [None] * 6
     try:
@@ -688,7 +689,7 @@ def _grad_out(out, args, given, dtype, batch_shape):
     if len(grads) != 6:
         raise ValueError(f"out[1] must hold six gradients (or None), one per argument; got {len(grads)}")
     _check_out(value, dtype, batch_shape, "out[0] (the KL)")
-    for k, (grad, arg) in enumerate(zip(grads, args + [None] * (6 - len(args)))):
+    for k, (grad, arg) in enumerate(zip(grads, args)):
         if grad is not None and not given[k]:
             raise ValueError(f"out[1][{k}] must be None: that argument was passed as None")
         if grad is not None:
@@ -708,23 +709,24 @@ def _value_and_grad(kind, values, errors, reduce=True, out=None):
     _check_errors(errors)
     args, mode, given = _kl_arguments(kind, values)
     dtype, batch_shape = _check(args)
-    value_out, grads_out = _grad_out(out, args, given, dtype, batch_shape)
+    padding = [None] * (6 - len(args))
+    value_out, grads_out = _grad_out(out, args + padding, given, dtype, batch_shape)
     slots = [_slot(arg, dtype, batch_shape) for arg in args]
-    wanted = given + [False] * (6 - len(given))
     value = value_out if _direct(value_out, args) else np.empty(batch_shape, dtype)
     placeholder = np.empty((1, 1, 1), dtype)
-    direct = [target is not None and arg.batch_shape == batch_shape and _direct(target, args)
-              for arg, target in zip(args + [None] * (6 - len(args)), grads_out)]
-    grads = [placeholder if not w else target.reshape(slot.shape) if fits else np.empty(slot.shape, dtype)
-             for slot, target, w, fits in zip(slots + [None] * (6 - len(slots)), grads_out, wanted, direct)]
-    bad = _evaluate_grad(mode, slots, value, grads, wanted)
+    grads, direct = [], []
+    for arg, slot, target, wanted in zip(args + padding, slots + padding, grads_out, given):
+        fits = target is not None and arg.batch_shape == batch_shape and _direct(target, args)
+        direct.append(fits)
+        grads.append(target.reshape(slot.shape) if fits else np.empty(slot.shape, dtype) if wanted else placeholder)
+    bad = _evaluate_grad(mode, slots, value, grads, given)
     if value_out is not None and value is not value_out:
         value_out[...] = value
     if bad is not None and errors == "raise":
         raise _diagnose(args, slots, tuple(int(i) for i in np.unravel_index(bad, batch_shape)))
     result = []
-    for arg, grad, w, target, fits in zip(args + [None] * (6 - len(args)), grads, wanted, grads_out, direct):
-        if not w:
+    for arg, grad, wanted, target, fits in zip(args + padding, grads, given, grads_out, direct):
+        if not wanted:
             result.append(None)
             continue
         if fits:

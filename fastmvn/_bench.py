@@ -182,9 +182,9 @@ def compare_logpdf(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, refere
         return [matrix_normal.logpdf(*item) for item in zip(*few)]
 
     slow = max(1, repeat // 2)
-    figures = {name: t / batch for name, t in median_times({
-        "fastmvn": lambda: _api.logpdf(x, mean, rowcov, colcov, out=out),
-        "distribution": lambda: distribution.logpdf(x, out=out)}, repeat).items()}
+    runs = {"fastmvn": lambda: _api.logpdf(x, mean, rowcov, colcov, out=out),
+            "distribution": lambda: distribution.logpdf(x, out=out)}
+    figures = {name: t / batch for name, t in median_times(runs, repeat).items()}
     figures["reference"] = median_time(lambda: reference.logpdf(*small), slow) / len(small[0])
     figures["scipy"] = median_time(scipy_loop, slow) / len(few[0])
     return figures
