@@ -2,24 +2,18 @@
 
 import functools
 
-import numpy as np
-
 from fastmvn import _bench
 
-from .common import BATCHES, DTYPES, SIZES, backend
+from .common import BATCHES, DTYPES, SIZES, backend, prepare
 
 
 @functools.lru_cache(maxsize=1)
 def _prepare(function, size, batch, dtype, backend_name):
-    """The calls of ``function`` and ``function_value_and_grad`` on the same random inputs,
-    and a result of the second (whose arrays serve as ``out=``); each called once here, so
-    that compilation stays out of the timings."""
-    module = backend(backend_name)
-    n, p = size
-    args = _bench.random_inputs(function, batch, n, p, np.dtype(dtype))
-    value = functools.partial(getattr(module, function), *args)
-    grad = functools.partial(getattr(module, f"{function}_value_and_grad"), *args)
-    value()
+    """The calls of ``function`` (from :func:`prepare`) and ``function_value_and_grad`` on the
+    same random inputs, and a result of the second (whose arrays serve as ``out=``); each
+    called once, so that compilation stays out of the timings."""
+    value, args = prepare(function, function, size, batch, dtype, backend_name)
+    grad = functools.partial(getattr(backend(backend_name), f"{function}_value_and_grad"), *args)
     return value, grad, grad()
 
 
