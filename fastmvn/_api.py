@@ -697,35 +697,43 @@ def _grad_out(out, args, given, dtype, batch_shape):
     return value, list(grads)
 
 
-def _value_and_grad(kind, values, errors, reduce=True, out=None):
+def _needed(given, needed):
+    """Which of the six gradients to compute: those of arguments ``given`` that are ``needed``
+    (None: all of them)."""
+    return list(given) if needed is None else [g and bool(w) for g, w in zip(given, needed)]
+
+
+def _value_and_grad(kind, values, errors, reduce=True, out=None, needed=None):
     """The KL of one parameterisation and its gradient with respect to each given argument.
 
     With ``reduce=False`` each gradient has the broadcast batch shape in front of the core
     shape (one gradient per item, as a caller that weights the items needs); otherwise
     each has its argument's shape. ``out = (kl, grads)``: arrays to write into (``reduce``
     only); the kernels write straight into those of the batch shape that :func:`_direct`
-    allows.
+    allows. ``needed`` (six bools; all by default) says which gradients to compute at all:
+    the others are None, and neither allocated nor stored.
     """
     _check_errors(errors)
     args, mode, given = _kl_arguments(kind, values)
     dtype, batch_shape = _check(args)
     padding = [None] * (6 - len(args))
     value_out, grads_out = _grad_out(out, args + padding, given, dtype, batch_shape)
+    computed = _needed(given, needed)
     slots = [_slot(arg, dtype, batch_shape) for arg in args]
     value = value_out if _direct(value_out, args) else np.empty(batch_shape, dtype)
     placeholder = np.empty((1, 1, 1), dtype)
     grads, direct = [], []
-    for arg, slot, target, wanted in zip(args + padding, slots + padding, grads_out, given):
+    for arg, slot, target, wanted in zip(args + padding, slots + padding, grads_out, computed):
         fits = target is not None and arg.batch_shape == batch_shape and _direct(target, args)
         direct.append(fits)
         grads.append(target.reshape(slot.shape) if fits else np.empty(slot.shape, dtype) if wanted else placeholder)
-    bad = _evaluate_grad(mode, slots, value, grads, given)
+    bad = _evaluate_grad(mode, slots, value, grads, computed)
     if value_out is not None and value is not value_out:
         value_out[...] = value
     if bad is not None and errors == "raise":
         raise _diagnose(args, slots, tuple(int(i) for i in np.unravel_index(bad, batch_shape)))
     result = []
-    for arg, grad, wanted, target, fits in zip(args + padding, grads, given, grads_out, direct):
+    for arg, grad, wanted, target, fits in zip(args + padding, grads, computed, grads_out, direct):
         if not wanted:
             result.append(None)
             continue

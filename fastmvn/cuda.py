@@ -249,16 +249,17 @@ def _compute(mode, args, inputs, out, errors, stream):
     return result
 
 
-def _value_and_grad(kind, values, errors, stream=0, reduce=True):
+def _value_and_grad(kind, values, errors, stream=0, reduce=True, needed=None):
     """The KL of one parameterisation and its gradient on the GPU, as
-    :func:`fastmvn._api._value_and_grad`: host results for host inputs, device arrays otherwise."""
+    :func:`fastmvn._api._value_and_grad` (``needed`` too): host results for host inputs,
+    device arrays otherwise."""
     _api._check_errors(errors)
     inputs = _Inputs(stream)
     placed = [None if value is None else inputs.place(value) for value in values]
     args, mode, given = _api._kl_arguments(kind, placed)
     dtype, batch_shape, size, place = _prepare(args, inputs, stream)
     count = math.prod(batch_shape)
-    wanted = given + [False] * (6 - len(given))
+    wanted = _api._needed(given + [False] * (6 - len(given)), needed)
     value = cuda.device_array(batch_shape, dtype, stream=stream)
     placeholder = cuda.device_array((1, 1, 1), dtype, stream=stream)
     cores = [arg.array.shape[arg.array.ndim - len(arg.axes):] + (1,) * (2 - len(arg.axes)) for arg in args]

@@ -8,7 +8,8 @@ differentiate:
 * CPU tensors are handed to the compiled CPU kernels without a copy (their NumPy views);
   when any input requires a gradient, the forward pass computes the value and the
   closed-form gradient (``docs/gradients.md``) in one fused pass per item and keeps the
-  per-item gradients for the backward pass, which only weights and sums them.
+  per-item gradients for the backward pass, which only weights and sums them. Only the
+  gradients of tensors that require one are stored: a fixed prior's are never written.
 * CUDA tensors go to :mod:`fastmvn.cuda` (``pip install 'fastmvn[cuda]'`` and a GPU),
   imported on first use, which reads them in place (``__cuda_array_interface__``) and
   computes the value, and the gradients when they are needed, in the same fused pass on
@@ -74,8 +75,9 @@ class _KL(torch.autograd.Function):
             ctx.grads = [None] * 6
             return wrap(np.asarray(value_of(*arrays, errors=errors)) if device is None
                         else value_of(*arrays, errors=errors))
-        value, grads = value_and_grad(kind, arrays, errors, reduce=False)
-        ctx.grads = [wrap(g) if g is not None and t.requires_grad else None for g, t in zip(grads, tensors)]
+        needed = [t is not None and t.requires_grad for t in tensors]
+        value, grads = value_and_grad(kind, arrays, errors, reduce=False, needed=needed)
+        ctx.grads = [None if g is None else wrap(g) for g in grads]
         return wrap(np.asarray(value) if device is None else value)
 
     @staticmethod

@@ -342,6 +342,16 @@ def test_value_and_grad_of_gpu_arrays_stay_on_the_gpu(rng, case):
 
 
 @pytest.mark.parametrize("device", [False, True], ids=["host", "gpu"])
+def test_value_and_grad_of_the_needed_arguments_only(rng, device):
+    args = pair(rng, (BATCH,))
+    needed = [True, False, True, False, True, False]
+    value, grads = fc._value_and_grad("cov", to_device(args) if device else args, "raise", needed=needed)
+    expected_value, expected = fm.kl_value_and_grad(*args)
+    assert_matches(value.copy_to_host() if device else value, expected_value)
+    assert_grads_match(grads, [g if w else None for g, w in zip(expected, needed)], device=device)
+
+
+@pytest.mark.parametrize("device", [False, True], ids=["host", "gpu"])
 def test_value_and_grad_broadcast_over_several_batch_axes(rng, device):
     args = [rng.standard_normal((5, 1, N, P)), spd(rng, (1, 4), N), spd(rng, (4,), P),
             rng.standard_normal((N, P)), spd(rng, (5, 1), N), spd(rng, (5, 4), P)]

@@ -243,6 +243,24 @@ def test_out_checks_and_overlap(rng):
     np.testing.assert_array_equal(mean1, expected[1][0])
 
 
+@pytest.mark.parametrize("kind, make", [("cov", pair), ("chol", lambda *a: factors(pair(*a))), ("var", variances)])
+def test_only_the_needed_gradients_are_computed(rng, kind, make):
+    from fastmvn import _api
+
+    args = make(rng, (7,), 3, 2)
+    args[4] = args[4][0]                                       # a shared prior factor
+    func = {"cov": fm.kl_value_and_grad, "chol": fm.kl_chol_value_and_grad, "var": fm.kl_diag_value_and_grad}[kind]
+    value, grads = func(*args)
+    for needed in ([True, True, True, False, False, False], [False, False, False, False, True, False]):
+        some_value, some = _api._value_and_grad(kind, args, "raise", needed=needed)
+        np.testing.assert_array_equal(some_value, value)
+        for grad, full, wanted in zip(some, grads, needed):
+            if wanted:
+                np.testing.assert_array_equal(grad, full)
+            else:
+                assert grad is None
+
+
 def test_only_lower_triangles_are_read(rng):
     args = pair(rng, (3,), 3, 3)
     value, grads = fm.kl_value_and_grad(*args)

@@ -84,6 +84,19 @@ def test_weighted_backward_matches_autograd_of_the_formula(rng):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-11)
 
 
+def test_tensors_that_need_no_gradient_get_none(rng):
+    arrays = chol_pair(rng, (4,), 3, 2)
+    everything = tensors(arrays)
+    fmt.kl_chol(*everything).sum().backward()
+    posterior = tensors(arrays[:3]) + tensors(arrays[3:], requires_grad=False)  # a fixed prior
+    fmt.kl_chol(*posterior).sum().backward()
+    for k, (t, full) in enumerate(zip(posterior, everything)):
+        if k < 3:
+            torch.testing.assert_close(t.grad, full.grad, rtol=0, atol=0)
+        else:
+            assert t.grad is None
+
+
 def test_values_layouts_and_dtypes(rng):
     arrays = chol_pair(rng, (6,), 3, 2)
     expected = torch.from_numpy(fm.kl_chol(*arrays))
