@@ -190,15 +190,45 @@ def compare_logpdf(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, refere
     return figures
 
 
+def write_pass(arrays):
+    """One write of every array of ``arrays`` (a list, filled with zeros) by all of Numba's
+    threads: the cost of writing the gradients' bytes, and for new arrays of the operating
+    system's handing over of new memory as well."""
+    for array in arrays:
+        _parallel_fill()(array.reshape(-1), 0.0)
+
+
+_FILL = []
+
+
+def _parallel_fill():
+    """``fill(a, x)``: ``a[:] = x`` for a flat array in parallel, compiled on first use."""
+    if not _FILL:
+        import numba
+
+        def fill(a, x):
+            for i in numba.prange(a.shape[0]):
+                a[i] = x
+
+        _FILL.append(numba.njit(parallel=True)(fill))
+    return _FILL[0]
+
+
 def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
     """Per-item seconds of the KL's value alone and of its value and gradient together, on the
     same ``batch`` pairs: ``kl_chol`` and ``kl_chol_value_and_grad`` from Cholesky factors,
     ``kl`` and ``kl_value_and_grad`` from covariances (each value and gradient also into the
-    arrays of its previous result, ``"…_out"``, as a training loop can pass them), and
-    PyTorch autograd (forward and backward of ``sum(kl)``, CPU) through
-    :func:`torch_kl_chol_tensors` from the factors
-    (``"torch_chol"``) and through ``torch.linalg.cholesky`` and it from the covariances
-    (``"torch_cov"``; both None without torch).
+    arrays of its previous result, ``"…_out"``, as a training loop can pass them, and from
+    covariances with the gradients of the first distribution only, ``"kl_value_and_grad_first"``,
+    as :mod:`fastmvn.torch` computes them against a fixed prior), and PyTorch autograd
+    (forward and backward of ``sum(kl)``, CPU) through :func:`torch_kl_chol_tensors` from the
+    factors (``"torch_chol"``) and through ``torch.linalg.cholesky`` and it from the
+    covariances (``"torch_cov"``; both None without torch).
+
+    Two floors, timed in the same rounds: ``"write_new"`` allocates six new arrays of the
+    gradients' shapes and writes them once (:func:`write_pass`), ``"write_reused"`` writes
+    the same bytes into arrays written before. Their difference is what new memory costs
+    any code on the machine, the gradients' arrays included.
 
     Medians of ``repeat`` rounds after a warm-up; each round runs every fastmvn case once,
     so that load from elsewhere on a shared machine slows them alike. PyTorch's cases run in
@@ -209,6 +239,7 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
     chol = tuple(a if i % 3 == 0 else np.linalg.cholesky(a) for i, a in enumerate(args))  # means stay
     out = np.empty(batch, dtype)
     reused_chol, reused = _api.kl_chol_value_and_grad(*chol), _api.kl_value_and_grad(*args)
+    first = [True] * 3 + [False] * 3
     runs = {
         "kl_chol": lambda: _api.kl_chol(*chol, out=out),
         "kl_chol_value_and_grad": lambda: _api.kl_chol_value_and_grad(*chol),
@@ -216,7 +247,11 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
         "kl": lambda: _api.kl(*args, out=out),
         "kl_value_and_grad": lambda: _api.kl_value_and_grad(*args),
         "kl_value_and_grad_out": lambda: _api.kl_value_and_grad(*args, out=reused),
+        "kl_value_and_grad_first": lambda: _api._value_and_grad(_api.COV, args, "raise", needed=first),
+        "write_new": lambda: write_pass([np.empty_like(a) for a in args]),
+        "write_reused": lambda: write_pass(written),
     }
+    written = [np.zeros_like(a) for a in args]
     try:
         import torch
     except ImportError:
