@@ -240,6 +240,7 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
     out = np.empty(batch, dtype)
     reused_chol, reused = _api.kl_chol_value_and_grad(*chol), _api.kl_value_and_grad(*args)
     first = [True] * 3 + [False] * 3
+    written = [np.zeros_like(a) for a in args]
     runs = {
         "kl_chol": lambda: _api.kl_chol(*chol, out=out),
         "kl_chol_value_and_grad": lambda: _api.kl_chol_value_and_grad(*chol),
@@ -251,7 +252,6 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
         "write_new": lambda: write_pass([np.empty_like(a) for a in args]),
         "write_reused": lambda: write_pass(written),
     }
-    written = [np.zeros_like(a) for a in args]
     try:
         import torch
     except ImportError:
