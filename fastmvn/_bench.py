@@ -219,8 +219,8 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
     same ``batch`` pairs: ``kl_chol`` and ``kl_chol_value_and_grad`` from Cholesky factors,
     ``kl`` and ``kl_value_and_grad`` from covariances (each value and gradient also into the
     arrays of its previous result, ``"…_out"``, as a training loop can pass them, and from
-    covariances with the gradients of the first distribution only, ``"kl_value_and_grad_first"``,
-    as :mod:`fastmvn.torch` computes them against a fixed prior), and PyTorch autograd
+    covariances with the gradients of the first distribution only, ``"kl_value_and_grad_first"``
+    (``wrt=``, as :mod:`fastmvn.torch` computes them against a fixed prior)), and PyTorch autograd
     (forward and backward of ``sum(kl)``, CPU) through :func:`torch_kl_chol_tensors` from the
     factors (``"torch_chol"``) and through ``torch.linalg.cholesky`` and it from the
     covariances (``"torch_cov"``; both None without torch).
@@ -239,7 +239,7 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
     chol = tuple(a if i % 3 == 0 else np.linalg.cholesky(a) for i, a in enumerate(args))  # means stay
     out = np.empty(batch, dtype)
     reused_chol, reused = _api.kl_chol_value_and_grad(*chol), _api.kl_value_and_grad(*args)
-    first = [True] * 3 + [False] * 3
+    first = ("mean1", "rowcov1", "colcov1")
     written = [np.zeros_like(a) for a in args]
     runs = {
         "kl_chol": lambda: _api.kl_chol(*chol, out=out),
@@ -248,7 +248,7 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
         "kl": lambda: _api.kl(*args, out=out),
         "kl_value_and_grad": lambda: _api.kl_value_and_grad(*args),
         "kl_value_and_grad_out": lambda: _api.kl_value_and_grad(*args, out=reused),
-        "kl_value_and_grad_first": lambda: _api._value_and_grad(_api.COV, args, "raise", needed=first),
+        "kl_value_and_grad_first": lambda: _api.kl_value_and_grad(*args, wrt=first),
         "write_new": lambda: write_pass([np.empty_like(a) for a in args]),
         "write_reused": lambda: write_pass(written),
     }

@@ -585,7 +585,7 @@ def logpdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise", stream=0
 
 
 def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, errors="raise",
-                      stream=0):
+                      stream=0, wrt=None):
     """The KL of :func:`kl` and its gradient with respect to each argument, on the GPU.
 
     The same as :func:`fastmvn.kl_value_and_grad` (closed forms in ``docs/gradients.md``),
@@ -597,6 +597,9 @@ def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2
         As in :func:`kl`; shapes ``(..., n, p)``, ``(..., n, n)`` and ``(..., p, p)``.
     errors, stream
         As in :func:`kl`.
+    wrt : str or sequence of str, optional
+        As in :func:`fastmvn.kl_value_and_grad`: the names of the arguments whose gradients
+        to compute (by default all); the others are None, neither allocated nor stored.
 
     Returns
     -------
@@ -605,8 +608,8 @@ def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2
     grads : tuple of six arrays or None
         The gradient with respect to each argument, of that argument's shape (summed over
         the batch axes it was broadcast along; on the GPU by float64 atomic additions),
-        symmetric for the covariances; None for an argument given as None. Host arrays
-        when every input is on the host, device arrays otherwise.
+        symmetric for the covariances; None for an argument given as None or left out of
+        ``wrt``. Host arrays when every input is on the host, device arrays otherwise.
 
     Examples
     --------
@@ -620,19 +623,20 @@ def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2
     >>> bool(np.allclose(grads[2], fastmvn.kl_value_and_grad(mean, rowcov, np.eye(3))[1][2]))
     True
     """
-    return _value_and_grad(COV, (mean1, rowcov1, colcov1, mean2, rowcov2, colcov2), errors, stream)
+    values = (mean1, rowcov1, colcov1, mean2, rowcov2, colcov2)
+    return _value_and_grad(COV, values, errors, stream, needed=_api._wrt(COV, wrt, values))
 
 
 def kl_chol_value_and_grad(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *,
-                           errors="raise", stream=0):
+                           errors="raise", stream=0, wrt=None):
     """The KL of :func:`kl_chol` and its gradient with respect to each argument, on the GPU.
 
     Parameters
     ----------
     mean1, rowchol1, colchol1, mean2, rowchol2, colchol2 : array_like or GPU array
         As in :func:`kl_chol`.
-    errors, stream
-        As in :func:`kl`.
+    errors, stream, wrt
+        As in :func:`kl_value_and_grad`.
 
     Returns
     -------
@@ -640,23 +644,25 @@ def kl_chol_value_and_grad(mean1, rowchol1, colchol1, mean2=None, rowchol2=None,
         As in :func:`kl_value_and_grad`; the gradients with respect to the factors are lower
         triangular (zeros above the diagonal).
     """
-    return _value_and_grad(CHOL, (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), errors, stream)
+    values = (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2)
+    return _value_and_grad(CHOL, values, errors, stream, needed=_api._wrt(CHOL, wrt, values))
 
 
 def kl_diag_value_and_grad(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *,
-                           errors="raise", stream=0):
+                           errors="raise", stream=0, wrt=None):
     """The KL of :func:`kl_diag` and its gradient with respect to each argument, on the GPU.
 
     Parameters
     ----------
     mean1, rowvar1, colvar1, mean2, rowvar2, colvar2 : array_like or GPU array
         As in :func:`kl_diag`; variances of shape ``(..., n)`` and ``(..., p)``.
-    errors, stream
-        As in :func:`kl`.
+    errors, stream, wrt
+        As in :func:`kl_value_and_grad`.
 
     Returns
     -------
     value, grads
         As in :func:`kl_value_and_grad`.
     """
-    return _value_and_grad(VAR, (mean1, rowvar1, colvar1, mean2, rowvar2, colvar2), errors, stream)
+    values = (mean1, rowvar1, colvar1, mean2, rowvar2, colvar2)
+    return _value_and_grad(VAR, values, errors, stream, needed=_api._wrt(VAR, wrt, values))

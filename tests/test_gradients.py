@@ -243,22 +243,37 @@ def test_out_checks_and_overlap(rng):
     np.testing.assert_array_equal(mean1, expected[1][0])
 
 
-@pytest.mark.parametrize("kind, make", [("cov", pair), ("chol", lambda *a: factors(pair(*a))), ("var", variances)])
-def test_only_the_needed_gradients_are_computed(rng, kind, make):
-    from fastmvn import _api
-
+@pytest.mark.parametrize("func, make, names", [
+    (fm.kl_value_and_grad, pair, COV_NAMES),
+    (fm.kl_chol_value_and_grad, lambda *a: factors(pair(*a)), CHOL_NAMES),
+    (fm.kl_diag_value_and_grad, variances, ["mean1", "rowvar1", "colvar1", "mean2", "rowvar2", "colvar2"])])
+def test_wrt_computes_only_those_gradients(rng, func, make, names):
     args = make(rng, (7,), 3, 2)
-    args[4] = args[4][0]                                       # a shared prior factor
-    func = {"cov": fm.kl_value_and_grad, "chol": fm.kl_chol_value_and_grad, "var": fm.kl_diag_value_and_grad}[kind]
+    args[4] = args[4][0]                                       # a shared prior: its gradient is summed
     value, grads = func(*args)
-    for needed in ([True, True, True, False, False, False], [False, False, False, False, True, False]):
-        some_value, some = _api._value_and_grad(kind, args, "raise", needed=needed)
+    for wrt in (names[:3], [names[4]], names[5]):
+        some_value, some = func(*args, wrt=wrt)
         np.testing.assert_array_equal(some_value, value)
-        for grad, full, wanted in zip(some, grads, needed):
-            if wanted:
+        for name, grad, full in zip(names, some, grads):
+            if name in wrt:
                 np.testing.assert_array_equal(grad, full)
             else:
                 assert grad is None
+    reused = func(*args, wrt=names[:3])
+    again = func(*args, wrt=names[:3], out=reused)
+    assert all(a is b for a, b in zip(again[1], reused[1]))
+
+
+def test_wrt_errors(rng):
+    args = pair(rng, (2,), 2, 3)
+    with pytest.raises(ValueError, match=r"wrt names 'rowchol1'; the arguments are mean1, rowcov1, colcov1, "
+                                         r"mean2, rowcov2, colcov2"):
+        fm.kl_value_and_grad(*args, wrt=["mean1", "rowchol1"])
+    with pytest.raises(ValueError, match="wrt names mean2, which was passed as None and has no gradient"):
+        fm.kl_value_and_grad(*args[:3], wrt="mean2")
+    value, grads = fm.kl_value_and_grad(*args)
+    with pytest.raises(ValueError, match=r"out\[1\]\[1\] must be None: the gradient of rowcov1 is not asked for"):
+        fm.kl_value_and_grad(*args, wrt=["mean1"], out=(value, grads))
 
 
 def test_only_lower_triangles_are_read(rng):
