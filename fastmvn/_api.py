@@ -617,21 +617,28 @@ def logpdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise"):
 # Gradients. The kernels write one gradient per item; an argument broadcast over batch
 # axes gets the sum over those axes, taken afterwards in NumPy (see _reduce).
 
+def _argument_names(kind):
+    """The six arguments' names of the KL of one parameterisation, in order."""
+    row, col = _PARAMETERISATIONS[kind][:2]
+    return ("mean1", f"{row}1", f"{col}1", "mean2", f"{row}2", f"{col}2")
+
+
 def _kl_arguments(kind, values):
     """The checked arguments of a KL of one parameterisation, the kernel mode and which of
     the six arguments were given (``None`` means zero mean or identity covariance)."""
-    row, col, mode, standard_mode = _PARAMETERISATIONS[kind]
+    mode, standard_mode = _PARAMETERISATIONS[kind][2:]
+    names = _argument_names(kind)
     row_axes, col_axes = ("n", "p") if kind == VAR else ("nn", "pp")
     mean1, row1, col1, mean2, row2, col2 = values
-    args = [_Arg("mean1", MEAN, mean1, "np"), _Arg(f"{row}1", kind, row1, row_axes),
-            _Arg(f"{col}1", kind, col1, col_axes)]
+    args = [_Arg(names[0], MEAN, mean1, "np"), _Arg(names[1], kind, row1, row_axes),
+            _Arg(names[2], kind, col1, col_axes)]
     given = [True, True, True, mean2 is not None, row2 is not None, col2 is not None]
     if not any(given[3:]):
         return args, standard_mode, given
     n, p = args[0].array.shape[-2:]
-    args += [_Arg("mean2", MEAN, np.zeros((n, p)) if mean2 is None else mean2, "np", default=mean2 is None),
-             _Arg(f"{row}2", kind, _identity(kind, n) if row2 is None else row2, row_axes, default=row2 is None),
-             _Arg(f"{col}2", kind, _identity(kind, p) if col2 is None else col2, col_axes, default=col2 is None)]
+    args += [_Arg(names[3], MEAN, np.zeros((n, p)) if mean2 is None else mean2, "np", default=mean2 is None),
+             _Arg(names[4], kind, _identity(kind, n) if row2 is None else row2, row_axes, default=row2 is None),
+             _Arg(names[5], kind, _identity(kind, p) if col2 is None else col2, col_axes, default=col2 is None)]
     return args, mode, given
 
 
@@ -700,48 +707,36 @@ def _grad_out(out, args, given, computed, dtype, batch_shape):
     return value, list(grads)
 
 
-def _argument_names(kind):
-    """The six arguments' names of the KL of one parameterisation, in order."""
-    row, col = _PARAMETERISATIONS[kind][:2]
-    return ("mean1", f"{row}1", f"{col}1", "mean2", f"{row}2", f"{col}2")
-
-
-def _wrt(kind, wrt, values):
-    """The ``needed`` mask of :func:`_value_and_grad` for ``wrt``, argument names (a name or a
-    sequence of names; None: every argument)."""
+def _computed(kind, given, wrt):
+    """Which of the six gradients to compute: those of the arguments ``given`` (not None), or
+    only those that ``wrt`` names (a name or a sequence of names), each checked."""
     if wrt is None:
-        return None
+        return list(given)
     names = _argument_names(kind)
     wrt = [wrt] if isinstance(wrt, str) else list(wrt)
     for name in wrt:
         if name not in names:
             raise ValueError(f"wrt names {name!r}; the arguments are {', '.join(names)}")
-        if values[names.index(name)] is None:
+        if not given[names.index(name)]:
             raise ValueError(f"wrt names {name}, which was passed as None and has no gradient")
     return [name in wrt for name in names]
 
 
-def _needed(given, needed):
-    """Which of the six gradients to compute: those of arguments ``given`` that are ``needed``
-    (None: all of them)."""
-    return list(given) if needed is None else [g and bool(w) for g, w in zip(given, needed)]
-
-
-def _value_and_grad(kind, values, errors, reduce=True, out=None, needed=None):
+def _value_and_grad(kind, values, errors, reduce=True, out=None, wrt=None):
     """The KL of one parameterisation and its gradient with respect to each given argument.
 
     With ``reduce=False`` each gradient has the broadcast batch shape in front of the core
     shape (one gradient per item, as a caller that weights the items needs); otherwise
     each has its argument's shape. ``out = (kl, grads)``: arrays to write into (``reduce``
     only); the kernels write straight into those of the batch shape that :func:`_direct`
-    allows. ``needed`` (six bools; all by default) says which gradients to compute at all:
-    the others are None, and neither allocated nor stored.
+    allows. ``wrt`` names the arguments whose gradients to compute (all by default): the
+    others are None, and neither allocated nor stored.
     """
     _check_errors(errors)
     args, mode, given = _kl_arguments(kind, values)
     dtype, batch_shape = _check(args)
     padding = [None] * (6 - len(args))
-    computed = _needed(given, needed)
+    computed = _computed(kind, given, wrt)
     value_out, grads_out = _grad_out(out, args + padding, given, computed, dtype, batch_shape)
     slots = [_slot(arg, dtype, batch_shape) for arg in args]
     value = value_out if _direct(value_out, args) else np.empty(batch_shape, dtype)
@@ -874,8 +869,7 @@ def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2
     >>> [grad is None for grad in first]        # the other four are neither computed nor stored
     [False, False, True, True, True, True]
     """
-    values = (mean1, rowcov1, colcov1, mean2, rowcov2, colcov2)
-    return _value_and_grad(COV, values, errors, out=out, needed=_wrt(COV, wrt, values))
+    return _value_and_grad(COV, (mean1, rowcov1, colcov1, mean2, rowcov2, colcov2), errors, out=out, wrt=wrt)
 
 
 def kl_chol_value_and_grad(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *,
@@ -944,8 +938,7 @@ def kl_chol_value_and_grad(mean1, rowchol1, colchol1, mean2=None, rowchol2=None,
     >>> grads[1], grads[2]                       # l q² − 1/l and l² q − 1/q at l = 2, q = 1
     (array([[1.5]]), array([[3.]]))
     """
-    values = (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2)
-    return _value_and_grad(CHOL, values, errors, out=out, needed=_wrt(CHOL, wrt, values))
+    return _value_and_grad(CHOL, (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), errors, out=out, wrt=wrt)
 
 
 def kl_diag_value_and_grad(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *, errors="raise",
@@ -1005,8 +998,7 @@ def kl_diag_value_and_grad(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, co
     >>> grads[1], grads[2]                       # ½(b − 1/a) and ½(a − 1/b) at a = 2, b = 1
     (array([0.25]), array([0.5]))
     """
-    values = (mean1, rowvar1, colvar1, mean2, rowvar2, colvar2)
-    return _value_and_grad(VAR, values, errors, out=out, needed=_wrt(VAR, wrt, values))
+    return _value_and_grad(VAR, (mean1, rowvar1, colvar1, mean2, rowvar2, colvar2), errors, out=out, wrt=wrt)
 
 
 __all__ += ["kl_value_and_grad", "kl_chol_value_and_grad", "kl_diag_value_and_grad"]

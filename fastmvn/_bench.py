@@ -1,5 +1,6 @@
 """Random batches and timings shared by ``fastmvn bench``, the asv suite and pytest-benchmark."""
 
+import functools
 import time
 
 import numpy as np
@@ -194,24 +195,21 @@ def write_pass(arrays):
     """One write of every array of ``arrays`` (a list, filled with zeros) by all of Numba's
     threads: the cost of writing the gradients' bytes, and for new arrays of the operating
     system's handing over of new memory as well."""
+    fill = _parallel_fill()
     for array in arrays:
-        _parallel_fill()(array.reshape(-1), 0.0)
+        fill(array.reshape(-1), 0.0)
 
 
-_FILL = []
-
-
+@functools.cache
 def _parallel_fill():
     """``fill(a, x)``: ``a[:] = x`` for a flat array in parallel, compiled on first use."""
-    if not _FILL:
-        import numba
+    import numba
 
-        def fill(a, x):
-            for i in numba.prange(a.shape[0]):
-                a[i] = x
+    def fill(a, x):
+        for i in numba.prange(a.shape[0]):
+            a[i] = x
 
-        _FILL.append(numba.njit(parallel=True)(fill))
-    return _FILL[0]
+    return numba.njit(parallel=True)(fill)
 
 
 def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):

@@ -249,17 +249,17 @@ def _compute(mode, args, inputs, out, errors, stream):
     return result
 
 
-def _value_and_grad(kind, values, errors, stream=0, reduce=True, needed=None):
+def _value_and_grad(kind, values, errors, stream=0, reduce=True, wrt=None):
     """The KL of one parameterisation and its gradient on the GPU, as
-    :func:`fastmvn._api._value_and_grad` (``needed`` too): host results for host inputs,
-    device arrays otherwise."""
+    :func:`fastmvn._api._value_and_grad` (``wrt`` too): host results for host inputs, device
+    arrays otherwise."""
     _api._check_errors(errors)
     inputs = _Inputs(stream)
     placed = [None if value is None else inputs.place(value) for value in values]
     args, mode, given = _api._kl_arguments(kind, placed)
     dtype, batch_shape, size, place = _prepare(args, inputs, stream)
     count = math.prod(batch_shape)
-    wanted = _api._needed(given + [False] * (6 - len(given)), needed)
+    wanted = _api._computed(kind, given, wrt)
     value = cuda.device_array(batch_shape, dtype, stream=stream)
     placeholder = cuda.device_array((1, 1, 1), dtype, stream=stream)
     cores = [arg.array.shape[arg.array.ndim - len(arg.axes):] + (1,) * (2 - len(arg.axes)) for arg in args]
@@ -623,8 +623,7 @@ def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2
     >>> bool(np.allclose(grads[2], fastmvn.kl_value_and_grad(mean, rowcov, np.eye(3))[1][2]))
     True
     """
-    values = (mean1, rowcov1, colcov1, mean2, rowcov2, colcov2)
-    return _value_and_grad(COV, values, errors, stream, needed=_api._wrt(COV, wrt, values))
+    return _value_and_grad(COV, (mean1, rowcov1, colcov1, mean2, rowcov2, colcov2), errors, stream, wrt=wrt)
 
 
 def kl_chol_value_and_grad(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *,
@@ -644,8 +643,7 @@ def kl_chol_value_and_grad(mean1, rowchol1, colchol1, mean2=None, rowchol2=None,
         As in :func:`kl_value_and_grad`; the gradients with respect to the factors are lower
         triangular (zeros above the diagonal).
     """
-    values = (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2)
-    return _value_and_grad(CHOL, values, errors, stream, needed=_api._wrt(CHOL, wrt, values))
+    return _value_and_grad(CHOL, (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), errors, stream, wrt=wrt)
 
 
 def kl_diag_value_and_grad(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *,
@@ -664,5 +662,4 @@ def kl_diag_value_and_grad(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, co
     value, grads
         As in :func:`kl_value_and_grad`.
     """
-    values = (mean1, rowvar1, colvar1, mean2, rowvar2, colvar2)
-    return _value_and_grad(VAR, values, errors, stream, needed=_api._wrt(VAR, wrt, values))
+    return _value_and_grad(VAR, (mean1, rowvar1, colvar1, mean2, rowvar2, colvar2), errors, stream, wrt=wrt)

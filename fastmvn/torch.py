@@ -75,8 +75,8 @@ class _KL(torch.autograd.Function):
             ctx.grads = [None] * 6
             return wrap(np.asarray(value_of(*arrays, errors=errors)) if device is None
                         else value_of(*arrays, errors=errors))
-        needed = [t is not None and t.requires_grad for t in tensors]
-        value, grads = value_and_grad(kind, arrays, errors, reduce=False, needed=needed)
+        wrt = [name for name, t in zip(_api._argument_names(kind), tensors) if t is not None and t.requires_grad]
+        value, grads = value_and_grad(kind, arrays, errors, reduce=False, wrt=wrt)
         ctx.grads = [None if g is None else wrap(g) for g in grads]
         return wrap(np.asarray(value) if device is None else value)
 
