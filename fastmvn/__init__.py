@@ -9,6 +9,7 @@ The plain NumPy specification of each function is :mod:`fastmvn.reference`.
 from ._api import kl, kl_chol, kl_diag, logdet, logpdf, logpdf_chol, mahalanobis, mahalanobis_chol, trace_solve
 from ._api import kl_chol_value_and_grad, kl_diag_value_and_grad, kl_value_and_grad
 from ._distribution import MatrixNormal, MatrixNormalFit, entropy, entropy_chol, fit, pdf, pdf_chol, rvs
+from ._pool import set_buffer_pool
 from ._gaussian import MatrixGaussian, expect_quadratic, kl_full, kl_gaussian, nearest_kronecker, project
 
 __version__ = "0.1.0"
@@ -16,4 +17,5 @@ __version__ = "0.1.0"
 __all__ = ["kl", "kl_chol", "kl_diag", "logdet", "logpdf", "logpdf_chol", "mahalanobis", "mahalanobis_chol",
            "trace_solve", "pdf", "pdf_chol", "entropy", "entropy_chol", "rvs", "fit", "MatrixNormal", "MatrixNormalFit",
            "MatrixGaussian", "kl_full", "kl_gaussian", "expect_quadratic", "nearest_kronecker", "project",
-           "kl_value_and_grad", "kl_chol_value_and_grad", "kl_diag_value_and_grad", "__version__"]
+           "kl_value_and_grad", "kl_chol_value_and_grad", "kl_diag_value_and_grad", "set_buffer_pool",
+           "__version__"]

@@ -3,7 +3,7 @@
 import numpy as np
 from numpy.linalg import LinAlgError
 
-from . import _modes
+from . import _modes, _pool
 from ._jit import launching
 
 __all__ = ["kl", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "mahalanobis_chol", "logpdf", "logpdf_chol"]
@@ -745,7 +745,7 @@ def _value_and_grad(kind, values, errors, reduce=True, out=None, wrt=None):
     for arg, slot, target, wanted in zip(args + padding, slots + padding, grads_out, computed):
         fits = target is not None and arg.batch_shape == batch_shape and _direct(target, args)
         direct.append(fits)
-        grads.append(target.reshape(slot.shape) if fits else np.empty(slot.shape, dtype) if wanted else placeholder)
+        grads.append(target.reshape(slot.shape) if fits else _pool.empty(slot.shape, dtype) if wanted else placeholder)
     bad = _evaluate_grad(mode, slots, value, grads, computed)
     if value_out is not None and value is not value_out:
         value_out[...] = value
@@ -817,9 +817,10 @@ def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2
         Arrays to write the results into, in the structure they are returned in (a
         previous result of the same call will do): ``kl`` an array of the batch shape or
         None, ``grads`` six arrays of the arguments' shapes, or None for an argument passed
-        as None or a gradient to allocate. A training loop that passes its previous result
-        saves the allocation of new memory, which costs about as much as the writing itself
-        for a million 4×4 items. Returned instead of new arrays.
+        as None or a gradient to allocate. Returned instead of new arrays. Without it, large
+        gradient arrays come from a pool that reuses the memory of gradients already dropped
+        (:func:`fastmvn.set_buffer_pool`): a training loop pays for new memory once either
+        way.
     wrt : str or sequence of str, optional
         The names of the arguments whose gradients to compute (``"mean1"``, ``"rowcov1"``,
         …); by default every argument not passed as None. The other gradients are None and

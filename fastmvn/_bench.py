@@ -212,16 +212,25 @@ def _parallel_fill():
     return numba.njit(parallel=True)(fill)
 
 
+def _new(args):
+    """``out=`` of new arrays for a value and gradient of ``args``."""
+    return None, [np.empty_like(a) for a in args]
+
+
 def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
     """Per-item seconds of the KL's value alone and of its value and gradient together, on the
     same ``batch`` pairs: ``kl_chol`` and ``kl_chol_value_and_grad`` from Cholesky factors,
-    ``kl`` and ``kl_value_and_grad`` from covariances (each value and gradient also into the
-    arrays of its previous result, ``"…_out"``, as a training loop can pass them, and from
+    ``kl`` and ``kl_value_and_grad`` from covariances. Each value and gradient is timed as
+    called plainly (its arrays from the buffer pool, :func:`fastmvn.set_buffer_pool`, which
+    hands a repeated call the memory of the last), into the arrays of its previous result
+    (``"…_out"``, as a training loop can pass them), and into new memory (``"…_new"``: new
+    arrays passed as ``out=``, what every call would cost without the pool); and from
     covariances with the gradients of the first distribution only, ``"kl_value_and_grad_first"``
     (``wrt=``, as :mod:`fastmvn.torch` computes them against a fixed prior)), and PyTorch autograd
     (forward and backward of ``sum(kl)``, CPU) through :func:`torch_kl_chol_tensors` from the
     factors (``"torch_chol"``) and through ``torch.linalg.cholesky`` and it from the
-    covariances (``"torch_cov"``; both None without torch).
+    covariances (``"torch_cov"``), and the same pass through :func:`fastmvn.torch.kl`
+    (``"fastmvn_torch_cov"``; the three None without torch).
 
     Two floors, timed in the same rounds: ``"write_new"`` allocates six new arrays of the
     gradients' shapes and writes them once (:func:`write_pass`), ``"write_reused"`` writes
@@ -243,9 +252,11 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
         "kl_chol": lambda: _api.kl_chol(*chol, out=out),
         "kl_chol_value_and_grad": lambda: _api.kl_chol_value_and_grad(*chol),
         "kl_chol_value_and_grad_out": lambda: _api.kl_chol_value_and_grad(*chol, out=reused_chol),
+        "kl_chol_value_and_grad_new": lambda: _api.kl_chol_value_and_grad(*chol, out=_new(chol)),
         "kl": lambda: _api.kl(*args, out=out),
         "kl_value_and_grad": lambda: _api.kl_value_and_grad(*args),
         "kl_value_and_grad_out": lambda: _api.kl_value_and_grad(*args, out=reused),
+        "kl_value_and_grad_new": lambda: _api.kl_value_and_grad(*args, out=_new(args)),
         "kl_value_and_grad_first": lambda: _api.kl_value_and_grad(*args, wrt=first),
         "write_new": lambda: write_pass([np.empty_like(a) for a in args]),
         "write_reused": lambda: write_pass(written),
@@ -268,8 +279,21 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
 
             return run
 
-        torch_runs = {"torch_chol": autograd(chol, cov=False), "torch_cov": autograd(args, cov=True)}
-    figures = {"torch_chol": None, "torch_cov": None}
+        def bridge(arrays):
+            from . import torch as fmt
+
+            tensors = [torch.from_numpy(a).requires_grad_() for a in arrays]
+
+            def run():
+                for t in tensors:
+                    t.grad = None
+                fmt.kl(*tensors).sum().backward()
+
+            return run
+
+        torch_runs = {"torch_chol": autograd(chol, cov=False), "torch_cov": autograd(args, cov=True),
+                      "fastmvn_torch_cov": bridge(args)}
+    figures = {"torch_chol": None, "torch_cov": None, "fastmvn_torch_cov": None}
     for group in (runs, torch_runs) if torch is not None else (runs,):
         figures.update({name: t / batch for name, t in median_times(group, repeat).items()})
     return figures

@@ -26,7 +26,7 @@ Cholesky factor is lower triangular.
 import numpy as np
 import torch
 
-from . import _api
+from . import _api, _pool
 
 __all__ = ["kl", "kl_chol", "kl_diag"]
 
@@ -91,7 +91,10 @@ class _KL(torch.autograd.Function):
                 result.append(None)
                 continue
             weight = grad_output.reshape(grad_output.shape + (1,) * (grad.ndim - grad_output.ndim))
-            result.append((weight * grad).sum_to_size(shape).to(dtype))
+            weighted = None
+            if not grad.is_cuda and weight.dtype == grad.dtype:  # into reused memory, as the gradients
+                weighted = torch.from_numpy(_pool.empty(tuple(grad.shape), grad.numpy().dtype))
+            result.append(torch.mul(weight, grad, out=weighted).sum_to_size(shape).to(dtype))
         return (None, None, None, *result)
 
 

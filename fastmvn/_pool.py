@@ -1,0 +1,161 @@
+"""A pool of the large output buffers of the value-and-gradient functions.
+
+A training loop asks for gradients of the same shapes at every step and drops them before
+the next. Each of them is new memory to NumPy, and at these sizes new memory is new pages
+from the operating system, which zeroes every one before the kernel writes it: for the
+gradients of a million 4×4 pairs (768 MB) that costs about as much as the KL itself. The
+pool keeps the buffers of dropped gradients and hands them out again, so a loop pays for
+new pages once.
+
+An array from :func:`empty` is an ordinary writeable NumPy array whose ``base`` is a
+:class:`_Lease`; its buffer returns to the pool only when the lease dies, when no array made
+from it (a view, a slice, a tensor sharing its memory) is left. The pool holds at most
+:func:`set_buffer_pool` bytes (``FASTMVN_POOL_BYTES``, 1 GiB by default) of buffers nobody
+uses; arrays under :data:`MIN_BYTES` come from NumPy as usual.
+"""
+
+import collections
+import os
+import threading
+
+import numpy as np
+
+#: Arrays smaller than this come from ``np.empty``: their memory is cheap and cached by the
+#: C allocator already.
+MIN_BYTES = 1 << 22
+#: The alignment of a pooled array's first byte: a 4×4 float64 item fills two whole cache lines.
+ALIGN = 64
+
+
+def _default_limit():
+    text = os.environ.get("FASTMVN_POOL_BYTES", str(1 << 30))
+    try:
+        limit = int(text)
+    except ValueError:
+        raise ValueError(f"FASTMVN_POOL_BYTES must be a whole number of bytes; got {text!r}") from None
+    if limit < 0:
+        raise ValueError(f"FASTMVN_POOL_BYTES must not be negative; got {limit}")
+    return limit
+
+
+class _Pool:
+    """Idle buffers by size, ``held`` bytes of them. A lease gives its buffer back from
+    whatever thread drops the last array, possibly inside a garbage collection that runs
+    while this thread is in the pool already: hence a reentrant lock."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.idle = collections.defaultdict(list)
+        self.held = 0
+        self.lock = threading.RLock()
+
+    def take(self, nbytes):
+        with self.lock:
+            queue = self.idle[nbytes]
+            if queue:
+                self.held -= nbytes
+                return queue.pop()
+        return np.empty(nbytes + ALIGN, np.uint8)
+
+    def give_back(self, raw, nbytes):
+        with self.lock:
+            if self.held + nbytes <= self.limit:
+                self.idle[nbytes].append(raw)
+                self.held += nbytes
+
+    def trim(self):
+        """Drop idle buffers, largest first, until at most :attr:`limit` bytes are idle."""
+        dropped = []  # freed after the lock is let go
+        with self.lock:
+            for nbytes in sorted(self.idle, reverse=True):
+                queue = self.idle[nbytes]
+                while queue and self.held > self.limit:
+                    dropped.append(queue.pop())
+                    self.held -= nbytes
+
+
+_POOL = _Pool(_default_limit())
+
+
+class _Lease:
+    """``nbytes`` of a pooled buffer, aligned, exposed through ``__array_interface__``; gives
+    the buffer back to the pool when it dies."""
+
+    __slots__ = ("_raw", "_nbytes", "__array_interface__")
+
+    def __init__(self, raw, nbytes):
+        self._raw = raw
+        self._nbytes = nbytes
+        address = raw.ctypes.data
+        offset = -address % ALIGN
+        self.__array_interface__ = {"shape": (nbytes,), "typestr": "|u1", "version": 3,
+                                    "data": (address + offset, False)}
+
+    def __del__(self):
+        try:
+            _POOL.give_back(self._raw, self._nbytes)
+        except Exception:  # noqa: BLE001 - at interpreter exit the pool may be gone already
+            pass
+
+
+def empty(shape, dtype):
+    """An uninitialised writeable array of ``shape`` and ``dtype``, C-contiguous, from the
+    pool when it is large (its memory reused once an earlier such array is gone).
+
+    Parameters
+    ----------
+    shape : tuple of int
+    dtype : numpy dtype
+
+    Returns
+    -------
+    ndarray of ``shape``
+
+    Examples
+    --------
+    >>> a = empty((1024, 1024), np.float64)
+    >>> address = a.ctypes.data
+    >>> del a
+    >>> empty((1024, 1024), np.float64).ctypes.data == address   # the same memory, no new pages
+    True
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes < MIN_BYTES or nbytes + ALIGN > _POOL.limit:
+        return np.empty(shape, dtype)
+    raw = _POOL.take(nbytes)
+    return np.asarray(_Lease(raw, nbytes)).view(dtype).reshape(shape)
+
+
+def set_buffer_pool(limit):
+    """Set how many bytes of idle gradient buffers fastmvn keeps for reuse; returns the old limit.
+
+    The value-and-gradient functions (and :mod:`fastmvn.torch`) take their large gradient
+    arrays from a pool: once such an array is gone, its memory serves the next call, which
+    then writes memory the process already has instead of new pages that the operating
+    system must first zero. At most ``limit`` bytes of buffers that no array uses are kept;
+    ``0`` keeps none (and lets the held ones go). The default, 1 GiB, or
+    ``FASTMVN_POOL_BYTES`` at import, holds the gradients of a million 4×4 float64 pairs.
+
+    Parameters
+    ----------
+    limit : int
+        Bytes, ``≥ 0``.
+
+    Returns
+    -------
+    int
+        The previous limit.
+
+    Examples
+    --------
+    >>> import fastmvn as fm
+    >>> previous = fm.set_buffer_pool(0)      # no reuse: every gradient array is new memory
+    >>> fm.set_buffer_pool(previous)
+    0
+    """
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0:
+        raise ValueError(f"limit must be a whole number of bytes ≥ 0; got {limit!r}")
+    previous, _POOL.limit = _POOL.limit, int(limit)
+    _POOL.trim()
+    return previous
