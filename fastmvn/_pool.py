@@ -77,6 +77,16 @@ class _Pool:
 _POOL = _Pool(_default_limit())
 
 
+def _after_fork():
+    """A child process starts with a lock of its own: another thread of the parent may have
+    held this one at the fork, and would never let it go in the child."""
+    _POOL.lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork)
+
+
 class _Lease:
     """``nbytes`` of a pooled buffer, aligned, exposed through ``__array_interface__``; gives
     the buffer back to the pool when it dies."""
