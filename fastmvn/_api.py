@@ -819,8 +819,8 @@ def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2
         None, ``grads`` six arrays of the arguments' shapes, or None for an argument passed
         as None or a gradient to allocate. Returned instead of new arrays. Without it, large
         gradient arrays come from a pool that reuses the memory of gradients already dropped
-        (:func:`fastmvn.set_buffer_pool`): a training loop pays for new memory once either
-        way.
+        (:func:`fastmvn.set_buffer_pool`): a training loop whose gradients fit in the pool
+        pays for new memory once either way.
     wrt : str or sequence of str, optional
         The names of the arguments whose gradients to compute (``"mean1"``, ``"rowcov1"``,
         …); by default every argument not passed as None. The other gradients are None and

@@ -7,14 +7,16 @@ gradients of a million 4×4 pairs (768 MB) that costs about as much as the KL it
 pool keeps the buffers of dropped gradients and hands them out again, so a loop pays for
 new pages once.
 
-An array from :func:`empty` is an ordinary writeable NumPy array whose ``base`` is a
-:class:`_Lease`; its buffer returns to the pool only when the lease dies, when no array made
-from it (a view, a slice, a tensor sharing its memory) is left. The pool holds at most
-:func:`set_buffer_pool` bytes (``FASTMVN_POOL_BYTES``, 1 GiB by default) of buffers nobody
-uses; arrays under :data:`MIN_BYTES` come from NumPy as usual.
+An array from :func:`empty` is a writeable NumPy array (a view: it does not own its memory)
+over a buffer held by a :class:`_Lease`, which its chain of ``base`` arrays keeps alive. The
+buffer returns to the pool only when the lease dies, when no array made from it (a view, a
+slice, a tensor sharing its memory) is left. The pool keeps at most :func:`set_buffer_pool`
+bytes (``FASTMVN_POOL_BYTES``, 1 GiB by default) of buffers nobody uses, the most recently
+returned: the oldest go first. Arrays under :data:`MIN_BYTES` come from NumPy as usual.
 """
 
 import collections
+import math
 import os
 import threading
 
@@ -39,73 +41,76 @@ def _default_limit():
 
 
 class _Pool:
-    """Idle buffers by size, ``held`` bytes of them. A lease gives its buffer back from
-    whatever thread drops the last array, possibly inside a garbage collection that runs
-    while this thread is in the pool already: hence a reentrant lock."""
+    """Idle buffers, oldest first, ``held`` bytes of them (``ALIGN`` more than their arrays
+    each). A lease gives its buffer back from whatever thread drops the last array, possibly
+    inside a garbage collection that runs while this thread is in the pool already: hence a
+    reentrant lock."""
 
     def __init__(self, limit):
         self.limit = limit
-        self.idle = collections.defaultdict(list)
+        self.idle = collections.OrderedDict()  # id(raw) -> raw, in the order they came back
         self.held = 0
         self.lock = threading.RLock()
 
     def take(self, nbytes):
+        """The most recently returned idle buffer of ``nbytes + ALIGN`` bytes, or a new one."""
+        size = nbytes + ALIGN
         with self.lock:
-            queue = self.idle[nbytes]
-            if queue:
-                self.held -= nbytes
-                return queue.pop()
-        return np.empty(nbytes + ALIGN, np.uint8)
+            for key in reversed(self.idle):
+                if self.idle[key].nbytes == size:
+                    self.held -= size
+                    return self.idle.pop(key)
+        return np.empty(size, np.uint8)
 
-    def give_back(self, raw, nbytes):
+    def give_back(self, raw):
         with self.lock:
-            if self.held + nbytes <= self.limit:
-                self.idle[nbytes].append(raw)
-                self.held += nbytes
+            if raw.nbytes <= self.limit:
+                self.idle[id(raw)] = raw
+                self.held += raw.nbytes
+            return self.trim()
 
     def trim(self):
-        """Drop idle buffers, largest first, until at most :attr:`limit` bytes are idle."""
-        dropped = []  # freed after the lock is let go
+        """Drop the oldest idle buffers until at most :attr:`limit` bytes are idle; returns
+        them, to be freed after the lock is let go."""
+        dropped = []
         with self.lock:
-            for nbytes in sorted(self.idle, reverse=True):
-                queue = self.idle[nbytes]
-                while queue and self.held > self.limit:
-                    dropped.append(queue.pop())
-                    self.held -= nbytes
+            while self.held > self.limit and self.idle:
+                _, raw = self.idle.popitem(last=False)
+                self.held -= raw.nbytes
+                dropped.append(raw)
+        return dropped
 
 
 _POOL = _Pool(_default_limit())
 
 
-def _after_fork():
-    """A child process starts with a lock of its own: another thread of the parent may have
-    held this one at the fork, and would never let it go in the child."""
-    _POOL.lock = threading.RLock()
-
-
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-    os.register_at_fork(after_in_child=_after_fork)
+    # As the logging module does: no thread holds the lock across a fork, and a child starts
+    # with a lock of its own.
+    os.register_at_fork(before=lambda: _POOL.lock.acquire(), after_in_parent=lambda: _POOL.lock.release(),
+                        after_in_child=lambda: setattr(_POOL, "lock", threading.RLock()))
 
 
 class _Lease:
     """``nbytes`` of a pooled buffer, aligned, exposed through ``__array_interface__``; gives
-    the buffer back to the pool when it dies."""
+    the buffer back to the pool when it dies. Not copyable: a copy would give it back twice."""
 
-    __slots__ = ("_raw", "_nbytes", "__array_interface__")
+    __slots__ = ("_raw", "__array_interface__")
 
     def __init__(self, raw, nbytes):
         self._raw = raw
-        self._nbytes = nbytes
         address = raw.ctypes.data
-        offset = -address % ALIGN
         self.__array_interface__ = {"shape": (nbytes,), "typestr": "|u1", "version": 3,
-                                    "data": (address + offset, False)}
+                                    "data": (address - address % -ALIGN, False)}
 
     def __del__(self):
         try:
-            _POOL.give_back(self._raw, self._nbytes)
+            _POOL.give_back(self._raw)
         except Exception:  # noqa: BLE001 - at interpreter exit the pool may be gone already
             pass
+
+    def __reduce__(self):
+        raise TypeError("a pooled buffer's lease cannot be copied or pickled (the arrays over it can)")
 
 
 def empty(shape, dtype):
@@ -130,7 +135,7 @@ def empty(shape, dtype):
     True
     """
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < MIN_BYTES or nbytes + ALIGN > _POOL.limit:
         return np.empty(shape, dtype)
     raw = _POOL.take(nbytes)
@@ -140,12 +145,14 @@ def empty(shape, dtype):
 def set_buffer_pool(limit):
     """Set how many bytes of idle gradient buffers fastmvn keeps for reuse; returns the old limit.
 
-    The value-and-gradient functions (and :mod:`fastmvn.torch`) take their large gradient
-    arrays from a pool: once such an array is gone, its memory serves the next call, which
-    then writes memory the process already has instead of new pages that the operating
-    system must first zero. At most ``limit`` bytes of buffers that no array uses are kept;
-    ``0`` keeps none (and lets the held ones go). The default, 1 GiB, or
-    ``FASTMVN_POOL_BYTES`` at import, holds the gradients of a million 4×4 float64 pairs.
+    The value-and-gradient functions (and :mod:`fastmvn.torch`) take their gradient arrays
+    of 4 MiB and more from a pool: once such an array is gone (and every view of it), its
+    memory serves the next call, which then writes memory the process already has instead
+    of new pages that the operating system must first zero. At most ``limit`` bytes of
+    buffers that no array uses are kept, the most recently freed; ``0`` keeps none (and
+    lets the held ones go). The default, 1 GiB, or ``FASTMVN_POOL_BYTES`` at import, holds
+    the gradients of a million 4×4 float64 pairs; a process keeps that much after such a
+    call until it sets a lower limit.
 
     Parameters
     ----------
@@ -166,6 +173,8 @@ def set_buffer_pool(limit):
     """
     if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0:
         raise ValueError(f"limit must be a whole number of bytes ≥ 0; got {limit!r}")
-    previous, _POOL.limit = _POOL.limit, int(limit)
-    _POOL.trim()
+    with _POOL.lock:
+        previous, _POOL.limit = _POOL.limit, int(limit)
+        dropped = _POOL.trim()
+    del dropped  # freed here, outside the lock
     return previous

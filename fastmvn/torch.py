@@ -72,12 +72,12 @@ class _KL(torch.autograd.Function):
             value_and_grad = cuda._value_and_grad
             wrap = lambda array: torch.as_tensor(array, device=device)  # noqa: E731 - reads it in place
         if not need_grad:
-            ctx.grads = [None] * 6
             return wrap(np.asarray(value_of(*arrays, errors=errors)) if device is None
                         else value_of(*arrays, errors=errors))
         wrt = [name for name, t in zip(_api._argument_names(kind), tensors) if t is not None and t.requires_grad]
         value, grads = value_and_grad(kind, arrays, errors, reduce=False, wrt=wrt)
-        ctx.grads = [None if g is None else wrap(g) for g in grads]
+        # Saved, so that autograd lets them go after the backward pass (unless it retains the graph).
+        ctx.save_for_backward(*(None if g is None else wrap(g) for g in grads))
         return wrap(np.asarray(value) if device is None else value)
 
     @staticmethod
@@ -86,7 +86,8 @@ class _KL(torch.autograd.Function):
             raise RuntimeError("fastmvn.torch: second derivatives of the KL are not implemented; a backward "
                                "pass with create_graph=True cannot go through kl, kl_chol or kl_diag")
         result = []
-        for grad, shape, dtype in zip(ctx.grads, ctx.shapes, ctx.dtypes):
+        grads = ctx.saved_tensors or (None,) * len(ctx.shapes)
+        for grad, shape, dtype in zip(grads, ctx.shapes, ctx.dtypes):
             if grad is None:
                 result.append(None)
                 continue

@@ -31,6 +31,17 @@ def addresses(arrays):
     return sorted(a.ctypes.data for a in arrays if a is not None)
 
 
+def leased(array):
+    """Whether ``array``'s memory is a pooled buffer's (a lease down its chain of bases)."""
+    while array is not None and not isinstance(array, _pool._Lease):
+        array = getattr(array, "base", None)
+    return array is not None
+
+
+def pooled_bytes(arrays):
+    return sum(a.nbytes + _pool.ALIGN for a in arrays)
+
+
 def unpooled(func, *args, **kwargs):
     previous = fm.set_buffer_pool(0)
     try:
@@ -47,16 +58,17 @@ def test_dropped_gradients_are_reused_with_the_same_numbers(rng, pooled, func, c
                          for args in (first, second))
     _, grads = func(*first)
     before = addresses(grads)
-    assert all(g.ctypes.data % _pool.ALIGN == 0 and g.flags.c_contiguous and g.flags.writeable for g in grads)
+    assert all(leased(g) and g.ctypes.data % _pool.ALIGN == 0 and g.flags.c_contiguous and g.flags.writeable
+               for g in grads)
     del grads
-    assert pooled.held == sum(a.nbytes for a in first)
+    assert pooled.held == pooled_bytes(first)
     value, grads = func(*second)
     assert addresses(grads) == before and pooled.held == 0
     expected_value, expected = unpooled(func, *second)
     np.testing.assert_array_equal(value, expected_value)
     for grad, want in zip(grads, expected):
         np.testing.assert_array_equal(grad, want)
-        assert not isinstance(want.base, _pool._Lease)
+        assert not leased(want)
 
 
 def test_memory_a_view_still_uses_is_not_handed_out(rng, pooled):
@@ -69,7 +81,7 @@ def test_memory_a_view_still_uses_is_not_handed_out(rng, pooled):
     assert not any(np.shares_memory(view, g) for g in fresh)
     np.testing.assert_array_equal(view, kept)
     del view
-    assert pooled.held == args[1].nbytes          # its buffer came back with the last view
+    assert pooled.held == pooled_bytes([args[1]])  # its buffer came back with the last view
 
 
 def test_wrt_and_broadcast_priors_through_the_pool(rng, pooled):
@@ -87,17 +99,49 @@ def test_wrt_and_broadcast_priors_through_the_pool(rng, pooled):
 
 def test_limit_and_switching_off(rng, pooled):
     args = pair(rng, n=2, p=2)                    # six gradients of one size
-    one = args[0].nbytes
+    one = pooled_bytes(args[:1])
     assert fm.set_buffer_pool(2 * one) == 1 << 30
     _, grads = fm.kl_value_and_grad(*args)
-    del grads                                      # six buffers come back, two fit
+    six = addresses(grads)
+    del grads                                      # six buffers come back, the last two stay
     assert pooled.held == 2 * one
+    idle = sorted(raw.ctypes.data - raw.ctypes.data % -_pool.ALIGN for raw in pooled.idle.values())
+    assert set(idle) <= set(six)
+    _, grads = fm.kl_value_and_grad(*args, wrt=("mean1", "rowcov1"))
+    assert addresses(grads) == idle
+    del grads
     assert fm.set_buffer_pool(0) == 2 * one
     assert pooled.held == 0
     _, grads = fm.kl_value_and_grad(*args)
-    assert not any(isinstance(g.base, _pool._Lease) for g in grads)
+    assert not any(leased(g) for g in grads)
     del grads
     assert pooled.held == 0
+
+
+def test_sizes_not_asked_for_again_make_room(rng, pooled):
+    fm.set_buffer_pool(6 * pooled_bytes(pair(rng, n=2, p=2)[:1]))
+    for n in (2, 3, 2, 4):                         # each call's six buffers push out the last's
+        args = pair(rng, n=n, p=n)
+        _, grads = fm.kl_value_and_grad(*args)
+        del grads
+        assert pooled.held <= _pool._POOL.limit
+        assert sorted(raw.nbytes for raw in pooled.idle.values())[-1] == args[0].nbytes + _pool.ALIGN
+
+
+def test_threshold_and_default_limit(rng, monkeypatch):
+    monkeypatch.setattr(_pool, "_POOL", _pool._Pool(1 << 30))
+    small = pair(rng, batch=(1000,), n=4, p=4)     # 128 kB gradients: NumPy's own
+    _, grads = fm.kl_value_and_grad(*small)
+    assert not any(leased(g) for g in grads)
+    large = [a[:1].repeat(_pool.MIN_BYTES // 128, axis=0) for a in small]  # 4 MiB each
+    _, grads = fm.kl_value_and_grad(*large)
+    assert all(leased(g) for g in grads)
+    del grads
+    assert _pool._POOL.held == pooled_bytes(large)
+    assert _pool.empty((0, 4), np.float64).shape == (0, 4)
+    with pytest.raises(TypeError, match="cannot be copied"):
+        import copy
+        copy.copy(_pool._Lease(np.empty(128, np.uint8), 64))
 
 
 @pytest.mark.parametrize("limit", [-1, 1.5, True, "1GB", None])
@@ -106,27 +150,46 @@ def test_bad_limits_are_refused(limit):
         fm.set_buffer_pool(limit)
 
 
+def import_with_limit(text):
+    env = dict(os.environ, FASTMVN_POOL_BYTES=text)
+    code = "import fastmvn; print(fastmvn.set_buffer_pool(0))"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+
+
 @pytest.mark.parametrize("text, message", [("lots", "a whole number of bytes"), ("-5", "must not be negative")])
 def test_bad_environment_variable_is_named(text, message):
-    env = dict(os.environ, FASTMVN_POOL_BYTES=text)
-    run = subprocess.run([sys.executable, "-c", "import fastmvn"], env=env, capture_output=True, text=True)
+    run = import_with_limit(text)
     assert run.returncode != 0 and "FASTMVN_POOL_BYTES" in run.stderr and message in run.stderr
+
+
+def test_environment_variable_sets_the_limit():
+    run = import_with_limit("12345")
+    assert run.returncode == 0 and run.stdout.strip() == "12345"
 
 
 def test_threads_never_share_a_buffer(rng, pooled):
     inputs = [pair(rng, batch=(40,)) for _ in range(4)]
     expected = [unpooled(fm.kl_value_and_grad, *args) for args in inputs]
-    failures = []
+    failures, live = [], [None] * 4
+    barrier = threading.Barrier(4)
 
     def work(k):
         try:
             for _ in range(15):
+                live[k] = None                         # this thread's last gradients go back
                 value, grads = fm.kl_value_and_grad(*inputs[k])
+                live[k] = grads
+                barrier.wait()                         # every thread's gradients alive at once
+                for j in range(4):
+                    if j != k:
+                        assert not any(np.shares_memory(g, h) for g in grads for h in live[j])
                 np.testing.assert_array_equal(value, expected[k][0])
                 for grad, want in zip(grads, expected[k][1]):
                     np.testing.assert_array_equal(grad, want)
+                barrier.wait()
         except Exception as error:  # noqa: BLE001 - reported below, in the main thread
             failures.append(error)
+            barrier.abort()
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
     for thread in threads:
@@ -149,6 +212,14 @@ def test_torch_backward_through_pooled_memory(rng, pooled):
     for t in tensors:
         t.grad = None
     loss.backward()
+    assert pooled.held > 0                         # the stored gradients went back with the graph's end
+    kept = tensors[1].grad
+    saved = kept.clone()
+    for _ in range(3):                             # a kept .grad is never handed out again
+        for t in tensors:
+            t.grad = None
+        (fmt.kl(*tensors) * weights).sum().backward()
+    torch.testing.assert_close(kept, saved, rtol=0, atol=0)
     _, per_item = unpooled(_api._value_and_grad, _api.COV, arrays, "raise", reduce=False)
     for t, first, grad in zip(tensors, once, per_item):
         torch.testing.assert_close(t.grad, first, rtol=0, atol=0)
