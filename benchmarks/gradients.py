@@ -48,8 +48,8 @@ class ValueAndGrad:
         self.grad()
 
     def track_time_over_value(self, *params):
-        """Time of value and gradients (as allocated by the call) over that of the value alone, the two
-        timed in alternation; the goal at 4×4 float64 is at most 3."""
+        """Time of value and gradients (into arrays the call allocates) over that of the
+        value alone, the two timed in alternation; the goal at 4×4 float64 is at most 3."""
         times = _bench.median_times({"grad": self.grad, "value": self.value}, repeat=3)
         return times["grad"] / times["value"]
 
