@@ -84,6 +84,24 @@ def test_weighted_backward_matches_autograd_of_the_formula(rng):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-11)
 
 
+def test_backward_of_a_sum_retained_and_repeated(rng):
+    # The backward pass of sum(kl) hands the stored gradients on as they are: through a graph
+    # kept for a second and third pass they must stay intact, and .grad must accumulate.
+    arrays = chol_pair(rng, (6,), 2, 3)
+    arrays[5] = arrays[5][0]                   # summed over the batch: the weighted path
+    ours = tensors(arrays)
+    loss = fmt.kl_chol(*ours).sum()
+    loss.backward(retain_graph=True)
+    once = [t.grad.clone() for t in ours]
+    loss.backward(retain_graph=True)
+    loss.backward()
+    theirs = tensors(arrays)
+    (2 * fmt.kl_chol(*theirs)).mean().backward()   # the weighted path, another weight
+    for t, first, other in zip(ours, once, theirs):
+        torch.testing.assert_close(t.grad, 3 * first, rtol=1e-14, atol=0)
+        torch.testing.assert_close(other.grad, first / 3, rtol=1e-14, atol=0)
+
+
 def test_tensors_that_need_no_gradient_get_none(rng):
     arrays = chol_pair(rng, (4,), 3, 2)
     everything = tensors(arrays)
