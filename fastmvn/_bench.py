@@ -230,7 +230,7 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
     (forward and backward of ``sum(kl)``, CPU) through :func:`torch_kl_chol_tensors` from the
     factors (``"torch_chol"``) and through ``torch.linalg.cholesky`` and it from the
     covariances (``"torch_cov"``), and the same pass through :func:`fastmvn.torch.kl`
-    (``"fastmvn_torch_cov"``; the three None without torch).
+    (``"fastmvn_torch_cov"``, in fastmvn's rounds; the three None without torch).
 
     Two floors, timed in the same rounds: ``"write_new"`` allocates six new arrays of the
     gradients' shapes and writes them once (:func:`write_pass`), ``"write_reused"`` writes
@@ -266,33 +266,26 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
     except ImportError:
         torch = None
     if torch is not None:
-        def autograd(arrays, cov):
+        from . import torch as fmt
+
+        def backward_pass(arrays, kl):
+            """Forward and backward of ``sum(kl(*tensors))`` on tensors sharing ``arrays``' memory."""
             tensors = [torch.from_numpy(a).requires_grad_() for a in arrays]
 
             def run():
                 for t in tensors:
                     t.grad = None
-                inputs = tensors
-                if cov:
-                    inputs = [t if i % 3 == 0 else torch.linalg.cholesky(t) for i, t in enumerate(tensors)]
-                torch_kl_chol_tensors(*inputs).sum().backward()
+                kl(*tensors).sum().backward()
 
             return run
 
-        def bridge(arrays):
-            from . import torch as fmt
+        def factored(*tensors):
+            factors = (t if i % 3 == 0 else torch.linalg.cholesky(t) for i, t in enumerate(tensors))
+            return torch_kl_chol_tensors(*factors)
 
-            tensors = [torch.from_numpy(a).requires_grad_() for a in arrays]
-
-            def run():
-                for t in tensors:
-                    t.grad = None
-                fmt.kl(*tensors).sum().backward()
-
-            return run
-
-        torch_runs = {"torch_chol": autograd(chol, cov=False), "torch_cov": autograd(args, cov=True),
-                      "fastmvn_torch_cov": bridge(args)}
+        runs["fastmvn_torch_cov"] = backward_pass(args, fmt.kl)  # pooled memory: it alternates with the rest
+        torch_runs = {"torch_chol": backward_pass(chol, torch_kl_chol_tensors),
+                      "torch_cov": backward_pass(args, factored)}
     figures = {"torch_chol": None, "torch_cov": None, "fastmvn_torch_cov": None}
     for group in (runs, torch_runs) if torch is not None else (runs,):
         figures.update({name: t / batch for name, t in median_times(group, repeat).items()})

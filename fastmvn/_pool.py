@@ -95,9 +95,10 @@ class _Lease:
     """``nbytes`` of a pooled buffer, aligned, exposed through ``__array_interface__``; gives
     the buffer back to the pool when it dies. Not copyable: a copy would give it back twice."""
 
-    __slots__ = ("_raw", "__array_interface__")
+    __slots__ = ("_pool", "_raw", "__array_interface__")
 
-    def __init__(self, raw, nbytes):
+    def __init__(self, pool, raw, nbytes):
+        self._pool = pool
         self._raw = raw
         address = raw.ctypes.data
         self.__array_interface__ = {"shape": (nbytes,), "typestr": "|u1", "version": 3,
@@ -105,8 +106,8 @@ class _Lease:
 
     def __del__(self):
         try:
-            _POOL.give_back(self._raw)
-        except Exception:  # noqa: BLE001 - at interpreter exit the pool may be gone already
+            self._pool.give_back(self._raw)
+        except Exception:  # noqa: BLE001 - at interpreter exit the pool's module may be gone already
             pass
 
     def __reduce__(self):
@@ -136,10 +137,10 @@ def empty(shape, dtype):
     """
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < MIN_BYTES or nbytes + ALIGN > _POOL.limit:
+    pool = _POOL
+    if nbytes < MIN_BYTES or nbytes + ALIGN > pool.limit:
         return np.empty(shape, dtype)
-    raw = _POOL.take(nbytes)
-    return np.asarray(_Lease(raw, nbytes)).view(dtype).reshape(shape)
+    return np.asarray(_Lease(pool, pool.take(nbytes), nbytes)).view(dtype).reshape(shape)
 
 
 def set_buffer_pool(limit):

@@ -91,22 +91,12 @@ class _KL(torch.autograd.Function):
             if grad is None:
                 result.append(None)
                 continue
-            if grad.shape == shape and grad.dtype == dtype and _all_ones(grad_output):
-                result.append(grad)  # the backward of sum(kl): the stored gradients as they are
-                continue
             weight = grad_output.reshape(grad_output.shape + (1,) * (grad.ndim - grad_output.ndim))
             weighted = None
             if not grad.is_cuda and weight.dtype == grad.dtype:  # into reused memory, as the gradients
                 weighted = torch.from_numpy(_pool.empty(tuple(grad.shape), grad.numpy().dtype))
             result.append(torch.mul(weight, grad, out=weighted).sum_to_size(shape).to(dtype))
         return (None, None, None, *result)
-
-
-def _all_ones(grad_output):
-    """Whether ``grad_output`` is one 1 broadcast to its shape, as the backward pass of a sum
-    hands it down (a CPU tensor's only: on the GPU the check would wait for the device)."""
-    return (not grad_output.is_cuda and all(stride == 0 for stride in grad_output.stride())
-            and grad_output.numel() > 0 and bool(grad_output.reshape(-1)[0] == 1))
 
 
 def _kl(kind, tensors, errors):

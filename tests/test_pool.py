@@ -128,7 +128,7 @@ def test_sizes_not_asked_for_again_make_room(rng, pooled):
         assert sorted(raw.nbytes for raw in pooled.idle.values())[-1] == args[0].nbytes + _pool.ALIGN
 
 
-def test_threshold_and_default_limit(rng, monkeypatch):
+def test_threshold(rng, monkeypatch):
     monkeypatch.setattr(_pool, "_POOL", _pool._Pool(1 << 30))
     small = pair(rng, batch=(1000,), n=4, p=4)     # 128 kB gradients: NumPy's own
     _, grads = fm.kl_value_and_grad(*small)
@@ -141,7 +141,7 @@ def test_threshold_and_default_limit(rng, monkeypatch):
     assert _pool.empty((0, 4), np.float64).shape == (0, 4)
     with pytest.raises(TypeError, match="cannot be copied"):
         import copy
-        copy.copy(_pool._Lease(np.empty(128, np.uint8), 64))
+        copy.copy(_pool._Lease(_pool._POOL, np.empty(128, np.uint8), 64))
 
 
 @pytest.mark.parametrize("limit", [-1, 1.5, True, "1GB", None])
@@ -151,7 +151,9 @@ def test_bad_limits_are_refused(limit):
 
 
 def import_with_limit(text):
-    env = dict(os.environ, FASTMVN_POOL_BYTES=text)
+    env = {k: v for k, v in os.environ.items() if k != "FASTMVN_POOL_BYTES"}
+    if text is not None:
+        env["FASTMVN_POOL_BYTES"] = text
     code = "import fastmvn; print(fastmvn.set_buffer_pool(0))"
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
 
@@ -162,9 +164,10 @@ def test_bad_environment_variable_is_named(text, message):
     assert run.returncode != 0 and "FASTMVN_POOL_BYTES" in run.stderr and message in run.stderr
 
 
-def test_environment_variable_sets_the_limit():
-    run = import_with_limit("12345")
-    assert run.returncode == 0 and run.stdout.strip() == "12345"
+@pytest.mark.parametrize("text, limit", [("12345", 12345), (None, 1 << 30)])
+def test_environment_variable_sets_the_limit(text, limit):
+    run = import_with_limit(text)
+    assert run.returncode == 0 and int(run.stdout) == limit
 
 
 def test_threads_never_share_a_buffer(rng, pooled):
@@ -213,15 +216,16 @@ def test_torch_backward_through_pooled_memory(rng, pooled):
         t.grad = None
     loss.backward()
     assert pooled.held > 0                         # the stored gradients went back with the graph's end
-    kept = tensors[1].grad
-    saved = kept.clone()
-    for _ in range(3):                             # a kept .grad is never handed out again
-        for t in tensors:
-            t.grad = None
-        (fmt.kl(*tensors) * weights).sum().backward()
-    torch.testing.assert_close(kept, saved, rtol=0, atol=0)
     _, per_item = unpooled(_api._value_and_grad, _api.COV, arrays, "raise", reduce=False)
     for t, first, grad in zip(tensors, once, per_item):
         torch.testing.assert_close(t.grad, first, rtol=0, atol=0)
         expected = weights.numpy().reshape((7,) + (1,) * (grad.ndim - 1)) * grad
         np.testing.assert_allclose(t.grad.numpy(), expected, rtol=1e-14, atol=0)
+    kept = tensors[1].grad
+    saved = kept.clone()
+    for step in range(3):                          # a kept .grad is never handed out again
+        for t in tensors:
+            t.grad = None
+        (fmt.kl(*tensors) * (weights + step)).sum().backward()
+        assert not any(np.shares_memory(kept.numpy(), t.grad.numpy()) for t in tensors)
+    torch.testing.assert_close(kept, saved, rtol=0, atol=0)

@@ -84,9 +84,9 @@ def test_weighted_backward_matches_autograd_of_the_formula(rng):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-11)
 
 
-def test_backward_of_a_sum_retained_and_repeated(rng):
-    # The backward pass of sum(kl) hands the stored gradients on as they are: through a graph
-    # kept for a second and third pass they must stay intact, and .grad must accumulate.
+def test_backward_retained_and_repeated(rng):
+    # Through a graph kept for a second and third pass the stored gradients stay intact, and
+    # .grad accumulates; no gradient handed out shares memory with what the graph keeps.
     arrays = chol_pair(rng, (6,), 2, 3)
     arrays[5] = arrays[5][0]                   # summed over the batch: the weighted path
     ours = tensors(arrays)
@@ -100,6 +100,27 @@ def test_backward_of_a_sum_retained_and_repeated(rng):
     for t, first, other in zip(ours, once, theirs):
         torch.testing.assert_close(t.grad, 3 * first, rtol=1e-14, atol=0)
         torch.testing.assert_close(other.grad, first / 3, rtol=1e-14, atol=0)
+
+
+def test_gradients_handed_out_are_the_callers_own(rng):
+    arrays = chol_pair(rng, (5,), 3, 2)
+    ours = tensors(arrays)
+    loss = fmt.kl_chol(*ours).sum()
+    first = torch.autograd.grad(loss, ours, retain_graph=True)
+    expected = [g.clone() for g in first]
+    second = torch.autograd.grad(loss, ours, retain_graph=True)
+    for g in second:
+        g.zero_()                                  # the caller's to change
+    third = torch.autograd.grad(loss, ours)
+    for a, b, want in zip(first, third, expected):
+        torch.testing.assert_close(a, want, rtol=0, atol=0)
+        torch.testing.assert_close(b, want, rtol=0, atol=0)
+    leaf = torch.tensor(arrays[0], requires_grad=True)   # a view of a leaf as the input
+    loss = fmt.kl_chol(leaf.view(5, 3, 2), *tensors(arrays[1:], requires_grad=False)).sum()
+    loss.backward(retain_graph=True)
+    leaf.grad.mul_(0.5)
+    loss.backward()
+    torch.testing.assert_close(leaf.grad, 1.5 * expected[0], rtol=1e-14, atol=0)
 
 
 def test_tensors_that_need_no_gradient_get_none(rng):
