@@ -213,8 +213,8 @@ def _parallel_fill():
 
 
 def _new(args):
-    """``out=`` of new arrays for a value and gradient of ``args``."""
-    return None, [np.empty_like(a) for a in args]
+    """New arrays of the shapes of ``args`` (of their gradients)."""
+    return [np.empty_like(a) for a in args]
 
 
 def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
@@ -226,7 +226,7 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
     (``"…_out"``, as a training loop can pass them), and into new memory (``"…_new"``: new
     arrays passed as ``out=``, what every call would cost without the pool); and from
     covariances with the gradients of the first distribution only, ``"kl_value_and_grad_first"``
-    (``wrt=``, as :mod:`fastmvn.torch` computes them against a fixed prior)), and PyTorch autograd
+    (``wrt=``, as :mod:`fastmvn.torch` computes them against a fixed prior), and PyTorch autograd
     (forward and backward of ``sum(kl)``, CPU) through :func:`torch_kl_chol_tensors` from the
     factors (``"torch_chol"``) and through ``torch.linalg.cholesky`` and it from the
     covariances (``"torch_cov"``), and the same pass through :func:`fastmvn.torch.kl`
@@ -252,13 +252,13 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
         "kl_chol": lambda: _api.kl_chol(*chol, out=out),
         "kl_chol_value_and_grad": lambda: _api.kl_chol_value_and_grad(*chol),
         "kl_chol_value_and_grad_out": lambda: _api.kl_chol_value_and_grad(*chol, out=reused_chol),
-        "kl_chol_value_and_grad_new": lambda: _api.kl_chol_value_and_grad(*chol, out=_new(chol)),
+        "kl_chol_value_and_grad_new": lambda: _api.kl_chol_value_and_grad(*chol, out=(None, _new(chol))),
         "kl": lambda: _api.kl(*args, out=out),
         "kl_value_and_grad": lambda: _api.kl_value_and_grad(*args),
         "kl_value_and_grad_out": lambda: _api.kl_value_and_grad(*args, out=reused),
-        "kl_value_and_grad_new": lambda: _api.kl_value_and_grad(*args, out=_new(args)),
+        "kl_value_and_grad_new": lambda: _api.kl_value_and_grad(*args, out=(None, _new(args))),
         "kl_value_and_grad_first": lambda: _api.kl_value_and_grad(*args, wrt=first),
-        "write_new": lambda: write_pass([np.empty_like(a) for a in args]),
+        "write_new": lambda: write_pass(_new(args)),
         "write_reused": lambda: write_pass(written),
     }
     try:
