@@ -10,6 +10,17 @@ import pytest
 from fastmvn._bench import random_spd as spd  # noqa: F401 - shared with the tests
 
 
+def pair(rng, batch, n, p):
+    """Two batches of ``n×p`` matrix normals (means, row and column covariances), as a list."""
+    return [rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p),
+            rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p)]
+
+
+def factors(args):
+    """The arguments of :func:`pair` with the covariances replaced by their Cholesky factors."""
+    return [a if k % 3 == 0 else np.linalg.cholesky(a) for k, a in enumerate(args)]
+
+
 def dense_kl(mean1, rowcov1, colcov1, mean2, rowcov2, colcov2):
     """KL of the multivariate normals on column-major ``vec``, covariance ``V⊗U`` (one item)."""
     s1, s2 = np.kron(colcov1, rowcov1), np.kron(colcov2, rowcov2)

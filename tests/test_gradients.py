@@ -7,20 +7,11 @@ from numpy.linalg import LinAlgError
 import fastmvn as fm
 from fastmvn import reference
 
-from conftest import spd
+from conftest import factors, pair, spd
 
 SHAPES = [(1, 1), (1, 3), (3, 1), (2, 2), (2, 3), (4, 4), (5, 2)]
 COV_NAMES = ["mean1", "rowcov1", "colcov1", "mean2", "rowcov2", "colcov2"]
 CHOL_NAMES = ["mean1", "rowchol1", "colchol1", "mean2", "rowchol2", "colchol2"]
-
-
-def pair(rng, batch, n, p):
-    return [rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p),
-            rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p)]
-
-
-def factors(args):
-    return [a if k % 3 == 0 else np.linalg.cholesky(a) for k, a in enumerate(args)]
 
 
 def variances(rng, batch, n, p):

@@ -8,20 +8,9 @@ from hypothesis import strategies as st
 import fastmvn as fm
 from fastmvn import reference
 
-from conftest import dense_kl, spd
+from conftest import dense_kl, factors, pair, spd
 
 SHAPES = [(1, 1), (1, 7), (2, 2), (2, 3), (4, 4), (5, 2), (8, 16), (32, 32), (64, 3), (3, 64)]
-
-
-def pair(rng, batch, n, p):
-    return (rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p),
-            rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p))
-
-
-def factors(args):
-    m1, u1, v1, m2, u2, v2 = args
-    return (m1, np.linalg.cholesky(u1), np.linalg.cholesky(v1),
-            m2, np.linalg.cholesky(u2), np.linalg.cholesky(v2))
 
 
 @pytest.mark.parametrize("n, p", SHAPES)

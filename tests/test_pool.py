@@ -11,7 +11,7 @@ import pytest
 import fastmvn as fm
 from fastmvn import _api, _pool
 
-from conftest import spd
+from conftest import factors, pair
 
 
 @pytest.fixture
@@ -20,11 +20,6 @@ def pooled(monkeypatch):
     monkeypatch.setattr(_pool, "MIN_BYTES", 0)
     monkeypatch.setattr(_pool, "_POOL", _pool._Pool(1 << 30))
     return _pool._POOL
-
-
-def pair(rng, batch=(7,), n=3, p=2):
-    return [rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p),
-            rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p)]
 
 
 def addresses(arrays):
@@ -52,10 +47,9 @@ def unpooled(func, *args, **kwargs):
 
 @pytest.mark.parametrize("func, chol", [(fm.kl_value_and_grad, False), (fm.kl_chol_value_and_grad, True)])
 def test_dropped_gradients_are_reused_with_the_same_numbers(rng, pooled, func, chol):
-    first, second = pair(rng), pair(rng)
+    first, second = pair(rng, (7,), 3, 2), pair(rng, (7,), 3, 2)
     if chol:
-        first, second = ([a if k % 3 == 0 else np.linalg.cholesky(a) for k, a in enumerate(args)]
-                         for args in (first, second))
+        first, second = factors(first), factors(second)
     _, grads = func(*first)
     before = addresses(grads)
     assert all(leased(g) and g.ctypes.data % _pool.ALIGN == 0 and g.flags.c_contiguous and g.flags.writeable
@@ -72,12 +66,12 @@ def test_dropped_gradients_are_reused_with_the_same_numbers(rng, pooled, func, c
 
 
 def test_memory_a_view_still_uses_is_not_handed_out(rng, pooled):
-    args = pair(rng)
+    args = pair(rng, (7,), 3, 2)
     _, grads = fm.kl_value_and_grad(*args)
     view = grads[1][2:5, 1]                       # a slice of one gradient outlives the others
     kept = view.copy()
     del grads
-    _, fresh = fm.kl_value_and_grad(*pair(rng))
+    _, fresh = fm.kl_value_and_grad(*pair(rng, (7,), 3, 2))
     assert not any(np.shares_memory(view, g) for g in fresh)
     np.testing.assert_array_equal(view, kept)
     del view
@@ -85,7 +79,7 @@ def test_memory_a_view_still_uses_is_not_handed_out(rng, pooled):
 
 
 def test_wrt_and_broadcast_priors_through_the_pool(rng, pooled):
-    args = pair(rng)
+    args = pair(rng, (7,), 3, 2)
     args[4], args[5] = args[4][0], args[5][0]     # a shared prior: its gradient is summed
     for _ in range(3):
         value, grads = fm.kl_value_and_grad(*args, wrt=("mean1", "rowcov2"))
@@ -98,7 +92,7 @@ def test_wrt_and_broadcast_priors_through_the_pool(rng, pooled):
 
 
 def test_limit_and_switching_off(rng, pooled):
-    args = pair(rng, n=2, p=2)                    # six gradients of one size
+    args = pair(rng, (7,), 2, 2)                    # six gradients of one size
     one = pooled_bytes(args[:1])
     assert fm.set_buffer_pool(2 * one) == 1 << 30
     _, grads = fm.kl_value_and_grad(*args)
@@ -119,9 +113,9 @@ def test_limit_and_switching_off(rng, pooled):
 
 
 def test_sizes_not_asked_for_again_make_room(rng, pooled):
-    fm.set_buffer_pool(6 * pooled_bytes(pair(rng, n=2, p=2)[:1]))
+    fm.set_buffer_pool(6 * pooled_bytes(pair(rng, (7,), 2, 2)[:1]))
     for n in (2, 3, 2, 4):                         # each call's six buffers push out the last's
-        args = pair(rng, n=n, p=n)
+        args = pair(rng, (7,), n, n)
         _, grads = fm.kl_value_and_grad(*args)
         del grads
         assert pooled.held <= _pool._POOL.limit
@@ -130,7 +124,7 @@ def test_sizes_not_asked_for_again_make_room(rng, pooled):
 
 def test_threshold(rng, monkeypatch):
     monkeypatch.setattr(_pool, "_POOL", _pool._Pool(1 << 30))
-    small = pair(rng, batch=(1000,), n=4, p=4)     # 128 kB gradients: NumPy's own
+    small = pair(rng, (1000,), 4, 4)     # 128 kB gradients: NumPy's own
     _, grads = fm.kl_value_and_grad(*small)
     assert not any(leased(g) for g in grads)
     large = [a[:1].repeat(_pool.MIN_BYTES // 128, axis=0) for a in small]  # 4 MiB each
@@ -171,7 +165,7 @@ def test_environment_variable_sets_the_limit(text, limit):
 
 
 def test_threads_never_share_a_buffer(rng, pooled):
-    inputs = [pair(rng, batch=(40,)) for _ in range(4)]
+    inputs = [pair(rng, (40,), 3, 2) for _ in range(4)]
     expected = [unpooled(fm.kl_value_and_grad, *args) for args in inputs]
     failures, live = [], [None] * 4
     barrier = threading.Barrier(4)
@@ -206,7 +200,7 @@ def test_torch_backward_through_pooled_memory(rng, pooled):
     torch = pytest.importorskip("torch")
     import fastmvn.torch as fmt
 
-    arrays = pair(rng)
+    arrays = pair(rng, (7,), 3, 2)
     tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
     weights = torch.tensor(rng.uniform(0.5, 2.0, 7))
     loss = (fmt.kl(*tensors) * weights).sum()
