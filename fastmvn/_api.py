@@ -267,12 +267,16 @@ def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, out=N
     Raises
     ------
     numpy.linalg.LinAlgError
-        A covariance is not positive definite; names the argument and batch index.
+        A covariance is not positive definite, or numerically singular (a Cholesky pivot at
+        or below ``n·ε`` times its diagonal entry); names the argument and batch index.
     ValueError
         NaN or infinity in an input (names the argument and batch index); shapes that do
         not fit together or batch shapes that do not broadcast (names the shapes).
     TypeError
         Complex or non-numeric input.
+    FloatingPointError
+        A result beyond the float range (finite inputs of any scale whose result is finite
+        give that result); names the batch index.
 
     See Also
     --------
@@ -331,7 +335,7 @@ def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None,
     ------
     numpy.linalg.LinAlgError
         A factor has a diagonal entry that is not positive; names the argument and batch index.
-    ValueError, TypeError
+    ValueError, TypeError, FloatingPointError
         As in :func:`kl`.
 
     Examples
@@ -379,7 +383,7 @@ def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *, 
     ------
     numpy.linalg.LinAlgError
         A variance is not positive; names the argument and batch index.
-    ValueError, TypeError
+    ValueError, TypeError, FloatingPointError
         As in :func:`kl`.
 
     Examples
@@ -563,7 +567,7 @@ def logpdf(x, mean, rowcov, colcov, *, out=None, errors="raise"):
 
     Raises
     ------
-    numpy.linalg.LinAlgError, ValueError, TypeError
+    numpy.linalg.LinAlgError, ValueError, TypeError, FloatingPointError
         As in :func:`kl`.
 
     Examples
@@ -839,7 +843,7 @@ def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2
 
     Raises
     ------
-    numpy.linalg.LinAlgError, ValueError, TypeError
+    numpy.linalg.LinAlgError, ValueError, TypeError, FloatingPointError
         As in :func:`kl`, naming the argument and the batch index.
 
     Notes
@@ -923,7 +927,7 @@ def kl_chol_value_and_grad(mean1, rowchol1, colchol1, mean2=None, rowchol2=None,
 
     Raises
     ------
-    numpy.linalg.LinAlgError, ValueError, TypeError
+    numpy.linalg.LinAlgError, ValueError, TypeError, FloatingPointError
         As in :func:`kl_chol`, naming the argument and the batch index.
 
     Notes
@@ -989,7 +993,7 @@ def kl_diag_value_and_grad(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, co
 
     Raises
     ------
-    numpy.linalg.LinAlgError, ValueError, TypeError
+    numpy.linalg.LinAlgError, ValueError, TypeError, FloatingPointError
         As in :func:`kl_diag`, naming the argument and the batch index.
 
     Examples

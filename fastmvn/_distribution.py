@@ -16,6 +16,7 @@ from numpy.linalg import LinAlgError
 
 from ._api import (CHOL, COV, MEAN, _Arg, _check, _check_errors, _check_out, _diagnose, _slot, _where, kl_chol,
                    logdet, logpdf, logpdf_chol, mahalanobis_chol)
+from .reference import singular_pivots
 
 __all__ = ["pdf", "pdf_chol", "entropy", "entropy_chol", "rvs", "fit", "MatrixNormal", "MatrixNormalFit"]
 
@@ -273,8 +274,9 @@ def _cholesky(stack):
 
 def _factor(arg):
     """Lower Cholesky factors (by LAPACK) of covariance argument ``arg`` over its own batch
-    shape, and the mask of the items that fail: not positive definite, or not finite (which
-    LAPACK either rejects or carries into the factor). A failed item's factor is the identity.
+    shape, and the mask of the items that fail: not positive definite, numerically singular
+    (:func:`fastmvn.reference.singular_pivots`, the rule of the kernels' own Cholesky), or not
+    finite (which LAPACK either rejects or carries into the factor). A failed item's factor is the identity.
 
     When LAPACK rejects the stack, the kernels' own Cholesky marks the failing items in one
     pass; the halving of :func:`_cholesky` is left for any item it accepts and LAPACK does not.
@@ -289,7 +291,7 @@ def _factor(arg):
         failed = np.isnan(logdet(stack, errors="nan"))
         chol, rejected = _cholesky(np.where(failed[:, None, None], np.eye(size), stack))
         failed |= rejected
-    failed |= ~np.isfinite(chol).all(axis=(-2, -1))
+    failed |= ~np.isfinite(chol).all(axis=(-2, -1)) | singular_pivots(chol, stack)
     chol[failed] = np.eye(size)
     return chol.reshape(a.shape), failed.reshape(a.shape[:-2])
 

@@ -59,6 +59,18 @@ def _like(value, array):
     return lambda value, array: dtype(value)
 
 
+def epsilon(array):
+    """The machine epsilon of the dtype of ``array``, as a scalar of that dtype."""
+    return array.dtype.type(np.finfo(array.dtype).eps)
+
+
+@overload(epsilon, target="generic")
+def _epsilon(array):
+    dtype = array.dtype
+    eps = np.finfo(np.dtype(str(dtype))).eps
+    return lambda array: dtype(eps)
+
+
 @item
 def lane_count(n, p, itemsize):
     """How many items the CPU drivers compute side by side for ``n×p`` means in arithmetic
@@ -71,12 +83,15 @@ SCALARS = 9
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
-# A running product of positive factors is kept within [2⁻⁵⁰⁰, 2⁵⁰⁰] by exact rescaling,
-# counted in steps of log 2⁵⁰⁰: one log per product instead of one per factor. A KL needs
-# the ratios |U2|/|U1| and |V2|/|V1| only, one product (and one log) each.
-_BIG = 2.0 ** 500
-_SMALL = 2.0 ** -500
-_LOG_BIG = 500.0 * math.log(2.0)
+# A running product of positive factors is kept within [2⁻³⁰⁰, 2³⁰⁰] by exact rescaling by
+# 2^∓600, counted in steps of log 2⁶⁰⁰: one log per product instead of one per factor. Each
+# factor is brought within [2⁻⁴⁷⁴, 2⁴²⁴] the same way before it is multiplied in, so no
+# finite factor (down to the smallest normal float) can overflow or underflow the product.
+# A KL needs the ratios |U2|/|U1| and |V2|/|V1| only, one product (and one log) each.
+_FOLD_LIMIT = 2.0 ** 300
+_FOLD_DOWN = 2.0 ** -600
+_FOLD_UP = 2.0 ** 600
+_LOG_FOLD = 600.0 * math.log(2.0)
 
 
 #: Bit of a slot layout: slot 3 receives ``a3 − a0`` (the difference of the means) and slot 0
@@ -208,36 +223,48 @@ def fill(v, value, m):
 
 @item(inline=True)
 def fold(prod, count, l, x):
-    """``prod[l] ·= x``, rescaled by 2^∓500 (counted in ``count[l]``) before it could leave
-    the range of floats."""
-    q = prod[l] * x
-    high = q > _BIG
-    low = q < _SMALL
-    prod[l] = q * (_SMALL if high else (_BIG if low else 1.0))
-    count[l] += 1.0 if high else (-1.0 if low else 0.0)
+    """``prod[l] ·= x`` for ``x ≥ 0``, ``x`` and then the product rescaled by 2^∓600 (counted
+    in ``count[l]``) where they leave [2⁻³⁰⁰, 2³⁰⁰]: exact, and never out of the range of floats."""
+    x_high = x > _FOLD_LIMIT
+    x_low = x < 1.0 / _FOLD_LIMIT
+    q = prod[l] * (x * (_FOLD_DOWN if x_high else (_FOLD_UP if x_low else 1.0)))
+    high = q > _FOLD_LIMIT
+    low = q < 1.0 / _FOLD_LIMIT
+    prod[l] = q * (_FOLD_DOWN if high else (_FOLD_UP if low else 1.0))
+    count[l] += (1.0 if x_high else (-1.0 if x_low else 0.0)) + (1.0 if high else (-1.0 if low else 0.0))
 
 
 @item
 def log_of_fold(prod, count, scale, m):
-    """``count[l] = scale · log(prod[l] · 2^(500·count[l]))``: the log of a folded product."""
+    """``count[l] = scale · log(prod[l] · 2^(600·count[l]))``: the log of a folded product."""
     for l in range(m):
-        count[l] = scale * (math.log(prod[l]) + count[l] * _LOG_BIG)
+        count[l] = scale * (math.log(prod[l]) + count[l] * _LOG_FOLD)
 
 
 @item
 def cholesky(L, r, m, n):
     """Lower Cholesky factor, in place, of the lower triangle that ``L`` holds, and
-    ``r = 1/diag(L)``; NaN on the diagonal and in ``r`` from the first pivot that is not
-    positive, where ``a`` is not positive definite."""
+    ``r = 1/diag(L)``; NaN on the diagonal and in ``r`` from the first pivot that fails.
+
+    A pivot fails where it is not finite or not above ``n·ε`` times its diagonal entry
+    (``ε`` of the arithmetic): the matrix is not positive definite, or numerically singular,
+    its pivot no larger than the rounding error of the subtractions that made it (a rank-1
+    ``[[2, 1], [1, 0.5]]`` leaves ``1e-16`` instead of 0). A condition number up to about
+    ``1/(n·ε)`` always passes. ``r`` holds each pivot's floor until its reciprocal is known.
+    """
     one = like(1.0, L)
     nan = like(math.nan, L)
+    inf = like(math.inf, L)
+    floor = like(n, L) * epsilon(L)
     for j in range(n):
+        for l in range(m):
+            r[j, l] = floor * L[j, j, l]
         for k in range(j):
             for l in range(m):
                 L[j, j, l] -= L[j, k, l] * L[j, k, l]
         for l in range(m):
             s = L[j, j, l]
-            s = s if s > 0.0 else nan
+            s = s if (s > r[j, l] and s < inf) else nan
             d = math.sqrt(s)
             L[j, j, l] = d
             r[j, l] = one / d
@@ -252,13 +279,14 @@ def cholesky(L, r, m, n):
 @item
 def reciprocal_diagonal(L, r, m, n):
     """``r = 1/diag(L)`` for a lower-triangular factor ``L``, NaN where a diagonal entry is
-    not positive."""
+    not positive or not finite (``1/∞`` would hide an infinite entry)."""
     one = like(1.0, L)
     nan = like(math.nan, L)
+    inf = like(math.inf, L)
     for j in range(n):
         for l in range(m):
             d = L[j, j, l]
-            r[j, l] = one / (d if d > 0.0 else nan)
+            r[j, l] = one / (d if (d > 0.0 and d < inf) else nan)
 
 
 @item
@@ -396,9 +424,11 @@ def whitened_norm2(Y, L, rl, K, rk, acc, m, n, p):
 
 @item
 def kl_value(res, trace_u, trace_v, quad, log_ratio_u, log_ratio_v, m, n, p):
-    """``res = ½(t_u t_v + quad − np + p·log(|U2|/|U1|) + n·log(|V2|/|V1|))``."""
+    """``res = ½(t_u t_v + quad − np + p·log(|U2|/|U1|) + n·log(|V2|/|V1|))``, never negative:
+    a KL is not, and rounding below zero (of two equal distributions, say) gives 0."""
     for l in range(m):
-        res[l] = 0.5 * (trace_u[l] * trace_v[l] + quad[l] - n * p + p * log_ratio_u[l] + n * log_ratio_v[l])
+        kl = 0.5 * (trace_u[l] * trace_v[l] + quad[l] - n * p + p * log_ratio_u[l] + n * log_ratio_v[l])
+        res[l] = 0.0 if kl < 0.0 else kl
 
 
 @item
@@ -411,7 +441,8 @@ def logpdf_value(res, quad, logdet_u, logdet_v, m, n, p):
 @item
 def diagonal_terms(var1, var2, r2, trace, logratio, t, m, n):
     """``trace = Σ var1/var2``, ``logratio = log Π var2/var1`` and ``r2 = 1/var2`` for
-    variances held as ``(n, 1)`` columns; NaN where a variance is not positive."""
+    variances held as ``(n, 1)`` columns; NaN where a variance is not positive. ``var2`` and
+    ``1/var1`` are folded in one by one: their ratio could overflow where its log does not."""
     one = like(1.0, var2)
     nan = like(math.nan, var2)
     fill(t, 1.0, m)
@@ -425,7 +456,8 @@ def diagonal_terms(var1, var2, r2, trace, logratio, t, m, n):
             ri = one / x2
             r2[i, l] = ri
             trace[l] += x1 * ri
-            fold(t, logratio, l, x2 / x1)
+            fold(t, logratio, l, x2)
+            fold(t, logratio, l, 1.0 / x1)
     log_of_fold(t, logratio, 1.0, m)
 
 

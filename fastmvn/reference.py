@@ -3,7 +3,8 @@
 Each function here computes what the fastmvn function of the same name computes, by the
 formulas of the documentation, with NumPy's Cholesky factorisation, batched solves and
 ``einsum``; it broadcasts over leading axes the same way. It is slower and has no
-``out=`` or ``errors=``: a failed factorisation raises NumPy's own ``LinAlgError``.
+``out=`` or ``errors=``: a failed factorisation raises ``LinAlgError``, as NumPy's does,
+also for a numerically singular matrix (see :func:`cholesky`).
 Every kernel is tested against it.
 
 Conventions: ``vec`` stacks columns, ``vec X ~ N(vec M, V ⊗ U)`` for ``MN(M, U, V)``.
@@ -12,8 +13,34 @@ Only the lower triangle of a covariance is read (``numpy.linalg.cholesky`` reads
 
 import numpy as np
 
-__all__ = ["entropy", "entropy_chol", "kl", "kl_chol", "kl_diag", "kl_gaussian", "logdet", "logpdf", "logpdf_chol",
-           "mahalanobis", "mahalanobis_chol", "pdf", "pdf_chol", "trace_solve"]
+__all__ = ["cholesky", "entropy", "entropy_chol", "kl", "kl_chol", "kl_diag", "kl_gaussian", "logdet", "logpdf",
+           "logpdf_chol", "mahalanobis", "mahalanobis_chol", "pdf", "pdf_chol", "singular_pivots", "trace_solve"]
+
+
+def singular_pivots(chol, a):
+    """Where the Cholesky factor ``chol`` of ``a`` (``(..., n, n)``) has a numerically singular
+    pivot: the mask over the batch axes of ``L_jj² ≤ n·ε·a_jj`` for some ``j``, with ``ε`` of
+    ``chol``'s dtype.
+
+    A pivot no larger than that is the rounding error of the subtractions that made it, not
+    information about the matrix: ``[[2, 1], [1, 0.5]]`` (rank 1) leaves ``1e-16`` instead of 0.
+    Every matrix of condition number below about ``1/(n·ε)`` passes.
+    """
+    size = a.shape[-1]
+    pivots = np.diagonal(chol, axis1=-2, axis2=-1) ** 2
+    floor = size * np.finfo(chol.dtype).eps * np.diagonal(a, axis1=-2, axis2=-1)
+    return (pivots <= floor).any(axis=-1)
+
+
+def cholesky(a):
+    """Lower Cholesky factor of symmetric positive definite ``a`` (``(..., n, n)``, lower
+    triangle read), by LAPACK; ``LinAlgError`` where ``a`` is not positive definite or is
+    numerically singular (:func:`singular_pivots`), as fastmvn decides it everywhere."""
+    a = np.asarray(a)
+    chol = np.linalg.cholesky(a)
+    if singular_pivots(chol, a).any():
+        raise np.linalg.LinAlgError("Matrix is numerically singular")
+    return chol
 
 
 def _logdet_factor(chol):
@@ -37,12 +64,12 @@ def _tril(a):
 
 def logdet(a):
     """``log|a|`` for symmetric positive definite ``a`` of shape ``(..., n, n)``."""
-    return _logdet_factor(np.linalg.cholesky(a))
+    return _logdet_factor(cholesky(a))
 
 
 def trace_solve(a, b):
     """``tr(a⁻¹ b)`` for symmetric positive definite ``a`` and square ``b``, ``(..., n, n)``."""
-    chol = np.linalg.cholesky(a)
+    chol = cholesky(a)
     w = _solve(chol, b)  # L⁻¹ b
     return np.trace(_solve(np.swapaxes(chol, -1, -2), w), axis1=-2, axis2=-1)  # tr(L⁻ᵀ L⁻¹ b)
 
@@ -57,7 +84,7 @@ def _whitened_norm2(d, rowchol, colchol):
 def mahalanobis(x, mean, rowcov, colcov):
     """``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))``; ``mean=None`` means zero."""
     d = np.asarray(x, dtype=float) - (0.0 if mean is None else np.asarray(mean, dtype=float))
-    return _whitened_norm2(d, np.linalg.cholesky(rowcov), np.linalg.cholesky(colcov))
+    return _whitened_norm2(d, cholesky(rowcov), cholesky(colcov))
 
 
 def mahalanobis_chol(x, mean, rowchol, colchol):
@@ -77,7 +104,7 @@ def logpdf_chol(x, mean, rowchol, colchol):
 
 def logpdf(x, mean, rowcov, colcov):
     """Log-density of ``MN(mean, rowcov, colcov)`` at ``x``; ``mean=None`` means zero."""
-    return logpdf_chol(x, mean, np.linalg.cholesky(rowcov), np.linalg.cholesky(colcov))
+    return logpdf_chol(x, mean, cholesky(rowcov), cholesky(colcov))
 
 
 def pdf_chol(x, mean, rowchol, colchol):
@@ -99,7 +126,7 @@ def entropy_chol(rowchol, colchol):
 
 def entropy(rowcov, colcov):
     """Entropy of ``MN(M, rowcov, colcov)`` (any ``M``)."""
-    return entropy_chol(np.linalg.cholesky(rowcov), np.linalg.cholesky(colcov))
+    return entropy_chol(cholesky(rowcov), cholesky(colcov))
 
 
 def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None):
@@ -127,7 +154,7 @@ def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None):
     ``None`` for a second argument means zero mean or identity covariance.
     """
     def factor(cov):
-        return None if cov is None else np.linalg.cholesky(cov)
+        return None if cov is None else cholesky(cov)
 
     return kl_chol(mean1, factor(rowcov1), factor(colcov1), mean2, factor(rowcov2), factor(colcov2))
 
@@ -149,8 +176,8 @@ def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None):
     trace_v = (colvar1 / colvar2).sum(axis=-1)
     quad = np.einsum("...ij,...i,...j->...", d * d, 1.0 / rowvar2, 1.0 / colvar2)
     return 0.5 * (trace_u * trace_v + quad - n * p
-                  + p * np.log(rowvar2 / rowvar1).sum(axis=-1)
-                  + n * np.log(colvar2 / colvar1).sum(axis=-1))
+                  + p * (np.log(rowvar2) - np.log(rowvar1)).sum(axis=-1)
+                  + n * (np.log(colvar2) - np.log(colvar1)).sum(axis=-1))
 
 
 def kl_gaussian(mean1, cov1, mean2=None, cov2=None):
@@ -164,8 +191,8 @@ def kl_gaussian(mean1, cov1, mean2=None, cov2=None):
     """
     mean1 = np.asarray(mean1, dtype=float)
     size = mean1.shape[-2] * mean1.shape[-1]
-    chol1 = np.linalg.cholesky(cov1)
-    chol2 = np.eye(size) if cov2 is None else np.linalg.cholesky(cov2)
+    chol1 = cholesky(cov1)
+    chol2 = np.eye(size) if cov2 is None else cholesky(cov2)
     d = (0.0 if mean2 is None else np.asarray(mean2, dtype=float)) - mean1
     vec_d = np.swapaxes(d, -1, -2).reshape(d.shape[:-2] + (size, 1))
     trace = _frobenius2(_solve(chol2, chol1))  # tr(Σ2⁻¹ Σ1)

@@ -206,9 +206,28 @@ def test_every_kind_of_bad_item_raises_as_on_cpu(rng):
         ("mahalanobis", (np.ones((2, 2)), None, np.eye(2), np.zeros((2, 2)))),
         ("logpdf_chol", (m, None, np.eye(3), factor)),
         ("logpdf", (m, m, np.eye(3), np.full((2, 2), np.inf))),
+        ("trace_solve", (np.diag([np.inf, 1.0]), np.eye(2))),
+        ("mahalanobis_chol" if hasattr(fc, "mahalanobis_chol") else "logpdf_chol",
+         (np.ones((2, 2)), None, np.diag([np.inf, 1.0]), np.eye(2))),
+        ("logpdf", (np.zeros((2, 2)), None, np.eye(2), np.array([[2.0, 1.0], [1.0, 0.5]]))),  # rank 1
+        ("kl", (np.zeros((2, 2)), np.array([[2.0, 1.0], [1.0, 0.5]]), np.eye(2))),
     ]
     for name, args in calls:
         same_error(lambda: getattr(fm, name)(*args), lambda: getattr(fc, name)(*args))
+
+
+def test_extreme_scales_as_on_cpu():
+    calls = [
+        ("kl_diag", (np.zeros((4, 4)), 1e200 * np.ones(4), np.ones(4))),
+        ("kl_diag", (np.zeros((4, 4)), 1e-250 * np.ones(4), np.ones(4), None, 1e250 * np.ones(4))),
+        ("logpdf_chol", (np.zeros((4, 4)), None, 1e-200 * np.eye(4), np.eye(4))),
+        ("kl", (np.zeros((4, 4)), 1e-200 * np.eye(4), np.eye(4), None, 1e200 * np.eye(4), None)),
+        ("kl", (np.ones((2, 2)), 2 * np.eye(2), np.eye(2), np.ones((2, 2)), 2 * np.eye(2), np.eye(2))),
+    ]
+    for name, args in calls:
+        expected = getattr(fm, name)(*args)
+        assert np.isfinite(expected) and expected >= 0.0 or name == "logpdf_chol"
+        np.testing.assert_allclose(getattr(fc, name)(*args), expected, rtol=1e-12)
 
 
 @pytest.mark.parametrize("call", [

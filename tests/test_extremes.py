@@ -1,0 +1,237 @@
+"""Inputs at the edges: infinity on a diagonal, finite inputs at extreme scales, numerically
+singular covariances, and the sign of a KL."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from numpy.linalg import LinAlgError
+
+import fastmvn as fm
+from fastmvn import reference
+
+from conftest import factors, pair, spd
+
+# Each function the reference specifies, with its arguments in order, each a kind and the
+# letters of its core shape: "m" a mean or a plain matrix, "c" a covariance, "f" a lower
+# Cholesky factor, "v" the variances of a diagonal covariance.
+KL = "m:np c:nn c:pp m:np c:nn c:pp"
+DENSITY = "m:np m:np c:nn c:pp"
+FUNCTIONS = {
+    "kl": KL, "kl_chol": KL.replace("c", "f"), "kl_diag": KL.replace("c:nn", "v:n").replace("c:pp", "v:p"),
+    "logdet": "c:nn", "trace_solve": "c:nn m:nn",
+    "mahalanobis": DENSITY, "mahalanobis_chol": DENSITY.replace("c", "f"),
+    "logpdf": DENSITY, "logpdf_chol": DENSITY.replace("c", "f"),
+    "pdf": DENSITY, "pdf_chol": DENSITY.replace("c", "f"),
+    "entropy": "c:nn c:pp", "entropy_chol": "f:nn f:pp",
+}
+
+
+def kinds(name):
+    return [spec.split(":")[0] for spec in FUNCTIONS[name].split()]
+
+
+def arguments(rng, name, n=3, p=2):
+    """Random well-conditioned arguments of function ``name`` for ``n×p`` matrices."""
+    sizes = {"n": n, "p": p}
+    made = []
+    for spec in FUNCTIONS[name].split():
+        kind, letters = spec.split(":")
+        shape = tuple(sizes[letter] for letter in letters)
+        if kind == "m":
+            made.append(rng.standard_normal(shape))
+        elif kind == "v":
+            made.append(rng.uniform(0.5, 2.0, shape))
+        else:
+            cov = spd(rng, (), shape[0])
+            made.append(cov if kind == "c" else np.linalg.cholesky(cov))
+    return made
+
+
+def test_arguments_fit_every_function(rng):
+    for name in FUNCTIONS:
+        args = arguments(rng, name)
+        np.testing.assert_allclose(getattr(fm, name)(*args), getattr(reference, name)(*args), rtol=1e-10)
+
+
+# Infinity on a diagonal ---------------------------------------------------------------------
+# 1/∞ is 0, so an infinite pivot or factor diagonal would drop out of a result without a trace.
+
+INFINITE_DIAGONAL = [
+    ("trace_solve", lambda: (np.diag([np.inf, 1.0]), np.eye(2)), "a"),
+    ("logdet", lambda: (np.diag([1.0, np.inf]),), "a"),
+    ("mahalanobis", lambda: (np.ones((2, 2)), None, np.diag([np.inf, 1.0]), np.eye(2)), "rowcov"),
+    ("mahalanobis", lambda: (np.ones((2, 2)), None, np.eye(2), np.diag([1.0, np.inf])), "colcov"),
+    ("mahalanobis_chol", lambda: (np.ones((2, 2)), None, np.diag([np.inf, 1.0]), np.eye(2)), "rowchol"),
+    ("mahalanobis_chol", lambda: (np.ones((2, 2)), None, np.eye(2), np.diag([1.0, np.inf])), "colchol"),
+    ("logpdf_chol", lambda: (np.ones((2, 2)), None, np.eye(2), np.diag([np.inf, 1.0])), "colchol"),
+    ("kl_chol", lambda: (np.ones((2, 2)), np.eye(2), np.eye(2), None, np.diag([np.inf, 1.0]), None), "rowchol2"),
+    ("kl", lambda: (np.ones((2, 2)), np.eye(2), np.eye(2), None, None, np.diag([1.0, np.inf])), "colcov2"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name, make, argument", INFINITE_DIAGONAL)
+def test_infinity_on_a_diagonal_is_an_error(name, make, argument, dtype):
+    args = [None if a is None else a.astype(dtype) for a in make()]
+    batched = [None if a is None else np.stack([np.eye(a.shape[-2], a.shape[-1]), a]).astype(dtype) for a in args]
+    batched = [None if a is None else (a if k != 0 or name in ("trace_solve", "logdet") else np.ones((2, 2, 2), dtype))
+               for k, a in enumerate(batched)]
+    function = getattr(fm, name)
+    with pytest.raises(ValueError, match=rf"^{argument} contains NaN or infinity at batch index 1$"):
+        function(*batched)
+    result = function(*batched, errors="nan")
+    assert np.isnan(result[1]) and np.isfinite(result[0])
+    with pytest.raises(ValueError, match=rf"^{argument} contains NaN or infinity$"):
+        function(*args)
+
+
+def test_infinity_on_a_diagonal_through_dask():
+    da = pytest.importorskip("dask.array")
+    import fastmvn.dask as fmd
+
+    a = da.from_array(np.stack([np.eye(2), np.diag([np.inf, 1.0])]), chunks=(1, 2, 2))
+    with pytest.raises(ValueError, match=r"^a contains NaN or infinity at batch index 1$"):
+        fmd.trace_solve(a, np.eye(2)).compute()
+    rowcov = da.from_array(np.stack([np.eye(2), np.diag([1.0, np.inf])]), chunks=(1, 2, 2))
+    with pytest.raises(ValueError, match=r"^rowcov contains NaN or infinity at batch index 1$"):
+        fmd.mahalanobis(np.ones((2, 2)), None, rowcov, np.eye(2)).compute()
+
+
+# Finite inputs at extreme scales ------------------------------------------------------------
+
+
+def test_extreme_scales_of_the_examples():
+    cases = [
+        (fm.kl_diag, reference.kl_diag, (np.zeros((4, 4)), 1e200 * np.ones(4), np.ones(4))),
+        (fm.kl_diag, reference.kl_diag, (np.zeros((4, 4)), 1e-250 * np.ones(4), np.ones(4), None, 1e250 * np.ones(4))),
+        (fm.logpdf_chol, reference.logpdf_chol, (np.zeros((4, 4)), None, 1e-200 * np.eye(4), np.eye(4))),
+        (fm.kl, reference.kl, (np.zeros((4, 4)), 1e-200 * np.eye(4), np.eye(4), None, 1e200 * np.eye(4), None)),
+        (fm.logdet, reference.logdet, (1e300 * np.eye(9),)),
+        (fm.logdet, reference.logdet, (1e-300 * np.eye(9),)),
+    ]
+    for function, specification, args in cases:
+        expected = specification(*args)
+        assert np.isfinite(expected)
+        assert function(*args) == pytest.approx(expected, rel=1e-12)
+
+
+def scaled(args, kinds, exponents):
+    """``args`` with each argument multiplied by ``10**e``: covariances and variances by that
+    scale, factors by its square root, means and matrices by it."""
+    out = []
+    for a, kind, e in zip(args, kinds, exponents):
+        factor = 10.0 ** (e / 2 if kind == "f" else e)
+        out.append(a * factor)
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(sorted(FUNCTIONS)), seed=st.integers(0, 2**32 - 1),
+       exponents=st.lists(st.integers(-250, 250), min_size=6, max_size=6))
+def test_extreme_scales_against_the_reference(name, seed, exponents):
+    # Every finite input whose reference result is finite gets that result, however far the
+    # inputs are from 1 and from one another.
+    args = scaled(arguments(np.random.default_rng(seed), name), kinds(name), exponents)
+    with np.errstate(all="ignore"):
+        expected = getattr(reference, name)(*args)
+    assume(np.isfinite(expected) and expected != 0.0)
+    np.testing.assert_allclose(getattr(fm, name)(*args), expected, rtol=1e-11)
+
+
+@pytest.mark.parametrize("exponent", [-250, -150, -50, 50, 150, 250])
+def test_common_scale_leaves_the_kl_unchanged(rng, exponent):
+    # Means scaled by s and row covariances by s² (s a power of two, near 10^(exponent/2)),
+    # in both distributions: the KL is the same number, the log-determinants move by 2n·log s.
+    args = pair(rng, (50,), 4, 3)
+    s = 2.0 ** round(exponent / 2 * np.log2(10))
+    moved = [a * {0: s, 1: s * s, 2: 1.0}[k % 3] for k, a in enumerate(args)]
+    np.testing.assert_allclose(fm.kl(*moved), fm.kl(*args), rtol=1e-12)
+    np.testing.assert_allclose(fm.kl_chol(*factors(moved)), fm.kl(*args), rtol=1e-12)
+    np.testing.assert_allclose(fm.logdet(moved[1]), fm.logdet(args[1]) + 8 * np.log(s), rtol=1e-12)
+
+
+def test_a_result_beyond_the_float_range_is_reported():
+    with pytest.raises(FloatingPointError, match="the result overflowed"):
+        fm.mahalanobis(1e200 * np.ones((2, 2)), None, 1e-200 * np.eye(2), np.eye(2))
+    assert np.isnan(fm.mahalanobis(1e200 * np.ones((2, 2)), None, 1e-200 * np.eye(2), np.eye(2), errors="nan"))
+
+
+# Numerically singular covariances -----------------------------------------------------------
+
+RANK_ONE = np.array([[2.0, 1.0], [1.0, 0.5]])
+
+
+def test_rank_one_covariance_is_rejected_everywhere():
+    # Rounding leaves a pivot of 1e-16 instead of 0: a density of 1e14, draws of rank one.
+    zero = np.zeros((2, 2))
+    calls = [
+        lambda **kw: fm.logpdf(zero, None, np.eye(2), RANK_ONE, **kw),
+        lambda **kw: fm.mahalanobis(zero, None, np.eye(2), RANK_ONE, **kw),
+        lambda **kw: fm.logdet(RANK_ONE, **kw),
+        lambda **kw: fm.trace_solve(RANK_ONE, np.eye(2), **kw),
+        lambda **kw: fm.kl(zero, np.eye(2), RANK_ONE, **kw),
+        lambda **kw: fm.kl(zero, np.eye(2), np.eye(2), None, None, RANK_ONE, **kw),
+        lambda **kw: fm.kl_value_and_grad(zero, np.eye(2), RANK_ONE, **kw)[0],
+        lambda **kw: fm.entropy(np.eye(2), RANK_ONE, **kw),
+        lambda **kw: fm.pdf(zero, None, np.eye(2), RANK_ONE, **kw),
+        lambda **kw: fm.rvs(zero, np.eye(2), RANK_ONE, size=3, random_state=0, **kw),
+    ]
+    for call in calls:
+        with pytest.raises(LinAlgError, match="is not positive definite"):
+            call()
+        assert np.isnan(call(errors="nan")).all()
+    with pytest.raises(LinAlgError, match="colcov is not positive definite"):
+        fm.MatrixNormal(zero, np.eye(2), RANK_ONE)
+    with pytest.raises(LinAlgError):
+        reference.logpdf(zero, None, np.eye(2), RANK_ONE)
+    assert reference.singular_pivots(np.linalg.cholesky(RANK_ONE), RANK_ONE)
+
+
+def conditioned(rng, size, condition):
+    """A random SPD matrix with eigenvalues from 1 to ``1/condition`` spread evenly in log."""
+    q, _ = np.linalg.qr(rng.standard_normal((size, size)))
+    return (q * np.logspace(0, -np.log10(condition), size)) @ q.T
+
+
+@pytest.mark.parametrize("size", [2, 4, 7])
+def test_condition_number_1e10_is_accepted_and_accurate(rng, size):
+    a = conditioned(rng, size, 1e10)
+    b = conditioned(rng, size, 1e3)
+    x = rng.standard_normal((size, size))
+    # Errors of any Cholesky-based method grow with the condition number: ε·κ = 2e-6 here
+    # (a relative perturbation ε of a moves log|a| by up to n·κ·ε).
+    bound = size * 1e10 * np.finfo(float).eps
+    assert fm.logdet(a) == pytest.approx(np.linalg.slogdet(a)[1], abs=bound)
+    assert fm.trace_solve(a, b) == pytest.approx(reference.trace_solve(a, b), rel=1e-5)
+    assert fm.logpdf(x, None, a, b) == pytest.approx(reference.logpdf(x, None, a, b), rel=1e-5)
+    assert fm.kl(x, a, b, None, b, a) == pytest.approx(reference.kl(x, a, b, None, b, a), rel=1e-5)
+    assert np.isfinite(fm.MatrixNormal(x, a, b).entropy())
+
+
+def test_float32_arithmetic_has_its_own_epsilon():
+    # float32 small matrices are factorised in float32: a pivot at float32's rounding level is
+    # singular there, and the same matrix in float64 is not.
+    a = np.array([[1.0, 1.0], [1.0, 1.0 + 1e-9]])
+    assert np.isfinite(fm.logdet(a))
+    with pytest.raises(LinAlgError, match="a is not positive definite"):
+        fm.logdet(a.astype(np.float32))
+
+
+# The sign of a KL ---------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 6), p=st.integers(1, 6),
+       scale=st.floats(1e-3, 1e3))
+def test_kl_of_a_distribution_to_itself_is_zero_or_more(seed, n, p, scale):
+    # Rounding can leave -1e-13 where the divergence is 0; a KL is never negative.
+    args = pair(np.random.default_rng(seed), (20,), n, p)[:3]
+    args = [args[0], scale * args[1], args[2]]
+    assert (fm.kl(*args, *args) >= 0.0).all()
+    chol = [args[0], np.linalg.cholesky(args[1]), np.linalg.cholesky(args[2])]
+    assert (fm.kl_chol(*chol, *chol) >= 0.0).all()
+    variances = [args[0], np.diagonal(args[1], axis1=-2, axis2=-1), np.diagonal(args[2], axis1=-2, axis2=-1)]
+    assert (fm.kl_diag(*variances, *variances) >= 0.0).all()
+    assert (fm.kl_value_and_grad(*args, *args)[0] >= 0.0).all()
+    np.testing.assert_allclose(fm.kl(*args, *args), 0.0, atol=1e-10)

@@ -1,0 +1,80 @@
+"""The same results, to the last bit, wherever an item falls in its batch, on every instruction
+set the kernels may be compiled for.
+
+Numba compiles for the host's processor; ``NUMBA_CPU_NAME`` and ``NUMBA_CPU_FEATURES`` make it
+compile for another. Each target runs in a fresh interpreter with an on-disk cache of its own,
+so that no process loads kernels compiled for another target. A target is run where the host
+can execute its instructions (the baseline always is, on x86-64); the host's own target is
+checked in-process by ``test_kl.py::test_result_does_not_depend_on_position_in_the_batch``.
+"""
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+# name: (NUMBA_CPU_NAME, NUMBA_CPU_FEATURES, the host features it needs)
+TARGETS = {
+    "x86-64 baseline (SSE2)": ("x86-64", "", ()),
+    "AVX and FMA without AVX2": ("x86-64", "+sse3,+ssse3,+sse4.1,+sse4.2,+popcnt,+avx,+fma,-avx2", ("avx", "fma")),
+    "AVX2 and FMA": ("x86-64-v3", "", ("avx2", "fma", "bmi2")),
+    "AVX-512": ("x86-64-v4", "", ("avx512f", "avx512vl", "avx512bw", "avx512dq")),
+}
+
+# Items land in the vector body or the scalar remainder of a loop over lanes depending on the
+# batch around them (here: one by one, whole, and sliced); the results must be the same.
+SCRIPT = """
+import numpy as np
+import fastmvn as fm
+from fastmvn._bench import random_spd
+from numba.core.registry import cpu_target
+
+print(cpu_target.target_context.codegen()._get_host_cpu_name())
+rng = np.random.default_rng(7)
+for n, p in [(4, 4), (5, 3)]:
+    for dtype in (np.float32, np.float64):
+        batch = (300,)
+        args = [rng.standard_normal(batch + (n, p)), random_spd(rng, batch, n), random_spd(rng, batch, p),
+                rng.standard_normal(batch + (n, p)), random_spd(rng, batch, n), random_spd(rng, batch, p)]
+        args = [a.astype(dtype) for a in args]
+        calls = {"kl": lambda *a: fm.kl(*a), "kl_standard": lambda *a: fm.kl(*a[:3]),
+                 "logpdf": lambda *a: fm.logpdf(a[0], a[3], a[1], a[2])}
+        for name, call in calls.items():
+            whole = call(*args)
+            single = np.array([call(*(a[i] for a in args)) for i in range(300)])
+            sliced = call(*(a[7:50] for a in args))
+            assert np.isfinite(whole).all(), name
+            for label, part, expected in [("one by one", single, whole), ("sliced", sliced, whole[7:50])]:
+                differ = np.flatnonzero(part != expected)
+                assert differ.size == 0, f"{name} {n}x{p} {np.dtype(dtype)} {label}: {differ.size} items differ"
+print("same")
+"""
+
+
+def _host_features():
+    from llvmlite import binding
+
+    return {name for name, on in binding.get_host_cpu_features().items() if on}
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 targets")
+def test_results_do_not_depend_on_position_on_any_instruction_set(tmp_path):
+    host = _host_features()
+    runs = {}
+    for name, (cpu, features, needs) in TARGETS.items():
+        if not set(needs) <= host:
+            continue
+        env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_CPU_")}
+        env["NUMBA_CACHE_DIR"] = str(tmp_path / name.replace(" ", "_"))
+        env["NUMBA_CPU_NAME"], env["NUMBA_CPU_FEATURES"] = cpu, features
+        runs[name] = subprocess.Popen([sys.executable, "-c", SCRIPT], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert "x86-64 baseline (SSE2)" in runs
+    for name, run in runs.items():
+        out, err = run.communicate(timeout=900)
+        assert run.returncode == 0, f"{name}: {err}"
+        compiled_for, verdict = out.split()
+        assert verdict == "same"
+        assert compiled_for == TARGETS[name][0], name
