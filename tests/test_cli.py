@@ -1,5 +1,9 @@
 """The command line: kl on an .npz, info, and a small bench."""
 
+import os
+import pathlib
+import re
+import subprocess
 import sys
 
 import numpy as np
@@ -11,19 +15,127 @@ from fastmvn import cli
 from conftest import spd
 
 
+def failure(argv):
+    """The message with which ``fastmvn argv`` exits; Python prints it to stderr as it is and exits with status 1."""
+    with pytest.raises(SystemExit) as exit:
+        cli.main(argv)
+    assert isinstance(exit.value.code, str), exit.value.code
+    assert "\n" not in exit.value.code
+    return exit.value.code
+
+
 def test_kl_command(tmp_path, rng, capsys):
     arrays = dict(mean1=rng.standard_normal((5, 3, 2)), rowchol1=np.linalg.cholesky(spd(rng, (5,), 3)),
                   colchol1=np.eye(2), mean2=np.zeros((3, 2)))
     np.savez(tmp_path / "in.npz", **arrays)
     cli.main(["kl", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npy")])
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), fm.kl_chol(*arrays.values()))
-    assert "(5,) float64" in capsys.readouterr().out
+    assert capsys.readouterr().out == f"{tmp_path / 'out.npy'}: (5,) float64\n"
+
+
+def test_kl_command_writes_the_name_it_is_given(tmp_path, rng, capsys):
+    arrays = dict(mean1=rng.standard_normal((4, 2, 3)), rowvar1=np.ones(2), colvar1=np.full(3, 2.0))
+    np.savez(tmp_path / "in.npz", **arrays)
+    cli.main(["kl", str(tmp_path / "in.npz"), "-o", str(tmp_path / "r2")])
+    assert sorted(os.listdir(tmp_path)) == ["in.npz", "r2"]
+    np.testing.assert_allclose(np.load(tmp_path / "r2"), fm.kl_diag(*arrays.values()))
+    assert capsys.readouterr().out == f"{tmp_path / 'r2'}: (4,) float64\n"
 
 
 def test_kl_command_names_missing_arrays(tmp_path):
-    np.savez(tmp_path / "in.npz", mean=np.zeros((2, 2)))
-    with pytest.raises(SystemExit, match=r"holds \['mean'\]; expected mean1"):
-        cli.main(["kl", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npy")])
+    np.savez(tmp_path / "in.npz", mean1=np.zeros((2, 2)))
+    assert re.search(r"in\.npz holds mean1; expected mean1 with rowcov1/colcov1",
+                     failure(["kl", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npy")]))
+    np.savez(tmp_path / "in.npz", mean1=np.zeros((2, 2)), rowcov1=np.eye(2), mean2=np.ones((2, 2)))
+    assert re.search(r"in\.npz lacks colcov1 \(it holds mean1, mean2, rowcov1\)",
+                     failure(["kl", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npy")]))
+    assert not (tmp_path / "out.npy").exists()
+
+
+@pytest.mark.parametrize("name", ["rowCov2", "mean", "arr_0"])
+def test_kl_command_rejects_unknown_arrays(tmp_path, name):
+    np.savez(tmp_path / "in.npz", mean1=np.zeros((2, 2)), rowcov1=np.eye(2), colcov1=np.eye(2), **{name: 3 * np.eye(2)})
+    message = failure(["kl", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npy")])
+    assert f"in.npz holds arrays fastmvn kl does not know: {name}; the names it reads are mean1, mean2, " in message
+    assert all(f"{side}{stem}{k}" in message for side in ("row", "col") for stem in ("cov", "chol", "var")
+               for k in "12")
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_kl_command_rejects_mixed_parameterisations(tmp_path):
+    np.savez(tmp_path / "in.npz", mean1=np.zeros((2, 2)), rowcov1=np.eye(2), colcov1=np.eye(2),
+             rowchol2=3 * np.eye(2), colvar2=np.ones(2))
+    message = failure(["kl", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npy")])
+    assert message.endswith("in.npz mixes parameterisations (covariances: colcov1, rowcov1; Cholesky factors: "
+                            "rowchol2; variances: colvar2); give every row and column argument in one")
+    assert not (tmp_path / "out.npy").exists()
+
+
+def _not_positive_definite(tmp_path):
+    rowcov1 = np.stack([np.eye(2), [[1.0, 2.0], [2.0, 1.0]]])
+    np.savez(tmp_path / "in.npz", mean1=np.zeros((2, 2, 3)), rowcov1=rowcov1, colcov1=np.eye(3))
+    return "in.npz", "rowcov1 is not positive definite (Cholesky failed) at batch index 1"
+
+
+def _shape_mismatch(tmp_path):
+    np.savez(tmp_path / "in.npz", mean1=np.zeros((2, 3)), rowcov1=np.eye(2), colcov1=np.eye(2))
+    return "in.npz", "colcov1 has shape (2, 2); expected (..., 3, 3)"
+
+
+def _missing_file(tmp_path):
+    return "absent.npz", "cannot read {input}: No such file or directory"
+
+
+def _npy_file(tmp_path):
+    np.save(tmp_path / "in.npy", np.eye(2))
+    return "in.npy", "{input} holds one array (a .npy file); expected an .npz of named arrays, as np.savez writes"
+
+
+def _object_array(tmp_path):
+    np.savez(tmp_path / "in.npz", mean1=np.zeros((2, 2)), rowcov1=np.array([np.eye(2), None], dtype=object),
+             colcov1=np.eye(2))
+    return "in.npz", "cannot read rowcov1 from {input}: Object arrays cannot be loaded when allow_pickle=False"
+
+
+def _not_numpy(tmp_path):
+    (tmp_path / "in.npz").write_text("mean1 = 0\n")
+    return "in.npz", "cannot read {input}: it is not an .npz file as np.savez writes"
+
+
+@pytest.mark.parametrize("make", [_not_positive_definite, _shape_mismatch, _missing_file, _npy_file, _object_array,
+                                  _not_numpy])
+def test_kl_command_errors_are_one_line(tmp_path, make):
+    name, expected = make(tmp_path)
+    input = str(tmp_path / name)
+    message = failure(["kl", input, "-o", str(tmp_path / "out.npy")])
+    assert message.startswith("fastmvn kl: error: ") and expected.format(input=input) in message
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_kl_command_cannot_write(tmp_path):
+    np.savez(tmp_path / "in.npz", mean1=np.zeros((2, 2)), rowvar1=np.ones(2), colvar1=np.ones(2))
+    output = str(tmp_path / "absent" / "out.npy")
+    assert failure(["kl", str(tmp_path / "in.npz"), "-o", output]) == (
+        f"fastmvn kl: error: cannot write {output}: No such file or directory")
+
+
+def test_kl_command_error_in_a_process(tmp_path):
+    """Run as a program, an error is one line on stderr and exit status 1, without a traceback."""
+    _not_positive_definite(tmp_path)
+    root = pathlib.Path(cli.__file__).parent.parent
+    done = subprocess.run([sys.executable, "-m", "fastmvn.cli", "kl", str(tmp_path / "in.npz"), "-o",
+                           str(tmp_path / "out.npy")], env=dict(os.environ, PYTHONPATH=str(root)),
+                          capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == ("fastmvn kl: error: rowcov1 is not positive definite (Cholesky failed) "
+                           "at batch index 1\n")
+
+
+def test_help_gives_the_exit_statuses(capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["--help"])
+    assert exit.value.code == 0
+    assert re.search(r"exit status: 0 on success, 2 for a\s+usage error", capsys.readouterr().out)
 
 
 def test_info(capsys):
