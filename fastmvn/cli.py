@@ -42,6 +42,17 @@ def _reason(error):
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
+def _positive_int(text):
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+    return value
+
+
 def _progress(items):
     try:
         from tqdm import tqdm
@@ -77,15 +88,16 @@ def plot(path, rows, dtype, case="kl"):
     axes.minorticks_off()
     axes.grid(True, which="major", alpha=0.3)
     axes.legend()
-    figure.savefig(path, dpi=120)
+    try:
+        figure.savefig(path, dpi=120)
+    except OSError as error:
+        raise _error("bench", f"cannot write {path}: {_reason(error)}") from None
 
 
 def bench(args):
     from ._bench import compare
 
     if args.plot:
-        if args.n or args.p:
-            raise SystemExit("fastmvn bench --plot draws n = p = 2 to 32; leave out --n and --p")
         _figure_class()
         sizes = [(n, n, args.batch or batch) for n, batch in PLOT_SIZES]
     elif args.n or args.p:
@@ -221,16 +233,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastmvn", description="Batched matrix-normal kernels.", epilog=EPILOG)
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("bench", help="time batched KL against the NumPy reference, PyTorch and a read pass")
-    p.add_argument("--n", type=int, help="rows of each matrix (default: 4, 16 and 32)")
-    p.add_argument("--p", type=int, help="columns of each matrix (default: n)")
-    p.add_argument("--batch", type=int, help="pairs per batch (default: 1,000,000 at 4×4, fewer when larger)")
+    p.add_argument("--n", type=_positive_int, help="rows of each matrix (default: 4, 16 and 32)")
+    p.add_argument("--p", type=_positive_int, help="columns of each matrix (default: n)")
+    p.add_argument("--batch", type=_positive_int,
+                   help="pairs per batch (default: 1,000,000 at 4×4, fewer when larger)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    p.add_argument("--repeat", type=int, default=5, help="timed runs; the median is reported")
+    p.add_argument("--repeat", type=_positive_int, default=5, help="timed runs; the median is reported")
     p.add_argument("--case", choices=CASES, default="kl",
                    help="the function timed (default kl; kl_standard is kl against MN(0, I, I))")
     p.add_argument("--plot", metavar="FILE.png",
                    help="also draw KL per second against n = p = 2 to 32 for each backend (needs matplotlib)")
     p.set_defaults(func=bench)
+    bench_parser = p
     p = commands.add_parser("kl", help="batched KL for arrays saved in an .npz under the argument names")
     p.add_argument("input", help=".npz with mean1, rowcov1, colcov1 [, mean2, rowcov2, colcov2] "
                                  "(or rowchol*/colchol*, rowvar*/colvar*)")
@@ -240,6 +254,8 @@ def main(argv=None):
     p = commands.add_parser("info", help="versions, threads, kernel cache, CUDA")
     p.set_defaults(func=info)
     args = parser.parse_args(argv)
+    if args.command == "bench" and args.plot and (args.n or args.p):
+        bench_parser.error("--plot draws n = p = 2 to 32; leave out --n and --p")
     args.func(args)
 
 

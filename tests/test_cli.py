@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastmvn as fm
-from fastmvn import cli
+from fastmvn import _bench, cli
 
 from conftest import spd
 
@@ -22,6 +22,24 @@ def failure(argv):
     assert isinstance(exit.value.code, str), exit.value.code
     assert "\n" not in exit.value.code
     return exit.value.code
+
+
+def usage_error(argv, capsys):
+    """What argparse prints to stderr when it rejects ``fastmvn argv``, with exit status 2."""
+    with pytest.raises(SystemExit) as exit:
+        cli.main(argv)
+    assert exit.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.fixture
+def fixed_figures(monkeypatch):
+    """``fastmvn bench`` with fixed per-item seconds in place of timings: 0.1 µs for fastmvn,
+    5 µs for the reference, 0.4 µs for PyTorch (kl only) and 0.05 µs for the read pass."""
+    def compare(n, p, batch, dtype=np.float64, repeat=5, case="kl"):
+        return {"fastmvn": 1e-7, "reference": 5e-6, "torch": 4e-7 if case == "kl" else None, "read": 5e-8}
+
+    monkeypatch.setattr(_bench, "compare", compare)
 
 
 def test_kl_command(tmp_path, rng, capsys):
@@ -151,14 +169,34 @@ def test_bench_prints_a_table(capsys):
     assert lines[2].split()[:3] == ["2×3", "500", "float64"]
 
 
+def test_bench_prints_the_figures(capsys, fixed_figures):
+    cli.main(["bench", "--repeat", "3"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("fastmvn.kl, median of 3 runs, ")
+    assert [line.split() for line in lines[2:5]] == [[f"{n}×{n}", batch, "float64", "10.00", "50.0", "4.0", "2.00"]
+                                                    for n, batch in (("4", "1000000"), ("16", "100000"),
+                                                                     ("32", "20000"))]
+
+
+NUMBER = re.compile(r"\d+\.\d+")
+
+
 @pytest.mark.parametrize("case", ["kl_chol", "kl_standard", "logpdf", "entropy_chol"])
 def test_bench_times_other_functions(capsys, case):
+    """Every case runs and fills its row; the figures are timings, so only their form is checked."""
     cli.main(["bench", "--n", "3", "--batch", "300", "--repeat", "1", "--case", case])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("fastmvn.kl against MN(0, I, I)" if case == "kl_standard" else f"fastmvn.{case},")
     row = lines[2].split()
     assert row[:3] == ["3×3", "300", "float64"] and row[5] == "-"   # PyTorch runs only for kl
-    assert float(row[4]) > 0 and float(row[6]) > 0
+    assert len(row) == 7 and all(NUMBER.fullmatch(row[k]) for k in (3, 4, 6))
+
+
+@pytest.mark.parametrize("option", ["--n", "--p", "--batch", "--repeat"])
+@pytest.mark.parametrize("value", ["0", "-2", "1.5"])
+def test_bench_counts_must_be_positive(capsys, fixed_figures, option, value):
+    err = usage_error(["bench", option, value], capsys)
+    assert err.splitlines()[-1] == f"fastmvn bench: error: argument {option}: must be a positive integer; got '{value}'"
 
 
 def test_bench_plot(tmp_path, capsys):
@@ -171,6 +209,12 @@ def test_bench_plot(tmp_path, capsys):
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
+def test_bench_plot_cannot_write(tmp_path, fixed_figures):
+    pytest.importorskip("matplotlib")
+    path = str(tmp_path / "absent" / "bench.png")
+    assert failure(["bench", "--plot", path]) == f"fastmvn bench: error: cannot write {path}: No such file or directory"
+
+
 def test_bench_plot_without_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(SystemExit, match=r"needs matplotlib: python3 -m pip install 'fastmvn\[plot\]'"):
@@ -178,6 +222,6 @@ def test_bench_plot_without_matplotlib(tmp_path, monkeypatch):
     assert not (tmp_path / "bench.png").exists()
 
 
-def test_bench_plot_rejects_a_size(tmp_path):
-    with pytest.raises(SystemExit, match="leave out --n and --p"):
-        cli.main(["bench", "--n", "3", "--plot", str(tmp_path / "bench.png")])
+def test_bench_plot_rejects_a_size(tmp_path, capsys):
+    err = usage_error(["bench", "--n", "3", "--plot", str(tmp_path / "bench.png")], capsys)
+    assert err.splitlines()[-1] == "fastmvn bench: error: --plot draws n = p = 2 to 32; leave out --n and --p"
