@@ -4,6 +4,7 @@ import argparse
 import os
 import platform
 import sys
+import zipfile
 
 import numpy as np
 
@@ -17,6 +18,39 @@ PLOT_SIZES = [(2, 1_000_000), (4, 1_000_000), (8, 200_000), (16, 100_000), (32, 
 #: What the plot draws, from the figures of :func:`fastmvn._bench.compare`, and how.
 PLOT_LINES = [("fastmvn", "fastmvn", "o-"), ("reference", "NumPy reference", "s-"),
               ("torch", "PyTorch (CPU)", "^-"), ("read", "one read of the inputs (ceiling)", "k--")]
+
+#: The parameterisations ``fastmvn kl`` reads: the stem of the row and column arguments' names
+#: (``rowcov1``, …), what they hold, and the function it calls (a name in :mod:`fastmvn`).
+KL_PARAMETERISATIONS = {"cov": ("covariances", "kl"), "chol": ("Cholesky factors", "kl_chol"),
+                        "var": ("variances", "kl_diag")}
+
+#: Every array name ``fastmvn kl`` reads, mapped to its parameterisation's stem (None for the means).
+KL_ARRAYS = {"mean1": None, "mean2": None} | {f"{side}{stem}{k}": stem for stem in KL_PARAMETERISATIONS
+                                               for k in "12" for side in ("row", "col")}
+
+EPILOG = ("exit status: 0 on success, 2 for a usage error (argparse prints the usage), 1 for any other error "
+          "(unreadable or invalid input, a file that cannot be written), named on one line on stderr")
+
+
+def _error(command, problem):
+    """The exception that ends ``fastmvn command`` with ``problem`` on one line of stderr and exit status 1."""
+    return SystemExit(f"fastmvn {command}: error: {' '.join(str(problem).split())}")
+
+
+def _reason(error):
+    """What went wrong in ``error``, without the file name an :class:`OSError` repeats."""
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+def _positive_int(text):
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+    return value
 
 
 def _progress(items):
@@ -54,15 +88,16 @@ def plot(path, rows, dtype, case="kl"):
     axes.minorticks_off()
     axes.grid(True, which="major", alpha=0.3)
     axes.legend()
-    figure.savefig(path, dpi=120)
+    try:
+        figure.savefig(path, dpi=120)
+    except OSError as error:
+        raise _error("bench", f"cannot write {path}: {_reason(error)}") from None
 
 
 def bench(args):
     from ._bench import compare
 
     if args.plot:
-        if args.n or args.p:
-            raise SystemExit("fastmvn bench --plot draws n = p = 2 to 32; leave out --n and --p")
         _figure_class()
         sizes = [(n, n, args.batch or batch) for n, batch in PLOT_SIZES]
     elif args.n or args.p:
@@ -90,18 +125,70 @@ def bench(args):
 def kl(args):
     from . import _api
 
-    data = np.load(args.input)
-    names = set(data.files)
-    for stem, func in (("cov", _api.kl), ("chol", _api.kl_chol), ("var", _api.kl_diag)):
-        first = {"mean1", f"row{stem}1", f"col{stem}1"}
-        if first <= names:
-            second = [data[k] if k in names else None for k in ("mean2", f"row{stem}2", f"col{stem}2")]
-            result = func(data["mean1"], data[f"row{stem}1"], data[f"col{stem}1"], *second, errors=args.errors)
-            np.save(args.output, result)
-            print(f"{args.output}: {np.shape(result)} {np.asarray(result).dtype}")
-            return
-    raise SystemExit(f"{args.input} holds {sorted(names)}; expected mean1 with rowcov1/colcov1, "
-                     "rowchol1/colchol1 or rowvar1/colvar1 (and optionally the same with 2)")
+    with _open_npz(args.input) as data:
+        stem = _kl_parameterisation(args.input, data.files)
+        names = ("mean1", f"row{stem}1", f"col{stem}1", "mean2", f"row{stem}2", f"col{stem}2")
+        arrays = [_read_array(args.input, data, name) if name in data.files else None for name in names]
+    func = getattr(_api, KL_PARAMETERISATIONS[stem][1])
+    try:
+        result = func(*arrays, errors=args.errors)
+    except (ValueError, TypeError, ArithmeticError) as error:  # fastmvn's errors for invalid arguments
+        raise _error("kl", error) from None
+    try:
+        with open(args.output, "wb") as file:  # np.save(name) would add .npy to another suffix
+            np.save(file, result)
+    except OSError as error:
+        raise _error("kl", f"cannot write {args.output}: {_reason(error)}") from None
+    print(f"{args.output}: {np.shape(result)} {np.asarray(result).dtype}")
+
+
+def _open_npz(path):
+    """The :class:`numpy.lib.npyio.NpzFile` at ``path``, read without pickle."""
+    try:
+        data = np.load(path)
+    except OSError as error:
+        raise _error("kl", f"cannot read {path}: {_reason(error)}") from None
+    except (ValueError, EOFError, zipfile.BadZipFile):  # neither .npy nor .npz: np.load says "pickled data"
+        raise _error("kl", f"cannot read {path}: it is not an .npz file as np.savez writes") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise _error("kl", f"{path} holds one array (a .npy file); expected an .npz of named arrays, "
+                           "as np.savez writes")
+    return data
+
+
+def _read_array(path, data, name):
+    """Array ``name`` of the open ``.npz`` ``data``, read from ``path``."""
+    try:
+        return data[name]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise _error("kl", f"cannot read {name} from {path}: {_reason(error)}") from None
+
+
+def _kl_parameterisation(path, names):
+    """The stem (``"cov"``, ``"chol"`` or ``"var"``) of the arrays ``names`` of the ``.npz`` at
+    ``path``; exit naming the arrays if any is unknown, missing or of another parameterisation."""
+    unknown = sorted(set(names) - set(KL_ARRAYS))
+    if unknown:
+        raise _error("kl", f"{path} holds arrays fastmvn kl does not know: {', '.join(unknown)}; "
+                           f"the names it reads are {', '.join(KL_ARRAYS)}")
+    given = {}
+    for name in sorted(names):
+        if KL_ARRAYS[name] is not None:
+            given.setdefault(KL_ARRAYS[name], []).append(name)
+    if len(given) > 1:
+        listed = "; ".join(f"{what}: {', '.join(given[stem])}"
+                           for stem, (what, _) in KL_PARAMETERISATIONS.items() if stem in given)
+        raise _error("kl", f"{path} mixes parameterisations ({listed}); give every row and column argument in one")
+    held = ", ".join(sorted(names)) or "no arrays"
+    if not given:
+        raise _error("kl", f"{path} holds {held}; expected mean1 with rowcov1/colcov1, rowchol1/colchol1 or "
+                           "rowvar1/colvar1 (and optionally the same with 2)")
+    stem, = given
+    missing = [name for name in ("mean1", f"row{stem}1", f"col{stem}1") if name not in names]
+    if missing:
+        raise _error("kl", f"{path} lacks {', '.join(missing)} (it holds {held}); expected mean1, row{stem}1 and "
+                           f"col{stem}1, and optionally mean2, row{stem}2 and col{stem}2")
+    return stem
 
 
 def _threads():
@@ -143,28 +230,32 @@ def _cuda_status():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="fastmvn", description="Batched matrix-normal kernels.")
+    parser = argparse.ArgumentParser(prog="fastmvn", description="Batched matrix-normal kernels.", epilog=EPILOG)
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("bench", help="time batched KL against the NumPy reference, PyTorch and a read pass")
-    p.add_argument("--n", type=int, help="rows of each matrix (default: 4, 16 and 32)")
-    p.add_argument("--p", type=int, help="columns of each matrix (default: n)")
-    p.add_argument("--batch", type=int, help="pairs per batch (default: 1,000,000 at 4×4, fewer when larger)")
+    p.add_argument("--n", type=_positive_int, help="rows of each matrix (default: 4, 16 and 32)")
+    p.add_argument("--p", type=_positive_int, help="columns of each matrix (default: n)")
+    p.add_argument("--batch", type=_positive_int,
+                   help="pairs per batch (default: 1,000,000 at 4×4, fewer when larger)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    p.add_argument("--repeat", type=int, default=5, help="timed runs; the median is reported")
+    p.add_argument("--repeat", type=_positive_int, default=5, help="timed runs; the median is reported")
     p.add_argument("--case", choices=CASES, default="kl",
                    help="the function timed (default kl; kl_standard is kl against MN(0, I, I))")
     p.add_argument("--plot", metavar="FILE.png",
                    help="also draw KL per second against n = p = 2 to 32 for each backend (needs matplotlib)")
     p.set_defaults(func=bench)
+    bench_parser = p
     p = commands.add_parser("kl", help="batched KL for arrays saved in an .npz under the argument names")
     p.add_argument("input", help=".npz with mean1, rowcov1, colcov1 [, mean2, rowcov2, colcov2] "
                                  "(or rowchol*/colchol*, rowvar*/colvar*)")
-    p.add_argument("-o", "--output", required=True, help="output .npy")
+    p.add_argument("-o", "--output", required=True, help="output .npy file, written under exactly this name")
     p.add_argument("--errors", choices=["raise", "nan"], default="raise")
     p.set_defaults(func=kl)
     p = commands.add_parser("info", help="versions, threads, kernel cache, CUDA")
     p.set_defaults(func=info)
     args = parser.parse_args(argv)
+    if args.command == "bench" and args.plot and (args.n or args.p):
+        bench_parser.error("--plot draws n = p = 2 to 32; leave out --n and --p")
     args.func(args)
 
 

@@ -1,14 +1,45 @@
 """The command line: kl on an .npz, info, and a small bench."""
 
+import os
+import pathlib
+import re
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 import fastmvn as fm
-from fastmvn import cli
+from fastmvn import _bench, cli
 
 from conftest import spd
+
+
+def failure(argv):
+    """The message with which ``fastmvn argv`` exits; Python prints it to stderr as it is and exits with status 1."""
+    with pytest.raises(SystemExit) as exit:
+        cli.main(argv)
+    assert isinstance(exit.value.code, str), exit.value.code
+    assert "\n" not in exit.value.code
+    return exit.value.code
+
+
+def usage_error(argv, capsys):
+    """What argparse prints to stderr when it rejects ``fastmvn argv``, with exit status 2."""
+    with pytest.raises(SystemExit) as exit:
+        cli.main(argv)
+    assert exit.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.fixture
+def fixed_figures(monkeypatch):
+    """``fastmvn bench`` with fixed per-item seconds in place of timings: 0.1 µs for fastmvn,
+    5 µs for the reference, 0.4 µs for PyTorch (kl only) and 0.05 µs for the read pass."""
+    def compare(n, p, batch, dtype=np.float64, repeat=5, case="kl"):
+        return {"fastmvn": 1e-7, "reference": 5e-6, "torch": 4e-7 if case == "kl" else None, "read": 5e-8}
+
+    monkeypatch.setattr(_bench, "compare", compare)
 
 
 def test_kl_command(tmp_path, rng, capsys):
@@ -17,13 +48,112 @@ def test_kl_command(tmp_path, rng, capsys):
     np.savez(tmp_path / "in.npz", **arrays)
     cli.main(["kl", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npy")])
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), fm.kl_chol(*arrays.values()))
-    assert "(5,) float64" in capsys.readouterr().out
+    assert capsys.readouterr().out == f"{tmp_path / 'out.npy'}: (5,) float64\n"
+
+
+def test_kl_command_writes_the_name_it_is_given(tmp_path, rng, capsys):
+    arrays = dict(mean1=rng.standard_normal((4, 2, 3)), rowvar1=np.ones(2), colvar1=np.full(3, 2.0))
+    np.savez(tmp_path / "in.npz", **arrays)
+    cli.main(["kl", str(tmp_path / "in.npz"), "-o", str(tmp_path / "r2")])
+    assert sorted(os.listdir(tmp_path)) == ["in.npz", "r2"]
+    np.testing.assert_allclose(np.load(tmp_path / "r2"), fm.kl_diag(*arrays.values()))
+    assert capsys.readouterr().out == f"{tmp_path / 'r2'}: (4,) float64\n"
 
 
 def test_kl_command_names_missing_arrays(tmp_path):
-    np.savez(tmp_path / "in.npz", mean=np.zeros((2, 2)))
-    with pytest.raises(SystemExit, match=r"holds \['mean'\]; expected mean1"):
-        cli.main(["kl", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npy")])
+    np.savez(tmp_path / "in.npz", mean1=np.zeros((2, 2)))
+    assert re.search(r"in\.npz holds mean1; expected mean1 with rowcov1/colcov1",
+                     failure(["kl", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npy")]))
+    np.savez(tmp_path / "in.npz", mean1=np.zeros((2, 2)), rowcov1=np.eye(2), mean2=np.ones((2, 2)))
+    assert re.search(r"in\.npz lacks colcov1 \(it holds mean1, mean2, rowcov1\)",
+                     failure(["kl", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npy")]))
+    assert not (tmp_path / "out.npy").exists()
+
+
+@pytest.mark.parametrize("name", ["rowCov2", "mean", "arr_0"])
+def test_kl_command_rejects_unknown_arrays(tmp_path, name):
+    np.savez(tmp_path / "in.npz", mean1=np.zeros((2, 2)), rowcov1=np.eye(2), colcov1=np.eye(2), **{name: 3 * np.eye(2)})
+    message = failure(["kl", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npy")])
+    assert f"in.npz holds arrays fastmvn kl does not know: {name}; the names it reads are mean1, mean2, " in message
+    assert all(f"{side}{stem}{k}" in message for side in ("row", "col") for stem in ("cov", "chol", "var")
+               for k in "12")
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_kl_command_rejects_mixed_parameterisations(tmp_path):
+    np.savez(tmp_path / "in.npz", mean1=np.zeros((2, 2)), rowcov1=np.eye(2), colcov1=np.eye(2),
+             rowchol2=3 * np.eye(2), colvar2=np.ones(2))
+    message = failure(["kl", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npy")])
+    assert message.endswith("in.npz mixes parameterisations (covariances: colcov1, rowcov1; Cholesky factors: "
+                            "rowchol2; variances: colvar2); give every row and column argument in one")
+    assert not (tmp_path / "out.npy").exists()
+
+
+def _not_positive_definite(tmp_path):
+    rowcov1 = np.stack([np.eye(2), [[1.0, 2.0], [2.0, 1.0]]])
+    np.savez(tmp_path / "in.npz", mean1=np.zeros((2, 2, 3)), rowcov1=rowcov1, colcov1=np.eye(3))
+    return "in.npz", "rowcov1 is not positive definite (Cholesky failed) at batch index 1"
+
+
+def _shape_mismatch(tmp_path):
+    np.savez(tmp_path / "in.npz", mean1=np.zeros((2, 3)), rowcov1=np.eye(2), colcov1=np.eye(2))
+    return "in.npz", "colcov1 has shape (2, 2); expected (..., 3, 3)"
+
+
+def _missing_file(tmp_path):
+    return "absent.npz", "cannot read {input}: No such file or directory"
+
+
+def _npy_file(tmp_path):
+    np.save(tmp_path / "in.npy", np.eye(2))
+    return "in.npy", "{input} holds one array (a .npy file); expected an .npz of named arrays, as np.savez writes"
+
+
+def _object_array(tmp_path):
+    np.savez(tmp_path / "in.npz", mean1=np.zeros((2, 2)), rowcov1=np.array([np.eye(2), None], dtype=object),
+             colcov1=np.eye(2))
+    return "in.npz", "cannot read rowcov1 from {input}: Object arrays cannot be loaded when allow_pickle=False"
+
+
+def _not_numpy(tmp_path):
+    (tmp_path / "in.npz").write_text("mean1 = 0\n")
+    return "in.npz", "cannot read {input}: it is not an .npz file as np.savez writes"
+
+
+@pytest.mark.parametrize("make", [_not_positive_definite, _shape_mismatch, _missing_file, _npy_file, _object_array,
+                                  _not_numpy])
+def test_kl_command_errors_are_one_line(tmp_path, make):
+    name, expected = make(tmp_path)
+    input = str(tmp_path / name)
+    message = failure(["kl", input, "-o", str(tmp_path / "out.npy")])
+    assert message.startswith("fastmvn kl: error: ") and expected.format(input=input) in message
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_kl_command_cannot_write(tmp_path):
+    np.savez(tmp_path / "in.npz", mean1=np.zeros((2, 2)), rowvar1=np.ones(2), colvar1=np.ones(2))
+    output = str(tmp_path / "absent" / "out.npy")
+    assert failure(["kl", str(tmp_path / "in.npz"), "-o", output]) == (
+        f"fastmvn kl: error: cannot write {output}: No such file or directory")
+
+
+def test_kl_command_error_in_a_process(tmp_path):
+    """Run as a program, an error is one line on stderr and exit status 1, without a traceback."""
+    _not_positive_definite(tmp_path)
+    root = pathlib.Path(cli.__file__).parent.parent
+    done = subprocess.run([sys.executable, "-m", "fastmvn.cli", "kl", str(tmp_path / "in.npz"), "-o",
+                           str(tmp_path / "out.npy")], env=dict(os.environ, PYTHONPATH=str(root)),
+                          capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == ("fastmvn kl: error: rowcov1 is not positive definite (Cholesky failed) "
+                           "at batch index 1\n")
+
+
+def test_help_gives_the_exit_statuses(capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["--help"])
+    assert exit.value.code == 0
+    assert re.search(r"exit status: 0 on success, 2 for a\s+usage error", capsys.readouterr().out)
 
 
 def test_info(capsys):
@@ -39,14 +169,34 @@ def test_bench_prints_a_table(capsys):
     assert lines[2].split()[:3] == ["2×3", "500", "float64"]
 
 
+def test_bench_prints_the_figures(capsys, fixed_figures):
+    cli.main(["bench", "--repeat", "3"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("fastmvn.kl, median of 3 runs, ")
+    assert [line.split() for line in lines[2:5]] == [[f"{n}×{n}", batch, "float64", "10.00", "50.0", "4.0", "2.00"]
+                                                    for n, batch in (("4", "1000000"), ("16", "100000"),
+                                                                     ("32", "20000"))]
+
+
+NUMBER = re.compile(r"\d+\.\d+")
+
+
 @pytest.mark.parametrize("case", ["kl_chol", "kl_standard", "logpdf", "entropy_chol"])
 def test_bench_times_other_functions(capsys, case):
+    """Every case runs and fills its row; the figures are timings, so only their form is checked."""
     cli.main(["bench", "--n", "3", "--batch", "300", "--repeat", "1", "--case", case])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("fastmvn.kl against MN(0, I, I)" if case == "kl_standard" else f"fastmvn.{case},")
     row = lines[2].split()
     assert row[:3] == ["3×3", "300", "float64"] and row[5] == "-"   # PyTorch runs only for kl
-    assert float(row[4]) > 0 and float(row[6]) > 0
+    assert len(row) == 7 and all(NUMBER.fullmatch(row[k]) for k in (3, 4, 6))
+
+
+@pytest.mark.parametrize("option", ["--n", "--p", "--batch", "--repeat"])
+@pytest.mark.parametrize("value", ["0", "-2", "1.5"])
+def test_bench_counts_must_be_positive(capsys, fixed_figures, option, value):
+    err = usage_error(["bench", option, value], capsys)
+    assert err.splitlines()[-1] == f"fastmvn bench: error: argument {option}: must be a positive integer; got '{value}'"
 
 
 def test_bench_plot(tmp_path, capsys):
@@ -59,6 +209,12 @@ def test_bench_plot(tmp_path, capsys):
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
+def test_bench_plot_cannot_write(tmp_path, fixed_figures):
+    pytest.importorskip("matplotlib")
+    path = str(tmp_path / "absent" / "bench.png")
+    assert failure(["bench", "--plot", path]) == f"fastmvn bench: error: cannot write {path}: No such file or directory"
+
+
 def test_bench_plot_without_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(SystemExit, match=r"needs matplotlib: python3 -m pip install 'fastmvn\[plot\]'"):
@@ -66,6 +222,6 @@ def test_bench_plot_without_matplotlib(tmp_path, monkeypatch):
     assert not (tmp_path / "bench.png").exists()
 
 
-def test_bench_plot_rejects_a_size(tmp_path):
-    with pytest.raises(SystemExit, match="leave out --n and --p"):
-        cli.main(["bench", "--n", "3", "--plot", str(tmp_path / "bench.png")])
+def test_bench_plot_rejects_a_size(tmp_path, capsys):
+    err = usage_error(["bench", "--n", "3", "--plot", str(tmp_path / "bench.png")], capsys)
+    assert err.splitlines()[-1] == "fastmvn bench: error: --plot draws n = p = 2 to 32; leave out --n and --p"
