@@ -22,6 +22,11 @@ def _kernels():
     return _kernels
 
 
+def _complex_error(name, dtype):
+    """The error for the complex argument ``name`` of ``dtype`` (NumPy's or PyTorch's)."""
+    return TypeError(f"{name} is complex ({dtype}); fastmvn works with real matrices")
+
+
 class _Arg:
     """One argument: its name, kind, array and the core axes it must have ("np", "nn", "p", …)."""
 
@@ -29,7 +34,7 @@ class _Arg:
         self.name, self.kind, self.axes, self.default = name, kind, axes, default
         array = np.asarray(value)
         if array.dtype.kind == "c":
-            raise TypeError(f"{name} is complex ({array.dtype}); fastmvn works with real matrices")
+            raise _complex_error(name, array.dtype)
         if array.dtype.kind not in "biuf":
             raise TypeError(f"{name} has dtype {array.dtype}; expected real numbers")
         if array.ndim < len(axes):
