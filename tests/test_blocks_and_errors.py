@@ -179,11 +179,15 @@ def test_a_child_forked_after_a_kernel_computes_the_same(threads):
         assert count == threads
 
 
-def test_a_threading_layer_the_user_chose_is_kept():
-    script = ("import numpy as np, numba, fastmvn as fm\n"
+@pytest.mark.parametrize("setting, environment", [
+    ("", {"NUMBA_THREADING_LAYER": "omp"}),
+    ("", {"NUMBA_THREADING_LAYER_PRIORITY": "omp tbb workqueue"}),
+    ("numba.config.THREADING_LAYER = 'omp'\n", {})])
+def test_a_threading_layer_the_user_chose_is_kept(setting, environment):
+    script = ("import numpy as np, numba, fastmvn as fm\n" + setting +
               "fm.kl(np.zeros((1000, 2, 2)), np.eye(2), np.eye(2))\n"
               "print(numba.threading_layer())\n")
-    assert run_python(script, NUMBA_THREADING_LAYER="omp") == "omp"
+    assert run_python(script, **environment) == "omp"
 
 
 def test_kernels_run_as_plain_python_with_numba_disable_jit():
