@@ -22,6 +22,11 @@ def _kernels():
     return _kernels
 
 
+def _complex_error(name, dtype):
+    """The error for the complex argument ``name`` of ``dtype`` (NumPy's or PyTorch's)."""
+    return TypeError(f"{name} is complex ({dtype}); fastmvn works with real matrices")
+
+
 class _Arg:
     """One argument: its name, kind, array and the core axes it must have ("np", "nn", "p", …)."""
 
@@ -29,7 +34,7 @@ class _Arg:
         self.name, self.kind, self.axes, self.default = name, kind, axes, default
         array = np.asarray(value)
         if array.dtype.kind == "c":
-            raise TypeError(f"{name} is complex ({array.dtype}); fastmvn works with real matrices")
+            raise _complex_error(name, array.dtype)
         if array.dtype.kind not in "biuf":
             raise TypeError(f"{name} has dtype {array.dtype}; expected real numbers")
         if array.ndim < len(axes):
@@ -700,15 +705,29 @@ def _grad_out(out, args, given, computed, dtype, batch_shape):
                          "arrays or None") from None
     if len(grads) != 6:
         raise ValueError(f"out[1] must hold six gradients (or None), one per argument; got {len(grads)}")
-    _check_out(value, dtype, batch_shape, "out[0] (the KL)")
+    outputs = [("out[0] (the KL)", value)]
+    _check_out(value, dtype, batch_shape, outputs[0][0])
     for k, (grad, arg) in enumerate(zip(grads, args)):
         if grad is not None and not given[k]:
             raise ValueError(f"out[1][{k}] must be None: that argument was passed as None")
         if grad is not None and not computed[k]:
             raise ValueError(f"out[1][{k}] must be None: the gradient of {arg.name} is not asked for (wrt)")
         if grad is not None:
-            _check_out(grad, dtype, arg.array.shape, f"out[1][{k}] (the gradient of {arg.name})")
+            outputs.append((f"out[1][{k}] (the gradient of {arg.name})", grad))
+            _check_out(grad, dtype, arg.array.shape, outputs[-1][0])
+    _check_apart([(name, array) for name, array in outputs if array is not None])
     return value, list(grads)
+
+
+def _check_apart(outputs):
+    """No two of ``outputs`` (pairs of a name and an array) share memory: the kernels would
+    write both results into it, and one would be lost. Exact (``np.shares_memory``), not by
+    bounds: interleaved views that share no element, such as two columns of one array, are
+    apart, and the arrays are few and of few dimensions."""
+    for i, (name, array) in enumerate(outputs):
+        for other_name, other in outputs[:i]:
+            if np.shares_memory(array, other):
+                raise ValueError(f"{other_name} and {name} share memory; each result needs an array of its own")
 
 
 def _computed(kind, given, wrt):
@@ -821,8 +840,9 @@ def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2
         Arrays to write the results into, in the structure they are returned in (a
         previous result of the same call will do): ``kl`` an array of the batch shape or
         None, ``grads`` six arrays of the arguments' shapes, or None for an argument passed
-        as None or a gradient to allocate. Returned instead of new arrays. Without it, large
-        gradient arrays come from a pool that reuses the memory of gradients already dropped
+        as None or a gradient to allocate; no two of them may share memory (an output may
+        overlap an input). Returned instead of new arrays. Without it, large gradient
+        arrays come from a pool that reuses the memory of gradients already dropped
         (:func:`fastmvn.set_buffer_pool`): a training loop whose gradients fit in the pool
         pays for new memory once either way.
     wrt : str or sequence of str, optional
@@ -845,6 +865,8 @@ def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2
     ------
     numpy.linalg.LinAlgError, ValueError, TypeError, FloatingPointError
         As in :func:`kl`, naming the argument and the batch index.
+    ValueError
+        Two arrays of ``out`` share memory (names both).
 
     Notes
     -----

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from . import _api, reference
+from . import _api, _jit, reference
 
 
 def random_spd(rng, shape, size, jitter=0.1):
@@ -204,6 +204,8 @@ def write_pass(arrays):
 def _parallel_fill():
     """``fill(a, x)``: ``a[:] = x`` for a flat array in parallel, compiled on first use."""
     import numba
+
+    _jit.threading_layer()  # fastmvn's, not whichever Numba would load for this first
 
     def fill(a, x):
         for i in numba.prange(a.shape[0]):

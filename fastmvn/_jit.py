@@ -3,6 +3,16 @@
 ``FASTMVN_CACHE=0`` switches the on-disk cache off (it is on by default, so a new
 process loads compiled kernels instead of compiling them).  ``NUMBA_DISABLE_JIT=1``
 runs every kernel as plain Python, which tells a kernel bug from a compiler quirk.
+
+Numba's threading layer is process-wide and chosen once, at the first parallel launch or
+compilation. Numba's default prefers TBB, then OpenMP, and the GNU OpenMP of Linux kills a
+child forked after its first use (as ``multiprocessing``'s fork context and PyTorch's
+``DataLoader`` workers do) at the child's first parallel kernel. Unless the user chose a
+layer (``NUMBA_THREADING_LAYER`` or ``NUMBA_THREADING_LAYER_PRIORITY`` in the environment,
+or ``numba.config.THREADING_LAYER`` set before fastmvn's first kernel), fastmvn asks Numba
+for its ``"forksafe"`` layer: TBB where it is installed, else OpenMP where it is fork-safe
+(not on Linux), else the workqueue layer. A layer loaded before fastmvn's first kernel (by
+other parallel Numba code) stays: Numba cannot change it.
 """
 
 import contextlib
@@ -59,6 +69,7 @@ class _Batch:
             with self._lock:
                 dispatcher = self._compiled.get(dtypes)
                 if dispatcher is None:
+                    threading_layer()
                     signature = self._signatures[dtypes]
                     dispatcher = numba.njit(signature, parallel=True, **OPTIONS)(self.py_func)
                     self._compiled[dtypes] = dispatcher
@@ -77,10 +88,39 @@ def batch(signatures):
     return lambda func: _Batch(func, signatures)
 
 
-# Numba's workqueue threading layer (used where neither TBB nor OpenMP is available) aborts
-# the process when two threads launch parallel kernels at once; until Numba has picked its
-# layer, at the first launch, launches take turns as well.
+def threading_layer():
+    """The name of Numba's threading layer. Where none is loaded yet, loads Numba's
+    ``"forksafe"`` one first, unless the user chose (see the module's docstring): call this
+    before anything parallel is compiled or run, or asks Numba for its threads."""
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        pass
+    chosen = {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ)
+    if not chosen and numba.config.THREADING_LAYER == "default":
+        numba.config.THREADING_LAYER = "forksafe"
+    # Loaded now, so that Numba's re-reading of a changed environment cannot undo the choice.
+    numba.get_num_threads()
+    return numba.threading_layer()
+
+
+# Numba's workqueue threading layer (the fork-safe one where TBB is not installed, on Linux)
+# aborts the process when two threads launch parallel kernels at once; until Numba has picked
+# its layer, at the first launch, launches take turns as well.
 _LAUNCH = threading.Lock()
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    # A thread that holds the lock across a fork does not exist in the child, which starts with
+    # a lock of its own (Numba resets the workqueue itself). Not taken before the fork: a
+    # thread in a launch may collect a pooled buffer and so take the pool's lock, which a
+    # fork takes too, and two locks taken in opposite orders deadlock.
+    def _renew_launch_lock():
+        global _LAUNCH
+        _LAUNCH = threading.Lock()
+
+    os.register_at_fork(after_in_child=_renew_launch_lock)
 
 
 def _launch_needs_lock():

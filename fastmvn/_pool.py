@@ -16,9 +16,12 @@ returned: the oldest go first. Arrays under :data:`MIN_BYTES` come from NumPy as
 """
 
 import collections
+import decimal
 import math
 import os
+import re
 import threading
+import warnings
 
 import numpy as np
 
@@ -29,14 +32,45 @@ MIN_BYTES = 1 << 22
 ALIGN = 64
 
 
-def _default_limit():
-    text = os.environ.get("FASTMVN_POOL_BYTES", str(1 << 30))
+#: The default of :func:`set_buffer_pool`'s limit.
+DEFAULT_LIMIT = 1 << 30
+
+# Units as in GNU coreutils (dd, sort -S): a bare letter and an ``iB`` are powers of 1024, a
+# ``B`` after a letter powers of 1000; case is ignored.
+_UNITS = {"": 1, "b": 1} | {letter + suffix: base ** power for power, letter in enumerate("kmgt", 1)
+                            for suffix, base in (("", 1024), ("ib", 1024), ("b", 1000))}
+_SIZE = re.compile(r"\s*([0-9._eE+-]+)\s*([a-zA-Z]*)\s*")
+
+
+def _parse_bytes(text):
+    """The bytes that ``text`` states (``"1073741824"``, ``"1e9"``, ``"512M"``, ``"1 GiB"``,
+    ``"100MB"``), or None where it states no size below 2⁶³: a number of bytes without a unit
+    must be whole; one with a unit is rounded down to whole bytes."""
+    match = _SIZE.fullmatch(text)
+    unit = None if match is None else _UNITS.get(match[2].lower())
+    if unit is None:
+        return None
     try:
-        limit = int(text)
-    except ValueError:
-        raise ValueError(f"FASTMVN_POOL_BYTES must be a whole number of bytes; got {text!r}") from None
-    if limit < 0:
-        raise ValueError(f"FASTMVN_POOL_BYTES must not be negative; got {limit}")
+        number = decimal.Decimal(match[1])
+    except decimal.InvalidOperation:
+        return None
+    if not (number.is_finite() and 0 <= number < 1 << 63) or (unit == 1 and number != number.to_integral_value()):
+        return None
+    size = number * unit
+    return int(size) if size < 1 << 63 else None
+
+
+def _default_limit():
+    """The pool's limit at import: ``FASTMVN_POOL_BYTES`` (empty: the default), or with a
+    warning the default where that states no size, so that a typo never stops an import."""
+    text = os.environ.get("FASTMVN_POOL_BYTES", "")
+    if not text.strip():
+        return DEFAULT_LIMIT
+    limit = _parse_bytes(text)
+    if limit is None:
+        warnings.warn(f"FASTMVN_POOL_BYTES={text!r} is not a size in bytes ≥ 0 (such as 1073741824, 1e9, "
+                      "512M, 1GiB or 100MB); the pool keeps the default, 1 GiB", RuntimeWarning, stacklevel=2)
+        return DEFAULT_LIMIT
     return limit
 
 
@@ -151,9 +185,15 @@ def set_buffer_pool(limit):
     memory serves the next call, which then writes memory the process already has instead
     of new pages that the operating system must first zero. At most ``limit`` bytes of
     buffers that no array uses are kept, the most recently freed; ``0`` keeps none (and
-    lets the held ones go). The default, 1 GiB, or ``FASTMVN_POOL_BYTES`` at import, holds
-    the gradients of a million 4×4 float64 pairs; a process keeps that much after such a
-    call until it sets a lower limit.
+    lets the held ones go). The default, 1 GiB, holds the gradients of a million 4×4 float64
+    pairs; a process keeps that much after such a call until it sets a lower limit.
+
+    The environment variable ``FASTMVN_POOL_BYTES``, read at import, sets the limit before
+    any call: a number of bytes (``1073741824``, ``1e9``) or a size with a unit, case
+    ignored and a space allowed, as in GNU coreutils: ``K``, ``M``, ``G``, ``T`` and
+    ``KiB`` … ``TiB`` are powers of 1024, ``KB`` … ``TB`` powers of 1000 (``512M``,
+    ``1.5 GiB``, ``100MB``). Empty means the default; anything else warns
+    (``RuntimeWarning``) and keeps the default.
 
     Parameters
     ----------

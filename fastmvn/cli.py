@@ -194,6 +194,9 @@ def _kl_parameterisation(path, names):
 def _threads():
     import numba
 
+    from . import _jit
+
+    _jit.threading_layer()
     return numba.get_num_threads()
 
 
@@ -206,7 +209,8 @@ def info(args):
     print(f"fastmvn {__version__}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
           f"numba {numba.__version__}")
-    print(f"threads: {_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})")
+    print(f"threads: {_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}), "
+          f"threading layer {_jit.threading_layer()}")
     cache_dir = numba.config.CACHE_DIR or os.path.join(os.path.dirname(__file__), "__pycache__")
     print(f"kernel cache: {cache_dir if _jit.CACHE else 'off (FASTMVN_CACHE=0)'}")
     print(f"cuda: {_cuda_status()}")

@@ -101,9 +101,13 @@ class _KL(torch.autograd.Function):
 
 def _kl(kind, tensors, errors):
     present = [t for t in tensors if t is not None]
-    for t in present:
+    for name, t in zip(_api._argument_names(kind), tensors):
+        if t is None:
+            continue
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"fastmvn.torch.{_NAME[kind]} takes tensors (or None); got {type(t).__name__}")
+        if t.is_complex():  # before a conversion to float64 drops the imaginary part
+            raise _api._complex_error(name, t.dtype)
     need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in present)
     return _KL.apply(kind, errors, need_grad, *tensors)
 

@@ -137,6 +137,59 @@ def test_calls_from_many_threads_under_the_workqueue_threading_layer():
     assert run_python(script, NUMBA_THREADING_LAYER="workqueue") == "workqueue"
 
 
+FORK_SCRIPT = """\
+import multiprocessing, os, signal, threading, numba, numpy as np, fastmvn as fm
+from fastmvn import _jit
+from fastmvn._bench import random_pair
+args = random_pair(20_000, 3, 2)                    # 79 chunks of the batch driver
+expected = fm.kl(*args)
+def compare(_=None):
+    return bool(np.array_equal(fm.kl(*args), expected))
+held, done = threading.Event(), threading.Event()
+def hold():                                         # as a launch in another thread holds it
+    with _jit._LAUNCH:
+        held.set()
+        done.wait()
+holder = threading.Thread(target=hold)
+holder.start()
+held.wait()
+pid = os.fork()
+if pid == 0:
+    signal.alarm(120)                               # a child that waits for the lock dies
+    os._exit(0 if compare() else 3)
+done.set()
+holder.join()
+assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0, "the forked child failed"
+with multiprocessing.get_context("fork").Pool(2) as pool:
+    assert pool.map(compare, range(2)) == [True, True]
+assert compare()                                    # and the parent still computes
+print(numba.threading_layer(), numba.get_num_threads())
+"""
+
+
+@pytest.mark.parametrize("threads", [None, "2"])
+def test_a_child_forked_after_a_kernel_computes_the_same(threads):
+    """GNU OpenMP kills a child forked after its first use; fastmvn loads a fork-safe
+    threading layer, so a forked child (os.fork, multiprocessing's fork context) computes,
+    even one forked while the parent held the launch lock."""
+    environment = {} if threads is None else {"NUMBA_NUM_THREADS": threads}
+    layer, count = run_python(FORK_SCRIPT, **environment).split()
+    assert layer in ("tbb", "workqueue")
+    if threads is not None:
+        assert count == threads
+
+
+@pytest.mark.parametrize("setting, environment", [
+    ("", {"NUMBA_THREADING_LAYER": "omp"}),
+    ("", {"NUMBA_THREADING_LAYER_PRIORITY": "omp tbb workqueue"}),
+    ("numba.config.THREADING_LAYER = 'omp'\n", {})])
+def test_a_threading_layer_the_user_chose_is_kept(setting, environment):
+    script = ("import numpy as np, numba, fastmvn as fm\n" + setting +
+              "fm.kl(np.zeros((1000, 2, 2)), np.eye(2), np.eye(2))\n"
+              "print(numba.threading_layer())\n")
+    assert run_python(script, **environment) == "omp"
+
+
 def test_kernels_run_as_plain_python_with_numba_disable_jit():
     """``NUMBA_DISABLE_JIT=1`` runs the kernels' own source: the same values and the same errors."""
     script = ("import numpy as np, fastmvn as fm\n"

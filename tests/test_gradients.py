@@ -234,6 +234,36 @@ def test_out_checks_and_overlap(rng):
     np.testing.assert_array_equal(mean1, expected[1][0])
 
 
+def test_outputs_that_share_memory_are_rejected(rng):
+    """Two results written into one memory would lose one of them (the same array for the
+    gradients of mean1 and mean2 gave mean1's the sign of mean2's); outputs apart, even
+    interleaved in one array, are written."""
+    args = pair(rng, (4,), 2, 3)
+    expected_value, expected = fm.kl_value_and_grad(*args)
+    mean_grad, rowcov_grad = np.empty((4, 2, 3)), np.empty((4, 2, 2))
+    buffer = np.empty((5, 2, 3))
+    means = r"out\[1\]\[0\] \(the gradient of mean1\) and out\[1\]\[3\] \(the gradient of mean2\) share memory"
+    for message, out in [
+            (means, (None, (mean_grad, None, None, mean_grad, None, None))),        # one array
+            (means, (None, (buffer[:4], None, None, buffer[1:], None, None))),      # overlapping views
+            (r"out\[0\] \(the KL\) and out\[1\]\[1\] \(the gradient of rowcov1\) share memory",
+             (rowcov_grad[:, 1, 0], (None, rowcov_grad, None, None, None, None)))]:
+        with pytest.raises(ValueError, match=message):
+            fm.kl_value_and_grad(*args, out=out)
+    interleaved = np.full((4, 2, 3, 2), np.nan)  # both mean gradients in one array, no element shared
+    value, grads = fm.kl_value_and_grad(*args, out=(None, (interleaved[..., 0], None, None, interleaved[..., 1],
+                                                           None, None)))
+    np.testing.assert_array_equal(value, expected_value)
+    np.testing.assert_array_equal(interleaved[..., 0], expected[0])
+    np.testing.assert_array_equal(interleaved[..., 1], expected[3])
+    np.testing.assert_array_equal(interleaved[..., 0], -interleaved[..., 1])
+    variances_args = variances(rng, (4,), 2, 3)
+    rowvar_grad = np.empty((4, 2))
+    with pytest.raises(ValueError, match=r"out\[1\]\[1\] \(the gradient of rowvar1\) and out\[1\]\[4\] "
+                                         r"\(the gradient of rowvar2\) share memory"):
+        fm.kl_diag_value_and_grad(*variances_args, out=(None, (None, rowvar_grad, None, None, rowvar_grad, None)))
+
+
 @pytest.mark.parametrize("func, make, names", [
     (fm.kl_value_and_grad, pair, COV_NAMES),
     (fm.kl_chol_value_and_grad, lambda *a: factors(pair(*a)), CHOL_NAMES),

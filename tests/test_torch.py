@@ -183,6 +183,19 @@ def test_errors_name_argument_and_index(rng):
         fmt.kl(np.zeros((2, 2)), torch.eye(2), torch.eye(2))
 
 
+@pytest.mark.parametrize("function, stem", [(fmt.kl, "cov"), (fmt.kl_chol, "chol"), (fmt.kl_diag, "var")])
+@pytest.mark.parametrize("position, name", [(0, "mean1"), (1, "row{}1"), (5, "col{}2")])
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_complex_tensors_raise_naming_the_argument(function, stem, position, name, requires_grad):
+    """A complex tensor is a TypeError, as a complex array is for fastmvn's functions, not the
+    KL of its real part."""
+    core = torch.ones(2, dtype=torch.float64) if stem == "var" else torch.eye(2, dtype=torch.float64)
+    args = [torch.zeros(2, 2, 2, dtype=torch.float64), core, core, torch.ones(2, 2, dtype=torch.float64), core, core]
+    args[position] = (args[position] + 1j).requires_grad_(requires_grad)
+    with pytest.raises(TypeError, match=rf"{name.format(stem)} is complex \(torch.complex128\); fastmvn works "):
+        function(*args)
+
+
 def test_cuda_tensors_without_fastmvn_cuda(monkeypatch):
     from fastmvn.torch import _cuda_module
 
