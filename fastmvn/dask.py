@@ -7,7 +7,11 @@ the inputs. Other arrays are wrapped, without copying: NumPy arrays are sliced i
 memory-mapped ``.npy`` files (``np.load(path, mmap_mode="r")``), Zarr and HDF5 arrays are
 read block by block when the blocks run; other array_likes go through :func:`numpy.asarray`.
 (Pass a memory-mapped array as it is: :func:`dask.array.from_array` copies NumPy arrays, and
-so reads a whole memory-mapped file into memory.) The compiled kernels release
+so reads a whole memory-mapped file into memory.) On a ``dask.distributed`` cluster a file
+mapped read-only is mapped again by each worker; one mapped copy-on-write
+(``mmap_mode="c"``) or writeable (``"r+"``, ``"w+"``) may hold changes its file lacks, so it
+travels as its data in memory (map it read-only to stream it from disk): the result never
+depends on the scheduler. The compiled kernels release
 the GIL, so Dask's default threaded scheduler runs blocks in parallel; ``dask.distributed``
 works as well.
 
@@ -73,8 +77,11 @@ class _Sliced:
 
     ``from_array`` copies NumPy arrays, and a copy of a memory-mapped array reads the whole
     file into memory; through this wrapper each block is a view, read when its kernel runs.
-    Pickled for a cluster, a memory-mapped ``.npy`` file travels as its name and offset and
-    is mapped again by the worker; any other array travels whole.
+    Pickled for a cluster, a memory-mapped ``.npy`` file opened read-only (``mode="r"``)
+    travels as its name and offset and is mapped again by the worker; any other array
+    travels whole. That includes a file mapped copy-on-write (``"c"``) or writeable
+    (``"r+"``, ``"w+"``): its memory may differ from the file (changes never written, or
+    not flushed), and the result must not depend on the scheduler.
     """
 
     def __init__(self, array):
@@ -86,7 +93,8 @@ class _Sliced:
 
     def __reduce__(self):
         array = self.array
-        if isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.filename:
+        if (isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.filename
+                and array.mode == "r"):
             order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
             return _map_file, (array.filename, array.dtype, array.offset, array.shape, order)
         return _Sliced, (np.asarray(array),)

@@ -106,6 +106,25 @@ def test_numpy_and_memory_mapped_inputs_are_read_in_place_when_blocks_run(rng, t
     np.testing.assert_array_equal(pickle.loads(wrapped)[2:4], mapped[2:4])
 
 
+@pytest.mark.parametrize("mode", ["c", "r+"])
+def test_memory_mapped_files_changed_in_memory_give_the_same_result_on_every_scheduler(tmp_path, mode):
+    """A file mapped copy-on-write or writeable may differ from its memory: it travels as its
+    data, never as its name, so a cluster reads what the local scheduler and memory read."""
+    distributed = pytest.importorskip("distributed")
+    np.save(tmp_path / "x.npy", np.zeros((3, 1, 1)))
+    mapped = np.load(tmp_path / "x.npy", mmap_mode=mode)
+    mapped += 2.0                                   # in memory only (not flushed, or never written)
+    expected = fm.mahalanobis(mapped, None, np.eye(1), np.eye(1))
+    np.testing.assert_array_equal(expected, [4.0, 4.0, 4.0])
+    lazy = fmd.mahalanobis(mapped, None, np.eye(1), np.eye(1))
+    np.testing.assert_array_equal(lazy.compute(scheduler="sync"), expected)
+    shipped = pickle.loads(pickle.dumps(fmd._Sliced(mapped)))
+    assert not isinstance(shipped.array, np.memmap)  # its data, not the file mapped again
+    np.testing.assert_array_equal(shipped[:], mapped)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"):
+        np.testing.assert_array_equal(lazy.compute(), expected)
+
+
 def test_zarr_arrays_are_read_block_by_block(rng, tmp_path):
     zarr = pytest.importorskip("zarr")
     args = kl_args(rng, (30,))
