@@ -76,6 +76,28 @@ def test_blocks_agree_with_in_memory_function(rng, case, dtype):
     np.testing.assert_array_equal(computed, expected)
 
 
+@pytest.mark.parametrize("case, factors", [("kl_chol", (1, 2, 4, 5)), ("logpdf_chol", (2, 3)),
+                                           ("mahalanobis_chol", (2, 3)), ("entropy_chol", (0, 1))])
+def test_upper_factors_in_blocks(rng, case, factors):
+    """``lower=False`` reaches the in-memory function of every block: upper factors (SciPy's)
+    give what the lower factors (NumPy's) give by default."""
+    import scipy.linalg
+
+    lazy, direct = getattr(fmd, case), getattr(fm, case)
+    args = case_args(case, rng, (50,))
+    upper = [np.array([scipy.linalg.cholesky(item @ item.T) for item in a]) if k in factors else a
+             for k, a in enumerate(args)]
+    result = lazy(*chunked(upper, 16), lower=False)
+    np.testing.assert_allclose(result.compute(), direct(*args), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(result.compute(), direct(*upper, lower=False))
+    upper[-1][33, 0, 1] = np.nan                                  # above the diagonal: read
+    name = "colchol2" if case == "kl_chol" else "colchol"
+    with pytest.raises(ValueError, match=rf"^{name} contains NaN or infinity at batch index 33$"):
+        lazy(*chunked(upper, 16), lower=False).compute()
+    with pytest.raises(TypeError, match=r"^lower must be True or False, not 'upper'$"):
+        lazy(*chunked(upper, 16), lower="upper")
+
+
 def test_numpy_inputs_unbatched_and_empty(rng):
     args = kl_args(rng, (40,))
     result = fmd.kl(*args)
