@@ -48,6 +48,19 @@ class _Arg:
         return self.array.shape[: self.array.ndim - len(self.axes)]
 
 
+def _lower_factors(lower, *factors):
+    """The Cholesky-factor arguments ``factors`` as the kernels read them, lower triangular:
+    as given (``lower=True``), or, for upper factors ``R`` of ``U = RᵀR`` (``lower=False``),
+    their transposes ``Rᵀ``, views of the last two axes that copy nothing (of a tensor, the
+    tensor's own transpose). None, and an argument of fewer than two axes (for the checks to
+    report), stay as they are."""
+    if not isinstance(lower, (bool, np.bool_)):
+        raise TypeError(f"lower must be True or False, not {lower!r}")
+    if lower:
+        return factors
+    return tuple(f if f is None or np.ndim(f) < 2 else np.swapaxes(f, -1, -2) for f in factors)
+
+
 def _check(args):
     """Check core sizes against one another; return the dtype and the broadcast batch shape."""
     sizes = {}
@@ -304,32 +317,39 @@ def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, out=N
     return _kl(COV, mean1, rowcov1, colcov1, mean2, rowcov2, colcov2, out, errors)
 
 
-def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *, out=None, errors="raise"):
-    """KL divergence between matrix normals given by lower Cholesky factors, batched.
+def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *, out=None, errors="raise",
+            lower=True):
+    """KL divergence between matrix normals given by Cholesky factors, batched.
 
     The same divergence as :func:`kl` with ``U = rowchol @ rowchol.T`` and
     ``V = colchol @ colchol.T``: the natural output of an encoder. Only the lower triangle
-    (diagonal included) of each factor is read; its diagonal must be positive.
+    (diagonal included) of each factor is read, or the upper one of an upper factor
+    ``R`` (``U = Rᵀ R``) with ``lower=False``; its diagonal must be positive.
 
     Parameters
     ----------
     mean1 : (..., n, p) array_like
         Mean of the first distribution.
     rowchol1 : (..., n, n) array_like
-        Lower Cholesky factor of the row covariance ``U1``.
+        Cholesky factor of the row covariance ``U1``.
     colchol1 : (..., p, p) array_like
-        Lower Cholesky factor of the column covariance ``V1``.
+        Cholesky factor of the column covariance ``V1``.
     mean2 : (..., n, p) array_like, optional
         Mean of the second distribution; ``None`` means zero.
     rowchol2 : (..., n, n) array_like, optional
-        Lower Cholesky factor of ``U2``; ``None`` means the identity.
+        Cholesky factor of ``U2``; ``None`` means the identity.
     colchol2 : (..., p, p) array_like, optional
-        Lower Cholesky factor of ``V2``; ``None`` means the identity. With all three
+        Cholesky factor of ``V2``; ``None`` means the identity. With all three
         second arguments omitted, the KL to ``MN(0, I, I)`` runs a faster path.
     out : ndarray, optional
         Array of the broadcast batch shape and the result dtype to write into.
     errors : {"raise", "nan"}
         As in :func:`kl`.
+    lower : bool, optional
+        Whether each factor is lower triangular, ``U = L Lᵀ`` (default; its lower triangle
+        is read), or, with ``False``, upper triangular, ``U = Rᵀ R`` (its upper triangle is
+        read): the ``lower`` of ``scipy.linalg.cho_solve``. ``scipy.linalg.cholesky``
+        returns the upper factor by default, ``numpy.linalg.cholesky`` the lower.
 
     Returns
     -------
@@ -350,7 +370,11 @@ def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None,
     >>> bool(np.isclose(fm.kl_chol(np.ones((2, 2)), L, np.eye(2)),
     ...                 fm.kl(np.ones((2, 2)), L @ L.T, np.eye(2))))
     True
+    >>> bool(np.isclose(fm.kl_chol(np.ones((2, 2)), L.T, np.eye(2), lower=False),  # U = Rᵀ R, R = Lᵀ
+    ...                 fm.kl_chol(np.ones((2, 2)), L, np.eye(2))))
+    True
     """
+    rowchol1, colchol1, rowchol2, colchol2 = _lower_factors(lower, rowchol1, colchol1, rowchol2, colchol2)
     return _kl(CHOL, mean1, rowchol1, colchol1, mean2, rowchol2, colchol2, out, errors)
 
 
@@ -494,12 +518,13 @@ def mahalanobis(x, mean, rowcov, colcov, *, out=None, errors="raise"):
     return _compute(_modes.MAHALANOBIS, _density_args(x, mean, COV, rowcov, colcov), out, errors)
 
 
-def mahalanobis_chol(x, mean, rowchol, colchol, *, out=None, errors="raise"):
-    """Squared Mahalanobis distance from lower Cholesky factors of ``U`` and ``V``, batched.
+def mahalanobis_chol(x, mean, rowchol, colchol, *, out=None, errors="raise", lower=True):
+    """Squared Mahalanobis distance from Cholesky factors of ``U`` and ``V``, batched.
 
     The same as :func:`mahalanobis` with ``U = rowchol @ rowchol.T`` and
     ``V = colchol @ colchol.T``: ``‖L_U⁻¹ (X−M) L_V⁻ᵀ‖_F²``, two triangular solves and no
-    factorisation. Only the lower triangles are read; the diagonals must be positive.
+    factorisation. Only the lower triangles are read (the upper ones with ``lower=False``);
+    the diagonals must be positive.
 
     Parameters
     ----------
@@ -508,13 +533,16 @@ def mahalanobis_chol(x, mean, rowchol, colchol, *, out=None, errors="raise"):
     mean : (..., n, p) array_like or None
         Means ``M``; ``None`` means zero.
     rowchol : (..., n, n) array_like
-        Lower Cholesky factors of the row covariances.
+        Cholesky factors of the row covariances.
     colchol : (..., p, p) array_like
-        Lower Cholesky factors of the column covariances.
+        Cholesky factors of the column covariances.
     out : ndarray, optional
         Array of the broadcast batch shape and the result dtype to write into.
     errors : {"raise", "nan"}
         As in :func:`kl`.
+    lower : bool, optional
+        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``,
+        as in :func:`kl_chol`.
 
     Returns
     -------
@@ -527,6 +555,7 @@ def mahalanobis_chol(x, mean, rowchol, colchol, *, out=None, errors="raise"):
     >>> round(float(fm.mahalanobis_chol(np.ones((2, 3)), None, np.sqrt(2) * np.eye(2), np.eye(3))), 12)
     3.0
     """
+    rowchol, colchol = _lower_factors(lower, rowchol, colchol)
     return _compute(_modes.MAHALANOBIS_CHOL, _density_args(x, mean, CHOL, rowchol, colchol), out, errors)
 
 
@@ -586,11 +615,12 @@ def logpdf(x, mean, rowcov, colcov, *, out=None, errors="raise"):
     return _compute(_modes.LOGPDF, _density_args(x, mean, COV, rowcov, colcov), out, errors)
 
 
-def logpdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise"):
-    """Log-density of the matrix normal with lower Cholesky factors ``rowchol``, ``colchol``, batched.
+def logpdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise", lower=True):
+    """Log-density of the matrix normal with Cholesky factors ``rowchol``, ``colchol``, batched.
 
     The same as :func:`logpdf` with ``U = rowchol @ rowchol.T`` and ``V = colchol @ colchol.T``;
-    no factorisation is needed. Only the lower triangles are read; the diagonals must be positive.
+    no factorisation is needed. Only the lower triangles are read (the upper ones with
+    ``lower=False``); the diagonals must be positive.
 
     Parameters
     ----------
@@ -599,13 +629,16 @@ def logpdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise"):
     mean : (..., n, p) array_like or None
         Means ``M``; ``None`` means zero.
     rowchol : (..., n, n) array_like
-        Lower Cholesky factors of the row covariances.
+        Cholesky factors of the row covariances.
     colchol : (..., p, p) array_like
-        Lower Cholesky factors of the column covariances.
+        Cholesky factors of the column covariances.
     out : ndarray, optional
         Array of the broadcast batch shape and the result dtype to write into.
     errors : {"raise", "nan"}
         As in :func:`kl`.
+    lower : bool, optional
+        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``,
+        as in :func:`kl_chol`.
 
     Returns
     -------
@@ -620,6 +653,7 @@ def logpdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise"):
     ...                 fm.logpdf(np.ones((2, 2)), None, L @ L.T, np.eye(2))))
     True
     """
+    rowchol, colchol = _lower_factors(lower, rowchol, colchol)
     return _compute(_modes.LOGPDF_CHOL, _density_args(x, mean, CHOL, rowchol, colchol), out, errors)
 
 
@@ -745,7 +779,7 @@ def _computed(kind, given, wrt):
     return [name in wrt for name in names]
 
 
-def _value_and_grad(kind, values, errors, reduce=True, out=None, wrt=None):
+def _value_and_grad(kind, values, errors, reduce=True, out=None, wrt=None, lower=True):
     """The KL of one parameterisation and its gradient with respect to each given argument.
 
     With ``reduce=False`` each gradient has the broadcast batch shape in front of the core
@@ -753,14 +787,22 @@ def _value_and_grad(kind, values, errors, reduce=True, out=None, wrt=None):
     each has its argument's shape. ``out = (kl, grads)``: arrays to write into (``reduce``
     only); the kernels write straight into those of the batch shape that :func:`_direct`
     allows. ``wrt`` names the arguments whose gradients to compute (all by default): the
-    others are None, and neither allocated nor stored.
+    others are None, and neither allocated nor stored. With ``lower=False`` the factors are
+    upper ones, read through :func:`_lower_factors`; their gradients, and the arrays of
+    ``out`` for them, are the transposes of the lower factors' (views, as the factors).
     """
     _check_errors(errors)
+    if kind == CHOL:
+        mean1, row1, col1, mean2, row2, col2 = values
+        row1, col1, row2, col2 = _lower_factors(lower, row1, col1, row2, col2)
+        values = mean1, row1, col1, mean2, row2, col2
     args, mode, given = _kl_arguments(kind, values)
     dtype, batch_shape = _check(args)
     padding = [None] * (6 - len(args))
     computed = _computed(kind, given, wrt)
-    value_out, grads_out = _grad_out(out, args + padding, given, computed, dtype, batch_shape)
+    value_out, given_out = _grad_out(out, args + padding, given, computed, dtype, batch_shape)
+    upper = [not lower and arg is not None and arg.kind == CHOL for arg in args + padding]
+    grads_out = [np.swapaxes(g, -1, -2) if u and g is not None else g for g, u in zip(given_out, upper)]
     slots = [_slot(arg, dtype, batch_shape) for arg in args]
     value = value_out if _direct(value_out, args) else np.empty(batch_shape, dtype)
     placeholder = np.empty((1, 1, 1), dtype)
@@ -789,6 +831,9 @@ def _value_and_grad(kind, values, errors, reduce=True, out=None, wrt=None):
             target[...] = grad
             grad = target
         result.append(grad)
+    if not lower:  # the upper factors' gradients; out's own arrays, not the views written through
+        result = [mine if mine is not None else np.swapaxes(grad, -1, -2) if u and grad is not None else grad
+                  for grad, mine, u in zip(result, given_out, upper)]
     if value_out is not None:
         return value_out, tuple(result)
     return (value if value.ndim else value[()]), tuple(result)
@@ -900,7 +945,7 @@ def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2
 
 
 def kl_chol_value_and_grad(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *,
-                           errors="raise", out=None, wrt=None):
+                           errors="raise", out=None, wrt=None, lower=True):
     r"""The KL of :func:`kl_chol` and its gradient with respect to each argument, batched.
 
     One fused pass per item, no factorisation, by the closed forms derived in
@@ -916,28 +961,33 @@ def kl_chol_value_and_grad(mean1, rowchol1, colchol1, mean2=None, rowchol2=None,
 
     and the same for ``Q`` with ``t_u``, ``n``, ``B`` and ``ZᵀZ``. The factor gradients
     are lower triangular: the entries above the diagonal are never read, so their
-    gradient is zero.
+    gradient is zero. With ``lower=False`` the factors are the upper ones ``R = Pᵀ``, and
+    their gradients the transposes of these: upper triangular.
 
     Parameters
     ----------
     mean1 : (..., n, p) array_like
         Mean of the first distribution.
     rowchol1 : (..., n, n) array_like
-        Lower Cholesky factor of ``U1`` (positive diagonal).
+        Cholesky factor of ``U1`` (positive diagonal).
     colchol1 : (..., p, p) array_like
-        Lower Cholesky factor of ``V1``.
+        Cholesky factor of ``V1``.
     mean2 : (..., n, p) array_like, optional
         Mean of the second distribution; ``None`` means zero.
     rowchol2 : (..., n, n) array_like, optional
-        Lower Cholesky factor of ``U2``; ``None`` means the identity.
+        Cholesky factor of ``U2``; ``None`` means the identity.
     colchol2 : (..., p, p) array_like, optional
-        Lower Cholesky factor of ``V2``; ``None`` means the identity.
+        Cholesky factor of ``V2``; ``None`` means the identity.
     errors : {"raise", "nan"}
         As in :func:`kl_value_and_grad`.
     out : tuple (kl, grads), optional
         As in :func:`kl_value_and_grad`.
     wrt : str or sequence of str, optional
         As in :func:`kl_value_and_grad`: names such as ``"rowchol1"``.
+    lower : bool, optional
+        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``,
+        as in :func:`kl_chol`; the gradient with respect to an upper factor is upper
+        triangular (a transposed view of the lower factor's).
 
     Returns
     -------
@@ -965,7 +1015,8 @@ def kl_chol_value_and_grad(mean1, rowchol1, colchol1, mean2=None, rowchol2=None,
     >>> grads[1], grads[2]                       # l q² − 1/l and l² q − 1/q at l = 2, q = 1
     (array([[1.5]]), array([[3.]]))
     """
-    return _value_and_grad(CHOL, (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), errors, out=out, wrt=wrt)
+    return _value_and_grad(CHOL, (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), errors, out=out, wrt=wrt,
+                           lower=lower)
 
 
 def kl_diag_value_and_grad(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *, errors="raise",

@@ -14,8 +14,8 @@ import warnings
 import numpy as np
 from numpy.linalg import LinAlgError
 
-from ._api import (CHOL, COV, MEAN, _Arg, _check, _check_errors, _check_out, _diagnose, _slot, _where, kl_chol,
-                   logdet, logpdf, logpdf_chol, mahalanobis_chol)
+from ._api import (CHOL, COV, MEAN, _Arg, _check, _check_errors, _check_out, _diagnose, _lower_factors, _slot, _where,
+                   kl_chol, logdet, logpdf, logpdf_chol, mahalanobis_chol)
 from .reference import singular_pivots
 
 __all__ = ["pdf", "pdf_chol", "entropy", "entropy_chol", "rvs", "fit", "MatrixNormal", "MatrixNormalFit"]
@@ -110,8 +110,8 @@ def pdf(x, mean, rowcov, colcov, *, out=None, errors="raise"):
     return _exp(logpdf(x, mean, rowcov, colcov, out=out, errors=errors), errors)
 
 
-def pdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise"):
-    """Density of the matrix normal given by lower Cholesky factors, batched.
+def pdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise", lower=True):
+    """Density of the matrix normal given by Cholesky factors, batched.
 
     ``exp`` of :func:`fastmvn.logpdf_chol`, with ``U = rowchol @ rowchol.T`` and
     ``V = colchol @ colchol.T``.
@@ -123,13 +123,16 @@ def pdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise"):
     mean : (..., n, p) array_like or None
         Means ``M``; ``None`` means zero.
     rowchol : (..., n, n) array_like
-        Lower Cholesky factors of the row covariances (lower triangle read, positive diagonal).
+        Cholesky factors of the row covariances (lower triangle read, positive diagonal).
     colchol : (..., p, p) array_like
-        Lower Cholesky factors of the column covariances.
+        Cholesky factors of the column covariances.
     out : ndarray, optional
         Array of the broadcast batch shape and the result dtype to write into.
     errors : {"raise", "nan"}
         As in :func:`pdf`.
+    lower : bool, optional
+        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
+        (upper triangles read), as in :func:`fastmvn.kl_chol`.
 
     Returns
     -------
@@ -144,7 +147,7 @@ def pdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise"):
     ...                 fm.pdf(np.ones((2, 2)), None, L @ L.T, np.eye(2))))
     True
     """
-    return _exp(logpdf_chol(x, mean, rowchol, colchol, out=out, errors=errors), errors)
+    return _exp(logpdf_chol(x, mean, rowchol, colchol, out=out, errors=errors, lower=lower), errors)
 
 
 def _factor_logdet(arg):
@@ -218,23 +221,26 @@ def entropy(rowcov, colcov, *, out=None, errors="raise"):
     return _entropy(args, lambda arg: logdet(arg.array, errors="nan"), out, errors)
 
 
-def entropy_chol(rowchol, colchol, *, out=None, errors="raise"):
-    """Differential entropy of the matrix normal given by lower Cholesky factors, batched.
+def entropy_chol(rowchol, colchol, *, out=None, errors="raise", lower=True):
+    """Differential entropy of the matrix normal given by Cholesky factors, batched.
 
     The same as :func:`entropy` with ``U = rowchol @ rowchol.T`` and ``V = colchol @ colchol.T``:
-    ``log|U| = 2 Σ log diag(rowchol)``, so nothing is factorised. The lower triangles must
-    be finite and the diagonals positive.
+    ``log|U| = 2 Σ log diag(rowchol)``, so nothing is factorised. The lower triangles (the
+    upper ones with ``lower=False``) must be finite and the diagonals positive.
 
     Parameters
     ----------
     rowchol : (..., n, n) array_like
-        Lower Cholesky factors of the row covariances.
+        Cholesky factors of the row covariances.
     colchol : (..., p, p) array_like
-        Lower Cholesky factors of the column covariances.
+        Cholesky factors of the column covariances.
     out : ndarray, optional
         Array of the broadcast batch shape and the result dtype to write into.
     errors : {"raise", "nan"}
         As in :func:`fastmvn.kl`.
+    lower : bool, optional
+        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``,
+        as in :func:`fastmvn.kl_chol`.
 
     Returns
     -------
@@ -248,6 +254,7 @@ def entropy_chol(rowchol, colchol, *, out=None, errors="raise"):
     >>> bool(np.isclose(fm.entropy_chol(L, np.eye(3)), fm.entropy(L @ L.T, np.eye(3))))
     True
     """
+    rowchol, colchol = _lower_factors(lower, rowchol, colchol)
     args = [_Arg("rowchol", CHOL, rowchol, "nn"), _Arg("colchol", CHOL, colchol, "pp")]
     return _entropy(args, _factor_logdet, out, errors)
 
@@ -482,7 +489,7 @@ class MatrixNormal:
         self._init(*_parameters(mean, rowcov, colcov, COV))
 
     @staticmethod
-    def from_chol(mean, rowchol, colchol):
+    def from_chol(mean, rowchol, colchol, *, lower=True):
         """The matrix normal with ``U = rowchol @ rowchol.T`` and ``V = colchol @ colchol.T``.
 
         Parameters
@@ -490,9 +497,13 @@ class MatrixNormal:
         mean : (..., n, p) array_like or None
             Mean ``M``; ``None`` means zero.
         rowchol : (..., n, n) array_like
-            Lower Cholesky factor of the row covariance (lower triangle read, positive diagonal).
+            Cholesky factor of the row covariance (lower triangle read, positive diagonal).
         colchol : (..., p, p) array_like
-            Lower Cholesky factor of the column covariance.
+            Cholesky factor of the column covariance.
+        lower : bool, optional
+            Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones
+            ``U = Rᵀ R`` (upper triangles read), as in :func:`fastmvn.kl_chol`. The
+            distribution stores the lower factors either way (:attr:`rowchol`).
 
         Returns
         -------
@@ -512,7 +523,11 @@ class MatrixNormal:
         >>> fm.MatrixNormal.from_chol(None, L, np.eye(1)).rowcov
         array([[4., 2.],
                [2., 2.]])
+        >>> fm.MatrixNormal.from_chol(None, L.T, np.eye(1), lower=False).rowcov   # U = Rᵀ R, R = Lᵀ
+        array([[4., 2.],
+               [2., 2.]])
         """
+        rowchol, colchol = _lower_factors(lower, rowchol, colchol)
         return _assemble(*_parameters(mean, rowchol, colchol, CHOL))
 
     def _init(self, mean, rowcov, colcov, rowchol, colchol, dtype, batch_shape):

@@ -89,6 +89,12 @@ def _view(array, shape, strides):
     return type(array)(np.lib.stride_tricks.as_strided(np.asarray(array), shape, strides))
 
 
+def _transposed(array):
+    """The device array ``array`` with its last two axes swapped: a view."""
+    shape, strides = tuple(array.shape), tuple(array.strides)
+    return _view(array, shape[:-2] + shape[:-3:-1], strides[:-2] + strides[:-3:-1])
+
+
 def _merged_stride(shape, strides):
     """The one stride that walks axes ``shape`` (with ``strides``) in C order, or None if none does."""
     axes = [(size, stride) for size, stride in zip(shape, strides) if size != 1]
@@ -106,13 +112,19 @@ class _Inputs:
         self.stream = stream
         self._device = {}
 
-    def place(self, value):
+    def place(self, value, lower=True):
+        """``value`` as ``_api`` reads it: host data as it is, a GPU array as its stand-in. With
+        ``lower=False`` ``value`` is an upper Cholesky factor, handed on as its transpose
+        (:func:`fastmvn._api._lower_factors`): a view, of the GPU array as of its stand-in."""
         array = _device_array(value, self.stream)
         if array is None:
-            return value
+            return _api._lower_factors(lower, value)[0]
         stand_in = np.broadcast_to(np.zeros((), array.dtype), array.shape)
-        self._device[id(stand_in)] = stand_in, array
-        return stand_in
+        placed = _api._lower_factors(lower, stand_in)[0]
+        if placed is not stand_in:
+            array = _transposed(array)
+        self._device[id(placed)] = placed, array
+        return placed
 
     def device_array(self, arg):
         """The GPU array behind ``arg``, or None for host data."""
@@ -249,14 +261,13 @@ def _compute(mode, args, inputs, out, errors, stream):
     return result
 
 
-def _value_and_grad(kind, values, errors, stream=0, reduce=True, wrt=None):
+def _value_and_grad(kind, values, errors, stream=0, reduce=True, wrt=None, lower=True):
     """The KL of one parameterisation and its gradient on the GPU, as
-    :func:`fastmvn._api._value_and_grad` (``wrt`` too): host results for host inputs, device
-    arrays otherwise."""
+    :func:`fastmvn._api._value_and_grad` (``wrt`` and ``lower`` too): host results for host
+    inputs, device arrays otherwise."""
     _api._check_errors(errors)
     inputs = _Inputs(stream)
-    placed = [None if value is None else inputs.place(value) for value in values]
-    args, mode, given = _api._kl_arguments(kind, placed)
+    args, mode, given = _api._kl_arguments(kind, _place_kl(inputs, kind, values, lower))
     dtype, batch_shape, size, place = _prepare(args, inputs, stream)
     count = math.prod(batch_shape)
     wanted = _api._computed(kind, given, wrt)
@@ -283,9 +294,12 @@ def _value_and_grad(kind, values, errors, stream=0, reduce=True, wrt=None):
         grad = grad.reshape(batch_shape + arg.array.shape[arg.array.ndim - len(arg.axes):])
         if not inputs.on_device:
             grad = _wait(grad.copy_to_host(stream=stream), stream)
-            result.append(_api._reduce(grad, arg.array.shape) if reduce else grad)
+            grad = _api._reduce(grad, arg.array.shape) if reduce else grad
         else:
-            result.append(_reduce(grad, arg.array.shape, len(arg.axes), stream) if reduce else grad)
+            grad = _reduce(grad, arg.array.shape, len(arg.axes), stream) if reduce else grad
+        if not lower and arg.kind == CHOL:  # the upper factor's gradient: the transpose of the lower one's
+            grad = _transposed(grad) if inputs.on_device else np.swapaxes(grad, -1, -2)
+        result.append(grad)
     result += [None] * (6 - len(result))
     if not inputs.on_device:
         value = _wait(value.copy_to_host(stream=stream), stream)
@@ -327,17 +341,23 @@ def _diagnose(args, slots, index, stream):
     return _api._diagnose(args, [{index: item} for item in items], index, np.float64)
 
 
-def _kl(kind, values, out, errors, stream):
+def _place_kl(inputs, kind, values, lower):
+    """The six arguments of a KL placed (:meth:`_Inputs.place`), factors read as ``lower`` says."""
+    return [None if value is None else inputs.place(value, lower if kind == CHOL and k % 3 else True)
+            for k, value in enumerate(values)]
+
+
+def _kl(kind, values, out, errors, stream, lower=True):
     """KL between two matrix normals of one parameterisation, as :func:`fastmvn._api._kl`."""
     inputs = _Inputs(stream)
-    mean1, row1, col1, mean2, row2, col2 = (None if value is None else inputs.place(value) for value in values)
-    args, mode, _ = _api._kl_arguments(kind, (mean1, row1, col1, mean2, row2, col2))
+    args, mode, _ = _api._kl_arguments(kind, _place_kl(inputs, kind, values, lower))
     return _compute(mode, args, inputs, out, errors, stream)
 
 
-def _density(mode, kind, x, mean, row, col, out, errors, stream):
+def _density(mode, kind, x, mean, row, col, out, errors, stream, lower=True):
     inputs = _Inputs(stream)
-    x, mean, row, col = (None if value is None else inputs.place(value) for value in (x, mean, row, col))
+    x, mean = (None if value is None else inputs.place(value) for value in (x, mean))
+    row, col = (inputs.place(value, lower) for value in (row, col))
     return _compute(mode, _api._density_args(x, mean, kind, row, col), inputs, out, errors, stream)
 
 
@@ -401,8 +421,8 @@ def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, out=N
 
 
 def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *, out=None, errors="raise",
-            stream=0):
-    """KL divergence between matrix normals given by lower Cholesky factors, on the GPU.
+            stream=0, lower=True):
+    """KL divergence between matrix normals given by Cholesky factors, on the GPU.
 
     The same as :func:`fastmvn.kl_chol`, one GPU thread per item.
 
@@ -411,24 +431,27 @@ def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None,
     mean1 : (..., n, p) array_like or GPU array
         Mean of the first distribution.
     rowchol1 : (..., n, n) array_like or GPU array
-        Lower Cholesky factor of ``U1`` (positive diagonal; the lower triangle is read).
+        Cholesky factor of ``U1`` (positive diagonal; the lower triangle is read).
     colchol1 : (..., p, p) array_like or GPU array
-        Lower Cholesky factor of ``V1``.
+        Cholesky factor of ``V1``.
     mean2 : (..., n, p) array_like or GPU array, optional
         Mean of the second distribution; ``None`` means zero.
     rowchol2 : (..., n, n) array_like or GPU array, optional
-        Lower Cholesky factor of ``U2``; ``None`` means the identity.
+        Cholesky factor of ``U2``; ``None`` means the identity.
     colchol2 : (..., p, p) array_like or GPU array, optional
-        Lower Cholesky factor of ``V2``; ``None`` means the identity.
+        Cholesky factor of ``V2``; ``None`` means the identity.
     out, errors, stream
         As in :func:`kl`.
+    lower : bool, optional
+        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
+        (upper triangles read), as in :func:`fastmvn.kl_chol`.
 
     Returns
     -------
     kl : (...) ndarray, scalar or numba device array
         As in :func:`kl`.
     """
-    return _kl(CHOL, (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), out, errors, stream)
+    return _kl(CHOL, (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), out, errors, stream, lower)
 
 
 def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *, out=None, errors="raise", stream=0):
@@ -558,8 +581,8 @@ def logpdf(x, mean, rowcov, colcov, *, out=None, errors="raise", stream=0):
     return _density(_modes.LOGPDF, COV, x, mean, rowcov, colcov, out, errors, stream)
 
 
-def logpdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise", stream=0):
-    """Log-density of the matrix normal with lower Cholesky factors ``rowchol``, ``colchol``, on the GPU.
+def logpdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise", stream=0, lower=True):
+    """Log-density of the matrix normal with Cholesky factors ``rowchol``, ``colchol``, on the GPU.
 
     The same as :func:`fastmvn.logpdf_chol`, one GPU thread per item.
 
@@ -570,18 +593,21 @@ def logpdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise", stream=0
     mean : (..., n, p) array_like, GPU array or None
         Means ``M``; ``None`` means zero.
     rowchol : (..., n, n) array_like or GPU array
-        Lower Cholesky factors of the row covariances.
+        Cholesky factors of the row covariances.
     colchol : (..., p, p) array_like or GPU array
-        Lower Cholesky factors of the column covariances.
+        Cholesky factors of the column covariances.
     out, errors, stream
         As in :func:`kl`.
+    lower : bool, optional
+        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
+        (upper triangles read), as in :func:`fastmvn.kl_chol`.
 
     Returns
     -------
     logpdf : (...) ndarray, scalar or numba device array
         The log-densities.
     """
-    return _density(_modes.LOGPDF_CHOL, CHOL, x, mean, rowchol, colchol, out, errors, stream)
+    return _density(_modes.LOGPDF_CHOL, CHOL, x, mean, rowchol, colchol, out, errors, stream, lower)
 
 
 def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, errors="raise",
@@ -627,7 +653,7 @@ def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2
 
 
 def kl_chol_value_and_grad(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *,
-                           errors="raise", stream=0, wrt=None):
+                           errors="raise", stream=0, wrt=None, lower=True):
     """The KL of :func:`kl_chol` and its gradient with respect to each argument, on the GPU.
 
     Parameters
@@ -636,14 +662,19 @@ def kl_chol_value_and_grad(mean1, rowchol1, colchol1, mean2=None, rowchol2=None,
         As in :func:`kl_chol`.
     errors, stream, wrt
         As in :func:`kl_value_and_grad`.
+    lower : bool, optional
+        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
+        (upper triangles read), as in :func:`fastmvn.kl_chol_value_and_grad`.
 
     Returns
     -------
     value, grads
         As in :func:`kl_value_and_grad`; the gradients with respect to the factors are lower
-        triangular (zeros above the diagonal).
+        triangular (zeros above the diagonal), or, with ``lower=False``, upper triangular:
+        transposed views of the lower factors' gradients.
     """
-    return _value_and_grad(CHOL, (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), errors, stream, wrt=wrt)
+    return _value_and_grad(CHOL, (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), errors, stream, wrt=wrt,
+                           lower=lower)
 
 
 def kl_diag_value_and_grad(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *,

@@ -7,7 +7,11 @@ the inputs. Other arrays are wrapped, without copying: NumPy arrays are sliced i
 memory-mapped ``.npy`` files (``np.load(path, mmap_mode="r")``), Zarr and HDF5 arrays are
 read block by block when the blocks run; other array_likes go through :func:`numpy.asarray`.
 (Pass a memory-mapped array as it is: :func:`dask.array.from_array` copies NumPy arrays, and
-so reads a whole memory-mapped file into memory.) The compiled kernels release
+so reads a whole memory-mapped file into memory.) On a ``dask.distributed`` cluster a file
+mapped read-only is mapped again by each worker; one mapped copy-on-write
+(``mmap_mode="c"``) or writeable (``"r+"``, ``"w+"``) may hold changes its file lacks, so it
+travels as its data in memory (map it read-only to stream it from disk): the result never
+depends on the scheduler. The compiled kernels release
 the GIL, so Dask's default threaded scheduler runs blocks in parallel; ``dask.distributed``
 works as well.
 
@@ -73,8 +77,11 @@ class _Sliced:
 
     ``from_array`` copies NumPy arrays, and a copy of a memory-mapped array reads the whole
     file into memory; through this wrapper each block is a view, read when its kernel runs.
-    Pickled for a cluster, a memory-mapped ``.npy`` file travels as its name and offset and
-    is mapped again by the worker; any other array travels whole.
+    Pickled for a cluster, a memory-mapped ``.npy`` file opened read-only (``mode="r"``)
+    travels as its name and offset and is mapped again by the worker; any other array
+    travels whole. That includes a file mapped copy-on-write (``"c"``) or writeable
+    (``"r+"``, ``"w+"``): its memory may differ from the file (changes never written, or
+    not flushed), and the result must not depend on the scheduler.
     """
 
     def __init__(self, array):
@@ -86,7 +93,8 @@ class _Sliced:
 
     def __reduce__(self):
         array = self.array
-        if isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.filename:
+        if (isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.filename
+                and array.mode == "r"):
             order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
             return _map_file, (array.filename, array.dtype, array.offset, array.shape, order)
         return _Sliced, (np.asarray(array),)
@@ -144,13 +152,13 @@ def _check_shapes(inputs):
         raise ValueError(f"batch shapes do not broadcast: {listed}") from None
 
 
-def _result_dtype(function, count, inputs):
+def _result_dtype(function, count, inputs, keywords):
     """The dtype the in-memory function gives for these inputs, from one placeholder item
-    (which also raises its TypeError for complex or non-numeric input)."""
+    (which also raises its TypeError for complex or non-numeric input, or a bad keyword)."""
     args = [None] * count
     for arg in inputs:
         args[arg.position] = np.zeros(arg.core_shape, arg.array.dtype)
-    return np.asarray(function(*args, errors="nan")).dtype
+    return np.asarray(function(*args, errors="nan", **keywords)).dtype
 
 
 def _batch_chunks(inputs, batch_shape, dtype):
@@ -187,10 +195,10 @@ def _as_dask(arg, batch_chunks):
                          meta=np.empty((0,) * len(array.shape), array.dtype))
 
 
-def _call(function, args, errors):
-    """``function(*args, errors=errors)`` as an array (the kernels serialise their own launches
-    where Numba's threading layer needs it)."""
-    return np.asarray(function(*args, errors=errors))
+def _call(function, args, errors, keywords):
+    """``function(*args, errors=errors, **keywords)`` as an array (the kernels serialise their
+    own launches where Numba's threading layer needs it)."""
+    return np.asarray(function(*args, errors=errors, **keywords))
 
 
 def _at(index):
@@ -205,19 +213,20 @@ def _item(array, core_ndim, index):
     return array[tuple(0 if size == 1 else i for size, i in zip(batch_shape, own))]
 
 
-def _block(*blocks, function, count, positions, core_ndims, errors):
-    """One block: the in-memory ``function`` on the blocks of the given arguments; a failing
-    item is reported at its global batch index (the block's slices give the offsets)."""
+def _block(*blocks, function, count, positions, core_ndims, errors, keywords):
+    """One block: the in-memory ``function`` (with ``keywords``) on the blocks of the given
+    arguments; a failing item is reported at its global batch index (the block's slices give
+    the offsets)."""
     *arrays, location = blocks
     args = [None] * count
     for position, array in zip(positions, arrays):
         args[position] = array
     if errors == "nan":
-        return _call(function, args, "nan")
+        return _call(function, args, "nan", keywords)
     try:
-        return _call(function, args, "raise")
+        return _call(function, args, "raise", keywords)
     except _ITEM_ERRORS as error:
-        failed = _call(function, args, "nan")
+        failed = _call(function, args, "nan", keywords)
         if not np.isnan(failed).any():
             raise
         first = error
@@ -227,21 +236,22 @@ def _block(*blocks, function, count, positions, core_ndims, errors):
     for position, core_ndim in zip(positions, core_ndims):
         item[position] = _item(args[position], core_ndim, local)
     try:
-        _call(function, item, "raise")
+        _call(function, item, "raise", keywords)
     except _ITEM_ERRORS as error:
         raise type(error)(f"{error}{where}") from None
     raise first
 
 
-def _lazy(function, specs, values, errors):
-    """``function`` (an in-memory batched function) over Dask blocks of ``values``, named and
-    shaped by ``specs``: a list of ``(name, core axes)``; ``None`` values stay omitted."""
+def _lazy(function, specs, values, errors, **keywords):
+    """``function`` (an in-memory batched function, called with ``keywords``) over Dask blocks
+    of ``values``, named and shaped by ``specs``: a list of ``(name, core axes)``; ``None``
+    values stay omitted."""
     if errors not in ("raise", "nan"):
         raise ValueError(f"errors must be 'raise' or 'nan', not {errors!r}")
     inputs = [_Input(position, name, axes, value)
               for position, ((name, axes), value) in enumerate(zip(specs, values)) if value is not None]
     batch_shape = _check_shapes(inputs)
-    dtype = _result_dtype(function, len(specs), inputs)
+    dtype = _result_dtype(function, len(specs), inputs, keywords)
     ndim = len(batch_shape)
     batch_chunks = _batch_chunks(inputs, batch_shape, dtype)
     out_index = tuple(range(ndim))
@@ -256,7 +266,7 @@ def _lazy(function, specs, values, errors):
                         token=function.__name__, dtype=dtype, meta=np.empty((0,) * ndim, dtype),
                         concatenate=True, align_arrays=False, function=function, count=len(specs),
                         positions=tuple(arg.position for arg in inputs),
-                        core_ndims=tuple(len(arg.axes) for arg in inputs), errors=errors)
+                        core_ndims=tuple(len(arg.axes) for arg in inputs), errors=errors, keywords=keywords)
 
 
 def _kl_specs(row, col, row_axes, col_axes):
@@ -340,8 +350,8 @@ def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, error
                  (mean1, rowcov1, colcov1, mean2, rowcov2, colcov2), errors)
 
 
-def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *, errors="raise"):
-    """KL divergence between matrix normals given by lower Cholesky factors, lazily over Dask blocks.
+def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *, errors="raise", lower=True):
+    """KL divergence between matrix normals given by Cholesky factors, lazily over Dask blocks.
 
     Each block is :func:`fastmvn.kl_chol` on the matching blocks of the inputs.
 
@@ -350,17 +360,20 @@ def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None,
     mean1 : (..., n, p) dask.array.Array or array_like
         Mean of the first distribution.
     rowchol1 : (..., n, n) dask.array.Array or array_like
-        Lower Cholesky factor of the row covariance ``U1`` (positive diagonal).
+        Cholesky factor of the row covariance ``U1`` (positive diagonal).
     colchol1 : (..., p, p) dask.array.Array or array_like
-        Lower Cholesky factor of the column covariance ``V1``.
+        Cholesky factor of the column covariance ``V1``.
     mean2 : (..., n, p) dask.array.Array or array_like, optional
         Mean of the second distribution; ``None`` means zero.
     rowchol2 : (..., n, n) dask.array.Array or array_like, optional
-        Lower Cholesky factor of ``U2``; ``None`` means the identity.
+        Cholesky factor of ``U2``; ``None`` means the identity.
     colchol2 : (..., p, p) dask.array.Array or array_like, optional
-        Lower Cholesky factor of ``V2``; ``None`` means the identity.
+        Cholesky factor of ``V2``; ``None`` means the identity.
     errors : {"raise", "nan"}
         As in :func:`kl`.
+    lower : bool, optional
+        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
+        (upper triangles read), as in :func:`fastmvn.kl_chol`.
 
     Returns
     -------
@@ -386,7 +399,7 @@ def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None,
     True
     """
     return _lazy(_api.kl_chol, _kl_specs("rowchol", "colchol", "nn", "pp"),
-                 (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), errors)
+                 (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), errors, lower=lower)
 
 
 def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *, errors="raise"):
@@ -510,8 +523,8 @@ def entropy(rowcov, colcov, *, errors="raise"):
     return _lazy(_distribution.entropy, [("rowcov", "nn"), ("colcov", "pp")], (rowcov, colcov), errors)
 
 
-def logpdf_chol(x, mean, rowchol, colchol, *, errors="raise"):
-    """:func:`logpdf` from lower Cholesky factors ``rowchol`` (``(..., n, n)``) and ``colchol``
+def logpdf_chol(x, mean, rowchol, colchol, *, errors="raise", lower=True):
+    """:func:`logpdf` from Cholesky factors ``rowchol`` (``(..., n, n)``) and ``colchol``
     (``(..., p, p)``), lazily over Dask blocks of :func:`fastmvn.logpdf_chol`.
 
     Parameters
@@ -519,9 +532,12 @@ def logpdf_chol(x, mean, rowchol, colchol, *, errors="raise"):
     x, mean : (..., n, p) dask.array.Array or array_like
         Points and means (``mean`` may be ``None``: zero).
     rowchol, colchol : (..., n, n), (..., p, p) dask.array.Array or array_like
-        Lower Cholesky factors of ``U`` and ``V`` (positive diagonals; lower triangles read).
+        Cholesky factors of ``U`` and ``V`` (positive diagonals; lower triangles read).
     errors : {"raise", "nan"}
         As in :func:`kl`.
+    lower : bool, optional
+        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
+        (upper triangles read), as in :func:`fastmvn.kl_chol`.
 
     Returns
     -------
@@ -538,7 +554,7 @@ def logpdf_chol(x, mean, rowchol, colchol, *, errors="raise"):
     True
     """
     return _lazy(_api.logpdf_chol, [("x", "np"), ("mean", "np"), ("rowchol", "nn"), ("colchol", "pp")],
-                 (x, mean, rowchol, colchol), errors)
+                 (x, mean, rowchol, colchol), errors, lower=lower)
 
 
 def mahalanobis(x, mean, rowcov, colcov, *, errors="raise"):
@@ -568,8 +584,8 @@ def mahalanobis(x, mean, rowcov, colcov, *, errors="raise"):
                  (x, mean, rowcov, colcov), errors)
 
 
-def mahalanobis_chol(x, mean, rowchol, colchol, *, errors="raise"):
-    """:func:`mahalanobis` from lower Cholesky factors ``rowchol`` (``(..., n, n)``) and
+def mahalanobis_chol(x, mean, rowchol, colchol, *, errors="raise", lower=True):
+    """:func:`mahalanobis` from Cholesky factors ``rowchol`` (``(..., n, n)``) and
     ``colchol`` (``(..., p, p)``), lazily over Dask blocks of :func:`fastmvn.mahalanobis_chol`.
 
     Parameters
@@ -578,6 +594,9 @@ def mahalanobis_chol(x, mean, rowchol, colchol, *, errors="raise"):
         As in :func:`logpdf_chol`.
     errors : {"raise", "nan"}
         As in :func:`kl`.
+    lower : bool, optional
+        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
+        (upper triangles read), as in :func:`fastmvn.kl_chol`.
 
     Returns
     -------
@@ -591,19 +610,22 @@ def mahalanobis_chol(x, mean, rowchol, colchol, *, errors="raise"):
     array([1.5, 1.5, 1.5, 1.5, 1.5])
     """
     return _lazy(_api.mahalanobis_chol, [("x", "np"), ("mean", "np"), ("rowchol", "nn"), ("colchol", "pp")],
-                 (x, mean, rowchol, colchol), errors)
+                 (x, mean, rowchol, colchol), errors, lower=lower)
 
 
-def entropy_chol(rowchol, colchol, *, errors="raise"):
-    """:func:`entropy` from lower Cholesky factors ``rowchol`` (``(..., n, n)``) and ``colchol``
+def entropy_chol(rowchol, colchol, *, errors="raise", lower=True):
+    """:func:`entropy` from Cholesky factors ``rowchol`` (``(..., n, n)``) and ``colchol``
     (``(..., p, p)``), lazily over Dask blocks of :func:`fastmvn.entropy_chol`.
 
     Parameters
     ----------
     rowchol, colchol : dask.array.Array or array_like
-        Lower Cholesky factors of ``U`` and ``V`` (positive diagonals; lower triangles read).
+        Cholesky factors of ``U`` and ``V`` (positive diagonals; lower triangles read).
     errors : {"raise", "nan"}
         As in :func:`kl`.
+    lower : bool, optional
+        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
+        (upper triangles read), as in :func:`fastmvn.kl_chol`.
 
     Returns
     -------
@@ -618,7 +640,8 @@ def entropy_chol(rowchol, colchol, *, errors="raise"):
     ...             fm.entropy(rowchol.compute() ** 2, np.eye(3)))
     True
     """
-    return _lazy(_distribution.entropy_chol, [("rowchol", "nn"), ("colchol", "pp")], (rowchol, colchol), errors)
+    return _lazy(_distribution.entropy_chol, [("rowchol", "nn"), ("colchol", "pp")], (rowchol, colchol), errors,
+                 lower=lower)
 
 
 def logdet(a, *, errors="raise"):

@@ -9,6 +9,8 @@ Every kernel is tested against it.
 
 Conventions: ``vec`` stacks columns, ``vec X ~ N(vec M, V ⊗ U)`` for ``MN(M, U, V)``.
 Only the lower triangle of a covariance is read (``numpy.linalg.cholesky`` reads no more).
+A Cholesky factor is the lower ``L`` of ``U = L Lᵀ``, of which the lower triangle is read,
+or, with ``lower=False``, the upper ``R`` of ``U = Rᵀ R``, of which the upper triangle is read.
 """
 
 import numpy as np
@@ -58,8 +60,11 @@ def _frobenius2(a):
     return np.einsum("...ij,...ij->...", a, a)
 
 
-def _tril(a):
-    return np.tril(np.asarray(a, dtype=float))
+def _factor(chol, lower):
+    """The lower factor ``L`` that a factor argument gives: the lower triangle of ``chol``, or
+    with ``lower=False`` (``chol`` an upper factor ``R = Lᵀ``) that of its transpose."""
+    chol = np.asarray(chol, dtype=float)
+    return np.tril(chol if lower else np.swapaxes(chol, -1, -2))
 
 
 def logdet(a):
@@ -87,15 +92,17 @@ def mahalanobis(x, mean, rowcov, colcov):
     return _whitened_norm2(d, cholesky(rowcov), cholesky(colcov))
 
 
-def mahalanobis_chol(x, mean, rowchol, colchol):
-    """``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))`` from lower factors of ``U`` and ``V``; ``mean=None`` means zero."""
+def mahalanobis_chol(x, mean, rowchol, colchol, *, lower=True):
+    """``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))`` from factors of ``U`` and ``V`` (upper with ``lower=False``);
+    ``mean=None`` means zero."""
     d = np.asarray(x, dtype=float) - (0.0 if mean is None else np.asarray(mean, dtype=float))
-    return _whitened_norm2(d, _tril(rowchol), _tril(colchol))
+    return _whitened_norm2(d, _factor(rowchol, lower), _factor(colchol, lower))
 
 
-def logpdf_chol(x, mean, rowchol, colchol):
-    """Log-density of ``MN(mean, L_U L_Uᵀ, L_V L_Vᵀ)`` at ``x`` from lower factors; ``mean=None`` means zero."""
-    rowchol, colchol = _tril(rowchol), _tril(colchol)
+def logpdf_chol(x, mean, rowchol, colchol, *, lower=True):
+    """Log-density of ``MN(mean, L_U L_Uᵀ, L_V L_Vᵀ)`` at ``x`` from factors (upper with
+    ``lower=False``); ``mean=None`` means zero."""
+    rowchol, colchol = _factor(rowchol, lower), _factor(colchol, lower)
     d = np.asarray(x, dtype=float) - (0.0 if mean is None else np.asarray(mean, dtype=float))
     n, p = d.shape[-2:]
     return -0.5 * (n * p * np.log(2 * np.pi) + p * _logdet_factor(rowchol) + n * _logdet_factor(colchol)
@@ -107,9 +114,10 @@ def logpdf(x, mean, rowcov, colcov):
     return logpdf_chol(x, mean, cholesky(rowcov), cholesky(colcov))
 
 
-def pdf_chol(x, mean, rowchol, colchol):
-    """Density of ``MN(mean, L_U L_Uᵀ, L_V L_Vᵀ)`` at ``x`` from lower factors; ``mean=None`` means zero."""
-    return np.exp(logpdf_chol(x, mean, rowchol, colchol))
+def pdf_chol(x, mean, rowchol, colchol, *, lower=True):
+    """Density of ``MN(mean, L_U L_Uᵀ, L_V L_Vᵀ)`` at ``x`` from factors (upper with ``lower=False``);
+    ``mean=None`` means zero."""
+    return np.exp(logpdf_chol(x, mean, rowchol, colchol, lower=lower))
 
 
 def pdf(x, mean, rowcov, colcov):
@@ -117,11 +125,12 @@ def pdf(x, mean, rowcov, colcov):
     return np.exp(logpdf(x, mean, rowcov, colcov))
 
 
-def entropy_chol(rowchol, colchol):
-    """Entropy ``½[np(1 + log 2π) + n log|V| + p log|U|]`` from lower factors ``(..., n, n)``, ``(..., p, p)``."""
+def entropy_chol(rowchol, colchol, *, lower=True):
+    """Entropy ``½[np(1 + log 2π) + n log|V| + p log|U|]`` from factors ``(..., n, n)``, ``(..., p, p)``
+    (upper with ``lower=False``)."""
     n, p = np.shape(rowchol)[-1], np.shape(colchol)[-1]
-    return 0.5 * (n * p * (1.0 + np.log(2 * np.pi)) + n * _logdet_factor(np.asarray(colchol, dtype=float))
-                  + p * _logdet_factor(np.asarray(rowchol, dtype=float)))
+    return 0.5 * (n * p * (1.0 + np.log(2 * np.pi)) + n * _logdet_factor(_factor(colchol, lower))
+                  + p * _logdet_factor(_factor(rowchol, lower)))
 
 
 def entropy(rowcov, colcov):
@@ -129,16 +138,17 @@ def entropy(rowcov, colcov):
     return entropy_chol(cholesky(rowcov), cholesky(colcov))
 
 
-def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None):
-    """KL between matrix normals given by lower Cholesky factors (lower triangles read).
+def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *, lower=True):
+    """KL between matrix normals given by lower Cholesky factors (lower triangles read), or
+    upper ones with ``lower=False`` (upper triangles read).
 
     ``None`` for a second argument means zero mean or identity factor.
     """
     mean1 = np.asarray(mean1, dtype=float)
     n, p = mean1.shape[-2:]
-    rowchol1, colchol1 = _tril(rowchol1), _tril(colchol1)
-    rowchol2 = np.eye(n) if rowchol2 is None else _tril(rowchol2)
-    colchol2 = np.eye(p) if colchol2 is None else _tril(colchol2)
+    rowchol1, colchol1 = _factor(rowchol1, lower), _factor(colchol1, lower)
+    rowchol2 = np.eye(n) if rowchol2 is None else _factor(rowchol2, lower)
+    colchol2 = np.eye(p) if colchol2 is None else _factor(colchol2, lower)
     d = (0.0 if mean2 is None else np.asarray(mean2, dtype=float)) - mean1
     trace_u = _frobenius2(_solve(rowchol2, rowchol1))  # tr(U2⁻¹ U1)
     trace_v = _frobenius2(_solve(colchol2, colchol1))  # tr(V2⁻¹ V1)

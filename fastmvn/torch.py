@@ -20,7 +20,7 @@ through these functions raises (rather than treating the gradient as a constant,
 ``torch.autograd.function.once_differentiable`` does where the incoming gradient needs
 none). The gradient with respect to a covariance is symmetric, as that of
 ``torch.linalg.cholesky`` (see :func:`fastmvn.kl_value_and_grad`); that with respect to a
-Cholesky factor is lower triangular.
+Cholesky factor is lower triangular (upper for an upper factor, ``lower=False``).
 """
 
 import numpy as np
@@ -99,7 +99,7 @@ class _KL(torch.autograd.Function):
         return (None, None, None, *result)
 
 
-def _kl(kind, tensors, errors):
+def _kl(kind, tensors, errors, lower=True):
     present = [t for t in tensors if t is not None]
     for name, t in zip(_api._argument_names(kind), tensors):
         if t is None:
@@ -109,6 +109,10 @@ def _kl(kind, tensors, errors):
         if t.is_complex():  # before a conversion to float64 drops the imaginary part
             raise _api._complex_error(name, t.dtype)
     need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in present)
+    if kind == _api.CHOL:  # upper factors as their transposes: views, through which autograd transposes gradients
+        mean1, row1, col1, mean2, row2, col2 = tensors
+        row1, col1, row2, col2 = _api._lower_factors(lower, row1, col1, row2, col2)
+        tensors = mean1, row1, col1, mean2, row2, col2
     return _KL.apply(kind, errors, need_grad, *tensors)
 
 
@@ -159,7 +163,7 @@ def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, error
     return _kl(_api.COV, (mean1, rowcov1, colcov1, mean2, rowcov2, colcov2), errors)
 
 
-def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *, errors="raise"):
+def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *, errors="raise", lower=True):
     """:func:`fastmvn.kl_chol` for tensors, differentiable with respect to every tensor argument.
 
     Parameters
@@ -167,23 +171,27 @@ def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None,
     mean1 : (..., n, p) Tensor
         Mean of the first distribution.
     rowchol1 : (..., n, n) Tensor
-        Lower Cholesky factor of ``U1`` (positive diagonal; lower triangle read).
+        Cholesky factor of ``U1`` (positive diagonal; lower triangle read).
     colchol1 : (..., p, p) Tensor
-        Lower Cholesky factor of ``V1``.
+        Cholesky factor of ``V1``.
     mean2 : (..., n, p) Tensor, optional
         Mean of the second distribution; ``None`` means zero.
     rowchol2 : (..., n, n) Tensor, optional
-        Lower Cholesky factor of ``U2``; ``None`` means the identity.
+        Cholesky factor of ``U2``; ``None`` means the identity.
     colchol2 : (..., p, p) Tensor, optional
-        Lower Cholesky factor of ``V2``; ``None`` means the identity.
+        Cholesky factor of ``V2``; ``None`` means the identity.
     errors : {"raise", "nan"}
         As in :func:`fastmvn.kl`.
+    lower : bool, optional
+        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
+        (upper triangles read), as in :func:`fastmvn.kl_chol`.
 
     Returns
     -------
     kl : (...) Tensor
         The divergences over the broadcast batch shape. Its gradient with respect to a
-        factor is lower triangular (the entries above the diagonal are not read).
+        factor is lower triangular (the entries above the diagonal are not read), or upper
+        triangular for an upper factor.
 
     Raises
     ------
@@ -198,7 +206,7 @@ def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None,
     >>> l.grad                       # d/dl ½(l² − 1 − 2 log l) = l − 1/l
     tensor([[1.5000]], dtype=torch.float64)
     """
-    return _kl(_api.CHOL, (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), errors)
+    return _kl(_api.CHOL, (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), errors, lower)
 
 
 def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *, errors="raise"):

@@ -391,3 +391,37 @@ def test_value_and_grad_bad_items_as_on_cpu(rng):
     assert np.isnan(value[THREADS + 1]) and np.isnan(grads[1][THREADS + 1]).all()
     assert_matches(value, expected_value)
     assert_grads_match(grads, expected)
+
+
+def upper(a):
+    """SciPy's upper Cholesky factors ``R`` (``a = Rᵀ R``) of a stack ``a``, one item at a time."""
+    import scipy.linalg
+
+    size = a.shape[-1]
+    return np.array([scipy.linalg.cholesky(item) for item in a.reshape(-1, size, size)]).reshape(a.shape)
+
+
+@pytest.mark.parametrize("device", [False, True], ids=["host", "gpu"])
+def test_upper_factors(rng, device):
+    """``lower=False`` on SciPy's upper factors gives what the CPU gives for NumPy's lower ones,
+    with the gradients with respect to the upper factors: the transposes."""
+    covs = pair(rng, (BATCH,))                     # rowcov2 shared by the batch: its gradient is summed
+    lower = [a if k % 3 == 0 else chol(a) for k, a in enumerate(covs)]
+    uppers = [a if k % 3 == 0 else upper(a) for k, a in enumerate(covs)]
+    uppers[2] = uppers[2] + np.tril(rng.standard_normal(uppers[2].shape), -1)   # below the diagonal: not read
+    given = to_device(uppers) if device else uppers
+
+    def host(array):
+        return array.copy_to_host() if device else array
+
+    assert_matches(host(fc.kl_chol(*given, lower=False)), fm.kl_chol(*lower))
+    x = rng.standard_normal((BATCH, N, P))
+    density = [to_device([x])[0] if device else x, None, given[1], given[2]]
+    assert_matches(host(fc.logpdf_chol(*density, lower=False)), fm.logpdf_chol(x, None, lower[1], lower[2]))
+    value, grads = fc.kl_chol_value_and_grad(*given, lower=False)
+    expected_value, expected = fm.kl_chol_value_and_grad(*lower)
+    assert_matches(host(value), expected_value)
+    assert_grads_match(grads, [g if k % 3 == 0 else np.swapaxes(g, -1, -2) for k, g in enumerate(expected)],
+                       device=device)
+    with pytest.raises(TypeError, match=r"^lower must be True or False"):
+        fc.kl_chol(*given, lower="upper")

@@ -76,6 +76,28 @@ def test_blocks_agree_with_in_memory_function(rng, case, dtype):
     np.testing.assert_array_equal(computed, expected)
 
 
+@pytest.mark.parametrize("case, factors", [("kl_chol", (1, 2, 4, 5)), ("logpdf_chol", (2, 3)),
+                                           ("mahalanobis_chol", (2, 3)), ("entropy_chol", (0, 1))])
+def test_upper_factors_in_blocks(rng, case, factors):
+    """``lower=False`` reaches the in-memory function of every block: upper factors (SciPy's)
+    give what the lower factors (NumPy's) give by default."""
+    import scipy.linalg
+
+    lazy, direct = getattr(fmd, case), getattr(fm, case)
+    args = case_args(case, rng, (50,))
+    upper = [np.array([scipy.linalg.cholesky(item @ item.T) for item in a]) if k in factors else a
+             for k, a in enumerate(args)]
+    result = lazy(*chunked(upper, 16), lower=False)
+    np.testing.assert_allclose(result.compute(), direct(*args), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(result.compute(), direct(*upper, lower=False))
+    upper[-1][33, 0, 1] = np.nan                                  # above the diagonal: read
+    name = "colchol2" if case == "kl_chol" else "colchol"
+    with pytest.raises(ValueError, match=rf"^{name} contains NaN or infinity at batch index 33$"):
+        lazy(*chunked(upper, 16), lower=False).compute()
+    with pytest.raises(TypeError, match=r"^lower must be True or False, not 'upper'$"):
+        lazy(*chunked(upper, 16), lower="upper")
+
+
 def test_numpy_inputs_unbatched_and_empty(rng):
     args = kl_args(rng, (40,))
     result = fmd.kl(*args)
@@ -104,6 +126,25 @@ def test_numpy_and_memory_mapped_inputs_are_read_in_place_when_blocks_run(rng, t
     wrapped = pickle.dumps(fmd._Sliced(mapped))     # for a cluster: the file's name, not its contents
     assert len(wrapped) < 1000
     np.testing.assert_array_equal(pickle.loads(wrapped)[2:4], mapped[2:4])
+
+
+@pytest.mark.parametrize("mode", ["c", "r+"])
+def test_memory_mapped_files_changed_in_memory_give_the_same_result_on_every_scheduler(tmp_path, mode):
+    """A file mapped copy-on-write or writeable may differ from its memory: it travels as its
+    data, never as its name, so a cluster reads what the local scheduler and memory read."""
+    distributed = pytest.importorskip("distributed")
+    np.save(tmp_path / "x.npy", np.zeros((3, 1, 1)))
+    mapped = np.load(tmp_path / "x.npy", mmap_mode=mode)
+    mapped += 2.0                                   # in memory only (not flushed, or never written)
+    expected = fm.mahalanobis(mapped, None, np.eye(1), np.eye(1))
+    np.testing.assert_array_equal(expected, [4.0, 4.0, 4.0])
+    lazy = fmd.mahalanobis(mapped, None, np.eye(1), np.eye(1))
+    np.testing.assert_array_equal(lazy.compute(scheduler="sync"), expected)
+    shipped = pickle.loads(pickle.dumps(fmd._Sliced(mapped)))
+    assert not isinstance(shipped.array, np.memmap)  # its data, not the file mapped again
+    np.testing.assert_array_equal(shipped[:], mapped)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"):
+        np.testing.assert_array_equal(lazy.compute(), expected)
 
 
 def test_zarr_arrays_are_read_block_by_block(rng, tmp_path):

@@ -42,6 +42,39 @@ def test_gradcheck_kl_chol(rng, n, p):
     assert torch.autograd.gradcheck(fmt.kl_chol, args[:3])
 
 
+def upper_factors(arrays):
+    """The arguments of :func:`chol_pair` with each lower factor ``L`` replaced by SciPy's upper
+    factor ``R`` of the same covariance (``L Lᵀ = Rᵀ R``)."""
+    import scipy.linalg
+
+    def upper(chol):
+        size = chol.shape[-1]
+        items = [scipy.linalg.cholesky(item @ item.T) for item in chol.reshape(-1, size, size)]
+        return np.array(items).reshape(chol.shape)
+
+    return [a if k % 3 == 0 else upper(a) for k, a in enumerate(arrays)]
+
+
+def test_kl_chol_of_upper_factors(rng):
+    arrays = chol_pair(rng, (4,), 3, 2)
+    arrays[4] = arrays[4][0]                                    # a shared prior: its gradient is summed
+    low, up = tensors(arrays), tensors(upper_factors(arrays))
+    weights = torch.arange(1.0, 5.0, dtype=torch.float64)
+    expected = fmt.kl_chol(*low)
+    (expected * weights).sum().backward()
+    value = fmt.kl_chol(*up, lower=False)
+    torch.testing.assert_close(value, expected.detach(), rtol=1e-12, atol=1e-12)
+    (value * weights).sum().backward()
+    for k, (lower_arg, upper_arg) in enumerate(zip(low, up)):
+        want = lower_arg.grad if k % 3 == 0 else lower_arg.grad.transpose(-1, -2)   # ∂/∂R = (∂/∂L)ᵀ
+        torch.testing.assert_close(upper_arg.grad, want, rtol=1e-12, atol=1e-12)
+    small = tensors(upper_factors(chol_pair(rng, (2,), 2, 3)))
+    small[2] = (small[2].detach() + torch.tril(torch.ones(3, 3, dtype=torch.float64), -1)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda *args: fmt.kl_chol(*args, lower=False), small)   # lower part unread
+    with pytest.raises(TypeError, match=r"^lower must be True or False"):
+        fmt.kl_chol(*up, lower="upper")
+
+
 @pytest.mark.parametrize("n, p", [(1, 1), (2, 3)])
 def test_gradcheck_kl_symmetrised(rng, n, p):
     # A covariance's gradient is symmetric: gradcheck perturbs single entries, so it
