@@ -295,6 +295,14 @@ def test_matrix_normal_methods_match_functions_and_loops(rng):
     assert low.rvs(2, random_state=0).dtype == np.float32
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matrix_normal_rvs_draws_what_rvs_draws(rng, dtype):
+    mean, u, v = (a.astype(dtype) for a in random_mn(rng, (4,), 3, 2))
+    d = fm.MatrixNormal(mean, u, v)
+    np.testing.assert_array_equal(d.rvs(size=(50, 2), random_state=5), fm.rvs(mean, u, v, (50, 2), 5))
+    np.testing.assert_array_equal(d[1:3].rvs(size=50, random_state=6), fm.rvs(mean[1:3], u[1:3], v[1:3], 50, 6))
+
+
 def test_matrix_normal_copies_and_reads_lower_triangle(rng):
     mean, u, v = random_mn(rng, (), 2, 2)
     messy = np.tril(u) + np.triu(np.full((2, 2), np.nan), 1)
