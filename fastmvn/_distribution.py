@@ -506,6 +506,8 @@ class MatrixNormal:
             A diagonal entry is not positive (names the argument and batch index).
         ValueError
             NaN or infinity; shapes that do not fit.
+        FloatingPointError
+            A covariance ``L Lᵀ`` is too large for the dtype (names the argument and batch index).
 
         Examples
         --------
@@ -974,6 +976,28 @@ def _checked(mean, row, col, kind, errors="raise", names=None):
     return (mean_arg, row_arg, col_arg), rowchol, colchol, dtype, batch_shape, failing
 
 
+def _in_range(value, dtype, name, batch_shape):
+    """``value`` (float64 covariances over their own batch shape, as computed), after checking
+    that ``dtype`` holds it: the first item with an entry too large for ``dtype``, or a
+    diagonal entry too small for its normal numbers, raises FloatingPointError saying that
+    ``name`` overflows (underflows) and naming the index in ``batch_shape``."""
+    limits = np.finfo(dtype)
+    with np.errstate(invalid="ignore"):
+        large = ~(np.abs(value) <= limits.max).all(axis=(-2, -1))
+        small = ~(np.diagonal(value, axis1=-2, axis2=-1) >= limits.tiny).all(axis=-1)
+    _report([(large, FloatingPointError, f"{name} overflows {dtype}"),
+             (small, FloatingPointError, f"{name} underflows {dtype}")], batch_shape)
+    return value
+
+
+def _covariance(chol, name, dtype, batch_shape):
+    """``L Lᵀ`` for the lower factors ``chol`` (float64) of argument ``name``; a covariance
+    too large for ``dtype`` raises, naming the argument and the batch index."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        cov = chol @ np.swapaxes(chol, -1, -2)
+    return _in_range(cov, dtype, f"the covariance {name} @ {name}ᵀ", batch_shape)
+
+
 def _parameters(mean, row, col, kind, names=None):
     """The parts ``(mean, rowcov, colcov, rowchol, colchol, dtype, batch_shape)`` of a
     :class:`MatrixNormal`, checked as by :func:`_checked`, in new float64 arrays."""
@@ -981,7 +1005,8 @@ def _parameters(mean, row, col, kind, names=None):
     if kind == COV:
         rowcov, colcov = (_symmetric(arg.array, np.float64) for arg in (row_arg, col_arg))
     else:
-        rowcov, colcov = (chol @ np.swapaxes(chol, -1, -2) for chol in (rowchol, colchol))
+        rowcov, colcov = (_covariance(chol, arg.name, dtype, batch_shape)
+                          for chol, arg in ((rowchol, row_arg), (colchol, col_arg)))
     return np.array(mean_arg.array, dtype=np.float64), rowcov, colcov, rowchol, colchol, dtype, batch_shape
 
 

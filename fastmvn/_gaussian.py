@@ -24,7 +24,7 @@ from numpy.linalg import LinAlgError
 from . import _modes
 from ._api import (COV, MATRIX, MEAN, _Arg, _check, _check_errors, _compute, kl_chol, logpdf_chol,
                    mahalanobis_chol, result_dtype)
-from ._distribution import (_ENTROPY_PER_ENTRY, MatrixNormal, _exp, _factor, _first, _full, _indices,
+from ._distribution import (_ENTROPY_PER_ENTRY, MatrixNormal, _exp, _factor, _first, _full, _in_range, _indices,
                             _nonfinite, _not_pd, _read_only, _relative_change, _report, _sample_shape, _symmetric,
                             _where)
 
@@ -302,6 +302,11 @@ class MatrixGaussian:
         MatrixGaussian
             Of the same shape, batch shape and dtype.
 
+        Raises
+        ------
+        FloatingPointError
+            ``V⊗U`` is too large (or its diagonal too small) for the dtype, naming the batch index.
+
         Examples
         --------
         >>> import numpy as np, fastmvn as fm
@@ -315,11 +320,13 @@ class MatrixGaussian:
         n, p = normal.shape
 
         def kron(col, row):
-            product = np.einsum("...jl,...ik->...jilk", col, row)
+            with np.errstate(over="ignore", under="ignore"):
+                product = np.einsum("...jl,...ik->...jilk", col, row)
             return product.reshape(product.shape[:-4] + (n * p, n * p))
 
         mean, rowcov, colcov, rowchol, colchol = normal._exact
-        return _assemble(mean, kron(colcov, rowcov), kron(colchol, rowchol), normal.dtype, normal.batch_shape)
+        cov = _in_range(kron(colcov, rowcov), normal.dtype, "the covariance V⊗U of normal", normal.batch_shape)
+        return _assemble(mean, cov, kron(colchol, rowchol), normal.dtype, normal.batch_shape)
 
     def _init(self, mean, cov, chol, dtype, batch_shape):
         self._dtype = np.dtype(dtype)

@@ -303,6 +303,18 @@ def test_matrix_normal_rvs_draws_what_rvs_draws(rng, dtype):
     np.testing.assert_array_equal(d[1:3].rvs(size=50, random_state=6), fm.rvs(mean[1:3], u[1:3], v[1:3], 50, 6))
 
 
+def test_from_chol_covariance_out_of_range_names_the_argument(rng):
+    with pytest.raises(FloatingPointError, match=r"^the covariance rowchol @ rowcholᵀ overflows float64$"):
+        fm.MatrixNormal.from_chol(None, 1e200 * np.eye(2), np.eye(3))
+    colchol = np.stack([np.eye(3), np.eye(3), 1e-170 * np.eye(3)])
+    with pytest.raises(FloatingPointError, match=r"^the covariance colchol @ colcholᵀ underflows float64 "
+                                                 r"at batch index 2$"):
+        fm.MatrixNormal.from_chol(np.zeros((3, 2, 3)), np.eye(2), colchol)
+    with pytest.raises(FloatingPointError, match=r"^the covariance colchol @ colcholᵀ overflows float32$"):
+        fm.MatrixNormal.from_chol(None, np.eye(2, dtype=np.float32), 1e20 * np.eye(3, dtype=np.float32))
+    assert fm.MatrixNormal.from_chol(None, 1e150 * np.eye(2), np.eye(3)).rowcov[0, 0] == pytest.approx(1e300, rel=1e-15)
+
+
 def test_matrix_normal_copies_and_reads_lower_triangle(rng):
     mean, u, v = random_mn(rng, (), 2, 2)
     messy = np.tril(u) + np.triu(np.full((2, 2), np.nan), 1)

@@ -410,6 +410,14 @@ def test_project_lowers_the_kl_of_the_nearest_kronecker_product_within_bounded_s
         fm.project(g, max_iter=1, tol=0.0)
 
 
+def test_matrix_gaussian_of_a_matrix_normal_whose_covariance_overflows(rng):
+    normal = fm.MatrixNormal(np.zeros((2, 2, 3)), 1e200 * np.eye(2), np.stack([np.eye(3), 1e200 * np.eye(3)]))
+    for make in (fm.MatrixGaussian.from_normal, fm.MatrixNormal.to_matrix_gaussian):
+        with pytest.raises(FloatingPointError, match=r"^the covariance V⊗U of normal overflows float64 "
+                                                     r"at batch index 1$"):
+            make(normal)
+
+
 # Bad input --------------------------------------------------------------------------------
 
 
