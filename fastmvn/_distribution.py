@@ -1063,6 +1063,28 @@ def _relative_change(new, old):
     return np.linalg.norm(new - old, axis=(-2, -1)) / np.linalg.norm(new, axis=(-2, -1))
 
 
+def _unit_scaled(a):
+    """``a`` (a stack of finite items, ``(items, ...)``) divided per item by the power of two
+    ``2^e`` that brings its largest entry in magnitude into [½, 1), and the exponents ``e``.
+
+    The fixed-point iterations of :func:`fit` and :func:`fastmvn.project` run on such items,
+    so that neither their products overflow or underflow nor their convergence depends on
+    the scale of the data; a division by a power of two is exact, so ``a`` and ``2^k a`` give
+    the same items bit for bit. Undo with ``numpy.ldexp``.
+    """
+    largest = np.max(np.abs(a), axis=tuple(range(1, a.ndim)), initial=0.0)
+    exponent = np.frexp(largest)[1]
+    return np.ldexp(a, -exponent.reshape((-1,) + (1,) * (a.ndim - 1))), exponent
+
+
+def _unscaled(a, exponent, name, dtype, batch_shape):
+    """``a`` (items of ``(items, m, m)``) times ``2^exponent`` per item, checked to be in the
+    range of ``dtype``; reshaped to ``batch_shape``."""
+    with np.errstate(over="ignore"):
+        a = np.ldexp(a, exponent[:, None, None]).reshape(batch_shape + a.shape[-2:])
+    return _in_range(a, dtype, name, batch_shape)
+
+
 def fit(samples, *, tol=1e-8, max_iter=100):
     """Maximum-likelihood matrix normal for samples, by Dutilleul's flip-flop; batched.
 
@@ -1072,7 +1094,10 @@ def fit(samples, *, tol=1e-8, max_iter=100):
     ``tr(U) = n`` (the scale ambiguity ``(cU, V/c)``: the row variances average one). The
     log-likelihood never decreases from one iteration to the next. Each fit of a batch
     stops on its own, when the relative change of both ``U`` and ``V`` in Frobenius norm
-    is at most ``tol``; a fit is thus the same alone and in a batch.
+    is at most ``tol``; a fit is thus the same alone and in a batch. The iteration runs on
+    the samples of each fit centred and divided by a power of two (exactly), so that samples
+    scaled by ``s`` give the same iterations and ``rowcov``, and ``colcov`` scaled by ``s²``
+    (bit for bit when ``s`` is a power of two).
 
     Parameters
     ----------
@@ -1102,6 +1127,9 @@ def fit(samples, *, tol=1e-8, max_iter=100):
     numpy.linalg.LinAlgError
         The samples of a fit are degenerate (they span too few dimensions for a positive
         definite estimate), naming the batch index.
+    FloatingPointError
+        The fitted ``colcov`` (of the scale of the squared samples) overflows or underflows
+        the result dtype, naming the batch index.
 
     Warns
     -----
@@ -1136,8 +1164,9 @@ def fit(samples, *, tol=1e-8, max_iter=100):
     x = np.asarray(arg.array, dtype=np.float64).reshape((-1, count, n, p))
     _report([(~np.isfinite(x).all(axis=(1, 2, 3)).reshape(batch_shape), ValueError,
               "samples contains NaN or infinity")], batch_shape)
+    x, mean_exponent = _unit_scaled(x)
     mean = x.mean(axis=1)
-    d = x - mean[:, None]
+    d, scale_exponent = _unit_scaled(x - mean[:, None])
     d_transposed = np.swapaxes(d, -1, -2)
     fits = len(x)
     rowcov = np.empty((fits, n, n))
@@ -1166,8 +1195,9 @@ def fit(samples, *, tol=1e-8, max_iter=100):
                         f" (first{_where(_first(~converged.reshape(batch_shape)))})")
         warnings.warn(f"{message}: the relative change in the last iteration was "
                       f"{change[~converged].max():.3g} > tol={tol:g}", RuntimeWarning, stacklevel=2)
-    mean = mean.reshape(batch_shape + (n, p))
-    rowcov, colcov = rowcov.reshape(batch_shape + (n, n)), colcov.reshape(batch_shape + (p, p))
+    mean = np.ldexp(mean, mean_exponent[:, None, None]).reshape(batch_shape + (n, p))
+    rowcov = rowcov.reshape(batch_shape + (n, n))
+    colcov = _unscaled(colcov, 2 * (mean_exponent + scale_exponent), "the fitted colcov", dtype, batch_shape)
     loglik = -count * np.asarray(entropy(rowcov, colcov), dtype=np.float64)
     distribution = MatrixNormal(*(a.astype(dtype) for a in (mean, rowcov, colcov)))
 

@@ -26,7 +26,7 @@ from ._api import (COV, MATRIX, MEAN, _Arg, _check, _check_errors, _compute, kl_
                    mahalanobis_chol, result_dtype)
 from ._distribution import (_ENTROPY_PER_ENTRY, MatrixNormal, _exp, _factor, _first, _full, _in_range, _indices,
                             _nonfinite, _not_pd, _read_only, _relative_change, _report, _sample_shape, _symmetric,
-                            _where)
+                            _unit_scaled, _unscaled, _where)
 
 __all__ = ["MatrixGaussian", "kl_full", "kl_gaussian", "expect_quadratic", "nearest_kronecker", "project"]
 
@@ -1074,7 +1074,9 @@ def project(g, *, tol=1e-8, max_iter=100, return_n_iter=False):
     half-step minimises the KL exactly over ``U`` or ``V``, so the KL never rises); after
     each iteration the pair is scaled to ``tr(U) = n``. Each item stops when the relative
     change of both ``U`` and ``V`` in Frobenius norm is at most ``tol``. For a ``Σ`` that
-    is a Kronecker product the first iteration returns it.
+    is a Kronecker product the first iteration returns it. The iteration runs on ``Σ``
+    divided by a power of two (exactly): ``cΣ`` gives the same iterations and ``U``, and
+    ``V`` scaled by ``c`` (bit for bit when ``c`` is a power of two).
 
     Parameters
     ----------
@@ -1121,10 +1123,10 @@ def project(g, *, tol=1e-8, max_iter=100, return_n_iter=False):
     if max_iter < 1 or not tol >= 0:
         raise ValueError(f"need max_iter ≥ 1 and tol ≥ 0; got max_iter={max_iter}, tol={tol}")
     n, p = g.shape
-    sigma = g._exact[1]
-    cov_batch = sigma.shape[:-2]
+    cov_batch = g._cov.shape[:-2]
+    sigma, exponent = _unit_scaled(g._exact[1].reshape((-1, n * p, n * p)))
     blocks = sigma.reshape((-1, p, n, p, n))  # [item, j, a, l, b]: Σ^(j,l)[a, b]
-    rowcov, colcov = (a.reshape((len(blocks),) + a.shape[-2:]) for a in _nearest(sigma, n, p))
+    rowcov, colcov = _nearest(sigma, n, p)
     n_iter = np.zeros(len(blocks), dtype=np.int64)
     change = np.full(len(blocks), np.inf)
     active = np.arange(len(blocks))
@@ -1147,7 +1149,9 @@ def project(g, *, tol=1e-8, max_iter=100, return_n_iter=False):
                         f" (first{_where(_first(~converged.reshape(cov_batch)))})")
         warnings.warn(f"{message}: the relative change in the last iteration was "
                       f"{change[~converged].max():.3g} > tol={tol:g}", RuntimeWarning, stacklevel=2)
-    normal = MatrixNormal(g._mean, *(a.reshape(cov_batch + a.shape[-2:]).astype(g.dtype) for a in (rowcov, colcov)))
+    rowcov = rowcov.reshape(cov_batch + (n, n))
+    colcov = _unscaled(colcov, exponent, "the projected colcov", g.dtype, cov_batch)
+    normal = MatrixNormal(g._mean, rowcov.astype(g.dtype), colcov.astype(g.dtype))
     kl = kl_gaussian(g, normal)
     if return_n_iter:
         n_iter = n_iter.reshape(cov_batch)
