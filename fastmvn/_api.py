@@ -80,8 +80,22 @@ def _check(args):
     except ValueError:
         listed = ", ".join(f"{arg.name} {arg.batch_shape}" for arg in args)
         raise ValueError(f"batch shapes do not broadcast: {listed}") from None
-    small = all(arg.array.dtype.kind == "f" and arg.array.dtype.itemsize <= 4 for arg in args if not arg.default)
-    return np.dtype(np.float32 if small else np.float64), batch_shape
+    return result_dtype(*(arg.array for arg in args if not arg.default)), batch_shape
+
+
+def result_dtype(*arrays):
+    """The dtype of fastmvn's results from the inputs ``arrays`` (arrays, array_likes or
+    anything with a NumPy ``dtype``): float32 when every one is float32, float64 otherwise
+    (float64, float16, integers, bools or a mix). Complex or non-numeric input is a TypeError.
+
+    This is the one rule of every function, method and distribution of fastmvn; a float64
+    result is computed in float64 from the inputs as given, never from float32 roundings."""
+    dtypes = [a.dtype if isinstance(getattr(a, "dtype", None), np.dtype) else np.asarray(a).dtype for a in arrays]
+    for dtype in dtypes:
+        if dtype.kind not in "biuf":
+            raise TypeError(f"an input has dtype {dtype}; fastmvn works with real numbers")
+    single = bool(dtypes) and all(dtype == np.float32 for dtype in dtypes)
+    return np.dtype(np.float32 if single else np.float64)
 
 
 def _slot(arg, dtype, batch_shape):

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.linalg import LinAlgError
 
 from ._api import (CHOL, COV, MEAN, _Arg, _check, _check_errors, _check_out, _diagnose, _lower_factors, _slot, _where,
-                   kl_chol, logdet, logpdf, logpdf_chol, mahalanobis_chol)
+                   kl_chol, logdet, logpdf, logpdf_chol, mahalanobis_chol, result_dtype)
 from .reference import singular_pivots
 
 __all__ = ["pdf", "pdf_chol", "entropy", "entropy_chol", "rvs", "fit", "MatrixNormal", "MatrixNormalFit"]
@@ -150,10 +150,10 @@ def pdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise", lower=True)
     return _exp(logpdf_chol(x, mean, rowchol, colchol, out=out, errors=errors, lower=lower), errors)
 
 
-def _factor_logdet(arg):
+def _factor_logdet(chol):
     """``log|L Lᵀ|`` from the diagonal of each factor; NaN where the lower triangle is not
     finite or the diagonal not positive."""
-    chol = np.asarray(arg.array, dtype=np.float64)
+    chol = np.asarray(chol, dtype=np.float64)
     diagonal = np.diagonal(chol, axis1=-2, axis2=-1)
     valid = (diagonal > 0).all(axis=-1) & np.isfinite(np.tril(chol)).all(axis=(-2, -1))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -163,12 +163,13 @@ def _factor_logdet(arg):
 
 def _entropy(args, logdet_of, out, errors):
     """``½[np(1 + log 2π) + n log|V| + p log|U|]`` from the log-determinants of the two
-    arguments (NaN marks a failed item), reported like the core functions."""
+    arguments (NaN marks a failed item), each taken in the result dtype, reported like the
+    core functions."""
     _check_errors(errors)
     dtype, batch_shape = _check(args)
     _check_out(out, dtype, batch_shape)
     n, p = (arg.array.shape[-1] for arg in args)
-    logdet_row, logdet_col = (np.asarray(logdet_of(arg), dtype=np.float64) for arg in args)
+    logdet_row, logdet_col = (np.asarray(logdet_of(np.asarray(arg.array, dtype)), dtype=np.float64) for arg in args)
     value = np.asarray(0.5 * (n * p * _ENTROPY_PER_ENTRY + n * logdet_col + p * logdet_row))
     failed = np.isnan(value)
     if errors == "raise" and failed.any():
@@ -218,7 +219,7 @@ def entropy(rowcov, colcov, *, out=None, errors="raise"):
     (2,)
     """
     args = [_Arg("rowcov", COV, rowcov, "nn"), _Arg("colcov", COV, colcov, "pp")]
-    return _entropy(args, lambda arg: logdet(arg.array, errors="nan"), out, errors)
+    return _entropy(args, lambda a: logdet(a, errors="nan"), out, errors)
 
 
 def entropy_chol(rowchol, colchol, *, out=None, errors="raise", lower=True):
@@ -468,7 +469,10 @@ class MatrixNormal:
     The arrays are stored with their own batch shapes (a covariance shared by the whole
     batch is stored once); the attributes return read-only views broadcast to
     :attr:`batch_shape`. Arithmetic is in float64; the distribution stores and returns
-    float32 when every input is float32.
+    float32 when every input is float32 (``fastmvn.kl`` states the rule). A float32
+    distribution keeps its parameters and factors as computed, in float64, as well: a
+    method given a float64 argument computes its float64 result from those, as a float64
+    distribution of the same inputs would.
 
     Examples
     --------
@@ -515,6 +519,8 @@ class MatrixNormal:
             A diagonal entry is not positive (names the argument and batch index).
         ValueError
             NaN or infinity; shapes that do not fit.
+        FloatingPointError
+            A covariance ``L Lᵀ`` is too large for the dtype (names the argument and batch index).
 
         Examples
         --------
@@ -533,8 +539,16 @@ class MatrixNormal:
     def _init(self, mean, rowcov, colcov, rowchol, colchol, dtype, batch_shape):
         self._dtype = np.dtype(dtype)
         self._batch_shape = tuple(batch_shape)
+        self._exact = tuple(_read_only(a, np.float64) for a in (mean, rowcov, colcov, rowchol, colchol))
         self._mean, self._rowcov, self._colcov, self._rowchol, self._colchol = (
-            _read_only(a, dtype) for a in (mean, rowcov, colcov, rowchol, colchol))
+            self._exact if self._dtype == np.float64 else [_read_only(a, dtype) for a in self._exact])
+
+    def _parts_for(self, *arrays):
+        """``(mean, rowcov, colcov, rowchol, colchol)`` in the dtype of a result from this
+        distribution and ``arrays``: as stored, or the float64 parts as computed."""
+        if result_dtype(self._mean, *arrays) == self._dtype:
+            return self._mean, self._rowcov, self._colcov, self._rowchol, self._colchol
+        return self._exact
 
     # Attributes
 
@@ -607,7 +621,7 @@ class MatrixNormal:
             raise IndexError("a single (unbatched) MatrixNormal cannot be indexed")
         positions = np.arange(math.prod(self._batch_shape)).reshape(self._batch_shape)[index]
         where = np.unravel_index(positions, self._batch_shape)
-        parts = [self._view(a)[where] for a in (self._mean, self._rowcov, self._colcov, self._rowchol, self._colchol)]
+        parts = [self._view(a)[where] for a in self._exact]
         return _assemble(*parts, self._dtype, positions.shape)
 
     # Densities, entropy, divergence
@@ -628,7 +642,9 @@ class MatrixNormal:
         -------
         logpdf : (...) ndarray or scalar
         """
-        return logpdf_chol(x, self._mean, self._rowchol, self._colchol, out=out, errors=errors)
+        x = _Arg("x", MEAN, x, "np").array
+        mean, _, _, rowchol, colchol = self._parts_for(x)
+        return logpdf_chol(x, mean, rowchol, colchol, out=out, errors=errors)
 
     def pdf(self, x, *, out=None, errors="raise"):
         """Density at ``x``: ``exp`` of :meth:`logpdf` (see :func:`pdf` for overflow).
@@ -664,7 +680,9 @@ class MatrixNormal:
         -------
         distance : (...) ndarray or scalar
         """
-        return mahalanobis_chol(x, self._mean, self._rowchol, self._colchol, out=out, errors=errors)
+        x = _Arg("x", MEAN, x, "np").array
+        mean, _, _, rowchol, colchol = self._parts_for(x)
+        return mahalanobis_chol(x, mean, rowchol, colchol, out=out, errors=errors)
 
     def entropy(self):
         """Differential entropy ``½[np(1 + log 2π) + n log|V| + p log|U|]`` from the stored factors.
@@ -729,7 +747,9 @@ class MatrixNormal:
             raise TypeError(f"other must be a MatrixNormal or a MatrixGaussian, not {type(other).__name__}")
         if other.shape != self.shape:
             raise ValueError(f"cannot compare matrix normals of shapes {self.shape} and {other.shape}")
-        return kl_chol(self._mean, self._rowchol, self._colchol, other._mean, other._rowchol, other._colchol)
+        mean1, _, _, rowchol1, colchol1 = self._parts_for(other._mean)
+        mean2, _, _, rowchol2, colchol2 = other._parts_for(self._mean)
+        return kl_chol(mean1, rowchol1, colchol1, mean2, rowchol2, colchol2)
 
     def rvs(self, size=None, random_state=None):
         """Random draws ``M + A Z Bᵀ`` from the stored factors ``A``, ``B``.
@@ -739,14 +759,15 @@ class MatrixNormal:
         size : int or tuple of ints, optional
             Sample axes put in front of :attr:`batch_shape`; ``None`` adds none.
         random_state : numpy.random.Generator, int or None
-            As in :func:`rvs`; the same seed gives the same draws as :func:`rvs`.
+            As in :func:`rvs`; the same seed gives the same draws as :func:`rvs` (bit for
+            bit: both draw from the float64 factors).
 
         Returns
         -------
         samples : (*size, ..., n, p) ndarray
         """
-        return _sample(self._mean, self._rowchol, self._colchol, size, random_state,
-                       self._dtype, self._batch_shape)
+        mean, _, _, rowchol, colchol = self._exact
+        return _sample(mean, rowchol, colchol, size, random_state, self._dtype, self._batch_shape)
 
     # New distributions
 
@@ -794,7 +815,10 @@ class MatrixNormal:
         if (rows is None) == (cols is None):
             raise ValueError("give exactly one of rows= and cols=")
         by_rows = rows is not None
-        mean, rowcov, colcov = (np.asarray(a, dtype=np.float64) for a in (self._mean, self._rowcov, self._colcov))
+        value_axes = "kp" if by_rows else "nk"
+        values_arg = _Arg("values", MEAN, values, value_axes)
+        dtype = result_dtype(self._mean, values_arg.array)
+        mean, rowcov, colcov = (np.asarray(a, dtype=np.float64) for a in self._parts_for(values_arg.array)[:3])
         if by_rows:  # conditioning on rows of X is conditioning on columns of Xᵀ ~ MN(Mᵀ, V, U)
             mean, rowcov, colcov = np.swapaxes(mean, -1, -2), colcov, rowcov
         name = "rows" if by_rows else "cols"
@@ -804,10 +828,8 @@ class MatrixNormal:
         if free.size == 0:
             raise ValueError(f"{name} observes every {'row' if by_rows else 'column'}: nothing is left to condition")
         observed_mean = mean[..., observed]
-        value_axes = "kp" if by_rows else "nk"
         mean_arg = _Arg("mean", MEAN, np.swapaxes(observed_mean, -1, -2) if by_rows else observed_mean, value_axes)
-        values_arg = _Arg("values", MEAN, values, value_axes)
-        dtype, batch_shape = _check([mean_arg, values_arg])
+        _, batch_shape = _check([mean_arg, values_arg])
         _report([(_nonfinite(values_arg), ValueError, "values contains NaN or infinity")], batch_shape)
         values = np.asarray(values_arg.array, dtype=np.float64)
         if by_rows:
@@ -816,8 +838,9 @@ class MatrixNormal:
         new_mean = mean[..., free] + (values - observed_mean) @ gain
         new_colcov = colcov[..., free[:, None], free] - np.swapaxes(colcov[..., observed[:, None], free], -1, -2) @ gain
         if by_rows:
-            return MatrixNormal(np.swapaxes(new_mean, -1, -2).astype(dtype), new_colcov.astype(dtype), rowcov)
-        return MatrixNormal(new_mean.astype(dtype), rowcov, new_colcov.astype(dtype))
+            return MatrixNormal(np.swapaxes(new_mean, -1, -2).astype(dtype), new_colcov.astype(dtype),
+                                rowcov.astype(dtype))
+        return MatrixNormal(new_mean.astype(dtype), rowcov.astype(dtype), new_colcov.astype(dtype))
 
     def affine(self, A=None, B=None, C=None):
         """The distribution of ``A X B + C``: ``MN(A M B + C, A U Aᵀ, Bᵀ V B)``.
@@ -851,7 +874,8 @@ class MatrixNormal:
         dtype, batch_shape = _check(args)
         _report([(_nonfinite(arg), ValueError, f"{arg.name} contains NaN or infinity") for arg in args[1:]],
                 batch_shape)
-        mean, rowcov, colcov = (np.asarray(a, dtype=np.float64) for a in (self._mean, self._rowcov, self._colcov))
+        mean, rowcov, colcov = (np.asarray(a, dtype=np.float64)
+                                for a in self._parts_for(*(arg.array for arg in args[1:]))[:3])
         if A is not None:
             A = np.asarray(A, dtype=np.float64)
             mean, rowcov = A @ mean, A @ rowcov @ np.swapaxes(A, -1, -2)
@@ -910,8 +934,8 @@ class MatrixNormal:
         """``E[Xᵀ A X]``, or with ``transpose`` ``E[X A Xᵀ]``: that of ``Xᵀ ~ MN(Mᵀ, V, U)``."""
         mean_arg, a_arg = _Arg("mean", MEAN, self.mean, "np"), _Arg("A", MEAN, A, "pp" if transpose else "nn")
         dtype, batch_shape = _check([mean_arg, a_arg])
-        mean, a, rowcov, colcov = (np.asarray(x, dtype=np.float64)
-                                   for x in (self._mean, a_arg.array, self._rowcov, self._colcov))
+        mean, rowcov, colcov = self._parts_for(a_arg.array)[:3]
+        mean, a, rowcov, colcov = (np.asarray(x, dtype=np.float64) for x in (mean, a_arg.array, rowcov, colcov))
         if transpose:
             mean, rowcov, colcov = np.swapaxes(mean, -1, -2), colcov, rowcov
         value = (np.swapaxes(mean, -1, -2) @ a @ mean
@@ -969,15 +993,38 @@ def _checked(mean, row, col, kind, errors="raise", names=None):
     return (mean_arg, row_arg, col_arg), rowchol, colchol, dtype, batch_shape, failing
 
 
+def _in_range(value, dtype, name, batch_shape):
+    """``value`` (float64 covariances over their own batch shape, as computed), after checking
+    that ``dtype`` holds it: the first item with an entry too large for ``dtype``, or a
+    diagonal entry too small for its normal numbers, raises FloatingPointError saying that
+    ``name`` overflows (underflows) and naming the index in ``batch_shape``."""
+    limits = np.finfo(dtype)
+    with np.errstate(invalid="ignore"):
+        large = ~(np.abs(value) <= limits.max).all(axis=(-2, -1))
+        small = ~(np.diagonal(value, axis1=-2, axis2=-1) >= limits.tiny).all(axis=-1)
+    _report([(large, FloatingPointError, f"{name} overflows {dtype}"),
+             (small, FloatingPointError, f"{name} underflows {dtype}")], batch_shape)
+    return value
+
+
+def _covariance(chol, name, dtype, batch_shape):
+    """``L Lᵀ`` for the lower factors ``chol`` (float64) of argument ``name``; a covariance
+    too large for ``dtype`` raises, naming the argument and the batch index."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        cov = chol @ np.swapaxes(chol, -1, -2)
+    return _in_range(cov, dtype, f"the covariance {name} @ {name}ᵀ", batch_shape)
+
+
 def _parameters(mean, row, col, kind, names=None):
     """The parts ``(mean, rowcov, colcov, rowchol, colchol, dtype, batch_shape)`` of a
-    :class:`MatrixNormal`, checked as by :func:`_checked`, in new arrays."""
+    :class:`MatrixNormal`, checked as by :func:`_checked`, in new float64 arrays."""
     (mean_arg, row_arg, col_arg), rowchol, colchol, dtype, batch_shape, _ = _checked(mean, row, col, kind, names=names)
     if kind == COV:
-        rowcov, colcov = (_symmetric(arg.array, dtype) for arg in (row_arg, col_arg))
+        rowcov, colcov = (_symmetric(arg.array, np.float64) for arg in (row_arg, col_arg))
     else:
-        rowcov, colcov = (chol @ np.swapaxes(chol, -1, -2) for chol in (rowchol, colchol))
-    return np.array(mean_arg.array, dtype=dtype), rowcov, colcov, rowchol, colchol, dtype, batch_shape
+        rowcov, colcov = (_covariance(chol, arg.name, dtype, batch_shape)
+                          for chol, arg in ((rowchol, row_arg), (colchol, col_arg)))
+    return np.array(mean_arg.array, dtype=np.float64), rowcov, colcov, rowchol, colchol, dtype, batch_shape
 
 
 # Fitting --------------------------------------------------------------------------------
@@ -1000,8 +1047,7 @@ class MatrixNormalFit(MatrixNormal):
     """
 
     def __init__(self, distribution, n_iter, loglik, converged):
-        self._init(distribution._mean, distribution._rowcov, distribution._colcov,
-                   distribution._rowchol, distribution._colchol, distribution._dtype, distribution._batch_shape)
+        self._init(*distribution._exact, distribution._dtype, distribution._batch_shape)
         self.n_iter, self.loglik, self.converged = n_iter, loglik, converged
 
     def _repr_extra(self):
@@ -1034,6 +1080,28 @@ def _relative_change(new, old):
     return np.linalg.norm(new - old, axis=(-2, -1)) / np.linalg.norm(new, axis=(-2, -1))
 
 
+def _unit_scaled(a):
+    """``a`` (a stack of finite items, ``(items, ...)``) divided per item by the power of two
+    ``2^e`` that brings its largest entry in magnitude into [½, 1), and the exponents ``e``.
+
+    The fixed-point iterations of :func:`fit` and :func:`fastmvn.project` run on such items,
+    so that neither their products overflow or underflow nor their convergence depends on
+    the scale of the data; a division by a power of two is exact, so ``a`` and ``2^k a`` give
+    the same items bit for bit. Undo with ``numpy.ldexp``.
+    """
+    largest = np.max(np.abs(a), axis=tuple(range(1, a.ndim)), initial=0.0)
+    exponent = np.frexp(largest)[1]
+    return np.ldexp(a, -exponent.reshape((-1,) + (1,) * (a.ndim - 1))), exponent
+
+
+def _unscaled(a, exponent, name, dtype, batch_shape):
+    """``a`` (items of ``(items, m, m)``) times ``2^exponent`` per item, checked to be in the
+    range of ``dtype``; reshaped to ``batch_shape``."""
+    with np.errstate(over="ignore"):
+        a = np.ldexp(a, exponent[:, None, None]).reshape(batch_shape + a.shape[-2:])
+    return _in_range(a, dtype, name, batch_shape)
+
+
 def fit(samples, *, tol=1e-8, max_iter=100):
     """Maximum-likelihood matrix normal for samples, by Dutilleul's flip-flop; batched.
 
@@ -1043,7 +1111,10 @@ def fit(samples, *, tol=1e-8, max_iter=100):
     ``tr(U) = n`` (the scale ambiguity ``(cU, V/c)``: the row variances average one). The
     log-likelihood never decreases from one iteration to the next. Each fit of a batch
     stops on its own, when the relative change of both ``U`` and ``V`` in Frobenius norm
-    is at most ``tol``; a fit is thus the same alone and in a batch.
+    is at most ``tol``; a fit is thus the same alone and in a batch. The iteration runs on
+    the samples of each fit centred and divided by a power of two (exactly), so that samples
+    scaled by ``s`` give the same iterations and ``rowcov``, and ``colcov`` scaled by ``s²``
+    (bit for bit when ``s`` is a power of two).
 
     Parameters
     ----------
@@ -1062,7 +1133,7 @@ def fit(samples, *, tol=1e-8, max_iter=100):
         A :class:`MatrixNormal` of batch shape ``...`` with ``n_iter``, ``loglik`` (the
         maximised total log-likelihood of the samples, ``−N`` times the entropy of the
         fitted distribution) and ``converged`` per fit. float32 samples give float32
-        parameters (the arithmetic is float64).
+        parameters (the arithmetic is float64), any other samples float64.
 
     Raises
     ------
@@ -1073,6 +1144,9 @@ def fit(samples, *, tol=1e-8, max_iter=100):
     numpy.linalg.LinAlgError
         The samples of a fit are degenerate (they span too few dimensions for a positive
         definite estimate), naming the batch index.
+    FloatingPointError
+        The fitted ``colcov`` (of the scale of the squared samples) overflows or underflows
+        the result dtype, naming the batch index.
 
     Warns
     -----
@@ -1103,12 +1177,13 @@ def fit(samples, *, tol=1e-8, max_iter=100):
     max_iter = operator.index(max_iter)
     if max_iter < 1 or not tol >= 0:
         raise ValueError(f"need max_iter ≥ 1 and tol ≥ 0; got max_iter={max_iter}, tol={tol}")
-    small = arg.array.dtype.kind == "f" and arg.array.dtype.itemsize <= 4
+    dtype = result_dtype(arg.array)
     x = np.asarray(arg.array, dtype=np.float64).reshape((-1, count, n, p))
     _report([(~np.isfinite(x).all(axis=(1, 2, 3)).reshape(batch_shape), ValueError,
               "samples contains NaN or infinity")], batch_shape)
+    x, mean_exponent = _unit_scaled(x)
     mean = x.mean(axis=1)
-    d = x - mean[:, None]
+    d, scale_exponent = _unit_scaled(x - mean[:, None])
     d_transposed = np.swapaxes(d, -1, -2)
     fits = len(x)
     rowcov = np.empty((fits, n, n))
@@ -1137,10 +1212,11 @@ def fit(samples, *, tol=1e-8, max_iter=100):
                         f" (first{_where(_first(~converged.reshape(batch_shape)))})")
         warnings.warn(f"{message}: the relative change in the last iteration was "
                       f"{change[~converged].max():.3g} > tol={tol:g}", RuntimeWarning, stacklevel=2)
-    rowcov, colcov = rowcov.reshape(batch_shape + (n, n)), colcov.reshape(batch_shape + (p, p))
+    mean = np.ldexp(mean, mean_exponent[:, None, None]).reshape(batch_shape + (n, p))
+    rowcov = rowcov.reshape(batch_shape + (n, n))
+    colcov = _unscaled(colcov, 2 * (mean_exponent + scale_exponent), "the fitted colcov", dtype, batch_shape)
     loglik = -count * np.asarray(entropy(rowcov, colcov), dtype=np.float64)
-    dtype = np.float32 if small else np.float64
-    distribution = MatrixNormal(*(a.astype(dtype) for a in (mean.reshape(batch_shape + (n, p)), rowcov, colcov)))
+    distribution = MatrixNormal(*(a.astype(dtype) for a in (mean, rowcov, colcov)))
 
     def shaped(values):
         values = values.reshape(batch_shape)

@@ -23,9 +23,10 @@ from numpy.linalg import LinAlgError
 
 from . import _modes
 from ._api import (COV, MATRIX, MEAN, _Arg, _check, _check_errors, _compute, kl_chol, logpdf_chol,
-                   mahalanobis_chol)
-from ._distribution import (_ENTROPY_PER_ENTRY, MatrixNormal, _exp, _factor, _first, _full, _indices, _nonfinite, _not_pd,
-                            _read_only, _relative_change, _report, _sample_shape, _symmetric, _where)
+                   mahalanobis_chol, result_dtype)
+from ._distribution import (_ENTROPY_PER_ENTRY, MatrixNormal, _exp, _factor, _first, _full, _in_range, _indices,
+                            _nonfinite, _not_pd, _read_only, _relative_change, _report, _sample_shape, _symmetric,
+                            _unit_scaled, _unscaled, _where)
 
 __all__ = ["MatrixGaussian", "kl_full", "kl_gaussian", "expect_quadratic", "nearest_kronecker", "project"]
 
@@ -84,7 +85,7 @@ def _check_size(mean_arg, cov_arg):
 
 def _parts(mean, cov, names=("mean", "cov")):
     """The checked parts ``(mean, cov, chol, dtype, batch_shape)`` of a :class:`MatrixGaussian`,
-    in new arrays; failures raise naming the argument (by ``names``) and the batch index."""
+    in new float64 arrays; failures raise naming the argument (by ``names``) and the batch index."""
     mean_name, cov_name = names
     mean_arg, cov_arg = _Arg(mean_name, MEAN, mean, "np"), _Arg(cov_name, COV, cov, "kk")
     dtype, batch_shape = _check([mean_arg, cov_arg])
@@ -93,7 +94,7 @@ def _parts(mean, cov, names=("mean", "cov")):
     _report([(_nonfinite(mean_arg), ValueError, f"{mean_name} contains NaN or infinity"),
              (_nonfinite(cov_arg), ValueError, f"{cov_name} contains NaN or infinity"),
              (failed, LinAlgError, _not_pd(cov_name))], batch_shape)
-    return np.array(mean_arg.array, dtype=dtype), _symmetric(cov_arg.array, dtype), chol, dtype, batch_shape
+    return np.array(mean_arg.array, dtype=np.float64), _symmetric(cov_arg.array, np.float64), chol, dtype, batch_shape
 
 
 def _assemble(*parts):
@@ -189,9 +190,11 @@ class MatrixGaussian:
     Notes
     -----
     Arithmetic is in float64; the distribution stores and returns float32 when every
-    input is float32. A multivariate normal over ``k`` scalars is a matrix Gaussian of
-    shape ``(k, 1)``: :meth:`marginal` and :meth:`condition` return one when the entries
-    they leave do not form a sub-matrix.
+    input is float32 (``fastmvn.kl`` states the rule). A float32 distribution keeps its
+    parameters and factor as computed, in float64, as well: a method given a float64
+    argument computes its float64 result from those. A multivariate normal over ``k``
+    scalars is a matrix Gaussian of shape ``(k, 1)``: :meth:`marginal` and
+    :meth:`condition` return one when the entries they leave do not form a sub-matrix.
 
     Examples
     --------
@@ -299,6 +302,11 @@ class MatrixGaussian:
         MatrixGaussian
             Of the same shape, batch shape and dtype.
 
+        Raises
+        ------
+        FloatingPointError
+            ``V⊗U`` is too large (or its diagonal too small) for the dtype, naming the batch index.
+
         Examples
         --------
         >>> import numpy as np, fastmvn as fm
@@ -312,17 +320,28 @@ class MatrixGaussian:
         n, p = normal.shape
 
         def kron(col, row):
-            product = np.einsum("...jl,...ik->...jilk", col, row)
+            with np.errstate(over="ignore", under="ignore"):
+                product = np.einsum("...jl,...ik->...jilk", col, row)
             return product.reshape(product.shape[:-4] + (n * p, n * p))
 
-        return _assemble(normal._mean, kron(normal._colcov, normal._rowcov), kron(normal._colchol, normal._rowchol),
-                         normal.dtype, normal.batch_shape)
+        mean, rowcov, colcov, rowchol, colchol = normal._exact
+        cov = _in_range(kron(colcov, rowcov), normal.dtype, "the covariance V⊗U of normal", normal.batch_shape)
+        return _assemble(mean, cov, kron(colchol, rowchol), normal.dtype, normal.batch_shape)
 
     def _init(self, mean, cov, chol, dtype, batch_shape):
         self._dtype = np.dtype(dtype)
         self._batch_shape = tuple(batch_shape)
-        self._mean, self._cov, self._chol = (_read_only(a, dtype) for a in (mean, cov, chol))
-        self._vec_mean = _read_only(_vec(self._mean), dtype)
+        mean, cov, chol = (_read_only(a, np.float64) for a in (mean, cov, chol))
+        self._exact = mean, cov, chol, _read_only(_vec(mean), np.float64)
+        self._mean, self._cov, self._chol, self._vec_mean = (
+            self._exact if self._dtype == np.float64 else [_read_only(a, dtype) for a in self._exact])
+
+    def _parts_for(self, *arrays):
+        """``(mean, cov, chol, vec_mean)`` in the dtype of a result from this distribution and
+        ``arrays``: as stored, or the float64 parts as computed."""
+        if result_dtype(self._mean, *arrays) == self._dtype:
+            return self._mean, self._cov, self._chol, self._vec_mean
+        return self._exact
 
     # Attributes
 
@@ -380,7 +399,7 @@ class MatrixGaussian:
             raise IndexError("a single (unbatched) MatrixGaussian cannot be indexed")
         positions = np.arange(math.prod(self._batch_shape)).reshape(self._batch_shape)[index]
         where = np.unravel_index(positions, self._batch_shape)
-        parts = [self._view(a)[where] for a in (self._mean, self._cov, self._chol)]
+        parts = [self._view(a)[where] for a in self._exact[:3]]
         return _assemble(*parts, self._dtype, positions.shape)
 
     # Densities, entropy, sampling
@@ -419,7 +438,9 @@ class MatrixGaussian:
         >>> bool(np.isclose(g.logpdf(x), multivariate_normal(np.zeros(4), np.eye(4) + 0.5).logpdf([1, 3, 2, 4])))
         True
         """
-        return logpdf_chol(self._points(x), self._vec_mean, self._chol, _ONE, out=out, errors=errors)
+        x = self._points(x)
+        _, _, chol, vec_mean = self._parts_for(x)
+        return logpdf_chol(x, vec_mean, chol, _ONE, out=out, errors=errors)
 
     def pdf(self, x, *, out=None, errors="raise"):
         """Density at ``x``: ``exp`` of :meth:`logpdf` (see :func:`fastmvn.pdf` for overflow).
@@ -467,7 +488,9 @@ class MatrixGaussian:
         >>> float(fm.MatrixGaussian(np.zeros((1, 2)), 4 * np.eye(2)).mahalanobis([[2.0, 2.0]]))
         2.0
         """
-        return mahalanobis_chol(self._points(x), self._vec_mean, self._chol, _ONE, out=out, errors=errors)
+        x = self._points(x)
+        _, _, chol, vec_mean = self._parts_for(x)
+        return mahalanobis_chol(x, vec_mean, chol, _ONE, out=out, errors=errors)
 
     def entropy(self):
         """Differential entropy ``½ log|2πe Σ| = ½[np(1 + log 2π) + log|Σ|]`` from the stored factor.
@@ -487,7 +510,7 @@ class MatrixGaussian:
         True
         """
         n, p = self.shape
-        value = 0.5 * (n * p * _ENTROPY_PER_ENTRY + _logdet(self._chol))
+        value = 0.5 * (n * p * _ENTROPY_PER_ENTRY + _logdet(self._exact[2]))
         return _full(np.asarray(value, dtype=self._dtype), self._batch_shape)
 
     def rvs(self, size=None, random_state=None):
@@ -514,7 +537,8 @@ class MatrixGaussian:
         n, p = self.shape
         rng = np.random.default_rng(random_state)
         z = rng.standard_normal(_sample_shape(size) + self._batch_shape + (n * p, 1))
-        draws = np.asarray(self._vec_mean, dtype=np.float64) + np.asarray(self._chol, dtype=np.float64) @ z
+        _, _, chol, vec_mean = self._exact
+        draws = vec_mean + chol @ z
         return _unvec(draws[..., 0], n, p).astype(self._dtype)
 
     def kl(self, other):
@@ -643,14 +667,14 @@ class MatrixGaussian:
         x = _vec(np.asarray(values_arg.array, dtype=np.float64))[..., observed, 0]
         _report([(~np.isfinite(x).all(axis=-1), ValueError, "values contains NaN or infinity at an observed entry")],
                 batch_shape)
-        sigma = np.asarray(self._cov, dtype=np.float64)
+        _, sigma, _, vec_mean = (np.asarray(a, dtype=np.float64) for a in self._parts_for(values_arg.array))
         cross = sigma[..., observed[:, None], free]
         gain = np.linalg.solve(sigma[..., observed[:, None], observed], cross)  # Σ_oo⁻¹ Σ_ou
         cov = sigma[..., free[:, None], free] - np.swapaxes(cross, -1, -2) @ gain
-        m = np.asarray(self._vec_mean[..., 0], dtype=np.float64)
+        m = vec_mean[..., 0]
         mean = m[..., free] + ((x - m[..., observed])[..., None, :] @ gain)[..., 0, :]
         mean = _unvec(mean, *(_block_shape(~mask) or (len(free), 1)))
-        return _assemble(*_parts(mean.astype(dtype), cov.astype(self._dtype),
+        return _assemble(*_parts(mean.astype(dtype), cov.astype(dtype),
                                  names=("the conditional mean", "the conditional cov")))
 
     def affine(self, A=None, B=None, C=None):
@@ -694,15 +718,17 @@ class MatrixGaussian:
         _report([(_nonfinite(arg), ValueError, f"{arg.name} contains NaN or infinity") for arg in args[1:]],
                 batch_shape)
         n, p = self.shape
+        own_mean, own_cov = (np.asarray(a, dtype=np.float64)
+                             for a in self._parts_for(*(arg.array for arg in args[1:]))[:2])
         A = np.eye(n) if A is None else np.asarray(A, dtype=np.float64)
         B = np.eye(p) if B is None else np.asarray(B, dtype=np.float64)
-        mean = A @ np.asarray(self._mean, dtype=np.float64) @ B
+        mean = A @ own_mean @ B
         if C is not None:
             mean = mean + np.asarray(C, dtype=np.float64)
         m, q = mean.shape[-2:]
         transform = np.einsum("...jb,...ai->...baji", B, A)  # Bᵀ⊗A: [a + m·b, i + n·j] = B[j, b] A[a, i]
         transform = transform.reshape(transform.shape[:-4] + (m * q, n * p))
-        cov = transform @ np.asarray(self._cov, dtype=np.float64) @ np.swapaxes(transform, -1, -2)
+        cov = transform @ own_cov @ np.swapaxes(transform, -1, -2)
         return _assemble(*_parts(mean.astype(dtype), cov.astype(dtype),
                                  names=("A mean B + C", "(Bᵀ⊗A) cov (Bᵀ⊗A)ᵀ")))
 
@@ -710,12 +736,14 @@ class MatrixGaussian:
 
     def _expect_quadratic(self, A, transpose):
         """``E[Xᵀ A X]``, or with ``transpose`` ``E[X A Xᵀ]`` (that of ``Xᵀ``)."""
-        mean, tensor = self.mean, self._view(_tensor(self._cov, *self.shape), core=4)
+        a_arg = _Arg("A", MATRIX, A, "pp" if transpose else "nn")
+        mean, cov = self._parts_for(a_arg.array)[:2]
+        mean, tensor = self._view(mean), self._view(_tensor(cov, *self.shape), core=4)
         if transpose:
             mean, tensor = np.swapaxes(mean, -1, -2), np.swapaxes(np.swapaxes(tensor, -4, -3), -2, -1)
         axes = "pn" if transpose else "np"
         mean_arg = _Arg("mean", MEAN, mean, axes)
-        return _expectation(_Arg("A", MATRIX, A, axes[0] * 2), mean_arg, mean_arg,
+        return _expectation(a_arg, mean_arg, mean_arg,
                             _Arg("cov_tensor", MATRIX, tensor, axes * 2))
 
     def expect_xtax(self, A):
@@ -856,11 +884,13 @@ def _kl_to_normal(g, q):
     with ``Σ^(j,l)`` the ``n×n`` block ``(j, l)`` of ``Σ``: no ``np×np`` inverse.
     """
     n, p = g.shape
-    blocks = np.asarray(g._cov, dtype=np.float64).reshape(g._cov.shape[:-2] + (p, n, p, n))  # [j, a, l, b]
-    traces = np.einsum("...ba,...jalb->...jl", _inverse(q._rowchol), blocks)  # tr(U⁻¹ Σ^(j,l))
-    trace = (_inverse(q._colchol) * traces).sum(axis=(-2, -1))
-    quad = mahalanobis_chol(g._mean, q._mean, q._rowchol, q._colchol)
-    return 0.5 * (trace + quad - n * p + n * _logdet(q._colchol) + p * _logdet(q._rowchol) - _logdet(g._chol))
+    g_mean, g_cov, g_chol, _ = g._exact
+    q_mean, _, _, rowchol, colchol = q._exact
+    blocks = g_cov.reshape(g_cov.shape[:-2] + (p, n, p, n))  # [j, a, l, b]
+    traces = np.einsum("...ba,...jalb->...jl", _inverse(rowchol), blocks)  # tr(U⁻¹ Σ^(j,l))
+    trace = (_inverse(colchol) * traces).sum(axis=(-2, -1))
+    quad = mahalanobis_chol(g_mean, q_mean, rowchol, colchol)
+    return 0.5 * (trace + quad - n * p + n * _logdet(colchol) + p * _logdet(rowchol) - _logdet(g_chol))
 
 
 def kl_gaussian(p, q):
@@ -912,9 +942,11 @@ def kl_gaussian(p, q):
     if isinstance(p, MatrixNormal):
         p = MatrixGaussian.from_normal(p)
     if isinstance(q, MatrixGaussian):
-        return kl_chol(p._vec_mean, p._chol, _ONE, q._vec_mean, q._chol, _ONE)
+        _, _, chol1, vec_mean1 = p._parts_for(q._mean)
+        _, _, chol2, vec_mean2 = q._parts_for(p._mean)
+        return kl_chol(vec_mean1, chol1, _ONE, vec_mean2, chol2, _ONE)
     batch_shape = np.broadcast_shapes(p.batch_shape, q.batch_shape)
-    dtype = np.result_type(p.dtype, q.dtype)
+    dtype = result_dtype(p._mean, q._mean)
     return _full(np.asarray(_kl_to_normal(p, q), dtype=dtype), batch_shape)
 
 
@@ -1042,7 +1074,9 @@ def project(g, *, tol=1e-8, max_iter=100, return_n_iter=False):
     half-step minimises the KL exactly over ``U`` or ``V``, so the KL never rises); after
     each iteration the pair is scaled to ``tr(U) = n``. Each item stops when the relative
     change of both ``U`` and ``V`` in Frobenius norm is at most ``tol``. For a ``Σ`` that
-    is a Kronecker product the first iteration returns it.
+    is a Kronecker product the first iteration returns it. The iteration runs on ``Σ``
+    divided by a power of two (exactly): ``cΣ`` gives the same iterations and ``U``, and
+    ``V`` scaled by ``c`` (bit for bit when ``c`` is a power of two).
 
     Parameters
     ----------
@@ -1089,10 +1123,10 @@ def project(g, *, tol=1e-8, max_iter=100, return_n_iter=False):
     if max_iter < 1 or not tol >= 0:
         raise ValueError(f"need max_iter ≥ 1 and tol ≥ 0; got max_iter={max_iter}, tol={tol}")
     n, p = g.shape
-    sigma = np.asarray(g._cov, dtype=np.float64)
-    cov_batch = sigma.shape[:-2]
+    cov_batch = g._cov.shape[:-2]
+    sigma, exponent = _unit_scaled(g._exact[1].reshape((-1, n * p, n * p)))
     blocks = sigma.reshape((-1, p, n, p, n))  # [item, j, a, l, b]: Σ^(j,l)[a, b]
-    rowcov, colcov = (a.reshape((len(blocks),) + a.shape[-2:]) for a in _nearest(sigma, n, p))
+    rowcov, colcov = _nearest(sigma, n, p)
     n_iter = np.zeros(len(blocks), dtype=np.int64)
     change = np.full(len(blocks), np.inf)
     active = np.arange(len(blocks))
@@ -1115,7 +1149,9 @@ def project(g, *, tol=1e-8, max_iter=100, return_n_iter=False):
                         f" (first{_where(_first(~converged.reshape(cov_batch)))})")
         warnings.warn(f"{message}: the relative change in the last iteration was "
                       f"{change[~converged].max():.3g} > tol={tol:g}", RuntimeWarning, stacklevel=2)
-    normal = MatrixNormal(g._mean, *(a.reshape(cov_batch + a.shape[-2:]).astype(g.dtype) for a in (rowcov, colcov)))
+    rowcov = rowcov.reshape(cov_batch + (n, n))
+    colcov = _unscaled(colcov, exponent, "the projected colcov", g.dtype, cov_batch)
+    normal = MatrixNormal(g._mean, rowcov.astype(g.dtype), colcov.astype(g.dtype))
     kl = kl_gaussian(g, normal)
     if return_n_iter:
         n_iter = n_iter.reshape(cov_batch)

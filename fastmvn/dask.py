@@ -153,12 +153,14 @@ def _check_shapes(inputs):
 
 
 def _result_dtype(function, count, inputs, keywords):
-    """The dtype the in-memory function gives for these inputs, from one placeholder item
-    (which also raises its TypeError for complex or non-numeric input, or a bad keyword)."""
+    """The dtype of the result by fastmvn's rule (:func:`fastmvn._api.result_dtype`), once the
+    in-memory function has checked one placeholder item (raising its TypeError, naming the
+    argument, for complex or non-numeric input, or for a bad keyword)."""
     args = [None] * count
     for arg in inputs:
         args[arg.position] = np.zeros(arg.core_shape, arg.array.dtype)
-    return np.asarray(function(*args, errors="nan", **keywords)).dtype
+    function(*args, errors="nan", **keywords)
+    return _api.result_dtype(*(arg.array for arg in inputs))
 
 
 def _batch_chunks(inputs, batch_shape, dtype):

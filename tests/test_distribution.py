@@ -231,6 +231,47 @@ def test_fit_batched_matches_loop_and_float32(rng):
     np.testing.assert_allclose(low.colcov, d.colcov, rtol=1e-4)
 
 
+def scale_samples(rng):
+    """Two fits' samples of 2×3 matrices."""
+    u, v = spd(rng, (2,), 2), spd(rng, (2,), 3)
+    return np.moveaxis(fm.rvs(rng.standard_normal((2, 2, 3)), u, v, size=30, random_state=4), 0, -3)
+
+
+@pytest.mark.parametrize("scale", [1e-150, 1e-100, 1.0, 1e100, 1e150])
+def test_fit_is_scale_equivariant(rng, scale):
+    samples = scale_samples(rng)
+    base, scaled = fm.fit(samples), fm.fit(samples * scale)  # and no warning (warnings are errors)
+    assert scaled.converged.all() and np.array_equal(scaled.n_iter, base.n_iter)
+    np.testing.assert_allclose(scaled.rowcov, base.rowcov, rtol=1e-12)
+    np.testing.assert_allclose(scaled.colcov, base.colcov * scale**2, rtol=1e-12)
+    np.testing.assert_allclose(scaled.mean, base.mean * scale, rtol=1e-12)
+    np.testing.assert_allclose(scaled.loglik, base.loglik - 30 * 6 * np.log(scale), rtol=1e-12, atol=1e-9)
+    # each fit of a batch is scaled on its own
+    both = fm.fit(np.stack([samples[0], samples[1] * scale]))
+    assert np.array_equal(both.n_iter, base.n_iter)
+    np.testing.assert_allclose(both.colcov[1], base.colcov[1] * scale**2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("k", [-500, -300, 300, 500])
+def test_fit_of_samples_scaled_by_a_power_of_two_is_bit_identical(rng, k):
+    samples = scale_samples(rng)
+    base, scaled = fm.fit(samples), fm.fit(np.ldexp(samples, k))
+    assert np.array_equal(scaled.n_iter, base.n_iter) and np.array_equal(scaled.converged, base.converged)
+    np.testing.assert_array_equal(scaled.rowcov, base.rowcov)
+    np.testing.assert_array_equal(scaled.colcov, np.ldexp(base.colcov, 2 * k))
+    np.testing.assert_array_equal(scaled.mean, np.ldexp(base.mean, k))
+
+
+def test_fit_colcov_out_of_range_is_a_clear_error(rng):
+    samples = scale_samples(rng)
+    with pytest.raises(FloatingPointError, match=r"^the fitted colcov overflows float64 at batch index 1$"):
+        fm.fit(np.stack([samples[0], samples[1] * 1e155]))
+    with pytest.raises(FloatingPointError, match=r"^the fitted colcov underflows float64 at batch index 0$"):
+        fm.fit(samples * 1e-165)
+    with pytest.raises(FloatingPointError, match=r"^the fitted colcov overflows float32 at batch index 0$"):
+        fm.fit((samples * 1e21).astype(np.float32))
+
+
 def test_fit_bad_input(rng):
     with pytest.raises(ValueError, match=r"samples must have at least 3 dimensions \(\.\.\., N, n, p\); got shape \(5, 3\)"):
         fm.fit(np.ones((5, 3)))
@@ -293,6 +334,26 @@ def test_matrix_normal_methods_match_functions_and_loops(rng):
     low = fm.MatrixNormal(*(a.astype(np.float32) for a in (mean, u, v)))
     assert low.dtype == np.float32 and low.logpdf(x.astype(np.float32)).dtype == np.float32 and low.entropy().dtype == np.float32
     assert low.rvs(2, random_state=0).dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matrix_normal_rvs_draws_what_rvs_draws(rng, dtype):
+    mean, u, v = (a.astype(dtype) for a in random_mn(rng, (4,), 3, 2))
+    d = fm.MatrixNormal(mean, u, v)
+    np.testing.assert_array_equal(d.rvs(size=(50, 2), random_state=5), fm.rvs(mean, u, v, (50, 2), 5))
+    np.testing.assert_array_equal(d[1:3].rvs(size=50, random_state=6), fm.rvs(mean[1:3], u[1:3], v[1:3], 50, 6))
+
+
+def test_from_chol_covariance_out_of_range_names_the_argument(rng):
+    with pytest.raises(FloatingPointError, match=r"^the covariance rowchol @ rowcholᵀ overflows float64$"):
+        fm.MatrixNormal.from_chol(None, 1e200 * np.eye(2), np.eye(3))
+    colchol = np.stack([np.eye(3), np.eye(3), 1e-170 * np.eye(3)])
+    with pytest.raises(FloatingPointError, match=r"^the covariance colchol @ colcholᵀ underflows float64 "
+                                                 r"at batch index 2$"):
+        fm.MatrixNormal.from_chol(np.zeros((3, 2, 3)), np.eye(2), colchol)
+    with pytest.raises(FloatingPointError, match=r"^the covariance colchol @ colcholᵀ overflows float32$"):
+        fm.MatrixNormal.from_chol(None, np.eye(2, dtype=np.float32), 1e20 * np.eye(3, dtype=np.float32))
+    assert fm.MatrixNormal.from_chol(None, 1e150 * np.eye(2), np.eye(3)).rowcov[0, 0] == pytest.approx(1e300, rel=1e-15)
 
 
 def test_matrix_normal_copies_and_reads_lower_triangle(rng):

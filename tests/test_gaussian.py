@@ -410,6 +410,35 @@ def test_project_lowers_the_kl_of_the_nearest_kronecker_product_within_bounded_s
         fm.project(g, max_iter=1, tol=0.0)
 
 
+@pytest.mark.parametrize("scale", [1e-200, 1e-100, 1.0, 1e100, 1e200])
+def test_project_is_scale_equivariant(rng, scale):
+    mean, cov = random_mg(rng, (3,), 2, 3)
+    base, base_kl, base_n_iter = fm.project(fm.MatrixGaussian(mean, cov), return_n_iter=True)
+    normal, kl, n_iter = fm.project(fm.MatrixGaussian(mean, cov * scale), return_n_iter=True)  # and no warning
+    assert np.array_equal(n_iter, base_n_iter)
+    np.testing.assert_allclose(normal.rowcov, base.rowcov, rtol=1e-12)
+    np.testing.assert_allclose(normal.colcov, base.colcov * scale, rtol=1e-12)
+    np.testing.assert_allclose(kl, base_kl, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("k", [-600, -300, 300, 600])
+def test_project_of_a_covariance_scaled_by_a_power_of_two_is_bit_identical(rng, k):
+    mean, cov = random_mg(rng, (3,), 2, 3)
+    base, _, base_n_iter = fm.project(fm.MatrixGaussian(mean, cov), return_n_iter=True)
+    normal, _, n_iter = fm.project(fm.MatrixGaussian(mean, np.ldexp(cov, k)), return_n_iter=True)
+    assert np.array_equal(n_iter, base_n_iter)
+    np.testing.assert_array_equal(normal.rowcov, base.rowcov)
+    np.testing.assert_array_equal(normal.colcov, np.ldexp(base.colcov, k))
+
+
+def test_matrix_gaussian_of_a_matrix_normal_whose_covariance_overflows(rng):
+    normal = fm.MatrixNormal(np.zeros((2, 2, 3)), 1e200 * np.eye(2), np.stack([np.eye(3), 1e200 * np.eye(3)]))
+    for make in (fm.MatrixGaussian.from_normal, fm.MatrixNormal.to_matrix_gaussian):
+        with pytest.raises(FloatingPointError, match=r"^the covariance V⊗U of normal overflows float64 "
+                                                     r"at batch index 1$"):
+            make(normal)
+
+
 # Bad input --------------------------------------------------------------------------------
 
 
