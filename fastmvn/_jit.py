@@ -47,6 +47,10 @@ def item(func=None, *, inline=False):
     return numba.njit(inline="always" if inline else "never", **OPTIONS)(func)
 
 
+#: Every batch driver, so that a forked child can give each a lock of its own.
+_BATCHES = []
+
+
 class _Batch:
     """A multi-threaded CPU batch driver with one explicit signature per pair of dtypes (the
     data's and the arithmetic's), each compiled (or loaded from the on-disk cache) on the first
@@ -58,6 +62,7 @@ class _Batch:
         self._signatures = signatures
         self._compiled = {}
         self._lock = threading.Lock()
+        _BATCHES.append(self)
 
     def compiled(self, dtypes):
         """The driver for data and arithmetic of ``dtypes`` (a pair of NumPy dtypes), a
@@ -112,15 +117,18 @@ def threading_layer():
 _LAUNCH = threading.Lock()
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-    # A thread that holds the lock across a fork does not exist in the child, which starts with
-    # a lock of its own (Numba resets the workqueue itself). Not taken before the fork: a
-    # thread in a launch may collect a pooled buffer and so take the pool's lock, which a
-    # fork takes too, and two locks taken in opposite orders deadlock.
-    def _renew_launch_lock():
+    # A thread that holds a lock across a fork (launching, or compiling a driver: seconds) does
+    # not exist in the child, which starts with locks of its own (Numba resets the workqueue
+    # itself). Not taken before the fork: a thread in a launch may collect a pooled buffer and
+    # so take the pool's lock, which a fork takes too, and two locks taken in opposite orders
+    # deadlock.
+    def _renew_locks():
         global _LAUNCH
         _LAUNCH = threading.Lock()
+        for driver in _BATCHES:
+            driver._lock = threading.Lock()
 
-    os.register_at_fork(after_in_child=_renew_launch_lock)
+    os.register_at_fork(after_in_child=_renew_locks)
 
 
 def _launch_needs_lock():

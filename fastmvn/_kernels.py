@@ -234,6 +234,16 @@ def fold(prod, count, l, x):
     count[l] += (1.0 if x_high else (-1.0 if x_low else 0.0)) + (1.0 if high else (-1.0 if low else 0.0))
 
 
+@item(inline=True)
+def fold_reciprocal(prod, count, l, x):
+    """:func:`fold` of ``1/x`` for ``x > 0``, taken of ``x`` rescaled into [2⁻³⁰⁰, 2³⁰⁰] first:
+    ``1/x`` itself overflows for ``x`` below 2⁻¹⁰²⁴ (and in float32 far sooner)."""
+    x_high = x > _FOLD_LIMIT
+    x_low = x < 1.0 / _FOLD_LIMIT
+    fold(prod, count, l, 1.0 / (x * (_FOLD_DOWN if x_high else (_FOLD_UP if x_low else 1.0))))
+    count[l] += 1.0 if x_low else (-1.0 if x_high else 0.0)
+
+
 @item
 def log_of_fold(prod, count, scale, m):
     """``count[l] = scale · log(prod[l] · 2^(600·count[l]))``: the log of a folded product."""
@@ -295,9 +305,10 @@ def log_diagonal(L, r, scale, acc, t, m, n):
     lane; ``t`` is scratch.
 
     With ``scale = 2``, ``log|L Lᵀ|``; with ``r = 1/diag(L_a)`` as well,
-    ``log|L Lᵀ| − log|L_a L_aᵀ|`` from one product of ratios, accurate where the two
-    determinants are close. A diagonal entry that is not positive, or NaN in ``r`` (a failed
-    factor), gives NaN.
+    ``log|L Lᵀ| − log|L_a L_aᵀ|`` from one product, accurate where the two determinants are
+    close and finite wherever the difference is, however far apart the factors' scales. A
+    diagonal entry that is not positive or not finite, or NaN in ``r`` (a failed factor),
+    gives NaN.
     """
     fill(t, 1.0, m)
     fill(acc, 0.0, m)
@@ -308,11 +319,16 @@ def log_diagonal(L, r, scale, acc, t, m, n):
 @item
 def fold_diagonal(L, r, acc, t, m, n):
     """Fold ``Π_i L[i, i]·r[i]`` (``Π_i L[i, i]`` if ``r`` is None) into the running product
-    ``t``, ``acc`` (see :func:`fold`); NaN for a diagonal entry that is not positive."""
+    ``t``, ``acc`` (see :func:`fold`): each factor on its own, so that no product of two can
+    overflow. NaN for a diagonal entry that is not positive or not finite."""
+    inf = like(math.inf, L)
     for i in range(n):
         for l in range(m):
-            x = L[i, i, l] if r is None else L[i, i, l] * r[i, l]
-            fold(t, acc, l, x if x > 0.0 else math.nan)  # a negative L[i, i]: NaN, not a log's error
+            x = L[i, i, l]
+            fold(t, acc, l, x if (x > 0.0 and x < inf) else math.nan)  # NaN, not a log's error
+        if r is not None:
+            for l in range(m):
+                fold(t, acc, l, r[i, l])
 
 
 @item
@@ -428,7 +444,7 @@ def kl_value(res, trace_u, trace_v, quad, log_ratio_u, log_ratio_v, m, n, p):
     a KL is not, and rounding below zero (of two equal distributions, say) gives 0."""
     for l in range(m):
         kl = 0.5 * (trace_u[l] * trace_v[l] + quad[l] - n * p + p * log_ratio_u[l] + n * log_ratio_v[l])
-        res[l] = 0.0 if kl < 0.0 else kl
+        res[l] = 0.0 if (kl < 0.0 and kl > -math.inf) else kl  # -inf is a failure, kept
 
 
 @item
@@ -457,7 +473,7 @@ def diagonal_terms(var1, var2, r2, trace, logratio, t, m, n):
             r2[i, l] = ri
             trace[l] += x1 * ri
             fold(t, logratio, l, x2)
-            fold(t, logratio, l, 1.0 / x1)
+            fold_reciprocal(t, logratio, l, x1)
     log_of_fold(t, logratio, 1.0, m)
 
 

@@ -130,8 +130,11 @@ def kl(args):
         names = ("mean1", f"row{stem}1", f"col{stem}1", "mean2", f"row{stem}2", f"col{stem}2")
         arrays = [_read_array(args.input, data, name) if name in data.files else None for name in names]
     func = getattr(_api, KL_PARAMETERISATIONS[stem][1])
+    if args.upper and stem != "chol":
+        raise _error("kl", f"--upper reads Cholesky factors as upper triangular; {args.input} holds {stem} arrays")
+    keywords = {"lower": False} if args.upper else {}
     try:
-        result = func(*arrays, errors=args.errors)
+        result = func(*arrays, errors=args.errors, **keywords)
     except (ValueError, TypeError, ArithmeticError) as error:  # fastmvn's errors for invalid arguments
         raise _error("kl", error) from None
     try:
@@ -254,6 +257,8 @@ def main(argv=None):
                                  "(or rowchol*/colchol*, rowvar*/colvar*)")
     p.add_argument("-o", "--output", required=True, help="output .npy file, written under exactly this name")
     p.add_argument("--errors", choices=["raise", "nan"], default="raise")
+    p.add_argument("--upper", action="store_true",
+                   help="the rowchol*/colchol* arrays are upper factors R of U = RᵀR (scipy.linalg.cholesky's)")
     p.set_defaults(func=kl)
     p = commands.add_parser("info", help="versions, threads, kernel cache, CUDA")
     p.set_defaults(func=info)

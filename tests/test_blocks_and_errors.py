@@ -146,8 +146,8 @@ expected = fm.kl(*args)
 def compare(_=None):
     return bool(np.array_equal(fm.kl(*args), expected))
 held, done = threading.Event(), threading.Event()
-def hold():                                         # as a launch in another thread holds it
-    with _jit._LAUNCH:
+def hold():                                         # as a launch or a compilation in another thread holds them
+    with _jit._LAUNCH, _jit._BATCHES[0]._lock, _jit._BATCHES[-1]._lock:
         held.set()
         done.wait()
 holder = threading.Thread(target=hold)
@@ -155,8 +155,9 @@ holder.start()
 held.wait()
 pid = os.fork()
 if pid == 0:
-    signal.alarm(120)                               # a child that waits for the lock dies
-    os._exit(0 if compare() else 3)
+    signal.alarm(120)                               # a child that waits for a lock dies
+    free = all(driver._lock.acquire(timeout=5) for driver in _jit._BATCHES)
+    os._exit(0 if compare() and free else 3)
 done.set()
 holder.join()
 assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0, "the forked child failed"
@@ -171,7 +172,7 @@ print(numba.threading_layer(), numba.get_num_threads())
 def test_a_child_forked_after_a_kernel_computes_the_same(threads):
     """GNU OpenMP kills a child forked after its first use; fastmvn loads a fork-safe
     threading layer, so a forked child (os.fork, multiprocessing's fork context) computes,
-    even one forked while the parent held the launch lock."""
+    even one forked while the parent held the launch lock or a driver's compilation lock."""
     environment = {} if threads is None else {"NUMBA_NUM_THREADS": threads}
     layer, count = run_python(FORK_SCRIPT, **environment).split()
     assert layer in ("tbb", "workqueue")

@@ -60,6 +60,23 @@ def test_kl_command_writes_the_name_it_is_given(tmp_path, rng, capsys):
     assert capsys.readouterr().out == f"{tmp_path / 'r2'}: (4,) float64\n"
 
 
+def test_kl_command_reads_upper_factors(tmp_path, rng):
+    import scipy.linalg
+
+    u, v = spd(rng, (3,), 2), spd(rng, (), 3)
+    mean = rng.standard_normal((3, 2, 3))
+    np.savez(tmp_path / "in.npz", mean1=mean, rowchol1=np.linalg.cholesky(u), colchol1=np.linalg.cholesky(v))
+    cli.main(["kl", str(tmp_path / "in.npz"), "-o", str(tmp_path / "lower.npy")])
+    upper = [scipy.linalg.cholesky(a) for a in u]
+    np.savez(tmp_path / "up.npz", mean1=mean, rowchol1=np.stack(upper), colchol1=scipy.linalg.cholesky(v))
+    cli.main(["kl", str(tmp_path / "up.npz"), "-o", str(tmp_path / "upper.npy"), "--upper"])
+    np.testing.assert_allclose(np.load(tmp_path / "upper.npy"), np.load(tmp_path / "lower.npy"), rtol=1e-12)
+    np.testing.assert_allclose(np.load(tmp_path / "upper.npy"), fm.kl(mean, u, v), rtol=1e-12)
+    np.savez(tmp_path / "cov.npz", mean1=mean, rowcov1=u, colcov1=v)
+    assert re.search(r"--upper reads Cholesky factors as upper triangular; .*cov\.npz holds cov arrays",
+                     failure(["kl", str(tmp_path / "cov.npz"), "-o", str(tmp_path / "x.npy"), "--upper"]))
+
+
 def test_kl_command_names_missing_arrays(tmp_path):
     np.savez(tmp_path / "in.npz", mean1=np.zeros((2, 2)))
     assert re.search(r"in\.npz holds mean1; expected mean1 with rowcov1/colcov1",

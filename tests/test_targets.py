@@ -33,21 +33,33 @@ from numba.core.registry import cpu_target
 
 print(cpu_target.target_context.codegen()._get_host_cpu_name())
 rng = np.random.default_rng(7)
+count = 300
+
+
+def gradients(*args):
+    return np.concatenate([np.reshape(g, (len(args[0]) if args[0].ndim == 3 else 1, -1))
+                           for g in fm.kl_value_and_grad(*args)[1]], axis=1)
+
+
 for n, p in [(4, 4), (5, 3)]:
     for dtype in (np.float32, np.float64):
-        batch = (300,)
-        args = [rng.standard_normal(batch + (n, p)), random_spd(rng, batch, n), random_spd(rng, batch, p),
-                rng.standard_normal(batch + (n, p)), random_spd(rng, batch, n), random_spd(rng, batch, p)]
+        args = [rng.standard_normal((count, n, p)), random_spd(rng, (count,), n), random_spd(rng, (count,), p),
+                rng.standard_normal((count, n, p)), random_spd(rng, (count,), n), random_spd(rng, (count,), p)]
         args = [a.astype(dtype) for a in args]
-        calls = {"kl": lambda *a: fm.kl(*a), "kl_standard": lambda *a: fm.kl(*a[:3]),
-                 "logpdf": lambda *a: fm.logpdf(a[0], a[3], a[1], a[2])}
-        for name, call in calls.items():
-            whole = call(*args)
-            single = np.array([call(*(a[i] for a in args)) for i in range(300)])
-            sliced = call(*(a[7:50] for a in args))
+        chol = [a if k % 3 == 0 else np.linalg.cholesky(a) for k, a in enumerate(args)]
+        var = [a if k % 3 == 0 else np.diagonal(a, axis1=-2, axis2=-1) for k, a in enumerate(args)]
+        calls = {"kl": (fm.kl, args), "kl_standard": (fm.kl, args[:3]), "kl_chol": (fm.kl_chol, chol),
+                 "kl_diag": (fm.kl_diag, var), "logpdf": (fm.logpdf, [args[0], args[3], args[1], args[2]])}
+        if dtype == np.float32:  # the gradients have a driver of their own
+            calls["kl_value_and_grad"] = (gradients, args)
+        for name, (call, inputs) in calls.items():
+            whole = call(*inputs)
+            single = np.concatenate([np.reshape(call(*(a[i] for a in inputs)), (1, -1)) for i in range(count)])
+            sliced = call(*(a[7:50] for a in inputs))
             assert np.isfinite(whole).all(), name
             for label, part, expected in [("one by one", single, whole), ("sliced", sliced, whole[7:50])]:
-                differ = np.flatnonzero(part != expected)
+                rows = (len(part), -1)
+                differ = np.flatnonzero((np.reshape(part, rows) != np.reshape(expected, rows)).any(axis=1))
                 assert differ.size == 0, f"{name} {n}x{p} {np.dtype(dtype)} {label}: {differ.size} items differ"
 print("same")
 """
