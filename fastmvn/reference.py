@@ -184,10 +184,18 @@ def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None):
     d = (0.0 if mean2 is None else np.asarray(mean2, dtype=float)) - mean1
     trace_u = (rowvar1 / rowvar2).sum(axis=-1)
     trace_v = (colvar1 / colvar2).sum(axis=-1)
-    quad = np.einsum("...ij,...i,...j->...", d * d, 1.0 / rowvar2, 1.0 / colvar2)
+    quad = _frobenius2(d / np.sqrt(rowvar2)[..., :, None] / np.sqrt(colvar2)[..., None, :])  # scaled, then squared
     return 0.5 * (trace_u * trace_v + quad - n * p
-                  + p * (np.log(rowvar2) - np.log(rowvar1)).sum(axis=-1)
-                  + n * (np.log(colvar2) - np.log(colvar1)).sum(axis=-1))
+                  + p * _log_ratio(rowvar2, rowvar1).sum(axis=-1) + n * _log_ratio(colvar2, colvar1).sum(axis=-1))
+
+
+def _log_ratio(a, b):
+    """``log(a/b)`` for positive ``a``, ``b``: of the ratio, accurate where they are close, or
+    ``log a − log b`` where the ratio leaves the range of floats."""
+    with np.errstate(over="ignore", under="ignore"):
+        ratio = a / b
+    inside = np.isfinite(ratio) & (ratio > 0)
+    return np.where(inside, np.log(np.where(inside, ratio, 1.0)), np.log(a) - np.log(b))
 
 
 def kl_gaussian(mean1, cov1, mean2=None, cov2=None):
