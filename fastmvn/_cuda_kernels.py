@@ -1,18 +1,21 @@
-"""The per-item kernels of :mod:`fastmvn._kernels` compiled for CUDA, and the CUDA batch kernel.
+"""The per-item kernels of :mod:`fastmvn.kernels` compiled for CUDA, and the CUDA batch kernel.
 
 Nothing here restates the arithmetic: :func:`retarget` compiles copies of the plain
-Python sources (``py_func``) of the CPU per-item functions as CUDA device functions,
+Python sources (``py_func``) of the CPU per-item functions (those that
+:func:`fastmvn._jit.item` recorded) as CUDA device functions,
 and :func:`batch_kernel` runs their ``evaluate`` once per thread, one batch item each.
 Importing this module needs numba-cuda but no GPU; kernels compile on first use.
 """
 
+import builtins
 from functools import lru_cache
 from types import FunctionType
 
 from numba import cuda, float64, int64, types, void
 from numba.np.numpy_support import from_dtype
 
-from . import _kernels
+from . import _jit
+from .kernels import scratch  # the package's import records every per-item kernel in _jit.ITEMS
 
 #: The largest ``n`` and ``p`` the CUDA kernels take: the per-thread scratch is fixed in size.
 MAX_SIZE = 32
@@ -22,33 +25,43 @@ MAX_SIZE = 32
 _SCRATCH_SIZES = (4, 8, 16, MAX_SIZE)
 
 
-def retarget(module, compile):
-    """Copies of the per-item functions of ``module``, compiled by ``compile``.
+def retarget(functions, compile):
+    """Copies of the per-item ``functions`` (numba dispatchers), compiled by ``compile``.
 
-    Every numba dispatcher defined in ``module`` that has a ``py_func`` is copied
-    (same code, defaults and closure) into one new globals namespace, in which each
-    such name is then bound to the compiled copy, so the copies call one another.
-    ``compile`` is e.g. ``cuda.jit(device=True)``; it compiles lazily, so only the
-    functions a kernel calls are ever compiled.
+    Each function's plain Python source (``py_func``) is copied (same code, defaults and
+    closure) into one new globals namespace, the functions' own globals merged, in which
+    each function's name is then bound to its compiled copy, so the copies call one another
+    across the modules they come from. ``compile`` is e.g. ``cuda.jit(device=True)``; it
+    compiles lazily, so only the functions a kernel calls are ever compiled.
 
     Returns
     -------
     namespace : dict
         The copies' globals: ``namespace["evaluate"]`` is the compiled ``evaluate``.
+
+    Raises
+    ------
+    ValueError
+        Where one name means two things in the functions' modules.
     """
-    namespace = dict(vars(module))
-    for name, value in vars(module).items():
-        func = getattr(value, "py_func", None)
-        if isinstance(func, FunctionType) and func.__module__ == module.__name__:
-            copy = FunctionType(func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__)
-            copy.__kwdefaults__ = func.__kwdefaults__
-            copy.__qualname__ = func.__qualname__
-            copy.__doc__ = func.__doc__
-            namespace[name] = compile(copy)
+    namespace = {"__builtins__": builtins}
+    for dispatcher in functions:
+        for name, value in dispatcher.py_func.__globals__.items():
+            if name.startswith("__") and name.endswith("__"):
+                continue
+            if namespace.setdefault(name, value) is not value:
+                raise ValueError(f"{name!r} means two things in the modules of the per-item functions")
+    for dispatcher in functions:
+        func = dispatcher.py_func
+        copy = FunctionType(func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__)
+        copy.__kwdefaults__ = func.__kwdefaults__
+        copy.__qualname__ = func.__qualname__
+        copy.__doc__ = func.__doc__
+        namespace[func.__name__] = compile(copy)
     return namespace
 
 
-DEVICE = retarget(_kernels, cuda.jit(device=True))
+DEVICE = retarget(_jit.ITEMS, cuda.jit(device=True))
 
 
 def scratch_size(largest):
@@ -64,13 +77,13 @@ def batch_kernel(mode, size):
 
     ``kernel(a0, …, a5, out, first_bad, start)`` sets ``out[b] = evaluate(mode, a0[b], …, a5[b])``
     for every ``b`` of ``out``, one thread per item (grid-stride when the grid is smaller):
-    the CPU driver ``fastmvn._kernels.evaluate_batch`` with one lane. An item whose result
+    the CPU driver ``fastmvn.kernels.evaluate_batch`` with one lane. An item whose result
     is not finite is stored as NaN and ``first_bad[0]`` becomes at most ``start + b``.
     ``mode`` and ``size`` are compile-time constants.
     """
     gather_slots, evaluate, finish, slot_layout = (DEVICE[name] for name in
                                                    ("gather_slots", "evaluate", "finish", "slot_layout"))
-    scalars = _kernels.SCALARS
+    scalars = scratch.SCALARS
 
     def kernel(a0, a1, a2, a3, a4, a5, out, first_bad, start):
         n = a0.shape[1]
@@ -102,12 +115,12 @@ def grad_kernel(mode, size):
     """The Python source of the value-and-gradient kernel for ``mode`` (a ``KL_*`` mode).
 
     ``kernel(a0, …, a5, out, g0, …, g5, wanted, first_bad, start)`` is the CPU driver
-    ``fastmvn._kernels.value_and_grad_batch`` with one lane, one thread per item: the KL
+    ``fastmvn.kernels.value_and_grad_batch`` with one lane, one thread per item: the KL
     into ``out[b]`` and the gradients that bit ``k`` of ``wanted`` asks for into ``gk[b]``.
     """
     gather_slots, value_and_grad, finish, store_wanted, slot_layout = (
         DEVICE[name] for name in ("gather_slots", "value_and_grad", "finish", "store_wanted", "slot_layout"))
-    scalars = _kernels.SCALARS
+    scalars = scratch.SCALARS
 
     def kernel(a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, g5, wanted, first_bad, start):
         n = a0.shape[1]
