@@ -103,7 +103,7 @@ def batch_kernel(mode, size):
         res = cuda.local.array(1, float64)
         layout = slot_layout(mode, False)
         for b in range(cuda.grid(1), count, cuda.gridsize(1)):
-            gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, layout, v[6], 1)
+            gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, layout, v[scratch.QUAD], 1)
             evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, 1, n, p)
             if finish(res, out, b, 1, count) < count:
                 cuda.atomic.min(first_bad, 0, start + b)
@@ -147,7 +147,7 @@ def grad_kernel(mode, size):
         res = cuda.local.array(1, float64)
         layout = slot_layout(mode, True)
         for b in range(cuda.grid(1), count, cuda.gridsize(1)):
-            gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, layout, v[6], 1)
+            gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, layout, v[scratch.QUAD], 1)
             value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B,
                            rp1, rq1, rp2, rq2, v, res, 1, n, p)
             if finish(res, out, b, 1, count) < count:

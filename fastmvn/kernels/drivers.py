@@ -6,7 +6,7 @@ from numba import float32, float64, int64, prange, types, void
 
 from .._jit import batch, item
 from .gradients import store_wanted, value_and_grad
-from .scratch import SCALARS
+from .scratch import QUAD, SCALARS
 from .values import evaluate, finish, gather_slots, slot_layout
 
 #: Items computed side by side by one call of a per-item kernel in the CPU drivers ...
@@ -69,7 +69,7 @@ def evaluate_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad, work):
         stop = min(count, (c + 1) * size)
         for start in range(c * size, stop, lanes):
             m = min(lanes, stop - start)
-            gather_slots(a0, a1, a2, a3, a4, a5, start, S0, S1, S2, S3, S4, S5, layout, v[6], m)
+            gather_slots(a0, a1, a2, a3, a4, a5, start, S0, S1, S2, S3, S4, S5, layout, v[QUAD], m)
             evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p)
             bad = min(bad, finish(res, out, start, m, count))
         first_bad[c] = bad
@@ -117,7 +117,7 @@ def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, 
         stop = min(count, (c + 1) * size)
         for start in range(c * size, stop, lanes):
             m = min(lanes, stop - start)
-            gather_slots(a0, a1, a2, a3, a4, a5, start, S0, S1, S2, S3, S4, S5, layout, v[6], m)
+            gather_slots(a0, a1, a2, a3, a4, a5, start, S0, S1, S2, S3, S4, S5, layout, v[QUAD], m)
             value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B,
                            rp1, rq1, rp2, rq2, v, res, m, n, p)
             bad = min(bad, finish(res, out, start, m, count))

@@ -8,6 +8,8 @@ from .._jit import item
 from .._modes import KL_CHOL, KL_COV, KL_DIAG, KL_STD_CHOL, KL_STD_COV
 from .lanes import (copy, diagonal_sum, fill, lower_norm2, solve_rows, squared_norm, trace_tri,
                     whitened_norm2)
+from .scratch import (FOLD, LOG_RATIO_U, LOG_RATIO_V, ONES, QUAD, SLOT0, SLOT1, SLOT2, SLOT3, SLOT4, SLOT5, TRACE_U,
+                      TRACE_V)
 from .values import both_factors, diagonal_sum_log, diagonal_terms, kl_value, own_factors, scaled_quad
 
 # Gradients of the KL, in one fused pass per item; the formulas are derived in
@@ -225,19 +227,20 @@ def standard_diagonal_grad(G, x1, trace, size, m, count):
 @item
 def second_moments(S3, P2, rp2, Q2, rq2, A, B, W, G2, H2, v, m, n, p):
     """The terms both factor gradients share, from ``A = P1``, ``B = Q1`` and ``S3 = D``:
-    ``A ← P2⁻¹ P1``, ``B ← Q2⁻¹ Q1``, ``v[4] = t_u = ‖A‖²``, ``v[5] = t_v = ‖B‖²``,
-    ``W ← Z = P2⁻¹ D Q2⁻ᵀ``, ``v[6] = ‖Z‖²`` and the lower triangles of
-    ``G2 = p I − t_v A Aᵀ − Z Zᵀ``, ``H2 = n I − t_u B Bᵀ − Zᵀ Z`` (``v[8]`` holds ones)."""
-    trace_tri(P2, rp2, A, v[4], m, n)
-    trace_tri(Q2, rq2, B, v[5], m, p)
+    ``A ← P2⁻¹ P1``, ``B ← Q2⁻¹ Q1``, ``v[TRACE_U] = t_u = ‖A‖²``,
+    ``v[TRACE_V] = t_v = ‖B‖²``, ``W ← Z = P2⁻¹ D Q2⁻ᵀ``, ``v[QUAD] = ‖Z‖²`` and the lower
+    triangles of ``G2 = p I − t_v A Aᵀ − Z Zᵀ``, ``H2 = n I − t_u B Bᵀ − Zᵀ Z`` (``v[ONES]``
+    holds ones)."""
+    trace_tri(P2, rp2, A, v[TRACE_U], m, n)
+    trace_tri(Q2, rq2, B, v[TRACE_V], m, p)
     copy(S3, W, m, n, p, False)
-    whitened_norm2(W, P2, rp2, Q2, rq2, v[6], m, n, p)
-    lower_gram(G2, A, -1.0, v[5], m, n)
+    whitened_norm2(W, P2, rp2, Q2, rq2, v[QUAD], m, n, p)
+    lower_gram(G2, A, -1.0, v[TRACE_V], m, n)
     add_row_gram(G2, W, -1.0, m, n, p)
-    add_diagonal(G2, p, v[8], m, n)
-    lower_gram(H2, B, -1.0, v[4], m, p)
+    add_diagonal(G2, p, v[ONES], m, n)
+    lower_gram(H2, B, -1.0, v[TRACE_U], m, p)
     add_col_gram(H2, W, -1.0, m, n, p)
-    add_diagonal(H2, n, v[8], m, p)
+    add_diagonal(H2, n, v[ONES], m, p)
 
 
 @item(inline=True)
@@ -257,10 +260,10 @@ def kl_chol_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, rp1, rq1, rp2, rq2, 
     second_moments(S3, S4, rp2, S5, rq2, G1, H1, W, G2, H2, v, m, n, p)
     tri_back_solve(S4, rp2, G1, G2, m, n)
     tri_back_solve(S5, rq2, H1, H2, m, p)
-    scale_minus_diagonal(G1, v[5], p, rp1, m, n)
-    scale_minus_diagonal(H1, v[4], n, rq1, m, p)
+    scale_minus_diagonal(G1, v[TRACE_V], p, rp1, m, n)
+    scale_minus_diagonal(H1, v[TRACE_U], n, rq1, m, p)
     unwhiten(W, S4, rp2, S5, rq2, m, n, p)
-    kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
+    kl_value(res, v[TRACE_U], v[TRACE_V], v[QUAD], v[LOG_RATIO_U], v[LOG_RATIO_V], m, n, p)
 
 
 @item(inline=True)
@@ -284,11 +287,11 @@ def kl_cov_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B, rp1, rq1, rp2, 
     invert_lower(S5, rq2, m, p)
     congruence(G2, 0.5, S4, A, m, n)
     congruence(H2, 0.5, S5, B, m, p)
-    inverse_gram(G1, S1, -0.5 * p, v[8], False, m, n)
-    inverse_gram(G1, S4, 0.5, v[5], True, m, n)
-    inverse_gram(H1, S2, -0.5 * n, v[8], False, m, p)
-    inverse_gram(H1, S5, 0.5, v[4], True, m, p)
-    kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
+    inverse_gram(G1, S1, -0.5 * p, v[ONES], False, m, n)
+    inverse_gram(G1, S4, 0.5, v[TRACE_V], True, m, n)
+    inverse_gram(H1, S2, -0.5 * n, v[ONES], False, m, p)
+    inverse_gram(H1, S5, 0.5, v[TRACE_U], True, m, p)
+    kl_value(res, v[TRACE_U], v[TRACE_V], v[QUAD], v[LOG_RATIO_U], v[LOG_RATIO_V], m, n, p)
 
 
 @item(inline=True)
@@ -297,13 +300,13 @@ def kl_diag_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, ra, rb, v, res, m, n
     variances as ``(·, 1)`` columns; ``S3 = m2 − m1``) and its gradient, in column 0 of ``G1 = ∂/∂a1``,
     ``H1 = ∂/∂b1``, ``G2 = ∂/∂a2``, ``H2 = ∂/∂b2``; ``W = ∂/∂m2 = −∂/∂m1 = D / (a2 b2ᵀ)``.
     """
-    diagonal_terms(S1, S4, ra, v[4], v[2], v[7], m, n)
-    diagonal_terms(S2, S5, rb, v[5], v[3], v[7], m, p)
-    scaled_quad(W, S3, ra, rb, v[6], m, n, p)
+    diagonal_terms(S1, S4, ra, v[TRACE_U], v[LOG_RATIO_U], v[FOLD], m, n)
+    diagonal_terms(S2, S5, rb, v[TRACE_V], v[LOG_RATIO_V], v[FOLD], m, p)
+    scaled_quad(W, S3, ra, rb, v[QUAD], m, n, p)
     row_col_sums(G2, H2, W, S3, m, n, p)
-    diagonal_grad(G1, G2, S1, ra, v[5], p, m, n)
-    diagonal_grad(H1, H2, S2, rb, v[4], n, m, p)
-    kl_value(res, v[4], v[5], v[6], v[2], v[3], m, n, p)
+    diagonal_grad(G1, G2, S1, ra, v[TRACE_V], p, m, n)
+    diagonal_grad(H1, H2, S2, rb, v[TRACE_U], n, m, p)
+    kl_value(res, v[TRACE_U], v[TRACE_V], v[QUAD], v[LOG_RATIO_U], v[LOG_RATIO_V], m, n, p)
 
 
 @item(inline=True)
@@ -313,41 +316,41 @@ def kl_std_chol_grad(S0, S1, S2, W, G1, H1, rp1, rq1, v, res, m, n, p):
     own_factors(S1, S2, rp1, rq1, v, False, m, n, p)
     copy(S1, G1, m, n, n, True)
     copy(S2, H1, m, p, p, True)
-    lower_norm2(S1, v[4], m, n)
-    lower_norm2(S2, v[5], m, p)
-    negated(W, S0, v[6], m, n, p)
-    scale_minus_diagonal(G1, v[5], p, rp1, m, n)
-    scale_minus_diagonal(H1, v[4], n, rq1, m, p)
-    kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
+    lower_norm2(S1, v[TRACE_U], m, n)
+    lower_norm2(S2, v[TRACE_V], m, p)
+    negated(W, S0, v[QUAD], m, n, p)
+    scale_minus_diagonal(G1, v[TRACE_V], p, rp1, m, n)
+    scale_minus_diagonal(H1, v[TRACE_U], n, rq1, m, p)
+    kl_value(res, v[TRACE_U], v[TRACE_V], v[QUAD], v[LOG_RATIO_U], v[LOG_RATIO_V], m, n, p)
 
 
 @item(inline=True)
 def kl_std_cov_grad(S0, S1, S2, W, G1, H1, rp1, rq1, v, res, m, n, p):
     """KL from covariances to MN(0, I, I) and its gradient: ``G1 = ½(tr(V1) I − p U1⁻¹)``,
     ``H1 = ½(tr(U1) I − n V1⁻¹)``, ``W = −m1``."""
-    diagonal_sum(S1, v[4], m, n)
-    diagonal_sum(S2, v[5], m, p)
+    diagonal_sum(S1, v[TRACE_U], m, n)
+    diagonal_sum(S2, v[TRACE_V], m, p)
     own_factors(S1, S2, rp1, rq1, v, True, m, n, p)
-    negated(W, S0, v[6], m, n, p)
+    negated(W, S0, v[QUAD], m, n, p)
     invert_lower(S1, rp1, m, n)
     invert_lower(S2, rq1, m, p)
-    inverse_gram(G1, S1, -0.5 * p, v[8], False, m, n)
-    add_diagonal(G1, 0.5, v[5], m, n)
-    inverse_gram(H1, S2, -0.5 * n, v[8], False, m, p)
-    add_diagonal(H1, 0.5, v[4], m, p)
-    kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
+    inverse_gram(G1, S1, -0.5 * p, v[ONES], False, m, n)
+    add_diagonal(G1, 0.5, v[TRACE_V], m, n)
+    inverse_gram(H1, S2, -0.5 * n, v[ONES], False, m, p)
+    add_diagonal(H1, 0.5, v[TRACE_U], m, p)
+    kl_value(res, v[TRACE_U], v[TRACE_V], v[QUAD], v[LOG_RATIO_U], v[LOG_RATIO_V], m, n, p)
 
 
 @item(inline=True)
 def kl_std_diag_grad(S0, S1, S2, W, G1, H1, v, res, m, n, p):
     """KL for diagonal covariances to MN(0, I, I) and its gradient: ``G1 = ½(Σb1 − p/a1)``,
     ``H1 = ½(Σa1 − n/b1)``, ``W = −m1``."""
-    diagonal_sum_log(S1, v[4], v[0], v[7], -1.0, m, n)
-    diagonal_sum_log(S2, v[5], v[1], v[7], -1.0, m, p)
-    negated(W, S0, v[6], m, n, p)
-    standard_diagonal_grad(G1, S1, v[5], p, m, n)
-    standard_diagonal_grad(H1, S2, v[4], n, m, p)
-    kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
+    diagonal_sum_log(S1, v[TRACE_U], v[LOG_RATIO_U], v[FOLD], -1.0, m, n)
+    diagonal_sum_log(S2, v[TRACE_V], v[LOG_RATIO_V], v[FOLD], -1.0, m, p)
+    negated(W, S0, v[QUAD], m, n, p)
+    standard_diagonal_grad(G1, S1, v[TRACE_V], p, m, n)
+    standard_diagonal_grad(H1, S2, v[TRACE_U], n, m, p)
+    kl_value(res, v[TRACE_U], v[TRACE_V], v[QUAD], v[LOG_RATIO_U], v[LOG_RATIO_V], m, n, p)
 
 
 @item(inline=True)
@@ -355,7 +358,7 @@ def value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B, rp1, r
     """``res[l]``: the KL that ``mode`` names (one of the ``KL_*`` modes) for lane ``l`` of the
     slots ``S0..S5`` (overwritten), and its gradient, ``W = ∂/∂a3 = −∂/∂a0`` and
     ``G1, H1, G2, H2 = ∂/∂a1, ∂/∂a2, ∂/∂a4, ∂/∂a5``."""
-    fill(v[8], 1.0, m)
+    fill(v[ONES], 1.0, m)
     if mode == KL_CHOL:
         kl_chol_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, rp1, rq1, rp2, rq2, v, res, m, n, p)
     elif mode == KL_COV:
@@ -397,15 +400,15 @@ def store(dst, start, src, sign, res, m):
 @item
 def store_wanted(g0, g1, g2, g3, g4, g5, W, G1, H1, G2, H2, wanted, start, res, m):
     """The gradients that bit ``k`` of ``wanted`` asks for into ``g0 … g5``."""
-    if wanted & 1:
+    if wanted & SLOT0:
         store(g0, start, W, -1.0, res, m)
-    if wanted & 2:
+    if wanted & SLOT1:
         store(g1, start, G1, 1.0, res, m)
-    if wanted & 4:
+    if wanted & SLOT2:
         store(g2, start, H1, 1.0, res, m)
-    if wanted & 8:
+    if wanted & SLOT3:
         store(g3, start, W, 1.0, res, m)
-    if wanted & 16:
+    if wanted & SLOT4:
         store(g4, start, G2, 1.0, res, m)
-    if wanted & 32:
+    if wanted & SLOT5:
         store(g5, start, H2, 1.0, res, m)

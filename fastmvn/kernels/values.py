@@ -8,39 +8,32 @@ from .._modes import (KL_CHOL, KL_COV, KL_DIAG, KL_STD_CHOL, KL_STD_COV, KL_STD_
                       LOGPDF_CHOL, MAHALANOBIS, MAHALANOBIS_CHOL, TRACE_SOLVE)
 from .lanes import (cholesky, diagonal_sum, fill, fold, fold_reciprocal, like, log_diagonal, log_diagonals,
                     log_of_fold, lower_norm2, reciprocal_diagonal, solve_rows, trace_tri, whitened_norm2)
+from .scratch import (FOLD, LOG_RATIO_U, LOG_RATIO_V, LOGDET_U, LOGDET_V, MEANS_DIFFERENCE, QUAD, SLOT0, SLOT1,
+                      SLOT2, SLOT3, SLOT4, SLOT5, SQUARED_NORM, TRACE_U, TRACE_V, X_DIFFERENCE)
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-#: Bit of a slot layout: slot 3 receives ``a3 − a0`` (the difference of the means) and slot 0
-#: is not gathered.
-MEANS_DIFFERENCE = 64
-#: Bit of a slot layout: slot 0 receives ``a0 − a1`` (``X − M``) and slot 1 is not gathered.
-X_DIFFERENCE = 128
-#: Bit of a slot layout: slot 0 is not gathered; its squared norm is summed from the input.
-SQUARED_NORM = 256
 
 
 @item
 def slot_layout(mode, grad):
     """How :func:`gather_slots` fills the slots of ``mode`` (for its gradient too if ``grad``):
-    bit ``k`` (``k < 6``) set, slot ``k`` is a covariance or a factor, of which only the lower
+    bit ``SLOTk`` set, slot ``k`` is a covariance or a factor, of which only the lower
     triangle is read; :data:`MEANS_DIFFERENCE` or :data:`X_DIFFERENCE`, a difference is
     gathered in one pass; :data:`SQUARED_NORM`, only ``‖a0‖²`` is (the value of a KL to
     MN(0, I, I) needs no more of the mean, and summing it from the input takes a quarter
     less time than copying it)."""
     if mode == KL_COV or mode == KL_CHOL:
-        return 0b110110 | MEANS_DIFFERENCE
+        return SLOT1 | SLOT2 | SLOT4 | SLOT5 | MEANS_DIFFERENCE
     if mode == KL_DIAG:
         return MEANS_DIFFERENCE
     standard = 0 if grad else SQUARED_NORM
     if mode == KL_STD_COV or mode == KL_STD_CHOL:
-        return 0b110 | standard
+        return SLOT1 | SLOT2 | standard
     if mode == LOGDET or mode == TRACE_SOLVE:
-        return 0b1
+        return SLOT0
     if mode == KL_STD_DIAG:
         return standard
-    return 0b1100 | X_DIFFERENCE  # LOGPDF, LOGPDF_CHOL, MAHALANOBIS, MAHALANOBIS_CHOL
+    return SLOT2 | SLOT3 | X_DIFFERENCE  # LOGPDF, LOGPDF_CHOL, MAHALANOBIS, MAHALANOBIS_CHOL
 
 
 @item(inline=True)
@@ -110,12 +103,12 @@ def gather_slots(a0, a1, a2, a3, a4, a5, start, S0, S1, S2, S3, S4, S5, layout, 
         if layout & SQUARED_NORM:
             squared_norms(a0, start, quad, m)
         elif not layout & MEANS_DIFFERENCE:
-            gather(a0, a0, start, S0, layout & 1, False, m)
-        gather(a1, a1, start, S1, layout & 2, False, m)
-    gather(a2, a2, start, S2, layout & 4, False, m)
-    gather(a3, a0, start, S3, layout & 8, layout & MEANS_DIFFERENCE, m)
-    gather(a4, a4, start, S4, layout & 16, False, m)
-    gather(a5, a5, start, S5, layout & 32, False, m)
+            gather(a0, a0, start, S0, layout & SLOT0, False, m)
+        gather(a1, a1, start, S1, layout & SLOT1, False, m)
+    gather(a2, a2, start, S2, layout & SLOT2, False, m)
+    gather(a3, a0, start, S3, layout & SLOT3, layout & MEANS_DIFFERENCE, m)
+    gather(a4, a4, start, S4, layout & SLOT4, False, m)
+    gather(a5, a5, start, S5, layout & SLOT5, False, m)
 
 
 @item
@@ -203,8 +196,9 @@ def scaled_quad(W, Y, ru, rv, quad, m, n, p):
 def both_factors(S1, S2, S4, S5, ru1, rv1, ru2, rv2, v, factor, m, n, p):
     """The row and column factors of both distributions: Cholesky factors of the covariances
     ``S1, S2, S4, S5`` in place if ``factor`` (else they are factors already), their reciprocal
-    diagonals ``ru1 … rv2``, and ``v[0] = log(|U2|/|U1|)``, ``v[1] = log(|V2|/|V1|)`` (as
-    :func:`log_diagonals` combines them: ``p·v[0] + n·v[1]`` is what :func:`kl_value` takes)."""
+    diagonals ``ru1 … rv2``, and ``v[LOG_RATIO_U] = log(|U2|/|U1|)``, ``v[LOG_RATIO_V] = log(|V2|/|V1|)``
+    (as :func:`log_diagonals` combines them: ``p·v[LOG_RATIO_U] + n·v[LOG_RATIO_V]`` is what
+    :func:`kl_value` takes)."""
     if factor:
         cholesky(S1, ru1, m, n)
         cholesky(S2, rv1, m, p)
@@ -215,20 +209,20 @@ def both_factors(S1, S2, S4, S5, ru1, rv1, ru2, rv2, v, factor, m, n, p):
         reciprocal_diagonal(S2, rv1, m, p)
         reciprocal_diagonal(S4, ru2, m, n)
         reciprocal_diagonal(S5, rv2, m, p)
-    log_diagonals(S4, ru1, S5, rv1, 2.0, v[0], v[1], v[7], m, n, p)
+    log_diagonals(S4, ru1, S5, rv1, 2.0, v[LOG_RATIO_U], v[LOG_RATIO_V], v[FOLD], m, n, p)
 
 
 @item
 def own_factors(S1, S2, ru1, rv1, v, factor, m, n, p):
-    """:func:`both_factors` for one distribution against MN(0, I, I): ``v[0] = −log|U1|``,
-    ``v[1] = −log|V1|``."""
+    """:func:`both_factors` for one distribution against MN(0, I, I): ``v[LOG_RATIO_U] = −log|U1|``,
+    ``v[LOG_RATIO_V] = −log|V1|``."""
     if factor:
         cholesky(S1, ru1, m, n)
         cholesky(S2, rv1, m, p)
     else:
         reciprocal_diagonal(S1, ru1, m, n)
         reciprocal_diagonal(S2, rv1, m, p)
-    log_diagonals(S1, None, S2, None, -2.0, v[0], v[1], v[7], m, n, p)
+    log_diagonals(S1, None, S2, None, -2.0, v[LOG_RATIO_U], v[LOG_RATIO_V], v[FOLD], m, n, p)
 
 
 @item
@@ -236,10 +230,10 @@ def kl_factored(S1, S2, S3, S4, ru2, S5, rv2, v, res, m, n, p):
     """KL between two matrix normals given by the Cholesky factors ``S1, S2, S4, S5`` (with
     ``ru2, rv2`` the reciprocal diagonals of the second pair) and the difference of the
     means ``S3``, with ``v[0:2]`` from :func:`both_factors`; overwrites ``S1``, ``S2``, ``S3``."""
-    trace_tri(S4, ru2, S1, v[4], m, n)
-    trace_tri(S5, rv2, S2, v[5], m, p)
-    whitened_norm2(S3, S4, ru2, S5, rv2, v[6], m, n, p)
-    kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
+    trace_tri(S4, ru2, S1, v[TRACE_U], m, n)
+    trace_tri(S5, rv2, S2, v[TRACE_V], m, p)
+    whitened_norm2(S3, S4, ru2, S5, rv2, v[QUAD], m, n, p)
+    kl_value(res, v[TRACE_U], v[TRACE_V], v[QUAD], v[LOG_RATIO_U], v[LOG_RATIO_V], m, n, p)
 
 
 @item(inline=True)
@@ -248,7 +242,7 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
     (overwritten); ``ru1 … rv2`` (``(n or p, lanes)``) and ``v`` (``(SCALARS, lanes)``) are
     scratch. See :mod:`fastmvn._modes` for what each slot holds, and :func:`slot_layout` for
     the differences gathered in their place (``S3 = M2 − M1`` for a KL, ``S0 = X − M`` for a
-    density) and for ``v[6] = ‖M1‖²``, gathered in place of ``S0`` for a KL to MN(0, I, I)."""
+    density) and for ``v[QUAD] = ‖M1‖²``, gathered in place of ``S0`` for a KL to MN(0, I, I)."""
     if mode == KL_COV:
         both_factors(S1, S2, S4, S5, ru1, rv1, ru2, rv2, v, True, m, n, p)
         kl_factored(S1, S2, S3, S4, ru2, S5, rv2, v, res, m, n, p)
@@ -256,27 +250,27 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
         both_factors(S1, S2, S4, S5, ru1, rv1, ru2, rv2, v, False, m, n, p)
         kl_factored(S1, S2, S3, S4, ru2, S5, rv2, v, res, m, n, p)
     elif mode == KL_DIAG:
-        diagonal_terms(S1, S4, ru2, v[4], v[2], v[7], m, n)
-        diagonal_terms(S2, S5, rv2, v[5], v[3], v[7], m, p)
-        scaled_quad(S3, S3, ru2, rv2, v[6], m, n, p)
-        kl_value(res, v[4], v[5], v[6], v[2], v[3], m, n, p)
+        diagonal_terms(S1, S4, ru2, v[TRACE_U], v[LOG_RATIO_U], v[FOLD], m, n)
+        diagonal_terms(S2, S5, rv2, v[TRACE_V], v[LOG_RATIO_V], v[FOLD], m, p)
+        scaled_quad(S3, S3, ru2, rv2, v[QUAD], m, n, p)
+        kl_value(res, v[TRACE_U], v[TRACE_V], v[QUAD], v[LOG_RATIO_U], v[LOG_RATIO_V], m, n, p)
     elif mode == KL_STD_COV:
-        diagonal_sum(S1, v[4], m, n)
-        diagonal_sum(S2, v[5], m, p)
+        diagonal_sum(S1, v[TRACE_U], m, n)
+        diagonal_sum(S2, v[TRACE_V], m, p)
         own_factors(S1, S2, ru1, rv1, v, True, m, n, p)
-        kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
+        kl_value(res, v[TRACE_U], v[TRACE_V], v[QUAD], v[LOG_RATIO_U], v[LOG_RATIO_V], m, n, p)
     elif mode == KL_STD_CHOL:
         own_factors(S1, S2, ru1, rv1, v, False, m, n, p)
-        lower_norm2(S1, v[4], m, n)
-        lower_norm2(S2, v[5], m, p)
-        kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
+        lower_norm2(S1, v[TRACE_U], m, n)
+        lower_norm2(S2, v[TRACE_V], m, p)
+        kl_value(res, v[TRACE_U], v[TRACE_V], v[QUAD], v[LOG_RATIO_U], v[LOG_RATIO_V], m, n, p)
     elif mode == KL_STD_DIAG:
-        diagonal_sum_log(S1, v[4], v[0], v[7], -1.0, m, n)
-        diagonal_sum_log(S2, v[5], v[1], v[7], -1.0, m, p)
-        kl_value(res, v[4], v[5], v[6], v[0], v[1], m, n, p)
+        diagonal_sum_log(S1, v[TRACE_U], v[LOG_RATIO_U], v[FOLD], -1.0, m, n)
+        diagonal_sum_log(S2, v[TRACE_V], v[LOG_RATIO_V], v[FOLD], -1.0, m, p)
+        kl_value(res, v[TRACE_U], v[TRACE_V], v[QUAD], v[LOG_RATIO_U], v[LOG_RATIO_V], m, n, p)
     elif mode == LOGDET:
         cholesky(S0, ru1, m, n)
-        log_diagonal(S0, None, 2.0, res, v[7], m, n)
+        log_diagonal(S0, None, 2.0, res, v[FOLD], m, n)
     elif mode == TRACE_SOLVE:
         # tr(a⁻¹ b) = tr(L⁻ᵀ L⁻¹ b); a failed factor leaves NaN in ru1 and so in the result.
         cholesky(S0, ru1, m, n)
@@ -293,6 +287,6 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
         if mode == MAHALANOBIS or mode == MAHALANOBIS_CHOL:
             whitened_norm2(S0, S2, ru2, S3, rv2, res, m, n, p)
         else:
-            log_diagonals(S2, None, S3, None, 2.0, v[2], v[3], v[7], m, n, p)
-            whitened_norm2(S0, S2, ru2, S3, rv2, v[6], m, n, p)
-            logpdf_value(res, v[6], v[2], v[3], m, n, p)
+            log_diagonals(S2, None, S3, None, 2.0, v[LOGDET_U], v[LOGDET_V], v[FOLD], m, n, p)
+            whitened_norm2(S0, S2, ru2, S3, rv2, v[QUAD], m, n, p)
+            logpdf_value(res, v[QUAD], v[LOGDET_U], v[LOGDET_V], m, n, p)
