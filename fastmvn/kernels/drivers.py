@@ -1,12 +1,14 @@
 """The CPU batch drivers: :func:`evaluate_batch` and :func:`value_and_grad_batch` run the
-per-item kernels over a batch in parallel chunks, :func:`lane_count` items at a time."""
+per-item kernels over a batch in parallel chunks, :func:`lane_count` items at a time, with
+lane scratch allocated by the table of :mod:`fastmvn.kernels.scratch`."""
 
 import numpy as np
 from numba import float32, float64, int64, prange, types, void
 
 from .._jit import batch, item
 from .gradients import store_wanted, value_and_grad
-from .scratch import QUAD, SCALARS
+from .scratch import (AS_SLOT0, AS_SLOT1, AS_SLOT2, AS_SLOT3, AS_SLOT4, AS_SLOT5, GRADIENT_MATRICES,
+                      GRADIENT_VECTORS, MEAN_SHAPE, QUAD, ROW_SQUARE, ROW_VECTOR, SCALARS, VALUE_MATRICES, VALUE_VECTORS)
 from .values import evaluate, finish, gather_slots, slot_layout
 
 #: Items computed side by side by one call of a per-item kernel in the CPU drivers ...
@@ -24,11 +26,47 @@ def lane_count(n, p, itemsize):
 
 
 @item
-def lane_scratch(a0, a1, a2, a3, a4, a5, lanes, dtype):
-    """Scratch of ``dtype`` for ``lanes`` items of each slot (CPU drivers only)."""
-    return (np.empty((a0.shape[1], a0.shape[2], lanes), dtype), np.empty((a1.shape[1], a1.shape[2], lanes), dtype),
-            np.empty((a2.shape[1], a2.shape[2], lanes), dtype), np.empty((a3.shape[1], a3.shape[2], lanes), dtype),
-            np.empty((a4.shape[1], a4.shape[2], lanes), dtype), np.empty((a5.shape[1], a5.shape[2], lanes), dtype))
+def matrix_shape(rule, a0, a1, a2, a3, a4, a5, n, p):
+    """The ``(rows, cols)`` of one item of a matrix of shape ``rule`` (see
+    :mod:`fastmvn.kernels.scratch`) for the slots ``a0 … a5`` and ``n×p`` means."""
+    if rule == AS_SLOT0:
+        return a0.shape[1], a0.shape[2]
+    if rule == AS_SLOT1:
+        return a1.shape[1], a1.shape[2]
+    if rule == AS_SLOT2:
+        return a2.shape[1], a2.shape[2]
+    if rule == AS_SLOT3:
+        return a3.shape[1], a3.shape[2]
+    if rule == AS_SLOT4:
+        return a4.shape[1], a4.shape[2]
+    if rule == AS_SLOT5:
+        return a5.shape[1], a5.shape[2]
+    if rule == MEAN_SHAPE:
+        return n, p
+    if rule == ROW_SQUARE:
+        return n, n
+    return p, p  # COL_SQUARE
+
+
+@item
+def lane_matrices(rules, a0, a1, a2, a3, a4, a5, n, p, lanes, dtype):
+    """Scratch of ``dtype`` for ``lanes`` items, a ``(rows, cols, lanes)`` array for each
+    shape rule of ``rules`` (:data:`~fastmvn.kernels.scratch.VALUE_MATRICES`, …), in order."""
+    return [np.empty(matrix_shape(rule, a0, a1, a2, a3, a4, a5, n, p) + (lanes,), dtype) for rule in rules]
+
+
+@item
+def lane_vectors(rules, n, p, lanes, dtype):
+    """Scratch of ``dtype`` for ``lanes`` items, an ``(n or p, lanes)`` array for each
+    :data:`~fastmvn.kernels.scratch.ROW_VECTOR` or ``COL_VECTOR`` of ``rules``, in order."""
+    return [np.empty((n if rule == ROW_VECTOR else p, lanes), dtype) for rule in rules]
+
+
+@item
+def lane_scalars(lanes):
+    """The float64 scratch of every kernel for ``lanes`` items: ``v`` (``(SCALARS, lanes)``)
+    and the result (``(lanes,)``)."""
+    return np.empty((SCALARS, lanes)), np.empty(lanes)
 
 
 #: The (data, arithmetic) dtypes the drivers are compiled for, each on first use.
@@ -58,13 +96,9 @@ def evaluate_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad, work):
     dtype = work.dtype
     lanes = lane_count(n, p, work.itemsize)
     for c in prange(chunks):
-        S0, S1, S2, S3, S4, S5 = lane_scratch(a0, a1, a2, a3, a4, a5, lanes, dtype)
-        ru1 = np.empty((n, lanes), dtype)
-        rv1 = np.empty((p, lanes), dtype)
-        ru2 = np.empty((n, lanes), dtype)
-        rv2 = np.empty((p, lanes), dtype)
-        v = np.empty((SCALARS, lanes))
-        res = np.empty(lanes)
+        S0, S1, S2, S3, S4, S5 = lane_matrices(VALUE_MATRICES, a0, a1, a2, a3, a4, a5, n, p, lanes, dtype)
+        ru1, rv1, ru2, rv2 = lane_vectors(VALUE_VECTORS, n, p, lanes, dtype)
+        v, res = lane_scalars(lanes)
         bad = count
         stop = min(count, (c + 1) * size)
         for start in range(c * size, stop, lanes):
@@ -99,20 +133,10 @@ def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, 
     dtype = work.dtype
     lanes = lane_count(n, p, work.itemsize)
     for c in prange(chunks):
-        S0, S1, S2, S3, S4, S5 = lane_scratch(a0, a1, a2, a3, a4, a5, lanes, dtype)
-        W = np.empty((n, p, lanes), dtype)
-        G1 = np.empty((a1.shape[1], a1.shape[2], lanes), dtype)
-        H1 = np.empty((a2.shape[1], a2.shape[2], lanes), dtype)
-        G2 = np.empty((a4.shape[1], a4.shape[2], lanes), dtype)
-        H2 = np.empty((a5.shape[1], a5.shape[2], lanes), dtype)
-        A = np.empty((n, n, lanes), dtype)
-        B = np.empty((p, p, lanes), dtype)
-        rp1 = np.empty((n, lanes), dtype)
-        rq1 = np.empty((p, lanes), dtype)
-        rp2 = np.empty((n, lanes), dtype)
-        rq2 = np.empty((p, lanes), dtype)
-        v = np.empty((SCALARS, lanes))
-        res = np.empty(lanes)
+        S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B = lane_matrices(GRADIENT_MATRICES, a0, a1, a2, a3, a4, a5,
+                                                                         n, p, lanes, dtype)
+        rp1, rq1, rp2, rq2 = lane_vectors(GRADIENT_VECTORS, n, p, lanes, dtype)
+        v, res = lane_scalars(lanes)
         bad = count
         stop = min(count, (c + 1) * size)
         for start in range(c * size, stop, lanes):
