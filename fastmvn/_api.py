@@ -17,9 +17,9 @@ MEAN, COV, CHOL, VAR, MATRIX = "mean", "cov", "chol", "var", "matrix"
 
 def _kernels():
     """The compiled kernels, imported on first use so that ``import fastmvn`` compiles nothing."""
-    from . import _kernels
+    from . import kernels
 
-    return _kernels
+    return kernels
 
 
 def _complex_error(name, dtype):

@@ -1,18 +1,24 @@
-"""The per-item kernels of :mod:`fastmvn._kernels` compiled for CUDA, and the CUDA batch kernel.
+"""The per-item kernels of :mod:`fastmvn.kernels` compiled for CUDA, and the CUDA batch kernel.
 
 Nothing here restates the arithmetic: :func:`retarget` compiles copies of the plain
-Python sources (``py_func``) of the CPU per-item functions as CUDA device functions,
-and :func:`batch_kernel` runs their ``evaluate`` once per thread, one batch item each.
-Importing this module needs numba-cuda but no GPU; kernels compile on first use.
+Python sources (``py_func``) of the CPU per-item functions (those that
+:func:`fastmvn._jit.item` recorded) as CUDA device functions, and :func:`batch_kernel`
+runs their ``evaluate`` once per thread, one batch item each (:func:`grad_kernel` their
+``value_and_grad``). Each kernel's thread-local scratch is written out from the table that
+the CPU drivers allocate from (``fastmvn.kernels.scratch``): CUDA wants the shape of a
+local array as a constant. Importing this module needs numba-cuda but no GPU; kernels
+compile on first use.
 """
 
+import builtins
 from functools import lru_cache
 from types import FunctionType
 
 from numba import cuda, float64, int64, types, void
 from numba.np.numpy_support import from_dtype
 
-from . import _kernels
+from . import _jit
+from .kernels import scratch  # the package's import records every per-item kernel in _jit.ITEMS
 
 #: The largest ``n`` and ``p`` the CUDA kernels take: the per-thread scratch is fixed in size.
 MAX_SIZE = 32
@@ -22,33 +28,43 @@ MAX_SIZE = 32
 _SCRATCH_SIZES = (4, 8, 16, MAX_SIZE)
 
 
-def retarget(module, compile):
-    """Copies of the per-item functions of ``module``, compiled by ``compile``.
+def retarget(functions, compile):
+    """Copies of the per-item ``functions`` (numba dispatchers), compiled by ``compile``.
 
-    Every numba dispatcher defined in ``module`` that has a ``py_func`` is copied
-    (same code, defaults and closure) into one new globals namespace, in which each
-    such name is then bound to the compiled copy, so the copies call one another.
-    ``compile`` is e.g. ``cuda.jit(device=True)``; it compiles lazily, so only the
-    functions a kernel calls are ever compiled.
+    Each function's plain Python source (``py_func``) is copied (same code, defaults and
+    closure) into one new globals namespace, the functions' own globals merged, in which
+    each function's name is then bound to its compiled copy, so the copies call one another
+    across the modules they come from. ``compile`` is e.g. ``cuda.jit(device=True)``; it
+    compiles lazily, so only the functions a kernel calls are ever compiled.
 
     Returns
     -------
     namespace : dict
         The copies' globals: ``namespace["evaluate"]`` is the compiled ``evaluate``.
+
+    Raises
+    ------
+    ValueError
+        Where one name means two things in the functions' modules.
     """
-    namespace = dict(vars(module))
-    for name, value in vars(module).items():
-        func = getattr(value, "py_func", None)
-        if isinstance(func, FunctionType) and func.__module__ == module.__name__:
-            copy = FunctionType(func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__)
-            copy.__kwdefaults__ = func.__kwdefaults__
-            copy.__qualname__ = func.__qualname__
-            copy.__doc__ = func.__doc__
-            namespace[name] = compile(copy)
+    namespace = {"__builtins__": builtins}
+    for dispatcher in functions:
+        for name, value in dispatcher.py_func.__globals__.items():
+            if name.startswith("__") and name.endswith("__"):
+                continue
+            if namespace.setdefault(name, value) is not value:
+                raise ValueError(f"{name!r} means two things in the modules of the per-item functions")
+    for dispatcher in functions:
+        func = dispatcher.py_func
+        copy = FunctionType(func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__)
+        copy.__kwdefaults__ = func.__kwdefaults__
+        copy.__qualname__ = func.__qualname__
+        copy.__doc__ = func.__doc__
+        namespace[func.__name__] = compile(copy)
     return namespace
 
 
-DEVICE = retarget(_kernels, cuda.jit(device=True))
+DEVICE = retarget(_jit.ITEMS, cuda.jit(device=True))
 
 
 def scratch_size(largest):
@@ -59,89 +75,79 @@ def scratch_size(largest):
     raise ValueError(f"the CUDA kernels take matrices up to {MAX_SIZE}×{MAX_SIZE}; got a side of {largest}")
 
 
+def local_scratch(table, size):
+    """Python source that allocates the scratch of ``table`` (``kernels.scratch.VALUE_SCRATCH``
+    or ``GRADIENT_SCRATCH``) in a thread's local memory, for sides up to ``size``: one item
+    each, float64, every extent but ``v``'s rows ``size``."""
+    shapes = {scratch.ROW_VECTOR: (size, 1), scratch.COL_VECTOR: (size, 1),
+              scratch.SCALAR_ROWS: (scratch.SCALARS, 1), scratch.RESULT: 1}
+    return "".join(f"    {name} = cuda.local.array({shapes.get(rule, (size, size, 1))}, float64)\n"
+                   for name, rule in table)
+
+
+def define(source, table, size, **names):
+    """The kernel ``source`` defines, its ``{scratch}`` the allocations of ``table`` for sides
+    up to ``size``; ``names`` (device functions, the mode) are its globals besides ``cuda``,
+    ``float64`` and the names of :mod:`fastmvn.kernels.scratch`."""
+    namespace = {name: value for name, value in vars(scratch).items() if name.isupper()}
+    namespace.update(cuda=cuda, float64=float64, **names)
+    exec(source.format(scratch=local_scratch(table, size)), namespace)
+    return namespace["kernel"]
+
+
+_BATCH_KERNEL = """
+def kernel(a0, a1, a2, a3, a4, a5, out, first_bad, start):
+    n = a0.shape[1]
+    p = a0.shape[2]
+    count = out.shape[0]
+{scratch}    layout = slot_layout(mode, False)
+    for b in range(cuda.grid(1), count, cuda.gridsize(1)):
+        gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, layout, v[QUAD], 1)
+        evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, 1, n, p)
+        if finish(res, out, b, 1, count) < count:
+            cuda.atomic.min(first_bad, 0, start + b)
+"""
+
+
 def batch_kernel(mode, size):
-    """The Python source of the batch kernel for ``mode`` with scratch for sides up to ``size``.
+    """The batch kernel for ``mode`` with scratch for sides up to ``size``, uncompiled.
 
     ``kernel(a0, …, a5, out, first_bad, start)`` sets ``out[b] = evaluate(mode, a0[b], …, a5[b])``
     for every ``b`` of ``out``, one thread per item (grid-stride when the grid is smaller):
-    the CPU driver ``fastmvn._kernels.evaluate_batch`` with one lane. An item whose result
+    the CPU driver ``fastmvn.kernels.evaluate_batch`` with one lane. An item whose result
     is not finite is stored as NaN and ``first_bad[0]`` becomes at most ``start + b``.
     ``mode`` and ``size`` are compile-time constants.
     """
-    gather_slots, evaluate, finish, slot_layout = (DEVICE[name] for name in
-                                                   ("gather_slots", "evaluate", "finish", "slot_layout"))
-    scalars = _kernels.SCALARS
+    return define(_BATCH_KERNEL, scratch.VALUE_SCRATCH, size, mode=mode,
+                  **{name: DEVICE[name] for name in ("gather_slots", "evaluate", "finish", "slot_layout")})
 
-    def kernel(a0, a1, a2, a3, a4, a5, out, first_bad, start):
-        n = a0.shape[1]
-        p = a0.shape[2]
-        count = out.shape[0]
-        S0 = cuda.local.array((size, size, 1), float64)
-        S1 = cuda.local.array((size, size, 1), float64)
-        S2 = cuda.local.array((size, size, 1), float64)
-        S3 = cuda.local.array((size, size, 1), float64)
-        S4 = cuda.local.array((size, size, 1), float64)
-        S5 = cuda.local.array((size, size, 1), float64)
-        ru1 = cuda.local.array((size, 1), float64)
-        rv1 = cuda.local.array((size, 1), float64)
-        ru2 = cuda.local.array((size, 1), float64)
-        rv2 = cuda.local.array((size, 1), float64)
-        v = cuda.local.array((scalars, 1), float64)
-        res = cuda.local.array(1, float64)
-        layout = slot_layout(mode, False)
-        for b in range(cuda.grid(1), count, cuda.gridsize(1)):
-            gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, layout, v[6], 1)
-            evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, 1, n, p)
-            if finish(res, out, b, 1, count) < count:
-                cuda.atomic.min(first_bad, 0, start + b)
 
-    return kernel
+_GRAD_KERNEL = """
+def kernel(a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, g5, wanted, first_bad, start):
+    n = a0.shape[1]
+    p = a0.shape[2]
+    count = out.shape[0]
+{scratch}    layout = slot_layout(mode, True)
+    for b in range(cuda.grid(1), count, cuda.gridsize(1)):
+        gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, layout, v[QUAD], 1)
+        value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B,
+                       rp1, rq1, rp2, rq2, v, res, 1, n, p)
+        if finish(res, out, b, 1, count) < count:
+            cuda.atomic.min(first_bad, 0, start + b)
+        store_wanted(g0, g1, g2, g3, g4, g5, W, G1, H1, G2, H2, wanted, b, res, 1)
+"""
 
 
 def grad_kernel(mode, size):
-    """The Python source of the value-and-gradient kernel for ``mode`` (a ``KL_*`` mode).
+    """The value-and-gradient kernel for ``mode`` (a ``KL_*`` mode), uncompiled.
 
     ``kernel(a0, …, a5, out, g0, …, g5, wanted, first_bad, start)`` is the CPU driver
-    ``fastmvn._kernels.value_and_grad_batch`` with one lane, one thread per item: the KL
+    ``fastmvn.kernels.value_and_grad_batch`` with one lane, one thread per item: the KL
     into ``out[b]`` and the gradients that bit ``k`` of ``wanted`` asks for into ``gk[b]``.
     """
-    gather_slots, value_and_grad, finish, store_wanted, slot_layout = (
-        DEVICE[name] for name in ("gather_slots", "value_and_grad", "finish", "store_wanted", "slot_layout"))
-    scalars = _kernels.SCALARS
-
-    def kernel(a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, g5, wanted, first_bad, start):
-        n = a0.shape[1]
-        p = a0.shape[2]
-        count = out.shape[0]
-        S0 = cuda.local.array((size, size, 1), float64)
-        S1 = cuda.local.array((size, size, 1), float64)
-        S2 = cuda.local.array((size, size, 1), float64)
-        S3 = cuda.local.array((size, size, 1), float64)
-        S4 = cuda.local.array((size, size, 1), float64)
-        S5 = cuda.local.array((size, size, 1), float64)
-        W = cuda.local.array((size, size, 1), float64)
-        G1 = cuda.local.array((size, size, 1), float64)
-        H1 = cuda.local.array((size, size, 1), float64)
-        G2 = cuda.local.array((size, size, 1), float64)
-        H2 = cuda.local.array((size, size, 1), float64)
-        A = cuda.local.array((size, size, 1), float64)
-        B = cuda.local.array((size, size, 1), float64)
-        rp1 = cuda.local.array((size, 1), float64)
-        rq1 = cuda.local.array((size, 1), float64)
-        rp2 = cuda.local.array((size, 1), float64)
-        rq2 = cuda.local.array((size, 1), float64)
-        v = cuda.local.array((scalars, 1), float64)
-        res = cuda.local.array(1, float64)
-        layout = slot_layout(mode, True)
-        for b in range(cuda.grid(1), count, cuda.gridsize(1)):
-            gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, layout, v[6], 1)
-            value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B,
-                           rp1, rq1, rp2, rq2, v, res, 1, n, p)
-            if finish(res, out, b, 1, count) < count:
-                cuda.atomic.min(first_bad, 0, start + b)
-            store_wanted(g0, g1, g2, g3, g4, g5, W, G1, H1, G2, H2, wanted, b, res, 1)
-
-    return kernel
+    return define(_GRAD_KERNEL, scratch.GRADIENT_SCRATCH, size, mode=mode,
+                  **{name: DEVICE[name] for name in ("gather_slots", "value_and_grad", "finish", "store_wanted",
+                                                     "slot_layout")})
 
 
 def signature(slot_dtypes, out_dtype):

@@ -33,8 +33,13 @@ FASTMATH = {"contract", "nsz"}
 OPTIONS = dict(cache=CACHE, error_model="numpy", fastmath=FASTMATH, nogil=True)
 
 
+#: Every per-item kernel, in the order defined: what other targets compile from its source
+#: (:func:`fastmvn._cuda_kernels.retarget`).
+ITEMS = []
+
+
 def item(func=None, *, inline=False):
-    """Compile a per-item kernel for the CPU, lazily.
+    """Compile a per-item kernel for the CPU, lazily, and record it in :data:`ITEMS`.
 
     LLVM inlines small kernels into their callers by itself; ``inline=True`` inlines at
     Numba's level as well, for a kernel with so many array arguments that passing them
@@ -44,7 +49,9 @@ def item(func=None, *, inline=False):
 
     if func is None:
         return lambda func: item(func, inline=inline)
-    return numba.njit(inline="always" if inline else "never", **OPTIONS)(func)
+    dispatcher = numba.njit(inline="always" if inline else "never", **OPTIONS)(func)
+    ITEMS.append(dispatcher)
+    return dispatcher
 
 
 #: Every batch driver, so that a forked child can give each a lock of its own.

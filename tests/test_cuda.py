@@ -24,7 +24,8 @@ else:
 from numba import cuda  # noqa: E402
 from numba.cuda.cudadrv.devicearray import is_cuda_ndarray  # noqa: E402
 
-from fastmvn import _cuda_kernels, _kernels  # noqa: E402
+from fastmvn import _cuda_kernels  # noqa: E402
+from fastmvn.kernels import drivers, gradients, lanes, values  # noqa: E402
 
 pytestmark = pytest.mark.cuda
 
@@ -266,8 +267,8 @@ def test_float32_gpu_arrays_with_float64_host_arrays(rng):
 
 
 def test_every_per_item_function_is_retargeted_from_its_own_source():
-    items = {name: value for name, value in vars(_kernels).items()
-             if hasattr(value, "py_func") and value.py_func.__module__ == _kernels.__name__}
+    items = {name: value for module in (lanes, values, gradients, drivers) for name, value in vars(module).items()
+             if hasattr(value, "py_func") and value.py_func.__module__ == module.__name__}
     assert "evaluate" in items and "cholesky" in items
     for name, value in items.items():
         assert _cuda_kernels.DEVICE[name].py_func.__code__ is value.py_func.__code__
@@ -278,7 +279,7 @@ def test_retarget_binds_the_copies_to_one_another():
     exec("from numba import njit\n"
          "@njit\ndef inner(x):\n    return 2 * x\n"
          "@njit\ndef outer(x):\n    return inner(x) + 1\n", module.__dict__)
-    namespace = _cuda_kernels.retarget(module, lambda func: func)  # the plain Python copies
+    namespace = _cuda_kernels.retarget([module.inner, module.outer], lambda func: func)  # the plain Python copies
     assert namespace["outer"].__globals__["inner"] is namespace["inner"]
     assert namespace["outer"](3) == 7 and namespace["outer"] is not module.outer.py_func
 

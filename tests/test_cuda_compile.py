@@ -51,3 +51,9 @@ def test_every_mode_compiles_to_ptx(mode):
 
 def test_largest_scratch_and_float64_compile():
     assert ".entry" in ptx(_modes.KL_COV, _cuda_kernels.MAX_SIZE, np.float64)
+
+
+def test_gradient_kernel_compiles():
+    kernel = _cuda_kernels.grad_kernel(_modes.KL_COV, 4)
+    code, _ = cuda.compile_ptx(kernel, _cuda_kernels.grad_signature((np.float32,) * 6, np.float32), cc=TARGET)
+    assert ".entry" in code

@@ -1,0 +1,149 @@
+"""The CPU batch drivers: :func:`evaluate_batch` and :func:`value_and_grad_batch` run the
+per-item kernels over a batch in parallel chunks, :func:`lane_count` items at a time, with
+lane scratch allocated by the table of :mod:`fastmvn.kernels.scratch`."""
+
+import numpy as np
+from numba import float32, float64, int64, prange, types, void
+
+from .._jit import batch, item
+from .gradients import store_wanted, value_and_grad
+from .scratch import (AS_SLOT0, AS_SLOT1, AS_SLOT2, AS_SLOT3, AS_SLOT4, AS_SLOT5, GRADIENT_MATRICES,
+                      GRADIENT_VECTORS, MEAN_SHAPE, QUAD, ROW_SQUARE, ROW_VECTOR, SCALARS, VALUE_MATRICES, VALUE_VECTORS)
+from .values import evaluate, finish, gather_slots, slot_layout
+
+#: Items computed side by side by one call of a per-item kernel in the CPU drivers ...
+LANES = 32
+#: ... and for matrices up to 4×4, whose loops over the lanes are the only long ones: 128 amortise
+#: the setup of each short loop over more items (64 were 10% slower, 256 no faster).
+SMALL_LANES = 128
+
+
+@item
+def lane_count(n, p, itemsize):
+    """How many items the CPU drivers compute side by side for ``n×p`` means in arithmetic
+    of ``itemsize`` bytes: twice as many in float32, in the same scratch as float64."""
+    return (SMALL_LANES if max(n, p) <= 4 else LANES) * (8 // itemsize)
+
+
+@item
+def matrix_shape(rule, a0, a1, a2, a3, a4, a5, n, p):
+    """The ``(rows, cols)`` of one item of a matrix of shape ``rule`` (see
+    :mod:`fastmvn.kernels.scratch`) for the slots ``a0 … a5`` and ``n×p`` means."""
+    if rule == AS_SLOT0:
+        return a0.shape[1], a0.shape[2]
+    if rule == AS_SLOT1:
+        return a1.shape[1], a1.shape[2]
+    if rule == AS_SLOT2:
+        return a2.shape[1], a2.shape[2]
+    if rule == AS_SLOT3:
+        return a3.shape[1], a3.shape[2]
+    if rule == AS_SLOT4:
+        return a4.shape[1], a4.shape[2]
+    if rule == AS_SLOT5:
+        return a5.shape[1], a5.shape[2]
+    if rule == MEAN_SHAPE:
+        return n, p
+    if rule == ROW_SQUARE:
+        return n, n
+    return p, p  # COL_SQUARE
+
+
+@item
+def lane_matrices(rules, a0, a1, a2, a3, a4, a5, n, p, lanes, dtype):
+    """Scratch of ``dtype`` for ``lanes`` items, a ``(rows, cols, lanes)`` array for each
+    shape rule of ``rules`` (:data:`~fastmvn.kernels.scratch.VALUE_MATRICES`, …), in order."""
+    return [np.empty(matrix_shape(rule, a0, a1, a2, a3, a4, a5, n, p) + (lanes,), dtype) for rule in rules]
+
+
+@item
+def lane_vectors(rules, n, p, lanes, dtype):
+    """Scratch of ``dtype`` for ``lanes`` items, an ``(n or p, lanes)`` array for each
+    :data:`~fastmvn.kernels.scratch.ROW_VECTOR` or ``COL_VECTOR`` of ``rules``, in order."""
+    return [np.empty((n if rule == ROW_VECTOR else p, lanes), dtype) for rule in rules]
+
+
+@item
+def lane_scalars(lanes):
+    """The float64 scratch of every kernel for ``lanes`` items: ``v`` (``(SCALARS, lanes)``)
+    and the result (``(lanes,)``)."""
+    return np.empty((SCALARS, lanes)), np.empty(lanes)
+
+
+#: The (data, arithmetic) dtypes the drivers are compiled for, each on first use.
+_PRECISIONS = ((float64, float64), (float32, float32), (float32, float64))
+
+_SIGNATURES = {(np.dtype(dtype.name), np.dtype(work.name)):
+               void(int64, *(types.Array(dtype, 3, "A", readonly=True),) * 6, dtype[:], int64[:], work[:])
+               for dtype, work in _PRECISIONS}
+
+
+@batch(_SIGNATURES)
+def evaluate_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad, work):
+    """``out[b] = evaluate(mode, a0[b], …, a5[b])`` for every ``b``, in parallel chunks.
+
+    The batch is split into ``len(first_bad)`` contiguous chunks, each computed
+    :func:`lane_count` items at a time with scratch allocated once per chunk. An item whose
+    result is not finite is stored as NaN, and ``first_bad[c]`` receives the first such
+    index of chunk ``c`` (``len(out)`` if none). The arithmetic is done in the dtype of
+    ``work``, an empty array.
+    """
+    count = out.shape[0]
+    n = a0.shape[1]
+    p = a0.shape[2]
+    chunks = first_bad.shape[0]
+    size = (count + chunks - 1) // chunks
+    layout = slot_layout(mode, False)
+    dtype = work.dtype
+    lanes = lane_count(n, p, work.itemsize)
+    for c in prange(chunks):
+        S0, S1, S2, S3, S4, S5 = lane_matrices(VALUE_MATRICES, a0, a1, a2, a3, a4, a5, n, p, lanes, dtype)
+        ru1, rv1, ru2, rv2 = lane_vectors(VALUE_VECTORS, n, p, lanes, dtype)
+        v, res = lane_scalars(lanes)
+        bad = count
+        stop = min(count, (c + 1) * size)
+        for start in range(c * size, stop, lanes):
+            m = min(lanes, stop - start)
+            gather_slots(a0, a1, a2, a3, a4, a5, start, S0, S1, S2, S3, S4, S5, layout, v[QUAD], m)
+            evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p)
+            bad = min(bad, finish(res, out, start, m, count))
+        first_bad[c] = bad
+
+
+_GRAD_SIGNATURES = {(np.dtype(dtype.name), np.dtype(work.name)):
+                    void(int64, *(types.Array(dtype, 3, "A", readonly=True),) * 6, dtype[:],
+                         *(types.Array(dtype, 3, "C"),) * 6, int64, int64[:], work[:])
+                    for dtype, work in _PRECISIONS}
+
+
+@batch(_GRAD_SIGNATURES)
+def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, g5, wanted, first_bad, work):
+    """``out[b]`` and ``g0[b] … g5[b]`` = the KL of item ``b`` and its gradient with respect to
+    ``a0[b] … a5[b]``, for every ``b``, in parallel chunks as :func:`evaluate_batch`.
+
+    Gradient ``k`` is stored only where bit ``k`` of ``wanted`` is set (the others may be
+    ``(1, 1, 1)`` placeholders). An item whose KL is not finite gets NaN for its KL and
+    its gradients, and counts in ``first_bad``.
+    """
+    count = out.shape[0]
+    n = a0.shape[1]
+    p = a0.shape[2]
+    chunks = first_bad.shape[0]
+    size = (count + chunks - 1) // chunks
+    layout = slot_layout(mode, True)
+    dtype = work.dtype
+    lanes = lane_count(n, p, work.itemsize)
+    for c in prange(chunks):
+        S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B = lane_matrices(GRADIENT_MATRICES, a0, a1, a2, a3, a4, a5,
+                                                                         n, p, lanes, dtype)
+        rp1, rq1, rp2, rq2 = lane_vectors(GRADIENT_VECTORS, n, p, lanes, dtype)
+        v, res = lane_scalars(lanes)
+        bad = count
+        stop = min(count, (c + 1) * size)
+        for start in range(c * size, stop, lanes):
+            m = min(lanes, stop - start)
+            gather_slots(a0, a1, a2, a3, a4, a5, start, S0, S1, S2, S3, S4, S5, layout, v[QUAD], m)
+            value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B,
+                           rp1, rq1, rp2, rq2, v, res, m, n, p)
+            bad = min(bad, finish(res, out, start, m, count))
+            store_wanted(g0, g1, g2, g3, g4, g5, W, G1, H1, G2, H2, wanted, start, res, m)
+        first_bad[c] = bad
