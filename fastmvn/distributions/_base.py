@@ -398,3 +398,58 @@ class _Frozen:
         r = np.arange(n) if rows is None else _indices(rows, n, "rows")
         c = np.arange(p) if cols is None else _indices(cols, p, "cols")
         return r, c
+
+    # Expectations
+
+    def _expect_quadratic(self, A, transpose):
+        """``E[Xᵀ A X]``, or with ``transpose`` ``E[X A Xᵀ]`` (that of ``Xᵀ``)."""
+        raise NotImplementedError
+
+    def expect_xtax(self, A):
+        """``E[Xᵀ A X]``: ``Mᵀ A M + tr(A U) V`` for a :class:`~fastmvn.MatrixNormal`; for a
+        :class:`~fastmvn.MatrixGaussian`, ``(Mᵀ A M)_ij + Σ_ab A_ab Cov(X_ai, X_bj)``
+        (:func:`fastmvn.expect_quadratic` with ``Y = X``).
+
+        Parameters
+        ----------
+        A : (..., n, n) array_like
+            Any square matrices; leading axes broadcast with :attr:`batch_shape`.
+
+        Returns
+        -------
+        expectation : (..., p, p) ndarray
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> fm.MatrixNormal(np.zeros((2, 1)), [[1.0, 0.5], [0.5, 2.0]], [[3.0]]).expect_xtax(np.eye(2))
+        array([[9.]])
+        >>> fm.MatrixGaussian(np.zeros((2, 1)), [[1.0, 0.5], [0.5, 2.0]]).expect_xtax(np.eye(2))   # E[xᵀx] = tr Σ
+        array([[3.]])
+        """
+        return self._expect_quadratic(A, transpose=False)
+
+    def expect_xaxt(self, A):
+        """``E[X A Xᵀ]``: ``M A Mᵀ + tr(A V) U`` for a :class:`~fastmvn.MatrixNormal`; for a
+        :class:`~fastmvn.MatrixGaussian`, ``(M A Mᵀ)_ij + Σ_ab A_ab Cov(X_ia, X_jb)``.
+
+        Parameters
+        ----------
+        A : (..., p, p) array_like
+            Any square matrices; leading axes broadcast with :attr:`batch_shape`.
+
+        Returns
+        -------
+        expectation : (..., n, n) ndarray
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> fm.MatrixNormal(np.zeros((2, 1)), [[1.0, 0.5], [0.5, 2.0]], [[3.0]]).expect_xaxt(np.eye(1))
+        array([[3. , 1.5],
+               [1.5, 6. ]])
+        >>> fm.MatrixGaussian(np.zeros((2, 1)), [[1.0, 0.5], [0.5, 2.0]]).expect_xaxt(np.eye(1))   # E[x xᵀ] = Σ
+        array([[1. , 0.5],
+               [0.5, 2. ]])
+        """
+        return self._expect_quadratic(A, transpose=True)

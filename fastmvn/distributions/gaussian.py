@@ -603,47 +603,6 @@ class MatrixGaussian(_Frozen):
         return _expectation(a_arg, mean_arg, mean_arg,
                             _Arg("cov_tensor", MATRIX, tensor, axes * 2))
 
-    def expect_xtax(self, A):
-        """``E[Xᵀ A X]_ij = (Mᵀ A M)_ij + Σ_ab A_ab Cov(X_ai, X_bj)``: :func:`expect_quadratic` with ``Y = X``.
-
-        Parameters
-        ----------
-        A : (..., n, n) array_like
-            Any square matrices; leading axes broadcast with :attr:`batch_shape`.
-
-        Returns
-        -------
-        expectation : (..., p, p) ndarray
-
-        Examples
-        --------
-        >>> import numpy as np, fastmvn as fm
-        >>> fm.MatrixGaussian(np.zeros((2, 1)), [[1.0, 0.5], [0.5, 2.0]]).expect_xtax(np.eye(2))   # E[xᵀx] = tr Σ
-        array([[3.]])
-        """
-        return self._expect_quadratic(A, transpose=False)
-
-    def expect_xaxt(self, A):
-        """``E[X A Xᵀ]_ij = (M A Mᵀ)_ij + Σ_ab A_ab Cov(X_ia, X_jb)``.
-
-        Parameters
-        ----------
-        A : (..., p, p) array_like
-            Any square matrices; leading axes broadcast with :attr:`batch_shape`.
-
-        Returns
-        -------
-        expectation : (..., n, n) ndarray
-
-        Examples
-        --------
-        >>> import numpy as np, fastmvn as fm
-        >>> fm.MatrixGaussian(np.zeros((2, 1)), [[1.0, 0.5], [0.5, 2.0]]).expect_xaxt(np.eye(1))   # E[x xᵀ] = Σ
-        array([[1. , 0.5],
-               [0.5, 2. ]])
-        """
-        return self._expect_quadratic(A, transpose=True)
-
 
 # Expectations of quadratic forms ---------------------------------------------------------
 

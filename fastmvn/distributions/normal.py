@@ -356,47 +356,6 @@ class MatrixNormal(_Frozen):
 
     # Expectations
 
-    def expect_xtax(self, A):
-        """``E[Xᵀ A X] = Mᵀ A M + tr(A U) V``.
-
-        Parameters
-        ----------
-        A : (..., n, n) array_like
-            Any square matrices; leading axes broadcast with :attr:`batch_shape`.
-
-        Returns
-        -------
-        expectation : (..., p, p) ndarray
-
-        Examples
-        --------
-        >>> import numpy as np, fastmvn as fm
-        >>> fm.MatrixNormal(np.zeros((2, 1)), [[1.0, 0.5], [0.5, 2.0]], [[3.0]]).expect_xtax(np.eye(2))
-        array([[9.]])
-        """
-        return self._expect_quadratic(A, transpose=False)
-
-    def expect_xaxt(self, A):
-        """``E[X A Xᵀ] = M A Mᵀ + tr(A V) U``.
-
-        Parameters
-        ----------
-        A : (..., p, p) array_like
-            Any square matrices; leading axes broadcast with :attr:`batch_shape`.
-
-        Returns
-        -------
-        expectation : (..., n, n) ndarray
-
-        Examples
-        --------
-        >>> import numpy as np, fastmvn as fm
-        >>> fm.MatrixNormal(np.zeros((2, 1)), [[1.0, 0.5], [0.5, 2.0]], [[3.0]]).expect_xaxt(np.eye(1))
-        array([[3. , 1.5],
-               [1.5, 6. ]])
-        """
-        return self._expect_quadratic(A, transpose=True)
-
     def _expect_quadratic(self, A, transpose):
         """``E[Xᵀ A X]``, or with ``transpose`` ``E[X A Xᵀ]``: that of ``Xᵀ ~ MN(Mᵀ, V, U)``."""
         mean_arg, a_arg = _Arg("mean", MEAN, self.mean, "np"), _Arg("A", MEAN, A, "pp" if transpose else "nn")
