@@ -127,17 +127,16 @@ def _not_pd(name):
     return f"{name} is not positive definite (Cholesky failed)"
 
 
-
 # Parts of a distribution ----------------------------------------------------------------
 
 
 def _sample_shape(size):
+    """The sample axes of ``size`` (``None``, an int or a tuple of ints) as a tuple."""
     if size is None:
         return ()
     if np.ndim(size) == 0:
         return (operator.index(size),)
     return tuple(operator.index(s) for s in size)
-
 
 
 def _symmetric(a, dtype):
@@ -166,7 +165,6 @@ def _read_only(array, dtype):
     return array
 
 
-
 def _in_range(value, dtype, name, batch_shape):
     """``value`` (float64 covariances over their own batch shape, as computed), after checking
     that ``dtype`` holds it: the first item with an entry too large for ``dtype``, or a
@@ -179,7 +177,6 @@ def _in_range(value, dtype, name, batch_shape):
     _report([(large, FloatingPointError, f"{name} overflows {dtype}"),
              (small, FloatingPointError, f"{name} underflows {dtype}")], batch_shape)
     return value
-
 
 
 # The frozen distribution ----------------------------------------------------------------

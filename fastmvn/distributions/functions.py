@@ -222,7 +222,6 @@ def entropy_chol(rowchol, colchol, *, out=None, errors="raise", lower=True):
     return _entropy(args, _factor_logdet, out, errors)
 
 
-
 # Sampling -------------------------------------------------------------------------------
 
 

@@ -120,7 +120,6 @@ def _vec_positions(mask):
     return np.flatnonzero(mask.ravel(order="F"))
 
 
-
 def _logdet(chol):
     """``log|L Lᵀ|`` from the diagonal of lower factors ``L``."""
     return 2.0 * np.log(np.diagonal(np.asarray(chol, dtype=np.float64), axis1=-2, axis2=-1)).sum(axis=-1)

@@ -105,7 +105,6 @@ def kl_full(mean1, cov1, mean2=None, cov2=None, *, out=None, errors="raise"):
     return _compute(_modes.KL_COV, [vec1, args[1], unit, vec2, args[3], unit], out, errors)
 
 
-
 # Between distributions ------------------------------------------------------------------
 
 
@@ -113,7 +112,6 @@ def _inverse(chol):
     """``(L Lᵀ)⁻¹`` from lower factors ``L`` (float64), batched."""
     inverse = np.linalg.inv(np.asarray(chol, dtype=np.float64))
     return np.swapaxes(inverse, -1, -2) @ inverse
-
 
 
 def _kl_to_normal(g, q):
