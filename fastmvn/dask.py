@@ -49,7 +49,8 @@ try:
 except ImportError as error:
     raise ImportError('fastmvn.dask needs Dask: install it with  pip install "fastmvn[dask]"') from error
 
-from . import _api, _distribution
+from . import _api
+from .distributions import functions
 
 __all__ = ["kl", "kl_chol", "kl_diag", "logpdf", "entropy", "RechunkWarning"]
 
@@ -522,7 +523,7 @@ def entropy(rowcov, colcov, *, errors="raise"):
     >>> np.allclose(fmd.entropy(rowcov, np.eye(3)).compute(), fm.entropy(rowcov.compute(), np.eye(3)))
     True
     """
-    return _lazy(_distribution.entropy, [("rowcov", "nn"), ("colcov", "pp")], (rowcov, colcov), errors)
+    return _lazy(functions.entropy, [("rowcov", "nn"), ("colcov", "pp")], (rowcov, colcov), errors)
 
 
 def logpdf_chol(x, mean, rowchol, colchol, *, errors="raise", lower=True):
@@ -642,7 +643,7 @@ def entropy_chol(rowchol, colchol, *, errors="raise", lower=True):
     ...             fm.entropy(rowchol.compute() ** 2, np.eye(3)))
     True
     """
-    return _lazy(_distribution.entropy_chol, [("rowchol", "nn"), ("colchol", "pp")], (rowchol, colchol), errors,
+    return _lazy(functions.entropy_chol, [("rowchol", "nn"), ("colchol", "pp")], (rowchol, colchol), errors,
                  lower=lower)
 
 

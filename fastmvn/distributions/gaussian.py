@@ -1,6 +1,9 @@
 """The general matrix Gaussian ``vec X ~ N(vec M, Σ)`` with a full ``np×np`` covariance: the
-frozen, possibly batched :class:`MatrixGaussian`, KL divergences between matrix Gaussians and
-matrix normals, expectations of quadratic forms and the projection onto matrix normals.
+frozen, possibly batched :class:`MatrixGaussian` and expectations of quadratic forms
+(:func:`expect_quadratic`). The KL divergences (:func:`fastmvn.kl_full`, from parameters, and
+:func:`fastmvn.kl_gaussian`, between the distributions of either family) are
+:mod:`fastmvn.distributions.kl`; the projection onto matrix normals is
+:mod:`fastmvn.distributions.fitting`.
 
 A matrix Gaussian on ``n×p`` matrices is a matrix normal on ``np×1`` matrices: mean
 ``vec M`` (a column), row covariance ``Σ`` and column covariance ``[[1]]``. Densities,
@@ -14,21 +17,15 @@ Conventions: ``vec`` stacks columns, so ``Σ[i + n·j, k + n·l] = Cov(X_ij, X_k
 lower triangle of ``Σ`` is read.
 """
 
-import math
-import operator
-import warnings
-
 import numpy as np
 from numpy.linalg import LinAlgError
 
-from . import _modes
-from ._api import (COV, MATRIX, MEAN, _Arg, _check, _check_errors, _compute, kl_chol, logpdf_chol,
-                   mahalanobis_chol, result_dtype)
-from ._distribution import (_ENTROPY_PER_ENTRY, MatrixNormal, _exp, _factor, _first, _full, _in_range, _indices,
-                            _nonfinite, _not_pd, _read_only, _relative_change, _report, _sample_shape, _symmetric,
-                            _unit_scaled, _unscaled, _where)
+from .._api import COV, MATRIX, MEAN, _Arg, _check
+from ._base import (_ENTROPY_PER_ENTRY, _factor, _Frozen, _full, _in_range, _Links, _nonfinite, _not_pd, _report,
+                    _sample_shape, _symmetric)
+from .normal import MatrixNormal
 
-__all__ = ["MatrixGaussian", "kl_full", "kl_gaussian", "expect_quadratic", "nearest_kronecker", "project"]
+__all__ = ["MatrixGaussian", "expect_quadratic"]
 
 # The column covariance (and its factor) of vec X read as an np×1 matrix normal. float32, so
 # that it never widens the result dtype of a kernel.
@@ -97,13 +94,6 @@ def _parts(mean, cov, names=("mean", "cov")):
     return np.array(mean_arg.array, dtype=np.float64), _symmetric(cov_arg.array, np.float64), chol, dtype, batch_shape
 
 
-def _assemble(*parts):
-    """A :class:`MatrixGaussian` from checked parts ``(mean, cov, chol, dtype, batch_shape)``."""
-    distribution = object.__new__(MatrixGaussian)
-    distribution._init(*parts)
-    return distribution
-
-
 def _mask(mask, name, shape):
     """``mask`` checked to be a boolean array of ``shape`` that selects something."""
     array = np.asarray(mask)
@@ -130,12 +120,6 @@ def _vec_positions(mask):
     return np.flatnonzero(mask.ravel(order="F"))
 
 
-def _inverse(chol):
-    """``(L Lᵀ)⁻¹`` from lower factors ``L`` (float64), batched."""
-    inverse = np.linalg.inv(np.asarray(chol, dtype=np.float64))
-    return np.swapaxes(inverse, -1, -2) @ inverse
-
-
 def _logdet(chol):
     """``log|L Lᵀ|`` from the diagonal of lower factors ``L``."""
     return 2.0 * np.log(np.diagonal(np.asarray(chol, dtype=np.float64), axis1=-2, axis2=-1)).sum(axis=-1)
@@ -144,7 +128,7 @@ def _logdet(chol):
 # The frozen distribution -----------------------------------------------------------------
 
 
-class MatrixGaussian:
+class MatrixGaussian(_Frozen):
     """A frozen matrix Gaussian ``vec X ~ N(vec mean, cov)`` on ``n×p`` matrices, possibly batched.
 
     The general Gaussian on a random matrix: any symmetric positive definite covariance
@@ -212,6 +196,9 @@ class MatrixGaussian:
     (3, 1)
     """
 
+    _PARTS = ("_mean", "_cov", "_chol")
+    _DERIVED = ("_vec_mean",)
+
     def __init__(self, mean, cov):
         self._init(*_parts(mean, cov))
 
@@ -246,7 +233,8 @@ class MatrixGaussian:
         """
         mean_arg, tensor_arg = _Arg("mean", MEAN, mean, "np"), _Arg("cov_tensor", MATRIX, cov_tensor, "npnp")
         _check([mean_arg, tensor_arg])
-        return _assemble(*_parts(mean, _cov_from_tensor(tensor_arg.array), names=("mean", "cov_tensor")))
+        cov = _cov_from_tensor(tensor_arg.array)
+        return MatrixGaussian._assemble(*_parts(mean, cov, names=("mean", "cov_tensor")))
 
     @staticmethod
     def from_kron_layout(mean, kron_layout):
@@ -284,7 +272,7 @@ class MatrixGaussian:
             raise ValueError(f"kron_layout has shape {layout_arg.array.shape}; expected (..., {n * n}, {p * p}) "
                              f"for the {n}×{p} matrices of mean")
         cov = _cov_from_kron_layout(layout_arg.array, n, p)
-        return _assemble(*_parts(mean, cov, names=("mean", "kron_layout")))
+        return MatrixGaussian._assemble(*_parts(mean, cov, names=("mean", "kron_layout")))
 
     @staticmethod
     def from_normal(normal):
@@ -326,47 +314,12 @@ class MatrixGaussian:
 
         mean, rowcov, colcov, rowchol, colchol = normal._exact
         cov = _in_range(kron(colcov, rowcov), normal.dtype, "the covariance V⊗U of normal", normal.batch_shape)
-        return _assemble(mean, cov, kron(colchol, rowchol), normal.dtype, normal.batch_shape)
+        return MatrixGaussian._assemble(mean, cov, kron(colchol, rowchol), normal.dtype, normal.batch_shape)
 
-    def _init(self, mean, cov, chol, dtype, batch_shape):
-        self._dtype = np.dtype(dtype)
-        self._batch_shape = tuple(batch_shape)
-        mean, cov, chol = (_read_only(a, np.float64) for a in (mean, cov, chol))
-        self._exact = mean, cov, chol, _read_only(_vec(mean), np.float64)
-        self._mean, self._cov, self._chol, self._vec_mean = (
-            self._exact if self._dtype == np.float64 else [_read_only(a, dtype) for a in self._exact])
-
-    def _parts_for(self, *arrays):
-        """``(mean, cov, chol, vec_mean)`` in the dtype of a result from this distribution and
-        ``arrays``: as stored, or the float64 parts as computed."""
-        if result_dtype(self._mean, *arrays) == self._dtype:
-            return self._mean, self._cov, self._chol, self._vec_mean
-        return self._exact
+    def _derive(self, mean, cov, chol):
+        return (_vec(mean),)
 
     # Attributes
-
-    @property
-    def shape(self):
-        """``(n, p)``: the shape of one random matrix."""
-        return self._mean.shape[-2:]
-
-    @property
-    def batch_shape(self):
-        """The shape of the stack of distributions; ``()`` for a single one."""
-        return self._batch_shape
-
-    @property
-    def dtype(self):
-        """The dtype of the stored parameters and of the results."""
-        return self._dtype
-
-    def _view(self, array, core=2):
-        return np.broadcast_to(array, self._batch_shape + array.shape[array.ndim - core:])
-
-    @property
-    def mean(self):
-        """``(..., n, p)`` mean ``M`` (read-only)."""
-        return self._view(self._mean)
 
     @property
     def cov(self):
@@ -389,19 +342,6 @@ class MatrixGaussian:
         ``Cov(X_ij, X_kl)``, block ``(i, j)`` is ``C[i, j, :, :]`` (read-only)."""
         return self._view(_kron_layout(self._cov, *self.shape))
 
-    def __repr__(self):
-        return f"{type(self).__name__}(shape={self.shape}, batch_shape={self._batch_shape}, dtype={self._dtype})"
-
-    def __getitem__(self, index):
-        """The sub-batch ``index`` selects (NumPy indexing on the batch axes only); a
-        :class:`MatrixGaussian` with the selected parameters and factors."""
-        if not self._batch_shape:
-            raise IndexError("a single (unbatched) MatrixGaussian cannot be indexed")
-        positions = np.arange(math.prod(self._batch_shape)).reshape(self._batch_shape)[index]
-        where = np.unravel_index(positions, self._batch_shape)
-        parts = [self._view(a)[where] for a in self._exact[:3]]
-        return _assemble(*parts, self._dtype, positions.shape)
-
     # Densities, entropy, sampling
 
     def _points(self, x):
@@ -410,87 +350,10 @@ class MatrixGaussian:
         _check([_Arg("mean", MEAN, self.mean, "np"), x_arg])
         return _vec(x_arg.array)
 
-    def logpdf(self, x, *, out=None, errors="raise"):
-        """Log-density ``−½[np·log 2π + log|Σ| + vec(X−M)ᵀ Σ⁻¹ vec(X−M)]`` at ``x``.
-
-        The matrix-normal kernel :func:`fastmvn.logpdf_chol` on ``vec``: an ``np×1`` matrix
-        with row factor ``chol`` and column factor ``[[1]]``.
-
-        Parameters
-        ----------
-        x : (..., n, p) array_like
-            Points; their leading axes broadcast with :attr:`batch_shape`.
-        out : ndarray, optional
-            Array of the broadcast batch shape and the result dtype to write into.
-        errors : {"raise", "nan"}
-            As in :func:`fastmvn.kl` (only ``x`` can fail).
-
-        Returns
-        -------
-        logpdf : (...) ndarray or scalar
-
-        Examples
-        --------
-        >>> import numpy as np, fastmvn as fm
-        >>> from scipy.stats import multivariate_normal
-        >>> g = fm.MatrixGaussian(np.zeros((2, 2)), np.eye(4) + 0.5)
-        >>> x = np.array([[1.0, 2.0], [3.0, 4.0]])
-        >>> bool(np.isclose(g.logpdf(x), multivariate_normal(np.zeros(4), np.eye(4) + 0.5).logpdf([1, 3, 2, 4])))
-        True
-        """
+    def _kernel_args(self, x):
         x = self._points(x)
         _, _, chol, vec_mean = self._parts_for(x)
-        return logpdf_chol(x, vec_mean, chol, _ONE, out=out, errors=errors)
-
-    def pdf(self, x, *, out=None, errors="raise"):
-        """Density at ``x``: ``exp`` of :meth:`logpdf` (see :func:`fastmvn.pdf` for overflow).
-
-        Parameters
-        ----------
-        x : (..., n, p) array_like
-            Points; their leading axes broadcast with :attr:`batch_shape`.
-        out : ndarray, optional
-            Array of the broadcast batch shape and the result dtype to write into.
-        errors : {"raise", "nan"}
-            As in :func:`fastmvn.pdf`.
-
-        Returns
-        -------
-        pdf : (...) ndarray or scalar
-
-        Examples
-        --------
-        >>> import numpy as np, fastmvn as fm
-        >>> round(float(fm.MatrixGaussian(np.zeros((1, 1)), [[1.0]]).pdf([[0.0]])), 6)
-        0.398942
-        """
-        return _exp(self.logpdf(x, out=out, errors=errors), errors)
-
-    def mahalanobis(self, x, *, out=None, errors="raise"):
-        """Squared Mahalanobis distance ``vec(X−M)ᵀ Σ⁻¹ vec(X−M) = ‖L⁻¹ vec(X−M)‖²``, stored ``L``.
-
-        Parameters
-        ----------
-        x : (..., n, p) array_like
-            Points; their leading axes broadcast with :attr:`batch_shape`.
-        out : ndarray, optional
-            Array of the broadcast batch shape and the result dtype to write into.
-        errors : {"raise", "nan"}
-            As in :func:`fastmvn.kl`.
-
-        Returns
-        -------
-        distance : (...) ndarray or scalar
-
-        Examples
-        --------
-        >>> import numpy as np, fastmvn as fm
-        >>> float(fm.MatrixGaussian(np.zeros((1, 2)), 4 * np.eye(2)).mahalanobis([[2.0, 2.0]]))
-        2.0
-        """
-        x = self._points(x)
-        _, _, chol, vec_mean = self._parts_for(x)
-        return mahalanobis_chol(x, vec_mean, chol, _ONE, out=out, errors=errors)
+        return x, vec_mean, chol, _ONE
 
     def entropy(self):
         """Differential entropy ``½ log|2πe Σ| = ½[np(1 + log 2π) + log|Σ|]`` from the stored factor.
@@ -561,7 +424,7 @@ class MatrixGaussian:
         >>> abs(float(g.kl(g))) < 1e-12
         True
         """
-        return kl_gaussian(self, other)
+        return _Links.kl(self, other)
 
     # New distributions
 
@@ -569,7 +432,7 @@ class MatrixGaussian:
         """The matrix Gaussian of the entries at ``positions`` of ``vec X``, as matrices of ``shape``
         (column-major)."""
         mean = _unvec(self._vec_mean[..., positions, 0], *shape)
-        return _assemble(*_parts(mean, self._cov[..., positions[:, None], positions], names=names))
+        return self._assemble(*_parts(mean, self._cov[..., positions[:, None], positions], names=names))
 
     def marginal(self, rows=None, cols=None, *, entries=None):
         """The distribution of some entries of ``X``: the matching sub-mean and sub-covariance.
@@ -615,8 +478,7 @@ class MatrixGaussian:
             mask = _mask(entries, "entries", (n, p))
             return self._select(_vec_positions(mask), _block_shape(mask) or (int(mask.sum()), 1),
                                 names=("the marginal mean", "the marginal cov"))
-        r = np.arange(n) if rows is None else _indices(rows, n, "rows")
-        c = np.arange(p) if cols is None else _indices(cols, p, "cols")
+        r, c = self._selection(rows, cols)
         return self._select((r[None, :] + n * c[:, None]).ravel(), (len(r), len(c)),
                             names=("the marginal mean", "the marginal cov"))
 
@@ -674,7 +536,7 @@ class MatrixGaussian:
         m = vec_mean[..., 0]
         mean = m[..., free] + ((x - m[..., observed])[..., None, :] @ gain)[..., 0, :]
         mean = _unvec(mean, *(_block_shape(~mask) or (len(free), 1)))
-        return _assemble(*_parts(mean.astype(dtype), cov.astype(dtype),
+        return self._assemble(*_parts(mean.astype(dtype), cov.astype(dtype),
                                  names=("the conditional mean", "the conditional cov")))
 
     def affine(self, A=None, B=None, C=None):
@@ -710,13 +572,7 @@ class MatrixGaussian:
         >>> total.mean, total.cov
         (array([[4.]]), array([[4.]]))
         """
-        args = [_Arg("mean", MEAN, self.mean, "np")]
-        shift_axes = ("n" if A is None else "m") + ("p" if B is None else "q")  # the shape of A X B
-        args += [_Arg(name, MEAN, value, axes)
-                 for name, value, axes in (("A", A, "mn"), ("B", B, "pq"), ("C", C, shift_axes)) if value is not None]
-        dtype, batch_shape = _check(args)
-        _report([(_nonfinite(arg), ValueError, f"{arg.name} contains NaN or infinity") for arg in args[1:]],
-                batch_shape)
+        args, dtype, _ = self._affine_args(self.mean, A, B, C)
         n, p = self.shape
         own_mean, own_cov = (np.asarray(a, dtype=np.float64)
                              for a in self._parts_for(*(arg.array for arg in args[1:]))[:2])
@@ -729,7 +585,7 @@ class MatrixGaussian:
         transform = np.einsum("...jb,...ai->...baji", B, A)  # Bᵀ⊗A: [a + m·b, i + n·j] = B[j, b] A[a, i]
         transform = transform.reshape(transform.shape[:-4] + (m * q, n * p))
         cov = transform @ own_cov @ np.swapaxes(transform, -1, -2)
-        return _assemble(*_parts(mean.astype(dtype), cov.astype(dtype),
+        return self._assemble(*_parts(mean.astype(dtype), cov.astype(dtype),
                                  names=("A mean B + C", "(Bᵀ⊗A) cov (Bᵀ⊗A)ᵀ")))
 
     # Expectations
@@ -745,209 +601,6 @@ class MatrixGaussian:
         mean_arg = _Arg("mean", MEAN, mean, axes)
         return _expectation(a_arg, mean_arg, mean_arg,
                             _Arg("cov_tensor", MATRIX, tensor, axes * 2))
-
-    def expect_xtax(self, A):
-        """``E[Xᵀ A X]_ij = (Mᵀ A M)_ij + Σ_ab A_ab Cov(X_ai, X_bj)``: :func:`expect_quadratic` with ``Y = X``.
-
-        Parameters
-        ----------
-        A : (..., n, n) array_like
-            Any square matrices; leading axes broadcast with :attr:`batch_shape`.
-
-        Returns
-        -------
-        expectation : (..., p, p) ndarray
-
-        Examples
-        --------
-        >>> import numpy as np, fastmvn as fm
-        >>> fm.MatrixGaussian(np.zeros((2, 1)), [[1.0, 0.5], [0.5, 2.0]]).expect_xtax(np.eye(2))   # E[xᵀx] = tr Σ
-        array([[3.]])
-        """
-        return self._expect_quadratic(A, transpose=False)
-
-    def expect_xaxt(self, A):
-        """``E[X A Xᵀ]_ij = (M A Mᵀ)_ij + Σ_ab A_ab Cov(X_ia, X_jb)``.
-
-        Parameters
-        ----------
-        A : (..., p, p) array_like
-            Any square matrices; leading axes broadcast with :attr:`batch_shape`.
-
-        Returns
-        -------
-        expectation : (..., n, n) ndarray
-
-        Examples
-        --------
-        >>> import numpy as np, fastmvn as fm
-        >>> fm.MatrixGaussian(np.zeros((2, 1)), [[1.0, 0.5], [0.5, 2.0]]).expect_xaxt(np.eye(1))   # E[x xᵀ] = Σ
-        array([[1. , 0.5],
-               [0.5, 2. ]])
-        """
-        return self._expect_quadratic(A, transpose=True)
-
-
-# KL divergences --------------------------------------------------------------------------
-
-
-def kl_full(mean1, cov1, mean2=None, cov2=None, *, out=None, errors="raise"):
-    r"""KL divergence between matrix Gaussians ``N(vec mean1, cov1) ‖ N(vec mean2, cov2)``, batched.
-
-    .. math::
-
-        \tfrac12\big[\lVert L_2^{-1}L_1\rVert_F^2 + \lVert L_2^{-1}\operatorname{vec}(M_2 - M_1)\rVert^2
-        - np + \log|\Sigma_2| - \log|\Sigma_1|\big],\quad \Sigma = L L^\top,
-
-    the multivariate-normal KL on column-major ``vec``: the two Cholesky factorisations
-    (the kernels' per-item Cholesky), the triangular trace and the whitened mean difference
-    in one fused pass per item, the items split across threads. A failing item is reported
-    by argument and batch index as in :func:`fastmvn.kl`. Only the lower triangles of the
-    covariances are read. Against the standard normal (``mean2`` and ``cov2`` omitted) it
-    is the matrix-normal kernel of :func:`fastmvn.kl` on ``np×1`` matrices, with row
-    covariance ``Σ`` and column covariance ``[[1]]``. :func:`kl_gaussian` is the same for
-    distribution objects.
-
-    Parameters
-    ----------
-    mean1 : (..., n, p) array_like
-        Mean of the first distribution.
-    cov1 : (..., np, np) array_like
-        Covariance of column-major ``vec X`` under the first distribution (SPD).
-    mean2 : (..., n, p) array_like, optional
-        Mean of the second distribution; ``None`` means zero.
-    cov2 : (..., np, np) array_like, optional
-        Covariance of the second distribution; ``None`` means the identity. With both
-        ``mean2`` and ``cov2`` omitted, the KL to the standard normal runs a faster path.
-    out : ndarray, optional
-        Array of the broadcast batch shape and the result dtype to write into.
-    errors : {"raise", "nan"}
-        As in :func:`fastmvn.kl`.
-
-    Returns
-    -------
-    kl : (...) ndarray or scalar
-        The divergences over the broadcast batch shape; float32 when every input is float32.
-
-    Raises
-    ------
-    numpy.linalg.LinAlgError
-        A covariance is not positive definite; names the argument and batch index.
-    ValueError
-        NaN or infinity (names the argument and batch index); a covariance not of size
-        ``np``; shapes that do not broadcast.
-
-    See Also
-    --------
-    fastmvn.reference.kl_gaussian : the NumPy specification.
-
-    Examples
-    --------
-    >>> import numpy as np, fastmvn as fm
-    >>> from fastmvn._bench import random_spd
-    >>> rng = np.random.default_rng(0)
-    >>> mean, cov = rng.standard_normal((1000, 2, 3)), random_spd(rng, (1000,), 6)
-    >>> kl = fm.kl_full(mean, cov, np.zeros((2, 3)), np.eye(6))   # each against N(0, I)
-    >>> kl.shape, bool(np.allclose(kl, fm.kl_full(mean, cov)))
-    ((1000,), True)
-    >>> cov[7] = -np.eye(6)
-    >>> fm.kl_full(mean, cov)
-    Traceback (most recent call last):
-    ...
-    numpy.linalg.LinAlgError: cov1 is not positive definite (Cholesky failed) at batch index 7
-    """
-    _check_errors(errors)
-    first = [_Arg("mean1", MEAN, mean1, "np"), _Arg("cov1", COV, cov1, "kk")]
-    if mean2 is None and cov2 is None:
-        _check(first)
-        _check_size(*first)
-        standard = [_Arg("mean1", MEAN, _vec(first[0].array), "ko"), first[1],
-                    _Arg("unit colcov", COV, _ONE, "oo", default=True)]
-        return _compute(_modes.KL_STD_COV, standard, out, errors)
-    n, p = first[0].array.shape[-2:]
-    args = first + [_Arg("mean2", MEAN, np.zeros((n, p)) if mean2 is None else mean2, "np", default=mean2 is None),
-                    _Arg("cov2", COV, np.eye(n * p) if cov2 is None else cov2, "kk", default=cov2 is None)]
-    _check(args)
-    _check_size(args[0], args[1])
-    _check_size(args[2], args[3])
-    vec1, vec2 = (_Arg(arg.name, MEAN, _vec(arg.array), "ko", default=arg.default) for arg in (args[0], args[2]))
-    unit = _Arg("unit colcov", COV, _ONE, "oo", default=True)
-    return _compute(_modes.KL_COV, [vec1, args[1], unit, vec2, args[3], unit], out, errors)
-
-
-def _kl_to_normal(g, q):
-    """``KL(g ‖ q)`` for a :class:`MatrixGaussian` ``g`` and a :class:`MatrixNormal` ``q``, in
-    float64, through the Kronecker structure of ``q``'s covariance ``V⊗U``::
-
-        tr((V⊗U)⁻¹ Σ) = Σ_jl (V⁻¹)_jl tr(U⁻¹ Σ^(j,l)),   log|V⊗U| = n log|V| + p log|U|,
-
-    with ``Σ^(j,l)`` the ``n×n`` block ``(j, l)`` of ``Σ``: no ``np×np`` inverse.
-    """
-    n, p = g.shape
-    g_mean, g_cov, g_chol, _ = g._exact
-    q_mean, _, _, rowchol, colchol = q._exact
-    blocks = g_cov.reshape(g_cov.shape[:-2] + (p, n, p, n))  # [j, a, l, b]
-    traces = np.einsum("...ba,...jalb->...jl", _inverse(rowchol), blocks)  # tr(U⁻¹ Σ^(j,l))
-    trace = (_inverse(colchol) * traces).sum(axis=(-2, -1))
-    quad = mahalanobis_chol(g_mean, q_mean, rowchol, colchol)
-    return 0.5 * (trace + quad - n * p + n * _logdet(colchol) + p * _logdet(rowchol) - _logdet(g_chol))
-
-
-def kl_gaussian(p, q):
-    """``KL(p ‖ q)`` between matrix Gaussians and matrix normals, in any combination, batched.
-
-    * two :class:`MatrixGaussian`: the multivariate-normal KL on ``vec`` by the compiled
-      matrix-normal kernel on ``np×1`` matrices, from the stored factors (as :func:`kl_full`);
-    * a :class:`MatrixGaussian` ``p`` and a :class:`~fastmvn.MatrixNormal` ``q = MN(M, U, V)``:
-      through the Kronecker structure, ``tr((V⊗U)⁻¹Σ) = Σ_jl (V⁻¹)_jl tr(U⁻¹ Σ^(j,l))``
-      over the ``n×n`` blocks ``Σ^(j,l)`` of ``Σ`` and ``log|V⊗U| = n log|V| + p log|U|``,
-      with no ``np×np`` solve on the matrix normal's side;
-    * a :class:`~fastmvn.MatrixNormal` ``p`` and a :class:`MatrixGaussian` ``q``: ``p`` as
-      the matrix Gaussian with factor ``L_V⊗L_U`` (:meth:`MatrixGaussian.from_normal`);
-    * two :class:`~fastmvn.MatrixNormal`: :meth:`fastmvn.MatrixNormal.kl`.
-
-    Parameters
-    ----------
-    p, q : MatrixGaussian or MatrixNormal
-        Of the same shape ``(n, p)``; the batch shapes broadcast.
-
-    Returns
-    -------
-    kl : (...) ndarray or scalar
-        Over the broadcast batch shape; float32 when both are float32.
-
-    See Also
-    --------
-    fastmvn.reference.kl_gaussian : the NumPy specification, from ``p.mean``, ``p.cov``, ``q.mean``, ``q.cov``.
-
-    Examples
-    --------
-    >>> import numpy as np, fastmvn as fm
-    >>> u, v = np.array([[2.0, 0.5], [0.5, 1.0]]), np.array([[1.0, 0.3], [0.3, 1.0]])
-    >>> normal = fm.MatrixNormal(np.zeros((2, 2)), u, v)
-    >>> gaussian = fm.MatrixGaussian(np.ones((2, 2)), np.kron(v, u) + 0.1 * np.eye(4))
-    >>> forward, backward = fm.kl_gaussian(gaussian, normal), fm.kl_gaussian(normal, gaussian)
-    >>> bool(forward > 0 and backward > 0 and forward != backward)
-    True
-    >>> abs(float(fm.kl_gaussian(normal, fm.MatrixGaussian.from_normal(normal)))) < 1e-12
-    True
-    """
-    for name, value in (("p", p), ("q", q)):
-        if not isinstance(value, (MatrixGaussian, MatrixNormal)):
-            raise TypeError(f"{name} must be a MatrixGaussian or a MatrixNormal, not {type(value).__name__}")
-    if p.shape != q.shape:
-        raise ValueError(f"cannot compare distributions of shapes {p.shape} and {q.shape}")
-    if isinstance(p, MatrixNormal) and isinstance(q, MatrixNormal):
-        return p.kl(q)
-    if isinstance(p, MatrixNormal):
-        p = MatrixGaussian.from_normal(p)
-    if isinstance(q, MatrixGaussian):
-        _, _, chol1, vec_mean1 = p._parts_for(q._mean)
-        _, _, chol2, vec_mean2 = q._parts_for(p._mean)
-        return kl_chol(vec_mean1, chol1, _ONE, vec_mean2, chol2, _ONE)
-    batch_shape = np.broadcast_shapes(p.batch_shape, q.batch_shape)
-    dtype = result_dtype(p._mean, q._mean)
-    return _full(np.asarray(_kl_to_normal(p, q), dtype=dtype), batch_shape)
 
 
 # Expectations of quadratic forms ---------------------------------------------------------
@@ -1004,156 +657,3 @@ def expect_quadratic(A, mean_x, mean_y, cross_cov):
 
 
 # Matrix normals close to a matrix Gaussian -----------------------------------------------
-
-
-def _nearest(sigma, n, p):
-    """The Frobenius-nearest ``V⊗U`` to ``sigma`` (float64), scaled to ``tr(U) = n`` where ``tr(U) ≠ 0``."""
-    left, singular, right = np.linalg.svd(_kron_layout(sigma, n, p))
-    root = np.sqrt(singular[..., :1, None])
-    rowcov = (root * left[..., :, :1]).reshape(sigma.shape[:-2] + (n, n))
-    colcov = (root * right[..., :1, :]).reshape(sigma.shape[:-2] + (p, p))
-    rowcov, colcov = (0.5 * (a + np.swapaxes(a, -1, -2)) for a in (rowcov, colcov))
-    trace = np.trace(rowcov, axis1=-2, axis2=-1)[..., None, None]
-    scale = np.where(trace == 0, 1.0, trace / n)  # a negative scale flips the free sign of the pair
-    return rowcov / scale, colcov * scale
-
-
-def nearest_kronecker(cov, n, p):
-    """The Frobenius-nearest Kronecker product ``V⊗U`` to ``cov``, batched (Van Loan and Pitsianis).
-
-    ``‖Σ − V⊗U‖_F`` equals ``‖R − vec'(U) vec'(V)ᵀ‖_F`` for the rearrangement
-    ``R = E[(X−M)⊗(X−M)]`` of ``Σ`` (:attr:`MatrixGaussian.kron_layout`, ``vec'`` stacking
-    rows), so ``U`` and ``V`` come from the leading singular pair of ``R``. The pair is
-    defined up to ``(cU, V/c)``: the sign is chosen so that ``tr(U) > 0`` and the scale so
-    that ``tr(U) = n``, as in :func:`fastmvn.fit`. When ``cov`` is symmetric positive
-    definite, so are ``U`` and ``V``.
-
-    Parameters
-    ----------
-    cov : (..., np, np) array_like
-        Symmetric matrices (the lower triangle is read).
-    n, p : int
-        The shape of the random matrices, ``n·p`` the size of ``cov``.
-
-    Returns
-    -------
-    rowcov : (..., n, n) ndarray
-        ``U``, with ``tr(U) = n``.
-    colcov : (..., p, p) ndarray
-        ``V``.
-
-    Raises
-    ------
-    ValueError
-        ``cov`` is not of size ``n·p``, or contains NaN or infinity (names the batch index).
-
-    Examples
-    --------
-    >>> import numpy as np, fastmvn as fm
-    >>> u, v = np.array([[2.0, 0.5], [0.5, 1.0]]), np.array([[1.0, 0.3, 0.0], [0.3, 1.0, 0.3], [0.0, 0.3, 1.0]])
-    >>> rowcov, colcov = fm.nearest_kronecker(np.kron(v, u), 2, 3)
-    >>> bool(np.allclose(rowcov, u * 2 / 3) and np.allclose(colcov, v * 3 / 2))   # tr(U) = n = 2
-    True
-    """
-    n, p = operator.index(n), operator.index(p)
-    cov_arg = _Arg("cov", COV, cov, "kk")
-    dtype, batch_shape = _check([cov_arg])
-    if cov_arg.array.shape[-1] != n * p:
-        raise ValueError(f"cov has shape {cov_arg.array.shape}; expected (..., {n * p}, {n * p}) for n·p = {n}·{p}")
-    _report([(_nonfinite(cov_arg), ValueError, "cov contains NaN or infinity")], batch_shape)
-    rowcov, colcov = _nearest(_symmetric(cov_arg.array, np.float64), n, p)
-    return rowcov.astype(dtype), colcov.astype(dtype)
-
-
-def project(g, *, tol=1e-8, max_iter=100, return_n_iter=False):
-    """The matrix normal closest to a matrix Gaussian in ``KL(g ‖ MN)``, batched.
-
-    The mean is ``g``'s. The covariances solve the fixed point of the KL's minimisation,
-    ``U = (1/p) Σ_jl (V⁻¹)_jl Σ^(j,l)`` and ``V_jl = (1/n) tr(U⁻¹ Σ^(j,l))`` over the
-    ``n×n`` blocks ``Σ^(j,l)`` of ``Σ``, iterated from :func:`nearest_kronecker` (each
-    half-step minimises the KL exactly over ``U`` or ``V``, so the KL never rises); after
-    each iteration the pair is scaled to ``tr(U) = n``. Each item stops when the relative
-    change of both ``U`` and ``V`` in Frobenius norm is at most ``tol``. For a ``Σ`` that
-    is a Kronecker product the first iteration returns it. The iteration runs on ``Σ``
-    divided by a power of two (exactly): ``cΣ`` gives the same iterations and ``U``, and
-    ``V`` scaled by ``c`` (bit for bit when ``c`` is a power of two).
-
-    Parameters
-    ----------
-    g : MatrixGaussian
-    tol : float
-        Relative change of the covariances at which an item has converged.
-    max_iter : int
-        Most iterations per item.
-    return_n_iter : bool
-        Also return the number of iterations of each item.
-
-    Returns
-    -------
-    normal : MatrixNormal
-        Of the shape and batch shape of ``g``, with ``tr(U) = n``.
-    kl : (...) ndarray or scalar
-        ``KL(g ‖ normal)``, the divergence that remains: how far ``Σ`` is from any
-        Kronecker product (0 for one).
-    n_iter : (...) int ndarray or int
-        Only with ``return_n_iter``: the iterations run per item (over the batch shape of
-        ``g.cov``).
-
-    Warns
-    -----
-    RuntimeWarning
-        Some item did not converge within ``max_iter`` iterations; the result holds the
-        last iterate.
-
-    Examples
-    --------
-    >>> import numpy as np, fastmvn as fm
-    >>> u, v = np.array([[2.0, 0.5], [0.5, 1.0]]), np.array([[1.0, 0.3], [0.3, 1.0]])
-    >>> normal, kl = fm.project(fm.MatrixGaussian(np.zeros((2, 2)), np.kron(v, u)))
-    >>> bool(np.allclose(normal.cov, np.kron(v, u))), abs(float(kl)) < 1e-12
-    (True, True)
-    >>> cov = np.kron(v, u) + np.diag([1.0, 0.0, 0.0, 1.0])
-    >>> normal, kl, n_iter = fm.project(fm.MatrixGaussian(np.zeros((2, 2)), cov), return_n_iter=True)
-    >>> bool(kl > 0), int(n_iter) < 20
-    (True, True)
-    """
-    if not isinstance(g, MatrixGaussian):
-        raise TypeError(f"g must be a MatrixGaussian, not {type(g).__name__}")
-    max_iter = operator.index(max_iter)
-    if max_iter < 1 or not tol >= 0:
-        raise ValueError(f"need max_iter ≥ 1 and tol ≥ 0; got max_iter={max_iter}, tol={tol}")
-    n, p = g.shape
-    cov_batch = g._cov.shape[:-2]
-    sigma, exponent = _unit_scaled(g._exact[1].reshape((-1, n * p, n * p)))
-    blocks = sigma.reshape((-1, p, n, p, n))  # [item, j, a, l, b]: Σ^(j,l)[a, b]
-    rowcov, colcov = _nearest(sigma, n, p)
-    n_iter = np.zeros(len(blocks), dtype=np.int64)
-    change = np.full(len(blocks), np.inf)
-    active = np.arange(len(blocks))
-    for iteration in range(1, max_iter + 1):
-        if not len(active):
-            break
-        part = blocks[active]
-        u = np.einsum("...jl,...jalb->...ab", np.linalg.inv(colcov[active]), part) / p
-        v = np.einsum("...ab,...jbla->...jl", np.linalg.inv(u), part) / n
-        scale = np.trace(u, axis1=-2, axis2=-1)[:, None, None] / n
-        u, v = u / scale, v * scale
-        change[active] = np.maximum(_relative_change(u, rowcov[active]), _relative_change(v, colcov[active]))
-        rowcov[active], colcov[active], n_iter[active] = u, v, iteration
-        active = active[~(change[active] <= tol)]
-    converged = change <= tol
-    if not converged.all():
-        message = f"project did not converge within max_iter={max_iter} iterations"
-        if cov_batch:
-            message += (f" for {int((~converged).sum())} of {len(blocks)} items"
-                        f" (first{_where(_first(~converged.reshape(cov_batch)))})")
-        warnings.warn(f"{message}: the relative change in the last iteration was "
-                      f"{change[~converged].max():.3g} > tol={tol:g}", RuntimeWarning, stacklevel=2)
-    rowcov = rowcov.reshape(cov_batch + (n, n))
-    colcov = _unscaled(colcov, exponent, "the projected colcov", g.dtype, cov_batch)
-    normal = MatrixNormal(g._mean, rowcov.astype(g.dtype), colcov.astype(g.dtype))
-    kl = kl_gaussian(g, normal)
-    if return_n_iter:
-        n_iter = n_iter.reshape(cov_batch)
-        return normal, kl, n_iter if n_iter.ndim else int(n_iter)
-    return normal, kl

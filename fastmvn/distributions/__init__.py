@@ -1,0 +1,22 @@
+"""The matrix-variate distributions: the frozen :class:`MatrixNormal` and :class:`MatrixGaussian`,
+the matrix normal's functions of its parameters, the KL divergences between them, and fitting.
+
+Modules, each importing only those above it:
+
+* :mod:`._base`: the frozen distributions' shared skeleton and the checks and factorisation
+  with failures located by argument and batch index;
+* :mod:`.functions`: :func:`pdf`, :func:`pdf_chol`, :func:`entropy`, :func:`entropy_chol`, :func:`rvs`;
+* :mod:`.normal`: :class:`MatrixNormal`;
+* :mod:`.gaussian`: :class:`MatrixGaussian` and :func:`expect_quadratic`;
+* :mod:`.kl`: :func:`kl_full` and :func:`kl_gaussian`, and the links between the two families;
+* :mod:`.fitting`: :func:`fit` (:class:`MatrixNormalFit`), :func:`nearest_kronecker`, :func:`project`.
+"""
+
+from .fitting import MatrixNormalFit, fit, nearest_kronecker, project
+from .functions import entropy, entropy_chol, pdf, pdf_chol, rvs
+from .gaussian import MatrixGaussian, expect_quadratic
+from .kl import kl_full, kl_gaussian
+from .normal import MatrixNormal
+
+__all__ = ["pdf", "pdf_chol", "entropy", "entropy_chol", "rvs", "fit", "MatrixNormal", "MatrixNormalFit",
+           "MatrixGaussian", "kl_full", "kl_gaussian", "expect_quadratic", "nearest_kronecker", "project"]

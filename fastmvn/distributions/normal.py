@@ -1,0 +1,390 @@
+"""The frozen, possibly batched matrix normal :class:`MatrixNormal`: its checked and factorised
+parameters, densities, entropy, KL divergence, sampling, marginals, conditionals, affine maps
+and expectations of quadratic forms.
+
+NumPy around the compiled kernels of :mod:`fastmvn._api`: densities and divergences go
+through the kernels on the stored Cholesky factors; the conditioning algebra uses
+``numpy.linalg`` on the whole batch at once.
+"""
+
+import numpy as np
+
+from .._api import CHOL, COV, MEAN, _Arg, _check, _lower_factors, kl_chol, result_dtype
+from ._base import _Frozen, _full, _in_range, _indices, _Links, _nonfinite, _report, _symmetric
+from .functions import _checked, _sample, entropy_chol
+
+__all__ = ["MatrixNormal"]
+
+
+class MatrixNormal(_Frozen):
+    """A frozen matrix normal distribution ``MN(mean, rowcov, colcov)``, possibly batched.
+
+    ``vec X ~ N(vec M, V⊗U)`` with column-major ``vec`` (the convention of
+    ``scipy.stats.matrix_normal``). The arguments broadcast over leading axes like those of
+    the core functions; a batched distribution is a stack of independent distributions of
+    shape :attr:`batch_shape`. The inputs are copied, checked and factorised once, here:
+    shapes, finiteness and positive definiteness (through the Cholesky factors that every
+    method then reuses), each failure naming the argument and the batch index. Only the
+    lower triangles of the covariances are read; the stored covariances are symmetric.
+
+    Parameters
+    ----------
+    mean : (..., n, p) array_like or None
+        Mean ``M``; ``None`` means zero.
+    rowcov : (..., n, n) array_like
+        Row covariance ``U`` (symmetric positive definite).
+    colcov : (..., p, p) array_like
+        Column covariance ``V`` (symmetric positive definite).
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        A covariance is not positive definite (names the argument and batch index).
+    ValueError
+        NaN or infinity (names the argument and batch index); shapes that do not fit.
+
+    See Also
+    --------
+    MatrixNormal.from_chol : the same from lower Cholesky factors.
+    fit : maximum-likelihood fit to samples.
+
+    Notes
+    -----
+    The arrays are stored with their own batch shapes (a covariance shared by the whole
+    batch is stored once); the attributes return read-only views broadcast to
+    :attr:`batch_shape`. Arithmetic is in float64; the distribution stores and returns
+    float32 when every input is float32 (``fastmvn.kl`` states the rule). A float32
+    distribution keeps its parameters and factors as computed, in float64, as well: a
+    method given a float64 argument computes its float64 result from those, as a float64
+    distribution of the same inputs would.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> d = fm.MatrixNormal(np.zeros((5, 3, 2)), np.eye(3), [[2.0, 0.5], [0.5, 1.0]])
+    >>> d
+    MatrixNormal(shape=(3, 2), batch_shape=(5,), dtype=float64)
+    >>> x = d.rvs(size=100, random_state=1)
+    >>> x.shape, d.logpdf(x).shape, d.entropy().shape, d[0].batch_shape
+    ((100, 5, 3, 2), (100, 5), (5,), ())
+    >>> d.marginal(rows=[0, 2], cols=[1]).shape
+    (2, 1)
+    >>> d.condition(cols=[1], values=np.ones((3, 1))).colcov[0]
+    array([[1.75]])
+    """
+
+    _PARTS = ("_mean", "_rowcov", "_colcov", "_rowchol", "_colchol")
+
+    def __init__(self, mean, rowcov, colcov):
+        self._init(*_parameters(mean, rowcov, colcov, COV))
+
+    @staticmethod
+    def from_chol(mean, rowchol, colchol, *, lower=True):
+        """The matrix normal with ``U = rowchol @ rowchol.T`` and ``V = colchol @ colchol.T``.
+
+        Parameters
+        ----------
+        mean : (..., n, p) array_like or None
+            Mean ``M``; ``None`` means zero.
+        rowchol : (..., n, n) array_like
+            Cholesky factor of the row covariance (lower triangle read, positive diagonal).
+        colchol : (..., p, p) array_like
+            Cholesky factor of the column covariance.
+        lower : bool, optional
+            Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones
+            ``U = Rᵀ R`` (upper triangles read), as in :func:`fastmvn.kl_chol`. The
+            distribution stores the lower factors either way (:attr:`rowchol`).
+
+        Returns
+        -------
+        MatrixNormal
+
+        Raises
+        ------
+        numpy.linalg.LinAlgError
+            A diagonal entry is not positive (names the argument and batch index).
+        ValueError
+            NaN or infinity; shapes that do not fit.
+        FloatingPointError
+            A covariance ``L Lᵀ`` is too large for the dtype (names the argument and batch index).
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> L = np.array([[2.0, 0.0], [1.0, 1.0]])
+        >>> fm.MatrixNormal.from_chol(None, L, np.eye(1)).rowcov
+        array([[4., 2.],
+               [2., 2.]])
+        >>> fm.MatrixNormal.from_chol(None, L.T, np.eye(1), lower=False).rowcov   # U = Rᵀ R, R = Lᵀ
+        array([[4., 2.],
+               [2., 2.]])
+        """
+        rowchol, colchol = _lower_factors(lower, rowchol, colchol)
+        return MatrixNormal._assemble(*_parameters(mean, rowchol, colchol, CHOL))
+
+    # Attributes
+
+    @property
+    def rowcov(self):
+        """``(..., n, n)`` row covariance ``U`` (read-only)."""
+        return self._view(self._rowcov)
+
+    @property
+    def colcov(self):
+        """``(..., p, p)`` column covariance ``V`` (read-only)."""
+        return self._view(self._colcov)
+
+    @property
+    def rowchol(self):
+        """``(..., n, n)`` lower Cholesky factor of ``U`` (read-only)."""
+        return self._view(self._rowchol)
+
+    @property
+    def colchol(self):
+        """``(..., p, p)`` lower Cholesky factor of ``V`` (read-only)."""
+        return self._view(self._colchol)
+
+    @property
+    def cov(self):
+        """``(..., np, np)`` dense covariance ``V⊗U`` of column-major ``vec X`` (read-only).
+
+        Entry ``[i + n·j, k + n·l]`` is ``Cov(X_ij, X_kl) = V_jl U_ik``. It holds ``(np)²``
+        numbers per item: meant for small sizes and checks.
+        """
+        n, p = self.shape
+        dense = np.einsum("...jl,...ik->...jilk", self._colcov, self._rowcov)
+        return np.broadcast_to(dense.reshape(dense.shape[:-4] + (n * p, n * p)),
+                               self._batch_shape + (n * p, n * p))
+
+    # Densities, entropy, divergence
+
+    def _kernel_args(self, x):
+        x = _Arg("x", MEAN, x, "np").array
+        mean, _, _, rowchol, colchol = self._parts_for(x)
+        return x, mean, rowchol, colchol
+
+    def entropy(self):
+        """Differential entropy ``½[np(1 + log 2π) + n log|V| + p log|U|]`` from the stored factors.
+
+        Returns
+        -------
+        entropy : (...) ndarray or scalar
+            Over :attr:`batch_shape`.
+        """
+        return _full(entropy_chol(self._rowchol, self._colchol), self._batch_shape)
+
+    def to_matrix_gaussian(self):
+        """This distribution as a :class:`~fastmvn.MatrixGaussian`, ``N(vec M, V⊗U)``.
+
+        The same as :meth:`MatrixGaussian.from_normal`: the ``np×np`` covariance is formed
+        (from the stored factors, nothing is factorised), so it is for small ``n·p``.
+
+        Returns
+        -------
+        MatrixGaussian
+            Of the same shape ``(n, p)``, batch shape and dtype.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> d = fm.MatrixNormal(np.zeros((2, 3)), 2 * np.eye(2), np.eye(3))
+        >>> g = d.to_matrix_gaussian()
+        >>> g.cov.shape, bool(np.allclose(g.cov, d.cov))
+        ((6, 6), True)
+        """
+        return _Links.to_gaussian(self)
+
+    def kl(self, other):
+        """``KL(self ‖ other)``, by :func:`fastmvn.kl_chol` on the stored factors.
+
+        Parameters
+        ----------
+        other : MatrixNormal or MatrixGaussian
+            Of the same :attr:`shape`; the batch shapes broadcast. A
+            :class:`~fastmvn.MatrixGaussian` goes to :func:`fastmvn.kl_gaussian`.
+
+        Returns
+        -------
+        kl : (...) ndarray or scalar
+            Over the broadcast batch shape.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> p = fm.MatrixNormal(np.zeros((2, 2)), 2 * np.eye(2), np.eye(2))
+        >>> q = fm.MatrixNormal(np.zeros((2, 2)), np.eye(2), 2 * np.eye(2))   # the same distribution
+        >>> abs(float(p.kl(q))) < 1e-12
+        True
+        """
+        if not isinstance(other, MatrixNormal):
+            if isinstance(other, _Frozen):  # a MatrixGaussian
+                return _Links.kl(self, other)
+            raise TypeError(f"other must be a MatrixNormal or a MatrixGaussian, not {type(other).__name__}")
+        if other.shape != self.shape:
+            raise ValueError(f"cannot compare matrix normals of shapes {self.shape} and {other.shape}")
+        mean1, _, _, rowchol1, colchol1 = self._parts_for(other._mean)
+        mean2, _, _, rowchol2, colchol2 = other._parts_for(self._mean)
+        return kl_chol(mean1, rowchol1, colchol1, mean2, rowchol2, colchol2)
+
+    def rvs(self, size=None, random_state=None):
+        """Random draws ``M + A Z Bᵀ`` from the stored factors ``A``, ``B``.
+
+        Parameters
+        ----------
+        size : int or tuple of ints, optional
+            Sample axes put in front of :attr:`batch_shape`; ``None`` adds none.
+        random_state : numpy.random.Generator, int or None
+            As in :func:`rvs`; the same seed gives the same draws as :func:`rvs` (bit for
+            bit: both draw from the float64 factors).
+
+        Returns
+        -------
+        samples : (*size, ..., n, p) ndarray
+        """
+        mean, _, _, rowchol, colchol = self._exact
+        return _sample(mean, rowchol, colchol, size, random_state, self._dtype, self._batch_shape)
+
+    # New distributions
+
+    def marginal(self, rows=None, cols=None):
+        """The distribution of the sub-matrix ``X[rows][:, cols]``: ``MN(M[r, c], U[r, r], V[c, c])``.
+
+        Parameters
+        ----------
+        rows, cols : int, sequence of ints, slice or boolean mask, optional
+            The rows and columns kept, in the order given (no repeats); ``None`` keeps all.
+
+        Returns
+        -------
+        MatrixNormal
+            Of shape ``(len(rows), len(cols))`` and the same batch shape.
+        """
+        r, c = self._selection(rows, cols)
+        return MatrixNormal(self._mean[..., r[:, None], c], self._rowcov[..., r[:, None], r],
+                            self._colcov[..., c[:, None], c])
+
+    def condition(self, *, rows=None, cols=None, values):
+        """The distribution of the other rows (or columns) given observed ones.
+
+        Split by columns, ``X = [X1 X2]`` with ``X2 = X[:, cols]`` observed:
+        ``X1 | X2 ~ MN(M1 + (X2 − M2) V22⁻¹ V21, U, V11 − V12 V22⁻¹ V21)``; by rows, likewise
+        with ``U``: ``MN(M1 + U12 U22⁻¹ (X2 − M2), U11 − U12 U22⁻¹ U21, V)`` (the Schur
+        complement of the dense covariance on ``vec``).
+
+        Parameters
+        ----------
+        rows, cols : int, sequence of ints, slice or boolean mask
+            The observed rows, or the observed columns: exactly one of the two, leaving
+            at least one row (column) unobserved.
+        values : (..., k, p) or (..., n, k) array_like
+            The observed rows (``k = len(rows)``) or columns (``k = len(cols)``), in the
+            order of ``rows`` or ``cols``; leading axes broadcast with :attr:`batch_shape`.
+
+        Returns
+        -------
+        MatrixNormal
+            Over the unobserved rows (or columns), in their original order.
+        """
+        if (rows is None) == (cols is None):
+            raise ValueError("give exactly one of rows= and cols=")
+        by_rows = rows is not None
+        value_axes = "kp" if by_rows else "nk"
+        values_arg = _Arg("values", MEAN, values, value_axes)
+        dtype = result_dtype(self._mean, values_arg.array)
+        mean, rowcov, colcov = (np.asarray(a, dtype=np.float64) for a in self._parts_for(values_arg.array)[:3])
+        if by_rows:  # conditioning on rows of X is conditioning on columns of Xᵀ ~ MN(Mᵀ, V, U)
+            mean, rowcov, colcov = np.swapaxes(mean, -1, -2), colcov, rowcov
+        name = "rows" if by_rows else "cols"
+        size = colcov.shape[-1]
+        observed = _indices(rows if by_rows else cols, size, name)
+        free = np.setdiff1d(np.arange(size), observed)
+        if free.size == 0:
+            raise ValueError(f"{name} observes every {'row' if by_rows else 'column'}: nothing is left to condition")
+        observed_mean = mean[..., observed]
+        mean_arg = _Arg("mean", MEAN, np.swapaxes(observed_mean, -1, -2) if by_rows else observed_mean, value_axes)
+        _, batch_shape = _check([mean_arg, values_arg])
+        _report([(_nonfinite(values_arg), ValueError, "values contains NaN or infinity")], batch_shape)
+        values = np.asarray(values_arg.array, dtype=np.float64)
+        if by_rows:
+            values = np.swapaxes(values, -1, -2)
+        gain = np.linalg.solve(colcov[..., observed[:, None], observed], colcov[..., observed[:, None], free])
+        new_mean = mean[..., free] + (values - observed_mean) @ gain
+        new_colcov = colcov[..., free[:, None], free] - np.swapaxes(colcov[..., observed[:, None], free], -1, -2) @ gain
+        if by_rows:
+            return MatrixNormal(np.swapaxes(new_mean, -1, -2).astype(dtype), new_colcov.astype(dtype),
+                                rowcov.astype(dtype))
+        return MatrixNormal(new_mean.astype(dtype), rowcov.astype(dtype), new_colcov.astype(dtype))
+
+    def affine(self, A=None, B=None, C=None):
+        """The distribution of ``A X B + C``: ``MN(A M B + C, A U Aᵀ, Bᵀ V B)``.
+
+        Parameters
+        ----------
+        A : (..., m, n) array_like, optional
+            Left factor, of full row rank (``m ≤ n``); ``None`` means the identity.
+        B : (..., p, q) array_like, optional
+            Right factor, of full column rank (``q ≤ p``); ``None`` means the identity.
+        C : (..., m, q) array_like, optional
+            Shift; ``None`` means zero.
+
+        Returns
+        -------
+        MatrixNormal
+            Of shape ``(m, q)``; leading axes broadcast with :attr:`batch_shape`.
+
+        Raises
+        ------
+        numpy.linalg.LinAlgError
+            ``A U Aᵀ`` or ``Bᵀ V B`` is not positive definite (``A`` or ``B`` is rank
+            deficient), naming the batch index.
+        ValueError
+            NaN or infinity in ``A``, ``B`` or ``C``; shapes that do not fit.
+        """
+        args, dtype, _ = self._affine_args(self._mean, A, B, C)
+        mean, rowcov, colcov = (np.asarray(a, dtype=np.float64)
+                                for a in self._parts_for(*(arg.array for arg in args[1:]))[:3])
+        if A is not None:
+            A = np.asarray(A, dtype=np.float64)
+            mean, rowcov = A @ mean, A @ rowcov @ np.swapaxes(A, -1, -2)
+        if B is not None:
+            B = np.asarray(B, dtype=np.float64)
+            mean, colcov = mean @ B, np.swapaxes(B, -1, -2) @ colcov @ B
+        if C is not None:
+            mean = mean + np.asarray(C, dtype=np.float64)
+        return self._assemble(*_parameters(*(a.astype(dtype) for a in (mean, rowcov, colcov)), COV,
+                                      names=("A mean B + C", "A rowcov Aᵀ", "Bᵀ colcov B")))
+
+    # Expectations
+
+    def _expect_quadratic(self, A, transpose):
+        """``E[Xᵀ A X]``, or with ``transpose`` ``E[X A Xᵀ]``: that of ``Xᵀ ~ MN(Mᵀ, V, U)``."""
+        mean_arg, a_arg = _Arg("mean", MEAN, self.mean, "np"), _Arg("A", MEAN, A, "pp" if transpose else "nn")
+        dtype, batch_shape = _check([mean_arg, a_arg])
+        mean, rowcov, colcov = self._parts_for(a_arg.array)[:3]
+        mean, a, rowcov, colcov = (np.asarray(x, dtype=np.float64) for x in (mean, a_arg.array, rowcov, colcov))
+        if transpose:
+            mean, rowcov, colcov = np.swapaxes(mean, -1, -2), colcov, rowcov
+        value = (np.swapaxes(mean, -1, -2) @ a @ mean
+                 + np.trace(a @ rowcov, axis1=-2, axis2=-1)[..., None, None] * colcov)
+        return _full(value.astype(dtype), batch_shape + value.shape[-2:])
+
+
+def _covariance(chol, name, dtype, batch_shape):
+    """``L Lᵀ`` for the lower factors ``chol`` (float64) of argument ``name``; a covariance
+    too large for ``dtype`` raises, naming the argument and the batch index."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        cov = chol @ np.swapaxes(chol, -1, -2)
+    return _in_range(cov, dtype, f"the covariance {name} @ {name}ᵀ", batch_shape)
+
+
+def _parameters(mean, row, col, kind, names=None):
+    """The parts ``(mean, rowcov, colcov, rowchol, colchol, dtype, batch_shape)`` of a
+    :class:`MatrixNormal`, checked as by :func:`_checked`, in new float64 arrays."""
+    (mean_arg, row_arg, col_arg), rowchol, colchol, dtype, batch_shape, _ = _checked(mean, row, col, kind, names=names)
+    if kind == COV:
+        rowcov, colcov = (_symmetric(arg.array, np.float64) for arg in (row_arg, col_arg))
+    else:
+        rowcov, colcov = (_covariance(chol, arg.name, dtype, batch_shape)
+                          for chol, arg in ((rowchol, row_arg), (colchol, col_arg)))
+    return np.array(mean_arg.array, dtype=np.float64), rowcov, colcov, rowchol, colchol, dtype, batch_shape
+
