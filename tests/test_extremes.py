@@ -131,7 +131,9 @@ def test_extreme_scales_against_the_reference(name, seed, exponents):
     args = scaled(arguments(np.random.default_rng(seed), name), exponents)
     with np.errstate(all="ignore"):
         expected = getattr(reference, SPECIFIED_BY.get(name, name))(*args)
-    assume(np.isfinite(expected) and expected != 0.0)
+    # Within a few orders of the float range a term of the result (D/(a·b) of a diagonal KL, say) may
+    # overflow where the result does not: the README's limit is 1e300.
+    assume(np.isfinite(expected) and expected != 0.0 and abs(expected) < 1e300)
     np.testing.assert_allclose(getattr(fm, name)(*args), expected, rtol=1e-11)
 
 

@@ -130,7 +130,9 @@ def kl_value(res, trace_u, trace_v, quad, log_ratio_u, log_ratio_v, m, n, p):
     """``res = ½(t_u t_v + quad − np + p·log(|U2|/|U1|) + n·log(|V2|/|V1|))``, never negative:
     a KL is not, and rounding below zero (of two equal distributions, say) gives 0."""
     for l in range(m):
-        kl = 0.5 * (trace_u[l] * trace_v[l] + quad[l] - n * p + p * log_ratio_u[l] + n * log_ratio_v[l])
+        # Halved term by term, which is exact: a KL near the float range does not overflow in its sum.
+        kl = (0.5 * trace_u[l]) * trace_v[l] + 0.5 * quad[l] - 0.5 * n * p + (0.5 * p) * log_ratio_u[l] \
+            + (0.5 * n) * log_ratio_v[l]
         res[l] = 0.0 if (kl < 0.0 and kl > -math.inf) else kl  # -inf is a failure, kept
 
 
