@@ -184,7 +184,7 @@ def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None):
     d = (0.0 if mean2 is None else np.asarray(mean2, dtype=float)) - mean1
     trace_u = (rowvar1 / rowvar2).sum(axis=-1)
     trace_v = (colvar1 / colvar2).sum(axis=-1)
-    quad = _frobenius2(d / np.sqrt(rowvar2)[..., :, None] / np.sqrt(colvar2)[..., None, :])  # scaled, then squared
+    quad = np.einsum("...ij,...ij->...", d / rowvar2[..., :, None] / colvar2[..., None, :], d)  # D/(a bᵀ), then ·D
     return 0.5 * (trace_u * trace_v + quad - n * p
                   + p * _log_ratio(rowvar2, rowvar1).sum(axis=-1) + n * _log_ratio(colvar2, colvar1).sum(axis=-1))
 
