@@ -24,7 +24,7 @@ else:
 from numba import cuda  # noqa: E402
 from numba.cuda.cudadrv.devicearray import is_cuda_ndarray  # noqa: E402
 
-from fastmvn import _cuda_kernels  # noqa: E402
+from fastmvn import _config, _cuda_kernels  # noqa: E402
 from fastmvn.kernels import drivers, gradients, lanes, values  # noqa: E402
 
 pytestmark = pytest.mark.cuda
@@ -37,7 +37,7 @@ TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
-    monkeypatch.setattr(fc, "THREADS_PER_BLOCK", THREADS)
+    monkeypatch.setattr(_config, "THREADS_PER_BLOCK", THREADS)
 
 
 def chol(a):

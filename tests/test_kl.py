@@ -76,7 +76,7 @@ def test_float32_arithmetic_near_equal_distributions(rng, n, p):
                                            u1 + spd(rng, (50,), n) * 0.1 / n, v1 + spd(rng, (50,), p) * 0.1 / p)]
     exact = fm.kl(*(a.astype(np.float64) for a in args))
     error = np.abs(fm.kl(*args) - exact) / np.maximum(np.abs(exact), 1)
-    float32_arithmetic = max(n, p) <= fm._api.FLOAT32_ARITHMETIC_MAX_SIDE
+    float32_arithmetic = max(n, p) <= fm._config.FLOAT32_ARITHMETIC_MAX_SIDE
     assert error.max() < (1e-4 if float32_arithmetic else 1e-6)
     assert np.median(exact) < 3
 
