@@ -168,7 +168,7 @@ def compare_logpdf(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, refere
     """
     from scipy.stats import matrix_normal
 
-    from ._distribution import MatrixNormal
+    from .distributions import MatrixNormal
 
     rng = np.random.default_rng(0)
     x, mean = rng.standard_normal((2, batch, n, p)).astype(dtype, copy=False)
@@ -300,7 +300,7 @@ def compare_kl_gaussian(n=4, p=4, batch=100_000, dtype=np.float64, repeat=5):
     construction, and the NumPy reference ``fastmvn.reference.kl_gaussian``, all on the same
     ``batch`` pairs. Medians of ``repeat`` rounds after a warm-up; each round runs the three
     once, so that all three see the same load on a shared machine."""
-    from ._gaussian import MatrixGaussian, kl_full
+    from .distributions import MatrixGaussian, kl_full
 
     rng = np.random.default_rng(0)
     shape, size = (batch,), n * p

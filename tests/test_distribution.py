@@ -478,3 +478,10 @@ def test_empty_batches():
     assert d.rvs(3).shape == (3, 0, 2, 2) and d.entropy().shape == (0,) and d.logpdf(np.zeros((2, 2))).shape == (0,)
     assert fm.rvs(np.zeros((0, 2, 2)), np.eye(2), np.eye(2)).shape == (0, 2, 2)
     assert fm.fit(np.zeros((0, 5, 2, 2))).batch_shape == (0,)
+
+
+def test_logpdf_benchmark_runs_on_a_small_batch():
+    from fastmvn._bench import compare_logpdf
+
+    figures = compare_logpdf(2, 2, batch=300, repeat=1, reference_batch=100, scipy_batch=10)
+    assert set(figures) == {"fastmvn", "distribution", "reference", "scipy"} and all(t > 0 for t in figures.values())
