@@ -9,21 +9,12 @@ from scipy.stats import matrix_normal, multivariate_normal
 import fastmvn as fm
 from fastmvn import reference
 
-from conftest import spd
-
-
-def vec(x):
-    """Column-major vec of each matrix of a stack."""
-    return np.swapaxes(x, -1, -2).reshape(x.shape[:-2] + (-1,))
+from conftest import normalised, random_mn, spd, vec
 
 
 def vec_index(rows, cols, n):
     """Positions in column-major vec of the entries X[rows][:, cols], in vec order of the sub-matrix."""
     return np.array([i + n * j for j in cols for i in rows])
-
-
-def random_mn(rng, batch, n, p):
-    return rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p)
 
 
 # pdf and entropy --------------------------------------------------------------------------
@@ -166,12 +157,6 @@ def test_rvs_bad_input_names_argument_and_first_index(rng):
 
 
 # fit --------------------------------------------------------------------------------------
-
-
-def normalised(u, v):
-    """The representative of (cU, V/c) with tr(U) = n."""
-    scale = np.trace(u, axis1=-2, axis2=-1)[..., None, None] / u.shape[-1]
-    return u / scale, v * scale
 
 
 def sample_loglik(samples, d):
