@@ -3,13 +3,10 @@
 import numpy as np
 from numpy.linalg import LinAlgError
 
-from . import _modes, _pool
+from . import _config, _modes, _pool
 from ._jit import launching
 
 __all__ = ["kl", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "mahalanobis_chol", "logpdf", "logpdf_chol"]
-
-#: Items per chunk of the batch driver; each chunk allocates its scratch once.
-CHUNK = 256
 
 # How each kind of argument is read, for checks and error reports.
 MEAN, COV, CHOL, VAR, MATRIX = "mean", "cov", "chol", "var", "matrix"
@@ -106,15 +103,9 @@ def _slot(arg, dtype, batch_shape):
     return np.broadcast_to(array, batch_shape + array.shape[-2:])
 
 
-#: float32 data of matrices up to this side is computed in float32 arithmetic, whose rounding
-#: error grows with the size and the condition number κ: up to here it stays within
-#: (κ + 1)·1.5e-7 of max(|result|, 1) (measured to κ = 1e3). Larger ones are computed in float64.
-FLOAT32_ARITHMETIC_MAX_SIDE = 16
-
-
 def working_dtype(slots):
     """The dtype the CPU kernels compute ``slots`` (``(…, r, c)`` arrays of one dtype) in."""
-    small = max(max(slot.shape[-2:]) for slot in slots) <= FLOAT32_ARITHMETIC_MAX_SIDE
+    small = max(max(slot.shape[-2:]) for slot in slots) <= _config.FLOAT32_ARITHMETIC_MAX_SIDE
     return np.dtype(np.float32 if slots[0].dtype == np.float32 and small else np.float64)
 
 
@@ -123,7 +114,7 @@ def _driver_arguments(flat, count, dtype):
     padding for the slots a mode does not use, ``first_bad`` (one entry per chunk) and
     ``work``, an empty array of the :func:`working_dtype`."""
     padding = [np.broadcast_to(np.zeros((1, 1, 1), dtype), (count, 1, 1))] * (6 - len(flat))
-    return padding, np.empty(-(-count // CHUNK), np.int64), np.empty(0, working_dtype(flat))
+    return padding, np.empty(-(-count // _config.CHUNK), np.int64), np.empty(0, working_dtype(flat))
 
 
 def _evaluate(mode, slots, out):

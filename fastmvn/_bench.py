@@ -5,21 +5,14 @@ import time
 
 import numpy as np
 
-from . import _api, _jit, reference
-
-
-def random_spd(rng, shape, size, jitter=0.1):
-    """Random symmetric positive definite matrices of shape ``shape + (size, size)``."""
-    a = rng.standard_normal(tuple(shape) + (size, size + 2))
-    return a @ np.swapaxes(a, -1, -2) / (size + 2) + jitter * np.eye(size)
+from . import _api, _jit, reference, testing
+from .testing import random_spd
 
 
 def random_pair(batch, n, p, dtype=np.float64, seed=0):
-    """Two random batches of matrix normals: ``(mean1, rowcov1, colcov1, mean2, rowcov2, colcov2)``."""
-    rng = np.random.default_rng(seed)
-    shape = (batch,)
-    arrays = (rng.standard_normal(shape + (n, p)), random_spd(rng, shape, n), random_spd(rng, shape, p),
-              rng.standard_normal(shape + (n, p)), random_spd(rng, shape, n), random_spd(rng, shape, p))
+    """:func:`fastmvn.testing.random_pair` of ``batch`` items from the generator of ``seed``, as
+    a tuple of ``dtype`` arrays: ``(mean1, rowcov1, colcov1, mean2, rowcov2, colcov2)``."""
+    arrays = testing.random_pair(np.random.default_rng(seed), (batch,), n, p)
     return tuple(a.astype(dtype, copy=False) for a in arrays)
 
 

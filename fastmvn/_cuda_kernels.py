@@ -17,15 +17,8 @@ from types import FunctionType
 from numba import cuda, float64, int64, types, void
 from numba.np.numpy_support import from_dtype
 
-from . import _jit
+from . import _config, _jit
 from .kernels import scratch  # the package's import records every per-item kernel in _jit.ITEMS
-
-#: The largest ``n`` and ``p`` the CUDA kernels take: the per-thread scratch is fixed in size.
-MAX_SIZE = 32
-
-# Scratch sizes compiled for: the smallest that fits is used, so a 4×4 problem does not
-# reserve local memory for 32×32 in every thread.
-_SCRATCH_SIZES = (4, 8, 16, MAX_SIZE)
 
 
 def retarget(functions, compile):
@@ -69,10 +62,11 @@ DEVICE = retarget(_jit.ITEMS, cuda.jit(device=True))
 
 def scratch_size(largest):
     """The scratch size compiled for matrices whose largest side is ``largest``."""
-    for size in _SCRATCH_SIZES:
+    for size in _config.CUDA_SCRATCH_SIZES:
         if largest <= size:
             return size
-    raise ValueError(f"the CUDA kernels take matrices up to {MAX_SIZE}×{MAX_SIZE}; got a side of {largest}")
+    raise ValueError(f"the CUDA kernels take matrices up to {_config.MAX_SIZE}×{_config.MAX_SIZE}; "
+                     f"got a side of {largest}")
 
 
 def local_scratch(table, size):

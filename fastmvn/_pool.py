@@ -12,7 +12,7 @@ over a buffer held by a :class:`_Lease`, which its chain of ``base`` arrays keep
 buffer returns to the pool only when the lease dies, when no array made from it (a view, a
 slice, a tensor sharing its memory) is left. The pool keeps at most :func:`set_buffer_pool`
 bytes (``FASTMVN_POOL_BYTES``, 1 GiB by default) of buffers nobody uses, the most recently
-returned: the oldest go first. Arrays under :data:`MIN_BYTES` come from NumPy as usual.
+returned: the oldest go first. Arrays under ``fastmvn._config.MIN_BYTES`` come from NumPy as usual.
 """
 
 import collections
@@ -25,9 +25,8 @@ import warnings
 
 import numpy as np
 
-#: Arrays smaller than this come from ``np.empty``: their memory is cheap and cached by the
-#: C allocator already.
-MIN_BYTES = 1 << 22
+from . import _config
+
 #: The alignment of a pooled array's first byte: a 4×4 float64 item fills two whole cache lines.
 ALIGN = 64
 
@@ -172,7 +171,7 @@ def empty(shape, dtype):
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
     pool = _POOL
-    if nbytes < MIN_BYTES or nbytes + ALIGN > pool.limit:
+    if nbytes < _config.MIN_BYTES or nbytes + ALIGN > pool.limit:
         return np.empty(shape, dtype)
     return np.asarray(_Lease(pool, pool.take(nbytes), nbytes)).view(dtype).reshape(shape)
 

@@ -45,16 +45,14 @@ if not cuda.is_available():
 
 from numba.cuda.cudadrv.devicearray import is_cuda_ndarray  # noqa: E402 - only once CUDA is known to load
 
-from . import _cuda_kernels  # noqa: E402
+from . import _config, _cuda_kernels  # noqa: E402
 
 __all__ = ["kl", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "logpdf", "logpdf_chol",
            "kl_value_and_grad", "kl_chol_value_and_grad", "kl_diag_value_and_grad", "MAX_SIZE"]
 
-#: The largest ``n`` and ``p`` taken: each GPU thread keeps its scratch in fixed-size local arrays.
-MAX_SIZE = _cuda_kernels.MAX_SIZE
-
-#: Threads per block of the batch kernel (one item per thread).
-THREADS_PER_BLOCK = 128
+#: The largest ``n`` and ``p`` taken: each GPU thread keeps its scratch in fixed-size local arrays
+#: (``fastmvn._config.MAX_SIZE``).
+MAX_SIZE = _config.MAX_SIZE
 
 # DLPack device types whose memory a kernel reads: kDLCUDA, kDLCUDAManaged.
 _DLPACK_CUDA = (2, 13)
@@ -176,11 +174,11 @@ def _launch(kernel, slots, out, first_bad, start, stream, grads=(), wanted=0):
                         [g[part] if wanted >> k & 1 else g for k, g in enumerate(grads)], wanted)
             return
         flat.append(_view(slot, (out.shape[0],) + slot.shape[-2:], (stride,) + slot.strides[-2:]))
-    blocks = -(-out.shape[0] // THREADS_PER_BLOCK)
+    blocks = -(-out.shape[0] // _config.THREADS_PER_BLOCK)
     if grads:
-        kernel[blocks, THREADS_PER_BLOCK, stream](*flat, out, *grads, wanted, first_bad, start)
+        kernel[blocks, _config.THREADS_PER_BLOCK, stream](*flat, out, *grads, wanted, first_bad, start)
     else:
-        kernel[blocks, THREADS_PER_BLOCK, stream](*flat, out, first_bad, start)
+        kernel[blocks, _config.THREADS_PER_BLOCK, stream](*flat, out, first_bad, start)
 
 
 def _output(out, on_device, dtype, batch_shape, stream):
@@ -219,9 +217,9 @@ def _prepare(args, inputs, stream):
     largest = 1
     for arg in args:
         core = arg.array.shape[arg.array.ndim - len(arg.axes):]
-        if max(core) > MAX_SIZE:
+        if max(core) > _config.MAX_SIZE:
             raise ValueError(f"{arg.name} has shape {arg.array.shape}: fastmvn.cuda takes matrices up to "
-                             f"{MAX_SIZE}×{MAX_SIZE} (the CPU functions in fastmvn take any size)")
+                             f"{_config.MAX_SIZE}×{_config.MAX_SIZE} (the CPU functions in fastmvn take any size)")
         largest = max(largest, *core)
 
     def slots():
@@ -321,9 +319,9 @@ def _reduce(grad, shape, core_ndim, stream):
     total = cuda.to_device(np.zeros((math.prod(own), items)), stream=stream)
     result = cuda.device_array((math.prod(own), items), grad.dtype, stream=stream)
     rows = grad.reshape((len(target), items))
-    _cuda_kernels.sum_rows()[-(-len(target) // THREADS_PER_BLOCK), THREADS_PER_BLOCK, stream](
+    _cuda_kernels.sum_rows()[-(-len(target) // _config.THREADS_PER_BLOCK), _config.THREADS_PER_BLOCK, stream](
         rows, cuda.to_device(target, stream=stream), total)
-    _cuda_kernels.cast()[-(-result.shape[0] // THREADS_PER_BLOCK), THREADS_PER_BLOCK, stream](total, result)
+    _cuda_kernels.cast()[-(-result.shape[0] // _config.THREADS_PER_BLOCK), _config.THREADS_PER_BLOCK, stream](total, result)
     return result.reshape(tuple(shape))
 
 

@@ -7,18 +7,31 @@ import sys
 import numpy as np
 import pytest
 
-from fastmvn._bench import random_spd as spd  # noqa: F401 - shared with the tests
+# The random inputs of the tests, under short names.
+from fastmvn.testing import cholesky_factors as factors  # noqa: F401
+from fastmvn.testing import conditioned_spd  # noqa: F401
+from fastmvn.testing import random_matrix_normal as random_mn  # noqa: F401
+from fastmvn.testing import random_pair as pair  # noqa: F401
+from fastmvn.testing import random_spd as spd  # noqa: F401
 
 
-def pair(rng, batch, n, p):
-    """Two batches of ``n×p`` matrix normals (means, row and column covariances), as a list."""
-    return [rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p),
-            rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p)]
+def vec(x):
+    """Column-major vec of each matrix of a stack."""
+    return np.swapaxes(x, -1, -2).reshape(x.shape[:-2] + (-1,))
 
 
-def factors(args):
-    """The arguments of :func:`pair` with the covariances replaced by their Cholesky factors."""
-    return [a if k % 3 == 0 else np.linalg.cholesky(a) for k, a in enumerate(args)]
+def upper_cholesky(cov):
+    """SciPy's upper Cholesky factors ``R`` (``cov = Rᵀ R``) of a stack ``cov``, one item at a time."""
+    import scipy.linalg
+
+    size = cov.shape[-1]
+    return np.array([scipy.linalg.cholesky(item) for item in cov.reshape(-1, size, size)]).reshape(cov.shape)
+
+
+def normalised(u, v):
+    """The representative of (cU, V/c) with tr(U) = n."""
+    scale = np.trace(u, axis1=-2, axis2=-1)[..., None, None] / u.shape[-1]
+    return u / scale, v * scale
 
 
 def dense_kl(mean1, rowcov1, colcov1, mean2, rowcov2, colcov2):

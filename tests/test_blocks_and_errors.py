@@ -5,7 +5,7 @@ import pytest
 from numpy.linalg import LinAlgError
 
 import fastmvn as fm
-from fastmvn import reference
+from fastmvn import _config, reference
 
 from conftest import run_python, spd
 
@@ -73,6 +73,18 @@ def test_multi_dimensional_batch_index(rng):
     args[4][1, 2] = np.diag([1.0, -1.0, 1.0])
     with pytest.raises(LinAlgError, match=r"rowcov2 is not positive definite .* at batch index \(1, 2\)"):
         fm.kl(*args)
+
+
+def test_first_failure_of_the_batch_is_reported_across_chunks(rng, monkeypatch):
+    monkeypatch.setattr(_config, "CHUNK", 2)  # the chunk size is read at each call: 3 chunks of 2 items
+    args = bad_batch(rng)
+    assert len(fm._api._driver_arguments(args, 6, np.float64)[1]) == 3
+    args[1][5] = -np.eye(3)
+    args[4][3] = -np.eye(3)
+    with pytest.raises(LinAlgError, match=r"rowcov2 is not positive definite .* at batch index 3$"):
+        fm.kl(*args)
+    result = fm.kl(*args, errors="nan")
+    assert np.isnan(result[[3, 5]]).all() and np.isfinite(result[[0, 1, 2, 4]]).all()
 
 
 def test_chol_and_diag_failures(rng):

@@ -14,7 +14,7 @@ import pytest
 
 import fastmvn as fm
 
-from conftest import spd
+from conftest import factors, spd, upper_cholesky
 
 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
     import fastmvn.cuda as fc  # the simulator is always there: a failing import is a failure
@@ -24,7 +24,7 @@ else:
 from numba import cuda  # noqa: E402
 from numba.cuda.cudadrv.devicearray import is_cuda_ndarray  # noqa: E402
 
-from fastmvn import _cuda_kernels  # noqa: E402
+from fastmvn import _config, _cuda_kernels  # noqa: E402
 from fastmvn.kernels import drivers, gradients, lanes, values  # noqa: E402
 
 pytestmark = pytest.mark.cuda
@@ -37,14 +37,14 @@ TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
-    monkeypatch.setattr(fc, "THREADS_PER_BLOCK", THREADS)
+    monkeypatch.setattr(_config, "THREADS_PER_BLOCK", THREADS)
 
 
 def chol(a):
     return np.linalg.cholesky(a)
 
 
-def pair(rng, batch):
+def two_batches(rng, batch):
     """Two batches of matrix normals, the second's row covariance shared by the whole batch."""
     return [rng.standard_normal(batch + (N, P)), spd(rng, batch, N), spd(rng, batch, P),
             rng.standard_normal((N, P)), spd(rng, (), N), spd(rng, batch, P)]
@@ -63,14 +63,14 @@ def density(rng, batch):
 
 # name: (function, arguments for a batch shape)
 CASES = {
-    "kl": ("kl", pair),
-    "kl to MN(0, I, I)": ("kl", lambda rng, batch: pair(rng, batch)[:3]),
-    "kl_chol": ("kl_chol", lambda rng, batch: [a if i in (0, 3) else chol(a) for i, a in enumerate(pair(rng, batch))]),
-    "kl_chol to MN(0, I, I)": ("kl_chol", lambda rng, batch: [a if i == 0 else chol(a)
-                                                              for i, a in enumerate(pair(rng, batch)[:3])]),
+    "kl": ("kl", two_batches),
+    "kl to MN(0, I, I)": ("kl", lambda rng, batch: two_batches(rng, batch)[:3]),
+    "kl_chol": ("kl_chol", lambda rng, batch: factors(two_batches(rng, batch))),
+    "kl_chol to MN(0, I, I)": ("kl_chol", lambda rng, batch: factors(two_batches(rng, batch)[:3])),
     "kl_diag": ("kl_diag", variances),
     "kl_diag to MN(0, I, I)": ("kl_diag", lambda rng, batch: variances(rng, batch)[:3]),
-    "kl with mean2 omitted": ("kl", lambda rng, batch: pair(rng, batch)[:3] + [None] + pair(rng, batch)[4:]),
+    "kl with mean2 omitted": ("kl", lambda rng, batch: two_batches(rng, batch)[:3] + [None]
+                              + two_batches(rng, batch)[4:]),
     "logdet": ("logdet", lambda rng, batch: [spd(rng, batch, N)]),
     "trace_solve": ("trace_solve", lambda rng, batch: [spd(rng, batch, N), rng.standard_normal(batch + (N, N))]),
     "mahalanobis": ("mahalanobis", density),
@@ -120,7 +120,7 @@ def test_gpu_arrays_give_gpu_results(rng, case):
 
 
 def test_host_and_gpu_arrays_mixed_and_strided_gpu_arrays(rng):
-    args = pair(rng, (BATCH,))
+    args = two_batches(rng, (BATCH,))
     expected = fm.kl(*args)
     doubled = np.zeros((2 * BATCH, N, P))
     doubled[::2] = args[0]
@@ -178,7 +178,7 @@ def spoil(args, slot, kind, index):
 @pytest.mark.parametrize("slot, kind", [(0, "nan"), (1, "not positive definite"), (2, "inf"), (3, "-inf"),
                                         (4, "not positive definite"), (5, "nan"), (2, "not positive definite")])
 def test_bad_items_raise_as_on_cpu(rng, slot, kind):
-    args = spoil(pair(rng, (BATCH,)), slot, kind, [THREADS + 1, 2 * THREADS + 3])
+    args = spoil(two_batches(rng, (BATCH,)), slot, kind, [THREADS + 1, 2 * THREADS + 3])
     error = same_error(lambda: fm.kl(*args), lambda: fc.kl(*args))
     assert str(error).endswith(f"at batch index {THREADS + 1}")
     same_error(lambda: fm.kl(*args), lambda: fc.kl(*to_device(args)).copy_to_host())
@@ -288,7 +288,7 @@ def test_torch_and_cupy_arrays_are_read_in_place(rng):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("PyTorch has no CUDA device here")
-    args = pair(rng, (BATCH,))
+    args = two_batches(rng, (BATCH,))
     expected = fm.kl(*args)
     tensors = [torch.from_numpy(a).cuda() for a in args]
     np.testing.assert_allclose(fc.kl(*tensors).copy_to_host(), expected, rtol=1e-10)
@@ -352,7 +352,7 @@ def test_value_and_grad_match_cpu(rng, case, dtype):
 
 @pytest.mark.parametrize("case", ["kl", "kl_chol to MN(0, I, I)", "kl_diag"])
 def test_value_and_grad_of_gpu_arrays_stay_on_the_gpu(rng, case):
-    """The shared prior's gradient (``pair`` shares rowcov2 and mean2) is summed on the GPU."""
+    """The shared prior's gradient (``two_batches`` shares rowcov2 and mean2) is summed on the GPU."""
     name, args = arguments(rng, case)
     value, grads = getattr(fc, f"{name}_value_and_grad")(*to_device(args))
     expected_value, expected = getattr(fm, f"{name}_value_and_grad")(*args)
@@ -363,7 +363,7 @@ def test_value_and_grad_of_gpu_arrays_stay_on_the_gpu(rng, case):
 
 @pytest.mark.parametrize("device", [False, True], ids=["host", "gpu"])
 def test_value_and_grad_wrt_some_arguments(rng, device):
-    args = pair(rng, (BATCH,))
+    args = two_batches(rng, (BATCH,))
     wrt = ("mean1", "colcov1", "rowcov2")
     value, grads = fc.kl_value_and_grad(*(to_device(args) if device else args), wrt=wrt)
     expected_value, expected = fm.kl_value_and_grad(*args, wrt=wrt)
@@ -384,7 +384,7 @@ def test_value_and_grad_broadcast_over_several_batch_axes(rng, device):
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_value_and_grad_bad_items_as_on_cpu(rng):
-    args = spoil(pair(rng, (BATCH,)), 4, "not positive definite", [THREADS + 1])
+    args = spoil(two_batches(rng, (BATCH,)), 4, "not positive definite", [THREADS + 1])
     error = same_error(lambda: fm.kl_value_and_grad(*args), lambda: fc.kl_value_and_grad(*args))
     assert str(error) == f"rowcov2 is not positive definite (Cholesky failed) at batch index {THREADS + 1}"
     value, grads = fc.kl_value_and_grad(*args, errors="nan")
@@ -394,21 +394,13 @@ def test_value_and_grad_bad_items_as_on_cpu(rng):
     assert_grads_match(grads, expected)
 
 
-def upper(a):
-    """SciPy's upper Cholesky factors ``R`` (``a = Rᵀ R``) of a stack ``a``, one item at a time."""
-    import scipy.linalg
-
-    size = a.shape[-1]
-    return np.array([scipy.linalg.cholesky(item) for item in a.reshape(-1, size, size)]).reshape(a.shape)
-
-
 @pytest.mark.parametrize("device", [False, True], ids=["host", "gpu"])
 def test_upper_factors(rng, device):
     """``lower=False`` on SciPy's upper factors gives what the CPU gives for NumPy's lower ones,
     with the gradients with respect to the upper factors: the transposes."""
-    covs = pair(rng, (BATCH,))                     # rowcov2 shared by the batch: its gradient is summed
-    lower = [a if k % 3 == 0 else chol(a) for k, a in enumerate(covs)]
-    uppers = [a if k % 3 == 0 else upper(a) for k, a in enumerate(covs)]
+    covs = two_batches(rng, (BATCH,))                     # rowcov2 shared by the batch: its gradient is summed
+    lower = factors(covs)
+    uppers = [a if k % 3 == 0 else upper_cholesky(a) for k, a in enumerate(covs)]
     uppers[2] = uppers[2] + np.tril(rng.standard_normal(uppers[2].shape), -1)   # below the diagonal: not read
     given = to_device(uppers) if device else uppers
 

@@ -21,7 +21,7 @@ import numba.cuda.dispatcher  # noqa: E402
 from numba import cuda  # noqa: E402
 from numba.cuda.cudadrv import nvvm  # noqa: E402
 
-from fastmvn import _cuda_kernels, _modes  # noqa: E402
+from fastmvn import _config, _cuda_kernels, _modes  # noqa: E402
 
 if not nvvm.is_available():
     pytest.skip("NVVM is not installed (numba-cuda[cu12] or numba-cuda[cu13] brings it)", allow_module_level=True)
@@ -50,7 +50,7 @@ def test_every_mode_compiles_to_ptx(mode):
 
 
 def test_largest_scratch_and_float64_compile():
-    assert ".entry" in ptx(_modes.KL_COV, _cuda_kernels.MAX_SIZE, np.float64)
+    assert ".entry" in ptx(_modes.KL_COV, _config.MAX_SIZE, np.float64)
 
 
 def test_gradient_kernel_compiles():

@@ -9,21 +9,12 @@ from scipy.stats import matrix_normal, multivariate_normal
 import fastmvn as fm
 from fastmvn import reference
 
-from conftest import spd
-
-
-def vec(x):
-    """Column-major vec of each matrix of a stack."""
-    return np.swapaxes(x, -1, -2).reshape(x.shape[:-2] + (-1,))
+from conftest import normalised, random_mn, spd, vec
 
 
 def vec_index(rows, cols, n):
     """Positions in column-major vec of the entries X[rows][:, cols], in vec order of the sub-matrix."""
     return np.array([i + n * j for j in cols for i in rows])
-
-
-def random_mn(rng, batch, n, p):
-    return rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p)
 
 
 # pdf and entropy --------------------------------------------------------------------------
@@ -166,12 +157,6 @@ def test_rvs_bad_input_names_argument_and_first_index(rng):
 
 
 # fit --------------------------------------------------------------------------------------
-
-
-def normalised(u, v):
-    """The representative of (cU, V/c) with tr(U) = n."""
-    scale = np.trace(u, axis1=-2, axis2=-1)[..., None, None] / u.shape[-1]
-    return u / scale, v * scale
 
 
 def sample_loglik(samples, d):
@@ -478,3 +463,10 @@ def test_empty_batches():
     assert d.rvs(3).shape == (3, 0, 2, 2) and d.entropy().shape == (0,) and d.logpdf(np.zeros((2, 2))).shape == (0,)
     assert fm.rvs(np.zeros((0, 2, 2)), np.eye(2), np.eye(2)).shape == (0, 2, 2)
     assert fm.fit(np.zeros((0, 5, 2, 2))).batch_shape == (0,)
+
+
+def test_logpdf_benchmark_runs_on_a_small_batch():
+    from fastmvn._bench import compare_logpdf
+
+    figures = compare_logpdf(2, 2, batch=300, repeat=1, reference_batch=100, scipy_batch=10)
+    assert set(figures) == {"fastmvn", "distribution", "reference", "scipy"} and all(t > 0 for t in figures.values())

@@ -10,7 +10,7 @@ from numpy.linalg import LinAlgError
 import fastmvn as fm
 from fastmvn import reference
 
-from conftest import factors, pair, spd
+from conftest import conditioned_spd, factors, pair, spd
 
 # Each function the reference specifies, with its arguments in order, each a kind and the
 # letters of its core shape: "m" a mean or a plain matrix, "c" a covariance, "f" a lower
@@ -186,16 +186,10 @@ def test_rank_one_covariance_is_rejected_everywhere():
     assert reference.singular_pivots(np.linalg.cholesky(RANK_ONE), RANK_ONE)
 
 
-def conditioned(rng, size, condition):
-    """A random SPD matrix with eigenvalues from 1 to ``1/condition`` spread evenly in log."""
-    q, _ = np.linalg.qr(rng.standard_normal((size, size)))
-    return (q * np.logspace(0, -np.log10(condition), size)) @ q.T
-
-
 @pytest.mark.parametrize("size", [2, 4, 7])
 def test_condition_number_1e10_is_accepted_and_accurate(rng, size):
-    a = conditioned(rng, size, 1e10)
-    b = conditioned(rng, size, 1e3)
+    a = conditioned_spd(rng, (), size, 1e10) / 1e10  # eigenvalues from 1e-10 to 1
+    b = conditioned_spd(rng, (), size, 1e3) / 1e3
     x = rng.standard_normal((size, size))
     # Errors of any Cholesky-based method grow with the condition number: ε·κ = 2e-6 here
     # (a relative perturbation ε of a moves log|a| by up to n·κ·ε).

@@ -10,12 +10,7 @@ from scipy.stats import multivariate_normal
 import fastmvn as fm
 from fastmvn import reference
 
-from conftest import spd
-
-
-def vec(x):
-    """Column-major vec of each matrix of a stack."""
-    return np.swapaxes(x, -1, -2).reshape(x.shape[:-2] + (-1,))
+from conftest import normalised, random_mn, spd, vec
 
 
 def kron(colcov, rowcov):
@@ -36,8 +31,8 @@ def random_mg(rng, batch, n, p):
     return rng.standard_normal(batch + (n, p)), spd(rng, batch, n * p)
 
 
-def random_mn(rng, batch, n, p):
-    return fm.MatrixNormal(rng.standard_normal(batch + (n, p)), spd(rng, batch, n), spd(rng, batch, p))
+def random_normal(rng, batch, n, p):
+    return fm.MatrixNormal(*random_mn(rng, batch, n, p))
 
 
 # Layouts ----------------------------------------------------------------------------------
@@ -141,7 +136,7 @@ def test_kl_full_against_reference_dense_and_objects(rng):
 def test_kl_between_matrix_gaussians_and_matrix_normals(rng):
     n, p = 3, 2
     mean, cov = random_mg(rng, (4,), n, p)
-    g, d = fm.MatrixGaussian(mean, cov), random_mn(rng, (1,), n, p)
+    g, d = fm.MatrixGaussian(mean, cov), random_normal(rng, (1,), n, p)
     forward, backward = fm.kl_gaussian(g, d), fm.kl_gaussian(d, g)
     assert forward.shape == backward.shape == (4,)
     dense = fm.MatrixGaussian(d.mean, d.cov)
@@ -152,7 +147,7 @@ def test_kl_between_matrix_gaussians_and_matrix_normals(rng):
         assert backward[b] == pytest.approx(mvn_kl(vec(d.mean[0]), d.cov[0], vec(mean[b]), cov[b]), rel=1e-10)
     np.testing.assert_array_equal(g.kl(d), forward)
     np.testing.assert_array_equal(d.kl(g), backward)
-    other = random_mn(rng, (), n, p)
+    other = random_normal(rng, (), n, p)
     np.testing.assert_array_equal(fm.kl_gaussian(d, other), d.kl(other))
     low = fm.MatrixGaussian(mean.astype(np.float32), cov.astype(np.float32))
     assert fm.kl_gaussian(low, d).dtype == np.float64
@@ -164,7 +159,7 @@ def test_kl_between_matrix_gaussians_and_matrix_normals(rng):
 
 def test_matrix_gaussian_of_kronecker_covariance_agrees_with_matrix_normal(rng):
     n, p = 3, 4
-    d, e = random_mn(rng, (2,), n, p), random_mn(rng, (2,), n, p)
+    d, e = random_normal(rng, (2,), n, p), random_normal(rng, (2,), n, p)
     g, h = fm.MatrixGaussian(d.mean, d.cov), fm.MatrixGaussian.from_normal(e)
     np.testing.assert_array_equal(e.to_matrix_gaussian().cov, h.cov)
     assert e.to_matrix_gaussian().batch_shape == (2,) and e[1].to_matrix_gaussian().batch_shape == ()
@@ -343,12 +338,6 @@ def test_expect_quadratic_shapes_and_broadcasting(rng):
 
 
 # nearest_kronecker and project ------------------------------------------------------------
-
-
-def normalised(u, v):
-    """The representative of (cU, V/c) with tr(U) = n."""
-    scale = np.trace(u, axis1=-2, axis2=-1)[..., None, None] / u.shape[-1]
-    return u / scale, v * scale
 
 
 def test_nearest_kronecker_exact_spd_and_nearest(rng):

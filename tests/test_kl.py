@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import fastmvn as fm
 from fastmvn import reference
 
-from conftest import dense_kl, factors, pair, spd
+from conftest import conditioned_spd, dense_kl, factors, pair, spd
 
 SHAPES = [(1, 1), (1, 7), (2, 2), (2, 3), (4, 4), (5, 2), (8, 16), (32, 32), (64, 3), (3, 64)]
 
@@ -76,7 +76,7 @@ def test_float32_arithmetic_near_equal_distributions(rng, n, p):
                                            u1 + spd(rng, (50,), n) * 0.1 / n, v1 + spd(rng, (50,), p) * 0.1 / p)]
     exact = fm.kl(*(a.astype(np.float64) for a in args))
     error = np.abs(fm.kl(*args) - exact) / np.maximum(np.abs(exact), 1)
-    float32_arithmetic = max(n, p) <= fm._api.FLOAT32_ARITHMETIC_MAX_SIDE
+    float32_arithmetic = max(n, p) <= fm._config.FLOAT32_ARITHMETIC_MAX_SIDE
     assert error.max() < (1e-4 if float32_arithmetic else 1e-6)
     assert np.median(exact) < 3
 
@@ -106,23 +106,15 @@ def test_float32_in_float32_out(rng):
     assert fm.kl_diag(np.zeros((2, 2), np.float32), np.ones(2, np.float32), np.ones(2, np.float32)).dtype == np.float32
 
 
-def conditioned_spd(rng, batch, size, condition):
-    """Random SPD matrices with eigenvalues from 1 to ``condition``, both ends included."""
-    q, _ = np.linalg.qr(rng.standard_normal((batch, size, size)))
-    eigenvalues = np.exp(rng.uniform(0.0, np.log(condition), (batch, size)))
-    eigenvalues[:, 0], eigenvalues[:, -1] = 1.0, condition
-    return (q * eigenvalues[:, None, :]) @ np.swapaxes(q, -1, -2)
-
-
 @pytest.mark.parametrize("size", [2, 4, 8, 16])
 @pytest.mark.parametrize("condition", [1.0, 1e3])
 def test_float32_accuracy_bound(rng, size, condition):
     # The README's bound for float32 arithmetic: within (κ + 1)·1.5e-7 of max(|KL|, 1) from
     # covariances, 2e-6 from factors (κ ≤ 1e3), against float64 arithmetic on the same inputs.
     batch = 4000
-    args = [rng.standard_normal((batch, size, size)), conditioned_spd(rng, batch, size, condition),
-            conditioned_spd(rng, batch, size, condition), rng.standard_normal((batch, size, size)),
-            conditioned_spd(rng, batch, size, condition), conditioned_spd(rng, batch, size, condition)]
+    args = [rng.standard_normal((batch, size, size)), conditioned_spd(rng, (batch,), size, condition),
+            conditioned_spd(rng, (batch,), size, condition), rng.standard_normal((batch, size, size)),
+            conditioned_spd(rng, (batch,), size, condition), conditioned_spd(rng, (batch,), size, condition)]
     for function, inputs, bound in [(fm.kl, args, (condition + 1) * 1.5e-7), (fm.kl_chol, factors(args), 2e-6)]:
         single = [a.astype(np.float32) for a in inputs]
         exact = function(*(a.astype(np.float64) for a in single))

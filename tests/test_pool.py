@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastmvn as fm
-from fastmvn import _api, _pool
+from fastmvn import _api, _config, _pool
 
 from conftest import factors, pair
 
@@ -18,7 +18,7 @@ from conftest import factors, pair
 @pytest.fixture
 def pooled(monkeypatch):
     """Every gradient array from the pool, small ones too, in a pool of its own."""
-    monkeypatch.setattr(_pool, "MIN_BYTES", 0)
+    monkeypatch.setattr(_config, "MIN_BYTES", 0)
     monkeypatch.setattr(_pool, "_POOL", _pool._Pool(1 << 30))
     return _pool._POOL
 
@@ -128,7 +128,7 @@ def test_threshold(rng, monkeypatch):
     small = pair(rng, (1000,), 4, 4)     # 128 kB gradients: NumPy's own
     _, grads = fm.kl_value_and_grad(*small)
     assert not any(leased(g) for g in grads)
-    large = [a[:1].repeat(_pool.MIN_BYTES // 128, axis=0) for a in small]  # 4 MiB each
+    large = [a[:1].repeat(_config.MIN_BYTES // 128, axis=0) for a in small]  # 4 MiB each
     _, grads = fm.kl_value_and_grad(*large)
     assert all(leased(g) for g in grads)
     del grads

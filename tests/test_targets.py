@@ -28,7 +28,7 @@ TARGETS = {
 SCRIPT = """
 import numpy as np
 import fastmvn as fm
-from fastmvn._bench import random_spd
+from fastmvn.testing import cholesky_factors, random_pair
 from numba.core.registry import cpu_target
 
 print(cpu_target.target_context.codegen()._get_host_cpu_name())
@@ -43,10 +43,8 @@ def gradients(*args):
 
 for n, p in [(4, 4), (5, 3)]:
     for dtype in (np.float32, np.float64):
-        args = [rng.standard_normal((count, n, p)), random_spd(rng, (count,), n), random_spd(rng, (count,), p),
-                rng.standard_normal((count, n, p)), random_spd(rng, (count,), n), random_spd(rng, (count,), p)]
-        args = [a.astype(dtype) for a in args]
-        chol = [a if k % 3 == 0 else np.linalg.cholesky(a) for k, a in enumerate(args)]
+        args = [a.astype(dtype) for a in random_pair(rng, (count,), n, p)]
+        chol = cholesky_factors(args)
         var = [a if k % 3 == 0 else np.diagonal(a, axis1=-2, axis2=-1) for k, a in enumerate(args)]
         calls = {"kl": (fm.kl, args), "kl_standard": (fm.kl, args[:3]), "kl_chol": (fm.kl_chol, chol),
                  "kl_diag": (fm.kl_diag, var), "logpdf": (fm.logpdf, [args[0], args[3], args[1], args[2]])}

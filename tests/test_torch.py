@@ -14,7 +14,7 @@ import fastmvn as fm  # noqa: E402
 import fastmvn.torch as fmt  # noqa: E402
 from fastmvn._bench import torch_kl_chol_tensors  # noqa: E402
 
-from conftest import spd  # noqa: E402
+from conftest import factors, pair, spd, upper_cholesky  # noqa: E402
 
 EXAMPLE = pathlib.Path(__file__).parent.parent / "examples" / "train_latent.py"
 
@@ -24,9 +24,7 @@ def tensors(arrays, requires_grad=True):
 
 
 def chol_pair(rng, batch, n, p):
-    return [rng.standard_normal(batch + (n, p)), np.linalg.cholesky(spd(rng, batch, n)),
-            np.linalg.cholesky(spd(rng, batch, p)), rng.standard_normal(batch + (n, p)),
-            np.linalg.cholesky(spd(rng, batch, n)), np.linalg.cholesky(spd(rng, batch, p))]
+    return factors(pair(rng, batch, n, p))
 
 
 def symmetric(x):
@@ -45,14 +43,7 @@ def test_gradcheck_kl_chol(rng, n, p):
 def upper_factors(arrays):
     """The arguments of :func:`chol_pair` with each lower factor ``L`` replaced by SciPy's upper
     factor ``R`` of the same covariance (``L Lᵀ = Rᵀ R``)."""
-    import scipy.linalg
-
-    def upper(chol):
-        size = chol.shape[-1]
-        items = [scipy.linalg.cholesky(item @ item.T) for item in chol.reshape(-1, size, size)]
-        return np.array(items).reshape(chol.shape)
-
-    return [a if k % 3 == 0 else upper(a) for k, a in enumerate(arrays)]
+    return [a if k % 3 == 0 else upper_cholesky(a @ np.swapaxes(a, -1, -2)) for k, a in enumerate(arrays)]
 
 
 def test_kl_chol_of_upper_factors(rng):

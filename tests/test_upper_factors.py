@@ -4,21 +4,14 @@ the default gives for the lower factors ``L = Rᵀ`` (as ``numpy.linalg.cholesky
 
 import numpy as np
 import pytest
-import scipy.linalg
 from numpy.linalg import LinAlgError
 
 import fastmvn as fm
 from fastmvn import reference
 
-from conftest import pair, spd
+from conftest import pair, spd, upper_cholesky
 
 TOLERANCE = dict(rtol=1e-12, atol=1e-12)
-
-
-def upper_cholesky(cov):
-    """SciPy's (upper, its default) Cholesky factors of a stack ``cov``, one item at a time."""
-    size = cov.shape[-1]
-    return np.array([scipy.linalg.cholesky(item) for item in cov.reshape(-1, size, size)]).reshape(cov.shape)
 
 
 def both(cov):

@@ -5,17 +5,12 @@ lane scratch allocated by the table of :mod:`fastmvn.kernels.scratch`."""
 import numpy as np
 from numba import float32, float64, int64, prange, types, void
 
+from .._config import LANES, SMALL_LANES  # compile-time constants: Numba folds them into the kernels
 from .._jit import batch, item
 from .gradients import store_wanted, value_and_grad
 from .scratch import (AS_SLOT0, AS_SLOT1, AS_SLOT2, AS_SLOT3, AS_SLOT4, AS_SLOT5, GRADIENT_MATRICES,
                       GRADIENT_VECTORS, MEAN_SHAPE, QUAD, ROW_SQUARE, ROW_VECTOR, SCALARS, VALUE_MATRICES, VALUE_VECTORS)
 from .values import evaluate, finish, gather_slots, slot_layout
-
-#: Items computed side by side by one call of a per-item kernel in the CPU drivers ...
-LANES = 32
-#: ... and for matrices up to 4×4, whose loops over the lanes are the only long ones: 128 amortise
-#: the setup of each short loop over more items (64 were 10% slower, 256 no faster).
-SMALL_LANES = 128
 
 
 @item

@@ -1,0 +1,45 @@
+"""The tunables of fastmvn in one place, each with the reason for its value.
+
+Python code reads each value here at its use site (``_config.CHUNK``), so that a change
+made at run time (a test's ``monkeypatch.setattr(fastmvn._config, "CHUNK", 4)``) takes
+effect. :data:`LANES` and :data:`SMALL_LANES` are the exception: the compiled CPU kernels
+import them, and Numba folds a global into the machine code when it compiles, so they are
+compile-time constants that a change here after compilation does not reach. This module
+imports nothing, so that ``import fastmvn`` stays free of Numba.
+"""
+
+#: Items per chunk of the CPU batch drivers (``fastmvn._api``): one chunk is one task of the
+#: parallel loop, allocates its lane scratch once and records its first failing item. 256 items
+#: fill whole groups of lanes (2 of :data:`SMALL_LANES`, 8 of :data:`LANES` in float64) while a
+#: batch of a few thousand items already splits into a chunk for every thread.
+CHUNK = 256
+
+#: float32 data of matrices up to this side is computed in float32 arithmetic, whose rounding
+#: error grows with the size and the condition number κ: up to here it stays within
+#: (κ + 1)·1.5e-7 of max(|result|, 1) (measured to κ = 1e3). Larger ones are computed in float64
+#: (``fastmvn._api.working_dtype``).
+FLOAT32_ARITHMETIC_MAX_SIDE = 16
+
+#: Items computed side by side by one call of a per-item kernel in the CPU drivers ...
+#: (a compile-time constant of ``fastmvn.kernels.drivers``, see above)
+LANES = 32
+#: ... and for matrices up to 4×4, whose loops over the lanes are the only long ones: 128 amortise
+#: the setup of each short loop over more items (64 were 10% slower, 256 no faster). A
+#: compile-time constant as :data:`LANES`.
+SMALL_LANES = 128
+
+#: The largest ``n`` and ``p`` the CUDA kernels take (``fastmvn.cuda.MAX_SIZE``): each GPU thread
+#: keeps its scratch in local arrays of a size fixed when the kernel compiles.
+MAX_SIZE = 32
+
+#: The scratch sizes the CUDA kernels are compiled for: the smallest that fits is used, so a 4×4
+#: problem does not reserve local memory for 32×32 in every thread.
+CUDA_SCRATCH_SIZES = (4, 8, 16, MAX_SIZE)
+
+#: Threads per block of the CUDA batch kernels (one item per thread): a multiple of the 32-thread
+#: warp, so only the last block of a batch has idle threads.
+THREADS_PER_BLOCK = 128
+
+#: Arrays smaller than this come from ``np.empty``, not from the buffer pool (``fastmvn._pool``):
+#: their memory is cheap and cached by the C allocator already.
+MIN_BYTES = 1 << 22
