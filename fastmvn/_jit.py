@@ -1,7 +1,10 @@
 """Compilation options for every Numba kernel in fastmvn, set in one place.
 
 ``FASTMVN_CACHE=0`` switches the on-disk cache off (it is on by default, so a new
-process loads compiled kernels instead of compiling them).  ``NUMBA_DISABLE_JIT=1``
+process loads compiled kernels instead of compiling them). A cached kernel is stale once
+any source it may be compiled from changes: every module of :mod:`fastmvn.kernels`, this
+one, :mod:`fastmvn._config` and :mod:`fastmvn._modes` (Numba's own cache looks at the
+kernel's file alone, and a driver inlines kernels of other files). ``NUMBA_DISABLE_JIT=1``
 runs every kernel as plain Python, which tells a kernel bug from a compiler quirk.
 
 Numba's threading layer is process-wide and chosen once, at the first parallel launch or
@@ -16,7 +19,10 @@ other parallel Numba code) stays: Numba cannot change it.
 """
 
 import contextlib
+import functools
+import hashlib
 import os
+import pathlib
 import threading
 
 CACHE = os.environ.get("FASTMVN_CACHE", "1").lower() not in ("0", "false", "no", "off")
@@ -30,7 +36,46 @@ CACHE = os.environ.get("FASTMVN_CACHE", "1").lower() not in ("0", "false", "no",
 # to vector and scalar code alike.
 FASTMATH = {"contract", "nsz"}
 
-OPTIONS = dict(cache=CACHE, error_model="numpy", fastmath=FASTMATH, nogil=True)
+OPTIONS = dict(error_model="numpy", fastmath=FASTMATH, nogil=True)
+
+
+@functools.cache
+def sources_stamp():
+    """A hash of every source the kernels are compiled from (see the module's docstring)."""
+    root = pathlib.Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted([*root.joinpath("kernels").glob("*.py"), *(root / name for name in
+                                                                    ("_jit.py", "_config.py", "_modes.py"))]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.cache
+def _cache_class():
+    """Numba's on-disk function cache, with :func:`sources_stamp` in place of the stamp of
+    the kernel's own file, for each place Numba may keep it."""
+    from numba.core import caching
+
+    class Stamped:
+        def get_source_stamp(self):
+            return sources_stamp()
+
+    class Impl(caching.CompileResultCacheImpl):
+        _locator_classes = [type(f"Stamped{locator.__name__}", (Stamped, locator), {}) for locator in
+                            (caching.UserProvidedCacheLocator, caching.InTreeCacheLocator,
+                             caching.UserWideCacheLocator)]
+
+    class KernelCache(caching.FunctionCache):
+        _impl_class = Impl
+
+    return KernelCache
+
+
+def _cached(dispatcher):
+    """``dispatcher`` with fastmvn's on-disk cache, unless ``FASTMVN_CACHE=0``."""
+    if CACHE:
+        dispatcher._cache = _cache_class()(dispatcher.py_func)
+    return dispatcher
 
 
 #: Every per-item kernel, in the order defined: what other targets compile from its source
@@ -49,7 +94,7 @@ def item(func=None, *, inline=False):
 
     if func is None:
         return lambda func: item(func, inline=inline)
-    dispatcher = numba.njit(inline="always" if inline else "never", **OPTIONS)(func)
+    dispatcher = _cached(numba.njit(inline="always" if inline else "never", **OPTIONS)(func))
     ITEMS.append(dispatcher)
     return dispatcher
 
@@ -83,7 +128,9 @@ class _Batch:
                 if dispatcher is None:
                     threading_layer()
                     signature = self._signatures[dtypes]
-                    dispatcher = numba.njit(signature, parallel=True, **OPTIONS)(self.py_func)
+                    dispatcher = _cached(numba.njit(parallel=True, **OPTIONS)(self.py_func))
+                    dispatcher.compile(signature)
+                    dispatcher.disable_compile()
                     self._compiled[dtypes] = dispatcher
         return dispatcher
 

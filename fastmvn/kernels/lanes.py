@@ -52,12 +52,13 @@ def fill(v, value, m):
 
 
 @item(inline=True)
-def fold(prod, count, l, x):
+def fold(prod, count, l, x, narrow):
     """``prod[l] ·= x`` for ``x ≥ 0``, ``x`` and then the product rescaled by 2^∓600 (counted
-    in ``count[l]``) where they leave [2⁻³⁰⁰, 2³⁰⁰]: exact, and never out of the range of floats."""
-    x_high = x > _FOLD_LIMIT
-    x_low = x < 1.0 / _FOLD_LIMIT
-    q = prod[l] * (x * (_FOLD_DOWN if x_high else (_FOLD_UP if x_low else 1.0)))
+    in ``count[l]``) where they leave [2⁻³⁰⁰, 2³⁰⁰]: exact, and never out of the range of floats.
+    ``narrow`` (a constant: a float32 ``x``, within 2^±150) skips the rescaling of ``x``."""
+    x_high = False if narrow else x > _FOLD_LIMIT
+    x_low = False if narrow else x < 1.0 / _FOLD_LIMIT
+    q = prod[l] * (x if narrow else x * (_FOLD_DOWN if x_high else (_FOLD_UP if x_low else 1.0)))
     high = q > _FOLD_LIMIT
     low = q < 1.0 / _FOLD_LIMIT
     prod[l] = q * (_FOLD_DOWN if high else (_FOLD_UP if low else 1.0))
@@ -65,13 +66,26 @@ def fold(prod, count, l, x):
 
 
 @item(inline=True)
-def fold_reciprocal(prod, count, l, x):
+def fold_reciprocal(prod, count, l, x, narrow):
     """:func:`fold` of ``1/x`` for ``x > 0``, taken of ``x`` rescaled into [2⁻³⁰⁰, 2³⁰⁰] first:
-    ``1/x`` itself overflows for ``x`` below 2⁻¹⁰²⁴ (and in float32 far sooner)."""
-    x_high = x > _FOLD_LIMIT
-    x_low = x < 1.0 / _FOLD_LIMIT
-    fold(prod, count, l, 1.0 / (x * (_FOLD_DOWN if x_high else (_FOLD_UP if x_low else 1.0))))
+    ``1/x`` itself overflows for ``x`` below 2⁻¹⁰²⁴ (not a float32 ``x``: ``narrow``)."""
+    x_high = False if narrow else x > _FOLD_LIMIT
+    x_low = False if narrow else x < 1.0 / _FOLD_LIMIT
+    fold(prod, count, l, 1.0 / (x if narrow else x * (_FOLD_DOWN if x_high else (_FOLD_UP if x_low else 1.0))),
+         narrow)
     count[l] += 1.0 if x_low else (-1.0 if x_high else 0.0)
+
+
+def narrow(array):
+    """Whether the entries of ``array`` are float32 (a compile-time constant in the kernels):
+    within 2^±150, so :func:`fold` need not rescale them."""
+    return array.dtype == np.float32
+
+
+@overload(narrow, target="generic")
+def _narrow(array):
+    answer = np.dtype(str(array.dtype)) == np.float32
+    return lambda array: answer
 
 
 @item
@@ -152,13 +166,14 @@ def fold_diagonal(L, r, acc, t, m, n):
     ``t``, ``acc`` (see :func:`fold`): each factor on its own, so that no product of two can
     overflow. NaN for a diagonal entry that is not positive or not finite."""
     inf = like(math.inf, L)
+    small = narrow(L)
     for i in range(n):
         for l in range(m):
             x = L[i, i, l]
-            fold(t, acc, l, x if (x > 0.0 and x < inf) else math.nan)  # NaN, not a log's error
+            fold(t, acc, l, x if (x > 0.0 and x < inf) else math.nan, small)  # NaN, not a log's error
         if r is not None:
             for l in range(m):
-                fold(t, acc, l, r[i, l])
+                fold(t, acc, l, r[i, l], small)
 
 
 @item

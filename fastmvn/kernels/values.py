@@ -6,7 +6,7 @@ import math
 from .._jit import item
 from .._modes import (KL_CHOL, KL_COV, KL_DIAG, KL_STD_CHOL, KL_STD_COV, KL_STD_DIAG, LOGDET,
                       LOGPDF_CHOL, MAHALANOBIS, MAHALANOBIS_CHOL, TRACE_SOLVE)
-from .lanes import (cholesky, diagonal_sum, fill, fold, fold_reciprocal, like, log_diagonal, log_diagonals,
+from .lanes import (cholesky, diagonal_sum, fill, fold, fold_reciprocal, like, log_diagonal, log_diagonals, narrow,
                     log_of_fold, lower_norm2, reciprocal_diagonal, solve_rows, trace_tri, whitened_norm2)
 from .scratch import (FOLD, LOG_RATIO_U, LOG_RATIO_V, LOGDET_U, LOGDET_V, MEANS_DIFFERENCE, QUAD, SLOT0, SLOT1,
                       SLOT2, SLOT3, SLOT4, SLOT5, SQUARED_NORM, TRACE_U, TRACE_V, X_DIFFERENCE)
@@ -161,8 +161,8 @@ def diagonal_terms(var1, var2, r2, trace, logratio, t, m, n):
             ri = one / x2
             r2[i, l] = ri
             trace[l] += x1 * ri
-            fold(t, logratio, l, x2)
-            fold_reciprocal(t, logratio, l, x1)
+            fold(t, logratio, l, x2, narrow(var2))
+            fold_reciprocal(t, logratio, l, x1, narrow(var1))
     log_of_fold(t, logratio, 1.0, m)
 
 
@@ -177,7 +177,7 @@ def diagonal_sum_log(var, trace, acc, t, scale, m, n):
             x = var[i, 0, l]
             x = x if x > 0.0 else like(math.nan, var)
             trace[l] += x
-            fold(t, acc, l, x)
+            fold(t, acc, l, x, narrow(var))
     log_of_fold(t, acc, scale, m)
 
 

@@ -1,0 +1,43 @@
+"""The on-disk kernel cache: shared by new processes, stale once any kernel source changes."""
+
+import importlib.util
+import shutil
+
+import numpy as np
+import pytest
+
+import fastmvn as fm
+from fastmvn import _jit
+
+
+def load_jit(root):
+    """The module ``_jit`` of a copy of the package at ``root``, loaded on its own."""
+    spec = importlib.util.spec_from_file_location("copied_jit", root / "_jit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_change_to_any_kernel_source_makes_every_cached_kernel_stale(tmp_path):
+    # A driver inlines per-item kernels from other files; Numba's own stamp is of the
+    # driver's file alone, so a fix in kernels/lanes.py would leave stale drivers loaded.
+    root = tmp_path / "fastmvn"
+    shutil.copytree(_jit.__file__.rsplit("/", 1)[0], root, ignore=shutil.ignore_patterns("__pycache__"))
+    stamps = [load_jit(root).sources_stamp()]
+    for name in ["kernels/lanes.py", "kernels/drivers.py", "_config.py", "_modes.py", "_jit.py"]:
+        with open(root / name, "a") as file:
+            file.write("\n# changed\n")
+        stamps.append(load_jit(root).sources_stamp())
+    assert len(set(stamps)) == len(stamps)
+    with open(root / "cli.py", "a") as file:  # not a kernel source
+        file.write("\n# changed\n")
+    assert load_jit(root).sources_stamp() == stamps[-1]
+
+
+@pytest.mark.skipif(not _jit.CACHE, reason="FASTMVN_CACHE=0")
+def test_every_kernel_is_cached_under_the_stamp_of_all_sources():
+    fm.kl(np.zeros((3, 2, 2)), np.eye(2), np.eye(2))  # compiles or loads the value driver
+    batch = next(driver for driver in _jit._BATCHES if driver.__name__ == "evaluate_batch")
+    driver = batch.compiled((np.dtype(np.float64), np.dtype(np.float64)))
+    for dispatcher in [*_jit.ITEMS, driver]:
+        assert dispatcher._cache._impl.locator.get_source_stamp() == _jit.sources_stamp()
