@@ -72,8 +72,9 @@ def _cache_class():
 
 
 def _cached(dispatcher):
-    """``dispatcher`` with fastmvn's on-disk cache, unless ``FASTMVN_CACHE=0``."""
-    if CACHE:
+    """``dispatcher`` with fastmvn's on-disk cache, unless ``FASTMVN_CACHE=0`` (or it is the
+    plain function that ``NUMBA_DISABLE_JIT=1`` leaves)."""
+    if CACHE and hasattr(dispatcher, "py_func"):
         dispatcher._cache = _cache_class()(dispatcher.py_func)
     return dispatcher
 
@@ -129,8 +130,9 @@ class _Batch:
                     threading_layer()
                     signature = self._signatures[dtypes]
                     dispatcher = _cached(numba.njit(parallel=True, **OPTIONS)(self.py_func))
-                    dispatcher.compile(signature)
-                    dispatcher.disable_compile()
+                    if hasattr(dispatcher, "py_func"):  # not under NUMBA_DISABLE_JIT=1
+                        dispatcher.compile(signature)
+                        dispatcher.disable_compile()
                     self._compiled[dtypes] = dispatcher
         return dispatcher
 
