@@ -60,10 +60,12 @@ def _cache_class():
         def get_source_stamp(self):
             return sources_stamp()
 
+    def locator(name):  # Numba before 0.61 named them with a leading underscore
+        return getattr(caching, name, None) or getattr(caching, "_" + name)
+
     class Impl(caching.CompileResultCacheImpl):
-        _locator_classes = [type(f"Stamped{locator.__name__}", (Stamped, locator), {}) for locator in
-                            (caching.UserProvidedCacheLocator, caching.InTreeCacheLocator,
-                             caching.UserWideCacheLocator)]
+        _locator_classes = [type(f"Stamped{name}", (Stamped, locator(name)), {}) for name in
+                            ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator")]
 
     class KernelCache(caching.FunctionCache):
         _impl_class = Impl
