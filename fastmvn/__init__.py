@@ -7,7 +7,7 @@ The plain NumPy specification of each function is :mod:`fastmvn.reference`.
 """
 
 from ._api import kl, kl_chol, kl_diag, logdet, logpdf, logpdf_chol, mahalanobis, mahalanobis_chol, trace_solve
-from ._api import kl_chol_value_and_grad, kl_diag_value_and_grad, kl_value_and_grad
+from ._gradients import kl_chol_value_and_grad, kl_diag_value_and_grad, kl_value_and_grad
 from .distributions import (MatrixGaussian, MatrixNormal, MatrixNormalFit, entropy, entropy_chol, expect_quadratic, fit,
                             kl_full, kl_gaussian, nearest_kronecker, pdf, pdf_chol, project, rvs)
 from ._pool import set_buffer_pool

@@ -5,7 +5,8 @@ import time
 
 import numpy as np
 
-from . import _api, _jit, reference, testing
+from . import _api, _gradients, _jit, reference, testing
+from ._table import CHOL, FUNCTIONS, VAR
 from .testing import random_spd
 
 
@@ -16,13 +17,21 @@ def random_pair(batch, n, p, dtype=np.float64, seed=0):
     return tuple(a.astype(dtype, copy=False) for a in arrays)
 
 
-#: The cases :func:`random_inputs` builds: the public functions and the KL to ``MN(0, I, I)``.
-CASES = ("kl", "kl_standard", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "mahalanobis_chol",
-         "logpdf", "logpdf_chol", "pdf", "entropy", "entropy_chol")
+#: The cases :func:`random_inputs` builds: the functions of the table and the KL to ``MN(0, I, I)``.
+CASES = ("kl", "kl_standard") + tuple(name for name in FUNCTIONS if name != "kl")
+
+# Which array of :func:`random_pair` each argument of the table is drawn from, by name (a row or
+# column argument by its first three letters and its last, "1", "2" or none).
+_DRAWN = {"x": 3, "mean": 0, "mean1": 0, "mean2": 3, "a": 1, "b": 4, "row": 1, "col": 2, "row1": 1, "col1": 2,
+          "row2": 4, "col2": 5}
 
 
 def random_inputs(case, batch, n, p, dtype=np.float64, seed=0):
     """Random arguments for one batched call of a public function, drawn from :func:`random_pair`.
+
+    Each argument of the function's entry in the table (:data:`fastmvn._table.FUNCTIONS`) is
+    drawn by its name and kind: points from the second mean, means, covariances, their
+    Cholesky factors or their diagonals (variances).
 
     Parameters
     ----------
@@ -43,15 +52,18 @@ def random_inputs(case, batch, n, p, dtype=np.float64, seed=0):
     """
     if case not in CASES:
         raise ValueError(f"case must be one of {', '.join(CASES)}; got {case!r}")
-    m1, u1, v1, m2, u2, v2 = random_pair(batch, n, p, dtype, seed)
-    if case.endswith("_chol"):
-        u1, v1, u2, v2 = (np.linalg.cholesky(a) for a in (u1, v1, u2, v2))
-    if case == "kl_diag":
-        return m1, _diagonal(u1), _diagonal(v1), m2, _diagonal(u2), _diagonal(v2)
-    if case.startswith(("kl", "logdet", "trace_solve", "entropy")):
-        return {"kl": (m1, u1, v1, m2, u2, v2), "kl_chol": (m1, u1, v1, m2, u2, v2), "kl_standard": (m1, u1, v1),
-                "logdet": (u1,), "trace_solve": (u1, u2), "entropy": (u1, v1), "entropy_chol": (u1, v1)}[case]
-    return m2, m1, u1, v1  # x, mean and the two covariances or factors
+    pair = random_pair(batch, n, p, dtype, seed)
+    params = FUNCTIONS["kl" if case == "kl_standard" else case].params
+    args = []
+    for param in params[:3] if case == "kl_standard" else params:
+        name = param.name
+        array = pair[_DRAWN[name if name in _DRAWN else name[:3] + name[len(name.rstrip("12")):]]]
+        if param.kind == CHOL:
+            array = np.linalg.cholesky(array)
+        elif param.kind == VAR:
+            array = _diagonal(array)
+        args.append(array)
+    return tuple(args)
 
 
 def _diagonal(a):
@@ -240,19 +252,19 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
     args = random_pair(batch, n, p, dtype)
     chol = tuple(a if i % 3 == 0 else np.linalg.cholesky(a) for i, a in enumerate(args))  # means stay
     out = np.empty(batch, dtype)
-    reused_chol, reused = _api.kl_chol_value_and_grad(*chol), _api.kl_value_and_grad(*args)
+    reused_chol, reused = _gradients.kl_chol_value_and_grad(*chol), _gradients.kl_value_and_grad(*args)
     first = ("mean1", "rowcov1", "colcov1")
     written = [np.zeros_like(a) for a in args]
     runs = {
         "kl_chol": lambda: _api.kl_chol(*chol, out=out),
-        "kl_chol_value_and_grad": lambda: _api.kl_chol_value_and_grad(*chol),
-        "kl_chol_value_and_grad_out": lambda: _api.kl_chol_value_and_grad(*chol, out=reused_chol),
-        "kl_chol_value_and_grad_new": lambda: _api.kl_chol_value_and_grad(*chol, out=(None, _new(chol))),
+        "kl_chol_value_and_grad": lambda: _gradients.kl_chol_value_and_grad(*chol),
+        "kl_chol_value_and_grad_out": lambda: _gradients.kl_chol_value_and_grad(*chol, out=reused_chol),
+        "kl_chol_value_and_grad_new": lambda: _gradients.kl_chol_value_and_grad(*chol, out=(None, _new(chol))),
         "kl": lambda: _api.kl(*args, out=out),
-        "kl_value_and_grad": lambda: _api.kl_value_and_grad(*args),
-        "kl_value_and_grad_out": lambda: _api.kl_value_and_grad(*args, out=reused),
-        "kl_value_and_grad_new": lambda: _api.kl_value_and_grad(*args, out=(None, _new(args))),
-        "kl_value_and_grad_first": lambda: _api.kl_value_and_grad(*args, wrt=first),
+        "kl_value_and_grad": lambda: _gradients.kl_value_and_grad(*args),
+        "kl_value_and_grad_out": lambda: _gradients.kl_value_and_grad(*args, out=reused),
+        "kl_value_and_grad_new": lambda: _gradients.kl_value_and_grad(*args, out=(None, _new(args))),
+        "kl_value_and_grad_first": lambda: _gradients.kl_value_and_grad(*args, wrt=first),
         "write_new": lambda: write_pass(_new(args)),
         "write_reused": lambda: write_pass(written),
     }
@@ -290,7 +302,7 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
 def compare_kl_gaussian(n=4, p=4, batch=100_000, dtype=np.float64, repeat=5):
     """Per-item seconds of the KL between matrix Gaussians with full ``np×np`` covariances:
     ``fastmvn.kl_full`` from the covariances, ``MatrixGaussian.kl`` from factors stored at
-    construction, and the NumPy reference ``fastmvn.reference.kl_gaussian``, all on the same
+    construction, and the NumPy reference ``fastmvn.reference.kl_full``, all on the same
     ``batch`` pairs. Medians of ``repeat`` rounds after a warm-up; each round runs the three
     once, so that all three see the same load on a shared machine."""
     from .distributions import MatrixGaussian, kl_full
@@ -304,7 +316,7 @@ def compare_kl_gaussian(n=4, p=4, batch=100_000, dtype=np.float64, repeat=5):
     runs = {
         "fastmvn": lambda: kl_full(mean1, cov1, mean2, cov2, out=out),
         "distribution": lambda: first.kl(second),
-        "reference": lambda: reference.kl_gaussian(mean1, cov1, mean2, cov2),
+        "reference": lambda: reference.kl_full(mean1, cov1, mean2, cov2),
     }
     return {name: t / batch for name, t in median_times(runs, repeat).items()}
 

@@ -17,7 +17,7 @@ CHUNK = 256
 #: float32 data of matrices up to this side is computed in float32 arithmetic, whose rounding
 #: error grows with the size and the condition number κ: up to here it stays within
 #: (κ + 1)·1.5e-7 of max(|result|, 1) (measured to κ = 1e3). Larger ones are computed in float64
-#: (``fastmvn._api.working_dtype``).
+#: (``fastmvn._batch.working_dtype``).
 FLOAT32_ARITHMETIC_MAX_SIDE = 16
 
 #: Items computed side by side by one call of a per-item kernel in the CPU drivers ...

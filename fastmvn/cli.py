@@ -9,6 +9,7 @@ import zipfile
 import numpy as np
 
 from ._bench import CASES
+from ._table import CHOL, COV, FUNCTIONS, VAR
 
 DEFAULT_SIZES = [(4, 4, 1_000_000), (16, 16, 100_000), (32, 32, 20_000)]
 
@@ -19,14 +20,17 @@ PLOT_SIZES = [(2, 1_000_000), (4, 1_000_000), (8, 200_000), (16, 100_000), (32, 
 PLOT_LINES = [("fastmvn", "fastmvn", "o-"), ("reference", "NumPy reference", "s-"),
               ("torch", "PyTorch (CPU)", "^-"), ("read", "one read of the inputs (ceiling)", "k--")]
 
-#: The parameterisations ``fastmvn kl`` reads: the stem of the row and column arguments' names
-#: (``rowcov1``, …), what they hold, and the function it calls (a name in :mod:`fastmvn`).
-KL_PARAMETERISATIONS = {"cov": ("covariances", "kl"), "chol": ("Cholesky factors", "kl_chol"),
-                        "var": ("variances", "kl_diag")}
+_HOLDS = {COV: "covariances", CHOL: "Cholesky factors", VAR: "variances"}
+
+#: The parameterisations ``fastmvn kl`` reads, one per KL of the table: the stem of the row and
+#: column arguments' names (``rowcov1``, …), what they hold, and the function it calls (a name in
+#: :mod:`fastmvn`).
+KL_PARAMETERISATIONS = {f.params[1].name[3:-1]: (_HOLDS[f.params[1].kind], f.name)
+                        for f in FUNCTIONS.values() if f.name.startswith("kl")}
 
 #: Every array name ``fastmvn kl`` reads, mapped to its parameterisation's stem (None for the means).
-KL_ARRAYS = {"mean1": None, "mean2": None} | {f"{side}{stem}{k}": stem for stem in KL_PARAMETERISATIONS
-                                               for k in "12" for side in ("row", "col")}
+KL_ARRAYS = {"mean1": None, "mean2": None} | {name: stem for stem, (_, function) in KL_PARAMETERISATIONS.items()
+                                               for name in FUNCTIONS[function].names if not name.startswith("mean")}
 
 EPILOG = ("exit status: 0 on success, 2 for a usage error (argparse prints the usage), 1 for any other error "
           "(unreadable or invalid input, a file that cannot be written), named on one line on stderr")
@@ -127,9 +131,10 @@ def kl(args):
 
     with _open_npz(args.input) as data:
         stem = _kl_parameterisation(args.input, data.files)
-        names = ("mean1", f"row{stem}1", f"col{stem}1", "mean2", f"row{stem}2", f"col{stem}2")
-        arrays = [_read_array(args.input, data, name) if name in data.files else None for name in names]
-    func = getattr(_api, KL_PARAMETERISATIONS[stem][1])
+        function = KL_PARAMETERISATIONS[stem][1]
+        arrays = [_read_array(args.input, data, name) if name in data.files else None
+                  for name in FUNCTIONS[function].names]
+    func = getattr(_api, function)
     if args.upper and stem != "chol":
         raise _error("kl", f"--upper reads Cholesky factors as upper triangular; {args.input} holds {stem} arrays")
     keywords = {"lower": False} if args.upper else {}

@@ -28,8 +28,10 @@ import math
 
 import numpy as np
 
-from . import _api, _modes
-from ._api import CHOL, COV, VAR, _Arg
+from . import _batch, _docs, _table
+from ._arguments import CHOL, bind, check, check_errors
+from ._gradients import computed, reduce_to
+from ._reports import batch_index, diagnose
 
 if importlib.util.find_spec("numba_cuda") is None:
     raise ImportError("fastmvn.cuda needs numba-cuda, which is not installed: "
@@ -47,8 +49,6 @@ from numba.cuda.cudadrv.devicearray import is_cuda_ndarray  # noqa: E402 - only 
 
 from . import _config, _cuda_kernels  # noqa: E402
 
-__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "logpdf", "logpdf_chol",
-           "kl_value_and_grad", "kl_chol_value_and_grad", "kl_diag_value_and_grad", "MAX_SIZE"]
 
 #: The largest ``n`` and ``p`` taken: each GPU thread keeps its scratch in fixed-size local arrays
 #: (``fastmvn._config.MAX_SIZE``).
@@ -102,43 +102,27 @@ def _merged_stride(shape, strides):
     return axes[-1][1] if axes else 0
 
 
-class _Inputs:
-    """The arguments, with each GPU array replaced by a NumPy stand-in of its shape and dtype
-    (a zero-strided view of one element), so that ``_api``'s checks read them unchanged."""
+class _Device:
+    """How :func:`fastmvn._arguments.bind` reads GPU arrays on ``stream``: as numba device arrays
+    over the same memory, described to the checks by shape and dtype."""
 
     def __init__(self, stream):
         self.stream = stream
-        self._device = {}
 
-    def place(self, value, lower=True):
-        """``value`` as ``_api`` reads it: host data as it is, a GPU array as its stand-in. With
-        ``lower=False`` ``value`` is an upper Cholesky factor, handed on as its transpose
-        (:func:`fastmvn._api._lower_factors`): a view, of the GPU array as of its stand-in."""
-        array = _device_array(value, self.stream)
-        if array is None:
-            return _api._lower_factors(lower, value)[0]
-        stand_in = np.broadcast_to(np.zeros((), array.dtype), array.shape)
-        placed = _api._lower_factors(lower, stand_in)[0]
-        if placed is not stand_in:
-            array = _transposed(array)
-        self._device[id(placed)] = placed, array
-        return placed
+    def array(self, value):
+        return None if value is None else _device_array(value, self.stream)
 
-    def device_array(self, arg):
-        """The GPU array behind ``arg``, or None for host data."""
-        entry = self._device.get(id(arg.array))
-        return None if entry is None else entry[1]
-
-    @property
-    def on_device(self):
-        return bool(self._device)
+    @staticmethod
+    def transposed(array):
+        return _transposed(array)
 
 
-def _slot(arg, array, dtype, batch_shape, stream):
+def _slot(arg, dtype, batch_shape, stream):
     """``arg`` on the GPU as a ``(*batch_shape, r, c)`` view (variances as ``(…, n, 1)``),
     stride 0 along broadcast axes: host data is copied at its own size, GPU data not at all."""
-    if array is None:
-        host = _api._slot(arg, dtype, arg.batch_shape)
+    array = arg.array
+    if not arg.on_device:
+        host = _batch.slot(arg, dtype, arg.batch_shape)
         host = host[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in host.strides)]
         array = cuda.to_device(np.ascontiguousarray(host), stream=stream)
         shape, strides = array.shape, array.strides
@@ -210,20 +194,20 @@ def _output(out, on_device, dtype, batch_shape, stream):
     return array, out
 
 
-def _prepare(args, inputs, stream):
+def _prepare(args, stream):
     """Check ``args``; return the dtype, the broadcast batch shape, the scratch size of the
     kernels and a function that places the six slots on the GPU."""
-    dtype, batch_shape = _api._check(args)
+    dtype, batch_shape = check(args)
     largest = 1
     for arg in args:
-        core = arg.array.shape[arg.array.ndim - len(arg.axes):]
+        core = arg.core_shape
         if max(core) > _config.MAX_SIZE:
-            raise ValueError(f"{arg.name} has shape {arg.array.shape}: fastmvn.cuda takes matrices up to "
+            raise ValueError(f"{arg.name} has shape {arg.shape}: fastmvn.cuda takes matrices up to "
                              f"{_config.MAX_SIZE}×{_config.MAX_SIZE} (the CPU functions in fastmvn take any size)")
         largest = max(largest, *core)
 
     def slots():
-        placed = [_slot(arg, inputs.device_array(arg), dtype, batch_shape, stream) for arg in args]
+        placed = [_slot(arg, dtype, batch_shape, stream) for arg in args]
         zero = cuda.to_device(np.zeros((1, 1), dtype), stream=stream)
         return placed + [_view(zero, batch_shape + (1, 1), (0,) * (len(batch_shape) + 2))] * (6 - len(placed))
 
@@ -235,11 +219,13 @@ def _first_bad(first_bad, errors, stream):
     return int(_wait(first_bad.copy_to_host(stream=stream), stream)[0]) if errors == "raise" else None
 
 
-def _compute(mode, args, inputs, out, errors, stream):
-    """Check ``args``, run kernel ``mode`` on the GPU over their broadcast batch, apply ``errors``."""
-    _api._check_errors(errors)
-    dtype, batch_shape, size, place = _prepare(args, inputs, stream)
-    target, result = _output(out, inputs.on_device, dtype, batch_shape, stream)
+def _compute(function, values, *, out=None, errors="raise", stream=0, lower=True):
+    """The table's ``function`` of ``values`` on the GPU: check, run its kernel over the
+    broadcast batch, apply ``errors``."""
+    args, mode = bind(function, values, lower=lower, device=_Device(stream))
+    check_errors(errors)
+    dtype, batch_shape, size, place = _prepare(args, stream)
+    target, result = _output(out, _on_device(args), dtype, batch_shape, stream)
     count = math.prod(batch_shape)
     bad = None
     if count:
@@ -255,23 +241,23 @@ def _compute(mode, args, inputs, out, errors, stream):
         else:
             out[...] = host
     if bad is not None and bad < count:
-        raise _diagnose(args, slots, tuple(int(i) for i in np.unravel_index(bad, batch_shape)), stream)
+        raise _diagnose(args, slots, batch_index(bad, batch_shape), stream)
     return result
 
 
-def _value_and_grad(kind, values, errors, stream=0, reduce=True, wrt=None, lower=True):
-    """The KL of one parameterisation and its gradient on the GPU, as
-    :func:`fastmvn._api._value_and_grad` (``wrt`` and ``lower`` too): host results for host
-    inputs, device arrays otherwise."""
-    _api._check_errors(errors)
-    inputs = _Inputs(stream)
-    args, mode, given = _api._kl_arguments(kind, _place_kl(inputs, kind, values, lower))
-    dtype, batch_shape, size, place = _prepare(args, inputs, stream)
+def value_and_grad(function, values, errors="raise", stream=0, reduce=True, wrt=None, lower=True):
+    """The table's ``function`` and its gradient on the GPU, as
+    :func:`fastmvn._gradients.value_and_grad` (``wrt`` and ``lower`` too): host results for
+    host inputs, device arrays otherwise."""
+    check_errors(errors)
+    args, mode = bind(function, values, lower=lower, device=_Device(stream))
+    on_device = _on_device(args)
+    dtype, batch_shape, size, place = _prepare(args, stream)
     count = math.prod(batch_shape)
-    wanted = _api._computed(kind, given, wrt)
+    wanted = computed(function, [value is not None for value in values], wrt)
     value = cuda.device_array(batch_shape, dtype, stream=stream)
     placeholder = cuda.device_array((1, 1, 1), dtype, stream=stream)
-    cores = [arg.array.shape[arg.array.ndim - len(arg.axes):] + (1,) * (2 - len(arg.axes)) for arg in args]
+    cores = [arg.core_shape + (1,) * (2 - len(arg.axes)) for arg in args]
     grads = [cuda.device_array((count,) + core, dtype, stream=stream) if w else placeholder
              for core, w in zip(cores + [None] * (6 - len(cores)), wanted)]
     bad = None
@@ -283,23 +269,23 @@ def _value_and_grad(kind, values, errors, stream=0, reduce=True, wrt=None, lower
         _launch(kernel, slots, _view(value, (count,), (dtype.itemsize,)), first_bad, 0, stream, grads, mask)
         bad = _first_bad(first_bad, errors, stream)
         if bad is not None and bad < count:
-            raise _diagnose(args, slots, tuple(int(i) for i in np.unravel_index(bad, batch_shape)), stream)
+            raise _diagnose(args, slots, batch_index(bad, batch_shape), stream)
     result = []
     for arg, grad, w in zip(args, grads, wanted):
         if not w:
             result.append(None)
             continue
-        grad = grad.reshape(batch_shape + arg.array.shape[arg.array.ndim - len(arg.axes):])
-        if not inputs.on_device:
+        grad = grad.reshape(batch_shape + arg.core_shape)
+        if not on_device:
             grad = _wait(grad.copy_to_host(stream=stream), stream)
-            grad = _api._reduce(grad, arg.array.shape) if reduce else grad
+            grad = reduce_to(grad, arg.shape) if reduce else grad
         else:
-            grad = _reduce(grad, arg.array.shape, len(arg.axes), stream) if reduce else grad
+            grad = _reduce(grad, arg.shape, len(arg.axes), stream) if reduce else grad
         if not lower and arg.kind == CHOL:  # the upper factor's gradient: the transpose of the lower one's
-            grad = _transposed(grad) if inputs.on_device else np.swapaxes(grad, -1, -2)
+            grad = _transposed(grad) if on_device else np.swapaxes(grad, -1, -2)
         result.append(grad)
     result += [None] * (6 - len(result))
-    if not inputs.on_device:
+    if not on_device:
         value = _wait(value.copy_to_host(stream=stream), stream)
         value = value if value.ndim else value[()]
     return value, tuple(result)
@@ -332,363 +318,101 @@ def _wait(host, stream):
     return host
 
 
+def _on_device(args):
+    return any(arg.on_device for arg in args)
+
+
 def _diagnose(args, slots, index, stream):
-    """The CPU's exception for the item at ``index``, from a host copy of that item alone."""
+    """The CPU's exception for the item at ``index``, from a host copy of that item alone
+    (the CUDA kernels compute in float64)."""
     items = [_wait((slot[index] if index else slot).copy_to_host(stream=stream), stream) for slot in slots[:len(args)]]
-    # _api._diagnose reads each slot only at ``index``; the CUDA kernels compute in float64.
-    return _api._diagnose(args, [{index: item} for item in items], index, np.float64)
+    return diagnose(args, items, index, np.float64)
 
 
-def _place_kl(inputs, kind, values, lower):
-    """The six arguments of a KL placed (:meth:`_Inputs.place`), factors read as ``lower`` says."""
-    return [None if value is None else inputs.place(value, lower if kind == CHOL and k % 3 else True)
-            for k, value in enumerate(values)]
+# The public functions: one per entry of the table that has a kernel, and one
+# ``<name>_value_and_grad`` per entry with a gradient, each taking the CPU function's
+# arguments plus ``stream``.
+
+_WHERE = ("on the GPU.", "The same as :func:`fastmvn.{name}`, one GPU thread per item; see the module docstring "
+          "for where the data and the result live.")
+_ARRAY = "array_like or GPU array"
+_KEYWORDS = (
+    ("out : ndarray or GPU array, optional",
+     "Array of the broadcast batch shape and the result dtype to write into: on the GPU (C-contiguous) when any "
+     "input is."),
+    ('errors : {"raise", "nan"}',
+     '``"raise"`` (default) raises on the first failing item; ``"nan"`` makes each failing item NaN and, with '
+     "GPU inputs, returns without waiting for the GPU."),
+    ("stream : numba.cuda stream, optional",
+     "The stream the copies and the kernel are queued on (default: the default stream)."),
+)
+_RETURNS = ("(...) ndarray, scalar or numba device array",
+            "The results over the broadcast batch shape: float32 when every input is float32, float64 otherwise; "
+            "a NumPy array (a scalar for unbatched input) when every input is on the host, else a device array "
+            "(or ``out``).")
+_RAISES = (("numpy.linalg.LinAlgError", "A covariance is not positive definite, or a factor's diagonal or a "
+             "variance not positive; names the argument and batch index."),
+           ("ValueError", "NaN or infinity in an input (names the argument and batch index); shapes that do not "
+            "fit; ``n`` or ``p`` above :data:`MAX_SIZE`."),
+           ("TypeError", "Complex or non-numeric input; a GPU array that is not float32 or float64."))
+_GRAD_KEYWORDS = (
+    _KEYWORDS[1], _KEYWORDS[2],
+    ("wrt : str or sequence of str, optional",
+     "The names of the arguments whose gradients to compute (by default all given); the others are None, "
+     "neither allocated nor stored."),
+)
+_GRAD_RETURNS = ("(value, grads)",
+                 "The value over the broadcast batch shape, and the gradient with respect to each argument, of "
+                 "that argument's shape (summed over the batch axes it was broadcast along, on the GPU by float64 "
+                 "atomic additions), symmetric for covariances, lower triangular for factors (upper with "
+                 "``lower=False``: transposed views); None for an argument given as None or left out of ``wrt``. "
+                 "Host arrays when every input is on the host, device arrays otherwise.")
+_LOWER = (_docs.KEYWORDS["lower"][0], "Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones "
+          "``U = Rᵀ R`` (upper triangles read), as in :func:`fastmvn.kl_chol`.")
+_EXAMPLES = {
+    "kl": """
+>>> import numpy as np, fastmvn, fastmvn.cuda
+>>> rng = np.random.default_rng(0)
+>>> mean = rng.standard_normal((10, 4, 3))
+>>> rowcov = np.eye(4) * rng.uniform(0.5, 2.0, (10, 1, 1))
+>>> bool(np.allclose(fastmvn.cuda.kl(mean, rowcov, np.eye(3)), fastmvn.kl(mean, rowcov, np.eye(3))))
+True
+""",
+    "kl_value_and_grad": """
+>>> import numpy as np, fastmvn, fastmvn.cuda
+>>> rng = np.random.default_rng(0)
+>>> mean = rng.standard_normal((10, 4, 3))
+>>> rowcov = np.eye(4) * rng.uniform(0.5, 2.0, (10, 1, 1))
+>>> value, grads = fastmvn.cuda.kl_value_and_grad(mean, rowcov, np.eye(3))
+>>> grads[2].shape                           # the shared colcov1: summed over the batch
+(3, 3)
+>>> bool(np.allclose(grads[2], fastmvn.kl_value_and_grad(mean, rowcov, np.eye(3))[1][2]))
+True
+""",
+}
 
 
-def _kl(kind, values, out, errors, stream, lower=True):
-    """KL between two matrix normals of one parameterisation, as :func:`fastmvn._api._kl`."""
-    inputs = _Inputs(stream)
-    args, mode, _ = _api._kl_arguments(kind, _place_kl(inputs, kind, values, lower))
-    return _compute(mode, args, inputs, out, errors, stream)
+def _define(function):
+    lower = (_LOWER,) if function.lower else ()
+    defaults = {"out": None, "errors": "raise", "stream": 0} | ({"lower": True} if function.lower else {})
+    doc = _docs.backend(function.name, (_WHERE[0], _WHERE[1].format(name=function.name)), _ARRAY,
+                        _KEYWORDS + lower, (f"{function.name} : {_RETURNS[0]}", _RETURNS[1]), _RAISES,
+                        examples=_EXAMPLES.get(function.name, ""))
+    yield _table.define(function, _compute, defaults, doc, __name__)
+    if function.gradient:
+        name = function.gradient_name
+        defaults = {"errors": "raise", "stream": 0, "wrt": None} | ({"lower": True} if function.lower else {})
+        doc = _docs.backend(function.name, ("with its gradient, on the GPU.", _WHERE[1].format(name=name)), _ARRAY,
+                            _GRAD_KEYWORDS + lower, _GRAD_RETURNS, _RAISES, examples=_EXAMPLES.get(name, ""))
+        yield _table.define(function, value_and_grad, defaults, doc, __name__, name)
 
 
-def _density(mode, kind, x, mean, row, col, out, errors, stream, lower=True):
-    inputs = _Inputs(stream)
-    x, mean = (None if value is None else inputs.place(value) for value in (x, mean))
-    row, col = (inputs.place(value, lower) for value in (row, col))
-    return _compute(mode, _api._density_args(x, mean, kind, row, col), inputs, out, errors, stream)
-
-
-def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, out=None, errors="raise", stream=0):
-    """KL divergence ``KL(MN(mean1, rowcov1, colcov1) ‖ MN(mean2, rowcov2, colcov2))`` on the GPU.
-
-    The same as :func:`fastmvn.kl`, one GPU thread per item; see the module docstring
-    for where the data and the result live.
-
-    Parameters
-    ----------
-    mean1 : (..., n, p) array_like or GPU array
-        Mean of the first distribution.
-    rowcov1 : (..., n, n) array_like or GPU array
-        Row covariance ``U1`` (symmetric positive definite; the lower triangle is read).
-    colcov1 : (..., p, p) array_like or GPU array
-        Column covariance ``V1``.
-    mean2 : (..., n, p) array_like or GPU array, optional
-        Mean of the second distribution; ``None`` means zero.
-    rowcov2 : (..., n, n) array_like or GPU array, optional
-        Row covariance ``U2``; ``None`` means the identity.
-    colcov2 : (..., p, p) array_like or GPU array, optional
-        Column covariance ``V2``; ``None`` means the identity. With all three second
-        arguments omitted, the KL to ``MN(0, I, I)`` runs a faster path.
-    out : ndarray or GPU array, optional
-        Array of the broadcast batch shape and the result dtype to write into: on the
-        GPU (C-contiguous) when any input is.
-    errors : {"raise", "nan"}
-        ``"raise"`` (default) raises on the first failing item; ``"nan"`` makes each
-        failing item NaN and, with GPU inputs, returns without waiting for the GPU.
-    stream : numba.cuda stream, optional
-        The stream the copies and the kernel are queued on (default: the default stream).
-
-    Returns
-    -------
-    kl : (...) ndarray, scalar or numba device array
-        The divergences over the broadcast batch shape: float32 when every input is
-        float32, float64 otherwise; a NumPy array (a scalar for unbatched input) when
-        every input is on the host, else a device array (or ``out``).
-
-    Raises
-    ------
-    numpy.linalg.LinAlgError
-        A covariance is not positive definite; names the argument and batch index.
-    ValueError
-        NaN or infinity in an input (names the argument and batch index); shapes that do
-        not fit; ``n`` or ``p`` above :data:`MAX_SIZE`.
-    TypeError
-        Complex or non-numeric input; a GPU array that is not float32 or float64.
-
-    Examples
-    --------
-    >>> import numpy as np, fastmvn, fastmvn.cuda
-    >>> rng = np.random.default_rng(0)
-    >>> mean = rng.standard_normal((10, 4, 3))
-    >>> rowcov = np.eye(4) * rng.uniform(0.5, 2.0, (10, 1, 1))
-    >>> bool(np.allclose(fastmvn.cuda.kl(mean, rowcov, np.eye(3)), fastmvn.kl(mean, rowcov, np.eye(3))))
-    True
-    """
-    return _kl(COV, (mean1, rowcov1, colcov1, mean2, rowcov2, colcov2), out, errors, stream)
-
-
-def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *, out=None, errors="raise",
-            stream=0, lower=True):
-    """KL divergence between matrix normals given by Cholesky factors, on the GPU.
-
-    The same as :func:`fastmvn.kl_chol`, one GPU thread per item.
-
-    Parameters
-    ----------
-    mean1 : (..., n, p) array_like or GPU array
-        Mean of the first distribution.
-    rowchol1 : (..., n, n) array_like or GPU array
-        Cholesky factor of ``U1`` (positive diagonal; the lower triangle is read).
-    colchol1 : (..., p, p) array_like or GPU array
-        Cholesky factor of ``V1``.
-    mean2 : (..., n, p) array_like or GPU array, optional
-        Mean of the second distribution; ``None`` means zero.
-    rowchol2 : (..., n, n) array_like or GPU array, optional
-        Cholesky factor of ``U2``; ``None`` means the identity.
-    colchol2 : (..., p, p) array_like or GPU array, optional
-        Cholesky factor of ``V2``; ``None`` means the identity.
-    out, errors, stream
-        As in :func:`kl`.
-    lower : bool, optional
-        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
-        (upper triangles read), as in :func:`fastmvn.kl_chol`.
-
-    Returns
-    -------
-    kl : (...) ndarray, scalar or numba device array
-        As in :func:`kl`.
-    """
-    return _kl(CHOL, (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), out, errors, stream, lower)
-
-
-def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *, out=None, errors="raise", stream=0):
-    """KL divergence between matrix normals with diagonal covariances, on the GPU.
-
-    The same as :func:`fastmvn.kl_diag`, one GPU thread per item.
-
-    Parameters
-    ----------
-    mean1 : (..., n, p) array_like or GPU array
-        Mean of the first distribution.
-    rowvar1 : (..., n) array_like or GPU array
-        Row variances (positive).
-    colvar1 : (..., p) array_like or GPU array
-        Column variances (positive).
-    mean2 : (..., n, p) array_like or GPU array, optional
-        Mean of the second distribution; ``None`` means zero.
-    rowvar2 : (..., n) array_like or GPU array, optional
-        Row variances of the second distribution; ``None`` means ones.
-    colvar2 : (..., p) array_like or GPU array, optional
-        Column variances of the second distribution; ``None`` means ones.
-    out, errors, stream
-        As in :func:`kl`.
-
-    Returns
-    -------
-    kl : (...) ndarray, scalar or numba device array
-        As in :func:`kl`.
-    """
-    return _kl(VAR, (mean1, rowvar1, colvar1, mean2, rowvar2, colvar2), out, errors, stream)
-
-
-def logdet(a, *, out=None, errors="raise", stream=0):
-    """Log-determinant of symmetric positive definite matrices, on the GPU.
-
-    The same as :func:`fastmvn.logdet`, one GPU thread per item.
-
-    Parameters
-    ----------
-    a : (..., n, n) array_like or GPU array
-        Symmetric positive definite matrices (the lower triangle is read).
-    out, errors, stream
-        As in :func:`kl`.
-
-    Returns
-    -------
-    logdet : (...) ndarray, scalar or numba device array
-        ``log|a|``.
-    """
-    inputs = _Inputs(stream)
-    return _compute(_modes.LOGDET, [_Arg("a", COV, inputs.place(a), "nn")], inputs, out, errors, stream)
-
-
-def trace_solve(a, b, *, out=None, errors="raise", stream=0):
-    """``tr(a⁻¹ b)`` for symmetric positive definite ``a`` and square ``b``, on the GPU.
-
-    The same as :func:`fastmvn.trace_solve`, one GPU thread per item.
-
-    Parameters
-    ----------
-    a : (..., n, n) array_like or GPU array
-        Symmetric positive definite matrices (the lower triangle is read).
-    b : (..., n, n) array_like or GPU array
-        Square matrices.
-    out, errors, stream
-        As in :func:`kl`.
-
-    Returns
-    -------
-    trace : (...) ndarray, scalar or numba device array
-        ``tr(a⁻¹ b)``.
-    """
-    inputs = _Inputs(stream)
-    args = [_Arg("a", COV, inputs.place(a), "nn"), _Arg("b", _api.MATRIX, inputs.place(b), "nn")]
-    return _compute(_modes.TRACE_SOLVE, args, inputs, out, errors, stream)
-
-
-def mahalanobis(x, mean, rowcov, colcov, *, out=None, errors="raise", stream=0):
-    """Squared Mahalanobis distance ``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))`` of a matrix normal, on the GPU.
-
-    The same as :func:`fastmvn.mahalanobis`, one GPU thread per item.
-
-    Parameters
-    ----------
-    x : (..., n, p) array_like or GPU array
-        Points.
-    mean : (..., n, p) array_like, GPU array or None
-        Means ``M``; ``None`` means zero.
-    rowcov : (..., n, n) array_like or GPU array
-        Row covariances ``U``.
-    colcov : (..., p, p) array_like or GPU array
-        Column covariances ``V``.
-    out, errors, stream
-        As in :func:`kl`.
-
-    Returns
-    -------
-    distance : (...) ndarray, scalar or numba device array
-        The squared distances.
-    """
-    return _density(_modes.MAHALANOBIS, COV, x, mean, rowcov, colcov, out, errors, stream)
-
-
-def logpdf(x, mean, rowcov, colcov, *, out=None, errors="raise", stream=0):
-    """Log-density of the matrix normal ``MN(mean, rowcov, colcov)`` at ``x``, on the GPU.
-
-    The same as :func:`fastmvn.logpdf`, one GPU thread per item.
-
-    Parameters
-    ----------
-    x : (..., n, p) array_like or GPU array
-        Points.
-    mean : (..., n, p) array_like, GPU array or None
-        Means ``M``; ``None`` means zero.
-    rowcov : (..., n, n) array_like or GPU array
-        Row covariances ``U`` (symmetric positive definite).
-    colcov : (..., p, p) array_like or GPU array
-        Column covariances ``V`` (symmetric positive definite).
-    out, errors, stream
-        As in :func:`kl`.
-
-    Returns
-    -------
-    logpdf : (...) ndarray, scalar or numba device array
-        The log-densities.
-    """
-    return _density(_modes.LOGPDF, COV, x, mean, rowcov, colcov, out, errors, stream)
-
-
-def logpdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise", stream=0, lower=True):
-    """Log-density of the matrix normal with Cholesky factors ``rowchol``, ``colchol``, on the GPU.
-
-    The same as :func:`fastmvn.logpdf_chol`, one GPU thread per item.
-
-    Parameters
-    ----------
-    x : (..., n, p) array_like or GPU array
-        Points.
-    mean : (..., n, p) array_like, GPU array or None
-        Means ``M``; ``None`` means zero.
-    rowchol : (..., n, n) array_like or GPU array
-        Cholesky factors of the row covariances.
-    colchol : (..., p, p) array_like or GPU array
-        Cholesky factors of the column covariances.
-    out, errors, stream
-        As in :func:`kl`.
-    lower : bool, optional
-        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
-        (upper triangles read), as in :func:`fastmvn.kl_chol`.
-
-    Returns
-    -------
-    logpdf : (...) ndarray, scalar or numba device array
-        The log-densities.
-    """
-    return _density(_modes.LOGPDF_CHOL, CHOL, x, mean, rowchol, colchol, out, errors, stream, lower)
-
-
-def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, errors="raise",
-                      stream=0, wrt=None):
-    """The KL of :func:`kl` and its gradient with respect to each argument, on the GPU.
-
-    The same as :func:`fastmvn.kl_value_and_grad` (closed forms in ``docs/gradients.md``),
-    one GPU thread per item computing the value and every gradient in one pass.
-
-    Parameters
-    ----------
-    mean1, rowcov1, colcov1, mean2, rowcov2, colcov2 : array_like or GPU array
-        As in :func:`kl`; shapes ``(..., n, p)``, ``(..., n, n)`` and ``(..., p, p)``.
-    errors, stream
-        As in :func:`kl`.
-    wrt : str or sequence of str, optional
-        As in :func:`fastmvn.kl_value_and_grad`: the names of the arguments whose gradients
-        to compute (by default all); the others are None, neither allocated nor stored.
-
-    Returns
-    -------
-    value : (...) ndarray, scalar or numba device array
-        The KL over the broadcast batch shape.
-    grads : tuple of six arrays or None
-        The gradient with respect to each argument, of that argument's shape (summed over
-        the batch axes it was broadcast along; on the GPU by float64 atomic additions),
-        symmetric for the covariances; None for an argument given as None or left out of
-        ``wrt``. Host arrays when every input is on the host, device arrays otherwise.
-
-    Examples
-    --------
-    >>> import numpy as np, fastmvn, fastmvn.cuda
-    >>> rng = np.random.default_rng(0)
-    >>> mean = rng.standard_normal((10, 4, 3))
-    >>> rowcov = np.eye(4) * rng.uniform(0.5, 2.0, (10, 1, 1))
-    >>> value, grads = fastmvn.cuda.kl_value_and_grad(mean, rowcov, np.eye(3))
-    >>> grads[2].shape                           # the shared colcov1: summed over the batch
-    (3, 3)
-    >>> bool(np.allclose(grads[2], fastmvn.kl_value_and_grad(mean, rowcov, np.eye(3))[1][2]))
-    True
-    """
-    return _value_and_grad(COV, (mean1, rowcov1, colcov1, mean2, rowcov2, colcov2), errors, stream, wrt=wrt)
-
-
-def kl_chol_value_and_grad(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *,
-                           errors="raise", stream=0, wrt=None, lower=True):
-    """The KL of :func:`kl_chol` and its gradient with respect to each argument, on the GPU.
-
-    Parameters
-    ----------
-    mean1, rowchol1, colchol1, mean2, rowchol2, colchol2 : array_like or GPU array
-        As in :func:`kl_chol`.
-    errors, stream, wrt
-        As in :func:`kl_value_and_grad`.
-    lower : bool, optional
-        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
-        (upper triangles read), as in :func:`fastmvn.kl_chol_value_and_grad`.
-
-    Returns
-    -------
-    value, grads
-        As in :func:`kl_value_and_grad`; the gradients with respect to the factors are lower
-        triangular (zeros above the diagonal), or, with ``lower=False``, upper triangular:
-        transposed views of the lower factors' gradients.
-    """
-    return _value_and_grad(CHOL, (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), errors, stream, wrt=wrt,
-                           lower=lower)
-
-
-def kl_diag_value_and_grad(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *,
-                           errors="raise", stream=0, wrt=None):
-    """The KL of :func:`kl_diag` and its gradient with respect to each argument, on the GPU.
-
-    Parameters
-    ----------
-    mean1, rowvar1, colvar1, mean2, rowvar2, colvar2 : array_like or GPU array
-        As in :func:`kl_diag`; variances of shape ``(..., n)`` and ``(..., p)``.
-    errors, stream, wrt
-        As in :func:`kl_value_and_grad`.
-
-    Returns
-    -------
-    value, grads
-        As in :func:`kl_value_and_grad`.
-    """
-    return _value_and_grad(VAR, (mean1, rowvar1, colvar1, mean2, rowvar2, colvar2), errors, stream, wrt=wrt)
+__all__ = ["MAX_SIZE"]
+__test__ = {}  # the examples of the generated functions, for doctest
+for _function in _table.FUNCTIONS.values():
+    if _function.name not in _table.NOT_SERVED["cuda"]:
+        for _public in _define(_function):
+            globals()[_public.__name__] = _public
+            __all__.append(_public.__name__)
+            __test__[_public.__name__] = _public.__doc__
+del _function, _public

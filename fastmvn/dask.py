@@ -49,10 +49,11 @@ try:
 except ImportError as error:
     raise ImportError('fastmvn.dask needs Dask: install it with  pip install "fastmvn[dask]"') from error
 
-from . import _api
+from . import _api, _docs, _gradients, _table
+from ._arguments import check_errors, check_shapes, result_dtype
 from .distributions import functions
 
-__all__ = ["kl", "kl_chol", "kl_diag", "logpdf", "entropy", "RechunkWarning"]
+__all__ = ["RechunkWarning"]
 
 # The exceptions by which the in-memory functions report a failing item.
 _ITEM_ERRORS = (LinAlgError, ValueError, FloatingPointError)
@@ -122,6 +123,10 @@ class _Input:
         self.array = array
 
     @property
+    def shape(self):
+        return self.array.shape
+
+    @property
     def batch_ndim(self):
         return len(self.array.shape) - len(self.axes)
 
@@ -134,34 +139,15 @@ class _Input:
         return self.array.shape[self.batch_ndim:]
 
 
-def _check_shapes(inputs):
-    """Check core sizes against one another; return the broadcast batch shape."""
-    sizes, origin = {}, {}
-    for arg in inputs:
-        for letter, size in zip(arg.axes, arg.core_shape):
-            if size == 0:
-                raise ValueError(f"{arg.name} has shape {arg.array.shape}: matrices must be at least 1×1")
-            if sizes.setdefault(letter, size) != size:
-                expected = ", ".join(str(sizes.get(a, a)) for a in arg.axes)
-                known = ", ".join(f"{a}={sizes[a]} from {origin[a]}" for a in sizes)
-                raise ValueError(f"{arg.name} has shape {arg.array.shape}; expected (..., {expected}) ({known})")
-            origin.setdefault(letter, arg.name)
-    try:
-        return np.broadcast_shapes(*(arg.batch_shape for arg in inputs))
-    except ValueError:
-        listed = ", ".join(f"{arg.name} {arg.batch_shape}" for arg in inputs)
-        raise ValueError(f"batch shapes do not broadcast: {listed}") from None
-
-
 def _result_dtype(function, count, inputs, keywords):
-    """The dtype of the result by fastmvn's rule (:func:`fastmvn._api.result_dtype`), once the
+    """The dtype of the result by fastmvn's rule (:func:`fastmvn._arguments.result_dtype`), once the
     in-memory function has checked one placeholder item (raising its TypeError, naming the
     argument, for complex or non-numeric input, or for a bad keyword)."""
     args = [None] * count
     for arg in inputs:
         args[arg.position] = np.zeros(arg.core_shape, arg.array.dtype)
     function(*args, errors="nan", **keywords)
-    return _api.result_dtype(*(arg.array for arg in inputs))
+    return result_dtype(*(arg.array for arg in inputs))
 
 
 def _batch_chunks(inputs, batch_shape, dtype):
@@ -216,10 +202,10 @@ def _item(array, core_ndim, index):
     return array[tuple(0 if size == 1 else i for size, i in zip(batch_shape, own))]
 
 
-def _block(*blocks, function, count, positions, core_ndims, errors, keywords):
+def _block(*blocks, function, count, positions, core_ndims, errors, keywords, packed):
     """One block: the in-memory ``function`` (with ``keywords``) on the blocks of the given
     arguments; a failing item is reported at its global batch index (the block's slices give
-    the offsets)."""
+    the offsets). A ``packed`` result has the value of each item first along a last axis."""
     *arrays, location = blocks
     args = [None] * count
     for position, array in zip(positions, arrays):
@@ -230,6 +216,7 @@ def _block(*blocks, function, count, positions, core_ndims, errors, keywords):
         return _call(function, args, "raise", keywords)
     except _ITEM_ERRORS as error:
         failed = _call(function, args, "nan", keywords)
+        failed = failed[..., 0] if packed else failed
         if not np.isnan(failed).any():
             raise
         first = error
@@ -245,457 +232,236 @@ def _block(*blocks, function, count, positions, core_ndims, errors, keywords):
     raise first
 
 
-def _lazy(function, specs, values, errors, **keywords):
-    """``function`` (an in-memory batched function, called with ``keywords``) over Dask blocks
-    of ``values``, named and shaped by ``specs``: a list of ``(name, core axes)``; ``None``
-    values stay omitted."""
-    if errors not in ("raise", "nan"):
-        raise ValueError(f"errors must be 'raise' or 'nan', not {errors!r}")
+def _in_memory(name):
+    """The in-memory function ``name`` of :mod:`fastmvn`, looked up at each call."""
+    return getattr(_api, name, None) or getattr(functions, name)
+
+
+def _blocks(entry, function, values, errors, keywords, packed=0):
+    """``function`` (an in-memory function of the table's ``entry``, called with ``keywords``)
+    over Dask blocks of ``values``, ``None`` values omitted; a result ``packed`` with that many
+    numbers per item along a last axis. Returns the lazy result, the given arguments and the
+    result dtype."""
+    check_errors(errors)
+    specs = [(param.name, param.axes) for param in entry.params]
     inputs = [_Input(position, name, axes, value)
               for position, ((name, axes), value) in enumerate(zip(specs, values)) if value is not None]
-    batch_shape = _check_shapes(inputs)
+    batch_shape = check_shapes(inputs)
     dtype = _result_dtype(function, len(specs), inputs, keywords)
     ndim = len(batch_shape)
     batch_chunks = _batch_chunks(inputs, batch_shape, dtype)
     out_index = tuple(range(ndim))
     pairs = []
     for arg in inputs:
-        core_index = tuple(range(ndim + 2 * arg.position, ndim + 2 * arg.position + len(arg.axes)))
+        core_index = tuple(range(ndim + 1 + 2 * arg.position, ndim + 1 + 2 * arg.position + len(arg.axes)))
         pairs += [_as_dask(arg, batch_chunks), out_index[ndim - arg.batch_ndim:] + core_index]
     chunkss, arrays = da.unify_chunks(*pairs)
     out_chunks = tuple(chunkss[axis] for axis in out_index)
     aligned = [x for pair in zip(arrays, pairs[1::2]) for x in pair]
-    return da.blockwise(_block, out_index, *aligned, ArraySliceDep(out_chunks), out_index,
-                        token=function.__name__, dtype=dtype, meta=np.empty((0,) * ndim, dtype),
-                        concatenate=True, align_arrays=False, function=function, count=len(specs),
-                        positions=tuple(arg.position for arg in inputs),
-                        core_ndims=tuple(len(arg.axes) for arg in inputs), errors=errors, keywords=keywords)
-
-
-def _kl_specs(row, col, row_axes, col_axes):
-    return [("mean1", "np"), (f"{row}1", row_axes), (f"{col}1", col_axes),
-            ("mean2", "np"), (f"{row}2", row_axes), (f"{col}2", col_axes)]
-
-
-def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, errors="raise"):
-    """KL divergence ``KL(MN(mean1, rowcov1, colcov1) ‖ MN(mean2, rowcov2, colcov2))``, lazily
-    over Dask blocks.
-
-    Each block is :func:`fastmvn.kl` on the matching blocks of the inputs; see there for the
-    formula and conventions, and the module's notes for chunks, broadcasting and errors.
-
-    Parameters
-    ----------
-    mean1 : (..., n, p) dask.array.Array or array_like
-        Mean of the first distribution.
-    rowcov1 : (..., n, n) dask.array.Array or array_like
-        Row covariance ``U1`` (symmetric positive definite; lower triangle read).
-    colcov1 : (..., p, p) dask.array.Array or array_like
-        Column covariance ``V1``.
-    mean2 : (..., n, p) dask.array.Array or array_like, optional
-        Mean of the second distribution; ``None`` means zero.
-    rowcov2 : (..., n, n) dask.array.Array or array_like, optional
-        Row covariance ``U2``; ``None`` means the identity.
-    colcov2 : (..., p, p) dask.array.Array or array_like, optional
-        Column covariance ``V2``; ``None`` means the identity. With all three second
-        arguments omitted, the KL to ``MN(0, I, I)`` runs the faster path of :func:`fastmvn.kl`.
-    errors : {"raise", "nan"}
-        ``"raise"`` (default) raises, at compute time, on a failing item; ``"nan"`` makes each
-        failing item NaN.
-
-    Returns
-    -------
-    kl : (...) dask.array.Array
-        The divergences over the broadcast batch shape, chunked as the inputs' batch axes:
-        float32 when every input is float32, float64 otherwise.
-
-    Raises
-    ------
-    numpy.linalg.LinAlgError
-        At compute time: a covariance is not positive definite; names the argument and the
-        global batch index.
-    ValueError
-        At compute time: NaN or infinity in an input (names the argument and the global batch
-        index). When called: shapes that do not fit or batch shapes that do not broadcast.
-    TypeError
-        When called: complex or non-numeric input.
-
-    Warns
-    -----
-    RechunkWarning
-        An input is split along its matrix axes and is rechunked.
-
-    See Also
-    --------
-    fastmvn.kl : the in-memory function each block runs.
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
-    >>> rng = np.random.default_rng(0)
-    >>> mean1 = da.from_array(rng.standard_normal((1000, 4, 3)), chunks=(250, 4, 3))
-    >>> rowcov1 = np.eye(4) * rng.uniform(0.5, 2.0, (1000, 1, 1))
-    >>> prior = np.zeros((4, 3)), 2 * np.eye(4), np.eye(3)    # shared: never copied per item
-    >>> result = fmd.kl(mean1, rowcov1, np.eye(3), *prior)
-    >>> result
-    dask.array<kl, shape=(1000,), dtype=float64, chunksize=(250,), chunktype=numpy.ndarray>
-    >>> np.allclose(result.compute(), fm.kl(mean1.compute(), rowcov1, np.eye(3), *prior))
-    True
-    >>> rowcov1[700] = -np.eye(4)
-    >>> fmd.kl(mean1, rowcov1, np.eye(3), *prior).compute()
-    Traceback (most recent call last):
-        ...
-    numpy.linalg.LinAlgError: rowcov1 is not positive definite (Cholesky failed) at batch index 700
-    >>> int(np.isnan(fmd.kl(mean1, rowcov1, np.eye(3), *prior, errors="nan").compute()).sum())
-    1
-    """
-    return _lazy(_api.kl, _kl_specs("rowcov", "colcov", "nn", "pp"),
-                 (mean1, rowcov1, colcov1, mean2, rowcov2, colcov2), errors)
-
-
-def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *, errors="raise", lower=True):
-    """KL divergence between matrix normals given by Cholesky factors, lazily over Dask blocks.
-
-    Each block is :func:`fastmvn.kl_chol` on the matching blocks of the inputs.
-
-    Parameters
-    ----------
-    mean1 : (..., n, p) dask.array.Array or array_like
-        Mean of the first distribution.
-    rowchol1 : (..., n, n) dask.array.Array or array_like
-        Cholesky factor of the row covariance ``U1`` (positive diagonal).
-    colchol1 : (..., p, p) dask.array.Array or array_like
-        Cholesky factor of the column covariance ``V1``.
-    mean2 : (..., n, p) dask.array.Array or array_like, optional
-        Mean of the second distribution; ``None`` means zero.
-    rowchol2 : (..., n, n) dask.array.Array or array_like, optional
-        Cholesky factor of ``U2``; ``None`` means the identity.
-    colchol2 : (..., p, p) dask.array.Array or array_like, optional
-        Cholesky factor of ``V2``; ``None`` means the identity.
-    errors : {"raise", "nan"}
-        As in :func:`kl`.
-    lower : bool, optional
-        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
-        (upper triangles read), as in :func:`fastmvn.kl_chol`.
-
-    Returns
-    -------
-    kl : (...) dask.array.Array
-        The divergences over the broadcast batch shape.
-
-    Raises
-    ------
-    numpy.linalg.LinAlgError
-        At compute time: a factor's diagonal is not positive; names the argument and the
-        global batch index.
-    ValueError, TypeError
-        As in :func:`kl`.
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
-    >>> rowchol = da.from_array(np.tril(np.ones((6, 3, 3))), chunks=(2, 3, 3))
-    >>> result = fmd.kl_chol(np.ones((3, 2)), rowchol, np.eye(2))
-    >>> result.shape, result.numblocks
-    ((6,), (3,))
-    >>> np.allclose(result.compute(), fm.kl_chol(np.ones((3, 2)), np.tril(np.ones((6, 3, 3))), np.eye(2)))
-    True
-    """
-    return _lazy(_api.kl_chol, _kl_specs("rowchol", "colchol", "nn", "pp"),
-                 (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), errors, lower=lower)
-
-
-def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *, errors="raise"):
-    """KL divergence between matrix normals with diagonal covariances, lazily over Dask blocks.
-
-    Each block is :func:`fastmvn.kl_diag` on the matching blocks of the inputs.
-
-    Parameters
-    ----------
-    mean1 : (..., n, p) dask.array.Array or array_like
-        Mean of the first distribution.
-    rowvar1 : (..., n) dask.array.Array or array_like
-        Row variances (positive).
-    colvar1 : (..., p) dask.array.Array or array_like
-        Column variances (positive).
-    mean2 : (..., n, p) dask.array.Array or array_like, optional
-        Mean of the second distribution; ``None`` means zero.
-    rowvar2 : (..., n) dask.array.Array or array_like, optional
-        Row variances of the second distribution; ``None`` means ones.
-    colvar2 : (..., p) dask.array.Array or array_like, optional
-        Column variances of the second distribution; ``None`` means ones.
-    errors : {"raise", "nan"}
-        As in :func:`kl`.
-
-    Returns
-    -------
-    kl : (...) dask.array.Array
-        The divergences over the broadcast batch shape.
-
-    Raises
-    ------
-    numpy.linalg.LinAlgError
-        At compute time: a variance is not positive; names the argument and the global
-        batch index.
-    ValueError, TypeError
-        As in :func:`kl`.
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, fastmvn.dask as fmd
-    >>> rowvar = da.ones((2, 3, 4), chunks=(1, 3, 4)) * 2.0      # batch (2, 3) of 4 variances
-    >>> fmd.kl_diag(np.zeros((4, 1)), rowvar, [1.0]).compute().round(4)
-    array([[0.6137, 0.6137, 0.6137],
-           [0.6137, 0.6137, 0.6137]])
-    """
-    return _lazy(_api.kl_diag, _kl_specs("rowvar", "colvar", "n", "p"),
-                 (mean1, rowvar1, colvar1, mean2, rowvar2, colvar2), errors)
-
-
-def logpdf(x, mean, rowcov, colcov, *, errors="raise"):
-    """Log-density of the matrix normal ``MN(mean, rowcov, colcov)`` at ``x``, lazily over Dask blocks.
-
-    Each block is :func:`fastmvn.logpdf` on the matching blocks of the inputs.
-
-    Parameters
-    ----------
-    x : (..., n, p) dask.array.Array or array_like
-        Points.
-    mean : (..., n, p) dask.array.Array or array_like or None
-        Means ``M``; ``None`` means zero.
-    rowcov : (..., n, n) dask.array.Array or array_like
-        Row covariances ``U`` (symmetric positive definite; lower triangle read).
-    colcov : (..., p, p) dask.array.Array or array_like
-        Column covariances ``V``.
-    errors : {"raise", "nan"}
-        As in :func:`kl`.
-
-    Returns
-    -------
-    logpdf : (...) dask.array.Array
-        The log-densities over the broadcast batch shape.
-
-    Raises
-    ------
-    numpy.linalg.LinAlgError, ValueError, TypeError
-        As in :func:`kl`.
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
-    >>> x = da.random.default_rng(0).standard_normal((10_000, 2, 3), chunks=(2_500, 2, 3))
-    >>> u, v = 2 * np.eye(2), np.eye(3) + 0.5
-    >>> np.allclose(fmd.logpdf(x, None, u, v).compute(), fm.logpdf(x.compute(), None, u, v))
-    True
-    """
-    return _lazy(_api.logpdf, [("x", "np"), ("mean", "np"), ("rowcov", "nn"), ("colcov", "pp")],
-                 (x, mean, rowcov, colcov), errors)
-
-
-def entropy(rowcov, colcov, *, errors="raise"):
-    """Differential entropy of the matrix normal ``MN(M, rowcov, colcov)``, lazily over Dask blocks.
-
-    Each block is :func:`fastmvn.entropy` on the matching blocks of the inputs.
-
-    Parameters
-    ----------
-    rowcov : (..., n, n) dask.array.Array or array_like
-        Row covariances ``U`` (symmetric positive definite; lower triangle read).
-    colcov : (..., p, p) dask.array.Array or array_like
-        Column covariances ``V``.
-    errors : {"raise", "nan"}
-        As in :func:`kl`.
-
-    Returns
-    -------
-    entropy : (...) dask.array.Array
-        The entropies (in nats) over the broadcast batch shape of ``rowcov`` and ``colcov``.
-
-    Raises
-    ------
-    numpy.linalg.LinAlgError, ValueError, TypeError
-        As in :func:`kl`.
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
-    >>> rowcov = da.from_array(np.eye(2) * np.arange(1.0, 7.0)[:, None, None], chunks=(3, 2, 2))
-    >>> np.allclose(fmd.entropy(rowcov, np.eye(3)).compute(), fm.entropy(rowcov.compute(), np.eye(3)))
-    True
-    """
-    return _lazy(functions.entropy, [("rowcov", "nn"), ("colcov", "pp")], (rowcov, colcov), errors)
-
-
-def logpdf_chol(x, mean, rowchol, colchol, *, errors="raise", lower=True):
-    """:func:`logpdf` from Cholesky factors ``rowchol`` (``(..., n, n)``) and ``colchol``
-    (``(..., p, p)``), lazily over Dask blocks of :func:`fastmvn.logpdf_chol`.
-
-    Parameters
-    ----------
-    x, mean : (..., n, p) dask.array.Array or array_like
-        Points and means (``mean`` may be ``None``: zero).
-    rowchol, colchol : (..., n, n), (..., p, p) dask.array.Array or array_like
-        Cholesky factors of ``U`` and ``V`` (positive diagonals; lower triangles read).
-    errors : {"raise", "nan"}
-        As in :func:`kl`.
-    lower : bool, optional
-        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
-        (upper triangles read), as in :func:`fastmvn.kl_chol`.
-
-    Returns
-    -------
-    logpdf : (...) dask.array.Array
-        The log-densities over the broadcast batch shape.
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
-    >>> x = da.ones((6, 2, 3), chunks=(4, 2, 3))
-    >>> L = np.array([[1.0, 0.0], [0.5, 2.0]])
-    >>> np.allclose(fmd.logpdf_chol(x, None, L, np.eye(3)).compute(),
-    ...             fm.logpdf(np.ones((6, 2, 3)), None, L @ L.T, np.eye(3)))
-    True
-    """
-    return _lazy(_api.logpdf_chol, [("x", "np"), ("mean", "np"), ("rowchol", "nn"), ("colchol", "pp")],
-                 (x, mean, rowchol, colchol), errors, lower=lower)
-
-
-def mahalanobis(x, mean, rowcov, colcov, *, errors="raise"):
-    """``tr(V⁻¹ (X − M)ᵀ U⁻¹ (X − M))`` for ``x, mean`` (``(..., n, p)``; ``mean`` may be
-    ``None``), ``rowcov`` ``U`` (``(..., n, n)``) and ``colcov`` ``V`` (``(..., p, p)``), lazily
-    over Dask blocks of :func:`fastmvn.mahalanobis`.
-
-    Parameters
-    ----------
-    x, mean, rowcov, colcov : dask.array.Array or array_like
-        As in :func:`logpdf`.
-    errors : {"raise", "nan"}
-        As in :func:`kl`.
-
-    Returns
-    -------
-    mahalanobis : (...) dask.array.Array
-        The squared Mahalanobis distances over the broadcast batch shape.
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, fastmvn.dask as fmd
-    >>> fmd.mahalanobis(da.ones((5, 2, 3), chunks=(2, 2, 3)), None, 2 * np.eye(2), np.eye(3)).compute()
-    array([3., 3., 3., 3., 3.])
-    """
-    return _lazy(_api.mahalanobis, [("x", "np"), ("mean", "np"), ("rowcov", "nn"), ("colcov", "pp")],
-                 (x, mean, rowcov, colcov), errors)
-
-
-def mahalanobis_chol(x, mean, rowchol, colchol, *, errors="raise", lower=True):
-    """:func:`mahalanobis` from Cholesky factors ``rowchol`` (``(..., n, n)``) and
-    ``colchol`` (``(..., p, p)``), lazily over Dask blocks of :func:`fastmvn.mahalanobis_chol`.
-
-    Parameters
-    ----------
-    x, mean, rowchol, colchol : dask.array.Array or array_like
-        As in :func:`logpdf_chol`.
-    errors : {"raise", "nan"}
-        As in :func:`kl`.
-    lower : bool, optional
-        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
-        (upper triangles read), as in :func:`fastmvn.kl_chol`.
-
-    Returns
-    -------
-    mahalanobis : (...) dask.array.Array
-        The squared Mahalanobis distances over the broadcast batch shape.
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, fastmvn.dask as fmd
-    >>> fmd.mahalanobis_chol(da.ones((5, 2, 3), chunks=(2, 2, 3)), None, 2 * np.eye(2), np.eye(3)).compute()
-    array([1.5, 1.5, 1.5, 1.5, 1.5])
-    """
-    return _lazy(_api.mahalanobis_chol, [("x", "np"), ("mean", "np"), ("rowchol", "nn"), ("colchol", "pp")],
-                 (x, mean, rowchol, colchol), errors, lower=lower)
-
-
-def entropy_chol(rowchol, colchol, *, errors="raise", lower=True):
-    """:func:`entropy` from Cholesky factors ``rowchol`` (``(..., n, n)``) and ``colchol``
-    (``(..., p, p)``), lazily over Dask blocks of :func:`fastmvn.entropy_chol`.
-
-    Parameters
-    ----------
-    rowchol, colchol : dask.array.Array or array_like
-        Cholesky factors of ``U`` and ``V`` (positive diagonals; lower triangles read).
-    errors : {"raise", "nan"}
-        As in :func:`kl`.
-    lower : bool, optional
-        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
-        (upper triangles read), as in :func:`fastmvn.kl_chol`.
-
-    Returns
-    -------
-    entropy : (...) dask.array.Array
-        The entropies (in nats) over the broadcast batch shape.
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
-    >>> rowchol = da.from_array(np.eye(2) * np.arange(1.0, 7.0)[:, None, None], chunks=(3, 2, 2))
-    >>> np.allclose(fmd.entropy_chol(rowchol, np.eye(3)).compute(),
-    ...             fm.entropy(rowchol.compute() ** 2, np.eye(3)))
-    True
-    """
-    return _lazy(functions.entropy_chol, [("rowchol", "nn"), ("colchol", "pp")], (rowchol, colchol), errors,
-                 lower=lower)
-
-
-def logdet(a, *, errors="raise"):
-    """``log|a|`` of symmetric positive definite matrices ``a`` (``(..., n, n)``; lower
-    triangle read), lazily over Dask blocks of :func:`fastmvn.logdet`.
-
-    Parameters
-    ----------
-    a : (..., n, n) dask.array.Array or array_like
-        The matrices.
-    errors : {"raise", "nan"}
-        As in :func:`kl`.
-
-    Returns
-    -------
-    logdet : (...) dask.array.Array
-        The log-determinants over the batch shape.
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, fastmvn.dask as fmd
-    >>> a = da.from_array(np.eye(2) * np.arange(1.0, 5.0)[:, None, None], chunks=(2, 2, 2))
-    >>> np.allclose(fmd.logdet(a).compute(), 2 * np.log(np.arange(1.0, 5.0)))
-    True
-    """
-    return _lazy(_api.logdet, [("a", "nn")], (a,), errors)
-
-
-def trace_solve(a, b, *, errors="raise"):
-    """``tr(a⁻¹ b)`` for symmetric positive definite ``a`` (``(..., n, n)``; lower triangle
-    read) and square ``b`` (``(..., n, n)``), lazily over Dask blocks of :func:`fastmvn.trace_solve`.
-
-    Parameters
-    ----------
-    a, b : (..., n, n) dask.array.Array or array_like
-        The matrices.
-    errors : {"raise", "nan"}
-        As in :func:`kl`.
-
-    Returns
-    -------
-    trace : (...) dask.array.Array
-        The traces over the broadcast batch shape.
-
-    Examples
-    --------
-    >>> import numpy as np, dask.array as da, fastmvn.dask as fmd
-    >>> fmd.trace_solve(da.from_array(2 * np.ones((4, 1, 1)), chunks=(2, 1, 1)), np.ones((1, 1))).compute()
-    array([0.5, 0.5, 0.5, 0.5])
-    """
-    return _lazy(_api.trace_solve, [("a", "nn"), ("b", "nn")], (a, b), errors)
-
-
-__all__ += ["logpdf_chol", "mahalanobis", "mahalanobis_chol", "entropy_chol", "logdet", "trace_solve"]
+    extra = {"new_axes": {ndim: packed}} if packed else {}
+    result = da.blockwise(_block, out_index + ((ndim,) if packed else ()), *aligned, ArraySliceDep(out_chunks),
+                          out_index, token=function.__name__, dtype=dtype,
+                          meta=np.empty((0,) * (ndim + bool(packed)), dtype), concatenate=True, align_arrays=False,
+                          function=function, count=len(specs), positions=tuple(arg.position for arg in inputs),
+                          core_ndims=tuple(len(arg.axes) for arg in inputs), errors=errors, keywords=keywords,
+                          packed=bool(packed), **extra)
+    return result, inputs, dtype
+
+
+def _lazy(entry, values, errors="raise", **keywords):
+    """The table's function ``entry`` over Dask blocks of ``values``: each block one call of the
+    in-memory function (with ``keywords``); ``None`` values stay omitted."""
+    return _blocks(entry, _in_memory(entry.name), values, errors, keywords)[0]
+
+
+class _Packed:
+    """The in-memory value and gradients of the table's ``entry`` as one array: the value of each
+    item, then its gradients with respect to the arguments at the positions ``wanted``, flattened."""
+
+    def __init__(self, entry, wanted):
+        self.entry, self.wanted, self.__name__ = entry, tuple(wanted), entry.gradient_name
+
+    def __call__(self, *args, errors, **keywords):
+        wrt = [name for name, wants, arg in zip(self.entry.names, self.wanted, args) if wants and arg is not None]
+        value, grads = _gradients.value_and_grad(self.entry, args, errors, reduce=False, wrt=wrt, **keywords)
+        value = np.asarray(value)
+        return np.concatenate([value[..., None]] + [g.reshape(value.shape + (-1,)) for g in grads if g is not None],
+                              axis=-1)
+
+
+def _summed(grad, shape, dtype):
+    """The lazy ``grad`` (``(*batch, *core)``) summed, in float64, over the batch axes along which
+    an argument of ``shape`` was broadcast, so that it has ``shape``."""
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, size in enumerate(shape) if size == 1 and grad.shape[lead + i] != 1)
+    if not axes:
+        return grad
+    return grad.astype(np.float64).sum(axis=axes, keepdims=True).reshape(shape).astype(dtype)
+
+
+def _lazy_value_and_grad(entry, values, errors="raise", wrt=None, **keywords):
+    """The table's function ``entry`` and its gradients over Dask blocks of ``values``: one pass
+    of the in-memory value-and-gradient function per block, whose per-item gradients are then
+    summed over the axes each argument was broadcast along."""
+    check_errors(errors)
+    wanted = _gradients.computed(entry, [value is not None for value in values], wrt)
+    cores = {k: int(np.prod(np.shape(values[k])[len(np.shape(values[k])) - len(entry.params[k].axes):]))
+             for k, wants in enumerate(wanted) if wants and len(np.shape(values[k])) >= len(entry.params[k].axes)}
+    packed, inputs, dtype = _blocks(entry, _Packed(entry, wanted), values, errors, keywords, 1 + sum(cores.values()))
+    batch_ndim = packed.ndim - 1
+    grads, offset = [None] * len(values), 1
+    for arg in inputs:
+        if wanted[arg.position]:
+            size = cores[arg.position]
+            grad = packed[..., offset:offset + size].reshape(packed.shape[:batch_ndim] + arg.core_shape)
+            grads[arg.position] = _summed(grad, arg.array.shape, dtype)
+            offset += size
+    return packed[..., 0], tuple(grads)
+
+
+# The public functions: one per entry of the table, each taking the in-memory function's
+# arguments (less ``out``).
+
+_ARRAY = "dask.array.Array or array_like"
+_ERRORS = ('errors : {"raise", "nan"}', '``"raise"`` (default) raises, at compute time, on a failing item; '
+           '``"nan"`` makes each failing item NaN.')
+_RAISES = (("numpy.linalg.LinAlgError", "At compute time: a covariance is not positive definite, or a factor's "
+            "diagonal or a variance not positive; names the argument and the global batch index."),
+           ("ValueError", "At compute time: NaN or infinity in an input (names the argument and the global batch "
+            "index). When called: shapes that do not fit or batch shapes that do not broadcast."),
+           ("TypeError", "When called: complex or non-numeric input."))
+_EXAMPLES = {
+    "kl_value_and_grad": """
+>>> import dask, numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
+>>> rng = np.random.default_rng(0)
+>>> mean1 = da.from_array(rng.standard_normal((1000, 4, 3)), chunks=(250, 4, 3))
+>>> prior_rowcov = 2 * np.eye(4)                             # shared by every item
+>>> lazy = fmd.kl_value_and_grad(mean1, np.eye(4), np.eye(3), None, prior_rowcov, None)
+>>> value, grads = dask.compute(*lazy)                       # one pass over the blocks
+>>> grads[4].shape                                          # summed over the 1000 items
+(4, 4)
+>>> expected = fm.kl_value_and_grad(mean1.compute(), np.eye(4), np.eye(3), None, prior_rowcov, None)[1][4]
+>>> bool(np.allclose(grads[4], expected))
+True
+""",
+    "kl": """
+>>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
+>>> rng = np.random.default_rng(0)
+>>> mean1 = da.from_array(rng.standard_normal((1000, 4, 3)), chunks=(250, 4, 3))
+>>> rowcov1 = np.eye(4) * rng.uniform(0.5, 2.0, (1000, 1, 1))
+>>> prior = np.zeros((4, 3)), 2 * np.eye(4), np.eye(3)    # shared: never copied per item
+>>> result = fmd.kl(mean1, rowcov1, np.eye(3), *prior)
+>>> result
+dask.array<kl, shape=(1000,), dtype=float64, chunksize=(250,), chunktype=numpy.ndarray>
+>>> np.allclose(result.compute(), fm.kl(mean1.compute(), rowcov1, np.eye(3), *prior))
+True
+>>> rowcov1[700] = -np.eye(4)
+>>> fmd.kl(mean1, rowcov1, np.eye(3), *prior).compute()
+Traceback (most recent call last):
+    ...
+numpy.linalg.LinAlgError: rowcov1 is not positive definite (Cholesky failed) at batch index 700
+>>> int(np.isnan(fmd.kl(mean1, rowcov1, np.eye(3), *prior, errors="nan").compute()).sum())
+1
+""",
+    "kl_chol": """
+>>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
+>>> rowchol = da.from_array(np.tril(np.ones((6, 3, 3))), chunks=(2, 3, 3))
+>>> result = fmd.kl_chol(np.ones((3, 2)), rowchol, np.eye(2))
+>>> result.shape, result.numblocks
+((6,), (3,))
+>>> np.allclose(result.compute(), fm.kl_chol(np.ones((3, 2)), np.tril(np.ones((6, 3, 3))), np.eye(2)))
+True
+""",
+    "kl_diag": """
+>>> import numpy as np, dask.array as da, fastmvn.dask as fmd
+>>> rowvar = da.ones((2, 3, 4), chunks=(1, 3, 4)) * 2.0      # batch (2, 3) of 4 variances
+>>> fmd.kl_diag(np.zeros((4, 1)), rowvar, [1.0]).compute().round(4)
+array([[0.6137, 0.6137, 0.6137],
+       [0.6137, 0.6137, 0.6137]])
+""",
+    "logdet": """
+>>> import numpy as np, dask.array as da, fastmvn.dask as fmd
+>>> a = da.from_array(np.eye(2) * np.arange(1.0, 5.0)[:, None, None], chunks=(2, 2, 2))
+>>> np.allclose(fmd.logdet(a).compute(), 2 * np.log(np.arange(1.0, 5.0)))
+True
+""",
+    "trace_solve": """
+>>> import numpy as np, dask.array as da, fastmvn.dask as fmd
+>>> fmd.trace_solve(da.from_array(2 * np.ones((4, 1, 1)), chunks=(2, 1, 1)), np.ones((1, 1))).compute()
+array([0.5, 0.5, 0.5, 0.5])
+""",
+    "mahalanobis": """
+>>> import numpy as np, dask.array as da, fastmvn.dask as fmd
+>>> fmd.mahalanobis(da.ones((5, 2, 3), chunks=(2, 2, 3)), None, 2 * np.eye(2), np.eye(3)).compute()
+array([3., 3., 3., 3., 3.])
+""",
+    "mahalanobis_chol": """
+>>> import numpy as np, dask.array as da, fastmvn.dask as fmd
+>>> fmd.mahalanobis_chol(da.ones((5, 2, 3), chunks=(2, 2, 3)), None, 2 * np.eye(2), np.eye(3)).compute()
+array([1.5, 1.5, 1.5, 1.5, 1.5])
+""",
+    "logpdf": """
+>>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
+>>> x = da.random.default_rng(0).standard_normal((10_000, 2, 3), chunks=(2_500, 2, 3))
+>>> u, v = 2 * np.eye(2), np.eye(3) + 0.5
+>>> np.allclose(fmd.logpdf(x, None, u, v).compute(), fm.logpdf(x.compute(), None, u, v))
+True
+""",
+    "logpdf_chol": """
+>>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
+>>> x = da.ones((6, 2, 3), chunks=(4, 2, 3))
+>>> L = np.array([[1.0, 0.0], [0.5, 2.0]])
+>>> np.allclose(fmd.logpdf_chol(x, None, L, np.eye(3)).compute(),
+...             fm.logpdf(np.ones((6, 2, 3)), None, L @ L.T, np.eye(3)))
+True
+""",
+    "entropy": """
+>>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
+>>> rowcov = da.from_array(np.eye(2) * np.arange(1.0, 7.0)[:, None, None], chunks=(3, 2, 2))
+>>> np.allclose(fmd.entropy(rowcov, np.eye(3)).compute(), fm.entropy(rowcov.compute(), np.eye(3)))
+True
+""",
+    "entropy_chol": """
+>>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
+>>> rowchol = da.from_array(np.eye(2) * np.arange(1.0, 7.0)[:, None, None], chunks=(3, 2, 2))
+>>> np.allclose(fmd.entropy_chol(rowchol, np.eye(3)).compute(),
+...             fm.entropy(rowchol.compute() ** 2, np.eye(3)))
+True
+""",
+}
+
+
+def _define(entry):
+    lower = [_docs.KEYWORDS["lower"]] if entry.lower else []
+    where = ("lazily over Dask blocks.", f"Each block is :func:`fastmvn.{entry.name}` on the matching blocks of the "
+             "inputs; see there for the formula and conventions, and the module's notes for chunks, broadcasting "
+             "and errors. An input split along its matrix axes is rechunked, with a :class:`RechunkWarning`.")
+    returns = (f"{entry.name} : (...) dask.array.Array", "The results over the broadcast batch shape, chunked as the "
+               "inputs' batch axes: float32 when every input is float32, float64 otherwise.")
+    doc = _docs.backend(entry.name, where, _ARRAY, [_ERRORS] + lower, returns, _RAISES, _EXAMPLES.get(entry.name, ""))
+    yield _table.define(entry, _lazy, {"errors": "raise"} | ({"lower": True} if entry.lower else {}), doc, __name__)
+    if entry.gradient:
+        name = entry.gradient_name
+        where = ("with its gradient, lazily over Dask blocks.",
+                 f"Each block is one fused pass of :func:`fastmvn.{name}` on the matching blocks of the inputs, "
+                 "giving the value and the gradients of every item; the gradient of an argument broadcast over "
+                 "batch axes (a shared prior) is then summed over them, across blocks, in float64. The value and "
+                 "the gradients share that pass: compute them together, ``dask.compute(value, *grads)``.")
+        wrt = ("wrt : str or sequence of str, optional", "The names of the arguments whose gradients to compute; "
+               "by default every argument not passed as None. The others are None.")
+        returns = ("(value, grads)", "The lazy results over the broadcast batch shape and a tuple of one lazy "
+                   "gradient per argument, of that argument's shape, or None for an argument passed as None or "
+                   "left out of ``wrt``; as :func:`fastmvn." + name + "` returns them.")
+        doc = _docs.backend(entry.name, where, _ARRAY, [_ERRORS, wrt] + lower, returns, _RAISES,
+                            _EXAMPLES.get(name, ""))
+        defaults = {"errors": "raise", "wrt": None} | ({"lower": True} if entry.lower else {})
+        yield _table.define(entry, _lazy_value_and_grad, defaults, doc, __name__, name)
+
+
+__test__ = {}  # the examples of the generated functions, for doctest
+for _entry in _table.FUNCTIONS.values():
+    for _public in _define(_entry):
+        globals()[_public.__name__] = _public
+        __all__.append(_public.__name__)
+        __test__[_public.__name__] = _public.__doc__
+del _entry, _public

@@ -15,7 +15,7 @@ or, with ``lower=False``, the upper ``R`` of ``U = Rᵀ R``, of which the upper 
 
 import numpy as np
 
-__all__ = ["cholesky", "entropy", "entropy_chol", "kl", "kl_chol", "kl_diag", "kl_gaussian", "logdet", "logpdf",
+__all__ = ["cholesky", "entropy", "entropy_chol", "kl", "kl_chol", "kl_diag", "kl_full", "logdet", "logpdf",
            "logpdf_chol", "mahalanobis", "mahalanobis_chol", "pdf", "pdf_chol", "singular_pivots", "trace_solve"]
 
 
@@ -198,7 +198,7 @@ def _log_ratio(a, b):
     return np.where(inside, np.log(np.where(inside, ratio, 1.0)), np.log(a) - np.log(b))
 
 
-def kl_gaussian(mean1, cov1, mean2=None, cov2=None):
+def kl_full(mean1, cov1, mean2=None, cov2=None):
     """KL between matrix Gaussians ``N(vec mean1, cov1) ‖ N(vec mean2, cov2)``.
 
     Means ``(..., n, p)``, covariances ``(..., np, np)`` of column-major ``vec``; ``None``

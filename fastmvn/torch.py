@@ -26,13 +26,8 @@ Cholesky factor is lower triangular (upper for an upper factor, ``lower=False``)
 import numpy as np
 import torch
 
-from . import _api, _pool
-
-__all__ = ["kl", "kl_chol", "kl_diag"]
-
-# Each parameterisation's value function, and its name in fastmvn and fastmvn.cuda.
-_VALUE = {_api.COV: _api.kl, _api.CHOL: _api.kl_chol, _api.VAR: _api.kl_diag}
-_NAME = {_api.COV: "kl", _api.CHOL: "kl_chol", _api.VAR: "kl_diag"}
+from . import _api, _docs, _gradients, _pool, _table
+from ._arguments import CHOL, complex_error, lower_factors
 
 
 def _cuda_module():
@@ -58,24 +53,24 @@ class _KL(torch.autograd.Function):
     GPU when any tensor is a CUDA tensor, else on the CPU."""
 
     @staticmethod
-    def forward(ctx, kind, errors, need_grad, *tensors):
+    def forward(ctx, function, errors, need_grad, *tensors):
         ctx.shapes = [None if t is None else t.shape for t in tensors]
         ctx.dtypes = [None if t is None else t.dtype for t in tensors]
         device = next((t.device for t in tensors if t is not None and t.is_cuda), None)
         if device is None:
             arrays = [None if t is None else _numpy(t) for t in tensors]
-            value_of, value_and_grad, wrap = _VALUE[kind], _api._value_and_grad, torch.from_numpy
+            value_of, value_and_grad, wrap = getattr(_api, function.name), _gradients.value_and_grad, torch.from_numpy
         else:
             cuda = _cuda_module()
             arrays = [None if t is None else t.detach() if t.is_cuda else _numpy(t) for t in tensors]
-            value_of = getattr(cuda, _NAME[kind])
-            value_and_grad = cuda._value_and_grad
+            value_of = getattr(cuda, function.name)
+            value_and_grad = cuda.value_and_grad
             wrap = lambda array: torch.as_tensor(array, device=device)  # noqa: E731 - reads it in place
         if not need_grad:
             return wrap(np.asarray(value_of(*arrays, errors=errors)) if device is None
                         else value_of(*arrays, errors=errors))
-        wrt = [name for name, t in zip(_api._argument_names(kind), tensors) if t is not None and t.requires_grad]
-        value, grads = value_and_grad(kind, arrays, errors, reduce=False, wrt=wrt)
+        wrt = [name for name, t in zip(function.names, tensors) if t is not None and t.requires_grad]
+        value, grads = value_and_grad(function, arrays, errors, reduce=False, wrt=wrt)
         # Saved, so that autograd lets them go after the backward pass (unless it retains the graph).
         ctx.save_for_backward(*(None if g is None else wrap(g) for g in grads))
         return wrap(np.asarray(value) if device is None else value)
@@ -99,152 +94,85 @@ class _KL(torch.autograd.Function):
         return (None, None, None, *result)
 
 
-def _kl(kind, tensors, errors, lower=True):
+def _apply(function, tensors, errors="raise", lower=True):
+    """The table's ``function`` of ``tensors`` through :class:`_KL`."""
     present = [t for t in tensors if t is not None]
-    for name, t in zip(_api._argument_names(kind), tensors):
+    for name, t in zip(function.names, tensors):
         if t is None:
             continue
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"fastmvn.torch.{_NAME[kind]} takes tensors (or None); got {type(t).__name__}")
+            raise TypeError(f"fastmvn.torch.{function.name} takes tensors (or None); got {type(t).__name__}")
         if t.is_complex():  # before a conversion to float64 drops the imaginary part
-            raise _api._complex_error(name, t.dtype)
+            raise complex_error(name, t.dtype)
     need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in present)
-    if kind == _api.CHOL:  # upper factors as their transposes: views, through which autograd transposes gradients
-        mean1, row1, col1, mean2, row2, col2 = tensors
-        row1, col1, row2, col2 = _api._lower_factors(lower, row1, col1, row2, col2)
-        tensors = mean1, row1, col1, mean2, row2, col2
-    return _KL.apply(kind, errors, need_grad, *tensors)
+    if function.lower:  # upper factors as their transposes: views, through which autograd transposes gradients
+        factors = lower_factors(lower, *(t for t, p in zip(tensors, function.params) if p.kind == CHOL))
+        factors = iter(factors)
+        tensors = [next(factors) if p.kind == CHOL else t for t, p in zip(tensors, function.params)]
+    return _KL.apply(function, errors, need_grad, *tensors)
 
 
-def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, errors="raise"):
-    """:func:`fastmvn.kl` for tensors, differentiable with respect to every tensor argument.
+# The public functions: one per entry of the table with a gradient.
 
-    Parameters
-    ----------
-    mean1 : (..., n, p) Tensor
-        Mean of the first distribution.
-    rowcov1 : (..., n, n) Tensor
-        Row covariance ``U1`` (symmetric positive definite; lower triangle read).
-    colcov1 : (..., p, p) Tensor
-        Column covariance ``V1``.
-    mean2 : (..., n, p) Tensor, optional
-        Mean of the second distribution; ``None`` means zero.
-    rowcov2 : (..., n, n) Tensor, optional
-        Row covariance ``U2``; ``None`` means the identity.
-    colcov2 : (..., p, p) Tensor, optional
-        Column covariance ``V2``; ``None`` means the identity.
-    errors : {"raise", "nan"}
-        As in :func:`fastmvn.kl`.
-
-    Returns
-    -------
-    kl : (...) Tensor
-        The divergences over the broadcast batch shape, on the inputs' device: float32
-        when every input is float32, float64 otherwise. Its gradient with respect to a
-        covariance is symmetric (:func:`fastmvn.kl_value_and_grad` says exactly which).
-
-    Raises
-    ------
-    numpy.linalg.LinAlgError, ValueError, TypeError
-        As in :func:`fastmvn.kl`, naming the argument and the batch index.
-    RuntimeError
-        CUDA tensors without :mod:`fastmvn.cuda` (``fastmvn[cuda]`` and a GPU).
-
-    Examples
-    --------
-    >>> import torch, fastmvn.torch as fmt
-    >>> rowcov = (2 * torch.eye(2, dtype=torch.float64)).requires_grad_()
-    >>> value = fmt.kl(torch.zeros(3, 2, 2, dtype=torch.float64), rowcov, torch.eye(2, dtype=torch.float64))
-    >>> value.sum().backward()
-    >>> rowcov.grad                  # ½(tr(V) I − p U⁻¹) = ½ I per item, over 3 items
-    tensor([[1.5000, 0.0000],
-            [0.0000, 1.5000]], dtype=torch.float64)
-    """
-    return _kl(_api.COV, (mean1, rowcov1, colcov1, mean2, rowcov2, colcov2), errors)
+_RAISES = (("numpy.linalg.LinAlgError, ValueError, TypeError",
+            "As in :func:`fastmvn.{name}`, naming the argument and the batch index."),
+           ("RuntimeError", "CUDA tensors without :mod:`fastmvn.cuda` (``fastmvn[cuda]`` and a GPU)."))
+_RETURNS = {
+    _table.COV: "Its gradient with respect to a covariance is symmetric (:func:`fastmvn.kl_value_and_grad` says "
+                "exactly which).",
+    _table.CHOL: "Its gradient with respect to a factor is lower triangular (the entries above the diagonal are "
+                 "not read), or upper triangular for an upper factor.",
+    _table.VAR: "",
+}
+_EXAMPLES = {
+    "kl": """
+>>> import torch, fastmvn.torch as fmt
+>>> rowcov = (2 * torch.eye(2, dtype=torch.float64)).requires_grad_()
+>>> value = fmt.kl(torch.zeros(3, 2, 2, dtype=torch.float64), rowcov, torch.eye(2, dtype=torch.float64))
+>>> value.sum().backward()
+>>> rowcov.grad                  # ½(tr(V) I − p U⁻¹) = ½ I per item, over 3 items
+tensor([[1.5000, 0.0000],
+        [0.0000, 1.5000]], dtype=torch.float64)
+""",
+    "kl_chol": """
+>>> import torch, fastmvn.torch as fmt
+>>> l = torch.tensor([[2.0]], dtype=torch.float64, requires_grad=True)
+>>> fmt.kl_chol(torch.zeros(1, 1, dtype=torch.float64), l, torch.ones(1, 1, dtype=torch.float64)).backward()
+>>> l.grad                       # d/dl ½(l² − 1 − 2 log l) = l − 1/l
+tensor([[1.5000]], dtype=torch.float64)
+""",
+    "kl_diag": """
+>>> import torch, fastmvn.torch as fmt
+>>> a = torch.tensor([2.0], dtype=torch.float64, requires_grad=True)
+>>> fmt.kl_diag(torch.zeros(1, 1, dtype=torch.float64), a, torch.ones(1, dtype=torch.float64)).backward()
+>>> a.grad                       # ½(1 − 1/a)
+tensor([0.2500], dtype=torch.float64)
+""",
+}
 
 
-def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *, errors="raise", lower=True):
-    """:func:`fastmvn.kl_chol` for tensors, differentiable with respect to every tensor argument.
-
-    Parameters
-    ----------
-    mean1 : (..., n, p) Tensor
-        Mean of the first distribution.
-    rowchol1 : (..., n, n) Tensor
-        Cholesky factor of ``U1`` (positive diagonal; lower triangle read).
-    colchol1 : (..., p, p) Tensor
-        Cholesky factor of ``V1``.
-    mean2 : (..., n, p) Tensor, optional
-        Mean of the second distribution; ``None`` means zero.
-    rowchol2 : (..., n, n) Tensor, optional
-        Cholesky factor of ``U2``; ``None`` means the identity.
-    colchol2 : (..., p, p) Tensor, optional
-        Cholesky factor of ``V2``; ``None`` means the identity.
-    errors : {"raise", "nan"}
-        As in :func:`fastmvn.kl`.
-    lower : bool, optional
-        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
-        (upper triangles read), as in :func:`fastmvn.kl_chol`.
-
-    Returns
-    -------
-    kl : (...) Tensor
-        The divergences over the broadcast batch shape. Its gradient with respect to a
-        factor is lower triangular (the entries above the diagonal are not read), or upper
-        triangular for an upper factor.
-
-    Raises
-    ------
-    numpy.linalg.LinAlgError, ValueError, TypeError, RuntimeError
-        As in :func:`kl`.
-
-    Examples
-    --------
-    >>> import torch, fastmvn.torch as fmt
-    >>> l = torch.tensor([[2.0]], dtype=torch.float64, requires_grad=True)
-    >>> fmt.kl_chol(torch.zeros(1, 1, dtype=torch.float64), l, torch.ones(1, 1, dtype=torch.float64)).backward()
-    >>> l.grad                       # d/dl ½(l² − 1 − 2 log l) = l − 1/l
-    tensor([[1.5000]], dtype=torch.float64)
-    """
-    return _kl(_api.CHOL, (mean1, rowchol1, colchol1, mean2, rowchol2, colchol2), errors, lower)
+def _define(function):
+    keywords = [_docs.KEYWORDS["errors"]] + ([_docs.KEYWORDS["lower"]] if function.lower else [])
+    kind = function.params[1].kind
+    where = ("for tensors, differentiable with respect to every tensor argument.",
+             f"The same as :func:`fastmvn.{function.name}` on tensors, on the CPU or, for CUDA tensors, through "
+             ":mod:`fastmvn.cuda`.")
+    returns = (f"{function.name} : (...) Tensor",
+               "The results over the broadcast batch shape, on the inputs' device: float32 when every input is "
+               f"float32, float64 otherwise. {_RETURNS[kind]}".strip())
+    raises = [(head, text.format(name=function.name)) for head, text in _RAISES]
+    doc = _docs.backend(function.name, where, "Tensor", keywords, returns, raises, _EXAMPLES[function.name])
+    defaults = {"errors": "raise"} | ({"lower": True} if function.lower else {})
+    return _table.define(function, _apply, defaults, doc, __name__)
 
 
-def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *, errors="raise"):
-    """:func:`fastmvn.kl_diag` for tensors, differentiable with respect to every tensor argument.
+__all__ = []
+__test__ = {}  # the examples of the generated functions, for doctest
+for _function in _table.FUNCTIONS.values():
+    if _function.name not in _table.NOT_SERVED["torch"]:
+        globals()[_function.name] = _define(_function)
+        __all__.append(_function.name)
+        __test__[_function.name] = globals()[_function.name].__doc__
+del _function
 
-    Parameters
-    ----------
-    mean1 : (..., n, p) Tensor
-        Mean of the first distribution.
-    rowvar1 : (..., n) Tensor
-        Row variances (positive).
-    colvar1 : (..., p) Tensor
-        Column variances (positive).
-    mean2 : (..., n, p) Tensor, optional
-        Mean of the second distribution; ``None`` means zero.
-    rowvar2 : (..., n) Tensor, optional
-        Row variances of the second distribution; ``None`` means ones.
-    colvar2 : (..., p) Tensor, optional
-        Column variances of the second distribution; ``None`` means ones.
-    errors : {"raise", "nan"}
-        As in :func:`fastmvn.kl`.
 
-    Returns
-    -------
-    kl : (...) Tensor
-        The divergences over the broadcast batch shape.
-
-    Raises
-    ------
-    numpy.linalg.LinAlgError, ValueError, TypeError, RuntimeError
-        As in :func:`kl`.
-
-    Examples
-    --------
-    >>> import torch, fastmvn.torch as fmt
-    >>> a = torch.tensor([2.0], dtype=torch.float64, requires_grad=True)
-    >>> fmt.kl_diag(torch.zeros(1, 1, dtype=torch.float64), a, torch.ones(1, dtype=torch.float64)).backward()
-    >>> a.grad                       # ½(1 − 1/a)
-    tensor([0.2500], dtype=torch.float64)
-    """
-    return _kl(_api.VAR, (mean1, rowvar1, colvar1, mean2, rowvar2, colvar2), errors)

@@ -78,7 +78,7 @@ def test_multi_dimensional_batch_index(rng):
 def test_first_failure_of_the_batch_is_reported_across_chunks(rng, monkeypatch):
     monkeypatch.setattr(_config, "CHUNK", 2)  # the chunk size is read at each call: 3 chunks of 2 items
     args = bad_batch(rng)
-    assert len(fm._api._driver_arguments(args, 6, np.float64)[1]) == 3
+    assert len(fm._batch._driver_arguments(args, 6, np.float64)[1]) == 3
     args[1][5] = -np.eye(3)
     args[4][3] = -np.eye(3)
     with pytest.raises(LinAlgError, match=r"rowcov2 is not positive definite .* at batch index 3$"):

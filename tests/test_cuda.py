@@ -77,6 +77,8 @@ CASES = {
     "logpdf": ("logpdf", lambda rng, batch: density(rng, batch)[:1] + [None] + density(rng, batch)[2:]),
     "logpdf_chol": ("logpdf_chol", lambda rng, batch: [a if i < 2 else chol(a)
                                                        for i, a in enumerate(density(rng, batch))]),
+    "mahalanobis_chol": ("mahalanobis_chol", lambda rng, batch: [a if i < 2 else chol(a)
+                                                                 for i, a in enumerate(density(rng, batch))]),
 }
 
 
@@ -208,8 +210,7 @@ def test_every_kind_of_bad_item_raises_as_on_cpu(rng):
         ("logpdf_chol", (m, None, np.eye(3), factor)),
         ("logpdf", (m, m, np.eye(3), np.full((2, 2), np.inf))),
         ("trace_solve", (np.diag([np.inf, 1.0]), np.eye(2))),
-        ("mahalanobis_chol" if hasattr(fc, "mahalanobis_chol") else "logpdf_chol",
-         (np.ones((2, 2)), None, np.diag([np.inf, 1.0]), np.eye(2))),
+        ("mahalanobis_chol", (np.ones((2, 2)), None, np.diag([np.inf, 1.0]), np.eye(2))),
         ("logpdf", (np.zeros((2, 2)), None, np.eye(2), np.array([[2.0, 1.0], [1.0, 0.5]]))),  # rank 1
         ("kl", (np.zeros((2, 2)), np.array([[2.0, 1.0], [1.0, 0.5]]), np.eye(2))),
     ]

@@ -44,9 +44,9 @@ def case_args(case, rng, batch):
     if case == "kl_diag":
         return diag_args(rng, batch)
     chol = [np.linalg.cholesky(a) for a in args[1:3]]
-    if case in ("logpdf", "mahalanobis"):
+    if case in ("logpdf", "mahalanobis", "pdf"):
         return [args[0], args[3], args[1], args[2]]
-    if case in ("logpdf_chol", "mahalanobis_chol"):
+    if case in ("logpdf_chol", "mahalanobis_chol", "pdf_chol"):
         return [args[0], args[3]] + chol
     if case == "entropy":
         return args[1:3]
@@ -60,7 +60,7 @@ def case_args(case, rng, batch):
 
 
 CASES = ["kl", "kl_chol", "kl_diag", "logpdf", "entropy", "logpdf_chol", "mahalanobis", "mahalanobis_chol",
-         "entropy_chol", "logdet", "trace_solve"]
+         "entropy_chol", "logdet", "trace_solve", "pdf", "pdf_chol"]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -74,6 +74,53 @@ def test_blocks_agree_with_in_memory_function(rng, case, dtype):
     computed = result.compute()
     assert computed.dtype == expected.dtype
     np.testing.assert_array_equal(computed, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", ["kl", "kl_chol", "kl_diag"])
+def test_gradients_agree_with_in_memory_function(rng, case, dtype):
+    """One pass per block gives the value and per-item gradients; a prior shared by every item
+    (no batch axes, or size-1 ones) gets its gradient summed across blocks."""
+    args = [a.astype(dtype) for a in case_args(case, rng, (50,))]
+    prior = [args[3][0], args[4][:1], args[5][0]]                   # (n, p), (1, n, n) or (1, n), (p, p) or (p,)
+    lazy, grads = getattr(fmd, f"{case}_value_and_grad")(*chunked(args[:3], 16), *prior)
+    assert lazy.chunks == ((16, 16, 16, 2),) and lazy.dtype == dtype
+    assert [g.shape for g in grads] == [a.shape for a in args[:3] + prior]
+    value, grads = dask.compute(lazy, grads)
+    expected_value, expected = getattr(fm, f"{case}_value_and_grad")(*args[:3], *prior)
+    np.testing.assert_array_equal(value, expected_value)
+    for k, (grad, want) in enumerate(zip(grads, expected)):
+        assert grad.dtype == want.dtype == dtype
+        if k < 3:                                                   # per item, as in memory
+            np.testing.assert_array_equal(grad, want)
+        else:                                                       # summed over blocks, then items
+            rtol = 1e-5 if dtype == np.float32 else 1e-12
+            np.testing.assert_allclose(grad, want, rtol=rtol, atol=rtol * np.abs(want).max())
+
+
+def test_gradients_wrt_upper_factors_and_errors(rng):
+    import scipy.linalg
+
+    args = case_args("kl_chol", rng, (50,))
+    upper = [np.array([scipy.linalg.cholesky(item @ item.T) for item in a]) if k % 3 else a
+             for k, a in enumerate(args)]
+    value, grads = fmd.kl_chol_value_and_grad(*chunked(upper, 16), lower=False, wrt=("rowchol1", "mean2"))
+    assert [g is None for g in grads] == [True, False, True, False, True, True]
+    value, grads = dask.compute(value, grads)
+    expected = fm.kl_chol_value_and_grad(*upper, lower=False, wrt=("rowchol1", "mean2"))
+    np.testing.assert_array_equal(value, expected[0])
+    np.testing.assert_array_equal(grads[1], expected[1][1])
+    assert np.all(np.tril(grads[1], -1) == 0)                       # upper triangular
+    np.testing.assert_array_equal(grads[3], expected[1][3])
+    args = case_args("kl", rng, (50,))
+    args[4][37] = -np.eye(3)
+    lazy = fmd.kl_value_and_grad(*chunked(args, 16))
+    with pytest.raises(LinAlgError, match=r"^rowcov2 is not positive definite \(Cholesky failed\) at batch index 37$"):
+        dask.compute(lazy)
+    value, grads = dask.compute(*fmd.kl_value_and_grad(*chunked(args, 16), errors="nan"))
+    assert np.isnan(value[37]) and np.isnan(grads[0][37]).all() and np.isfinite(np.delete(value, 37)).all()
+    with pytest.raises(ValueError, match=r"^wrt names 'rowchol1'; the arguments are mean1, rowcov1"):
+        fmd.kl_value_and_grad(*args, wrt="rowchol1")
 
 
 @pytest.mark.parametrize("case, factors", [("kl_chol", (1, 2, 4, 5)), ("logpdf_chol", (2, 3)),

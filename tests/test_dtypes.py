@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastmvn as fm
-from fastmvn._api import result_dtype
+from fastmvn._arguments import result_dtype
 
 torch = pytest.importorskip("torch")
 da = pytest.importorskip("dask.array")
@@ -121,6 +121,11 @@ def cases():
         "dask.mahalanobis_chol": (fmd.mahalanobis_chol, [mean(), mean(), chol(N), chol(P)]),
         "dask.logpdf": (fmd.logpdf, [mean()] + mn()),
         "dask.logpdf_chol": (fmd.logpdf_chol, [mean(), mean(), chol(N), chol(P)]),
+        "dask.pdf": (fmd.pdf, [mean()] + mn()),
+        "dask.kl_value_and_grad": (fmd.kl_value_and_grad, mn() + mn()),
+        "dask.kl_chol_value_and_grad": (fmd.kl_chol_value_and_grad, [mean(), chol(N), chol(P)]),
+        "dask.kl_diag_value_and_grad": (fmd.kl_diag_value_and_grad, [mean(), mean(N)** 2 + 1, mean(P)** 2 + 1]),
+        "dask.pdf_chol": (fmd.pdf_chol, [mean(), mean(), chol(N), chol(P)]),
         "dask.entropy": (fmd.entropy, [spd(N), spd(P)]),
         "dask.entropy_chol": (fmd.entropy_chol, [chol(N), chol(P)]),
     }

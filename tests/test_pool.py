@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import fastmvn as fm
-from fastmvn import _api, _config, _pool
+from fastmvn import _config, _gradients, _pool
+from fastmvn._table import FUNCTIONS
 
 from conftest import factors, pair
 
@@ -229,7 +230,7 @@ def test_torch_backward_through_pooled_memory(rng, pooled):
         t.grad = None
     loss.backward()
     assert pooled.held > 0                         # the stored gradients went back with the graph's end
-    _, per_item = unpooled(_api._value_and_grad, _api.COV, arrays, "raise", reduce=False)
+    _, per_item = unpooled(_gradients.value_and_grad, FUNCTIONS["kl"], arrays, "raise", reduce=False)
     for t, first, grad in zip(tensors, once, per_item):
         torch.testing.assert_close(t.grad, first, rtol=0, atol=0)
         expected = weights.numpy().reshape((7,) + (1,) * (grad.ndim - 1)) * grad

@@ -14,7 +14,8 @@ import operator
 import numpy as np
 from numpy.linalg import LinAlgError
 
-from .._api import CHOL, COV, MEAN, _Arg, _check, _where, logdet, logpdf_chol, mahalanobis_chol, result_dtype
+from .._api import logdet, logpdf_chol, mahalanobis_chol
+from .._arguments import CHOL, COV, MEAN, Arg, check, result_dtype, where
 from ..reference import singular_pivots
 
 # np·(1 + log 2π) is the constant of the entropy per entry.
@@ -44,7 +45,7 @@ def _exp(logdensity, errors):
     if not overflow.any():
         return density
     if errors == "raise":
-        raise FloatingPointError(f"the density overflowed{_where(_first(overflow))}")
+        raise FloatingPointError(f"the density overflowed{where(_first(overflow))}")
     if isinstance(density, np.ndarray):
         density[overflow] = np.nan
         return density
@@ -120,7 +121,7 @@ def _report(failures, batch_shape):
         index = _first(failing)
         for mask, error, message in failures:
             if np.broadcast_to(mask, batch_shape)[index]:
-                raise error(f"{message}{_where(index)}")
+                raise error(f"{message}{where(index)}")
 
 
 def _not_pd(name):
@@ -380,11 +381,11 @@ class _Frozen:
         """The checked arguments ``[mean, A, B, C]`` (those given) of ``A X B + C`` for the
         mean ``mean`` of ``X``, their dtype and broadcast batch shape; NaN or infinity in ``A``,
         ``B`` or ``C`` raises, naming the argument and batch index."""
-        args = [_Arg("mean", MEAN, mean, "np")]
+        args = [Arg("mean", MEAN, mean, "np")]
         shift_axes = ("n" if A is None else "m") + ("p" if B is None else "q")  # the shape of A X B
-        args += [_Arg(name, MEAN, value, axes)
+        args += [Arg(name, MEAN, value, axes)
                  for name, value, axes in (("A", A, "mn"), ("B", B, "pq"), ("C", C, shift_axes)) if value is not None]
-        dtype, batch_shape = _check(args)
+        dtype, batch_shape = check(args)
         _report([(_nonfinite(arg), ValueError, f"{arg.name} contains NaN or infinity") for arg in args[1:]],
                 batch_shape)
         return args, dtype, batch_shape

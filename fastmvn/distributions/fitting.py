@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 from numpy.linalg import LinAlgError
 
-from .._api import COV, MEAN, _Arg, _check, _where, result_dtype
+from .._arguments import COV, MEAN, Arg, check, result_dtype, where
 from ._base import _cholesky, _first, _in_range, _nonfinite, _report, _symmetric
 from .functions import entropy
 from .gaussian import MatrixGaussian, _kron_layout
@@ -60,7 +60,7 @@ def _fitted_factor(cov, name, items, batch_shape):
     if failed.any():
         index = np.unravel_index(items[np.argmax(failed)], batch_shape)
         raise LinAlgError(f"the samples are degenerate: the fitted {name} is not positive definite"
-                          f"{_where(tuple(int(i) for i in index))}")
+                          f"{where(tuple(int(i) for i in index))}")
     return chol
 
 
@@ -149,7 +149,7 @@ def _warn_unconverged(change, tol, max_iter, name, items, batch_shape):
         message = f"{name} did not converge within max_iter={max_iter} iterations"
         if batch_shape:
             message += (f" for {int((~converged).sum())} of {len(change)} {items}"
-                        f" (first{_where(_first(~converged.reshape(batch_shape)))})")
+                        f" (first{where(_first(~converged.reshape(batch_shape)))})")
         warnings.warn(f"{message}: the relative change in the last iteration was "
                       f"{change[~converged].max():.3g} > tol={tol:g}", RuntimeWarning, stacklevel=3)
     return converged
@@ -221,7 +221,7 @@ def fit(samples, *, tol=1e-8, max_iter=100):
     >>> bool(np.allclose(np.kron(d.colcov, d.rowcov), np.kron(v, u), atol=0.1))
     True
     """
-    arg = _Arg("samples", MEAN, samples, "Nnp")
+    arg = Arg("samples", MEAN, samples, "Nnp")
     shape = arg.array.shape
     batch_shape, (count, n, p) = shape[:-3], shape[-3:]
     if n == 0 or p == 0:
@@ -317,8 +317,8 @@ def nearest_kronecker(cov, n, p):
     True
     """
     n, p = operator.index(n), operator.index(p)
-    cov_arg = _Arg("cov", COV, cov, "kk")
-    dtype, batch_shape = _check([cov_arg])
+    cov_arg = Arg("cov", COV, cov, "kk")
+    dtype, batch_shape = check([cov_arg])
     if cov_arg.array.shape[-1] != n * p:
         raise ValueError(f"cov has shape {cov_arg.array.shape}; expected (..., {n * p}, {n * p}) for n·p = {n}·{p}")
     _report([(_nonfinite(cov_arg), ValueError, "cov contains NaN or infinity")], batch_shape)

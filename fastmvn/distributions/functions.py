@@ -9,8 +9,12 @@ uses ``numpy.linalg`` on the whole batch at once.
 import numpy as np
 from numpy.linalg import LinAlgError
 
-from .._api import (CHOL, COV, MEAN, _Arg, _check, _check_errors, _check_out, _diagnose, _lower_factors, _slot,
-                    logdet, logpdf, logpdf_chol)
+from .._api import logdet, logpdf, logpdf_chol
+from .._arguments import COV, MEAN, Arg, bind, check, check_errors, check_out
+from .._batch import slot, working_dtype
+from .._docs import filled
+from .._reports import diagnose
+from .._table import FUNCTIONS
 from ._base import _ENTROPY_PER_ENTRY, _exp, _factor, _failing, _first, _nonfinite, _not_pd, _report, _sample_shape
 
 __all__ = ["pdf", "pdf_chol", "entropy", "entropy_chol", "rvs"]
@@ -28,26 +32,15 @@ def _deliver(value, dtype, out):
 # Densities and entropy ------------------------------------------------------------------
 
 
+@filled("pdf")
 def pdf(x, mean, rowcov, colcov, *, out=None, errors="raise"):
     """Density of the matrix normal ``MN(mean, rowcov, colcov)`` at ``x``, batched.
 
-    ``exp`` of :func:`fastmvn.logpdf`; see there for the formula and conventions.
+    ``exp`` of :func:`fastmvn.logpdf`; see there for the formula and conventions. A density
+    too large for the result dtype fails its item (``FloatingPointError`` naming the batch
+    index, or NaN with ``errors="nan"``).
 
-    Parameters
-    ----------
-    x : (..., n, p) array_like
-        Points.
-    mean : (..., n, p) array_like or None
-        Means ``M``; ``None`` means zero.
-    rowcov : (..., n, n) array_like
-        Row covariances ``U`` (symmetric positive definite; lower triangle read).
-    colcov : (..., p, p) array_like
-        Column covariances ``V`` (symmetric positive definite; lower triangle read).
-    out : ndarray, optional
-        Array of the broadcast batch shape and the result dtype to write into.
-    errors : {"raise", "nan"}
-        As in :func:`fastmvn.kl`. A density too large for the result dtype fails its
-        item (``FloatingPointError`` naming the batch index, or NaN).
+    %(parameters)s
 
     Returns
     -------
@@ -72,29 +65,15 @@ def pdf(x, mean, rowcov, colcov, *, out=None, errors="raise"):
     return _exp(logpdf(x, mean, rowcov, colcov, out=out, errors=errors), errors)
 
 
+@filled("pdf_chol")
 def pdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise", lower=True):
     """Density of the matrix normal given by Cholesky factors, batched.
 
     ``exp`` of :func:`fastmvn.logpdf_chol`, with ``U = rowchol @ rowchol.T`` and
-    ``V = colchol @ colchol.T``.
+    ``V = colchol @ colchol.T``. A density too large for the result dtype fails its item,
+    as in :func:`pdf`.
 
-    Parameters
-    ----------
-    x : (..., n, p) array_like
-        Points.
-    mean : (..., n, p) array_like or None
-        Means ``M``; ``None`` means zero.
-    rowchol : (..., n, n) array_like
-        Cholesky factors of the row covariances (lower triangle read, positive diagonal).
-    colchol : (..., p, p) array_like
-        Cholesky factors of the column covariances.
-    out : ndarray, optional
-        Array of the broadcast batch shape and the result dtype to write into.
-    errors : {"raise", "nan"}
-        As in :func:`pdf`.
-    lower : bool, optional
-        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``
-        (upper triangles read), as in :func:`fastmvn.kl_chol`.
+    %(parameters)s
 
     Returns
     -------
@@ -127,18 +106,20 @@ def _entropy(args, logdet_of, out, errors):
     """``½[np(1 + log 2π) + n log|V| + p log|U|]`` from the log-determinants of the two
     arguments (NaN marks a failed item), each taken in the result dtype, reported like the
     core functions."""
-    _check_errors(errors)
-    dtype, batch_shape = _check(args)
-    _check_out(out, dtype, batch_shape)
+    check_errors(errors)
+    dtype, batch_shape = check(args)
+    check_out(out, dtype, batch_shape)
     n, p = (arg.array.shape[-1] for arg in args)
     logdet_row, logdet_col = (np.asarray(logdet_of(np.asarray(arg.array, dtype)), dtype=np.float64) for arg in args)
     value = np.asarray(0.5 * (n * p * _ENTROPY_PER_ENTRY + n * logdet_col + p * logdet_row))
     failed = np.isnan(value)
     if errors == "raise" and failed.any():
-        raise _diagnose(args, [_slot(arg, dtype, batch_shape) for arg in args], _first(failed))
+        slots, index = [slot(arg, dtype, batch_shape) for arg in args], _first(failed)
+        raise diagnose(args, [s[index] for s in slots], index, working_dtype(slots))
     return _deliver(value, dtype, out)
 
 
+@filled("entropy")
 def entropy(rowcov, colcov, *, out=None, errors="raise"):
     r"""Differential entropy of the matrix normal ``MN(M, rowcov, colcov)``, batched.
 
@@ -149,16 +130,7 @@ def entropy(rowcov, colcov, *, out=None, errors="raise"):
     the entropy of ``N(vec M, V⊗U)``; it does not depend on the mean. The log-determinants
     come from :func:`fastmvn.logdet` (only the lower triangles are read).
 
-    Parameters
-    ----------
-    rowcov : (..., n, n) array_like
-        Row covariances ``U`` (symmetric positive definite).
-    colcov : (..., p, p) array_like
-        Column covariances ``V`` (symmetric positive definite).
-    out : ndarray, optional
-        Array of the broadcast batch shape and the result dtype to write into.
-    errors : {"raise", "nan"}
-        As in :func:`fastmvn.kl`.
+    %(parameters)s
 
     Returns
     -------
@@ -180,10 +152,11 @@ def entropy(rowcov, colcov, *, out=None, errors="raise"):
     >>> fm.entropy(np.eye(2) * [[[1.0]], [[2.0]]], np.eye(3)).shape
     (2,)
     """
-    args = [_Arg("rowcov", COV, rowcov, "nn"), _Arg("colcov", COV, colcov, "pp")]
+    args, _ = bind(FUNCTIONS["entropy"], (rowcov, colcov))
     return _entropy(args, lambda a: logdet(a, errors="nan"), out, errors)
 
 
+@filled("entropy_chol")
 def entropy_chol(rowchol, colchol, *, out=None, errors="raise", lower=True):
     """Differential entropy of the matrix normal given by Cholesky factors, batched.
 
@@ -191,19 +164,7 @@ def entropy_chol(rowchol, colchol, *, out=None, errors="raise", lower=True):
     ``log|U| = 2 Σ log diag(rowchol)``, so nothing is factorised. The lower triangles (the
     upper ones with ``lower=False``) must be finite and the diagonals positive.
 
-    Parameters
-    ----------
-    rowchol : (..., n, n) array_like
-        Cholesky factors of the row covariances.
-    colchol : (..., p, p) array_like
-        Cholesky factors of the column covariances.
-    out : ndarray, optional
-        Array of the broadcast batch shape and the result dtype to write into.
-    errors : {"raise", "nan"}
-        As in :func:`fastmvn.kl`.
-    lower : bool, optional
-        Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``,
-        as in :func:`fastmvn.kl_chol`.
+    %(parameters)s
 
     Returns
     -------
@@ -217,8 +178,7 @@ def entropy_chol(rowchol, colchol, *, out=None, errors="raise", lower=True):
     >>> bool(np.isclose(fm.entropy_chol(L, np.eye(3)), fm.entropy(L @ L.T, np.eye(3))))
     True
     """
-    rowchol, colchol = _lower_factors(lower, rowchol, colchol)
-    args = [_Arg("rowchol", CHOL, rowchol, "nn"), _Arg("colchol", CHOL, colchol, "pp")]
+    args, _ = bind(FUNCTIONS["entropy_chol"], (rowchol, colchol), lower=lower)
     return _entropy(args, _factor_logdet, out, errors)
 
 
@@ -280,7 +240,7 @@ def rvs(mean, rowcov, colcov, size=None, random_state=None, *, errors="raise"):
     >>> bool(np.array_equal(x, fm.rvs(np.zeros((3, 2)), np.eye(3), 2 * np.eye(2), (1000, 5), 0)))
     True
     """
-    _check_errors(errors)
+    check_errors(errors)
     (mean_arg, _, _), rowchol, colchol, dtype, batch_shape, failing = _checked(mean, rowcov, colcov, COV, errors)
     samples = _sample(np.asarray(mean_arg.array, dtype=np.float64), rowchol, colchol, size, random_state, dtype,
                       batch_shape)
@@ -303,15 +263,15 @@ def _checked(mean, row, col, kind, errors="raise", names=None):
     """
     stem = "cov" if kind == COV else "chol"
     mean_name, row_name, col_name = names or ("mean", f"row{stem}", f"col{stem}")
-    row_arg, col_arg = _Arg(row_name, kind, row, "nn"), _Arg(col_name, kind, col, "pp")
+    row_arg, col_arg = Arg(row_name, kind, row, "nn"), Arg(col_name, kind, col, "pp")
     if mean is None:
         n, p = row_arg.array.shape[-2], col_arg.array.shape[-2]
-        mean_arg = _Arg(mean_name, MEAN, np.zeros((n, p)), "np", default=True)
+        mean_arg = Arg(mean_name, MEAN, np.zeros((n, p)), "np", default=True)
         args = [row_arg, col_arg, mean_arg]
     else:
-        mean_arg = _Arg(mean_name, MEAN, mean, "np")
+        mean_arg = Arg(mean_name, MEAN, mean, "np")
         args = [mean_arg, row_arg, col_arg]
-    dtype, batch_shape = _check(args)
+    dtype, batch_shape = check(args)
     if kind == COV:
         (rowchol, row_bad), (colchol, col_bad) = _factor(row_arg), _factor(col_arg)
         reasons = [_not_pd(name) for name in (row_name, col_name)]

@@ -20,7 +20,7 @@ lower triangle of ``Σ`` is read.
 import numpy as np
 from numpy.linalg import LinAlgError
 
-from .._api import COV, MATRIX, MEAN, _Arg, _check
+from .._arguments import COV, MATRIX, MEAN, Arg, check
 from ._base import (_ENTROPY_PER_ENTRY, _factor, _Frozen, _full, _in_range, _Links, _nonfinite, _not_pd, _report,
                     _sample_shape, _symmetric)
 from .normal import MatrixNormal
@@ -84,8 +84,8 @@ def _parts(mean, cov, names=("mean", "cov")):
     """The checked parts ``(mean, cov, chol, dtype, batch_shape)`` of a :class:`MatrixGaussian`,
     in new float64 arrays; failures raise naming the argument (by ``names``) and the batch index."""
     mean_name, cov_name = names
-    mean_arg, cov_arg = _Arg(mean_name, MEAN, mean, "np"), _Arg(cov_name, COV, cov, "kk")
-    dtype, batch_shape = _check([mean_arg, cov_arg])
+    mean_arg, cov_arg = Arg(mean_name, MEAN, mean, "np"), Arg(cov_name, COV, cov, "kk")
+    dtype, batch_shape = check([mean_arg, cov_arg])
     _check_size(mean_arg, cov_arg)
     chol, failed = _factor(cov_arg)
     _report([(_nonfinite(mean_arg), ValueError, f"{mean_name} contains NaN or infinity"),
@@ -231,8 +231,8 @@ class MatrixGaussian(_Frozen):
         array([[1., 0.],
                [0., 1.]])
         """
-        mean_arg, tensor_arg = _Arg("mean", MEAN, mean, "np"), _Arg("cov_tensor", MATRIX, cov_tensor, "npnp")
-        _check([mean_arg, tensor_arg])
+        mean_arg, tensor_arg = Arg("mean", MEAN, mean, "np"), Arg("cov_tensor", MATRIX, cov_tensor, "npnp")
+        check([mean_arg, tensor_arg])
         cov = _cov_from_tensor(tensor_arg.array)
         return MatrixGaussian._assemble(*_parts(mean, cov, names=("mean", "cov_tensor")))
 
@@ -265,8 +265,8 @@ class MatrixGaussian(_Frozen):
         >>> bool(np.allclose(g.cov, np.kron(v, u)))
         True
         """
-        mean_arg, layout_arg = _Arg("mean", MEAN, mean, "np"), _Arg("kron_layout", MATRIX, kron_layout, "ab")
-        _check([mean_arg, layout_arg])
+        mean_arg, layout_arg = Arg("mean", MEAN, mean, "np"), Arg("kron_layout", MATRIX, kron_layout, "ab")
+        check([mean_arg, layout_arg])
         n, p = mean_arg.array.shape[-2:]
         if layout_arg.array.shape[-2:] != (n * n, p * p):
             raise ValueError(f"kron_layout has shape {layout_arg.array.shape}; expected (..., {n * n}, {p * p}) "
@@ -346,8 +346,8 @@ class MatrixGaussian(_Frozen):
 
     def _points(self, x):
         """``vec x`` as ``(..., np, 1)`` after checking ``x`` against the shape."""
-        x_arg = _Arg("x", MEAN, x, "np")
-        _check([_Arg("mean", MEAN, self.mean, "np"), x_arg])
+        x_arg = Arg("x", MEAN, x, "np")
+        check([Arg("mean", MEAN, self.mean, "np"), x_arg])
         return _vec(x_arg.array)
 
     def _kernel_args(self, x):
@@ -524,8 +524,8 @@ class MatrixGaussian(_Frozen):
         if mask.all():
             raise ValueError("mask observes every entry: nothing is left to condition")
         observed, free = _vec_positions(mask), _vec_positions(~mask)
-        mean_arg, values_arg = _Arg("mean", MEAN, self.mean, "np"), _Arg("values", MEAN, values, "np")
-        dtype, batch_shape = _check([mean_arg, values_arg])
+        mean_arg, values_arg = Arg("mean", MEAN, self.mean, "np"), Arg("values", MEAN, values, "np")
+        dtype, batch_shape = check([mean_arg, values_arg])
         x = _vec(np.asarray(values_arg.array, dtype=np.float64))[..., observed, 0]
         _report([(~np.isfinite(x).all(axis=-1), ValueError, "values contains NaN or infinity at an observed entry")],
                 batch_shape)
@@ -592,15 +592,15 @@ class MatrixGaussian(_Frozen):
 
     def _expect_quadratic(self, A, transpose):
         """``E[Xᵀ A X]``, or with ``transpose`` ``E[X A Xᵀ]`` (that of ``Xᵀ``)."""
-        a_arg = _Arg("A", MATRIX, A, "pp" if transpose else "nn")
+        a_arg = Arg("A", MATRIX, A, "pp" if transpose else "nn")
         mean, cov = self._parts_for(a_arg.array)[:2]
         mean, tensor = self._view(mean), self._view(_tensor(cov, *self.shape), core=4)
         if transpose:
             mean, tensor = np.swapaxes(mean, -1, -2), np.swapaxes(np.swapaxes(tensor, -4, -3), -2, -1)
         axes = "pn" if transpose else "np"
-        mean_arg = _Arg("mean", MEAN, mean, axes)
+        mean_arg = Arg("mean", MEAN, mean, axes)
         return _expectation(a_arg, mean_arg, mean_arg,
-                            _Arg("cov_tensor", MATRIX, tensor, axes * 2))
+                            Arg("cov_tensor", MATRIX, tensor, axes * 2))
 
 
 # Expectations of quadratic forms ---------------------------------------------------------
@@ -608,7 +608,7 @@ class MatrixGaussian(_Frozen):
 
 def _expectation(a_arg, x_arg, y_arg, cross_arg):
     """``E[Xᵀ A Y] = M_Xᵀ A M_Y + Σ_ab A_ab cross[a, :, b, :]`` from checked arguments."""
-    dtype, batch_shape = _check([x_arg, y_arg, cross_arg, a_arg])
+    dtype, batch_shape = check([x_arg, y_arg, cross_arg, a_arg])
     a, mean_x, mean_y, cross = (np.asarray(arg.array, dtype=np.float64) for arg in (a_arg, x_arg, y_arg, cross_arg))
     value = np.swapaxes(mean_x, -1, -2) @ a @ mean_y + np.einsum("...ab,...aibj->...ij", a, cross)
     return _full(value.astype(dtype), batch_shape + value.shape[-2:])
@@ -652,8 +652,8 @@ def expect_quadratic(A, mean_x, mean_y, cross_cov):
     array([[4., 2.],
            [2., 4.]])
     """
-    return _expectation(_Arg("A", MATRIX, A, "nn"), _Arg("mean_x", MEAN, mean_x, "np"),
-                        _Arg("mean_y", MEAN, mean_y, "nq"), _Arg("cross_cov", MATRIX, cross_cov, "npnq"))
+    return _expectation(Arg("A", MATRIX, A, "nn"), Arg("mean_x", MEAN, mean_x, "np"),
+                        Arg("mean_y", MEAN, mean_y, "nq"), Arg("cross_cov", MATRIX, cross_cov, "npnq"))
 
 
 # Matrix normals close to a matrix Gaussian -----------------------------------------------

@@ -10,7 +10,9 @@ This module joins the two families: importing both, it sets the links of
 import numpy as np
 
 from .. import _modes
-from .._api import COV, MEAN, _Arg, _check, _check_errors, _compute, kl_chol, mahalanobis_chol, result_dtype
+from .._api import kl_chol, mahalanobis_chol
+from .._arguments import COV, MEAN, Arg, check, check_errors, result_dtype
+from .._batch import compute
 from ._base import _full, _Links
 from .gaussian import _ONE, MatrixGaussian, _check_size, _logdet, _vec
 from .normal import MatrixNormal
@@ -69,7 +71,7 @@ def kl_full(mean1, cov1, mean2=None, cov2=None, *, out=None, errors="raise"):
 
     See Also
     --------
-    fastmvn.reference.kl_gaussian : the NumPy specification.
+    fastmvn.reference.kl_full : the NumPy specification.
 
     Examples
     --------
@@ -86,23 +88,23 @@ def kl_full(mean1, cov1, mean2=None, cov2=None, *, out=None, errors="raise"):
     ...
     numpy.linalg.LinAlgError: cov1 is not positive definite (Cholesky failed) at batch index 7
     """
-    _check_errors(errors)
-    first = [_Arg("mean1", MEAN, mean1, "np"), _Arg("cov1", COV, cov1, "kk")]
+    check_errors(errors)
+    first = [Arg("mean1", MEAN, mean1, "np"), Arg("cov1", COV, cov1, "kk")]
     if mean2 is None and cov2 is None:
-        _check(first)
+        check(first)
         _check_size(*first)
-        standard = [_Arg("mean1", MEAN, _vec(first[0].array), "ko"), first[1],
-                    _Arg("unit colcov", COV, _ONE, "oo", default=True)]
-        return _compute(_modes.KL_STD_COV, standard, out, errors)
+        standard = [Arg("mean1", MEAN, _vec(first[0].array), "ko"), first[1],
+                    Arg("unit colcov", COV, _ONE, "oo", default=True)]
+        return compute(_modes.KL_STD_COV, standard, out, errors)
     n, p = first[0].array.shape[-2:]
-    args = first + [_Arg("mean2", MEAN, np.zeros((n, p)) if mean2 is None else mean2, "np", default=mean2 is None),
-                    _Arg("cov2", COV, np.eye(n * p) if cov2 is None else cov2, "kk", default=cov2 is None)]
-    _check(args)
+    args = first + [Arg("mean2", MEAN, np.zeros((n, p)) if mean2 is None else mean2, "np", default=mean2 is None),
+                    Arg("cov2", COV, np.eye(n * p) if cov2 is None else cov2, "kk", default=cov2 is None)]
+    check(args)
     _check_size(args[0], args[1])
     _check_size(args[2], args[3])
-    vec1, vec2 = (_Arg(arg.name, MEAN, _vec(arg.array), "ko", default=arg.default) for arg in (args[0], args[2]))
-    unit = _Arg("unit colcov", COV, _ONE, "oo", default=True)
-    return _compute(_modes.KL_COV, [vec1, args[1], unit, vec2, args[3], unit], out, errors)
+    vec1, vec2 = (Arg(arg.name, MEAN, _vec(arg.array), "ko", default=arg.default) for arg in (args[0], args[2]))
+    unit = Arg("unit colcov", COV, _ONE, "oo", default=True)
+    return compute(_modes.KL_COV, [vec1, args[1], unit, vec2, args[3], unit], out, errors)
 
 
 # Between distributions ------------------------------------------------------------------
@@ -157,7 +159,7 @@ def kl_gaussian(p, q):
 
     See Also
     --------
-    fastmvn.reference.kl_gaussian : the NumPy specification, from ``p.mean``, ``p.cov``, ``q.mean``, ``q.cov``.
+    fastmvn.reference.kl_full : the NumPy specification, from ``p.mean``, ``p.cov``, ``q.mean``, ``q.cov``.
 
     Examples
     --------

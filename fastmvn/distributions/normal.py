@@ -9,7 +9,8 @@ through the kernels on the stored Cholesky factors; the conditioning algebra use
 
 import numpy as np
 
-from .._api import CHOL, COV, MEAN, _Arg, _check, _lower_factors, kl_chol, result_dtype
+from .._api import kl_chol
+from .._arguments import CHOL, COV, MEAN, Arg, check, lower_factors, result_dtype
 from ._base import _Frozen, _full, _in_range, _indices, _Links, _nonfinite, _report, _symmetric
 from .functions import _checked, _sample, entropy_chol
 
@@ -119,7 +120,7 @@ class MatrixNormal(_Frozen):
         array([[4., 2.],
                [2., 2.]])
         """
-        rowchol, colchol = _lower_factors(lower, rowchol, colchol)
+        rowchol, colchol = lower_factors(lower, rowchol, colchol)
         return MatrixNormal._assemble(*_parameters(mean, rowchol, colchol, CHOL))
 
     # Attributes
@@ -159,7 +160,7 @@ class MatrixNormal(_Frozen):
     # Densities, entropy, divergence
 
     def _kernel_args(self, x):
-        x = _Arg("x", MEAN, x, "np").array
+        x = Arg("x", MEAN, x, "np").array
         mean, _, _, rowchol, colchol = self._parts_for(x)
         return x, mean, rowchol, colchol
 
@@ -289,7 +290,7 @@ class MatrixNormal(_Frozen):
             raise ValueError("give exactly one of rows= and cols=")
         by_rows = rows is not None
         value_axes = "kp" if by_rows else "nk"
-        values_arg = _Arg("values", MEAN, values, value_axes)
+        values_arg = Arg("values", MEAN, values, value_axes)
         dtype = result_dtype(self._mean, values_arg.array)
         mean, rowcov, colcov = (np.asarray(a, dtype=np.float64) for a in self._parts_for(values_arg.array)[:3])
         if by_rows:  # conditioning on rows of X is conditioning on columns of Xᵀ ~ MN(Mᵀ, V, U)
@@ -301,8 +302,8 @@ class MatrixNormal(_Frozen):
         if free.size == 0:
             raise ValueError(f"{name} observes every {'row' if by_rows else 'column'}: nothing is left to condition")
         observed_mean = mean[..., observed]
-        mean_arg = _Arg("mean", MEAN, np.swapaxes(observed_mean, -1, -2) if by_rows else observed_mean, value_axes)
-        _, batch_shape = _check([mean_arg, values_arg])
+        mean_arg = Arg("mean", MEAN, np.swapaxes(observed_mean, -1, -2) if by_rows else observed_mean, value_axes)
+        _, batch_shape = check([mean_arg, values_arg])
         _report([(_nonfinite(values_arg), ValueError, "values contains NaN or infinity")], batch_shape)
         values = np.asarray(values_arg.array, dtype=np.float64)
         if by_rows:
@@ -358,8 +359,8 @@ class MatrixNormal(_Frozen):
 
     def _expect_quadratic(self, A, transpose):
         """``E[Xᵀ A X]``, or with ``transpose`` ``E[X A Xᵀ]``: that of ``Xᵀ ~ MN(Mᵀ, V, U)``."""
-        mean_arg, a_arg = _Arg("mean", MEAN, self.mean, "np"), _Arg("A", MEAN, A, "pp" if transpose else "nn")
-        dtype, batch_shape = _check([mean_arg, a_arg])
+        mean_arg, a_arg = Arg("mean", MEAN, self.mean, "np"), Arg("A", MEAN, A, "pp" if transpose else "nn")
+        dtype, batch_shape = check([mean_arg, a_arg])
         mean, rowcov, colcov = self._parts_for(a_arg.array)[:3]
         mean, a, rowcov, colcov = (np.asarray(x, dtype=np.float64) for x in (mean, a_arg.array, rowcov, colcov))
         if transpose:

@@ -18,7 +18,7 @@ into an exception that names the argument and the batch index.
 The arithmetic is done in the dtype of the scratch, which the batch drivers take from an
 argument ``work``: float32 for float32 data of small matrices (half the bytes through the
 caches, twice the lanes per vector), float64 otherwise (see
-``fastmvn._api.working_dtype``). The CUDA kernels compute in float64. Sums over a matrix
+``fastmvn._batch.working_dtype``). The CUDA kernels compute in float64. Sums over a matrix
 (traces, quadratic forms) and the products behind the log-determinants are accumulated in
 float64 either way. Logs are the one operation the CPU cannot vectorise (there is no vector
 math library), so a KL takes two: ``log(|U2|/|U1|)`` and ``log(|V2|/|V1|)``, each of one

@@ -1,0 +1,130 @@
+"""The CPU glue between checked arguments and the compiled batch drivers
+(:mod:`fastmvn.kernels.drivers`): the arguments as ``(*batch, r, c)`` slots, the working dtype,
+one launch over a batch (its axes merged where the layout allows) and the report of the
+first failing item."""
+
+import numpy as np
+
+from . import _config
+from ._arguments import bind, check, check_errors, check_out
+from ._jit import launching
+from ._reports import batch_index, diagnose
+
+__all__ = ["call", "compute", "slot", "working_dtype", "evaluate", "evaluate_grad", "direct", "report"]
+
+
+def _kernels():
+    """The compiled kernels, imported on first use so that ``import fastmvn`` compiles nothing."""
+    from . import kernels
+
+    return kernels
+
+
+def slot(arg, dtype, batch_shape):
+    """The argument as a read-only ``(*batch_shape, r, c)`` view (variances as ``(…, n, 1)``)."""
+    array = np.asarray(arg.array, dtype=dtype)
+    if len(arg.axes) == 1:
+        array = array[..., None]
+    return np.broadcast_to(array, batch_shape + array.shape[-2:])
+
+
+def working_dtype(slots):
+    """The dtype the CPU kernels compute ``slots`` (``(…, r, c)`` arrays of one dtype) in."""
+    small = max(max(s.shape[-2:]) for s in slots) <= _config.FLOAT32_ARITHMETIC_MAX_SIDE
+    return np.dtype(np.float32 if slots[0].dtype == np.float32 and small else np.float64)
+
+
+def report(args, slots, flat, batch_shape):
+    """The exception for the failing item at the flat index ``flat`` of ``slots``."""
+    index = batch_index(flat, batch_shape)
+    return diagnose(args, [s[index] for s in slots], index, working_dtype(slots))
+
+
+def _driver_arguments(flat, count, dtype):
+    """What a batch driver takes besides the slots ``flat`` and the results: ``(1, 1, 1)``
+    padding for the slots a mode does not use, ``first_bad`` (one entry per chunk) and
+    ``work``, an empty array of the :func:`working_dtype`."""
+    padding = [np.broadcast_to(np.zeros((1, 1, 1), dtype), (count, 1, 1))] * (6 - len(flat))
+    return padding, np.empty(-(-count // _config.CHUNK), np.int64), np.empty(0, working_dtype(flat))
+
+
+def _merged(slots, count):
+    """The slots with their batch axes merged into one, without copying, or None where a
+    layout cannot be merged (a broadcast axis between batch axes)."""
+    try:
+        return [np.reshape(s, (count,) + s.shape[-2:], copy=False) for s in slots]
+    except ValueError:
+        return None
+
+
+def evaluate(mode, slots, out):
+    """Run the batch driver over ``slots`` into ``out``; return the flat index of the
+    first item whose result is not finite, or None.
+
+    ``out`` must be contiguous. Batch axes of the slots are merged into one without
+    copying; where a layout cannot be merged, the first axis is looped over.
+    """
+    return evaluate_grad(mode, slots, out, (), ())
+
+
+def evaluate_grad(mode, slots, out, grads, wanted):
+    """Run the driver over ``slots`` into ``out`` and, for the value-and-gradient driver (``grads``
+    not empty), into ``grads`` (contiguous ``(*batch, r, c)`` arrays, or ``(1, 1, 1)``
+    placeholders where not ``wanted``); return the flat index of the first failing item, or
+    None. Batch axes are merged as in :func:`evaluate`."""
+    count = out.size
+    if count == 0:
+        return None
+    flat = _merged(slots, count)
+    if flat is None:
+        step = count // out.shape[0]
+        first = None
+        for i in range(out.shape[0]):
+            bad = evaluate_grad(mode, [s[i] for s in slots], out[i],
+                                [g[i] if w else g for g, w in zip(grads, wanted)], wanted)
+            if bad is not None and first is None:
+                first = i * step + bad
+        return first
+    padding, first_bad, work = _driver_arguments(flat, count, out.dtype)
+    with launching():
+        if grads:
+            flat_grads = [g.reshape((count,) + g.shape[-2:]) if w else g for g, w in zip(grads, wanted)]
+            mask = sum(1 << k for k, w in enumerate(wanted) if w)
+            _kernels().value_and_grad_batch(mode, *flat, *padding, out.reshape(count), *flat_grads, mask,
+                                            first_bad, work)
+        else:
+            _kernels().evaluate_batch(mode, *flat, *padding, out.reshape(count), first_bad, work)
+    bad = int(first_bad.min())
+    return bad if bad < count else None
+
+
+def direct(out, args):
+    """Whether the kernels can write into ``out`` itself: C-contiguous and apart from every
+    input (else they write into a new array, copied into ``out`` afterwards, as NumPy does
+    for overlapping ufunc arguments)."""
+    return (out is not None and out.flags.c_contiguous
+            and not any(np.may_share_memory(out, arg.array) for arg in args))
+
+
+def compute(mode, args, out, errors):
+    """Check ``args``, run kernel ``mode`` over their broadcast batch, apply ``errors``."""
+    check_errors(errors)
+    dtype, batch_shape = check(args)
+    check_out(out, dtype, batch_shape)
+    into = direct(out, args)
+    result = out if into else np.empty(batch_shape, dtype)
+    slots = [slot(arg, dtype, batch_shape) for arg in args]
+    bad = evaluate(mode, slots, result)
+    if out is not None and not into:
+        out[...] = result
+    if bad is not None and errors == "raise":
+        raise report(args, slots, bad, batch_shape)
+    if out is not None:
+        return out
+    return result if result.ndim else result[()]
+
+
+def call(function, values, out, errors, lower=True):
+    """The batched ``function`` (a table entry with a kernel mode) of ``values``."""
+    args, mode = bind(function, values, lower=lower)
+    return compute(mode, args, out, errors)

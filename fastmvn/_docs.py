@@ -1,0 +1,120 @@
+"""Docstrings from shared fragments, as ``scipy.stats``' ``doccer`` fills its templates.
+
+A CPU function's docstring holds the line ``%(parameters)s`` where its Parameters section
+goes; :func:`filled` writes there each argument's line of the table
+(:data:`fastmvn._table.FUNCTIONS`) and the keywords' shared lines (:data:`KEYWORDS`). A
+backend's docstring is derived from the CPU one (:func:`backend`): the same summary and
+parameters, with the backend's array types, keywords and results.
+"""
+
+from ._table import FUNCTIONS
+
+__all__ = ["KEYWORDS", "parameters", "filled", "backend"]
+
+MARKER = "%(parameters)s"
+
+#: Each keyword argument's numpydoc entry, shared by every function that takes it.
+KEYWORDS = {
+    "out": ("out : ndarray, optional",
+            "Array of the broadcast batch shape and the result dtype to write into."),
+    "errors": ('errors : {"raise", "nan"}',
+               '``"raise"`` (default) raises on the first failing item; ``"nan"`` makes each failing item '
+               "NaN and leaves every other item right."),
+    "lower": ("lower : bool, optional",
+              "Whether each factor is lower triangular, ``U = L Lᵀ`` (default; its lower triangle is read), "
+              "or, with ``False``, upper triangular, ``U = Rᵀ R`` (its upper triangle is read): the ``lower`` "
+              "of ``scipy.linalg.cho_solve``. ``scipy.linalg.cholesky`` returns the upper factor by default, "
+              "``numpy.linalg.cholesky`` the lower."),
+    "grad_errors": ('errors : {"raise", "nan"}',
+                    '``"raise"`` (default) raises on the first failing item; ``"nan"`` makes the value and every '
+                    "gradient of a failing item NaN (and so any gradient summed over it)."),
+    "grad_out": ("out : tuple (value, grads), optional",
+                 "Arrays to write the results into, in the structure they are returned in (a previous result of "
+                 "the same call will do): ``value`` an array of the batch shape or None, ``grads`` one array per "
+                 "argument of that argument's shape, or None for an argument passed as None or a gradient to "
+                 "allocate; no two of them may share memory (an output may overlap an input). Returned instead "
+                 "of new arrays. Without it, large gradient arrays come from a pool that reuses the memory of "
+                 "gradients already dropped (:func:`fastmvn.set_buffer_pool`): a training loop whose gradients "
+                 "fit in the pool pays for new memory once either way."),
+    "wrt": ("wrt : str or sequence of str, optional",
+            "The names of the arguments whose gradients to compute (``\"mean1\"``, ``\"rowcov1\"``, …); by "
+            "default every argument not passed as None. The other gradients are None and cost neither memory "
+            "nor stores: against a fixed prior, ``wrt=(\"mean1\", \"rowcov1\", \"colcov1\")`` writes half "
+            "the bytes."),
+    "grad_lower": ("lower : bool, optional",
+                   "Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones ``U = Rᵀ R``, as in "
+                   ":func:`fastmvn.kl_chol`; the gradient with respect to an upper factor is upper triangular "
+                   "(a transposed view of the lower factor's)."),
+}
+
+
+def _wrap(text, indent, width=88):
+    """``text`` as lines of at most ``width`` characters, each indented by ``indent`` spaces."""
+    lines, line = [], ""
+    for word in text.split(" "):
+        if line and len(indent * " " + line + " " + word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return [indent * " " + line for line in lines]
+
+
+def _entry(head, text, indent):
+    return [indent * " " + head, *_wrap(text, indent + 4)]
+
+
+def _axes(param):
+    return "(..., " + ", ".join(param.axes) + ")"
+
+
+def parameters(name, array="array_like", keywords=None, indent=4, extra=()):
+    """The Parameters section of the table's function ``name``: each argument as ``array``
+    (``"array_like"``, ``"Tensor"`` …) of its core axes, then the ``keywords`` (by default
+    those of :data:`KEYWORDS` that the CPU function takes), then ``extra`` pairs of a head
+    and a text. Lines are indented by ``indent`` spaces."""
+    function = FUNCTIONS[name]
+    if keywords is None:
+        keywords = ["out", "errors"] + (["lower"] if function.lower else [])
+    lines = [indent * " " + "Parameters", indent * " " + "----------"]
+    for param in function.params:
+        kind = f"{array} or None" if param.standard and not param.optional else array
+        lines += _entry(f"{param.name} : {_axes(param)} {kind}{', optional' if param.optional else ''}",
+                        param.doc, indent)
+    for keyword in keywords:
+        lines += _entry(*KEYWORDS[keyword], indent)
+    for head, text in extra:
+        lines += _entry(head, text, indent)
+    return "\n".join(lines)
+
+
+def filled(name, **options):
+    """A decorator that writes the Parameters section of the table's function ``name``
+    (:func:`parameters` with ``options``) where the docstring holds ``%(parameters)s``."""
+
+    def fill(function):
+        doc = function.__doc__
+        if doc.count(MARKER) != 1:
+            raise ValueError(f"the docstring of {function.__name__} must hold {MARKER} once")
+        function.__doc__ = doc.replace(" " * 4 + MARKER, parameters(name, **options))
+        return function
+
+    return fill
+
+
+def backend(name, where, array, keywords, returns, raises=(), examples=""):
+    """The docstring of a backend's function for the table's ``name``: the table's summary
+    followed by ``where`` (a pair: the end of the summary line and a paragraph on what differs
+    on that backend), the parameters as ``array`` with the backend's ``keywords`` (pairs of a
+    head and a text), then the ``returns`` pair, the ``raises`` pairs and the ``examples``."""
+    function = FUNCTIONS[name]
+    lines = [f"{function.summary}, {where[0]}", "", *_wrap(where[1], 0), "",
+             parameters(name, array, (), 0, tuple(keywords)), "",
+             "Returns", "-------", *_entry(*returns, 0)]
+    if raises:
+        lines += ["", "Raises", "------"] + [line for pair in raises for line in _entry(*pair, 0)]
+    text = "\n".join(lines)
+    if examples:
+        text += "\n\nExamples\n--------\n" + examples.strip("\n")
+    return text
