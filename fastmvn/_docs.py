@@ -89,16 +89,56 @@ def parameters(name, array="array_like", keywords=None, indent=4, extra=()):
     return "\n".join(lines)
 
 
+#: Parameter entries shared by functions and methods outside the table, by the name a
+#: docstring gives them in a line of its own (``%(rng)s``): :func:`shared` writes them there.
+ENTRIES = KEYWORDS | {
+    "rng": ("rng : numpy.random.Generator", "The source of randomness."),
+    "shape": ("shape : tuple of int", "The batch shape."),
+    "n, p": ("n, p : int", "Rows and columns of each matrix."),
+    "points": ("x : (..., n, p) array_like", "Points; their leading axes broadcast with :attr:`batch_shape`."),
+    "size": ("size : int or tuple of ints, optional", "Sample axes put in front of :attr:`batch_shape`; ``None`` "
+             "adds none."),
+    "affine": [("A : (..., m, n) array_like, optional",
+                "Left factor, of full row rank (``m ≤ n``); ``None`` means the identity."),
+               ("B : (..., p, q) array_like, optional",
+                "Right factor, of full column rank (``q ≤ p``); ``None`` means the identity."),
+               ("C : (..., m, q) array_like, optional", "Shift; ``None`` means zero.")],
+}
+
+
+def _fill(function, replace):
+    """``function`` with each line ``%(key)s`` of its docstring replaced by ``replace(key,
+    indent)``, the lines to write there."""
+    lines = []
+    for line in function.__doc__.split("\n"):
+        stripped = line.strip()
+        if stripped.startswith("%(") and stripped.endswith(")s"):
+            lines.append(replace(stripped[2:-2], len(line) - len(line.lstrip())))
+        else:
+            lines.append(line)
+    function.__doc__ = "\n".join(lines)
+    return function
+
+
+def shared(function):
+    """A decorator that writes the :data:`ENTRIES` a docstring names in lines of their own
+    (``%(rng)s``, ``%(errors)s``, …)."""
+
+    def entry(key, indent):
+        pairs = ENTRIES[key] if isinstance(ENTRIES[key], list) else [ENTRIES[key]]
+        return "\n".join(line for pair in pairs for line in _entry(*pair, indent))
+
+    return _fill(function, entry)
+
+
 def filled(name, **options):
     """A decorator that writes the Parameters section of the table's function ``name``
     (:func:`parameters` with ``options``) where the docstring holds ``%(parameters)s``."""
 
     def fill(function):
-        doc = function.__doc__
-        if doc.count(MARKER) != 1:
+        if function.__doc__.count(MARKER) != 1:
             raise ValueError(f"the docstring of {function.__name__} must hold {MARKER} once")
-        function.__doc__ = doc.replace(" " * 4 + MARKER, parameters(name, **options))
-        return function
+        return _fill(function, lambda key, indent: parameters(name, indent=indent, **options))
 
     return fill
 

@@ -7,19 +7,20 @@ axes ``shape`` before the matrix axes. Importing this module needs NumPy alone.
 
 import numpy as np
 
+from ._docs import shared
+
 __all__ = ["random_spd", "random_matrix_normal", "random_pair", "cholesky_factors", "conditioned_spd"]
 
 
+@shared
 def random_spd(rng, shape, size, jitter=0.1):
     """Random symmetric positive definite matrices: ``A Aᵀ / (size + 2) + jitter·I`` for ``A``
     of independent standard normal entries, ``size × (size + 2)``.
 
     Parameters
     ----------
-    rng : numpy.random.Generator
-        The source of randomness.
-    shape : tuple of int
-        The batch shape.
+    %(rng)s
+    %(shape)s
     size : int
         The side of each matrix.
     jitter : float, optional
@@ -44,18 +45,16 @@ def random_spd(rng, shape, size, jitter=0.1):
     return a @ np.swapaxes(a, -1, -2) / (size + 2) + jitter * np.eye(size)
 
 
+@shared
 def random_matrix_normal(rng, shape, n, p):
     """Random parameters of ``n×p`` matrix normals: standard normal means, and row and column
     covariances from :func:`random_spd`.
 
     Parameters
     ----------
-    rng : numpy.random.Generator
-        The source of randomness.
-    shape : tuple of int
-        The batch shape.
-    n, p : int
-        Rows and columns of each matrix.
+    %(rng)s
+    %(shape)s
+    %(n, p)s
 
     Returns
     -------
@@ -77,18 +76,16 @@ def random_matrix_normal(rng, shape, n, p):
     return [rng.standard_normal(shape + (n, p)), random_spd(rng, shape, n), random_spd(rng, shape, p)]
 
 
+@shared
 def random_pair(rng, shape, n, p):
     """Two batches of random ``n×p`` matrix normals, the arguments of :func:`fastmvn.kl`: two
     draws of :func:`random_matrix_normal` in turn.
 
     Parameters
     ----------
-    rng : numpy.random.Generator
-        The source of randomness.
-    shape : tuple of int
-        The batch shape.
-    n, p : int
-        Rows and columns of each matrix.
+    %(rng)s
+    %(shape)s
+    %(n, p)s
 
     Returns
     -------
@@ -136,6 +133,7 @@ def cholesky_factors(args):
     return [a if k % 3 == 0 else np.linalg.cholesky(a) for k, a in enumerate(args)]
 
 
+@shared
 def conditioned_spd(rng, shape, size, condition):
     """Random symmetric positive definite matrices of a given condition number: ``Q Λ Qᵀ`` for
     a random orthogonal ``Q`` and eigenvalues ``Λ`` from 1 to ``condition``, both ends
@@ -143,10 +141,8 @@ def conditioned_spd(rng, shape, size, condition):
 
     Parameters
     ----------
-    rng : numpy.random.Generator
-        The source of randomness.
-    shape : tuple of int
-        The batch shape.
+    %(rng)s
+    %(shape)s
     size : int
         The side of each matrix, at least 2.
     condition : float

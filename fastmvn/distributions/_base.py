@@ -16,6 +16,7 @@ from numpy.linalg import LinAlgError
 
 from .._api import logdet, logpdf_chol, mahalanobis_chol
 from .._arguments import CHOL, COV, MEAN, Arg, check, result_dtype, where
+from .._docs import shared
 from ..reference import singular_pivots
 
 # np·(1 + log 2π) is the constant of the entropy per entry.
@@ -293,6 +294,7 @@ class _Frozen:
         after checking ``x``, in the dtype of the result."""
         raise NotImplementedError
 
+    @shared
     def logpdf(self, x, *, out=None, errors="raise"):
         """Log-density at ``x``, by :func:`fastmvn.logpdf_chol` on the stored factors.
 
@@ -302,10 +304,8 @@ class _Frozen:
 
         Parameters
         ----------
-        x : (..., n, p) array_like
-            Points; their leading axes broadcast with :attr:`batch_shape`.
-        out : ndarray, optional
-            Array of the broadcast batch shape and the result dtype to write into.
+        %(points)s
+        %(out)s
         errors : {"raise", "nan"}
             As in :func:`fastmvn.kl` (only ``x`` can fail).
 
@@ -324,15 +324,14 @@ class _Frozen:
         """
         return logpdf_chol(*self._kernel_args(x), out=out, errors=errors)
 
+    @shared
     def pdf(self, x, *, out=None, errors="raise"):
         """Density at ``x``: ``exp`` of :meth:`logpdf` (see :func:`fastmvn.pdf` for overflow).
 
         Parameters
         ----------
-        x : (..., n, p) array_like
-            Points; their leading axes broadcast with :attr:`batch_shape`.
-        out : ndarray, optional
-            Array of the broadcast batch shape and the result dtype to write into.
+        %(points)s
+        %(out)s
         errors : {"raise", "nan"}
             As in :func:`fastmvn.pdf`.
 
@@ -348,6 +347,7 @@ class _Frozen:
         """
         return _exp(self.logpdf(x, out=out, errors=errors), errors)
 
+    @shared
     def mahalanobis(self, x, *, out=None, errors="raise"):
         """Squared Mahalanobis distance from the stored factors, by :func:`fastmvn.mahalanobis_chol`.
 
@@ -356,10 +356,8 @@ class _Frozen:
 
         Parameters
         ----------
-        x : (..., n, p) array_like
-            Points; their leading axes broadcast with :attr:`batch_shape`.
-        out : ndarray, optional
-            Array of the broadcast batch shape and the result dtype to write into.
+        %(points)s
+        %(out)s
         errors : {"raise", "nan"}
             As in :func:`fastmvn.kl`.
 

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.linalg import LinAlgError
 
 from .._arguments import COV, MATRIX, MEAN, Arg, check
+from .._docs import shared
 from ._base import (_ENTROPY_PER_ENTRY, _factor, _Frozen, _full, _in_range, _Links, _nonfinite, _not_pd, _report,
                     _sample_shape, _symmetric)
 from .normal import MatrixNormal
@@ -376,13 +377,13 @@ class MatrixGaussian(_Frozen):
         value = 0.5 * (n * p * _ENTROPY_PER_ENTRY + _logdet(self._exact[2]))
         return _full(np.asarray(value, dtype=self._dtype), self._batch_shape)
 
+    @shared
     def rvs(self, size=None, random_state=None):
         """Random draws ``X`` with ``vec X = vec M + L z`` for the stored factor ``L`` and standard normal ``z``.
 
         Parameters
         ----------
-        size : int or tuple of ints, optional
-            Sample axes put in front of :attr:`batch_shape`; ``None`` adds none.
+        %(size)s
         random_state : numpy.random.Generator, int or None
             A generator (which is advanced), a seed, or ``None`` for fresh entropy. ``z`` is
             drawn in float64, so one seed gives the same draws for float32 and float64.
@@ -539,17 +540,13 @@ class MatrixGaussian(_Frozen):
         return self._assemble(*_parts(mean.astype(dtype), cov.astype(dtype),
                                  names=("the conditional mean", "the conditional cov")))
 
+    @shared
     def affine(self, A=None, B=None, C=None):
         """The distribution of ``A X B + C``: mean ``A M B + C``, covariance ``(Bᵀ⊗A) Σ (Bᵀ⊗A)ᵀ``.
 
         Parameters
         ----------
-        A : (..., m, n) array_like, optional
-            Left factor, of full row rank (``m ≤ n``); ``None`` means the identity.
-        B : (..., p, q) array_like, optional
-            Right factor, of full column rank (``q ≤ p``); ``None`` means the identity.
-        C : (..., m, q) array_like, optional
-            Shift; ``None`` means zero.
+        %(affine)s
 
         Returns
         -------

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._api import kl_chol
 from .._arguments import CHOL, COV, MEAN, Arg, check, lower_factors, result_dtype
+from .._docs import shared
 from ._base import _Frozen, _full, _in_range, _indices, _Links, _nonfinite, _report, _symmetric
 from .functions import _checked, _sample, entropy_chol
 
@@ -227,13 +228,13 @@ class MatrixNormal(_Frozen):
         mean2, _, _, rowchol2, colchol2 = other._parts_for(self._mean)
         return kl_chol(mean1, rowchol1, colchol1, mean2, rowchol2, colchol2)
 
+    @shared
     def rvs(self, size=None, random_state=None):
         """Random draws ``M + A Z Bᵀ`` from the stored factors ``A``, ``B``.
 
         Parameters
         ----------
-        size : int or tuple of ints, optional
-            Sample axes put in front of :attr:`batch_shape`; ``None`` adds none.
+        %(size)s
         random_state : numpy.random.Generator, int or None
             As in :func:`rvs`; the same seed gives the same draws as :func:`rvs` (bit for
             bit: both draw from the float64 factors).
@@ -316,17 +317,13 @@ class MatrixNormal(_Frozen):
                                 rowcov.astype(dtype))
         return MatrixNormal(new_mean.astype(dtype), rowcov.astype(dtype), new_colcov.astype(dtype))
 
+    @shared
     def affine(self, A=None, B=None, C=None):
         """The distribution of ``A X B + C``: ``MN(A M B + C, A U Aᵀ, Bᵀ V B)``.
 
         Parameters
         ----------
-        A : (..., m, n) array_like, optional
-            Left factor, of full row rank (``m ≤ n``); ``None`` means the identity.
-        B : (..., p, q) array_like, optional
-            Right factor, of full column rank (``q ≤ p``); ``None`` means the identity.
-        C : (..., m, q) array_like, optional
-            Shift; ``None`` means zero.
+        %(affine)s
 
         Returns
         -------
