@@ -5,7 +5,7 @@ first failing item."""
 
 import numpy as np
 
-from . import _config
+from . import _config, _large
 from ._arguments import bind, check, check_errors, check_out
 from ._jit import launching
 from ._reports import batch_index, diagnose
@@ -61,9 +61,12 @@ def evaluate(mode, slots, out):
     """Run the batch driver over ``slots`` into ``out``; return the flat index of the
     first item whose result is not finite, or None.
 
-    ``out`` must be contiguous. Batch axes of the slots are merged into one without
-    copying; where a layout cannot be merged, the first axis is looped over.
+    ``out`` must be contiguous. Few large items go one at a time through LAPACK
+    (:mod:`fastmvn._large`); other batches to the lane drivers, with the batch axes of the slots merged into one without copying (where a layout cannot be
+    merged, the first axis is looped over).
     """
+    if _large.chosen(slots, out.size):
+        return _large.evaluate(mode, slots, out)
     return evaluate_grad(mode, slots, out, (), ())
 
 
@@ -75,6 +78,8 @@ def evaluate_grad(mode, slots, out, grads, wanted):
     count = out.size
     if count == 0:
         return None
+    if grads and _large.chosen(slots, count):
+        return _large.value_and_grad(mode, slots, out, grads, wanted)
     flat = _merged(slots, count)
     if flat is None:
         step = count // out.shape[0]

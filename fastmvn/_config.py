@@ -28,6 +28,18 @@ LANES = 32
 #: compile-time constant as :data:`LANES`.
 SMALL_LANES = 128
 
+#: Items of largest side ``s`` (``n``, ``p`` or the side of a square argument) are computed one
+#: at a time through LAPACK and BLAS (``fastmvn._large``), not in lanes, when ``s`` is at least
+#: :data:`LAPACK_MIN_SIDE` and the batch has at most ``(s / LAPACK_BATCH_SIDE)²`` items: LAPACK's
+#: blocked factorisations win on few large items, the lanes' parallel loop over items on many.
+#: Measured on 2 cores (``docs/performance.md``): a KL of one 24×24 pair takes 0.17 ms through
+#: LAPACK against 0.37 ms in lanes, of one 128×128 pair 1.2 ms against 21 ms; the two take the
+#: same time at about 6 pairs of 32×32, 18 of 64×64, 40 of 96×96 and 150 of 128×128.
+LAPACK_BATCH_SIDE = 16
+#: ... and no smaller side: float32 data up to :data:`FLOAT32_ARITHMETIC_MAX_SIDE` is computed in
+#: float32 in lanes, and LAPACK's call overhead outweighs its speed on smaller matrices.
+LAPACK_MIN_SIDE = FLOAT32_ARITHMETIC_MAX_SIDE + 1
+
 #: The largest ``n`` and ``p`` the CUDA kernels take (``fastmvn.cuda.MAX_SIZE``): each GPU thread
 #: keeps its scratch in local arrays of a size fixed when the kernel compiles.
 MAX_SIZE = 32

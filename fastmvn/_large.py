@@ -1,0 +1,248 @@
+"""The plan for large items: one item at a time through LAPACK and BLAS.
+
+The lane kernels (:mod:`fastmvn.kernels`) compute many small items side by side, each with
+its own scalar loops; for one large item those loops are far slower than LAPACK's blocked
+factorisations and BLAS-3 triangular solves, which also use every core. Few large items take
+this path (:func:`chosen`, :data:`fastmvn._config.LAPACK_BATCH_SIDE`): the same quantities, by
+the same formulas (``docs/architecture.md``), read from the same slots, with the same failure
+rules (a Cholesky pivot ``L_jj² ≤ n·ε·a_jj`` is singular, a factor needs a positive diagonal,
+a variance must be positive, a result that is not finite fails its item), computed in
+float64. No ``np×np`` matrix is formed, and no inverse for a value (a gradient such as
+``∂KL/∂U1 = ½(t_v U2⁻¹ − p U1⁻¹)`` is one). Failing items are NaN, and :func:`evaluate`
+returns the first of them as the lane drivers do, for :func:`fastmvn._batch.report` to
+explain.
+
+Every BLAS and LAPACK call goes to SciPy's library (``scipy.linalg.blas``, ``lapack``), none
+to NumPy's (``@``, ``np.dot``): wheels of NumPy and SciPy each bring an OpenBLAS with a thread
+pool of its own, and two pools taking turns on the same cores spin against each other (a
+128×128 KL then took ten times as long).
+"""
+
+import math
+
+import numpy as np
+from scipy.linalg import blas, lapack
+
+from . import _config, _modes
+
+__all__ = ["chosen", "evaluate", "value_and_grad"]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_EPS = np.finfo(np.float64).eps
+
+
+class _Failed(Exception):
+    """An item fails: its result is NaN."""
+
+
+def chosen(slots, count):
+    """Whether ``count`` items of ``slots`` (``(…, r, c)`` arrays) take this path: large items,
+    and few enough of them (:data:`fastmvn._config.LAPACK_BATCH_SIDE`)."""
+    side = max(max(slot.shape[-2:]) for slot in slots)
+    return side >= _config.LAPACK_MIN_SIDE and count * _config.LAPACK_BATCH_SIDE ** 2 <= side * side
+
+
+# LAPACK and BLAS take Fortran-ordered arrays and copy any other: a C-ordered matrix is handed
+# over as its transpose (a Fortran-ordered view), with the triangle and the side of each call
+# swapped to match. A lower factor ``L`` is kept C-ordered, so that ``L.T`` is the upper factor
+# ``R = Lᵀ`` that LAPACK reads in place.
+
+
+def _cholesky(a):
+    """The lower Cholesky factor of ``a`` (its lower triangle read), or :class:`_Failed` where
+    ``a`` is not positive definite or has a numerically singular pivot."""
+    upper, info = lapack.dpotrf(a.T, lower=0, clean=1)  # the upper triangle of aᵀ is the lower of a
+    if info != 0:
+        raise _Failed
+    chol = upper.T
+    diagonal = np.diagonal(chol)
+    if not (diagonal * diagonal > a.shape[0] * _EPS * np.diagonal(a)).all():
+        raise _Failed
+    return chol
+
+
+def _factor(a):
+    """A Cholesky factor as given (its lower triangle read): its diagonal must be positive."""
+    if not (np.diagonal(a) > 0).all():
+        raise _Failed
+    return np.tril(a)
+
+
+def _logdet(chol):
+    return 2.0 * np.log(np.diagonal(chol)).sum()
+
+
+def _solve(chol, b, transposed=False):
+    """``chol⁻¹ b`` (``chol⁻ᵀ b`` if ``transposed``) for lower triangular ``chol``: its
+    transpose ``xᵀ = bᵀ chol⁻ᵀ`` by one BLAS-3 solve from the right with ``R = cholᵀ``."""
+    return blas.dtrsm(1.0, chol.T, b.T, side=1, lower=0, trans_a=1 if transposed else 0).T
+
+
+def _norm2(a):
+    flat = a.ravel(order="K")
+    return float(blas.ddot(flat, flat))
+
+
+def _gram(a):
+    """``a aᵀ``, symmetric."""
+    upper = blas.dsyrk(1.0, a.T, trans=1, lower=0)
+    return np.triu(upper) + np.triu(upper, 1).T
+
+
+def _whitened(d, row, col):
+    """``‖row⁻¹ d col⁻ᵀ‖_F²`` for lower triangular ``row`` and ``col``."""
+    return _norm2(_solve(col, _solve(row, d).T))
+
+
+def _kl(mode, mean1, row1, col1, mean2, row2, col2):
+    """The KL of ``mode`` (a covariance, factor or variance parameterisation, or its standard
+    form) from the items of its six slots; the terms and their order are the kernels'."""
+    n, p = mean1.shape
+    if mode in (_modes.KL_DIAG, _modes.KL_STD_DIAG):
+        a1, b1 = row1[:, 0], col1[:, 0]
+        a2, b2 = (row2[:, 0], col2[:, 0]) if mode == _modes.KL_DIAG else (np.ones(n), np.ones(p))
+        if not ((a1 > 0).all() and (b1 > 0).all() and (a2 > 0).all() and (b2 > 0).all()):
+            raise _Failed
+        d = (mean2 - mean1) if mode == _modes.KL_DIAG else mean1
+        trace_u, trace_v = (a1 / a2).sum(), (b1 / b2).sum()
+        quad = _norm2(d / np.sqrt(a2)[:, None] / np.sqrt(b2)[None, :])
+        log_ratio_u, log_ratio_v = np.log(a2).sum() - np.log(a1).sum(), np.log(b2).sum() - np.log(b1).sum()
+    else:
+        factor = _cholesky if mode in (_modes.KL_COV, _modes.KL_STD_COV) else _factor
+        l1, q1 = factor(row1), factor(col1)
+        if mode in (_modes.KL_STD_COV, _modes.KL_STD_CHOL):
+            trace_u, trace_v, quad = _norm2(l1), _norm2(q1), _norm2(mean1)
+            log_ratio_u, log_ratio_v = -_logdet(l1), -_logdet(q1)
+        else:
+            l2, q2 = factor(row2), factor(col2)
+            trace_u, trace_v = _norm2(_solve(l2, l1)), _norm2(_solve(q2, q1))
+            quad = _whitened(mean2 - mean1, l2, q2)
+            log_ratio_u, log_ratio_v = _logdet(l2) - _logdet(l1), _logdet(q2) - _logdet(q1)
+    kl = (0.5 * trace_u) * trace_v + 0.5 * quad - 0.5 * n * p + (0.5 * p) * log_ratio_u + (0.5 * n) * log_ratio_v
+    return 0.0 if -math.inf < kl < 0.0 else kl
+
+
+def _value(mode, items):
+    """The value of ``mode`` for one item: ``items`` holds its slots as float64 matrices."""
+    if mode <= _modes.KL_STD_DIAG:
+        return _kl(mode, *items, *([None] * (6 - len(items))))
+    if mode == _modes.LOGDET:
+        return _logdet(_cholesky(items[0]))
+    if mode == _modes.TRACE_SOLVE:
+        chol = _cholesky(items[0])  # tr(a⁻¹ b) = tr(L⁻ᵀ (L⁻¹ b))
+        return float(np.trace(_solve(chol, _solve(chol, items[1]), transposed=True)))
+    x, mean, row, col = items
+    factor = _cholesky if mode in (_modes.MAHALANOBIS, _modes.LOGPDF) else _factor
+    row, col = factor(row), factor(col)
+    quad = _whitened(x - mean, row, col)
+    if mode in (_modes.MAHALANOBIS, _modes.MAHALANOBIS_CHOL):
+        return quad
+    n, p = x.shape
+    return -0.5 * (n * p * _LOG_2PI + p * _logdet(row) + n * _logdet(col) + quad)
+
+
+def evaluate(mode, slots, out):
+    """Run ``mode`` over ``slots`` (``(*batch, r, c)`` arrays) into ``out`` (of the batch
+    shape), one item at a time; return the flat index of the first failing item, or None."""
+    bad = None
+    for flat, index in enumerate(np.ndindex(out.shape)):
+        items = [np.asarray(slot[index], dtype=np.float64) for slot in slots]
+        try:
+            with np.errstate(all="ignore"):
+                value = _value(mode, items)
+        except _Failed:
+            value = math.nan
+        if not math.isfinite(value):
+            value = math.nan
+            bad = flat if bad is None else bad
+        out[index] = value
+    return bad
+
+
+def _inverse(chol):
+    """``(L Lᵀ)⁻¹`` from the lower factor ``L``: a gradient that is that inverse needs it formed."""
+    inverse, info = lapack.dpotri(chol.T, lower=0)
+    if info != 0:
+        raise _Failed
+    return np.triu(inverse) + np.triu(inverse, 1).T
+
+
+def _solve_t(chol, b):
+    """``chol⁻ᵀ b`` for lower triangular ``chol``."""
+    return _solve(chol, b, transposed=True)
+
+
+def _kl_grad(mode, mean1, row1, col1, mean2=None, row2=None, col2=None):
+    """The KL of ``mode`` and its gradients ``(∂/∂mean1, ∂/∂row1, ∂/∂col1, ∂/∂mean2, ∂/∂row2,
+    ∂/∂col2)`` (the last three None for a standard mode), by the closed forms of
+    ``docs/gradients.md`` in BLAS-3 operations."""
+    value = _kl(mode, mean1, row1, col1, mean2, row2, col2)
+    n, p = mean1.shape
+    standard = mode in (_modes.KL_STD_COV, _modes.KL_STD_CHOL, _modes.KL_STD_DIAG)
+    if mode in (_modes.KL_DIAG, _modes.KL_STD_DIAG):
+        a1, b1 = row1[:, 0], col1[:, 0]
+        a2, b2 = (np.ones(n), np.ones(p)) if standard else (row2[:, 0], col2[:, 0])
+        d = -mean1 if standard else mean2 - mean1
+        t_u, t_v = (a1 / a2).sum(), (b1 / b2).sum()
+        w = d / a2[:, None] / b2[None, :]                                  # ∂/∂M2
+        g1, h1 = 0.5 * (t_v / a2 - p / a1), 0.5 * (t_u / b2 - n / b1)
+        grads = [-w, g1[:, None], h1[:, None]]
+        if not standard:
+            g2 = (p - t_v * a1 / a2 - (w * d).sum(axis=1)) / (2 * a2)
+            h2 = (n - t_u * b1 / b2 - (w * d).sum(axis=0)) / (2 * b2)
+            grads += [w, g2[:, None], h2[:, None]]
+        return value, grads
+    if mode in (_modes.KL_COV, _modes.KL_STD_COV):
+        l1, q1 = _cholesky(row1), _cholesky(col1)
+        if standard:
+            t_u, t_v = np.trace(row1), np.trace(col1)
+            return value, [mean1, 0.5 * (t_v * np.eye(n) - p * _inverse(l1)),
+                           0.5 * (t_u * np.eye(p) - n * _inverse(q1))]
+        l2, q2 = _cholesky(row2), _cholesky(col2)
+        a, b = _solve(l2, l1), _solve(q2, q1)
+        t_u, t_v = _norm2(a), _norm2(b)
+        u2, v2 = _inverse(l2), _inverse(q2)
+        z = _solve(q2, _solve(l2, mean2 - mean1).T).T                      # L2⁻¹ D Q2⁻ᵀ
+        y = _solve_t(l2, z)                                                # U2⁻¹ D Q2⁻ᵀ
+        w = _solve_t(q2, y.T).T                                            # U2⁻¹ D V2⁻¹
+        x = _solve_t(q2, z.T)                                              # V2⁻¹ Dᵀ L2⁻ᵀ
+        wa, wb = _solve_t(l2, a), _solve_t(q2, b)                          # U2⁻¹ L1, V2⁻¹ Q1
+        return value, [-w, 0.5 * (t_v * u2 - p * _inverse(l1)), 0.5 * (t_u * v2 - n * _inverse(q1)), w,
+                       0.5 * (p * u2 - t_v * _gram(wa) - _gram(y)), 0.5 * (n * v2 - t_u * _gram(wb) - _gram(x))]
+    # KL_CHOL, KL_STD_CHOL: gradients with respect to the lower triangles of the factors
+    l1, q1 = _factor(row1), _factor(col1)
+    if standard:
+        t_u, t_v = _norm2(l1), _norm2(q1)
+        return value, [mean1, np.tril(t_v * l1) - p * np.diag(1.0 / np.diagonal(l1)),
+                       np.tril(t_u * q1) - n * np.diag(1.0 / np.diagonal(q1))]
+    l2, q2 = _factor(row2), _factor(col2)
+    a, b = _solve(l2, l1), _solve(q2, q1)
+    t_u, t_v = _norm2(a), _norm2(b)
+    z = _solve(q2, _solve(l2, mean2 - mean1).T).T                          # P2⁻¹ D Q2⁻ᵀ
+    w = _solve_t(l2, _solve_t(q2, z.T).T)                                  # P2⁻ᵀ Z Q2⁻¹
+    return value, [-w, np.tril(t_v * _solve_t(l2, a)) - p * np.diag(1.0 / np.diagonal(l1)),
+                   np.tril(t_u * _solve_t(q2, b)) - n * np.diag(1.0 / np.diagonal(q1)), w,
+                   np.tril(_solve_t(l2, p * np.eye(n) - t_v * _gram(a) - _gram(z))),
+                   np.tril(_solve_t(q2, n * np.eye(p) - t_u * _gram(b) - _gram(z.T)))]
+
+
+def value_and_grad(mode, slots, out, grads, wanted):
+    """Run the KL ``mode`` and its gradients over ``slots`` into ``out`` and the ``grads``
+    (``(*batch, r, c)`` arrays) that ``wanted`` marks, one item at a time; a failing item's
+    value and gradients are NaN. Returns the flat index of the first failing item, or None."""
+    bad = None
+    for flat, index in enumerate(np.ndindex(out.shape)):
+        items = [np.asarray(slot[index], dtype=np.float64) for slot in slots]
+        try:
+            with np.errstate(all="ignore"):
+                value, item_grads = _kl_grad(mode, *items)
+        except _Failed:
+            value, item_grads = math.nan, [None] * len(items)
+        if not math.isfinite(value):
+            value = math.nan
+            bad = flat if bad is None else bad
+        out[index] = value
+        for grad, item_grad, wants in zip(grads, item_grads, wanted):
+            if wants:
+                grad[index] = item_grad if math.isfinite(value) else math.nan
+    return bad

@@ -1,0 +1,152 @@
+"""The plan for large items (``fastmvn._large``): LAPACK one item at a time, against the lane
+kernels and the reference on both sides of the threshold, with the same errors."""
+
+import numpy as np
+import pytest
+from numpy.linalg import LinAlgError
+
+import fastmvn as fm
+from fastmvn import _config, _large, reference
+from fastmvn._bench import CASES, random_inputs
+
+#: The cases with a kernel mode (pdf and entropy are composed from them).
+KERNEL_CASES = [case for case in CASES if not case.startswith(("pdf", "entropy"))]
+
+
+def function(case):
+    return getattr(fm, "kl" if case == "kl_standard" else case)
+
+
+def lapack_for_all(monkeypatch):
+    """Every batch of items, however small, on the large-item path."""
+    monkeypatch.setattr(_config, "LAPACK_MIN_SIDE", 1)
+    monkeypatch.setattr(_config, "LAPACK_BATCH_SIDE", 0)
+
+
+@pytest.fixture
+def large(monkeypatch):
+    lapack_for_all(monkeypatch)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", CASES)
+def test_large_path_agrees_with_lanes_and_reference(case, dtype, monkeypatch):
+    args = random_inputs(case, 9, 5, 3, dtype)
+    lanes = function(case)(*args)
+    lapack_for_all(monkeypatch)
+    result = function(case)(*args)
+    assert result.dtype == lanes.dtype == dtype and result.shape == (9,)
+    # float32 data of these sizes is computed in float32 in lanes, in float64 on this path
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(result, lanes, rtol=tolerance, atol=tolerance)
+    expected = getattr(reference, "kl" if case == "kl_standard" else case)(*args)
+    np.testing.assert_allclose(result, expected, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("case", ["kl", "kl_chol", "kl_diag", "logpdf", "mahalanobis_chol", "trace_solve"])
+def test_large_items_against_reference(case):
+    """Two items of 40 rows: on the large path unpatched."""
+    args = random_inputs(case, 2, 40, 7)
+    assert _large.chosen([np.asarray(a) for a in args if np.ndim(a) == 3], 2)
+    np.testing.assert_allclose(function(case)(*args), getattr(reference, case)(*args), rtol=1e-10)
+
+
+def test_large_path_errors_name_argument_and_index(large):
+    args = list(random_inputs("kl", 6, 4, 3))
+    args[4][3] = -np.eye(4)
+    args[1][5] = -np.eye(4)
+    with pytest.raises(LinAlgError, match=r"^rowcov2 is not positive definite \(Cholesky failed\) at batch index 3$"):
+        fm.kl(*args)
+    result = fm.kl(*args, errors="nan")
+    assert np.isnan(result[[3, 5]]).all() and np.isfinite(np.delete(result, [3, 5])).all()
+    chol = list(random_inputs("kl_chol", 6, 4, 3))
+    chol[2][2, 1, 1] = 0.0
+    with pytest.raises(LinAlgError, match=r"^colchol1 is not a Cholesky factor: its diagonal must be positive "
+                                          r"at batch index 2$"):
+        fm.kl_chol(*chol)
+    diag = list(random_inputs("kl_diag", 6, 4, 3))
+    diag[5][4, 0] = -1.0
+    with pytest.raises(LinAlgError, match=r"^colvar2 must be positive at batch index 4$"):
+        fm.kl_diag(*diag)
+    x = list(random_inputs("logpdf", 6, 4, 3))
+    x[0][1, 0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"^x contains NaN or infinity at batch index 1$"):
+        fm.logpdf(*x)
+
+
+def test_large_path_singular_pivot_and_unread_triangle(large):
+    """The kernels' rules: a rank-one covariance is singular; the upper triangle is not read."""
+    rank_one = np.array([[2.0, 1.0], [1.0, 0.5]])
+    with pytest.raises(LinAlgError, match=r"^rowcov is not positive definite \(Cholesky failed\)$"):
+        fm.logpdf(np.zeros((2, 2)), None, rank_one, np.eye(2))
+    u = np.array([[2.0, np.nan], [0.5, 1.0]])                         # NaN above the diagonal: unread
+    assert np.isfinite(fm.logdet(u))
+    np.testing.assert_allclose(fm.logdet(u), np.log(2.0 - 0.25), rtol=1e-14)
+
+
+def test_large_path_out_and_broadcasting(large, monkeypatch):
+    """``out=`` and a prior broadcast over axes that cannot be merged, as in lanes."""
+    mean = np.random.default_rng(0).standard_normal((4, 3, 5, 2))
+    prior = random_inputs("kl", 3, 5, 2)[3:]                           # one prior per middle index
+    prior = [a[None] for a in prior]                                   # (1, 3, …): (4, 3) batch
+    out = np.empty((4, 3))
+    result = fm.kl(mean, np.eye(5), np.eye(2), *prior, out=out)
+    assert result is out
+    monkeypatch.setattr(_config, "LAPACK_MIN_SIDE", 10_000)
+    np.testing.assert_allclose(out, fm.kl(mean, np.eye(5), np.eye(2), *prior), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("standard", [False, True], ids=["pair", "standard"])
+@pytest.mark.parametrize("case", ["kl", "kl_chol", "kl_diag"])
+def test_large_gradients_agree_with_lanes(case, standard, dtype, monkeypatch):
+    args = random_inputs(case, 7, 5, 3, dtype)
+    args = args[:3] if standard else args[:3] + tuple(a[:1] for a in args[3:])   # a shared second distribution
+    gradient = getattr(fm, f"{case}_value_and_grad")
+    value, grads = gradient(*args)
+    lapack_for_all(monkeypatch)
+    large_value, large_grads = gradient(*args)
+    tolerance = 1e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(large_value, value, rtol=tolerance, atol=tolerance)
+    for got, want in zip(large_grads, grads, strict=True):
+        assert (got is None) == (want is None)
+        if want is not None:
+            assert got.dtype == want.dtype == dtype and got.shape == want.shape
+            np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance * np.abs(want).max())
+
+
+def test_large_gradients_wrt_upper_and_failures(large):
+    import scipy.linalg
+
+    args = list(random_inputs("kl_chol", 5, 4, 3))
+    upper = [a if k % 3 == 0 else np.array([scipy.linalg.cholesky(f @ f.T) for f in a]) for k, a in enumerate(args)]
+    value, grads = fm.kl_chol_value_and_grad(*upper, lower=False, wrt=("rowchol2",))
+    assert [g is None for g in grads] == [True, True, True, True, False, True]
+    assert np.all(np.tril(grads[4], -1) == 0)
+    upper[4][2] = -upper[4][2]
+    with pytest.raises(LinAlgError, match=r"^rowchol2 is not a Cholesky factor: its diagonal must be positive "
+                                          r"at batch index 2$"):
+        fm.kl_chol_value_and_grad(*upper, lower=False)
+    value, grads = fm.kl_chol_value_and_grad(*upper, lower=False, errors="nan")
+    assert np.isnan(value[2]) and np.isnan(grads[0][2]).all() and np.isfinite(np.delete(grads[0], 2, axis=0)).all()
+
+
+@pytest.mark.parametrize("case", ["kl", "kl_chol"])
+def test_large_gradients_against_finite_differences(case):
+    """Above the threshold, unpatched: the gradient of the mean and of a covariance (or factor)
+    against central differences of the value."""
+    args = [np.asarray(a, dtype=np.float64) for a in random_inputs(case, 1, 40, 3)]
+    args = [a[0] for a in args]
+    assert _large.chosen([a if a.ndim == 2 else a[:, None] for a in args], 1)
+    value, grads = getattr(fm, f"{case}_value_and_grad")(*args)
+    rng = np.random.default_rng(1)
+    for k in (0, 4):
+        direction = rng.standard_normal(args[k].shape)
+        if k == 4:
+            direction = np.tril(direction) if case == "kl_chol" else direction + direction.T
+        step = 1e-6 * np.abs(args[k]).max()
+        shifted = [list(args), list(args)]
+        shifted[0][k], shifted[1][k] = args[k] + step * direction, args[k] - step * direction
+        numeric = (function(case)(*shifted[0]) - function(case)(*shifted[1])) / (2 * step)
+        analytic = np.sum(grads[k] * direction)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-5)
