@@ -163,6 +163,38 @@ def compare(n, p, batch, dtype=np.float64, repeat=5, reference_batch=100_000, ca
     return figures
 
 
+#: The points of ``fastmvn bench --sizes``: ``(n, p, batch)``, square sizes at one item and at
+#: many, and a 784×150 layer; :func:`size_points` caps each batch to a memory budget.
+SIZE_GRID = [(n, n, batch) for n in (4, 16, 64, 256, 1024) for batch in (1, 1_000)] + [(784, 150, 1)]
+
+
+def size_points(grid=SIZE_GRID, budget=1 << 29):
+    """The points of ``grid`` with each batch cut so that its six inputs fit in ``budget`` bytes
+    (float64), at least one item."""
+    return [(n, p, max(1, min(batch, budget // (8 * 2 * (n * p + n * n + p * p))))) for n, p, batch in grid]
+
+
+def compare_sizes(points, repeat=5):
+    """Seconds per call of ``fastmvn.kl``, the NumPy route (:func:`fastmvn.reference.kl`) and
+    PyTorch (or None) at each ``(n, p, batch)`` of ``points``, float64, medians of ``repeat``.
+
+    Each library's runs follow one another rather than alternate: NumPy's and SciPy's wheels
+    each bring an OpenBLAS with a thread pool of its own, and two pools taking turns on the
+    same cores spin against each other, which would slow whichever runs after the other.
+    """
+    import fastmvn
+
+    rows = []
+    for n, p, batch in points:
+        args = random_pair(batch, n, p)
+        figures = {"fastmvn": median_time(lambda: fastmvn.kl(*args), repeat),
+                   "numpy": median_time(lambda: reference.kl(*args), repeat)}
+        run = torch_kl(args)
+        figures["torch"] = None if run is None else median_time(run, repeat)
+        rows.append((n, p, batch, figures))
+    return rows
+
+
 def compare_logpdf(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, reference_batch=100_000, scipy_batch=2_000):
     """Per-item seconds of the matrix-normal log-density: ``fastmvn.logpdf``,
     ``MatrixNormal.logpdf`` (stored factors), the NumPy reference and a Python loop over

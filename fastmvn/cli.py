@@ -98,8 +98,52 @@ def plot(path, rows, dtype, case="kl"):
         raise _error("bench", f"cannot write {path}: {_reason(error)}") from None
 
 
+def plot_sizes(path, rows):
+    """Draw seconds per item against ``n`` (square sizes, log-log) for each library, at one item
+    and at the largest batch of each size, into ``path``."""
+    figure = _figure_class()(figsize=(6.4, 4.2), layout="constrained")
+    axes = figure.add_subplot()
+    square = [(n, batch, f) for n, p, batch, f in rows if n == p]
+    for key, label, style in (("fastmvn", "fastmvn", "o"), ("numpy", "NumPy", "s"), ("torch", "PyTorch (CPU)", "^")):
+        for single, line in ((True, "-"), (False, "--")):
+            points = [(n, f[key] / batch) for n, batch, f in square if f[key] is not None and (batch == 1) == single]
+            if points:
+                axes.plot(*zip(*points), style + line, label=f"{label}, {'one item' if single else 'a batch'}")
+    sizes = sorted({n for n, _, _ in square})
+    axes.set(xscale="log", yscale="log", xticks=sizes, xticklabels=[str(n) for n in sizes],
+             xlabel="n (n×n means and covariances)", ylabel="seconds per item",
+             title=f"fastmvn.kl, float64, {_threads()} threads")
+    axes.minorticks_off()
+    axes.grid(True, which="major", alpha=0.3)
+    axes.legend(fontsize="small")
+    try:
+        figure.savefig(path, dpi=120)
+    except OSError as error:
+        raise _error("bench", f"cannot write {path}: {_reason(error)}") from None
+
+
+def bench_sizes(args):
+    from . import _bench
+
+    if args.plot:
+        _figure_class()
+    rows = _bench.compare_sizes(_progress(_bench.size_points(_bench.SIZE_GRID)), args.repeat)
+    print(f"fastmvn.kl by size, float64, median of {args.repeat} calls, {_threads()} threads")
+    print(f"{'n×p':>9} {'batch':>6} {'ms per call':>12} {'× NumPy':>8} {'× torch':>8}")
+    for n, p, batch, f in rows:
+        torch = "-" if f["torch"] is None else f"{f['torch'] / f['fastmvn']:.2f}"
+        print(f"{f'{n}×{p}':>9} {batch:>6} {f['fastmvn'] * 1e3:>12.3f} {f['numpy'] / f['fastmvn']:>8.2f} {torch:>8}")
+    print("× NumPy, × torch: how many times faster fastmvn is than the same algorithm in NumPy and PyTorch")
+    if args.plot:
+        plot_sizes(args.plot, rows)
+        print(f"size plot: {args.plot}")
+
+
 def bench(args):
     from ._bench import compare
+
+    if args.sizes:
+        return bench_sizes(args)
 
     if args.plot:
         _figure_class()
@@ -254,7 +298,10 @@ def main(argv=None):
     p.add_argument("--case", choices=CASES, default="kl",
                    help="the function timed (default kl; kl_standard is kl against MN(0, I, I))")
     p.add_argument("--plot", metavar="FILE.png",
-                   help="also draw KL per second against n = p = 2 to 32 for each backend (needs matplotlib)")
+                   help="also draw KL per second against n = p = 2 to 32 for each backend, or with --sizes the "
+                        "time per item against n (needs matplotlib)")
+    p.add_argument("--sizes", action="store_true",
+                   help="time kl from 4×4 to 1024×1024, one item and a batch, against NumPy and PyTorch")
     p.set_defaults(func=bench)
     bench_parser = p
     p = commands.add_parser("kl", help="batched KL for arrays saved in an .npz under the argument names")
@@ -270,6 +317,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "bench" and args.plot and (args.n or args.p):
         bench_parser.error("--plot draws n = p = 2 to 32; leave out --n and --p")
+    if args.command == "bench" and args.sizes and (args.n or args.p or args.batch or args.case != "kl"
+                                                   or args.dtype != "float64"):
+        bench_parser.error("--sizes times kl in float64 on its own grid; leave out --n, --p, --batch, --case and --dtype")
     args.func(args)
 
 

@@ -1,5 +1,6 @@
 """The command line: kl on an .npz, info, and a small bench."""
 
+import importlib.util
 import os
 import pathlib
 import re
@@ -242,3 +243,30 @@ def test_bench_plot_without_matplotlib(tmp_path, monkeypatch):
 def test_bench_plot_rejects_a_size(tmp_path, capsys):
     err = usage_error(["bench", "--n", "3", "--plot", str(tmp_path / "bench.png")], capsys)
     assert err.splitlines()[-1] == "fastmvn bench: error: --plot draws n = p = 2 to 32; leave out --n and --p"
+
+
+def test_bench_sizes_prints_the_grid_and_plots(tmp_path, capsys, monkeypatch):
+    """The grid's form, at small sizes (the real grid goes to 1024×1024); the figures are
+    timings, so only their form is checked."""
+    monkeypatch.setattr(_bench, "SIZE_GRID", [(4, 4, 1), (4, 4, 50), (20, 20, 1), (20, 6, 1)])
+    path = tmp_path / "sizes.png"
+    plot = ["--plot", str(path)] if importlib.util.find_spec("matplotlib") else []
+    cli.main(["bench", "--sizes", "--repeat", "1", *plot])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("fastmvn.kl by size, float64, median of 1 calls, ")
+    rows = [line.split() for line in lines[2:6]]
+    assert [row[:2] for row in rows] == [["4×4", "1"], ["4×4", "50"], ["20×20", "1"], ["20×6", "1"]]
+    assert all(len(row) == 5 and all(NUMBER.fullmatch(x) or x == "-" for x in row[2:]) for row in rows)
+    if plot:
+        assert lines[-1] == f"size plot: {path}" and path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_bench_sizes_caps_batches_to_the_budget():
+    assert _bench.size_points([(1024, 1024, 1000), (4, 4, 1000)], budget=1 << 29) == [(1024, 1024, 10),
+                                                                                        (4, 4, 1000)]
+
+
+@pytest.mark.parametrize("option", [["--n", "4"], ["--batch", "9"], ["--case", "logpdf"], ["--dtype", "float32"]])
+def test_bench_sizes_takes_its_own_grid(capsys, option):
+    err = usage_error(["bench", "--sizes", *option], capsys)
+    assert err.splitlines()[-1].startswith("fastmvn bench: error: --sizes times kl in float64 on its own grid")
