@@ -126,8 +126,11 @@ def check_shapes(args):
                 known = ", ".join(f"{a}={sizes[a]} from {origin[a]}" for a in sizes)
                 raise ValueError(f"{arg.name} has shape {arg.shape}; expected (..., {expected}) ({known})")
             origin.setdefault(letter, arg.name)
+    shapes = {arg.batch_shape for arg in args}
+    if len(shapes) == 1:  # nothing to broadcast: the common case, and a quick one
+        return shapes.pop()
     try:
-        return np.broadcast_shapes(*(arg.batch_shape for arg in args))
+        return np.broadcast_shapes(*shapes)
     except ValueError:
         listed = ", ".join(f"{arg.name} {arg.batch_shape}" for arg in args)
         raise ValueError(f"batch shapes do not broadcast: {listed}") from None

@@ -3,6 +3,8 @@
 one launch over a batch (its axes merged where the layout allows) and the report of the
 first failing item."""
 
+import functools
+
 import numpy as np
 
 from . import _config, _large
@@ -25,6 +27,10 @@ def slot(arg, dtype, batch_shape):
     array = np.asarray(arg.array, dtype=dtype)
     if len(arg.axes) == 1:
         array = array[..., None]
+    if array.shape[:-2] == batch_shape:  # a plain read-only view is quicker than broadcast_to
+        array = array.view()
+        array.flags.writeable = False
+        return array
     return np.broadcast_to(array, batch_shape + array.shape[-2:])
 
 
@@ -40,19 +46,27 @@ def report(args, slots, flat, batch_shape):
     return diagnose(args, [s[index] for s in slots], index, working_dtype(slots))
 
 
+@functools.lru_cache(maxsize=64)
+def _padding(count, dtype):
+    """A read-only ``(count, 1, 1)`` array of zeros that takes no memory, for an unused slot."""
+    return np.broadcast_to(np.zeros((1, 1, 1), dtype), (count, 1, 1))
+
+
 def _driver_arguments(flat, count, dtype):
     """What a batch driver takes besides the slots ``flat`` and the results: ``(1, 1, 1)``
     padding for the slots a mode does not use, ``first_bad`` (one entry per chunk) and
     ``work``, an empty array of the :func:`working_dtype`."""
-    padding = [np.broadcast_to(np.zeros((1, 1, 1), dtype), (count, 1, 1))] * (6 - len(flat))
+    padding = [_padding(count, dtype)] * (6 - len(flat))
     return padding, np.empty(-(-count // _config.CHUNK), np.int64), np.empty(0, working_dtype(flat))
 
 
 def _merged(slots, count):
     """The slots with their batch axes merged into one, without copying, or None where a
     layout cannot be merged (a broadcast axis between batch axes)."""
+    if all(s.ndim == 3 for s in slots):  # one batch axis already
+        return slots
     try:
-        return [np.reshape(s, (count,) + s.shape[-2:], copy=False) for s in slots]
+        return [s[None] if s.ndim == 2 else np.reshape(s, (count,) + s.shape[-2:], copy=False) for s in slots]
     except ValueError:
         return None
 
@@ -91,14 +105,19 @@ def evaluate_grad(mode, slots, out, grads, wanted):
                 first = i * step + bad
         return first
     padding, first_bad, work = _driver_arguments(flat, count, out.dtype)
-    with launching():
-        if grads:
-            flat_grads = [g.reshape((count,) + g.shape[-2:]) if w else g for g, w in zip(grads, wanted)]
-            mask = sum(1 << k for k, w in enumerate(wanted) if w)
-            _kernels().value_and_grad_batch(mode, *flat, *padding, out.reshape(count), *flat_grads, mask,
-                                            first_bad, work)
-        else:
-            _kernels().evaluate_batch(mode, *flat, *padding, out.reshape(count), first_bad, work)
+    kernels = _kernels()
+    driver = kernels.value_and_grad_batch if grads else kernels.evaluate_batch
+    if grads:
+        flat_grads = [g.reshape((count,) + g.shape[-2:]) if w else g for g, w in zip(grads, wanted)]
+        arguments = (mode, *flat, *padding, out.reshape(count), *flat_grads,
+                     sum(1 << k for k, w in enumerate(wanted) if w), first_bad, work)
+    else:
+        arguments = (mode, *flat, *padding, out.reshape(count), first_bad, work)
+    if len(first_bad) == 1:  # one chunk: one thread computes it either way
+        driver.serial(*arguments)
+    else:
+        with launching():
+            driver(*arguments)
     bad = int(first_bad.min())
     return bad if bad < count else None
 

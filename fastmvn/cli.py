@@ -104,11 +104,13 @@ def plot_sizes(path, rows):
     figure = _figure_class()(figsize=(6.4, 4.2), layout="constrained")
     axes = figure.add_subplot()
     square = [(n, batch, f) for n, p, batch, f in rows if n == p]
-    for key, label, style in (("fastmvn", "fastmvn", "o"), ("numpy", "NumPy", "s"), ("torch", "PyTorch (CPU)", "^")):
+    libraries = (("fastmvn", "fastmvn", "o"), ("numpy", "NumPy", "s"), ("torch", "PyTorch (CPU)", "^"))
+    for color, (key, label, style) in enumerate(libraries):
         for single, line in ((True, "-"), (False, "--")):
             points = [(n, f[key] / batch) for n, batch, f in square if f[key] is not None and (batch == 1) == single]
             if points:
-                axes.plot(*zip(*points), style + line, label=f"{label}, {'one item' if single else 'a batch'}")
+                axes.plot(*zip(*points), style + line, color=f"C{color}",
+                          label=f"{label}, {'one item' if single else 'a batch'}")
     sizes = sorted({n for n, _, _ in square})
     axes.set(xscale="log", yscale="log", xticks=sizes, xticklabels=[str(n) for n in sizes],
              xlabel="n (n×n means and covariances)", ylabel="seconds per item",

@@ -41,3 +41,23 @@ def test_every_kernel_is_cached_under_the_stamp_of_all_sources():
     driver = batch.compiled((np.dtype(np.float64), np.dtype(np.float64)))
     for dispatcher in [*_jit.ITEMS, driver]:
         assert dispatcher._cache._impl.locator.get_source_stamp() == _jit.sources_stamp()
+
+
+@pytest.mark.skipif(not _jit.CACHE, reason="FASTMVN_CACHE=0")
+def test_serial_and_parallel_drivers_are_cached_apart(tmp_path):
+    """Numba's cache index does not tell a serial compilation of a driver from a parallel one:
+    each has files of its own, and a new process loads each from its own."""
+    from conftest import run_python
+
+    script = ("import numpy as np, fastmvn as fm\n"
+              "from fastmvn import _jit\n"
+              "one, many = fm.kl(np.ones((2, 2)), np.eye(2), np.eye(2)), fm.kl(np.ones((600, 2, 2)), np.eye(2), np.eye(2))\n"
+              "batch = next(d for d in _jit._BATCHES if d.__name__ == 'evaluate_batch')\n"
+              "key = (np.dtype(np.float64), np.dtype(np.float64))\n"
+              "hits = [sum(batch.compiled(key, parallel).stats.cache_hits.values()) for parallel in (False, True)]\n"
+              "print(float(one), float(many[0]), hits)\n")
+    first = run_python(script, NUMBA_CACHE_DIR=str(tmp_path)).split()
+    second = run_python(script, NUMBA_CACHE_DIR=str(tmp_path)).split()
+    assert first[:2] == second[:2] and first[0] == first[1]
+    assert " ".join(first[2:]) == "[0, 0]" and " ".join(second[2:]) == "[1, 1]"
+    assert len(list(tmp_path.rglob("*evaluate_batch.serial*.nbi"))) == 1
