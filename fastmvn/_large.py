@@ -29,6 +29,8 @@ __all__ = ["chosen", "evaluate", "value_and_grad"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _EPS = np.finfo(np.float64).eps
+_KL_MODES = (_modes.KL_COV, _modes.KL_CHOL, _modes.KL_DIAG, _modes.KL_STD_COV, _modes.KL_STD_CHOL,
+             _modes.KL_STD_DIAG)
 
 
 class _Failed(Exception):
@@ -124,7 +126,7 @@ def _kl(mode, mean1, row1, col1, mean2, row2, col2):
 
 def _value(mode, items):
     """The value of ``mode`` for one item: ``items`` holds its slots as float64 matrices."""
-    if mode <= _modes.KL_STD_DIAG:
+    if mode in _KL_MODES:
         return _kl(mode, *items, *([None] * (6 - len(items))))
     if mode == _modes.LOGDET:
         return _logdet(_cholesky(items[0]))
