@@ -76,34 +76,52 @@ def evaluate(mode, slots, out):
     first item whose result is not finite, or None.
 
     ``out`` must be contiguous. Few large items go one at a time through LAPACK
-    (:mod:`fastmvn._large`); other batches to the lane drivers, with the batch axes of the slots merged into one without copying (where a layout cannot be
-    merged, the first axis is looped over).
+    (:mod:`fastmvn._large`); other batches to the lane drivers, with the batch axes of the
+    slots merged into one without copying. Where a layout cannot be merged (a broadcast axis
+    between batch axes: a prior per mixture component), one batch axis is looped over, the
+    shortest whose removal lets the others merge (:func:`_looped`).
     """
-    if _large.chosen(slots, out.size):
-        return _large.evaluate(mode, slots, out)
     return evaluate_grad(mode, slots, out, (), ())
+
+
+def _looped(mode, slots, out, grads, wanted):
+    """:func:`evaluate_grad` over a layout that cannot be merged, one launch per entry of the
+    shortest batch axis whose removal leaves a layout that can (else of the first axis); the
+    results of a launch along another axis than the first go through a contiguous array."""
+    count, ndim = out.size, out.ndim
+    axis = next((k for k in sorted(range(ndim), key=lambda k: out.shape[k])
+                 if _merged([np.moveaxis(s, k, 0)[0] for s in slots], count // out.shape[k]) is not None), 0)
+    moved = [np.moveaxis(s, axis, 0) for s in slots]
+    targets = [np.moveaxis(a, axis, 0) for a in (out, *(g for g, w in zip(grads, wanted) if w))]
+    first = None
+    for i in range(out.shape[axis]):
+        parts = [t[i] if axis == 0 else np.empty(t.shape[1:], t.dtype) for t in targets]
+        part_grads = iter(parts[1:])
+        bad = evaluate_grad(mode, [s[i] for s in moved], parts[0],
+                            [next(part_grads) if w else g for g, w in zip(grads, wanted)], wanted)
+        if axis:
+            for target, part in zip(targets, parts):
+                target[i] = part
+        if bad is not None:
+            index = np.unravel_index(bad, parts[0].shape)
+            flat = int(np.ravel_multi_index(index[:axis] + (i,) + index[axis:], out.shape))
+            first = flat if first is None else min(first, flat)
+    return first
 
 
 def evaluate_grad(mode, slots, out, grads, wanted):
     """Run the driver over ``slots`` into ``out`` and, for the value-and-gradient driver (``grads``
     not empty), into ``grads`` (contiguous ``(*batch, r, c)`` arrays, or ``(1, 1, 1)``
     placeholders where not ``wanted``); return the flat index of the first failing item, or
-    None. Batch axes are merged as in :func:`evaluate`."""
+    None. The plan and the batch axes as in :func:`evaluate`."""
     count = out.size
     if count == 0:
         return None
-    if grads and _large.chosen(slots, count):
-        return _large.value_and_grad(mode, slots, out, grads, wanted)
+    if _large.chosen(slots, count):
+        return _large.value_and_grad(mode, slots, out, grads, wanted) if grads else _large.evaluate(mode, slots, out)
     flat = _merged(slots, count)
     if flat is None:
-        step = count // out.shape[0]
-        first = None
-        for i in range(out.shape[0]):
-            bad = evaluate_grad(mode, [s[i] for s in slots], out[i],
-                                [g[i] if w else g for g, w in zip(grads, wanted)], wanted)
-            if bad is not None and first is None:
-                first = i * step + bad
-        return first
+        return _looped(mode, slots, out, grads, wanted)
     padding, first_bad, work = _driver_arguments(flat, count, out.dtype)
     kernels = _kernels()
     driver = kernels.value_and_grad_batch if grads else kernels.evaluate_batch

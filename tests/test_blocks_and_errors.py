@@ -219,3 +219,43 @@ def test_kernels_run_as_plain_python_with_numba_disable_jit():
               "    print(error)\n")
     message = run_python(script, NUMBA_DISABLE_JIT="1")
     assert message == "rowcov2 is not positive definite (Cholesky failed) at batch index 2"
+
+
+def test_prior_per_component_runs_along_the_short_axis(rng):
+    """A prior per mixture component, ``(components, n, n)`` against means of shape
+    ``(batch, components, n, p)``, cannot merge its batch axes: it runs one launch per
+    component, with the bits, gradients and first failure of the copied-out batch."""
+    from fastmvn import _batch
+
+    mean = rng.standard_normal((300, 3, 4, 2))
+    prior = spd(rng, (3,), 4)
+    copied = np.broadcast_to(prior, (300, 3, 4, 4)).copy()
+    eye4, eye2 = np.eye(4), np.eye(2)
+    launches = []
+    original = _batch.evaluate_grad
+
+    def counting(mode, slots, out, *rest):
+        launches.append(out.shape)
+        return original(mode, slots, out, *rest)
+
+    _batch.evaluate_grad = counting
+    try:
+        value = fm.kl(mean, eye4, eye2, None, prior, None)
+    finally:
+        _batch.evaluate_grad = original
+    assert launches == [(300, 3)] + [(300,)] * 3                  # one per component, not per row
+    np.testing.assert_array_equal(value, fm.kl(mean, eye4, eye2, None, copied, None))
+    value, grads = fm.kl_value_and_grad(mean, eye4, eye2, None, prior, None)
+    expected, expected_grads = fm.kl_value_and_grad(mean, eye4, eye2, None, copied, None)
+    np.testing.assert_array_equal(value, expected)
+    np.testing.assert_array_equal(grads[0], expected_grads[0])
+    np.testing.assert_allclose(grads[4], expected_grads[4].sum(axis=0), rtol=1e-12)
+    broken = prior.copy()
+    broken[2] = -eye4                                               # fails (i, 2) for every i
+    mean[5, 0, 0, 0] = np.nan                                       # fails (5, 0), flat 15, in the first launch
+    with pytest.raises(LinAlgError, match=r"^rowcov2 is not positive definite \(Cholesky failed\) "
+                                          r"at batch index \(0, 2\)$"):   # flat 2, in the last launch
+        fm.kl(mean, eye4, eye2, None, broken, None)
+    mean[0, 1, 0, 0] = np.inf                                       # flat 1
+    with pytest.raises(ValueError, match=r"^mean1 contains NaN or infinity at batch index \(0, 1\)$"):
+        fm.kl_value_and_grad(mean, eye4, eye2, None, broken, None)
