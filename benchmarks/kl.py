@@ -1,5 +1,8 @@
 """KL divergence between batches of matrix normals in each parameterisation."""
 
+import fastmvn
+from fastmvn import reference
+
 from .common import QUICK, Suite
 
 
@@ -51,3 +54,63 @@ class KLLargeValueAndGrad(Suite):
         from asv_runner.benchmarks.mark import SkipNotImplemented
 
         raise SkipNotImplemented("the reference has no gradient")
+
+
+class KLSingleCall:
+    """One call of ``kl`` on a single 4×4 pair: the Python layer and the launch, against the
+    NumPy reference's call."""
+
+    def setup(self):
+        import numpy as np
+
+        from fastmvn import _bench
+
+        self.args = [a[0] for a in _bench.random_pair(1, 4, 4, np.float64)]
+        fastmvn.kl(*self.args)
+
+    def time_call(self):
+        fastmvn.kl(*self.args)
+
+    def track_time_over_reference(self):
+        """Time of one call over that of :func:`fastmvn.reference.kl` (below 1 is faster)."""
+        from fastmvn import _bench
+
+        return (_bench.median_time(lambda: fastmvn.kl(*self.args), repeat=50)
+                / _bench.median_time(lambda: reference.kl(*self.args), repeat=50))
+
+    track_time_over_reference.unit = "ratio"
+
+
+class KLComponentPrior:
+    """``kl`` against a prior per mixture component (batch axes that cannot be merged), against
+    the same call with the prior copied out to the whole batch."""
+
+    timeout = 300
+
+    def setup(self):
+        import numpy as np
+
+        from fastmvn.testing import random_spd
+
+        rng = np.random.default_rng(0)
+        batch = 100 if QUICK else 20_000
+        self.mean = rng.standard_normal((batch, 8, 4, 4))
+        self.prior = random_spd(rng, (8,), 4)
+        self.copied = np.broadcast_to(self.prior, self.mean.shape).copy()
+        self.eye = np.eye(4)
+        fastmvn.kl(self.mean, self.eye, self.eye, None, self.prior, None)
+        fastmvn.kl(self.mean, self.eye, self.eye, None, self.copied, None)
+
+    def time_call(self):
+        fastmvn.kl(self.mean, self.eye, self.eye, None, self.prior, None)
+
+    def track_time_over_copied(self):
+        """Time of the call over that with the prior copied out (1 would cost nothing)."""
+        from fastmvn import _bench
+
+        times = _bench.median_times({
+            "prior": lambda: fastmvn.kl(self.mean, self.eye, self.eye, None, self.prior, None),
+            "copied": lambda: fastmvn.kl(self.mean, self.eye, self.eye, None, self.copied, None)}, repeat=5)
+        return times["prior"] / times["copied"]
+
+    track_time_over_copied.unit = "ratio"
