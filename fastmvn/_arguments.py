@@ -83,27 +83,29 @@ def bind(function, values, *, lower=True, device=None):
     """
     if function.lower:
         lower_factors(lower, None)  # checks ``lower``
-    standard = [param.standard and value is None for param, value in zip(function.params, values)]
-    skip = function.standard_mode is not None and standard == [param.standard for param in function.params]
-    args, sizes = [], {}
-    for param, value in zip(function.params, values):
-        if value is None and param.standard:
+    missing = [param.standard and value is None for param, value in zip(function.params, values)]
+    args = []
+    for param, value, left_out in zip(function.params, values, missing):
+        if left_out:
             continue
         on_device = device is not None and (array := device.array(value)) is not None
         if on_device:
             value = array if lower or param.kind != CHOL else device.transposed(array)
-        elif param.kind == CHOL:
+        elif param.kind == CHOL and not lower:
             value, = lower_factors(lower, value)
-        arg = Arg(param.name, param.kind, value, param.axes, on_device=on_device)
-        for letter, size in zip(param.axes, arg.core_shape):
-            sizes.setdefault(letter, size)
-        args.append(arg)
-    if skip:
+        args.append(Arg(param.name, param.kind, value, param.axes, on_device=on_device))
+    if not any(missing):
+        return args, function.mode
+    if function.standard_mode is not None and missing == [param.standard for param in function.params]:
         return args, function.standard_mode
+    sizes = {}
+    for arg in args:
+        for letter, size in zip(arg.axes, arg.core_shape):
+            sizes.setdefault(letter, size)
     made = iter(args)
     args = []
-    for param, value in zip(function.params, values):
-        if value is not None or not param.standard:
+    for param, left_out in zip(function.params, missing):
+        if not left_out:
             args.append(next(made))
             continue
         shape = tuple(sizes[letter] for letter in param.axes)
