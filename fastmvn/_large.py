@@ -85,49 +85,78 @@ def _norm2(a):
     return float(blas.ddot(flat, flat))
 
 
-def _gram(a):
-    """``a aᵀ``, symmetric."""
-    upper = blas.dsyrk(1.0, a.T, trans=1, lower=0)
+def _symmetric(upper):
+    """The symmetric matrix whose upper triangle ``upper`` holds (what LAPACK and BLAS write)."""
     return np.triu(upper) + np.triu(upper, 1).T
 
 
-def _whitened(d, row, col):
-    """``‖row⁻¹ d col⁻ᵀ‖_F²`` for lower triangular ``row`` and ``col``."""
-    return _norm2(_solve(col, _solve(row, d).T))
+def _gram(a):
+    """``a aᵀ``, symmetric."""
+    return _symmetric(blas.dsyrk(1.0, a.T, trans=1, lower=0))
 
 
-def _kl(mode, mean1, row1, col1, mean2, row2, col2):
-    """The KL of ``mode`` (a covariance, factor or variance parameterisation, or its standard
-    form) from the items of its six slots; the terms and their order are the kernels'."""
-    n, p = mean1.shape
-    if mode in (_modes.KL_DIAG, _modes.KL_STD_DIAG):
-        a1, b1 = row1[:, 0], col1[:, 0]
-        a2, b2 = (row2[:, 0], col2[:, 0]) if mode == _modes.KL_DIAG else (np.ones(n), np.ones(p))
-        if not ((a1 > 0).all() and (b1 > 0).all() and (a2 > 0).all() and (b2 > 0).all()):
-            raise _Failed
-        d = (mean2 - mean1) if mode == _modes.KL_DIAG else mean1
-        trace_u, trace_v = (a1 / a2).sum(), (b1 / b2).sum()
-        quad = _norm2(d / np.sqrt(a2)[:, None] / np.sqrt(b2)[None, :])
-        log_ratio_u, log_ratio_v = np.log(a2).sum() - np.log(a1).sum(), np.log(b2).sum() - np.log(b1).sum()
-    else:
-        factor = _cholesky if mode in (_modes.KL_COV, _modes.KL_STD_COV) else _factor
-        l1, q1 = factor(row1), factor(col1)
-        if mode in (_modes.KL_STD_COV, _modes.KL_STD_CHOL):
-            trace_u, trace_v, quad = _norm2(l1), _norm2(q1), _norm2(mean1)
-            log_ratio_u, log_ratio_v = -_logdet(l1), -_logdet(q1)
-        else:
-            l2, q2 = factor(row2), factor(col2)
-            trace_u, trace_v = _norm2(_solve(l2, l1)), _norm2(_solve(q2, q1))
-            quad = _whitened(mean2 - mean1, l2, q2)
-            log_ratio_u, log_ratio_v = _logdet(l2) - _logdet(l1), _logdet(q2) - _logdet(q1)
+def _whiten(d, row, col):
+    """``row⁻¹ d col⁻ᵀ`` for lower triangular ``row`` and ``col``."""
+    return _solve(col, _solve(row, d).T).T
+
+
+def _kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p):
+    """``½(t_u t_v + quad − np + p·log(|U2|/|U1|) + n·log(|V2|/|V1|))`` in the kernels' order,
+    halved term by term; never negative (rounding below zero gives 0, -inf stays a failure)."""
     kl = (0.5 * trace_u) * trace_v + 0.5 * quad - 0.5 * n * p + (0.5 * p) * log_ratio_u + (0.5 * n) * log_ratio_v
     return 0.0 if -math.inf < kl < 0.0 else kl
+
+
+def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
+    """The KL of diagonal covariances (``KL_DIAG`` or ``KL_STD_DIAG``) and the vectors its
+    gradients are made of: ``(value, (a1, b1, a2, b2, d, t_u, t_v))``, ``d = M2 − M1``."""
+    n, p = mean1.shape
+    a1, b1 = row1[:, 0], col1[:, 0]
+    a2, b2 = (row2[:, 0], col2[:, 0]) if mode == _modes.KL_DIAG else (np.ones(n), np.ones(p))
+    if not ((a1 > 0).all() and (b1 > 0).all() and (a2 > 0).all() and (b2 > 0).all()):
+        raise _Failed
+    d = (mean2 - mean1) if mode == _modes.KL_DIAG else -mean1
+    trace_u, trace_v = (a1 / a2).sum(), (b1 / b2).sum()
+    quad = _norm2(d / np.sqrt(a2)[:, None] / np.sqrt(b2)[None, :])
+    log_ratio_u, log_ratio_v = np.log(a2).sum() - np.log(a1).sum(), np.log(b2).sum() - np.log(b1).sum()
+    value = _kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p)
+    return value, (a1, b1, a2, b2, d, trace_u, trace_v)
+
+
+def _kl_factored(mode, mean1, row1, col1, mean2, row2, col2):
+    """The KL of covariances or factors (``KL_COV``, ``KL_CHOL`` or their standard forms) and
+    the matrices its gradients are made of: ``(value, (l1, q1, l2, q2, a, b, z))`` with the
+    lower factors ``l``, ``q`` (``l2 = q2 = None`` for a standard mode), ``a = l2⁻¹ l1``,
+    ``b = q2⁻¹ q1`` and ``z = l2⁻¹ (M2 − M1) q2⁻ᵀ`` (``l1``, ``q1`` and ``M1`` for a standard
+    mode: the same norms)."""
+    n, p = mean1.shape
+    factor = _cholesky if mode in (_modes.KL_COV, _modes.KL_STD_COV) else _factor
+    l1, q1 = factor(row1), factor(col1)
+    if mode in (_modes.KL_STD_COV, _modes.KL_STD_CHOL):
+        l2 = q2 = None
+        a, b, z = l1, q1, mean1
+        log_ratio_u, log_ratio_v = -_logdet(l1), -_logdet(q1)
+    else:
+        l2, q2 = factor(row2), factor(col2)
+        a, b, z = _solve(l2, l1), _solve(q2, q1), _whiten(mean2 - mean1, l2, q2)
+        log_ratio_u, log_ratio_v = _logdet(l2) - _logdet(l1), _logdet(q2) - _logdet(q1)
+    value = _kl_value(_norm2(a), _norm2(b), _norm2(z), log_ratio_u, log_ratio_v, n, p)
+    return value, (l1, q1, l2, q2, a, b, z)
+
+
+def _kl(mode, *items):
+    """The KL of ``mode`` (a covariance, factor or variance parameterisation, or its standard
+    form) and what its gradients are made of, from the items of its slots (None where a
+    standard mode has no slot)."""
+    if mode in (_modes.KL_DIAG, _modes.KL_STD_DIAG):
+        return _kl_diag(mode, *items)
+    return _kl_factored(mode, *items)
 
 
 def _value(mode, items):
     """The value of ``mode`` for one item: ``items`` holds its slots as float64 matrices."""
     if mode in _KL_MODES:
-        return _kl(mode, *items, *([None] * (6 - len(items))))
+        return _kl(mode, *items, *([None] * (6 - len(items))))[0]
     if mode == _modes.LOGDET:
         return _logdet(_cholesky(items[0]))
     if mode == _modes.TRACE_SOLVE:
@@ -136,7 +165,7 @@ def _value(mode, items):
     x, mean, row, col = items
     factor = _cholesky if mode in (_modes.MAHALANOBIS, _modes.LOGPDF) else _factor
     row, col = factor(row), factor(col)
-    quad = _whitened(x - mean, row, col)
+    quad = _norm2(_whiten(x - mean, row, col))
     if mode in (_modes.MAHALANOBIS, _modes.MAHALANOBIS_CHOL):
         return quad
     n, p = x.shape
@@ -146,18 +175,28 @@ def _value(mode, items):
 def evaluate(mode, slots, out):
     """Run ``mode`` over ``slots`` (``(*batch, r, c)`` arrays) into ``out`` (of the batch
     shape), one item at a time; return the flat index of the first failing item, or None."""
+    return _each(lambda items: (_value(mode, items), ()), slots, out, (), ())
+
+
+def _each(compute, slots, out, grads, wanted):
+    """``compute(items)`` (the value and gradients of one item from its slots in float64) for
+    every item of ``slots``, into ``out`` and the ``grads`` that ``wanted`` marks; a failing
+    item's value and gradients are NaN. Returns the flat index of the first failing item."""
     bad = None
     for flat, index in enumerate(np.ndindex(out.shape)):
         items = [np.asarray(slot[index], dtype=np.float64) for slot in slots]
         try:
             with np.errstate(all="ignore"):
-                value = _value(mode, items)
+                value, item_grads = compute(items)
         except _Failed:
-            value = math.nan
+            value, item_grads = math.nan, ()
         if not math.isfinite(value):
             value = math.nan
             bad = flat if bad is None else bad
         out[index] = value
+        for k, (grad, wants) in enumerate(zip(grads, wanted)):
+            if wants:
+                grad[index] = item_grads[k] if math.isfinite(value) else math.nan
     return bad
 
 
@@ -166,7 +205,7 @@ def _inverse(chol):
     inverse, info = lapack.dpotri(chol.T, lower=0)
     if info != 0:
         raise _Failed
-    return np.triu(inverse) + np.triu(inverse, 1).T
+    return _symmetric(inverse)
 
 
 def _solve_t(chol, b):
@@ -176,16 +215,13 @@ def _solve_t(chol, b):
 
 def _kl_grad(mode, mean1, row1, col1, mean2=None, row2=None, col2=None):
     """The KL of ``mode`` and its gradients ``(∂/∂mean1, ∂/∂row1, ∂/∂col1, ∂/∂mean2, ∂/∂row2,
-    ∂/∂col2)`` (the last three None for a standard mode), by the closed forms of
-    ``docs/gradients.md`` in BLAS-3 operations."""
-    value = _kl(mode, mean1, row1, col1, mean2, row2, col2)
+    ∂/∂col2)`` (the last three left out for a standard mode), by the closed forms of
+    ``docs/gradients.md`` in BLAS-3 operations, from the factors and solves of the value."""
     n, p = mean1.shape
     standard = mode in (_modes.KL_STD_COV, _modes.KL_STD_CHOL, _modes.KL_STD_DIAG)
+    value, parts = _kl(mode, mean1, row1, col1, mean2, row2, col2)
     if mode in (_modes.KL_DIAG, _modes.KL_STD_DIAG):
-        a1, b1 = row1[:, 0], col1[:, 0]
-        a2, b2 = (np.ones(n), np.ones(p)) if standard else (row2[:, 0], col2[:, 0])
-        d = -mean1 if standard else mean2 - mean1
-        t_u, t_v = (a1 / a2).sum(), (b1 / b2).sum()
+        a1, b1, a2, b2, d, t_u, t_v = parts
         w = d / a2[:, None] / b2[None, :]                                  # ∂/∂M2
         g1, h1 = 0.5 * (t_v / a2 - p / a1), 0.5 * (t_u / b2 - n / b1)
         grads = [-w, g1[:, None], h1[:, None]]
@@ -194,34 +230,22 @@ def _kl_grad(mode, mean1, row1, col1, mean2=None, row2=None, col2=None):
             h2 = (n - t_u * b1 / b2 - (w * d).sum(axis=0)) / (2 * b2)
             grads += [w, g2[:, None], h2[:, None]]
         return value, grads
-    if mode in (_modes.KL_COV, _modes.KL_STD_COV):
-        l1, q1 = _cholesky(row1), _cholesky(col1)
-        if standard:
-            t_u, t_v = np.trace(row1), np.trace(col1)
-            return value, [mean1, 0.5 * (t_v * np.eye(n) - p * _inverse(l1)),
-                           0.5 * (t_u * np.eye(p) - n * _inverse(q1))]
-        l2, q2 = _cholesky(row2), _cholesky(col2)
-        a, b = _solve(l2, l1), _solve(q2, q1)
-        t_u, t_v = _norm2(a), _norm2(b)
+    l1, q1, l2, q2, a, b, z = parts
+    t_u, t_v = _norm2(a), _norm2(b)
+    if mode == _modes.KL_STD_COV:
+        return value, [mean1, 0.5 * (t_v * np.eye(n) - p * _inverse(l1)), 0.5 * (t_u * np.eye(p) - n * _inverse(q1))]
+    if mode == _modes.KL_STD_CHOL:  # gradients with respect to the lower triangles of the factors
+        return value, [mean1, np.tril(t_v * l1) - p * np.diag(1.0 / np.diagonal(l1)),
+                       np.tril(t_u * q1) - n * np.diag(1.0 / np.diagonal(q1))]
+    if mode == _modes.KL_COV:
         u2, v2 = _inverse(l2), _inverse(q2)
-        z = _solve(q2, _solve(l2, mean2 - mean1).T).T                      # L2⁻¹ D Q2⁻ᵀ
         y = _solve_t(l2, z)                                                # U2⁻¹ D Q2⁻ᵀ
         w = _solve_t(q2, y.T).T                                            # U2⁻¹ D V2⁻¹
         x = _solve_t(q2, z.T)                                              # V2⁻¹ Dᵀ L2⁻ᵀ
         wa, wb = _solve_t(l2, a), _solve_t(q2, b)                          # U2⁻¹ L1, V2⁻¹ Q1
         return value, [-w, 0.5 * (t_v * u2 - p * _inverse(l1)), 0.5 * (t_u * v2 - n * _inverse(q1)), w,
                        0.5 * (p * u2 - t_v * _gram(wa) - _gram(y)), 0.5 * (n * v2 - t_u * _gram(wb) - _gram(x))]
-    # KL_CHOL, KL_STD_CHOL: gradients with respect to the lower triangles of the factors
-    l1, q1 = _factor(row1), _factor(col1)
-    if standard:
-        t_u, t_v = _norm2(l1), _norm2(q1)
-        return value, [mean1, np.tril(t_v * l1) - p * np.diag(1.0 / np.diagonal(l1)),
-                       np.tril(t_u * q1) - n * np.diag(1.0 / np.diagonal(q1))]
-    l2, q2 = _factor(row2), _factor(col2)
-    a, b = _solve(l2, l1), _solve(q2, q1)
-    t_u, t_v = _norm2(a), _norm2(b)
-    z = _solve(q2, _solve(l2, mean2 - mean1).T).T                          # P2⁻¹ D Q2⁻ᵀ
-    w = _solve_t(l2, _solve_t(q2, z.T).T)                                  # P2⁻ᵀ Z Q2⁻¹
+    w = _solve_t(l2, _solve_t(q2, z.T).T)                                  # KL_CHOL: P2⁻ᵀ Z Q2⁻¹
     return value, [-w, np.tril(t_v * _solve_t(l2, a)) - p * np.diag(1.0 / np.diagonal(l1)),
                    np.tril(t_u * _solve_t(q2, b)) - n * np.diag(1.0 / np.diagonal(q1)), w,
                    np.tril(_solve_t(l2, p * np.eye(n) - t_v * _gram(a) - _gram(z))),
@@ -232,19 +256,4 @@ def value_and_grad(mode, slots, out, grads, wanted):
     """Run the KL ``mode`` and its gradients over ``slots`` into ``out`` and the ``grads``
     (``(*batch, r, c)`` arrays) that ``wanted`` marks, one item at a time; a failing item's
     value and gradients are NaN. Returns the flat index of the first failing item, or None."""
-    bad = None
-    for flat, index in enumerate(np.ndindex(out.shape)):
-        items = [np.asarray(slot[index], dtype=np.float64) for slot in slots]
-        try:
-            with np.errstate(all="ignore"):
-                value, item_grads = _kl_grad(mode, *items)
-        except _Failed:
-            value, item_grads = math.nan, [None] * len(items)
-        if not math.isfinite(value):
-            value = math.nan
-            bad = flat if bad is None else bad
-        out[index] = value
-        for grad, item_grad, wants in zip(grads, item_grads, wanted):
-            if wants:
-                grad[index] = item_grad if math.isfinite(value) else math.nan
-    return bad
+    return _each(lambda items: _kl_grad(mode, *items), slots, out, grads, wanted)
