@@ -182,3 +182,17 @@ def define(function, implementation, keywords, doc, module, name=None):
     public.__name__ = public.__qualname__ = name or function.name
     public.__module__, public.__doc__, public.__signature__ = module, doc, bound_signature
     return public
+
+
+def publish(namespace, backend, make):
+    """Put into a backend module's ``namespace`` (its ``globals()``) the functions that
+    ``make(entry)`` generates (an iterable of :func:`define`'s functions) for every entry the
+    ``backend`` serves (not in :data:`NOT_SERVED`): each under its name, in ``__all__``, and its
+    docstring in ``__test__``, where doctest finds the examples of functions defined elsewhere."""
+    for entry in FUNCTIONS.values():
+        if entry.name in NOT_SERVED.get(backend, {}):
+            continue
+        for function in make(entry):
+            namespace[function.__name__] = function
+            namespace.setdefault("__all__", []).append(function.__name__)
+            namespace.setdefault("__test__", {})[function.__name__] = function.__doc__

@@ -408,11 +408,4 @@ def _define(function):
 
 
 __all__ = ["MAX_SIZE"]
-__test__ = {}  # the examples of the generated functions, for doctest
-for _function in _table.FUNCTIONS.values():
-    if _function.name not in _table.NOT_SERVED["cuda"]:
-        for _public in _define(_function):
-            globals()[_public.__name__] = _public
-            __all__.append(_public.__name__)
-            __test__[_public.__name__] = _public.__doc__
-del _function, _public
+_table.publish(globals(), "cuda", _define)

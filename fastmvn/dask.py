@@ -237,17 +237,19 @@ def _in_memory(name):
     return getattr(_api, name, None) or getattr(functions, name)
 
 
-def _blocks(entry, function, values, errors, keywords, packed=0):
+def _inputs(entry, values):
+    """The given ``values`` (not None) of the table's ``entry`` as :class:`_Input`."""
+    return [_Input(position, param.name, param.axes, value)
+            for position, (param, value) in enumerate(zip(entry.params, values)) if value is not None]
+
+
+def _blocks(entry, function, inputs, errors, keywords, packed=0):
     """``function`` (an in-memory function of the table's ``entry``, called with ``keywords``)
-    over Dask blocks of ``values``, ``None`` values omitted; a result ``packed`` with that many
-    numbers per item along a last axis. Returns the lazy result, the given arguments and the
-    result dtype."""
-    check_errors(errors)
-    specs = [(param.name, param.axes) for param in entry.params]
-    inputs = [_Input(position, name, axes, value)
-              for position, ((name, axes), value) in enumerate(zip(specs, values)) if value is not None]
+    over Dask blocks of the given arguments ``inputs``; a result ``packed`` with that many
+    numbers per item along a last axis. Returns the lazy result and its dtype."""
     batch_shape = check_shapes(inputs)
-    dtype = _result_dtype(function, len(specs), inputs, keywords)
+    count = len(entry.params)
+    dtype = _result_dtype(function, count, inputs, keywords)
     ndim = len(batch_shape)
     batch_chunks = _batch_chunks(inputs, batch_shape, dtype)
     out_index = tuple(range(ndim))
@@ -262,16 +264,17 @@ def _blocks(entry, function, values, errors, keywords, packed=0):
     result = da.blockwise(_block, out_index + ((ndim,) if packed else ()), *aligned, ArraySliceDep(out_chunks),
                           out_index, token=function.__name__, dtype=dtype,
                           meta=np.empty((0,) * (ndim + bool(packed)), dtype), concatenate=True, align_arrays=False,
-                          function=function, count=len(specs), positions=tuple(arg.position for arg in inputs),
+                          function=function, count=count, positions=tuple(arg.position for arg in inputs),
                           core_ndims=tuple(len(arg.axes) for arg in inputs), errors=errors, keywords=keywords,
                           packed=bool(packed), **extra)
-    return result, inputs, dtype
+    return result, dtype
 
 
 def _lazy(entry, values, errors="raise", **keywords):
     """The table's function ``entry`` over Dask blocks of ``values``: each block one call of the
     in-memory function (with ``keywords``); ``None`` values stay omitted."""
-    return _blocks(entry, _in_memory(entry.name), values, errors, keywords)[0]
+    check_errors(errors)
+    return _blocks(entry, _in_memory(entry.name), _inputs(entry, values), errors, keywords)[0]
 
 
 class _Packed:
@@ -305,14 +308,14 @@ def _lazy_value_and_grad(entry, values, errors="raise", wrt=None, **keywords):
     summed over the axes each argument was broadcast along."""
     check_errors(errors)
     wanted = _gradients.computed(entry, [value is not None for value in values], wrt)
-    cores = {k: int(np.prod(np.shape(values[k])[len(np.shape(values[k])) - len(entry.params[k].axes):]))
-             for k, wants in enumerate(wanted) if wants and len(np.shape(values[k])) >= len(entry.params[k].axes)}
-    packed, inputs, dtype = _blocks(entry, _Packed(entry, wanted), values, errors, keywords, 1 + sum(cores.values()))
+    inputs = _inputs(entry, values)
+    sizes = {arg.position: int(np.prod(arg.core_shape)) for arg in inputs if wanted[arg.position]}
+    packed, dtype = _blocks(entry, _Packed(entry, wanted), inputs, errors, keywords, 1 + sum(sizes.values()))
     batch_ndim = packed.ndim - 1
     grads, offset = [None] * len(values), 1
     for arg in inputs:
         if wanted[arg.position]:
-            size = cores[arg.position]
+            size = sizes[arg.position]
             grad = packed[..., offset:offset + size].reshape(packed.shape[:batch_ndim] + arg.core_shape)
             grads[arg.position] = _summed(grad, arg.array.shape, dtype)
             offset += size
@@ -458,10 +461,4 @@ def _define(entry):
         yield _table.define(entry, _lazy_value_and_grad, defaults, doc, __name__, name)
 
 
-__test__ = {}  # the examples of the generated functions, for doctest
-for _entry in _table.FUNCTIONS.values():
-    for _public in _define(_entry):
-        globals()[_public.__name__] = _public
-        __all__.append(_public.__name__)
-        __test__[_public.__name__] = _public.__doc__
-del _entry, _public
+_table.publish(globals(), "dask", _define)

@@ -167,12 +167,4 @@ def _define(function):
 
 
 __all__ = []
-__test__ = {}  # the examples of the generated functions, for doctest
-for _function in _table.FUNCTIONS.values():
-    if _function.name not in _table.NOT_SERVED["torch"]:
-        globals()[_function.name] = _define(_function)
-        __all__.append(_function.name)
-        __test__[_function.name] = globals()[_function.name].__doc__
-del _function
-
-
+_table.publish(globals(), "torch", lambda entry: [_define(entry)])
