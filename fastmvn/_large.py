@@ -18,6 +18,7 @@ pool of its own, and two pools taking turns on the same cores spin against each 
 128×128 KL then took ten times as long).
 """
 
+import functools
 import math
 
 import numpy as np
@@ -86,13 +87,23 @@ def _norm2(a):
 
 
 def _symmetric(upper):
-    """The symmetric matrix whose upper triangle ``upper`` holds (what LAPACK and BLAS write)."""
-    return np.triu(upper) + np.triu(upper, 1).T
+    """The symmetric matrix whose upper triangle ``upper`` holds, its strict lower triangle
+    zero (as LAPACK's inverse and BLAS's rank-k update leave it): ``upper + upperᵀ`` with the
+    diagonal halved, one pass (masking the triangles took nine times as long)."""
+    full = upper + upper.T
+    np.einsum("ii->i", full)[:] *= 0.5
+    return full
 
 
-def _gram(a):
-    """``a aᵀ``, symmetric."""
-    return _symmetric(blas.dsyrk(1.0, a.T, trans=1, lower=0))
+def _gram(*terms):
+    """``Σ c a aᵀ`` over the pairs ``(c, a)`` of ``terms``, symmetric: rank-k updates
+    accumulated in one triangle."""
+    total = None
+    for scale, a in terms:
+        fortran = a.flags.f_contiguous  # else handed over as aᵀ, Fortran-ordered
+        total = blas.dsyrk(scale, a if fortran else a.T, trans=0 if fortran else 1, lower=0,
+                           **({} if total is None else dict(beta=1.0, c=total, overwrite_c=1)))
+    return _symmetric(total)
 
 
 def _whiten(d, row, col):
@@ -123,34 +134,53 @@ def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
     return value, (a1, b1, a2, b2, d, trace_u, trace_v)
 
 
-def _kl_factored(mode, mean1, row1, col1, mean2, row2, col2):
+def _kl_factored(mode, mean1, row1, col1, mean2, row2, col2, inverses=False):
     """The KL of covariances or factors (``KL_COV``, ``KL_CHOL`` or their standard forms) and
-    the matrices its gradients are made of: ``(value, (l1, q1, l2, q2, a, b, z))`` with the
-    lower factors ``l``, ``q`` (``l2 = q2 = None`` for a standard mode), ``a = l2⁻¹ l1``,
-    ``b = q2⁻¹ q1`` and ``z = l2⁻¹ (M2 − M1) q2⁻ᵀ`` (``l1``, ``q1`` and ``M1`` for a standard
-    mode: the same norms)."""
+    the matrices its gradients are made of: ``(value, (l1, q1, l2, q2, a, b, z, t_u, t_v))``
+    with the lower factors ``l``, ``q`` (``l2 = q2 = None`` for a standard mode), ``a = l2⁻¹ l1``,
+    ``b = q2⁻¹ q1``, ``z = l2⁻¹ (M2 − M1) q2⁻ᵀ`` (``l1``, ``q1`` and ``M1`` for a standard
+    mode: the same norms) and the traces ``t_u = ‖a‖²``, ``t_v = ‖b‖²``.
+
+    With ``inverses`` (``KL_COV``, for the gradients of the covariances, which need
+    ``U2⁻¹ L1`` and ``V2⁻¹ Q1``), ``a`` and ``b`` are those products instead and the traces
+    ``⟨L1, U2⁻¹ L1⟩`` and ``⟨Q1, V2⁻¹ Q1⟩``: no solve for them; the parts end with ``U2⁻¹``
+    and ``V2⁻¹``."""
     n, p = mean1.shape
     factor = _cholesky if mode in (_modes.KL_COV, _modes.KL_STD_COV) else _factor
     l1, q1 = factor(row1), factor(col1)
+    inverted = ()
     if mode in (_modes.KL_STD_COV, _modes.KL_STD_CHOL):
         l2 = q2 = None
         a, b, z = l1, q1, mean1
         log_ratio_u, log_ratio_v = -_logdet(l1), -_logdet(q1)
     else:
         l2, q2 = factor(row2), factor(col2)
-        a, b, z = _solve(l2, l1), _solve(q2, q1), _whiten(mean2 - mean1, l2, q2)
+        z = _whiten(mean2 - mean1, l2, q2)
         log_ratio_u, log_ratio_v = _logdet(l2) - _logdet(l1), _logdet(q2) - _logdet(q1)
-    value = _kl_value(_norm2(a), _norm2(b), _norm2(z), log_ratio_u, log_ratio_v, n, p)
-    return value, (l1, q1, l2, q2, a, b, z)
+    if inverses:
+        inverted = _inverse(l2), _inverse(q2)
+        a, b = _times_lower(inverted[0], l1), _times_lower(inverted[1], q1)
+        t_u, t_v = _inner(l1, a), _inner(q1, b)
+    else:
+        if l2 is not None:
+            a, b = _solve(l2, l1), _solve(q2, q1)
+        t_u, t_v = _norm2(a), _norm2(b)
+    value = _kl_value(t_u, t_v, _norm2(z), log_ratio_u, log_ratio_v, n, p)
+    return value, (l1, q1, l2, q2, a, b, z, t_u, t_v, *inverted)
 
 
-def _kl(mode, *items):
+def _inner(a, b):
+    """``Σᵢⱼ aᵢⱼ bᵢⱼ``."""
+    return float(np.einsum("ij,ij->", a, b))
+
+
+def _kl(mode, *items, inverses=False):
     """The KL of ``mode`` (a covariance, factor or variance parameterisation, or its standard
     form) and what its gradients are made of, from the items of its slots (None where a
-    standard mode has no slot)."""
+    standard mode has no slot); ``inverses`` as for :func:`_kl_factored`."""
     if mode in (_modes.KL_DIAG, _modes.KL_STD_DIAG):
         return _kl_diag(mode, *items)
-    return _kl_factored(mode, *items)
+    return _kl_factored(mode, *items, inverses=inverses)
 
 
 def _value(mode, items):
@@ -208,52 +238,77 @@ def _inverse(chol):
     return _symmetric(inverse)
 
 
+def _combined(scale, a, other_scale, other):
+    """``scale·a + other_scale·other``, written over ``a`` (a temporary of the caller's)."""
+    if scale != 1.0:
+        a *= scale
+    a += other_scale * other if other_scale != 1.0 else other
+    return a
+
+
+def _times_lower(symmetric, lower):
+    """``symmetric · lower`` for a symmetric matrix and a lower triangular one, Fortran-ordered:
+    one triangular product, which takes less time than the triangular solve it stands for."""
+    return blas.dtrmm(1.0, lower.T, symmetric, side=1, lower=0, trans_a=1)
+
+
+def _plus_identity(scale, a):
+    """``scale·I + a``, written over ``a``."""
+    np.einsum("ii->i", a)[:] += scale
+    return a
+
+
 def _solve_t(chol, b):
     """``chol⁻ᵀ b`` for lower triangular ``chol``."""
     return _solve(chol, b, transposed=True)
 
 
-def _kl_grad(mode, mean1, row1, col1, mean2=None, row2=None, col2=None):
+def _kl_grad(mode, wanted, mean1, row1, col1, mean2=None, row2=None, col2=None):
     """The KL of ``mode`` and its gradients ``(∂/∂mean1, ∂/∂row1, ∂/∂col1, ∂/∂mean2, ∂/∂row2,
     ∂/∂col2)`` (the last three left out for a standard mode), by the closed forms of
-    ``docs/gradients.md`` in BLAS-3 operations, from the factors and solves of the value."""
+    ``docs/gradients.md`` in BLAS-3 operations, from the factors and solves of the value; only
+    those that ``wanted`` marks are computed (None in their place otherwise)."""
     n, p = mean1.shape
-    standard = mode in (_modes.KL_STD_COV, _modes.KL_STD_CHOL, _modes.KL_STD_DIAG)
-    value, parts = _kl(mode, mean1, row1, col1, mean2, row2, col2)
+    inverses = mode == _modes.KL_COV and any(wanted[k] for k in (1, 2, 4, 5))
+    value, parts = _kl(mode, mean1, row1, col1, mean2, row2, col2, inverses=inverses)
     if mode in (_modes.KL_DIAG, _modes.KL_STD_DIAG):
         a1, b1, a2, b2, d, t_u, t_v = parts
         w = d / a2[:, None] / b2[None, :]                                  # ∂/∂M2
-        g1, h1 = 0.5 * (t_v / a2 - p / a1), 0.5 * (t_u / b2 - n / b1)
-        grads = [-w, g1[:, None], h1[:, None]]
-        if not standard:
-            g2 = (p - t_v * a1 / a2 - (w * d).sum(axis=1)) / (2 * a2)
-            h2 = (n - t_u * b1 / b2 - (w * d).sum(axis=0)) / (2 * b2)
-            grads += [w, g2[:, None], h2[:, None]]
-        return value, grads
-    l1, q1, l2, q2, a, b, z = parts
-    t_u, t_v = _norm2(a), _norm2(b)
+        terms = [lambda: -w, lambda: 0.5 * (t_v / a2 - p / a1)[:, None], lambda: 0.5 * (t_u / b2 - n / b1)[:, None],
+                 lambda: w, lambda: ((p - t_v * a1 / a2 - (w * d).sum(axis=1)) / (2 * a2))[:, None],
+                 lambda: ((n - t_u * b1 / b2 - (w * d).sum(axis=0)) / (2 * b2))[:, None]]
+        return value, _wanted(terms, wanted)
+    l1, q1, l2, q2, a, b, z, t_u, t_v, *inverted = parts
     if mode == _modes.KL_STD_COV:
-        return value, [mean1, 0.5 * (t_v * np.eye(n) - p * _inverse(l1)), 0.5 * (t_u * np.eye(p) - n * _inverse(q1))]
-    if mode == _modes.KL_STD_CHOL:  # gradients with respect to the lower triangles of the factors
-        return value, [mean1, np.tril(t_v * l1) - p * np.diag(1.0 / np.diagonal(l1)),
-                       np.tril(t_u * q1) - n * np.diag(1.0 / np.diagonal(q1))]
-    if mode == _modes.KL_COV:
-        u2, v2 = _inverse(l2), _inverse(q2)
-        y = _solve_t(l2, z)                                                # U2⁻¹ D Q2⁻ᵀ
-        w = _solve_t(q2, y.T).T                                            # U2⁻¹ D V2⁻¹
-        x = _solve_t(q2, z.T)                                              # V2⁻¹ Dᵀ L2⁻ᵀ
-        wa, wb = _solve_t(l2, a), _solve_t(q2, b)                          # U2⁻¹ L1, V2⁻¹ Q1
-        return value, [-w, 0.5 * (t_v * u2 - p * _inverse(l1)), 0.5 * (t_u * v2 - n * _inverse(q1)), w,
-                       0.5 * (p * u2 - t_v * _gram(wa) - _gram(y)), 0.5 * (n * v2 - t_u * _gram(wb) - _gram(x))]
-    w = _solve_t(l2, _solve_t(q2, z.T).T)                                  # KL_CHOL: P2⁻ᵀ Z Q2⁻¹
-    return value, [-w, np.tril(t_v * _solve_t(l2, a)) - p * np.diag(1.0 / np.diagonal(l1)),
-                   np.tril(t_u * _solve_t(q2, b)) - n * np.diag(1.0 / np.diagonal(q1)), w,
-                   np.tril(_solve_t(l2, p * np.eye(n) - t_v * _gram(a) - _gram(z))),
-                   np.tril(_solve_t(q2, n * np.eye(p) - t_u * _gram(b) - _gram(z.T)))]
+        terms = [lambda: mean1, lambda: _plus_identity(0.5 * t_v, -0.5 * p * _inverse(l1)),
+                 lambda: _plus_identity(0.5 * t_u, -0.5 * n * _inverse(q1))]
+    elif mode == _modes.KL_STD_CHOL:  # gradients with respect to the lower triangles of the factors
+        terms = [lambda: mean1, lambda: np.tril(t_v * l1) - p * np.diag(1.0 / np.diagonal(l1)),
+                 lambda: np.tril(t_u * q1) - n * np.diag(1.0 / np.diagonal(q1))]
+    elif mode == _modes.KL_COV:  # a, b are U2⁻¹ L1 and V2⁻¹ Q1 where a covariance's gradient is wanted
+        u2, v2 = inverted or (None, None)
+        y = functools.cache(lambda: _solve_t(l2, z))                                 # U2⁻¹ D Q2⁻ᵀ
+        w = functools.cache(lambda: _solve_t(q2, y().T).T)                           # U2⁻¹ D V2⁻¹
+        terms = [lambda: -w(), lambda: _combined(-0.5 * p, _inverse(l1), 0.5 * t_v, u2),
+                 lambda: _combined(-0.5 * n, _inverse(q1), 0.5 * t_u, v2), w,
+                 lambda: _combined(1.0, _gram((-0.5 * t_v, a), (-0.5, y())), 0.5 * p, u2),
+                 lambda: _combined(1.0, _gram((-0.5 * t_u, b), (-0.5, _solve_t(q2, z.T))), 0.5 * n, v2)]  # V2⁻¹Dᵀ L2⁻ᵀ
+    else:
+        w = functools.cache(lambda: _solve_t(l2, _solve_t(q2, z.T).T))               # KL_CHOL: P2⁻ᵀ Z Q2⁻¹
+        terms = [lambda: -w(), lambda: np.tril(t_v * _solve_t(l2, a)) - p * np.diag(1.0 / np.diagonal(l1)),
+                 lambda: np.tril(t_u * _solve_t(q2, b)) - n * np.diag(1.0 / np.diagonal(q1)), w,
+                 lambda: np.tril(_solve_t(l2, _plus_identity(p, _gram((-t_v, a), (-1.0, z))))),
+                 lambda: np.tril(_solve_t(q2, _plus_identity(n, _gram((-t_u, b), (-1.0, z.T)))))]
+    return value, _wanted(terms, wanted)
+
+
+def _wanted(terms, wanted):
+    """The gradients that ``wanted`` marks, computed by their ``terms``; None for the others."""
+    return [term() if wants else None for term, wants in zip(terms, wanted)]
 
 
 def value_and_grad(mode, slots, out, grads, wanted):
     """Run the KL ``mode`` and its gradients over ``slots`` into ``out`` and the ``grads``
     (``(*batch, r, c)`` arrays) that ``wanted`` marks, one item at a time; a failing item's
     value and gradients are NaN. Returns the flat index of the first failing item, or None."""
-    return _each(lambda items: _kl_grad(mode, *items), slots, out, grads, wanted)
+    return _each(lambda items: _kl_grad(mode, wanted, *items), slots, out, grads, wanted)
