@@ -24,7 +24,7 @@ import math
 import numpy as np
 from scipy.linalg import blas, lapack
 
-from . import _config, _modes
+from . import _config, _jit, _modes
 
 __all__ = ["chosen", "evaluate", "value_and_grad"]
 
@@ -120,18 +120,28 @@ def _kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p):
 
 def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
     """The KL of diagonal covariances (``KL_DIAG`` or ``KL_STD_DIAG``) and the vectors its
-    gradients are made of: ``(value, (a1, b1, a2, b2, d, t_u, t_v))``, ``d = M2 − M1``."""
+    gradients are made of: ``(value, (a1, b1, a2, b2, t_u, t_v))``. The quadratic form is one
+    read of the means, in parallel over rows (:func:`fastmvn.kernels.drivers.diagonal_quad`)."""
     n, p = mean1.shape
     a1, b1 = row1[:, 0], col1[:, 0]
     a2, b2 = (row2[:, 0], col2[:, 0]) if mode == _modes.KL_DIAG else (np.ones(n), np.ones(p))
     if not ((a1 > 0).all() and (b1 > 0).all() and (a2 > 0).all() and (b2 > 0).all()):
         raise _Failed
-    d = (mean2 - mean1) if mode == _modes.KL_DIAG else -mean1
     trace_u, trace_v = (a1 / a2).sum(), (b1 / b2).sum()
-    quad = _norm2(d / np.sqrt(a2)[:, None] / np.sqrt(b2)[None, :])
+    if mode == _modes.KL_DIAG:
+        from .kernels.drivers import diagonal_quad
+
+        arrays = (*map(np.ascontiguousarray, (mean1, mean2, a2, b2)), np.empty(0))
+        if n * p < _config.PARALLEL_MIN_ENTRIES:
+            quad = diagonal_quad.serial(*arrays)
+        else:
+            with _jit.launching():
+                quad = diagonal_quad(*arrays)
+    else:
+        quad = _norm2(mean1)
     log_ratio_u, log_ratio_v = np.log(a2).sum() - np.log(a1).sum(), np.log(b2).sum() - np.log(b1).sum()
     value = _kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p)
-    return value, (a1, b1, a2, b2, d, trace_u, trace_v)
+    return value, (a1, b1, a2, b2, trace_u, trace_v)
 
 
 def _kl_factored(mode, mean1, row1, col1, mean2, row2, col2, inverses=False):
@@ -272,7 +282,8 @@ def _kl_grad(mode, wanted, mean1, row1, col1, mean2=None, row2=None, col2=None):
     inverses = mode == _modes.KL_COV and any(wanted[k] for k in (1, 2, 4, 5))
     value, parts = _kl(mode, mean1, row1, col1, mean2, row2, col2, inverses=inverses)
     if mode in (_modes.KL_DIAG, _modes.KL_STD_DIAG):
-        a1, b1, a2, b2, d, t_u, t_v = parts
+        a1, b1, a2, b2, t_u, t_v = parts
+        d = (mean2 - mean1) if mode == _modes.KL_DIAG else -mean1
         w = d / a2[:, None] / b2[None, :]                                  # ∂/∂M2
         terms = [lambda: -w, lambda: 0.5 * (t_v / a2 - p / a1)[:, None], lambda: 0.5 * (t_u / b2 - n / b1)[:, None],
                  lambda: w, lambda: ((p - t_v * a1 / a2 - (w * d).sum(axis=1)) / (2 * a2))[:, None],

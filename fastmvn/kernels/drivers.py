@@ -89,7 +89,7 @@ def evaluate_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad, work):
     size = (count + chunks - 1) // chunks
     layout = slot_layout(mode, False)
     dtype = work.dtype
-    lanes = lane_count(n, p, work.itemsize)
+    lanes = min(lane_count(n, p, work.itemsize), max(size, 1))  # no more lanes than a chunk has items
     for c in prange(chunks):
         S0, S1, S2, S3, S4, S5 = lane_matrices(VALUE_MATRICES, a0, a1, a2, a3, a4, a5, n, p, lanes, dtype)
         ru1, rv1, ru2, rv2 = lane_vectors(VALUE_VECTORS, n, p, lanes, dtype)
@@ -126,7 +126,7 @@ def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, 
     size = (count + chunks - 1) // chunks
     layout = slot_layout(mode, True)
     dtype = work.dtype
-    lanes = lane_count(n, p, work.itemsize)
+    lanes = min(lane_count(n, p, work.itemsize), max(size, 1))
     for c in prange(chunks):
         S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B = lane_matrices(GRADIENT_MATRICES, a0, a1, a2, a3, a4, a5,
                                                                          n, p, lanes, dtype)
@@ -142,3 +142,38 @@ def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, 
             bad = min(bad, finish(res, out, start, m, count))
             store_wanted(g0, g1, g2, g3, g4, g5, W, G1, H1, G2, H2, wanted, start, res, m)
         first_bad[c] = bad
+
+
+_DIAGONAL_SIGNATURES = {(np.dtype(dtype.name), np.dtype("float64")):
+                        float64(*(types.Array(dtype, 2, "C", readonly=True),) * 2,
+                                *(types.Array(dtype, 1, "C", readonly=True),) * 2, float64[:])
+                        for dtype in (float64, float32)}
+
+
+@batch(_DIAGONAL_SIGNATURES)
+def diagonal_quad(mean1, mean2, rowvar, colvar, work):
+    """``Σᵢⱼ (mean2 − mean1)ᵢⱼ² / (rowvarᵢ colvarⱼ)`` of one large item with diagonal
+    covariances, in float64, in parallel over rows: one read of the means (the plan for
+    large items, :mod:`fastmvn._large`, where its NumPy expression made five passes)."""
+    n, p = mean1.shape
+    weights = 1.0 / colvar.astype(np.float64)
+    body = p - p % 4
+    total = 0.0
+    for i in prange(n):
+        # Four sums side by side, which the compiler keeps in one vector register: a single
+        # running sum is a chain of dependent additions that no vector unit can shorten.
+        s0 = s1 = s2 = s3 = 0.0
+        for j in range(0, body, 4):
+            d0 = np.float64(mean2[i, j]) - np.float64(mean1[i, j])
+            d1 = np.float64(mean2[i, j + 1]) - np.float64(mean1[i, j + 1])
+            d2 = np.float64(mean2[i, j + 2]) - np.float64(mean1[i, j + 2])
+            d3 = np.float64(mean2[i, j + 3]) - np.float64(mean1[i, j + 3])
+            s0 += d0 * d0 * weights[j]
+            s1 += d1 * d1 * weights[j + 1]
+            s2 += d2 * d2 * weights[j + 2]
+            s3 += d3 * d3 * weights[j + 3]
+        for j in range(body, p):
+            d0 = np.float64(mean2[i, j]) - np.float64(mean1[i, j])
+            s0 += d0 * d0 * weights[j]
+        total += ((s0 + s1) + (s2 + s3)) / rowvar[i]
+    return total
