@@ -167,11 +167,26 @@ def compare(n, p, batch, dtype=np.float64, repeat=5, reference_batch=100_000, ca
 #: many, and a 784×150 layer; :func:`size_points` caps each batch to a memory budget.
 SIZE_GRID = [(n, n, batch) for n in (4, 16, 64, 256, 1024) for batch in (1, 1_000)] + [(784, 150, 1)]
 
+#: The points of ``fastmvn bench --sizes --full``: every power of two from 1 to 2048 (square),
+#: 784×150, 4096×512 and 2×1024, at one item, 8, 1,000 and as many as fit (a batch of None),
+#: with the budget of :data:`FULL_BUDGET`. It takes tens of minutes.
+FULL_SIZE_GRID = [(n, p, batch) for n, p in [(2 ** k, 2 ** k) for k in range(12)] + [(784, 150), (4096, 512), (2, 1024)]
+                  for batch in (1, 8, 1_000, None)]
+#: Bytes of the six float64 inputs of a point of :data:`FULL_SIZE_GRID`.
+FULL_BUDGET = 2 << 30
+
 
 def size_points(grid=SIZE_GRID, budget=1 << 29):
     """The points of ``grid`` with each batch cut so that its six inputs fit in ``budget`` bytes
-    (float64), at least one item."""
-    return [(n, p, max(1, min(batch, budget // (8 * 2 * (n * p + n * n + p * p))))) for n, p, batch in grid]
+    (float64), at least one item; a batch of None is as many as fit. Points that repeat after
+    the cut are dropped."""
+    points = []
+    for n, p, batch in grid:
+        fit = max(1, budget // (8 * 2 * (n * p + n * n + p * p)))
+        point = (n, p, fit if batch is None else min(batch, fit))
+        if point not in points:
+            points.append(point)
+    return points
 
 
 def compare_sizes(points, repeat=5):

@@ -129,7 +129,9 @@ def bench_sizes(args):
 
     if args.plot:
         _figure_class()
-    rows = _bench.compare_sizes(_progress(_bench.size_points(_bench.SIZE_GRID)), args.repeat)
+    points = (_bench.size_points(_bench.FULL_SIZE_GRID, _bench.FULL_BUDGET) if args.full
+              else _bench.size_points(_bench.SIZE_GRID))
+    rows = _bench.compare_sizes(_progress(points), args.repeat)
     print(f"fastmvn.kl by size, float64, median of {args.repeat} calls, {_threads()} threads")
     print(f"{'n×p':>9} {'batch':>6} {'ms per call':>12} {'× NumPy':>8} {'× torch':>8}")
     for n, p, batch, f in rows:
@@ -304,6 +306,9 @@ def main(argv=None):
                         "time per item against n (needs matplotlib)")
     p.add_argument("--sizes", action="store_true",
                    help="time kl from 4×4 to 1024×1024, one item and a batch, against NumPy and PyTorch")
+    p.add_argument("--full", action="store_true",
+                   help="with --sizes: every power of two from 1 to 2048, 784×150, 4096×512 and 2×1024, at 1, 8, "
+                        "1,000 and as many items as fit in 2 GB (tens of minutes)")
     p.set_defaults(func=bench)
     bench_parser = p
     p = commands.add_parser("kl", help="batched KL for arrays saved in an .npz under the argument names")
@@ -319,6 +324,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "bench" and args.plot and (args.n or args.p):
         bench_parser.error("--plot draws n = p = 2 to 32; leave out --n and --p")
+    if args.command == "bench" and args.full and not args.sizes:
+        bench_parser.error("--full is a grid of --sizes; give both")
     if args.command == "bench" and args.sizes and (args.n or args.p or args.batch or args.case != "kl"
                                                    or args.dtype != "float64"):
         bench_parser.error("--sizes times kl in float64 on its own grid; leave out --n, --p, --batch, --case and --dtype")

@@ -264,6 +264,19 @@ def test_bench_sizes_prints_the_grid_and_plots(tmp_path, capsys, monkeypatch):
 def test_bench_sizes_caps_batches_to_the_budget():
     assert _bench.size_points([(1024, 1024, 1000), (4, 4, 1000)], budget=1 << 29) == [(1024, 1024, 10),
                                                                                         (4, 4, 1000)]
+    # None: as many as fit; a point that the cut makes a repeat is dropped
+    assert _bench.size_points([(2048, 2048, 8), (2048, 2048, 1000), (2048, 2048, None), (1, 1, None)],
+                              budget=_bench.FULL_BUDGET) == [(2048, 2048, 8), (2048, 2048, 10), (1, 1, 44739242)]
+
+
+def test_bench_sizes_full_grid(capsys, monkeypatch):
+    """``--full`` runs the full grid (here cut to two points), and only with ``--sizes``."""
+    monkeypatch.setattr(_bench, "FULL_SIZE_GRID", [(2, 2, 8), (2, 2, 8), (3, 3, 1)])
+    cli.main(["bench", "--sizes", "--full", "--repeat", "1"])
+    rows = [line.split()[:2] for line in capsys.readouterr().out.splitlines()[2:4]]
+    assert rows == [["2×2", "8"], ["3×3", "1"]]
+    err = usage_error(["bench", "--full"], capsys)
+    assert err.splitlines()[-1] == "fastmvn bench: error: --full is a grid of --sizes; give both"
 
 
 @pytest.mark.parametrize("option", [["--n", "4"], ["--batch", "9"], ["--case", "logpdf"], ["--dtype", "float32"]])
