@@ -1,5 +1,7 @@
 """KL divergence between batches of matrix normals in each parameterisation."""
 
+import numpy as np
+
 import fastmvn
 from fastmvn import reference
 
@@ -114,3 +116,55 @@ class KLComponentPrior:
         return times["prior"] / times["copied"]
 
     track_time_over_copied.unit = "ratio"
+
+
+class KLLargeFloors:
+    """One large item against the floors of its work, as ratios measured in one run: ``kl``
+    over the four Cholesky factorisations it needs (through the same LAPACK, SciPy's),
+    ``kl_value_and_grad`` over ``kl``, and ``kl_diag`` over one read of its inputs."""
+
+    params = [LARGE_SIZES]
+    param_names = ["size"]
+    timeout = 300
+
+    def setup(self, size):
+        import numpy as np
+
+        from fastmvn import _bench
+
+        n, p = size
+        self.pair = [a[0] for a in _bench.random_pair(1, n, p)]
+        self.diagonal = [np.ascontiguousarray(a[0]) for a in _bench.random_inputs("kl_diag", 1, n, p)]
+        fastmvn.kl_value_and_grad(*self.pair)
+        fastmvn.kl_diag(*self.diagonal)
+
+    def track_kl_over_four_choleskys(self, size):
+        """``kl`` over ``scipy.linalg.lapack.dpotrf`` of its four covariances."""
+        from scipy.linalg import lapack
+
+        from fastmvn import _bench
+
+        covariances = [np.asfortranarray(self.pair[k]) for k in (1, 2, 4, 5)]
+        times = _bench.median_times({
+            "kl": lambda: fastmvn.kl(*self.pair),
+            "choleskys": lambda: [lapack.dpotrf(a, lower=0, clean=0) for a in covariances]}, repeat=5)
+        return times["kl"] / times["choleskys"]
+
+    def track_value_and_grad_over_value(self, size):
+        """``kl_value_and_grad`` (every gradient) over ``kl``."""
+        from fastmvn import _bench
+
+        times = _bench.median_times({"kl": lambda: fastmvn.kl(*self.pair),
+                                     "value_and_grad": lambda: fastmvn.kl_value_and_grad(*self.pair)}, repeat=5)
+        return times["value_and_grad"] / times["kl"]
+
+    def track_kl_diag_over_read(self, size):
+        """``kl_diag`` over one read of its inputs (:func:`fastmvn._bench.read_pass`)."""
+        from fastmvn import _bench
+
+        times = _bench.median_times({"kl_diag": lambda: fastmvn.kl_diag(*self.diagonal),
+                                     "read": lambda: _bench.read_pass(self.diagonal)}, repeat=7)
+        return times["kl_diag"] / times["read"]
+
+    track_kl_over_four_choleskys.unit = track_value_and_grad_over_value.unit = "ratio"
+    track_kl_diag_over_read.unit = "ratio"
