@@ -10,14 +10,14 @@ sys.path.insert(0, str(ROOT))
 
 # fastmvn.cuda imports only where numba-cuda finds a GPU, or in Numba's CUDA simulator: the
 # simulator lets it import on any machine with numba-cuda, so that autodoc reads the functions it
-# generates from fastmvn._table. Where numba-cuda is missing, the reference leaves its page out
-# (api/index.rst finds it by a glob, so that no toctree names a missing page).
+# generates from fastmvn._table. Where numba-cuda is missing, api/cuda_unavailable.rst stands in
+# for api/cuda.rst and its generated pages (api/index.rst finds whichever is left by a glob).
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 try:
     importlib.import_module("fastmvn.cuda")
-    CUDA_PAGES = []
+    CUDA_PAGES = ["api/cuda_unavailable.rst"]
 except ImportError:
-    CUDA_PAGES = ["api/cuda.rst"]
+    CUDA_PAGES = ["api/cuda.rst", "api/generated/fastmvn.cuda.*"]
 
 import fastmvn  # noqa: E402
 
