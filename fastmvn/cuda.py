@@ -2,7 +2,7 @@
 
 The functions take the arguments of their CPU namesakes in :mod:`fastmvn` and give the
 same results, broadcasting, dtypes and errors, computed by the CPU's own per-item kernels
-compiled for CUDA (:mod:`fastmvn._cuda_kernels`). Matrices may be up to
+compiled for CUDA (``fastmvn._cuda_kernels``). Matrices may be up to
 :data:`MAX_SIZE` × :data:`MAX_SIZE`.
 
 Where the data lives decides where the result lives:

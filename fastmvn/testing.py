@@ -28,7 +28,7 @@ def random_spd(rng, shape, size, jitter=0.1):
 
     Returns
     -------
-    spd : (*shape, size, size) ndarray
+    spd : ``(*shape, size, size)`` ndarray
         float64 matrices with eigenvalues of order 1, all of them at least ``jitter``.
 
     Examples
@@ -150,7 +150,7 @@ def conditioned_spd(rng, shape, size, condition):
 
     Returns
     -------
-    spd : (*shape, size, size) ndarray
+    spd : ``(*shape, size, size)`` ndarray
         float64 matrices, smallest eigenvalue 1 and largest ``condition`` (to rounding).
 
     Examples

@@ -355,18 +355,17 @@ def test_distributed_cluster_streams_a_batch_larger_than_a_worker(tmp_path):
         np.testing.assert_array_equal(result[i * chunk:(i + 1) * chunk], fm.kl(*items))
 
 
-def test_readme_example_at_a_small_size(tmp_path, monkeypatch):
-    """The README's Dask example with 10,000 items instead of 200,000,000."""
+def test_documented_example_at_a_small_size(tmp_path, monkeypatch):
+    """The Dask example of the documentation (docs/dask.md) with 10,000 items instead of 200,000,000."""
     pytest.importorskip("zarr")
-    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
-    section = readme.split("\n## Beyond memory: Dask\n")[1].split("\n## ")[0]
-    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    page = (pathlib.Path(__file__).parent.parent / "docs" / "dask.md").read_text()
+    code = re.search(r"```python\n(.*?)```", page, flags=re.S).group(1)
     code, count = re.subn(r"^B, n, p, chunk = .*$", "B, n, p, chunk = 10_000, 4, 4, 1_500", code, flags=re.M)
     assert count == 1
     monkeypatch.chdir(tmp_path)
     namespace = {}
     with dask.config.set({"array.chunk-size": "100KiB"}):        # many blocks of the .npy files
-        exec(compile(code, "README.md", "exec"), namespace)
+        exec(compile(code, "docs/dask.md", "exec"), namespace)
     assert namespace["kl"].numblocks[0] > 10
     expected = fm.kl(*(np.load(f"{name}.npy") for name in ("mean1", "rowcov1", "colcov1")), *namespace["prior"])
     assert expected.dtype == np.float32 and np.isfinite(expected).all()

@@ -220,7 +220,7 @@ def rvs(mean, rowcov, colcov, size=None, random_state=None, *, errors="raise"):
 
     Returns
     -------
-    samples : (*size, ..., n, p) ndarray
+    samples : ``(*size, ..., n, p)`` ndarray
         float32 when every input is float32, float64 otherwise.
 
     Raises

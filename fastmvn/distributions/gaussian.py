@@ -390,7 +390,7 @@ class MatrixGaussian(_Frozen):
 
         Returns
         -------
-        samples : (*size, ..., n, p) ndarray
+        samples : ``(*size, ..., n, p)`` ndarray
 
         Examples
         --------

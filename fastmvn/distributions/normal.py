@@ -241,7 +241,7 @@ class MatrixNormal(_Frozen):
 
         Returns
         -------
-        samples : (*size, ..., n, p) ndarray
+        samples : ``(*size, ..., n, p)`` ndarray
         """
         mean, _, _, rowchol, colchol = self._exact
         return _sample(mean, rowchol, colchol, size, random_state, self._dtype, self._batch_shape)

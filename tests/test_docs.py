@@ -1,0 +1,73 @@
+"""The documentation (``docs/``): its API reference names every public name of fastmvn, and the
+Python examples of its pages run."""
+
+import importlib.util
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).parent.parent
+DOCS = ROOT / "docs"
+MODULES = ("fastmvn", "fastmvn.reference", "fastmvn.testing", "fastmvn.torch", "fastmvn.dask", "fastmvn.cuda")
+# The pages whose Python blocks are not run here: the Dask example streams 38 GB (tests/test_dask.py
+# runs it at a small size), and those of adding_a_function.md are fragments of the package's modules.
+NOT_RUN = {"dask.md", "adding_a_function.md"}
+
+
+def public_names():
+    """Each importable module's ``__all__``, read in a new process where ``fastmvn.cuda`` runs in
+    Numba's CUDA simulator (as when the documentation is built), so that it imports without a GPU."""
+    script = ("import importlib, json, sys\nnames = {}\nfor module in sys.argv[1:]:\n"
+              "    try:\n        names[module] = importlib.import_module(module).__all__\n"
+              "    except ImportError:\n        pass\nprint(json.dumps(names))")
+    environment = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-c", script, *MODULES], capture_output=True, text=True,
+                            env=environment, check=True)
+    return json.loads(result.stdout)
+
+
+def documented(module):
+    """The names that the API reference page of ``module`` documents: its autosummary entries and
+    the objects it describes directly (``.. data::``, ``.. autodata::``, …)."""
+    text = (DOCS / "api" / f"{module.removeprefix('fastmvn.') if module != 'fastmvn' else 'fastmvn'}.rst").read_text()
+    names = set()
+    for block in re.findall(r"^\.\. autosummary::\n((?:[ \t]+.*\n|\n)*)", text, flags=re.M):
+        names |= {line.strip() for line in block.splitlines() if line.strip() and not line.strip().startswith(":")}
+    names |= set(re.findall(r"^\.\. (?:auto)?(?:data|function|class|exception):: (\S+)", text, flags=re.M))
+    return names
+
+
+def test_api_reference_names_every_public_name():
+    names = public_names()
+    assert {"fastmvn", "fastmvn.reference", "fastmvn.testing"} <= names.keys()
+    if importlib.util.find_spec("numba_cuda") is not None:
+        assert "fastmvn.cuda" in names
+    for module, public in names.items():
+        missing = sorted(set(public) - documented(module))
+        assert not missing, f"docs/api/ leaves out these public names of {module}: {missing}"
+
+
+def test_every_api_page_is_in_the_reference_toctree():
+    index = (DOCS / "api" / "index.rst").read_text()
+    for module in MODULES:
+        page = "fastmvn" if module == "fastmvn" else module.removeprefix("fastmvn.")
+        assert re.search(rf"^   {page}\*?$", index, flags=re.M), page
+
+
+def blocks(page):
+    return re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md") if blocks(p) and p.name not in NOT_RUN))
+def test_page_examples_run(page):
+    """Each page's Python blocks run in order in one namespace (a PyTorch block needs torch)."""
+    namespace = {}
+    for block in blocks(DOCS / page):
+        if "import torch" in block and importlib.util.find_spec("torch") is None:
+            continue
+        exec(compile(block, str(DOCS / page), "exec"), namespace)
