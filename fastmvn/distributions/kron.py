@@ -26,7 +26,7 @@ from scipy.linalg import solve_triangular
 
 from .._arguments import COV, MEAN, VAR, Arg, check, check_errors, check_out, result_dtype
 from .._docs import shared
-from ._base import (_ENTROPY_PER_ENTRY, _eigen, _factor, _failing, _first, _Frozen, _full, _Links, _nonfinite,
+from ._base import (_ENTROPY_PER_ENTRY, _eigen, _factor, _failing, _Frozen, _full, _Links, _nonfinite,
                     _not_pd, _report, _sample_shape, _symmetric)
 from .functions import _deliver
 from .normal import MatrixNormal
@@ -48,7 +48,7 @@ class _Form(NamedTuple):
     colwhiten: np.ndarray  # R_v = P_v⁻¹ (..., p, p)
     colvals: np.ndarray  # λ_v (..., p)
     collogdet: np.ndarray  # log|P_v P_vᵀ| (...)
-    power: np.ndarray  # s, +1 (covariance) or −1 (precision), 0-d
+    power: np.ndarray  # s, +1 (covariance) or −1 (precision), one value for the whole batch
 
 
 def _swap(a):
@@ -66,7 +66,7 @@ def _products(form):
 def _scales(form):
     """``d_ij = (λ_u,i λ_v,j + 1)^s``: the variances of the whitened entries."""
     products = _products(form)
-    return products if form.power > 0 else 1.0 / products
+    return np.where(form.power[..., None, None] > 0, products, 1.0 / products)
 
 
 def _logdet(form):
@@ -162,13 +162,13 @@ def _whiten(signal_arg, noise_arg):
     return (basis, whiten, np.maximum(eigvals, 0.0), logdet), noise_bad, not_psd
 
 
-def _parameters(mean, rowcov, colcov, noise_rowcov, noise_colcov, errors="raise", suffix=""):
+def _parameters(mean, rowcov, colcov, noise_rowcov, noise_colcov, suffix=""):
     """The parts of a :class:`KroneckerSumNormal` in covariance form (``_Form``), its dtype,
-    batch shape and the mask of failing items, from checked arguments named with ``suffix``.
+    batch shape and failures, from the arguments named with ``suffix``.
 
-    With ``errors="raise"`` the first failing item raises, naming the argument and batch
-    index: NaN or infinity (ValueError) before a noise that is not positive definite or a
-    signal that is not positive semi-definite (LinAlgError).
+    The failures, for :func:`_report`, come as two lists: NaN or infinity (ValueError), and
+    a noise that is not positive definite or a signal that is not positive semi-definite
+    (LinAlgError); a caller reports every argument's first list before any second one.
     """
     row_arg, col_arg = Arg(f"rowcov{suffix}", COV, rowcov, "nn"), Arg(f"colcov{suffix}", COV, colcov, "pp")
     row_noise = _noise(noise_rowcov, f"noise_rowcov{suffix}", "nn")
@@ -183,17 +183,25 @@ def _parameters(mean, rowcov, colcov, noise_rowcov, noise_colcov, errors="raise"
     dtype, batch_shape = check(args)
     row_parts, row_noise_bad, row_not_psd = _whiten(row_arg, row_noise)
     col_parts, col_noise_bad, col_not_psd = _whiten(col_arg, col_noise)
-    failures = ([(_nonfinite(arg) if arg.axes else ~np.isfinite(np.asarray(arg.array, dtype=np.float64)),
+    nonfinite = [(_nonfinite(arg) if arg.axes else ~np.isfinite(np.asarray(arg.array, dtype=np.float64)),
                   ValueError, f"{arg.name} contains NaN or infinity") for arg in args]
-                + [(row_noise_bad, LinAlgError, _not_pd(row_noise.name)),
-                   (col_noise_bad, LinAlgError, _not_pd(col_noise.name)),
-                   (row_not_psd, LinAlgError, f"{row_arg.name} is not positive semi-definite"),
-                   (col_not_psd, LinAlgError, f"{col_arg.name} is not positive semi-definite")])
-    failing = _failing([mask for mask, _, _ in failures], batch_shape)
-    if errors == "raise":
-        _report(failures, batch_shape)
+    invalid = [(row_noise_bad, LinAlgError, _not_pd(row_noise.name)),
+               (col_noise_bad, LinAlgError, _not_pd(col_noise.name)),
+               (row_not_psd, LinAlgError, f"{row_arg.name} is not positive semi-definite"),
+               (col_not_psd, LinAlgError, f"{col_arg.name} is not positive semi-definite")]
     form = _Form(np.array(mean_arg.array, dtype=np.float64), *row_parts, *col_parts, np.array(1.0))
-    return form, dtype, batch_shape, failing
+    return form, dtype, batch_shape, (nonfinite, invalid)
+
+
+def _checked(failures, batch_shape, errors):
+    """The mask over ``batch_shape`` of the items that fail one of ``failures`` (pairs of lists
+    from :func:`_parameters`, in the order of the arguments); with ``errors="raise"`` the
+    first failing item raises, every non-finite check tried before any other."""
+    ordered = [failure for first, _ in failures for failure in first] + [
+        failure for _, second in failures for failure in second]
+    if errors == "raise":
+        _report(ordered, batch_shape)
+    return _failing([mask for mask, _, _ in ordered], batch_shape)
 
 
 def _from_eigen(mean, eigen, scalar, power, names):
@@ -296,7 +304,8 @@ class KroneckerSumNormal(_Frozen):
     _CORES = {"_rowvals": 1, "_colvals": 1, "_rowlogdet": 0, "_collogdet": 0, "_power": 0}
 
     def __init__(self, mean, rowcov, colcov, noise_rowcov, noise_colcov=None):
-        form, dtype, batch_shape, _ = _parameters(mean, rowcov, colcov, noise_rowcov, noise_colcov)
+        form, dtype, batch_shape, failures = _parameters(mean, rowcov, colcov, noise_rowcov, noise_colcov)
+        _checked([failures], batch_shape, "raise")
         self._init(*form, dtype, batch_shape)
 
     @staticmethod
@@ -457,7 +466,7 @@ class KroneckerSumNormal(_Frozen):
     @property
     def is_precision(self):
         """Whether the distribution was given by its precision ``V⊗U + δI`` (``d = 1/(λ_u λ_vᵀ + 1)``)."""
-        return bool(self._power < 0)
+        return bool((self._power < 0).any())
 
     @property
     def cov(self):
@@ -477,9 +486,10 @@ class KroneckerSumNormal(_Frozen):
 
     # Densities, entropy, divergence
 
-    def _at_points(self, x, function, out, errors, failing=None):
+    def _at_points(self, x, function, out, errors, failures=()):
         """``function(form, x)`` over the broadcast batch shape, checked like the core functions:
-        ``x`` with NaN or infinity (and any item of ``failing``) fails."""
+        an item fails where ``x`` has NaN or infinity or one of ``failures`` (those of the
+        parameters, from :func:`_parameters`) holds."""
         check_errors(errors)
         x_arg = Arg("x", MEAN, x, "np")
         if x_arg.core_shape != self.shape:
@@ -487,13 +497,12 @@ class KroneckerSumNormal(_Frozen):
         batch_shape = np.broadcast_shapes(self._batch_shape, x_arg.batch_shape)
         dtype = result_dtype(self._mean, x_arg.array)
         check_out(out, dtype, batch_shape)
-        bad = _nonfinite(x_arg)
-        if errors == "raise":
-            _report([(bad, ValueError, "x contains NaN or infinity")], batch_shape)
+        failing = _checked([([(_nonfinite(x_arg), ValueError, "x contains NaN or infinity")], []), *failures],
+                           batch_shape, errors)
         x = np.asarray(x_arg.array, dtype=np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
             value = np.array(np.broadcast_to(function(self._form, x), batch_shape))
-        value[np.broadcast_to(bad if failing is None else bad | failing, batch_shape)] = np.nan
+        value[failing] = np.nan
         return _deliver(value, dtype, out)
 
     @shared
@@ -732,9 +741,9 @@ def logpdf_kron_sum(x, mean, rowcov, colcov, noise_rowcov, noise_colcov=None, *,
     np.float64(nan)
     """
     check_errors(errors)
-    form, dtype, batch_shape, failing = _parameters(mean, rowcov, colcov, noise_rowcov, noise_colcov, errors)
+    form, dtype, batch_shape, failures = _parameters(mean, rowcov, colcov, noise_rowcov, noise_colcov)
     distribution = KroneckerSumNormal._assemble(*form, dtype, batch_shape)
-    return distribution._at_points(x, _logpdf, out, errors, failing)
+    return distribution._at_points(x, _logpdf, out, errors, [failures])
 
 
 def kl_kron_sum(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2, rowcov2, colcov2, noise_rowcov2,
@@ -780,15 +789,16 @@ def kl_kron_sum(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2, ro
     ((10000,), True)
     """
     check_errors(errors)
-    first, dtype1, batch1, failing1 = _parameters(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, errors, "1")
-    second, dtype2, batch2, failing2 = _parameters(mean2, rowcov2, colcov2, noise_rowcov2, noise_colcov2, errors, "2")
+    first, dtype1, batch1, failures1 = _parameters(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, "1")
+    second, dtype2, batch2, failures2 = _parameters(mean2, rowcov2, colcov2, noise_rowcov2, noise_colcov2, "2")
     if first.mean.shape[-2:] != second.mean.shape[-2:]:
         raise ValueError(f"mean1 has shape {first.mean.shape} and mean2 {second.mean.shape}: "
                          "the two distributions must be of one (n, p)")
     batch_shape = np.broadcast_shapes(batch1, batch2)
     dtype = np.dtype(np.float32 if dtype1 == dtype2 == np.float32 else np.float64)
     check_out(out, dtype, batch_shape)
+    failing = _checked([failures1, failures2], batch_shape, errors)
     with np.errstate(invalid="ignore", over="ignore"):
         value = np.array(np.broadcast_to(_kl(first, second), batch_shape))
-    value[np.broadcast_to(failing1, batch_shape) | np.broadcast_to(failing2, batch_shape)] = np.nan
+    value[failing] = np.nan
     return _deliver(value, dtype, out)
