@@ -615,7 +615,7 @@ class KroneckerSumNormal(_Frozen):
         >>> import numpy as np, fastmvn as fm
         >>> d = fm.KroneckerSumNormal(np.zeros((2, 2)), np.eye(2), np.eye(2), 1.0)
         >>> d.rvs(size=(1000, 3), random_state=0).shape
-        (1000, 2, 2)
+        (1000, 3, 2, 2)
         """
         form = self._form
         z = np.random.default_rng(random_state).standard_normal(
