@@ -15,8 +15,9 @@ or, with ``lower=False``, the upper ``R`` of ``U = Rᵀ R``, of which the upper 
 
 import numpy as np
 
-__all__ = ["cholesky", "entropy", "entropy_chol", "kl", "kl_chol", "kl_diag", "kl_full", "logdet", "logpdf",
-           "logpdf_chol", "mahalanobis", "mahalanobis_chol", "pdf", "pdf_chol", "singular_pivots", "trace_solve"]
+__all__ = ["cholesky", "entropy", "entropy_chol", "kl", "kl_chol", "kl_diag", "kl_full", "kl_kron_sum",
+           "kron_sum_cov", "logdet", "logpdf", "logpdf_chol", "logpdf_kron_sum", "mahalanobis", "mahalanobis_chol",
+           "pdf", "pdf_chol", "singular_pivots", "trace_solve"]
 
 
 def singular_pivots(chol, a):
@@ -216,3 +217,51 @@ def kl_full(mean1, cov1, mean2=None, cov2=None):
     trace = _frobenius2(_solve(chol2, chol1))  # tr(Σ2⁻¹ Σ1)
     quad = _frobenius2(_solve(chol2, vec_d))
     return 0.5 * (trace + quad - size + _logdet_factor(chol2) - _logdet_factor(chol1))
+
+
+def kron_sum_cov(rowcov, colcov, noise_rowcov, noise_colcov=None):
+    """The dense covariance ``V⊗U + B⊗A`` (``(..., np, np)``) of column-major ``vec X`` for the
+    Kronecker-sum normal; a scalar ``noise_rowcov`` is ``σ² I`` and ``noise_colcov=None`` the
+    identity. Entry ``[i + n·j, k + n·l]`` is ``V_jl U_ik + B_jl A_ik``; the lower triangles
+    are read."""
+    def symmetric(a):
+        a = np.tril(np.asarray(a, dtype=float))
+        return a + np.swapaxes(np.tril(a, -1), -1, -2)
+
+    def kron(col, row):
+        dense = np.einsum("...jl,...ik->...jilk", col, row)
+        size = col.shape[-1] * row.shape[-1]
+        return dense.reshape(dense.shape[:-4] + (size, size))
+
+    rowcov, colcov = symmetric(rowcov), symmetric(colcov)
+    n, p = rowcov.shape[-1], colcov.shape[-1]
+    noise_rowcov = (float(noise_rowcov) * np.eye(n) if np.ndim(noise_rowcov) == 0 else symmetric(noise_rowcov))
+    noise_colcov = (np.eye(p) if noise_colcov is None else float(noise_colcov) * np.eye(p)
+                    if np.ndim(noise_colcov) == 0 else symmetric(noise_colcov))
+    return kron(colcov, rowcov) + kron(noise_colcov, noise_rowcov)
+
+
+def _vec_column(x):
+    """Column-major ``vec`` of each matrix as an ``np×1`` matrix."""
+    x = np.asarray(x, dtype=float)
+    return np.swapaxes(x, -1, -2).reshape(x.shape[:-2] + (-1, 1))
+
+
+def logpdf_kron_sum(x, mean, rowcov, colcov, noise_rowcov, noise_colcov=None):
+    """Log-density of ``vec X ~ N(vec M, V⊗U + B⊗A)`` at ``x`` by the dense ``np×np`` covariance
+    (:func:`kron_sum_cov`), its Cholesky factor and :func:`logpdf_chol` on ``np×1`` matrices;
+    ``mean=None`` means zero."""
+    x = np.asarray(x, dtype=float)
+    mean = np.zeros(x.shape[-2:]) if mean is None else mean
+    cov = kron_sum_cov(rowcov, colcov, noise_rowcov, noise_colcov)
+    return logpdf_chol(_vec_column(x), _vec_column(mean), cholesky(cov), np.ones((1, 1)))
+
+
+def kl_kron_sum(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2, rowcov2, colcov2, noise_rowcov2,
+                noise_colcov2):
+    """KL between Kronecker-sum normals by their dense covariances (:func:`kron_sum_cov`) and
+    :func:`kl_full`; ``None`` for a mean means zero."""
+    n, p = np.shape(rowcov1)[-1], np.shape(colcov1)[-1]
+    mean1 = np.zeros((n, p)) if mean1 is None else mean1
+    return kl_full(mean1, kron_sum_cov(rowcov1, colcov1, noise_rowcov1, noise_colcov1), mean2,
+                   kron_sum_cov(rowcov2, colcov2, noise_rowcov2, noise_colcov2))

@@ -48,7 +48,11 @@ def cases():
     spd, chol, mean, rng = integer_inputs()
     mn = lambda: [mean(), spd(N), spd(P)]  # noqa: E731
     mg = lambda: [mean(), spd(N * P)]  # noqa: E731
-    MN, MG = fm.MatrixNormal, fm.MatrixGaussian
+    ks = lambda: [mean(), spd(N), spd(P), spd(N), spd(P)]  # noqa: E731
+    # eigendecompositions exact in every dtype: signed permutations and small integers
+    eig = lambda: [mean(), np.array([[0, 1], [-1, 0]]), rng.integers(0, 4, BATCH + (N,)),  # noqa: E731
+                   np.array([[0, 0, -1], [1, 0, 0], [0, 1, 0]]), rng.integers(1, 4, BATCH + (P,))]
+    MN, MG, KS = fm.MatrixNormal, fm.MatrixGaussian, fm.KroneckerSumNormal
     A, B, C = np.array([[1, 1]]), np.array([[1, 0], [0, 1], [1, 1]]), np.array([[2, -1]])
     mask = np.array([[True, False, True], [False, False, True]])
     table = {
@@ -74,6 +78,8 @@ def cases():
         "fit": (fm.fit, [rng.integers(-3, 4, (20, N, P))]),
         "MatrixNormal": (MN, mn()),
         "MatrixNormal.from_chol": (MN.from_chol, [mean(), chol(N), chol(P)]),
+        "MatrixNormal.from_eig": (MN.from_eig, [mean(), np.array([[0, 1], [-1, 0]]), rng.integers(1, 4, BATCH + (N,)),
+                                                np.eye(P), rng.integers(1, 4, BATCH + (P,))]),
         "MatrixNormal.logpdf": (lambda m, u, v, x: MN(m, u, v).logpdf(x), mn() + [mean()]),
         "MatrixNormal.pdf": (lambda m, u, v, x: MN(m, u, v).pdf(x), mn() + [mean()]),
         "MatrixNormal.mahalanobis": (lambda m, u, v, x: MN(m, u, v).mahalanobis(x), mn() + [mean()]),
@@ -102,6 +108,21 @@ def cases():
         "MatrixGaussian.affine": (lambda m, c, a, b, d: MG(m, c).affine(a, b, d), mg() + [A, B, C]),
         "MatrixGaussian.expect_xtax": (lambda m, c, a: MG(m, c).expect_xtax(a), mg() + [mean(N, N)]),
         "MatrixGaussian.expect_xaxt": (lambda m, c, a: MG(m, c).expect_xaxt(a), mg() + [mean(P, P)]),
+        "KroneckerSumNormal": (KS, ks()),
+        "KroneckerSumNormal.from_eig": (lambda *a: KS.from_eig(*a[:5], noise=a[5]), eig() + [rng.integers(1, 4, BATCH)]),
+        "KroneckerSumNormal.from_precision": (KS.from_precision, [mean(), spd(N), spd(P), rng.integers(1, 4, BATCH)]),
+        "KroneckerSumNormal.logpdf": (lambda *a: KS(*a[:5]).logpdf(a[5]), ks() + [mean()]),
+        "KroneckerSumNormal.pdf": (lambda *a: KS(*a[:5]).pdf(a[5]), ks() + [mean()]),
+        "KroneckerSumNormal.mahalanobis": (lambda *a: KS(*a[:5]).mahalanobis(a[5]), ks() + [mean()]),
+        "KroneckerSumNormal.logdet": (lambda *a: KS(*a).logdet(), ks()),
+        "KroneckerSumNormal.entropy": (lambda *a: KS(*a).entropy(), ks()),
+        "KroneckerSumNormal.rvs": (lambda *a: KS(*a).rvs(size=3, random_state=0), ks()),
+        "KroneckerSumNormal.kl": (lambda *a: KS(*a[:5]).kl(MN(*a[5:])), ks() + mn()),
+        "KroneckerSumNormal.marginal": (lambda *a: KS(*a).marginal(rows=[1], cols=[2, 0]), ks()),
+        "KroneckerSumNormal.expect_xtax": (lambda *a: KS(*a[:5]).expect_xtax(a[5]), ks() + [mean(N, N)]),
+        "KroneckerSumNormal.expect_xaxt": (lambda *a: KS(*a[:5]).expect_xaxt(a[5]), ks() + [mean(P, P)]),
+        "logpdf_kron_sum": (fm.logpdf_kron_sum, [mean()] + ks()),
+        "kl_kron_sum": (fm.kl_kron_sum, ks() + ks()),
         "kl_full": (fm.kl_full, mg() + mg()),
         "kl_gaussian": (lambda *a: fm.kl_gaussian(MN(*a[:3]), MG(*a[3:])), mn() + mg()),
         "expect_quadratic": (fm.expect_quadratic, [mean(N, N), mean(), mean(N, 2), mean(N, P, N, 2)]),
@@ -148,7 +169,7 @@ MODES = {
 def public_names():
     """Every public function, class and public method that computes something."""
     names = {name for name in fm.__all__ if callable(getattr(fm, name))} - {"set_buffer_pool", "MatrixNormalFit"}
-    for cls in (fm.MatrixNormal, fm.MatrixGaussian):
+    for cls in (fm.MatrixNormal, fm.MatrixGaussian, fm.KroneckerSumNormal):
         names |= {f"{cls.__name__}.{name}" for name in vars(cls) if not name.startswith("_")
                   and callable(getattr(cls, name))}
     names |= {f"torch.{name}" for name in fmt.__all__}
@@ -173,6 +194,9 @@ def arrays(result, dtypes):
     if isinstance(result, fm.MatrixGaussian):
         dtypes.append(result.dtype)
         return [result.mean, result.cov, result.chol]
+    if isinstance(result, fm.KroneckerSumNormal):
+        dtypes.append(result.dtype)
+        return [result.mean, result.cov]
     if isinstance(result, torch.Tensor):
         return [result.detach().numpy()]
     if isinstance(result, da.Array):

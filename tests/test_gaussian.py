@@ -493,7 +493,7 @@ def test_bad_input_names_argument_and_batch_index(rng):
         g.affine(A=np.ones((2, 2)))
     with pytest.raises(ValueError, match="A contains NaN or infinity"):
         g.affine(A=np.full((1, 2), np.nan))
-    with pytest.raises(TypeError, match="q must be a MatrixGaussian or a MatrixNormal, not ndarray"):
+    with pytest.raises(TypeError, match="q must be a MatrixGaussian, a MatrixNormal or a KroneckerSumNormal, not ndarray"):
         fm.kl_gaussian(g, cov)
     with pytest.raises(ValueError, match=r"cannot compare distributions of shapes \(2, 3\) and \(3, 2\)"):
         g.kl(fm.MatrixNormal(None, np.eye(3), np.eye(2)))

@@ -1,5 +1,6 @@
-"""The matrix-variate distributions: the frozen :class:`MatrixNormal` and :class:`MatrixGaussian`,
-the matrix normal's functions of its parameters, the KL divergences between them, and fitting.
+"""The matrix-variate distributions: the frozen :class:`MatrixNormal`, :class:`MatrixGaussian` and
+:class:`KroneckerSumNormal`, the matrix normal's functions of its parameters, the KL divergences
+between them, and fitting.
 
 Modules, each importing only those above it:
 
@@ -8,6 +9,8 @@ Modules, each importing only those above it:
 * :mod:`.functions`: :func:`pdf`, :func:`pdf_chol`, :func:`entropy`, :func:`entropy_chol`, :func:`rvs`;
 * :mod:`.normal`: :class:`MatrixNormal`;
 * :mod:`.gaussian`: :class:`MatrixGaussian` and :func:`expect_quadratic`;
+* :mod:`.kron`: :class:`KroneckerSumNormal` (a Kronecker product plus noise), :func:`logpdf_kron_sum`
+  and :func:`kl_kron_sum`;
 * :mod:`.kl`: :func:`kl_full` and :func:`kl_gaussian`, and the links between the two families;
 * :mod:`.fitting`: :func:`fit` (:class:`MatrixNormalFit`), :func:`nearest_kronecker`, :func:`project`.
 """
@@ -16,7 +19,9 @@ from .fitting import MatrixNormalFit, fit, nearest_kronecker, project
 from .functions import entropy, entropy_chol, pdf, pdf_chol, rvs
 from .gaussian import MatrixGaussian, expect_quadratic
 from .kl import kl_full, kl_gaussian
+from .kron import KroneckerSumNormal, kl_kron_sum, logpdf_kron_sum
 from .normal import MatrixNormal
 
 __all__ = ["pdf", "pdf_chol", "entropy", "entropy_chol", "rvs", "fit", "MatrixNormal", "MatrixNormalFit",
-           "MatrixGaussian", "kl_full", "kl_gaussian", "expect_quadratic", "nearest_kronecker", "project"]
+           "MatrixGaussian", "kl_full", "kl_gaussian", "expect_quadratic", "nearest_kronecker", "project",
+           "KroneckerSumNormal", "logpdf_kron_sum", "kl_kron_sum"]

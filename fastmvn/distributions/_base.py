@@ -129,6 +129,25 @@ def _not_pd(name):
     return f"{name} is not positive definite (Cholesky failed)"
 
 
+def _eigen(vecs_arg, vals_arg, positive):
+    """An eigendecomposition ``Q diag(λ) Qᵀ`` given as arguments ``vecs`` (``(..., n, n)``,
+    orthonormal columns) and ``vals`` (``(..., n)``): the two in float64 and their failures
+    for :func:`_report`, as two lists, the non-finite ones first, then the others: ``vecs`` not
+    orthonormal (an entry of ``QᵀQ − I`` beyond the square root of its dtype's epsilon), an
+    eigenvalue negative, or with ``positive`` not positive."""
+    vecs, vals = np.asarray(vecs_arg.array, dtype=np.float64), np.asarray(vals_arg.array, dtype=np.float64)
+    nonfinite = [(~np.isfinite(vecs).all(axis=(-2, -1)), ValueError, f"{vecs_arg.name} contains NaN or infinity"),
+                 (~np.isfinite(vals).all(axis=-1), ValueError, f"{vals_arg.name} contains NaN or infinity")]
+    tolerance = np.sqrt(np.finfo(np.float32 if vecs_arg.dtype == np.float32 else np.float64).eps)
+    with np.errstate(invalid="ignore", over="ignore"):
+        skew = np.abs(np.swapaxes(vecs, -1, -2) @ vecs - np.eye(vecs.shape[-1]))
+        skewed = ~(skew <= tolerance).all(axis=(-2, -1))
+        low = ~((vals > 0) if positive else (vals >= 0)).all(axis=-1)
+    sign = "positive" if positive else "non-negative"
+    return nonfinite, [(skewed, ValueError, f"{vecs_arg.name} is not orthonormal (QᵀQ differs from I)"),
+                       (low, LinAlgError, f"{vals_arg.name} has an eigenvalue that is not {sign}")]
+
+
 # Parts of a distribution ----------------------------------------------------------------
 
 
@@ -208,6 +227,9 @@ class _Frozen:
 
     _PARTS = ()
     _DERIVED = ()
+    #: The number of core axes of each part that is not a matrix, by name: 1 for a vector of
+    #: eigenvalues, 0 for a number per item. Every other part has two.
+    _CORES = {}
 
     @classmethod
     def _family(cls):
@@ -284,7 +306,7 @@ class _Frozen:
             raise IndexError(f"a single (unbatched) {self._family().__name__} cannot be indexed")
         positions = np.arange(math.prod(self._batch_shape)).reshape(self._batch_shape)[index]
         where = np.unravel_index(positions, self._batch_shape)
-        parts = [self._view(a)[where] for a in self._exact[:len(self._PARTS)]]
+        parts = [self._view(a, self._CORES.get(name, 2))[where] for name, a in zip(self._PARTS, self._exact)]
         return self._assemble(*parts, self._dtype, positions.shape)
 
     # Densities

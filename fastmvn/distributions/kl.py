@@ -1,6 +1,7 @@
 """KL divergences of matrix Gaussians: :func:`kl_full`, between matrix Gaussians given by their
-parameters, and :func:`kl_gaussian`, between frozen distributions of either family
-(:class:`~fastmvn.MatrixGaussian` or :class:`~fastmvn.MatrixNormal`, in any combination).
+parameters, and :func:`kl_gaussian`, between frozen distributions of any family
+(:class:`~fastmvn.MatrixGaussian`, :class:`~fastmvn.MatrixNormal` or
+:class:`~fastmvn.KroneckerSumNormal`, in any combination).
 
 This module joins the two families: importing both, it sets the links of
 :class:`fastmvn.distributions._base._Links` through which :meth:`MatrixNormal.to_matrix_gaussian`,
@@ -15,6 +16,7 @@ from .._arguments import COV, MEAN, Arg, check, check_errors, result_dtype
 from .._batch import compute
 from ._base import _full, _Links
 from .gaussian import _ONE, MatrixGaussian, _check_size, _logdet, _vec
+from .kron import KroneckerSumNormal, _kl_between
 from .normal import MatrixNormal
 
 __all__ = ["kl_full", "kl_gaussian"]
@@ -145,11 +147,15 @@ def kl_gaussian(p, q):
       with no ``np×np`` solve on the matrix normal's side;
     * a :class:`~fastmvn.MatrixNormal` ``p`` and a :class:`MatrixGaussian` ``q``: ``p`` as
       the matrix Gaussian with factor ``L_V⊗L_U`` (:meth:`MatrixGaussian.from_normal`);
-    * two :class:`~fastmvn.MatrixNormal`: :meth:`fastmvn.MatrixNormal.kl`.
+    * two :class:`~fastmvn.MatrixNormal`: :meth:`fastmvn.MatrixNormal.kl`;
+    * a :class:`~fastmvn.KroneckerSumNormal` and a :class:`~fastmvn.KroneckerSumNormal` or
+      :class:`~fastmvn.MatrixNormal`, either way round: :meth:`fastmvn.KroneckerSumNormal.kl`,
+      on the eigenbasis forms; and a :class:`MatrixGaussian`: the Kronecker-sum normal as the
+      matrix Gaussian of its dense covariance (small ``n·p``).
 
     Parameters
     ----------
-    p, q : MatrixGaussian or MatrixNormal
+    p, q : MatrixGaussian, MatrixNormal or KroneckerSumNormal
         Of the same shape ``(n, p)``; the batch shapes broadcast.
 
     Returns
@@ -174,10 +180,15 @@ def kl_gaussian(p, q):
     True
     """
     for name, value in (("p", p), ("q", q)):
-        if not isinstance(value, (MatrixGaussian, MatrixNormal)):
-            raise TypeError(f"{name} must be a MatrixGaussian or a MatrixNormal, not {type(value).__name__}")
+        if not isinstance(value, (MatrixGaussian, MatrixNormal, KroneckerSumNormal)):
+            raise TypeError(f"{name} must be a MatrixGaussian, a MatrixNormal or a KroneckerSumNormal, "
+                            f"not {type(value).__name__}")
     if p.shape != q.shape:
         raise ValueError(f"cannot compare distributions of shapes {p.shape} and {q.shape}")
+    if isinstance(p, KroneckerSumNormal) or isinstance(q, KroneckerSumNormal):
+        if not (isinstance(p, MatrixGaussian) or isinstance(q, MatrixGaussian)):
+            return _kl_between(p, q)
+        p, q = (MatrixGaussian(d.mean, d.cov) if isinstance(d, KroneckerSumNormal) else d for d in (p, q))
     if isinstance(p, MatrixNormal) and isinstance(q, MatrixNormal):
         return p.kl(q)
     if isinstance(p, MatrixNormal):

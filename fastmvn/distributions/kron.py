@@ -1,0 +1,814 @@
+"""The Kronecker-sum normal :class:`KroneckerSumNormal`, ``vec X ~ N(vec M, V⊗U + B⊗A)`` (a
+Kronecker product plus noise), held in the eigenbasis that whitens the noise and
+diagonalises the signal, and its batched function forms :func:`logpdf_kron_sum` and
+:func:`kl_kron_sum`.
+
+Every distribution of this module is stored in one form (``docs/kronecker_sums.md``)::
+
+    Σ = (P_v ⊗ P_u) diag(vec d) (P_v ⊗ P_u)ᵀ,   d_ij = (λ_u,i λ_v,j + 1)^s,
+
+with square ``P_u`` (``n×n``), ``P_v`` (``p×p``), their inverses ``R_u``, ``R_v``, the
+eigenvalues ``λ_u ≥ 0``, ``λ_v ≥ 0``, ``log|P_u P_uᵀ|``, ``log|P_v P_vᵀ|`` and the power
+``s``: ``+1`` for a covariance ``V⊗U + B⊗A`` (``P_u = L_A Q_u``), ``−1`` for a precision
+``V⊗U + δI`` (``P_u = Q_u/√δ``). A :class:`~fastmvn.MatrixNormal` is the form with
+``P = L`` (its Cholesky factors) and ``λ = 0``, so every method and divergence is one
+computation on the form. NumPy and SciPy on whole stacks (LAPACK's Cholesky, triangular
+solves, ``eigh`` and matrix products), no compiled kernel: ``O(n³ + p³)`` once at
+construction, ``O(n²p + np²)`` per density or divergence.
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numpy.linalg import LinAlgError
+from scipy.linalg import solve_triangular
+
+from .._arguments import COV, MEAN, VAR, Arg, check, check_errors, check_out, result_dtype
+from .._docs import shared
+from ._base import (_ENTROPY_PER_ENTRY, _eigen, _factor, _failing, _Frozen, _full, _Links, _nonfinite,
+                    _not_pd, _report, _sample_shape, _symmetric)
+from .functions import _deliver
+from .normal import MatrixNormal
+
+__all__ = ["KroneckerSumNormal", "logpdf_kron_sum", "kl_kron_sum"]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+class _Form(NamedTuple):
+    """The parts of a distribution in the eigenbasis form, float64, each over its own batch shape."""
+
+    mean: np.ndarray  # (..., n, p)
+    rowbasis: np.ndarray  # P_u (..., n, n)
+    rowwhiten: np.ndarray  # R_u = P_u⁻¹ (..., n, n)
+    rowvals: np.ndarray  # λ_u (..., n)
+    rowlogdet: np.ndarray  # log|P_u P_uᵀ| (...)
+    colbasis: np.ndarray  # P_v (..., p, p)
+    colwhiten: np.ndarray  # R_v = P_v⁻¹ (..., p, p)
+    colvals: np.ndarray  # λ_v (..., p)
+    collogdet: np.ndarray  # log|P_v P_vᵀ| (...)
+    power: np.ndarray  # s, +1 (covariance) or −1 (precision), one value for the whole batch
+
+
+def _swap(a):
+    return np.swapaxes(a, -1, -2)
+
+
+# The computations on the form -------------------------------------------------------------
+
+
+def _products(form):
+    """``λ_u,i λ_v,j + 1`` over ``(..., n, p)``."""
+    return form.rowvals[..., :, None] * form.colvals[..., None, :] + 1.0
+
+
+def _scales(form):
+    """``d_ij = (λ_u,i λ_v,j + 1)^s``: the variances of the whitened entries."""
+    products = _products(form)
+    return np.where(form.power[..., None, None] > 0, products, 1.0 / products)
+
+
+def _logdet(form):
+    """``log|Σ| = p log|P_u P_uᵀ| + n log|P_v P_vᵀ| + s Σ_ij log(λ_u,i λ_v,j + 1)``."""
+    n, p = form.mean.shape[-2:]
+    products = np.log1p(form.rowvals[..., :, None] * form.colvals[..., None, :]).sum(axis=(-2, -1))
+    return p * form.rowlogdet + n * form.collogdet + form.power * products
+
+
+def _mahalanobis(form, x):
+    """``Σ_ij W_ij² / d_ij`` with ``W = R_u (X − M) R_vᵀ``."""
+    w = form.rowwhiten @ (x - form.mean) @ _swap(form.colwhiten)
+    return (w * w / _scales(form)).sum(axis=(-2, -1))
+
+
+def _logpdf(form, x):
+    """``−½[np·log 2π + log|Σ| + Σ_ij W_ij²/d_ij]``."""
+    n, p = form.mean.shape[-2:]
+    return -0.5 * (n * p * _LOG_2PI + _logdet(form) + _mahalanobis(form, x))
+
+
+def _kl(first, second):
+    """``KL(first ‖ second)`` between two forms, float64, over the broadcast batch shape::
+
+        ½[tr(Σ₂⁻¹Σ₁) + Mahalanobis₂(M₁) − np + log|Σ₂| − log|Σ₁|],
+        tr(Σ₂⁻¹Σ₁) = Σ_ij (G_u d₁ G_vᵀ)_ij / d₂,ij,   G = (R₂ P₁)∘²  (entrywise square).
+
+    For two covariance forms ``G_u d₁ G_vᵀ = a cᵀ + e fᵀ`` with ``a, c, e, f`` the diagonals
+    of ``R₂ U₁ R₂ᵀ``, ``R₂ V₁ R₂ᵀ``, ``R₂ A₁ R₂ᵀ``, ``R₂ B₁ R₂ᵀ``; the product form serves
+    every pair (a precision form's ``d`` is not of rank two).
+    """
+    n, p = first.mean.shape[-2:]
+    row_gain = np.square(second.rowwhiten @ first.rowbasis)
+    col_gain = np.square(second.colwhiten @ first.colbasis)
+    trace = ((row_gain @ _scales(first) @ _swap(col_gain)) / _scales(second)).sum(axis=(-2, -1))
+    return 0.5 * (trace + _mahalanobis(second, first.mean) - n * p + _logdet(second) - _logdet(first))
+
+
+def _inverse(chol):
+    """``L⁻¹`` for a stack of lower-triangular ``L``: by LAPACK's triangular solve for one
+    matrix; for a stack by ``numpy.linalg.solve``, one LAPACK call for the whole stack
+    (SciPy's ``solve_triangular`` loops over a stack in Python, 100 times slower for 4×4)."""
+    size = chol.shape[-1]
+    if chol.size == size * size:
+        inverse = solve_triangular(chol.reshape(size, size), np.eye(size), lower=True, check_finite=False)
+        return inverse.reshape(chol.shape)
+    return np.linalg.solve(chol, np.broadcast_to(np.eye(size), chol.shape))
+
+
+def _normal_form(normal):
+    """A :class:`~fastmvn.MatrixNormal` ``MN(M, L_U L_Uᵀ, L_V L_Vᵀ)`` as the form with
+    ``P = L``, ``λ = 0``: its stored Cholesky factors, inverted by triangular solves."""
+    mean, _, _, rowchol, colchol = normal._exact
+    parts = [mean]
+    for chol in (rowchol, colchol):
+        size = chol.shape[-1]
+        logdet = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
+        parts += [chol, _inverse(chol), np.zeros(chol.shape[:-2] + (size,)), logdet]
+    return _Form(*parts, np.array(1.0))
+
+
+# Checks and factorisation -----------------------------------------------------------------
+
+
+def _noise(value, name, axes):
+    """The argument of a noise covariance: a matrix, or a scalar ``σ²`` (the covariance ``σ² I``,
+    an argument of no axes; a Python number does not decide the result dtype)."""
+    if value is None:
+        raise TypeError(f"{name} must be a matrix or a scalar, not None")
+    if np.ndim(value) == 0:
+        return Arg(name, VAR, value, "", default=isinstance(value, (int, float)))
+    return Arg(name, COV, value, axes)
+
+
+def _whiten(signal_arg, noise_arg):
+    """One side of the form from its signal ``U`` and noise ``A`` (a matrix or a scalar):
+    ``A = L Lᵀ``, ``L⁻¹ U L⁻ᵀ = Q diag(λ) Qᵀ``, ``P = L Q``, ``R = Qᵀ L⁻¹``.
+
+    Returns ``(P, R, λ, log|A|)`` and the masks of the items whose noise is not positive
+    definite and whose signal is not positive semi-definite (a whitened eigenvalue below
+    ``−m·ε·max|λ|``; those within it are taken as zero). Items with non-finite entries are
+    replaced (identity noise, zero signal) for the caller to report or fill with NaN.
+    """
+    size = signal_arg.shape[-1]
+    signal = _symmetric(signal_arg.array, np.float64)
+    signal[_nonfinite(signal_arg)] = 0.0
+    if noise_arg.kind == COV:
+        chol, noise_bad = _factor(noise_arg)
+        inverse = _inverse(chol)
+        eigvals, eigvecs = np.linalg.eigh(inverse @ signal @ _swap(inverse))
+        basis, whiten = chol @ eigvecs, _swap(eigvecs) @ inverse
+        logdet = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
+    else:
+        variance = float(noise_arg.array)
+        noise_bad = np.array(not (np.isfinite(variance) and variance > 0))
+        if noise_bad:
+            variance = 1.0
+        eigvals, eigvecs = np.linalg.eigh(signal / variance)
+        scale = math.sqrt(variance)
+        basis, whiten, logdet = scale * eigvecs, _swap(eigvecs) / scale, np.array(size * math.log(variance))
+    floor = size * np.finfo(np.float64).eps * np.abs(eigvals).max(axis=-1)
+    not_psd = eigvals[..., 0] < -floor
+    return (basis, whiten, np.maximum(eigvals, 0.0), logdet), noise_bad, not_psd
+
+
+def _parameters(mean, rowcov, colcov, noise_rowcov, noise_colcov, suffix=""):
+    """The parts of a :class:`KroneckerSumNormal` in covariance form (``_Form``), its dtype,
+    batch shape and failures, from the arguments named with ``suffix``.
+
+    The failures, for :func:`_report`, come as two lists: NaN or infinity (ValueError), and
+    a noise that is not positive definite or a signal that is not positive semi-definite
+    (LinAlgError); a caller reports every argument's first list before any second one.
+    """
+    row_arg, col_arg = Arg(f"rowcov{suffix}", COV, rowcov, "nn"), Arg(f"colcov{suffix}", COV, colcov, "pp")
+    row_noise = _noise(noise_rowcov, f"noise_rowcov{suffix}", "nn")
+    col_noise = (Arg(f"noise_colcov{suffix}", VAR, 1.0, "", default=True) if noise_colcov is None
+                 else _noise(noise_colcov, f"noise_colcov{suffix}", "pp"))
+    if mean is None:
+        n, p = row_arg.shape[-1], col_arg.shape[-1]
+        mean_arg = Arg(f"mean{suffix}", MEAN, np.zeros((n, p)), "np", default=True)
+    else:
+        mean_arg = Arg(f"mean{suffix}", MEAN, mean, "np")
+    args = [mean_arg, row_arg, col_arg, row_noise, col_noise]
+    dtype, batch_shape = check(args)
+    row_parts, row_noise_bad, row_not_psd = _whiten(row_arg, row_noise)
+    col_parts, col_noise_bad, col_not_psd = _whiten(col_arg, col_noise)
+    nonfinite = [(_nonfinite(arg) if arg.axes else ~np.isfinite(np.asarray(arg.array, dtype=np.float64)),
+                  ValueError, f"{arg.name} contains NaN or infinity") for arg in args]
+    invalid = [(row_noise_bad, LinAlgError, _not_pd(row_noise.name)),
+               (col_noise_bad, LinAlgError, _not_pd(col_noise.name)),
+               (row_not_psd, LinAlgError, f"{row_arg.name} is not positive semi-definite"),
+               (col_not_psd, LinAlgError, f"{col_arg.name} is not positive semi-definite")]
+    form = _Form(np.array(mean_arg.array, dtype=np.float64), *row_parts, *col_parts, np.array(1.0))
+    return form, dtype, batch_shape, (nonfinite, invalid)
+
+
+def _checked(failures, batch_shape, errors):
+    """The mask over ``batch_shape`` of the items that fail one of ``failures`` (pairs of lists
+    from :func:`_parameters`, in the order of the arguments); with ``errors="raise"`` the
+    first failing item raises, every non-finite check tried before any other."""
+    ordered = [failure for first, _ in failures for failure in first] + [
+        failure for _, second in failures for failure in second]
+    if errors == "raise":
+        _report(ordered, batch_shape)
+    return _failing([mask for mask, _, _ in ordered], batch_shape)
+
+
+def _from_eigen(mean, eigen, scalar, power, names):
+    """The form of ``Σ = V⊗U + σ²I`` (``power=1``, ``scalar=σ²``) or of ``Σ⁻¹ = V⊗U + δI``
+    (``power=−1``, ``scalar=δ``) from ``eigen = (Q_u, λ_u, Q_v, λ_v)`` of ``U`` and ``V``, with
+    ``names`` those of the five arguments and of the scalar: ``P_u = √c Q_u``, ``R_u = Q_uᵀ/√c``,
+    ``λ_u/t``, ``log|P_u P_uᵀ| = n log c`` with ``c = t = σ²``, or ``c = 1/δ``, ``t = δ``.
+    Returns the form, dtype and batch shape; a failing item raises."""
+    mean_name, rowvecs_name, rowvals_name, colvecs_name, colvals_name, scalar_name = names
+    args = [Arg(rowvecs_name, MEAN, eigen[0], "nn"), Arg(rowvals_name, VAR, eigen[1], "n"),
+            Arg(colvecs_name, MEAN, eigen[2], "pp"), Arg(colvals_name, VAR, eigen[3], "p"),
+            Arg(scalar_name, VAR, scalar, "", default=isinstance(scalar, (int, float)))]
+    n, p = args[0].shape[-1], args[2].shape[-1]
+    args.insert(0, Arg(mean_name, MEAN, np.zeros((n, p)) if mean is None else mean, "np", default=mean is None))
+    dtype, batch_shape = check(args)
+    (row_nonfinite, row_other), (col_nonfinite, col_other) = _eigen(*args[1:3], False), _eigen(*args[3:5], False)
+    value = np.asarray(args[5].array, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        low = ~(value > 0)
+    _report([(_nonfinite(args[0]), ValueError, f"{mean_name} contains NaN or infinity"), *row_nonfinite,
+             *col_nonfinite, (~np.isfinite(value), ValueError, f"{scalar_name} is NaN or infinity"), *row_other,
+             *col_other, (low & np.isfinite(value), ValueError, f"{scalar_name} must be positive")], batch_shape)
+    rowvecs, rowvals, colvecs, colvals = (np.asarray(arg.array, dtype=np.float64) for arg in args[1:5])
+    scale = value if power > 0 else 1.0 / value
+    root = np.sqrt(scale)[..., None, None]
+    form = _Form(np.array(args[0].array, dtype=np.float64), root * rowvecs, _swap(rowvecs) / root,
+                 rowvals / value[..., None], n * np.log(scale), colvecs, _swap(colvecs), colvals,
+                 np.zeros(np.shape(colvals)[:-1]), np.array(float(power)))
+    return form, dtype, batch_shape
+
+
+# The frozen distribution ------------------------------------------------------------------
+
+
+class KroneckerSumNormal(_Frozen):
+    """A frozen Kronecker-sum normal, ``vec X ~ N(vec M, V⊗U + B⊗A)``, possibly batched.
+
+    A Kronecker product (the signal ``V⊗U``, positive semi-definite: it may be of low rank
+    or zero) plus noise (``B⊗A``, positive definite; a scalar ``σ²`` means ``σ² I``), with
+    column-major ``vec`` as in :class:`~fastmvn.MatrixNormal`. The noise whitens and the
+    signal is diagonalised once, here (``A = L_A L_Aᵀ``, ``L_A⁻¹ U L_A⁻ᵀ = Q_u Λ_u Q_uᵀ``,
+    ``P_u = L_A Q_u``, likewise ``P_v``), giving
+    ``Σ = (P_v⊗P_u)(Λ_v⊗Λ_u + I)(P_v⊗P_u)ᵀ``; every method works on that form and never
+    forms the ``np×np`` covariance. The arguments broadcast over leading axes; failures name
+    the argument and the batch index. Only the lower triangles of the matrices are read.
+
+    Parameters
+    ----------
+    mean : (..., n, p) array_like or None
+        Mean ``M``; ``None`` means zero.
+    rowcov : (..., n, n) array_like
+        Row covariance ``U`` of the signal (symmetric positive semi-definite).
+    colcov : (..., p, p) array_like
+        Column covariance ``V`` of the signal (symmetric positive semi-definite).
+    noise_rowcov : (..., n, n) array_like or float
+        Row covariance ``A`` of the noise (symmetric positive definite), or a scalar
+        ``σ² > 0`` for ``A = σ² I``.
+    noise_colcov : (..., p, p) array_like or float, optional
+        Column covariance ``B`` of the noise; ``None`` (default) means the identity.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        A noise covariance is not positive definite, or a signal covariance has a negative
+        eigenvalue beyond rounding (names the argument and batch index).
+    ValueError
+        NaN or infinity (names the argument and batch index); shapes that do not fit.
+
+    See Also
+    --------
+    KroneckerSumNormal.from_eig, KroneckerSumNormal.from_precision : from eigendecompositions,
+        and the precision ``V⊗U + δI``.
+    logpdf_kron_sum, kl_kron_sum : the function forms, with ``out=`` and ``errors=``.
+    fastmvn.reference.kron_sum_cov : the dense covariance, the specification.
+
+    Notes
+    -----
+    The factorisation costs ``O(n³ + p³)`` (a Cholesky factorisation, a triangular solve
+    and ``eigh`` per side; for scalar noise only ``eigh``), a density or divergence
+    ``O(n²p + np²)``. Arithmetic is in float64; the results are float32 when every input
+    is float32. The stored covariances (:attr:`rowcov`, …) are rebuilt from the form.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> from scipy.stats import multivariate_normal
+    >>> u, v = np.array([[2.0, 0.5], [0.5, 1.0]]), np.array([[1.0, 1.0], [1.0, 1.0]])  # v of rank 1
+    >>> d = fm.KroneckerSumNormal(np.zeros((2, 2)), u, v, 0.1)        # V⊗U + 0.1 I
+    >>> x = np.array([[1.0, 0.0], [0.5, -1.0]])
+    >>> dense = multivariate_normal(np.zeros(4), np.kron(v, u) + 0.1 * np.eye(4))
+    >>> bool(np.isclose(d.logpdf(x), dense.logpdf(x.ravel(order="F"))))
+    True
+    >>> bool(np.allclose(d.cov, np.kron(v, u) + 0.1 * np.eye(4)))
+    True
+    >>> fm.KroneckerSumNormal(np.zeros((3, 2, 2)), u, v, np.eye(2), 2.0).entropy().shape
+    (3,)
+    """
+
+    _PARTS = tuple(f"_{name}" for name in _Form._fields)
+    _CORES = {"_rowvals": 1, "_colvals": 1, "_rowlogdet": 0, "_collogdet": 0, "_power": 0}
+
+    def __init__(self, mean, rowcov, colcov, noise_rowcov, noise_colcov=None):
+        form, dtype, batch_shape, failures = _parameters(mean, rowcov, colcov, noise_rowcov, noise_colcov)
+        _checked([failures], batch_shape, "raise")
+        self._init(*form, dtype, batch_shape)
+
+    @staticmethod
+    def from_eig(mean, rowvecs, rowvals, colvecs, colvals, *, noise=None, damping=None):
+        """The Kronecker-sum normal of ``U = Q_u diag(λ_u) Q_uᵀ`` and ``V = Q_v diag(λ_v) Q_vᵀ``
+        given by their eigendecompositions, with isotropic noise or damping; nothing is factorised.
+
+        With ``noise=σ²`` the covariance is ``V⊗U + σ² I``; with ``damping=δ`` the precision
+        is ``V⊗U + δ I`` (Laplace approximations and damped K-FAC), so that
+        ``Σ = (Q_v⊗Q_u) diag(1/(λ_v,j λ_u,i + δ)) (Q_v⊗Q_u)ᵀ``. Give exactly one of the two.
+
+        Parameters
+        ----------
+        mean : (..., n, p) array_like or None
+            Mean ``M``; ``None`` means zero.
+        rowvecs : (..., n, n) array_like
+            Orthonormal eigenvectors ``Q_u`` of ``U``, in columns (as ``numpy.linalg.eigh`` returns them).
+        rowvals : (..., n) array_like
+            Eigenvalues ``λ_u ≥ 0`` of ``U``.
+        colvecs : (..., p, p) array_like
+            Orthonormal eigenvectors ``Q_v`` of ``V``.
+        colvals : (..., p) array_like
+            Eigenvalues ``λ_v ≥ 0`` of ``V``.
+        noise : (...) array_like, optional
+            Noise variance ``σ² > 0`` of the covariance form.
+        damping : (...) array_like, optional
+            Damping ``δ > 0`` of the precision form.
+
+        Returns
+        -------
+        KroneckerSumNormal
+
+        Raises
+        ------
+        ValueError
+            NaN or infinity; eigenvectors that are not orthonormal (an entry of ``QᵀQ − I``
+            beyond the square root of the dtype's epsilon); ``noise`` or ``damping`` not
+            positive; both or neither given; shapes that do not fit.
+        numpy.linalg.LinAlgError
+            A negative eigenvalue. Each names the argument and batch index.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> u, v = np.array([[2.0, 0.5], [0.5, 1.0]]), np.diag([3.0, 0.0])
+        >>> (lu, qu), (lv, qv) = np.linalg.eigh(u), np.linalg.eigh(v)
+        >>> d = fm.KroneckerSumNormal.from_eig(None, qu, lu, qv, lv, noise=0.5)
+        >>> bool(np.allclose(d.cov, np.kron(v, u) + 0.5 * np.eye(4)))
+        True
+        >>> q = fm.KroneckerSumNormal.from_eig(None, qu, lu, qv, lv, damping=0.5)
+        >>> bool(np.allclose(np.linalg.inv(q.cov), np.kron(v, u) + 0.5 * np.eye(4)))
+        True
+        """
+        if (noise is None) == (damping is None):
+            raise ValueError("give exactly one of noise= (covariance V⊗U + σ²I) and damping= (precision V⊗U + δI)")
+        power, scalar, name = (1, noise, "noise") if damping is None else (-1, damping, "damping")
+        form, dtype, batch_shape = _from_eigen(
+            mean, (rowvecs, rowvals, colvecs, colvals), scalar, power,
+            ("mean", "rowvecs", "rowvals", "colvecs", "colvals", name))
+        return KroneckerSumNormal._assemble(*form, dtype, batch_shape)
+
+    @staticmethod
+    def from_precision(mean, rowprec, colprec, damping):
+        """The Gaussian whose precision is ``V⊗U + δI``: a Laplace approximation, or damped
+        K-FAC's curvature, with Kronecker factors ``U`` (rows) and ``V`` (columns).
+
+        ``U`` and ``V`` are diagonalised once (``numpy.linalg.eigh``), then as
+        :meth:`from_eig` with ``damping=δ``: ``Σ = (Q_v⊗Q_u) diag(1/(λ_v,j λ_u,i + δ)) (Q_v⊗Q_u)ᵀ``.
+
+        Parameters
+        ----------
+        mean : (..., n, p) array_like or None
+            Mean ``M``; ``None`` means zero.
+        rowprec : (..., n, n) array_like
+            Row factor ``U`` of the precision (symmetric positive semi-definite; lower triangle read).
+        colprec : (..., p, p) array_like
+            Column factor ``V`` of the precision.
+        damping : (...) array_like
+            ``δ > 0``.
+
+        Returns
+        -------
+        KroneckerSumNormal
+
+        Raises
+        ------
+        numpy.linalg.LinAlgError
+            ``rowprec`` or ``colprec`` has a negative eigenvalue beyond rounding (names it and
+            the batch index).
+        ValueError
+            NaN or infinity; ``damping`` not positive; shapes that do not fit.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> u, v = np.array([[2.0, 0.5], [0.5, 1.0]]), np.array([[1.0, 0.2], [0.2, 3.0]])
+        >>> d = fm.KroneckerSumNormal.from_precision(np.zeros((2, 2)), u, v, 1e-2)
+        >>> bool(np.allclose(d.cov, np.linalg.inv(np.kron(v, u) + 1e-2 * np.eye(4))))
+        True
+        """
+        row_arg, col_arg = Arg("rowprec", COV, rowprec, "nn"), Arg("colprec", COV, colprec, "pp")
+        eigen = []
+        failures = [(_nonfinite(arg), ValueError, f"{arg.name} contains NaN or infinity") for arg in (row_arg, col_arg)]
+        negative = []
+        for arg in (row_arg, col_arg):
+            matrix = _symmetric(arg.array, np.float64)
+            matrix[_nonfinite(arg)] = 0.0
+            vals, vecs = np.linalg.eigh(matrix)
+            floor = arg.shape[-1] * np.finfo(np.float64).eps * np.abs(vals).max(axis=-1)
+            negative.append((vals[..., 0] < -floor, LinAlgError, f"{arg.name} is not positive semi-definite"))
+            eigen += [vecs, np.maximum(vals, 0.0)]
+        _report(failures + negative, np.broadcast_shapes(row_arg.batch_shape, col_arg.batch_shape))
+        form, _, batch_shape = _from_eigen(
+            mean, eigen, damping, -1, ("mean", "rowprec", "rowprec", "colprec", "colprec", "damping"))
+        given = ([arg.array for arg in (row_arg, col_arg)] + ([] if mean is None else [mean])
+                 + ([] if isinstance(damping, (int, float)) else [damping]))
+        return KroneckerSumNormal._assemble(*form, result_dtype(*given), batch_shape)
+
+    # Attributes
+
+    @property
+    def _form(self):
+        return _Form(*self._exact)
+
+    def _require_covariance_form(self, what):
+        if self.is_precision:
+            raise ValueError(f"{what} is not defined for a distribution given by its precision V⊗U + δI: "
+                             "its covariance is not a Kronecker sum")
+
+    def _covariance(self, side, signal, what):
+        """``P Λ Pᵀ`` (the signal) or ``P Pᵀ`` (the noise) of the rows or the columns."""
+        self._require_covariance_form(what)
+        form = self._form
+        basis, vals = (form.rowbasis, form.rowvals) if side == "row" else (form.colbasis, form.colvals)
+        scaled = basis * vals[..., None, :] if signal else basis
+        return self._view((scaled @ _swap(basis)).astype(self._dtype))
+
+    @property
+    def rowcov(self):
+        """``(..., n, n)`` row covariance ``U = P_u Λ_u P_uᵀ`` of the signal (covariance form only)."""
+        return self._covariance("row", True, "rowcov")
+
+    @property
+    def colcov(self):
+        """``(..., p, p)`` column covariance ``V = P_v Λ_v P_vᵀ`` of the signal (covariance form only)."""
+        return self._covariance("col", True, "colcov")
+
+    @property
+    def noise_rowcov(self):
+        """``(..., n, n)`` row covariance ``A = P_u P_uᵀ`` of the noise (covariance form only)."""
+        return self._covariance("row", False, "noise_rowcov")
+
+    @property
+    def noise_colcov(self):
+        """``(..., p, p)`` column covariance ``B = P_v P_vᵀ`` of the noise (covariance form only)."""
+        return self._covariance("col", False, "noise_colcov")
+
+    @property
+    def is_precision(self):
+        """Whether the distribution was given by its precision ``V⊗U + δI`` (``d = 1/(λ_u λ_vᵀ + 1)``)."""
+        return bool((self._power < 0).any())
+
+    @property
+    def cov(self):
+        """``(..., np, np)`` dense covariance of column-major ``vec X`` (for small sizes and checks).
+
+        Entry ``[i + n·j, k + n·l]`` is ``Σ_ab P_u,ia P_v,jb d_ab P_u,ka P_v,lb``.
+        """
+        form = self._form
+        n, p = self.shape
+        dense = np.einsum("...ia,...jb,...ab,...ka,...lb->...jilk", form.rowbasis, form.colbasis, _scales(form),
+                          form.rowbasis, form.colbasis)
+        dense = dense.reshape(dense.shape[:-4] + (n * p, n * p))
+        return np.broadcast_to(dense.astype(self._dtype), self._batch_shape + (n * p, n * p))
+
+    def _repr_extra(self):
+        return ", precision" if self.is_precision else ""
+
+    # Densities, entropy, divergence
+
+    def _at_points(self, x, function, out, errors, failures=()):
+        """``function(form, x)`` over the broadcast batch shape, checked like the core functions:
+        an item fails where ``x`` has NaN or infinity or one of ``failures`` (those of the
+        parameters, from :func:`_parameters`) holds."""
+        check_errors(errors)
+        x_arg = Arg("x", MEAN, x, "np")
+        if x_arg.core_shape != self.shape:
+            raise ValueError(f"x has shape {x_arg.shape}; expected (..., {self.shape[0]}, {self.shape[1]})")
+        batch_shape = np.broadcast_shapes(self._batch_shape, x_arg.batch_shape)
+        dtype = result_dtype(self._mean, x_arg.array)
+        check_out(out, dtype, batch_shape)
+        failing = _checked([([(_nonfinite(x_arg), ValueError, "x contains NaN or infinity")], []), *failures],
+                           batch_shape, errors)
+        x = np.asarray(x_arg.array, dtype=np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            value = np.array(np.broadcast_to(function(self._form, x), batch_shape))
+        value[failing] = np.nan
+        return _deliver(value, dtype, out)
+
+    @shared
+    def logpdf(self, x, *, out=None, errors="raise"):
+        """Log-density ``−½[np·log 2π + log|Σ| + Σ_ij W_ij²/d_ij]``, ``W = P_u⁻¹ (X − M) P_v⁻ᵀ``.
+
+        Parameters
+        ----------
+        %(points)s
+        %(out)s
+        errors : {"raise", "nan"}
+            ``"raise"`` (default) raises on the first ``x`` with NaN or infinity; ``"nan"``
+            makes its item NaN.
+
+        Returns
+        -------
+        logpdf : (...) ndarray or scalar
+        """
+        return self._at_points(x, _logpdf, out, errors)
+
+    @shared
+    def mahalanobis(self, x, *, out=None, errors="raise"):
+        """Squared Mahalanobis distance ``vec(X−M)ᵀ Σ⁻¹ vec(X−M) = Σ_ij W_ij²/d_ij``.
+
+        Parameters
+        ----------
+        %(points)s
+        %(out)s
+        errors : {"raise", "nan"}
+            As in :meth:`logpdf`.
+
+        Returns
+        -------
+        distance : (...) ndarray or scalar
+        """
+        return self._at_points(x, _mahalanobis, out, errors)
+
+    def logdet(self):
+        """``log|Σ| = p log|A| + n log|B| + Σ_ij log(λ_u,i λ_v,j + 1)`` (with the power ``−1`` of
+        the products for a precision form).
+
+        Returns
+        -------
+        logdet : (...) ndarray or scalar
+            Over :attr:`batch_shape`.
+        """
+        return _full(np.asarray(_logdet(self._form), dtype=self._dtype), self._batch_shape)
+
+    def entropy(self):
+        """Differential entropy ``½[np(1 + log 2π) + log|Σ|]``.
+
+        Returns
+        -------
+        entropy : (...) ndarray or scalar
+            Over :attr:`batch_shape`.
+        """
+        n, p = self.shape
+        value = 0.5 * (n * p * _ENTROPY_PER_ENTRY + _logdet(self._form))
+        return _full(np.asarray(value, dtype=self._dtype), self._batch_shape)
+
+    def kl(self, other):
+        """``KL(self ‖ other)`` on the two eigenbasis forms, ``O(n³ + p³ + n²p + np²)``.
+
+        ``½[tr(Σ₂⁻¹Σ₁) + Mahalanobis₂(M₁) − np + log|Σ₂| − log|Σ₁|]`` with
+        ``tr(Σ₂⁻¹Σ₁) = Σ_ij (G_u d₁ G_vᵀ)_ij / d₂,ij``, ``G_u = (R₂,u P₁,u)∘²``,
+        ``G_v = (R₂,v P₁,v)∘²`` (entrywise squares). A :class:`~fastmvn.MatrixNormal`
+        ``MN(M, L_U L_Uᵀ, L_V L_Vᵀ)`` on either side enters as the form ``P = L``, ``λ = 0``
+        (its stored Cholesky factors).
+
+        Parameters
+        ----------
+        other : KroneckerSumNormal, MatrixNormal or MatrixGaussian
+            Of the same :attr:`shape`; the batch shapes broadcast. A
+            :class:`~fastmvn.MatrixGaussian` goes to :func:`fastmvn.kl_gaussian` (dense).
+
+        Returns
+        -------
+        kl : (...) ndarray or scalar
+            Over the broadcast batch shape.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> u, v = np.array([[2.0, 0.5], [0.5, 1.0]]), np.eye(3)
+        >>> p = fm.KroneckerSumNormal(np.zeros((2, 3)), u, v, 0.5)
+        >>> q = fm.MatrixNormal(np.zeros((2, 3)), u + 0.5 * np.eye(2), v)   # the same Σ = V⊗(U + 0.5 I)
+        >>> abs(float(p.kl(q))) < 1e-12 and abs(float(q.kl(p))) < 1e-12
+        True
+        """
+        if isinstance(other, (KroneckerSumNormal, MatrixNormal)):
+            return _kl_between(self, other)
+        return _Links.kl(self, other)
+
+    @shared
+    def rvs(self, size=None, random_state=None):
+        """Random draws ``M + P_u (S ∘ Z) P_vᵀ``, ``S_ij = √d_ij``, ``Z`` standard normal.
+
+        Parameters
+        ----------
+        %(size)s
+        random_state : numpy.random.Generator, int or None
+            Passed to ``numpy.random.default_rng``; ``Z`` is drawn in float64.
+
+        Returns
+        -------
+        samples : (*size, ..., n, p) ndarray
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> d = fm.KroneckerSumNormal(np.zeros((2, 2)), np.eye(2), np.eye(2), 1.0)
+        >>> d.rvs(size=(1000, 3), random_state=0).shape
+        (1000, 3, 2, 2)
+        """
+        form = self._form
+        z = np.random.default_rng(random_state).standard_normal(
+            _sample_shape(size) + self._batch_shape + self.shape)
+        draws = form.mean + form.rowbasis @ (np.sqrt(_scales(form)) * z) @ _swap(form.colbasis)
+        return draws.astype(self._dtype, copy=False)
+
+    # New distributions
+
+    def marginal(self, rows=None, cols=None):
+        """The distribution of ``X[rows][:, cols]``: ``V[c, c] ⊗ U[r, r] + B[c, c] ⊗ A[r, r]``.
+
+        Refactorised from the sub-blocks (covariance form only: the marginal of a precision
+        form is not a Kronecker sum).
+
+        Parameters
+        ----------
+        rows, cols : int, sequence of ints, slice or boolean mask, optional
+            The rows and columns kept, in the order given (no repeats); ``None`` keeps all.
+
+        Returns
+        -------
+        KroneckerSumNormal
+            Of shape ``(len(rows), len(cols))`` and the same batch shape.
+        """
+        self._require_covariance_form("marginal")
+        r, c = self._selection(rows, cols)
+        form = self._form
+
+        def block(basis, vals, keep):
+            kept = basis[..., keep, :]
+            return (kept if vals is None else kept * vals[..., None, :]) @ _swap(kept)
+
+        parts = (form.mean[..., r[:, None], c], block(form.rowbasis, form.rowvals, r),
+                 block(form.colbasis, form.colvals, c), block(form.rowbasis, None, r), block(form.colbasis, None, c))
+        return KroneckerSumNormal(*(a.astype(self._dtype) for a in parts))
+
+    # Expectations
+
+    def _expect_quadratic(self, A, transpose):
+        """``E[Xᵀ A X]_ij = (Mᵀ A M)_ij + (P_v diag(Σ_k g_k d_kl) P_vᵀ)_ij`` with
+        ``g = diag(P_uᵀ A P_u)``; with ``transpose`` that of ``Xᵀ``."""
+        n, p = self.shape
+        a_arg = Arg("A", MEAN, A, "pp" if transpose else "nn")
+        dtype, batch_shape = check([Arg("mean", MEAN, self._mean, "np"), a_arg])
+        batch_shape = np.broadcast_shapes(batch_shape, self._batch_shape)
+        form, a = self._form, np.asarray(a_arg.array, dtype=np.float64)
+        mean, scales, left, right = form.mean, _scales(form), form.rowbasis, form.colbasis
+        if transpose:
+            mean, scales, left, right = _swap(mean), _swap(scales), right, left
+        gains = np.einsum("...ak,...ab,...bk->...k", left, a, left)
+        spread = (gains[..., None, :] @ scales)[..., 0, :]
+        value = _swap(mean) @ a @ mean + (right * spread[..., None, :]) @ _swap(right)
+        return _full(value.astype(dtype), batch_shape + value.shape[-2:])
+
+
+def _kl_between(first, second):
+    """``KL(first ‖ second)`` for two distributions of :class:`KroneckerSumNormal` or
+    :class:`~fastmvn.MatrixNormal` (at least one of the first), in the dtype of the two."""
+    if first.shape != second.shape:
+        raise ValueError(f"cannot compare distributions of shapes {first.shape} and {second.shape}")
+    forms = [d._form if isinstance(d, KroneckerSumNormal) else _normal_form(d) for d in (first, second)]
+    batch_shape = np.broadcast_shapes(first.batch_shape, second.batch_shape)
+    return _full(np.asarray(_kl(*forms), dtype=result_dtype(first._mean, second._mean)), batch_shape)
+
+
+# Function forms ---------------------------------------------------------------------------
+
+
+def logpdf_kron_sum(x, mean, rowcov, colcov, noise_rowcov, noise_colcov=None, *, out=None, errors="raise"):
+    """Log-density of ``vec X ~ N(vec M, V⊗U + B⊗A)`` at ``x``, batched.
+
+    :meth:`KroneckerSumNormal.logpdf` of ``KroneckerSumNormal(mean, rowcov, colcov,
+    noise_rowcov, noise_colcov)``: the same factorisation and formula, with ``out=`` and
+    ``errors=`` over every argument.
+
+    Parameters
+    ----------
+    x : (..., n, p) array_like
+        Points.
+    mean : (..., n, p) array_like or None
+        Means ``M``; ``None`` means zero.
+    rowcov : (..., n, n) array_like
+        Row covariances ``U`` of the signal (positive semi-definite).
+    colcov : (..., p, p) array_like
+        Column covariances ``V`` of the signal (positive semi-definite).
+    noise_rowcov : (..., n, n) array_like or float
+        Row covariances ``A`` of the noise (positive definite), or a scalar ``σ²`` for ``σ² I``.
+    noise_colcov : (..., p, p) array_like or float, optional
+        Column covariances ``B`` of the noise; ``None`` means the identity.
+    out : ndarray, optional
+        Array of the broadcast batch shape and the result dtype to write into.
+    errors : {"raise", "nan"}
+        ``"raise"`` (default) raises on the first failing item, naming the argument and the
+        batch index; ``"nan"`` makes each failing item NaN and leaves every other item right.
+
+    Returns
+    -------
+    logpdf : (...) ndarray or scalar
+        Over the broadcast batch shape; float32 when every input is float32.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        A noise covariance is not positive definite or a signal covariance not positive
+        semi-definite.
+    ValueError
+        NaN or infinity; shapes that do not fit.
+
+    See Also
+    --------
+    fastmvn.reference.logpdf_kron_sum : the dense specification.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> u, v = 2 * np.eye(2), np.ones((3, 3))
+    >>> x = np.zeros((4, 2, 3))
+    >>> fm.logpdf_kron_sum(x, None, u, v, 0.1).shape
+    (4,)
+    >>> a = np.eye(2) * np.array([1.0, -1.0])[:, None, None]        # item 1 is not positive definite
+    >>> fm.logpdf_kron_sum(x[:2], None, u, v, a, errors="nan")[1]
+    np.float64(nan)
+    """
+    check_errors(errors)
+    form, dtype, batch_shape, failures = _parameters(mean, rowcov, colcov, noise_rowcov, noise_colcov)
+    distribution = KroneckerSumNormal._assemble(*form, dtype, batch_shape)
+    return distribution._at_points(x, _logpdf, out, errors, [failures])
+
+
+def kl_kron_sum(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2, rowcov2, colcov2, noise_rowcov2,
+                noise_colcov2, *, out=None, errors="raise"):
+    """KL divergence between Kronecker-sum normals ``N(vec M₁, V₁⊗U₁ + B₁⊗A₁) ‖ N(vec M₂, V₂⊗U₂ + B₂⊗A₂)``, batched.
+
+    :meth:`KroneckerSumNormal.kl` of the two distributions, with ``out=`` and ``errors=``
+    over every argument.
+
+    Parameters
+    ----------
+    mean1, mean2 : (..., n, p) array_like or None
+        Means; ``None`` means zero.
+    rowcov1, rowcov2 : (..., n, n) array_like
+        Row covariances of the signals (positive semi-definite).
+    colcov1, colcov2 : (..., p, p) array_like
+        Column covariances of the signals (positive semi-definite).
+    noise_rowcov1, noise_rowcov2 : (..., n, n) array_like or float
+        Row covariances of the noise (positive definite), or scalars ``σ²`` for ``σ² I``.
+    noise_colcov1, noise_colcov2 : (..., p, p) array_like, float or None
+        Column covariances of the noise; ``None`` means the identity.
+    out : ndarray, optional
+        Array of the broadcast batch shape and the result dtype to write into.
+    errors : {"raise", "nan"}
+        As in :func:`logpdf_kron_sum`.
+
+    Returns
+    -------
+    kl : (...) ndarray or scalar
+        Over the broadcast batch shape; float32 when every input is float32.
+
+    See Also
+    --------
+    fastmvn.reference.kl_kron_sum : the dense specification.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> rng = np.random.default_rng(0)
+    >>> u = rng.standard_normal((10_000, 4, 2)); u = u @ np.swapaxes(u, -1, -2)   # rank 2
+    >>> kl = fm.kl_kron_sum(None, u, np.eye(4), 0.1, None, None, np.eye(4), np.eye(4), 1.0, None)
+    >>> kl.shape, bool((kl > 0).all())
+    ((10000,), True)
+    """
+    check_errors(errors)
+    first, dtype1, batch1, failures1 = _parameters(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, "1")
+    second, dtype2, batch2, failures2 = _parameters(mean2, rowcov2, colcov2, noise_rowcov2, noise_colcov2, "2")
+    if first.mean.shape[-2:] != second.mean.shape[-2:]:
+        raise ValueError(f"mean1 has shape {first.mean.shape} and mean2 {second.mean.shape}: "
+                         "the two distributions must be of one (n, p)")
+    batch_shape = np.broadcast_shapes(batch1, batch2)
+    dtype = np.dtype(np.float32 if dtype1 == dtype2 == np.float32 else np.float64)
+    check_out(out, dtype, batch_shape)
+    failing = _checked([failures1, failures2], batch_shape, errors)
+    with np.errstate(invalid="ignore", over="ignore"):
+        value = np.array(np.broadcast_to(_kl(first, second), batch_shape))
+    value[failing] = np.nan
+    return _deliver(value, dtype, out)

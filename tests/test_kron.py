@@ -1,0 +1,345 @@
+"""Kronecker-sum normals vec X ~ N(vec M, V⊗U + B⊗A): KroneckerSumNormal, its constructors and
+function forms against the dense np×np route (fastmvn.reference and SciPy)."""
+
+import numpy as np
+import pytest
+from numpy.linalg import LinAlgError
+from scipy.stats import multivariate_normal
+
+import fastmvn as fm
+from fastmvn import reference
+
+from conftest import spd, vec
+
+SHAPES = [(1, 1), (3, 2), (2, 4)]
+
+
+def low_rank(rng, shape, size, rank):
+    """Positive semi-definite matrices of the given rank: ``G Gᵀ``, ``G`` of shape ``size × rank``."""
+    g = rng.standard_normal(shape + (size, rank))
+    return g @ np.swapaxes(g, -1, -2)
+
+
+def signal_and_noise(rng, n, p, kind, shape=()):
+    """``(rowcov, colcov, noise_rowcov, noise_colcov)`` of one of the kinds tested."""
+    if kind == "full":
+        return spd(rng, shape, n), spd(rng, shape, p), spd(rng, shape, n), spd(rng, shape, p)
+    if kind == "isotropic":
+        return spd(rng, shape, n), spd(rng, shape, p), 0.3, None
+    if kind == "low rank":  # U of rank 1, V of rank p − 1 (zero when p = 1)
+        return low_rank(rng, shape, n, 1), low_rank(rng, shape, p, p - 1), spd(rng, shape, n), 0.5
+    if kind == "no signal":
+        return np.zeros(shape + (n, n)), np.zeros(shape + (p, p)), spd(rng, shape, n), spd(rng, shape, p)
+    raise AssertionError(kind)
+
+
+KINDS = ["full", "isotropic", "low rank", "no signal"]
+
+
+# Densities against SciPy on the dense covariance --------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("n, p", SHAPES)
+def test_logpdf_entropy_mahalanobis_against_scipy(rng, n, p, kind):
+    rowcov, colcov, noise_row, noise_col = signal_and_noise(rng, n, p, kind)
+    mean = rng.standard_normal((n, p))
+    x = mean + rng.standard_normal((5, n, p))
+    d = fm.KroneckerSumNormal(mean, rowcov, colcov, noise_row, noise_col)
+    cov = reference.kron_sum_cov(rowcov, colcov, noise_row, noise_col)
+    dense = multivariate_normal(vec(mean), cov)
+    np.testing.assert_allclose(d.cov, cov, rtol=1e-12, atol=1e-13 * np.abs(cov).max())
+    np.testing.assert_allclose(d.logpdf(x), dense.logpdf(vec(x)), rtol=1e-10)
+    np.testing.assert_allclose(d.pdf(x), dense.pdf(vec(x)), rtol=1e-10)
+    np.testing.assert_allclose(d.logpdf(x), reference.logpdf_kron_sum(x, mean, rowcov, colcov, noise_row, noise_col),
+                               rtol=1e-10)
+    assert d.entropy() == pytest.approx(dense.entropy(), rel=1e-10)
+    assert d.logdet() == pytest.approx(np.linalg.slogdet(cov)[1], rel=1e-10, abs=1e-12)
+    diff = vec(x - mean)
+    np.testing.assert_allclose(d.mahalanobis(x), np.einsum("bi,bi->b", diff, np.linalg.solve(cov, diff.T).T),
+                               rtol=1e-10)
+    np.testing.assert_allclose(fm.logpdf_kron_sum(x, mean, rowcov, colcov, noise_row, noise_col), d.logpdf(x),
+                               rtol=1e-14)
+
+
+def test_covariance_parameters_are_rebuilt(rng):
+    rowcov, colcov, noise_row, noise_col = signal_and_noise(rng, 3, 2, "full")
+    d = fm.KroneckerSumNormal(None, rowcov, colcov, noise_row, noise_col)
+    for got, want in ((d.rowcov, rowcov), (d.colcov, colcov), (d.noise_rowcov, noise_row),
+                      (d.noise_colcov, noise_col)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+    iso = fm.KroneckerSumNormal(None, rowcov, colcov, 0.3)
+    np.testing.assert_allclose(iso.noise_rowcov, 0.3 * np.eye(3), atol=1e-15)
+    np.testing.assert_allclose(iso.noise_colcov, np.eye(2), atol=1e-15)
+    assert not d.is_precision
+    assert not d.mean.flags.writeable and not d.rowcov.flags.writeable
+
+
+def test_batches_broadcast_and_index(rng):
+    n, p = 3, 2
+    mean = rng.standard_normal((4, 1, n, p))
+    rowcov, colcov = low_rank(rng, (3,), n, 2), spd(rng, (), p)
+    noise_row, noise_col = spd(rng, (4, 1), n), spd(rng, (3,), p)
+    d = fm.KroneckerSumNormal(mean, rowcov, colcov, noise_row, noise_col)
+    assert d.batch_shape == (4, 3)
+    x = rng.standard_normal((2, 1, 1, n, p))
+    value = d.logpdf(x)
+    assert value.shape == (2, 4, 3) and d.entropy().shape == (4, 3) and d.cov.shape == (4, 3, n * p, n * p)
+    for i in range(4):
+        for j in range(3):
+            cov = reference.kron_sum_cov(rowcov[j], colcov, noise_row[i, 0], noise_col[j])
+            dense = multivariate_normal(vec(mean[i, 0]), cov)
+            np.testing.assert_allclose(value[:, i, j], dense.logpdf(vec(x[:, 0, 0])), rtol=1e-10)
+            item = d[i, j]
+            assert item.batch_shape == ()
+            assert item.logpdf(x[0, 0, 0]) == pytest.approx(value[0, i, j], rel=1e-14)
+    np.testing.assert_allclose(d[1:3].logpdf(x), value[:, 1:3], rtol=1e-14)
+    np.testing.assert_allclose(reference.logpdf_kron_sum(x, mean, rowcov, colcov, noise_row, noise_col), value,
+                               rtol=1e-10)
+
+
+def test_float32(rng):
+    rowcov, colcov, noise_row, _ = signal_and_noise(rng, 3, 2, "full")
+    mean, x = rng.standard_normal((3, 2)), rng.standard_normal((5, 3, 2))
+    single = [a.astype(np.float32) for a in (mean, rowcov, colcov, noise_row)]
+    d32 = fm.KroneckerSumNormal(*single, 0.5)
+    d64 = fm.KroneckerSumNormal(*single[:3], single[3].astype(np.float64), 0.5)
+    assert d32.dtype == np.float32 and d64.dtype == np.float64
+    assert d32.logpdf(x.astype(np.float32)).dtype == np.float32
+    assert d32.logpdf(x).dtype == np.float64  # a float64 point gives float64
+    np.testing.assert_allclose(d32.logpdf(x.astype(np.float32)), d64.logpdf(x.astype(np.float32)), rtol=1e-6)
+    assert d32.entropy().dtype == np.float32 and d32.rvs(size=3, random_state=0).dtype == np.float32
+    assert d32.kl(d32).dtype == np.float32
+    assert fm.logpdf_kron_sum(x.astype(np.float32), *single, 0.5).dtype == np.float32
+
+
+# KL divergence --------------------------------------------------------------------------------
+
+
+def dense_kl(p, q):
+    return reference.kl_full(p.mean, p.cov, q.mean, q.cov)
+
+
+@pytest.mark.parametrize("kinds", [("full", "full"), ("low rank", "isotropic"), ("isotropic", "no signal"),
+                                   ("no signal", "low rank")])
+@pytest.mark.parametrize("n, p", SHAPES)
+def test_kl_against_dense(rng, n, p, kinds):
+    first = fm.KroneckerSumNormal(rng.standard_normal((n, p)), *signal_and_noise(rng, n, p, kinds[0]))
+    second = fm.KroneckerSumNormal(rng.standard_normal((n, p)), *signal_and_noise(rng, n, p, kinds[1]))
+    assert first.kl(second) == pytest.approx(dense_kl(first, second), rel=1e-10)
+    assert second.kl(first) == pytest.approx(dense_kl(second, first), rel=1e-10)
+    assert abs(first.kl(first)) < 1e-12 * n * p
+    assert fm.kl_gaussian(first, second) == pytest.approx(first.kl(second), rel=1e-14)
+
+
+@pytest.mark.parametrize("n, p", SHAPES)
+def test_kl_with_matrix_normals_both_ways(rng, n, p):
+    normal = fm.MatrixNormal(rng.standard_normal((n, p)), spd(rng, (), n), spd(rng, (), p))
+    kron = fm.KroneckerSumNormal(rng.standard_normal((n, p)), *signal_and_noise(rng, n, p, "low rank"))
+    gaussian = fm.MatrixGaussian(rng.standard_normal((n, p)), spd(rng, (), n * p))
+    for first, second in ((kron, normal), (normal, kron), (kron, gaussian), (gaussian, kron)):
+        assert first.kl(second) == pytest.approx(dense_kl(first, second), rel=1e-10)
+        assert fm.kl_gaussian(first, second) == pytest.approx(dense_kl(first, second), rel=1e-10)
+    # a matrix normal MN(M, U + A, V) is the Kronecker sum with signal V⊗U and noise V⊗A
+    u, v, a = spd(rng, (), n), spd(rng, (), p), spd(rng, (), n)
+    same = fm.KroneckerSumNormal(normal.mean, u, v, a, v), fm.MatrixNormal(normal.mean, u + a, v)
+    assert abs(same[0].kl(same[1])) < 1e-12 and abs(same[1].kl(same[0])) < 1e-12
+
+
+def test_kl_batches_broadcast(rng):
+    n, p = 2, 3
+    first = fm.KroneckerSumNormal(rng.standard_normal((4, 1, n, p)), spd(rng, (3,), n), low_rank(rng, (), p, 1), 0.7)
+    second = fm.MatrixNormal(rng.standard_normal((3, n, p)), spd(rng, (3,), n), spd(rng, (), p))
+    kl, back = first.kl(second), second.kl(first)
+    assert kl.shape == back.shape == (4, 3)
+    for i in range(4):
+        for j in range(3):
+            assert kl[i, j] == pytest.approx(dense_kl(first[i, j], second[j]), rel=1e-10)
+            assert back[i, j] == pytest.approx(dense_kl(second[j], first[i, j]), rel=1e-10)
+
+
+def test_kl_kron_sum_function_against_reference(rng):
+    n, p = 3, 2
+    args1 = (rng.standard_normal((5, n, p)), low_rank(rng, (5,), n, 1), spd(rng, (), p), spd(rng, (5,), n), None)
+    args2 = (None, spd(rng, (5,), n), spd(rng, (5,), p), 0.4, spd(rng, (), p))
+    kl = fm.kl_kron_sum(*args1, *args2)
+    np.testing.assert_allclose(kl, reference.kl_kron_sum(*args1, *args2), rtol=1e-10)
+    first, second = fm.KroneckerSumNormal(*args1), fm.KroneckerSumNormal(*args2)
+    np.testing.assert_allclose(kl, first.kl(second), rtol=1e-14)
+    out = np.full(5, np.nan)
+    assert fm.kl_kron_sum(*args1, *args2, out=out) is out and np.array_equal(out, kl)
+    with pytest.raises(ValueError, match="out must be an array of shape"):
+        fm.kl_kron_sum(*args1, *args2, out=np.zeros(4))
+
+
+# Constructors from eigendecompositions and precisions ----------------------------------------
+
+
+def test_from_eig_agrees_with_the_direct_constructor(rng):
+    n, p = 4, 3
+    mean, u, v = rng.standard_normal((2, n, p)), low_rank(rng, (2,), n, 2), spd(rng, (), p)
+    (lu, qu), (lv, qv) = np.linalg.eigh(u), np.linalg.eigh(v)
+    lu = np.maximum(lu, 0.0)
+    x = rng.standard_normal((2, n, p))
+    noise = np.array([0.2, 1.5])
+    direct = [fm.KroneckerSumNormal(mean[b], u[b], v, noise[b]) for b in range(2)]
+    eig = fm.KroneckerSumNormal.from_eig(mean, qu, lu, qv, lv, noise=noise)
+    assert eig.batch_shape == (2,)
+    for b in range(2):
+        assert eig[b].logpdf(x[b]) == pytest.approx(direct[b].logpdf(x[b]), rel=1e-12)
+        assert abs(eig[b].kl(direct[b])) < 1e-12
+        np.testing.assert_allclose(eig.cov[b], direct[b].cov, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(eig.rowcov[b], u[b], atol=1e-12)
+
+
+def test_precision_form_against_the_dense_inverse(rng):
+    n, p = 3, 2
+    mean, u, v = rng.standard_normal((n, p)), spd(rng, (), n), low_rank(rng, (), p, 1)
+    x = rng.standard_normal((4, n, p))
+    damping = 0.05
+    cov = np.linalg.inv(np.kron(v, u) + damping * np.eye(n * p))
+    d = fm.KroneckerSumNormal.from_precision(mean, u, v, damping)
+    assert d.is_precision and "precision" in repr(d)
+    np.testing.assert_allclose(d.cov, cov, rtol=1e-10, atol=1e-12 * np.abs(cov).max())
+    dense = multivariate_normal(vec(mean), cov)
+    np.testing.assert_allclose(d.logpdf(x), dense.logpdf(vec(x)), rtol=1e-10)
+    assert d.entropy() == pytest.approx(dense.entropy(), rel=1e-10)
+    (lu, qu), (lv, qv) = np.linalg.eigh(u), np.linalg.eigh(v)
+    eig = fm.KroneckerSumNormal.from_eig(mean, qu, lu, qv, np.maximum(lv, 0), damping=damping)
+    np.testing.assert_allclose(eig.logpdf(x), d.logpdf(x), rtol=1e-12)
+    other = fm.KroneckerSumNormal(rng.standard_normal((n, p)), *signal_and_noise(rng, n, p, "full"))
+    normal = fm.MatrixNormal(None, spd(rng, (), n), spd(rng, (), p))
+    for first, second in ((d, other), (other, d), (d, normal), (normal, d)):
+        assert first.kl(second) == pytest.approx(dense_kl(first, second), rel=1e-10)
+    assert abs(d.kl(d)) < 1e-12
+    with pytest.raises(ValueError, match="precision"):
+        d.rowcov
+    with pytest.raises(ValueError, match="precision"):
+        d.marginal(rows=[0])
+
+
+def test_matrix_normal_from_eig(rng):
+    u, v = spd(rng, (3,), 4), spd(rng, (), 2)
+    (lu, qu), (lv, qv) = np.linalg.eigh(u), np.linalg.eigh(v)
+    mean = rng.standard_normal((3, 4, 2))
+    d, direct = fm.MatrixNormal.from_eig(mean, qu, lu, qv, lv), fm.MatrixNormal(mean, u, v)
+    np.testing.assert_allclose(d.rowchol, direct.rowchol, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(d.colcov, direct.colcov, rtol=1e-12, atol=1e-13)
+    x = rng.standard_normal((3, 4, 2))
+    np.testing.assert_allclose(d.logpdf(x), direct.logpdf(x), rtol=1e-12)
+    assert fm.MatrixNormal.from_eig(None, qu.astype(np.float32), lu.astype(np.float32), qv.astype(np.float32),
+                                    lv.astype(np.float32)).dtype == np.float32
+    with pytest.raises(LinAlgError, match=r"rowvals has an eigenvalue that is not positive at batch index 1"):
+        fm.MatrixNormal.from_eig(mean, qu, lu * [[1.0], [-1.0], [1.0]], qv, lv)
+    with pytest.raises(ValueError, match=r"colvecs is not orthonormal"):
+        fm.MatrixNormal.from_eig(mean, qu, lu, 2 * qv, lv)
+
+
+# Sampling, marginals, expectations -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["low rank", "isotropic"])
+def test_rvs_moments(rng, kind):
+    n, p, draws = 3, 2, 200_000
+    mean = rng.standard_normal((n, p))
+    d = fm.KroneckerSumNormal(mean, *signal_and_noise(rng, n, p, kind))
+    x = d.rvs(size=draws, random_state=7)
+    assert x.shape == (draws, n, p)
+    assert np.array_equal(x[:10], d.rvs(size=draws, random_state=7)[:10])
+    samples, cov = vec(x), d.cov
+    scale = np.sqrt(np.diagonal(cov))
+    # the sample mean's error is about σ/√N per entry, the sample covariance's about σσ'·√(2/N): 6 of them
+    assert (np.abs(samples.mean(axis=0) - vec(mean)) <= 6 * scale / np.sqrt(draws)).all()
+    assert (np.abs(np.cov(samples.T) - cov) <= 6 * np.outer(scale, scale) * np.sqrt(2 / draws)).all()
+
+
+def test_precision_rvs_moments(rng):
+    n, p, draws = 2, 2, 200_000
+    d = fm.KroneckerSumNormal.from_precision(None, spd(rng, (), n), spd(rng, (), p), 0.5)
+    samples, cov = vec(d.rvs(size=draws, random_state=3)), d.cov
+    scale = np.sqrt(np.diagonal(cov))
+    assert (np.abs(np.cov(samples.T) - cov) <= 6 * np.outer(scale, scale) * np.sqrt(2 / draws)).all()
+
+
+def test_marginal_and_expectations(rng):
+    n, p = 4, 3
+    mean = rng.standard_normal((2, n, p))
+    d = fm.KroneckerSumNormal(mean, *signal_and_noise(rng, n, p, "low rank", (2,)))
+    rows, cols = [3, 1], [0, 2]
+    sub = d.marginal(rows=rows, cols=cols)
+    positions = np.array([i + n * j for j in cols for i in rows])
+    assert sub.shape == (2, 2) and sub.batch_shape == (2,)
+    np.testing.assert_allclose(sub.cov, d.cov[:, positions[:, None], positions], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(sub.mean, mean[:, rows][:, :, cols])
+    a, b = spd(rng, (), n), spd(rng, (), p)
+    cov = d.cov
+    for item in range(2):
+        tensor = cov[item].reshape(p, n, p, n)  # [j, i, l, k] = Cov(X_ij, X_kl)
+        m = mean[item]
+        want = m.T @ a @ m + np.einsum("ab,jalb->jl", a, tensor)
+        np.testing.assert_allclose(d.expect_xtax(a)[item], want, rtol=1e-10)
+        want = m @ b @ m.T + np.einsum("jl,jalb->ab", b, tensor)
+        np.testing.assert_allclose(d.expect_xaxt(b)[item], want, rtol=1e-10)
+
+
+# Errors --------------------------------------------------------------------------------------
+
+
+def test_errors_name_the_argument_and_batch_index(rng):
+    n, p = 3, 2
+    u, v, a = spd(rng, (4,), n), spd(rng, (), p), spd(rng, (4,), n)
+    bad_noise = a.copy()
+    bad_noise[2] = -np.eye(n)
+    with pytest.raises(LinAlgError, match="noise_rowcov is not positive definite .* at batch index 2"):
+        fm.KroneckerSumNormal(None, u, v, bad_noise)
+    with pytest.raises(LinAlgError, match="noise_rowcov is not positive definite"):
+        fm.KroneckerSumNormal(None, u, v, -1.0)
+    bad_signal = u.copy()
+    bad_signal[3] = u[3] - 10 * np.eye(n)
+    with pytest.raises(LinAlgError, match="rowcov is not positive semi-definite at batch index 3"):
+        fm.KroneckerSumNormal(None, bad_signal, v, a)
+    with pytest.raises(LinAlgError, match="colcov is not positive semi-definite"):
+        fm.KroneckerSumNormal(None, u, -v, a)
+    nan = u.copy()
+    nan[1, 2, 0] = np.nan
+    with pytest.raises(ValueError, match="rowcov contains NaN or infinity at batch index 1"):
+        fm.KroneckerSumNormal(None, nan, v, bad_noise)  # before the noise of item 2
+    # a signal of rank one passes: its negative eigenvalues are rounding
+    fm.KroneckerSumNormal(None, low_rank(rng, (100,), n, 1), low_rank(rng, (), p, 1), 1e-3)
+    with pytest.raises(ValueError, match="x contains NaN or infinity at batch index 1"):
+        fm.KroneckerSumNormal(None, u, v, a).logpdf(np.where(np.arange(4)[:, None, None] == 1, np.nan, 0.0)
+                                                    + np.zeros((4, n, p)))
+    with pytest.raises(ValueError, match="x has shape"):
+        fm.KroneckerSumNormal(None, u, v, a).logpdf(np.zeros((p, n)))
+    with pytest.raises(ValueError, match="exactly one of noise= .* and damping="):
+        fm.KroneckerSumNormal.from_eig(None, np.eye(n), np.ones(n), np.eye(p), np.ones(p))
+    with pytest.raises(ValueError, match="damping must be positive"):
+        fm.KroneckerSumNormal.from_precision(None, u, v, 0.0)
+    with pytest.raises(LinAlgError, match="rowvals has an eigenvalue that is not non-negative at batch index 1"):
+        fm.KroneckerSumNormal.from_eig(None, np.eye(n), [[1.0] * n, [-1.0] * n], np.eye(p), np.ones(p), noise=1.0)
+    with pytest.raises(TypeError, match="KroneckerSumNormal"):
+        fm.MatrixNormal(None, np.eye(n), np.eye(p)).kl(object())
+
+
+def test_errors_nan_in_the_function_forms(rng):
+    n, p = 3, 2
+    u, v, a = spd(rng, (4,), n), spd(rng, (), p), spd(rng, (4,), n)
+    a[2] = -np.eye(n)
+    x = rng.standard_normal((4, n, p))
+    x[0, 1, 1] = np.inf
+    value = fm.logpdf_kron_sum(x, None, u, v, a, errors="nan")
+    assert np.isnan(value[[0, 2]]).all() and np.isfinite(value[[1, 3]]).all()
+    np.testing.assert_allclose(value[[1, 3]], reference.logpdf_kron_sum(x[[1, 3]], None, u[[1, 3]], v, a[[1, 3]]),
+                               rtol=1e-10)
+    with pytest.raises(ValueError, match="x contains NaN or infinity at batch index 0"):
+        fm.logpdf_kron_sum(x, None, u, v, a)
+    with pytest.raises(LinAlgError, match="noise_rowcov is not positive definite .* at batch index 2"):
+        fm.logpdf_kron_sum(np.nan_to_num(x, posinf=0.0), None, u, v, a)
+    kl = fm.kl_kron_sum(None, u, v, a, None, None, u, v, 1.0, None, errors="nan")
+    assert np.isnan(kl[2]) and np.isfinite(kl[[0, 1, 3]]).all()
+    with pytest.raises(LinAlgError, match="noise_rowcov1 is not positive definite .* at batch index 2"):
+        fm.kl_kron_sum(None, u, v, a, None, None, u, v, 1.0, None)
+    with pytest.raises(LinAlgError, match="colcov2 is not positive semi-definite"):
+        fm.kl_kron_sum(None, u, v, 1.0, None, None, u, -v, 1.0, None)
+    with pytest.raises(ValueError, match="errors must be"):
+        fm.logpdf_kron_sum(x, None, u, v, 1.0, errors="ignore")
