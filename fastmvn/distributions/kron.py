@@ -618,7 +618,7 @@ class KroneckerSumNormal(_Frozen):
 
         Returns
         -------
-        samples : (*size, ..., n, p) ndarray
+        samples : ``(*size, ..., n, p)`` ndarray
 
         Examples
         --------
