@@ -6,7 +6,10 @@ The encoder maps each observation to a matrix-normal posterior MN(M, U, V) over 
 is decoded back, and the loss is the reconstruction error plus the KL to the standard
 matrix normal MN(0, I, I), computed by ``fastmvn.torch.kl_chol`` with its closed-form
 gradient. Run it with ``python examples/train_latent.py``; it needs ``fastmvn[torch]``.
+``FASTMVN_EXAMPLES_QUICK=1`` trains for a few steps on small batches (as the tests run it).
 """
+
+import os
 
 import torch
 
@@ -75,4 +78,8 @@ def main(steps=300, batch=128, features=24, n=3, p=2, beta=1.0, seed=0, verbose=
 
 
 if __name__ == "__main__":
-    main()
+    if os.environ.get("FASTMVN_EXAMPLES_QUICK", "0") == "1":
+        losses = main(steps=20, batch=32)
+    else:
+        losses = main()
+    print(f"loss per observation: {losses[0]:.3f} at the first step, {losses[-1]:.3f} at the last")

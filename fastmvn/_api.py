@@ -2,15 +2,24 @@
 (:data:`fastmvn._table.FUNCTIONS`) and runs its kernel over the broadcast batch
 (:func:`fastmvn._batch.call`)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from ._batch import call
 from ._docs import filled
 from ._table import FUNCTIONS
+
+if TYPE_CHECKING:
+    from ._typing import ArrayLike, Errors, FloatArray, Result
 
 __all__ = ["kl", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "mahalanobis_chol", "logpdf", "logpdf_chol"]
 
 
 @filled("kl")
-def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, out=None, errors="raise"):
+def kl(mean1: ArrayLike, rowcov1: ArrayLike, colcov1: ArrayLike, mean2: ArrayLike | None = None,
+       rowcov2: ArrayLike | None = None, colcov2: ArrayLike | None = None, *, out: FloatArray | None = None,
+       errors: Errors = "raise") -> Result:
     r"""KL divergence ``KL(MN(mean1, rowcov1, colcov1) ‖ MN(mean2, rowcov2, colcov2))``, batched.
 
     .. math::
@@ -68,8 +77,9 @@ def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, out=N
 
 
 @filled("kl_chol")
-def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *, out=None, errors="raise",
-            lower=True):
+def kl_chol(mean1: ArrayLike, rowchol1: ArrayLike, colchol1: ArrayLike, mean2: ArrayLike | None = None,
+            rowchol2: ArrayLike | None = None, colchol2: ArrayLike | None = None, *, out: FloatArray | None = None,
+            errors: Errors = "raise", lower: bool = True) -> Result:
     """KL divergence between matrix normals given by Cholesky factors, batched.
 
     The same divergence as :func:`kl` with ``U = rowchol @ rowchol.T`` and
@@ -106,7 +116,9 @@ def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None,
 
 
 @filled("kl_diag")
-def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *, out=None, errors="raise"):
+def kl_diag(mean1: ArrayLike, rowvar1: ArrayLike, colvar1: ArrayLike, mean2: ArrayLike | None = None,
+            rowvar2: ArrayLike | None = None, colvar2: ArrayLike | None = None, *, out: FloatArray | None = None,
+            errors: Errors = "raise") -> Result:
     """KL divergence between matrix normals with diagonal covariances, batched.
 
     The same divergence as :func:`kl` with ``U = diag(rowvar)`` and ``V = diag(colvar)``;
@@ -136,7 +148,7 @@ def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *, 
 
 
 @filled("logdet")
-def logdet(a, *, out=None, errors="raise"):
+def logdet(a: ArrayLike, *, out: FloatArray | None = None, errors: Errors = "raise") -> Result:
     """Log-determinant of symmetric positive definite matrices, batched.
 
     Computed from the Cholesky factor, reading only the lower triangle of ``a``.
@@ -158,7 +170,7 @@ def logdet(a, *, out=None, errors="raise"):
 
 
 @filled("trace_solve")
-def trace_solve(a, b, *, out=None, errors="raise"):
+def trace_solve(a: ArrayLike, b: ArrayLike, *, out: FloatArray | None = None, errors: Errors = "raise") -> Result:
     """``tr(a⁻¹ b)`` for symmetric positive definite ``a`` and square ``b``, batched.
 
     Uses the Cholesky factor of ``a`` (only its lower triangle is read) and triangular
@@ -181,7 +193,8 @@ def trace_solve(a, b, *, out=None, errors="raise"):
 
 
 @filled("mahalanobis")
-def mahalanobis(x, mean, rowcov, colcov, *, out=None, errors="raise"):
+def mahalanobis(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike, *,
+                out: FloatArray | None = None, errors: Errors = "raise") -> Result:
     """Squared Mahalanobis distance ``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))`` of a matrix normal, batched.
 
     Equal to ``vec(X−M)ᵀ (V⊗U)⁻¹ vec(X−M)``, computed as ``‖L_U⁻¹ (X−M) L_V⁻ᵀ‖_F²``
@@ -204,7 +217,8 @@ def mahalanobis(x, mean, rowcov, colcov, *, out=None, errors="raise"):
 
 
 @filled("mahalanobis_chol")
-def mahalanobis_chol(x, mean, rowchol, colchol, *, out=None, errors="raise", lower=True):
+def mahalanobis_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colchol: ArrayLike, *,
+                     out: FloatArray | None = None, errors: Errors = "raise", lower: bool = True) -> Result:
     """Squared Mahalanobis distance from Cholesky factors of ``U`` and ``V``, batched.
 
     The same as :func:`mahalanobis` with ``U = rowchol @ rowchol.T`` and
@@ -229,7 +243,8 @@ def mahalanobis_chol(x, mean, rowchol, colchol, *, out=None, errors="raise", low
 
 
 @filled("logpdf")
-def logpdf(x, mean, rowcov, colcov, *, out=None, errors="raise"):
+def logpdf(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike, *,
+           out: FloatArray | None = None, errors: Errors = "raise") -> Result:
     r"""Log-density of the matrix normal ``MN(mean, rowcov, colcov)`` at ``x``, batched.
 
     .. math::
@@ -265,7 +280,8 @@ def logpdf(x, mean, rowcov, colcov, *, out=None, errors="raise"):
 
 
 @filled("logpdf_chol")
-def logpdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise", lower=True):
+def logpdf_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colchol: ArrayLike, *,
+                out: FloatArray | None = None, errors: Errors = "raise", lower: bool = True) -> Result:
     """Log-density of the matrix normal with Cholesky factors ``rowchol``, ``colchol``, batched.
 
     The same as :func:`logpdf` with ``U = rowchol @ rowchol.T`` and ``V = colchol @ colchol.T``;

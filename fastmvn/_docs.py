@@ -7,7 +7,13 @@ backend's docstring is derived from the CPU one (:func:`backend`): the same summ
 parameters, with the backend's array types, keywords and results.
 """
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from ._table import FUNCTIONS
+
+# A decorated function: the decorators below change its docstring alone, and so keep its type.
+_Function = TypeVar("_Function", bound=Callable[..., Any])
 
 __all__ = ["KEYWORDS", "parameters", "filled", "backend"]
 
@@ -120,7 +126,7 @@ def _fill(function, replace):
     return function
 
 
-def shared(function):
+def shared(function: _Function) -> _Function:
     """A decorator that writes the :data:`ENTRIES` a docstring names in lines of their own
     (``%(rng)s``, ``%(errors)s``, …)."""
 
@@ -131,7 +137,7 @@ def shared(function):
     return _fill(function, entry)
 
 
-def filled(name, **options):
+def filled(name: str, **options: Any) -> Callable[[_Function], _Function]:
     """A decorator that writes the Parameters section of the table's function ``name``
     (:func:`parameters` with ``options``) where the docstring holds ``%(parameters)s``."""
 

@@ -5,6 +5,10 @@ with a gradient, and the plumbing they share with :mod:`fastmvn.torch` and :mod:
 The kernels write one gradient per item; an argument broadcast over batch axes gets the sum
 over those axes, taken afterwards in NumPy (:func:`reduce_to`)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from . import _pool
@@ -12,6 +16,9 @@ from ._arguments import bind, check, check_errors, check_out
 from ._batch import direct, evaluate_grad, report, slot
 from ._docs import filled
 from ._table import CHOL, FUNCTIONS
+
+if TYPE_CHECKING:
+    from ._typing import ArrayLike, Errors, GradOut, ValueAndGrad, Wrt
 
 __all__ = ["kl_value_and_grad", "kl_chol_value_and_grad", "kl_diag_value_and_grad", "value_and_grad", "computed",
            "reduce_to"]
@@ -142,8 +149,9 @@ def value_and_grad(function, values, errors, reduce=True, out=None, wrt=None, lo
 
 
 @filled("kl", keywords=["grad_errors", "grad_out", "wrt"])
-def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None, *, errors="raise",
-                      out=None, wrt=None):
+def kl_value_and_grad(mean1: ArrayLike, rowcov1: ArrayLike, colcov1: ArrayLike, mean2: ArrayLike | None = None,
+                      rowcov2: ArrayLike | None = None, colcov2: ArrayLike | None = None, *, errors: Errors = "raise",
+                      out: GradOut | None = None, wrt: Wrt = None) -> ValueAndGrad:
     r"""The KL of :func:`kl` and its gradient with respect to each argument, batched.
 
     Value and gradient come from one fused pass per item through Cholesky factors and
@@ -217,8 +225,10 @@ def kl_value_and_grad(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2
 
 
 @filled("kl_chol", keywords=["grad_errors", "grad_out", "wrt", "grad_lower"])
-def kl_chol_value_and_grad(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *,
-                           errors="raise", out=None, wrt=None, lower=True):
+def kl_chol_value_and_grad(mean1: ArrayLike, rowchol1: ArrayLike, colchol1: ArrayLike,
+                           mean2: ArrayLike | None = None, rowchol2: ArrayLike | None = None,
+                           colchol2: ArrayLike | None = None, *, errors: Errors = "raise", out: GradOut | None = None,
+                           wrt: Wrt = None, lower: bool = True) -> ValueAndGrad:
     r"""The KL of :func:`kl_chol` and its gradient with respect to each argument, batched.
 
     One fused pass per item, no factorisation, by the closed forms derived in
@@ -270,8 +280,9 @@ def kl_chol_value_and_grad(mean1, rowchol1, colchol1, mean2=None, rowchol2=None,
 
 
 @filled("kl_diag", keywords=["grad_errors", "grad_out", "wrt"])
-def kl_diag_value_and_grad(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None, *, errors="raise",
-                           out=None, wrt=None):
+def kl_diag_value_and_grad(mean1: ArrayLike, rowvar1: ArrayLike, colvar1: ArrayLike, mean2: ArrayLike | None = None,
+                           rowvar2: ArrayLike | None = None, colvar2: ArrayLike | None = None, *,
+                           errors: Errors = "raise", out: GradOut | None = None, wrt: Wrt = None) -> ValueAndGrad:
     r"""The KL of :func:`kl_diag` and its gradient with respect to each argument, batched.
 
     With ``U = diag(a)``, ``V = diag(b)``, ``t_u = Σ a1/a2``, ``t_v = Σ b1/b2`` and

@@ -91,7 +91,7 @@ def _cached(dispatcher, serial=False):
 
 #: Every per-item kernel, in the order defined: what other targets compile from its source
 #: (:func:`fastmvn._cuda_kernels.retarget`).
-ITEMS = []
+ITEMS: list = []
 
 
 def item(func=None, *, inline=False):
@@ -111,7 +111,7 @@ def item(func=None, *, inline=False):
 
 
 #: Every batch driver, so that a forked child can give each a lock of its own.
-_BATCHES = []
+_BATCHES: list["_Batch"] = []
 
 
 class _Batch:

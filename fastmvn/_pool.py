@@ -176,7 +176,7 @@ def empty(shape, dtype):
     return np.asarray(_Lease(pool, pool.take(nbytes), nbytes)).view(dtype).reshape(shape)
 
 
-def set_buffer_pool(limit):
+def set_buffer_pool(limit: int) -> int:
     """Set how many bytes of idle gradient buffers fastmvn keeps for reuse; returns the old limit.
 
     The value-and-gradient functions (and :mod:`fastmvn.torch`) take their gradient arrays

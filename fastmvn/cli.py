@@ -256,6 +256,10 @@ def _threads():
     return numba.get_num_threads()
 
 
+#: The optional packages ``fastmvn info`` reports: distribution name and module name.
+OPTIONAL = (("torch", "torch"), ("dask", "dask"), ("jax", "jax"), ("numba-cuda", "numba_cuda"))
+
+
 def info(args):
     import numba
     import scipy
@@ -264,12 +268,76 @@ def info(args):
 
     print(f"fastmvn {__version__}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-          f"numba {numba.__version__}")
+          f"numba {numba.__version__}, llvmlite {_installed('llvmlite')}")
+    print("optional: " + ", ".join(f"{name} {_installed(name, module)}" for name, module in OPTIONAL))
     print(f"threads: {_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}), "
           f"threading layer {_jit.threading_layer()}")
-    cache_dir = numba.config.CACHE_DIR or os.path.join(os.path.dirname(__file__), "__pycache__")
-    print(f"kernel cache: {cache_dir if _jit.CACHE else 'off (FASTMVN_CACHE=0)'}")
+    name, features = _cpu()
+    print(f"cpu: {name}")
+    print(f"cpu features: {features}")
+    print(f"kernel cache: {_cache_directory() if _jit.CACHE else 'off (FASTMVN_CACHE=0)'}")
+    print(f"gpu: {_gpu_usable()}")
     print(f"cuda: {_cuda_status()}")
+
+
+def _installed(name, module=None):
+    """The installed version of the distribution ``name`` (whose import name is ``module``, by
+    default the same), or ``"not installed"``; nothing is imported."""
+    import importlib.metadata
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec(module or name) is None:
+            return "not installed"
+        return importlib.metadata.version(name)
+    except (ImportError, ValueError):  # a broken parent package, a module without metadata
+        return "not installed"
+
+
+def _cpu():
+    """The CPU name and the features Numba compiles for: ``NUMBA_CPU_NAME`` and
+    ``NUMBA_CPU_FEATURES`` where set (as for a cache shared between machines), else the host's
+    as LLVM detects them (the enabled ones), each with where it comes from."""
+    import llvmlite.binding as llvm
+    import numba
+    from numba.core import codegen
+
+    if numba.config.CPU_NAME is not None:
+        name = f"{numba.config.CPU_NAME} (NUMBA_CPU_NAME)"
+    else:
+        name = f"{llvm.get_host_cpu_name()} (the host's)"
+    if numba.config.CPU_FEATURES is not None:
+        return name, f"{numba.config.CPU_FEATURES} (NUMBA_CPU_FEATURES)"
+    enabled = [feature[1:] for feature in codegen.get_host_cpu_features().split(",") if feature.startswith("+")]
+    return name, f"{' '.join(sorted(enabled)) or 'none detected'} (the host's)"
+
+
+def _cache_directory():
+    """The directory where fastmvn's kernels are cached: where Numba's locator for the kernels'
+    sources puts them (beside them, or under ``NUMBA_CACHE_DIR`` or the user's cache)."""
+    from . import _jit
+    from .kernels import drivers  # noqa: F401  (defines the batch drivers)
+
+    try:
+        cache = _jit._cache_class()[0](_jit._BATCHES[0].py_func)
+        return cache._impl.locator.get_cache_path()
+    except RuntimeError as error:  # no directory Numba can write to
+        return f"unavailable: {error}"
+
+
+def _gpu_usable():
+    """Whether Numba finds a usable CUDA GPU (``numba.cuda.is_available()``); never raises."""
+    import numba
+
+    if getattr(numba.config, "ENABLE_CUDASIM", 0):
+        return "none used: Numba's CUDA simulator runs CUDA kernels on the CPU (NUMBA_ENABLE_CUDASIM=1)"
+    try:
+        from numba import cuda as numba_cuda
+
+        usable = numba_cuda.is_available()
+    except Exception as error:  # a missing or broken CUDA stack is an answer here, not a failure
+        return f"none usable ({type(error).__name__}: {' '.join(str(error).split())})"
+    return "usable" if usable else "none usable (numba.cuda.is_available() is False)"
 
 
 def _cuda_status():
@@ -319,7 +387,7 @@ def main(argv=None):
     p.add_argument("--upper", action="store_true",
                    help="the rowchol*/colchol* arrays are upper factors R of U = RᵀR (scipy.linalg.cholesky's)")
     p.set_defaults(func=kl)
-    p = commands.add_parser("info", help="versions, threads, kernel cache, CUDA")
+    p = commands.add_parser("info", help="versions, threads, CPU features, kernel cache, GPU")
     p.set_defaults(func=info)
     args = parser.parse_args(argv)
     if args.command == "bench" and args.plot and (args.n or args.p):

@@ -25,6 +25,7 @@ numba-cuda is not installed or no CUDA GPU and driver are found.
 
 import importlib.util
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -405,6 +406,14 @@ def _define(function):
         doc = _docs.backend(function.name, ("with its gradient, on the GPU.", _WHERE[1].format(name=name)), _ARRAY,
                             _GRAD_KEYWORDS + lower, _GRAD_RETURNS, _RAISES, examples=_EXAMPLES.get(name, ""))
         yield _table.define(function, value_and_grad, defaults, doc, __name__, name)
+
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    def __getattr__(name: str) -> Any:
+        """The functions that ``_table.publish`` generates below, unseen by a type checker: each is Any to it."""
+        raise AttributeError(name)
 
 
 __all__ = ["MAX_SIZE"]

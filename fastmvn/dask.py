@@ -39,6 +39,7 @@ does not.
 
 import mmap
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.linalg import LinAlgError
@@ -459,6 +460,14 @@ def _define(entry):
                             _EXAMPLES.get(name, ""))
         defaults = {"errors": "raise", "wrt": None} | ({"lower": True} if entry.lower else {})
         yield _table.define(entry, _lazy_value_and_grad, defaults, doc, __name__, name)
+
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    def __getattr__(name: str) -> Any:
+        """The functions that ``_table.publish`` generates below, unseen by a type checker: each is Any to it."""
+        raise AttributeError(name)
 
 
 _table.publish(globals(), "dask", _define)

@@ -13,14 +13,21 @@ A Cholesky factor is the lower ``L`` of ``U = L Lᵀ``, of which the lower trian
 or, with ``lower=False``, the upper ``R`` of ``U = Rᵀ R``, of which the upper triangle is read.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._typing import ArrayLike, FloatArray, NDArray, Result
 
 __all__ = ["cholesky", "entropy", "entropy_chol", "kl", "kl_chol", "kl_diag", "kl_full", "kl_kron_sum",
            "kron_sum_cov", "logdet", "logpdf", "logpdf_chol", "logpdf_kron_sum", "mahalanobis", "mahalanobis_chol",
            "pdf", "pdf_chol", "singular_pivots", "trace_solve"]
 
 
-def singular_pivots(chol, a):
+def singular_pivots(chol: FloatArray, a: FloatArray) -> NDArray[np.bool_]:
     """Where the Cholesky factor ``chol`` of ``a`` (``(..., n, n)``) has a numerically singular
     pivot: the mask over the batch axes of ``L_jj² ≤ n·ε·a_jj`` for some ``j``, with ``ε`` of
     ``chol``'s dtype.
@@ -35,7 +42,7 @@ def singular_pivots(chol, a):
     return (pivots <= floor).any(axis=-1)
 
 
-def cholesky(a):
+def cholesky(a: ArrayLike) -> FloatArray:
     """Lower Cholesky factor of symmetric positive definite ``a`` (``(..., n, n)``, lower
     triangle read), by LAPACK; ``LinAlgError`` where ``a`` is not positive definite or is
     numerically singular (:func:`singular_pivots`), as fastmvn decides it everywhere."""
@@ -68,12 +75,12 @@ def _factor(chol, lower):
     return np.tril(chol if lower else np.swapaxes(chol, -1, -2))
 
 
-def logdet(a):
+def logdet(a: ArrayLike) -> Result:
     """``log|a|`` for symmetric positive definite ``a`` of shape ``(..., n, n)``."""
     return _logdet_factor(cholesky(a))
 
 
-def trace_solve(a, b):
+def trace_solve(a: ArrayLike, b: ArrayLike) -> Result:
     """``tr(a⁻¹ b)`` for symmetric positive definite ``a`` and square ``b``, ``(..., n, n)``."""
     chol = cholesky(a)
     w = _solve(chol, b)  # L⁻¹ b
@@ -87,20 +94,22 @@ def _whitened_norm2(d, rowchol, colchol):
     return _frobenius2(z)
 
 
-def mahalanobis(x, mean, rowcov, colcov):
+def mahalanobis(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike) -> Result:
     """``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))``; ``mean=None`` means zero."""
     d = np.asarray(x, dtype=float) - (0.0 if mean is None else np.asarray(mean, dtype=float))
     return _whitened_norm2(d, cholesky(rowcov), cholesky(colcov))
 
 
-def mahalanobis_chol(x, mean, rowchol, colchol, *, lower=True):
+def mahalanobis_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colchol: ArrayLike, *,
+                     lower: bool = True) -> Result:
     """``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))`` from factors of ``U`` and ``V`` (upper with ``lower=False``);
     ``mean=None`` means zero."""
     d = np.asarray(x, dtype=float) - (0.0 if mean is None else np.asarray(mean, dtype=float))
     return _whitened_norm2(d, _factor(rowchol, lower), _factor(colchol, lower))
 
 
-def logpdf_chol(x, mean, rowchol, colchol, *, lower=True):
+def logpdf_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colchol: ArrayLike, *,
+                lower: bool = True) -> Result:
     """Log-density of ``MN(mean, L_U L_Uᵀ, L_V L_Vᵀ)`` at ``x`` from factors (upper with
     ``lower=False``); ``mean=None`` means zero."""
     rowchol, colchol = _factor(rowchol, lower), _factor(colchol, lower)
@@ -110,23 +119,24 @@ def logpdf_chol(x, mean, rowchol, colchol, *, lower=True):
                    + _whitened_norm2(d, rowchol, colchol))
 
 
-def logpdf(x, mean, rowcov, colcov):
+def logpdf(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike) -> Result:
     """Log-density of ``MN(mean, rowcov, colcov)`` at ``x``; ``mean=None`` means zero."""
     return logpdf_chol(x, mean, cholesky(rowcov), cholesky(colcov))
 
 
-def pdf_chol(x, mean, rowchol, colchol, *, lower=True):
+def pdf_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colchol: ArrayLike, *,
+             lower: bool = True) -> Result:
     """Density of ``MN(mean, L_U L_Uᵀ, L_V L_Vᵀ)`` at ``x`` from factors (upper with ``lower=False``);
     ``mean=None`` means zero."""
     return np.exp(logpdf_chol(x, mean, rowchol, colchol, lower=lower))
 
 
-def pdf(x, mean, rowcov, colcov):
+def pdf(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike) -> Result:
     """Density of ``MN(mean, rowcov, colcov)`` at ``x``; ``mean=None`` means zero."""
     return np.exp(logpdf(x, mean, rowcov, colcov))
 
 
-def entropy_chol(rowchol, colchol, *, lower=True):
+def entropy_chol(rowchol: ArrayLike, colchol: ArrayLike, *, lower: bool = True) -> Result:
     """Entropy ``½[np(1 + log 2π) + n log|V| + p log|U|]`` from factors ``(..., n, n)``, ``(..., p, p)``
     (upper with ``lower=False``)."""
     n, p = np.shape(rowchol)[-1], np.shape(colchol)[-1]
@@ -134,12 +144,13 @@ def entropy_chol(rowchol, colchol, *, lower=True):
                   + p * _logdet_factor(_factor(rowchol, lower)))
 
 
-def entropy(rowcov, colcov):
+def entropy(rowcov: ArrayLike, colcov: ArrayLike) -> Result:
     """Entropy of ``MN(M, rowcov, colcov)`` (any ``M``)."""
     return entropy_chol(cholesky(rowcov), cholesky(colcov))
 
 
-def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None, *, lower=True):
+def kl_chol(mean1: ArrayLike, rowchol1: ArrayLike, colchol1: ArrayLike, mean2: ArrayLike | None = None,
+            rowchol2: ArrayLike | None = None, colchol2: ArrayLike | None = None, *, lower: bool = True) -> Result:
     """KL between matrix normals given by lower Cholesky factors (lower triangles read), or
     upper ones with ``lower=False`` (upper triangles read).
 
@@ -159,7 +170,8 @@ def kl_chol(mean1, rowchol1, colchol1, mean2=None, rowchol2=None, colchol2=None,
                   + n * (_logdet_factor(colchol2) - _logdet_factor(colchol1)))
 
 
-def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None):
+def kl(mean1: ArrayLike, rowcov1: ArrayLike, colcov1: ArrayLike, mean2: ArrayLike | None = None,
+       rowcov2: ArrayLike | None = None, colcov2: ArrayLike | None = None) -> Result:
     """KL between matrix normals ``MN(mean1, rowcov1, colcov1) ‖ MN(mean2, rowcov2, colcov2)``.
 
     ``None`` for a second argument means zero mean or identity covariance.
@@ -170,7 +182,8 @@ def kl(mean1, rowcov1, colcov1, mean2=None, rowcov2=None, colcov2=None):
     return kl_chol(mean1, factor(rowcov1), factor(colcov1), mean2, factor(rowcov2), factor(colcov2))
 
 
-def kl_diag(mean1, rowvar1, colvar1, mean2=None, rowvar2=None, colvar2=None):
+def kl_diag(mean1: ArrayLike, rowvar1: ArrayLike, colvar1: ArrayLike, mean2: ArrayLike | None = None,
+            rowvar2: ArrayLike | None = None, colvar2: ArrayLike | None = None) -> Result:
     """KL between matrix normals with diagonal covariances ``diag(rowvar)``, ``diag(colvar)``.
 
     ``None`` for a second argument means zero mean or unit variances.
@@ -199,7 +212,7 @@ def _log_ratio(a, b):
     return np.where(inside, np.log(np.where(inside, ratio, 1.0)), np.log(a) - np.log(b))
 
 
-def kl_full(mean1, cov1, mean2=None, cov2=None):
+def kl_full(mean1: ArrayLike, cov1: ArrayLike, mean2: ArrayLike | None = None, cov2: ArrayLike | None = None) -> Result:
     """KL between matrix Gaussians ``N(vec mean1, cov1) ‖ N(vec mean2, cov2)``.
 
     Means ``(..., n, p)``, covariances ``(..., np, np)`` of column-major ``vec``; ``None``

@@ -5,15 +5,24 @@ gives the same arrays on every platform; shapes follow fastmvn's convention of l
 axes ``shape`` before the matrix axes. Importing this module needs NumPy alone.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ._docs import shared
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._typing import FloatArray, Shape
 
 __all__ = ["random_spd", "random_matrix_normal", "random_pair", "cholesky_factors", "conditioned_spd"]
 
 
 @shared
-def random_spd(rng, shape, size, jitter=0.1):
+def random_spd(rng: np.random.Generator, shape: Shape, size: int, jitter: float = 0.1) -> FloatArray:
     """Random symmetric positive definite matrices: ``A Aᵀ / (size + 2) + jitter·I`` for ``A``
     of independent standard normal entries, ``size × (size + 2)``.
 
@@ -46,7 +55,7 @@ def random_spd(rng, shape, size, jitter=0.1):
 
 
 @shared
-def random_matrix_normal(rng, shape, n, p):
+def random_matrix_normal(rng: np.random.Generator, shape: Shape, n: int, p: int) -> list[FloatArray]:
     """Random parameters of ``n×p`` matrix normals: standard normal means, and row and column
     covariances from :func:`random_spd`.
 
@@ -77,7 +86,7 @@ def random_matrix_normal(rng, shape, n, p):
 
 
 @shared
-def random_pair(rng, shape, n, p):
+def random_pair(rng: np.random.Generator, shape: Shape, n: int, p: int) -> list[FloatArray]:
     """Two batches of random ``n×p`` matrix normals, the arguments of :func:`fastmvn.kl`: two
     draws of :func:`random_matrix_normal` in turn.
 
@@ -107,7 +116,7 @@ def random_pair(rng, shape, n, p):
     return random_matrix_normal(rng, shape, n, p) + random_matrix_normal(rng, shape, n, p)
 
 
-def cholesky_factors(args):
+def cholesky_factors(args: Sequence[FloatArray]) -> list[FloatArray]:
     """The arguments of :func:`random_pair` (or the first three of them) with each covariance
     replaced by its lower Cholesky factor, the arguments of :func:`fastmvn.kl_chol`.
 
@@ -134,7 +143,7 @@ def cholesky_factors(args):
 
 
 @shared
-def conditioned_spd(rng, shape, size, condition):
+def conditioned_spd(rng: np.random.Generator, shape: Shape, size: int, condition: float) -> FloatArray:
     """Random symmetric positive definite matrices of a given condition number: ``Q Λ Qᵀ`` for
     a random orthogonal ``Q`` and eigenvalues ``Λ`` from 1 to ``condition``, both ends
     included, the others log-uniform between them.

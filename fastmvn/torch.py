@@ -23,6 +23,8 @@ none). The gradient with respect to a covariance is symmetric, as that of
 Cholesky factor is lower triangular (upper for an upper factor, ``lower=False``).
 """
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -164,6 +166,14 @@ def _define(function):
     doc = _docs.backend(function.name, where, "Tensor", keywords, returns, raises, _EXAMPLES[function.name])
     defaults = {"errors": "raise"} | ({"lower": True} if function.lower else {})
     return _table.define(function, _apply, defaults, doc, __name__)
+
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    def __getattr__(name: str) -> Any:
+        """The functions that ``_table.publish`` generates below, unseen by a type checker: each is Any to it."""
+        raise AttributeError(name)
 
 
 __all__ = []

@@ -1,5 +1,6 @@
 """The command line: kl on an .npz, info, and a small bench."""
 
+import importlib.metadata
 import importlib.util
 import os
 import pathlib
@@ -174,10 +175,71 @@ def test_help_gives_the_exit_statuses(capsys):
     assert re.search(r"exit status: 0 on success, 2 for a\s+usage error", capsys.readouterr().out)
 
 
-def test_info(capsys):
+def info_lines(capsys):
+    """What ``fastmvn info`` prints, by the head of each line (``"cpu"``, ``"threads"`` …)."""
     cli.main(["info"])
-    out = capsys.readouterr().out
-    assert out.startswith(f"fastmvn {fm.__version__}") and "threads:" in out and "cuda:" in out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"fastmvn {fm.__version__}"
+    return {line.split(":")[0] if ":" in line else "versions": line.partition(": ")[2] or line for line in lines[1:]}
+
+
+def test_info(capsys, monkeypatch):
+    import llvmlite.binding
+    import numba
+    import numba.core.codegen
+    import scipy
+
+    monkeypatch.setattr(numba.config, "CPU_NAME", None)
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", None)
+    lines = info_lines(capsys)
+    assert list(lines) == ["versions", "optional", "threads", "cpu", "cpu features", "kernel cache", "gpu", "cuda"]
+    for name, module in (("python", sys), ("numpy", np), ("scipy", scipy), ("numba", numba), ("llvmlite", llvmlite)):
+        version = sys.version.split()[0] if module is sys else module.__version__
+        assert f"{name} {version}" in lines["versions"]
+    for name, module in cli.OPTIONAL:
+        expected = importlib.metadata.version(name) if importlib.util.find_spec(module) else "not installed"
+        assert f"{name} {expected}" in lines["optional"]
+    assert re.fullmatch(rf"{numba.get_num_threads()} \(NUMBA_NUM_THREADS=\d+\), threading layer "
+                        rf"{numba.threading_layer()}", lines["threads"])
+    assert lines["cpu"] == f"{llvmlite.binding.get_host_cpu_name()} (the host's)"
+    features = lines["cpu features"].removesuffix(" (the host's)").split()
+    assert features and all(f"+{feature}" in numba.core.codegen.get_host_cpu_features().split(",")
+                            for feature in features)
+    assert lines["kernel cache"] == "off (FASTMVN_CACHE=0)" or os.path.isabs(lines["kernel cache"])
+    assert lines["gpu"] == "usable" or lines["gpu"].startswith("none ")
+
+
+def test_info_reports_the_cpu_numba_is_told_to_compile_for(capsys, monkeypatch):
+    import numba
+
+    monkeypatch.setattr(numba.config, "CPU_NAME", "generic")
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "+sse2,-avx")
+    lines = info_lines(capsys)
+    assert lines["cpu"] == "generic (NUMBA_CPU_NAME)"
+    assert lines["cpu features"] == "+sse2,-avx (NUMBA_CPU_FEATURES)"
+
+
+def test_info_reports_a_broken_cuda_stack_without_failing(capsys, monkeypatch):
+    import numba
+
+    class Broken:
+        @staticmethod
+        def is_available():
+            raise OSError("libcuda.so: cannot open\nshared object file")
+
+    monkeypatch.setattr(numba.config, "ENABLE_CUDASIM", 0, raising=False)
+    monkeypatch.setitem(sys.modules, "numba.cuda", Broken)
+    monkeypatch.setattr(numba, "cuda", Broken, raising=False)
+    assert cli._gpu_usable() == "none usable (OSError: libcuda.so: cannot open shared object file)"
+
+
+def test_the_version_is_the_installed_distributions():
+    """``fastmvn.__version__`` is the one place the version is written: setuptools reads it."""
+    try:
+        installed = importlib.metadata.version("fastmvn")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("fastmvn is not installed here")
+    assert installed == fm.__version__
 
 
 def test_bench_prints_a_table(capsys):

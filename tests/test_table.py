@@ -127,14 +127,16 @@ def test_defined_function_binds_as_the_cpu_function():
 def module_imports(path, package):
     """The modules of the package that the module at ``path`` (named ``package``-relative)
     imports when it is imported: its top-level imports, those inside a top-level ``try`` or
-    ``if`` included, those inside functions not."""
+    ``if`` included, those inside functions or under ``if TYPE_CHECKING:`` (for annotations) not."""
     name = ".".join(path.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__")
     here = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
     statements = list(ast.parse(path.read_text()).body)
     while statements:
         node = statements.pop()
-        if isinstance(node, (ast.Try, ast.If)):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            statements += node.orelse
+        elif isinstance(node, (ast.Try, ast.If)):
             statements += node.body + node.orelse + getattr(node, "finalbody", []) + \
                 [s for handler in getattr(node, "handlers", []) for s in handler.body]
         elif isinstance(node, ast.ImportFrom) and node.level:

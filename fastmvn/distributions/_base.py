@@ -8,8 +8,12 @@ Neither family's module imports the other's: :mod:`fastmvn.distributions.kl`, wh
 both, sets the two functions that join them in :class:`_Links`.
 """
 
+from __future__ import annotations
+
 import math
 import operator
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from numpy.linalg import LinAlgError
@@ -18,6 +22,11 @@ from .._api import logdet, logpdf_chol, mahalanobis_chol
 from .._arguments import CHOL, COV, MEAN, Arg, check, result_dtype, where
 from .._docs import shared
 from ..reference import singular_pivots
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from .._typing import ArrayLike, Errors, FloatArray, Result, Shape
 
 # np·(1 + log 2π) is the constant of the entropy per entry.
 _ENTROPY_PER_ENTRY = 1.0 + math.log(2.0 * math.pi)
@@ -211,8 +220,8 @@ class _Links:
     without its module importing the other's.
     """
 
-    to_gaussian = None
-    kl = None
+    to_gaussian: ClassVar[Callable[..., Any]]
+    kl: ClassVar[Callable[..., Any]]
 
 
 class _Frozen:
@@ -225,11 +234,16 @@ class _Frozen:
     family gives :meth:`_kernel_args`, which feeds :meth:`logpdf` and :meth:`mahalanobis`.
     """
 
-    _PARTS = ()
-    _DERIVED = ()
+    _PARTS: tuple[str, ...] = ()
+    _DERIVED: tuple[str, ...] = ()
     #: The number of core axes of each part that is not a matrix, by name: 1 for a vector of
     #: eigenvalues, 0 for a number per item. Every other part has two.
-    _CORES = {}
+    _CORES: dict[str, int] = {}
+    _dtype: np.dtype
+    _batch_shape: Shape
+    _exact: tuple[FloatArray, ...]
+    _stored: tuple[FloatArray, ...]
+    _mean: FloatArray
 
     @classmethod
     def _family(cls):
@@ -270,17 +284,17 @@ class _Frozen:
     # Attributes
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, int]:
         """``(n, p)``: the shape of one random matrix."""
         return self._mean.shape[-2:]
 
     @property
-    def batch_shape(self):
+    def batch_shape(self) -> Shape:
         """The shape of the stack of distributions; ``()`` for a single one."""
         return self._batch_shape
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         """The dtype of the stored parameters and of the results."""
         return self._dtype
 
@@ -288,18 +302,18 @@ class _Frozen:
         return np.broadcast_to(array, self._batch_shape + array.shape[array.ndim - core:])
 
     @property
-    def mean(self):
+    def mean(self) -> FloatArray:
         """``(..., n, p)`` mean ``M`` (read-only)."""
         return self._view(self._mean)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"{type(self).__name__}(shape={self.shape}, batch_shape={self._batch_shape}, "
                 f"dtype={self._dtype}{self._repr_extra()})")
 
     def _repr_extra(self):
         return ""
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: Any) -> Self:
         """The sub-batch ``index`` selects (NumPy indexing on the batch axes only); a
         distribution of the family with the selected parameters and factors."""
         if not self._batch_shape:
@@ -317,7 +331,7 @@ class _Frozen:
         raise NotImplementedError
 
     @shared
-    def logpdf(self, x, *, out=None, errors="raise"):
+    def logpdf(self, x: ArrayLike, *, out: FloatArray | None = None, errors: Errors = "raise") -> Result:
         """Log-density at ``x``, by :func:`fastmvn.logpdf_chol` on the stored factors.
 
         A :class:`~fastmvn.MatrixGaussian` runs the matrix-normal kernel on ``vec``: an
@@ -347,7 +361,7 @@ class _Frozen:
         return logpdf_chol(*self._kernel_args(x), out=out, errors=errors)
 
     @shared
-    def pdf(self, x, *, out=None, errors="raise"):
+    def pdf(self, x: ArrayLike, *, out: FloatArray | None = None, errors: Errors = "raise") -> Result:
         """Density at ``x``: ``exp`` of :meth:`logpdf` (see :func:`fastmvn.pdf` for overflow).
 
         Parameters
@@ -370,7 +384,7 @@ class _Frozen:
         return _exp(self.logpdf(x, out=out, errors=errors), errors)
 
     @shared
-    def mahalanobis(self, x, *, out=None, errors="raise"):
+    def mahalanobis(self, x: ArrayLike, *, out: FloatArray | None = None, errors: Errors = "raise") -> Result:
         """Squared Mahalanobis distance from the stored factors, by :func:`fastmvn.mahalanobis_chol`.
 
         ``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))`` for a :class:`~fastmvn.MatrixNormal`;
@@ -423,7 +437,7 @@ class _Frozen:
         """``E[Xᵀ A X]``, or with ``transpose`` ``E[X A Xᵀ]`` (that of ``Xᵀ``)."""
         raise NotImplementedError
 
-    def expect_xtax(self, A):
+    def expect_xtax(self, A: ArrayLike) -> FloatArray:
         """``E[Xᵀ A X]``: ``Mᵀ A M + tr(A U) V`` for a :class:`~fastmvn.MatrixNormal`; for a
         :class:`~fastmvn.MatrixGaussian`, ``(Mᵀ A M)_ij + Σ_ab A_ab Cov(X_ai, X_bj)``
         (:func:`fastmvn.expect_quadratic` with ``Y = X``).
@@ -447,7 +461,7 @@ class _Frozen:
         """
         return self._expect_quadratic(A, transpose=False)
 
-    def expect_xaxt(self, A):
+    def expect_xaxt(self, A: ArrayLike) -> FloatArray:
         """``E[X A Xᵀ]``: ``M A Mᵀ + tr(A V) U`` for a :class:`~fastmvn.MatrixNormal`; for a
         :class:`~fastmvn.MatrixGaussian`, ``(M A Mᵀ)_ij + Σ_ab A_ab Cov(X_ia, X_jb)``.
 

@@ -7,8 +7,11 @@ Frobenius-nearest ``V⊗U``) and :func:`project` (the nearest in KL).
 divided by a power of two so that the scale of the data changes nothing but the result's scale.
 """
 
+from __future__ import annotations
+
 import operator
 import warnings
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 from numpy.linalg import LinAlgError
@@ -19,6 +22,12 @@ from .functions import entropy
 from .gaussian import MatrixGaussian, _kron_layout
 from .kl import kl_gaussian
 from .normal import MatrixNormal
+
+if TYPE_CHECKING:
+    from .._typing import ArrayLike, FloatArray, NDArray, Result
+
+    #: Iterations per item: an int array of the batch shape, or an int for a single item.
+    Counts = NDArray[np.integer[Any]] | int
 
 __all__ = ["fit", "MatrixNormalFit", "nearest_kronecker", "project"]
 
@@ -42,7 +51,12 @@ class MatrixNormalFit(MatrixNormal):
     :class:`MatrixNormal` objects.
     """
 
-    def __init__(self, distribution, n_iter, loglik, converged):
+    n_iter: Counts
+    loglik: FloatArray | float
+    converged: NDArray[np.bool_] | bool
+
+    def __init__(self, distribution: MatrixNormal, n_iter: Counts, loglik: FloatArray | float,
+                 converged: NDArray[np.bool_] | bool) -> None:
         self._init(*distribution._exact, distribution._dtype, distribution._batch_shape)
         self.n_iter, self.loglik, self.converged = n_iter, loglik, converged
 
@@ -158,7 +172,7 @@ def _warn_unconverged(change, tol, max_iter, name, items, batch_shape):
 # Fitting to samples ---------------------------------------------------------------------
 
 
-def fit(samples, *, tol=1e-8, max_iter=100):
+def fit(samples: ArrayLike, *, tol: float = 1e-8, max_iter: int = 100) -> MatrixNormalFit:
     """Maximum-likelihood matrix normal for samples, by Dutilleul's flip-flop; batched.
 
     ``M`` is the sample mean; then, from ``V = I``, each iteration sets
@@ -279,7 +293,7 @@ def _nearest(sigma, n, p):
     return rowcov / scale, colcov * scale
 
 
-def nearest_kronecker(cov, n, p):
+def nearest_kronecker(cov: ArrayLike, n: int, p: int) -> tuple[FloatArray, FloatArray]:
     """The Frobenius-nearest Kronecker product ``V⊗U`` to ``cov``, batched (Van Loan and Pitsianis).
 
     ``‖Σ − V⊗U‖_F`` equals ``‖R − vec'(U) vec'(V)ᵀ‖_F`` for the rearrangement
@@ -326,7 +340,18 @@ def nearest_kronecker(cov, n, p):
     return rowcov.astype(dtype), colcov.astype(dtype)
 
 
-def project(g, *, tol=1e-8, max_iter=100, return_n_iter=False):
+@overload
+def project(g: MatrixGaussian, *, tol: float = ..., max_iter: int = ...,
+            return_n_iter: Literal[False] = ...) -> tuple[MatrixNormal, Result]: ...
+
+
+@overload
+def project(g: MatrixGaussian, *, tol: float = ..., max_iter: int = ...,
+            return_n_iter: Literal[True]) -> tuple[MatrixNormal, Result, Counts]: ...
+
+
+def project(g: MatrixGaussian, *, tol: float = 1e-8, max_iter: int = 100,
+            return_n_iter: bool = False) -> tuple[MatrixNormal, Result] | tuple[MatrixNormal, Result, Counts]:
     """The matrix normal closest to a matrix Gaussian in ``KL(g ‖ MN)``, batched.
 
     The mean is ``g``'s. The covariances solve the fixed point of the KL's minimisation,

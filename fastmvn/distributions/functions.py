@@ -6,6 +6,10 @@ Densities and entropies go through the compiled kernels of :mod:`fastmvn._api`; 
 uses ``numpy.linalg`` on the whole batch at once.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 from numpy.linalg import LinAlgError
 
@@ -16,6 +20,9 @@ from .._docs import filled
 from .._reports import diagnose
 from .._table import FUNCTIONS
 from ._base import _ENTROPY_PER_ENTRY, _exp, _factor, _failing, _first, _nonfinite, _not_pd, _report, _sample_shape
+
+if TYPE_CHECKING:
+    from .._typing import ArrayLike, Errors, FloatArray, Result, Seed, Size
 
 __all__ = ["pdf", "pdf_chol", "entropy", "entropy_chol", "rvs"]
 
@@ -33,7 +40,8 @@ def _deliver(value, dtype, out):
 
 
 @filled("pdf")
-def pdf(x, mean, rowcov, colcov, *, out=None, errors="raise"):
+def pdf(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike, *, out: FloatArray | None = None,
+        errors: Errors = "raise") -> Result:
     """Density of the matrix normal ``MN(mean, rowcov, colcov)`` at ``x``, batched.
 
     ``exp`` of :func:`fastmvn.logpdf`; see there for the formula and conventions. A density
@@ -66,7 +74,8 @@ def pdf(x, mean, rowcov, colcov, *, out=None, errors="raise"):
 
 
 @filled("pdf_chol")
-def pdf_chol(x, mean, rowchol, colchol, *, out=None, errors="raise", lower=True):
+def pdf_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colchol: ArrayLike, *,
+             out: FloatArray | None = None, errors: Errors = "raise", lower: bool = True) -> Result:
     """Density of the matrix normal given by Cholesky factors, batched.
 
     ``exp`` of :func:`fastmvn.logpdf_chol`, with ``U = rowchol @ rowchol.T`` and
@@ -120,7 +129,7 @@ def _entropy(args, logdet_of, out, errors):
 
 
 @filled("entropy")
-def entropy(rowcov, colcov, *, out=None, errors="raise"):
+def entropy(rowcov: ArrayLike, colcov: ArrayLike, *, out: FloatArray | None = None, errors: Errors = "raise") -> Result:
     r"""Differential entropy of the matrix normal ``MN(M, rowcov, colcov)``, batched.
 
     .. math::
@@ -157,7 +166,8 @@ def entropy(rowcov, colcov, *, out=None, errors="raise"):
 
 
 @filled("entropy_chol")
-def entropy_chol(rowchol, colchol, *, out=None, errors="raise", lower=True):
+def entropy_chol(rowchol: ArrayLike, colchol: ArrayLike, *, out: FloatArray | None = None, errors: Errors = "raise",
+                 lower: bool = True) -> Result:
     """Differential entropy of the matrix normal given by Cholesky factors, batched.
 
     The same as :func:`entropy` with ``U = rowchol @ rowchol.T`` and ``V = colchol @ colchol.T``:
@@ -193,7 +203,8 @@ def _sample(mean, rowchol, colchol, size, random_state, dtype, batch_shape):
     return (mean + rowchol @ z @ np.swapaxes(colchol, -1, -2)).astype(dtype, copy=False)
 
 
-def rvs(mean, rowcov, colcov, size=None, random_state=None, *, errors="raise"):
+def rvs(mean: ArrayLike, rowcov: ArrayLike, colcov: ArrayLike, size: Size = None, random_state: Seed = None, *,
+        errors: Errors = "raise") -> FloatArray:
     """Random draws from the matrix normal ``MN(mean, rowcov, colcov)``, batched.
 
     ``X = M + A Z Bᵀ`` with ``A``, ``B`` the lower Cholesky factors of ``rowcov`` and

@@ -17,6 +17,10 @@ Conventions: ``vec`` stacks columns, so ``Σ[i + n·j, k + n·l] = Cov(X_ij, X_k
 lower triangle of ``Σ`` is read.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from numpy.linalg import LinAlgError
 
@@ -25,6 +29,9 @@ from .._docs import shared
 from ._base import (_ENTROPY_PER_ENTRY, _factor, _Frozen, _full, _in_range, _Links, _nonfinite, _not_pd, _report,
                     _sample_shape, _symmetric)
 from .normal import MatrixNormal
+
+if TYPE_CHECKING:
+    from .._typing import ArrayLike, FloatArray, NDArray, Result, Seed, Size
 
 __all__ = ["MatrixGaussian", "expect_quadratic"]
 
@@ -95,7 +102,7 @@ def _parts(mean, cov, names=("mean", "cov")):
     return np.array(mean_arg.array, dtype=np.float64), _symmetric(cov_arg.array, np.float64), chol, dtype, batch_shape
 
 
-def _mask(mask, name, shape):
+def _mask(mask: ArrayLike, name: str, shape: tuple[int, int]) -> NDArray[np.bool_]:
     """``mask`` checked to be a boolean array of ``shape`` that selects something."""
     array = np.asarray(mask)
     if array.dtype != bool:
@@ -199,12 +206,15 @@ class MatrixGaussian(_Frozen):
 
     _PARTS = ("_mean", "_cov", "_chol")
     _DERIVED = ("_vec_mean",)
+    _cov: FloatArray
+    _chol: FloatArray
+    _vec_mean: FloatArray
 
-    def __init__(self, mean, cov):
+    def __init__(self, mean: ArrayLike, cov: ArrayLike) -> None:
         self._init(*_parts(mean, cov))
 
     @staticmethod
-    def from_tensor(mean, cov_tensor):
+    def from_tensor(mean: ArrayLike, cov_tensor: ArrayLike) -> MatrixGaussian:
         """The matrix Gaussian with ``Cov(X_ij, X_kl) = cov_tensor[..., i, j, k, l]``.
 
         Parameters
@@ -238,7 +248,7 @@ class MatrixGaussian(_Frozen):
         return MatrixGaussian._assemble(*_parts(mean, cov, names=("mean", "cov_tensor")))
 
     @staticmethod
-    def from_kron_layout(mean, kron_layout):
+    def from_kron_layout(mean: ArrayLike, kron_layout: ArrayLike) -> MatrixGaussian:
         """The matrix Gaussian whose :attr:`kron_layout` is ``kron_layout``.
 
         Parameters
@@ -276,7 +286,7 @@ class MatrixGaussian(_Frozen):
         return MatrixGaussian._assemble(*_parts(mean, cov, names=("mean", "kron_layout")))
 
     @staticmethod
-    def from_normal(normal):
+    def from_normal(normal: MatrixNormal) -> MatrixGaussian:
         """The matrix Gaussian ``N(vec M, V⊗U)`` of a matrix normal ``MN(M, U, V)``.
 
         Its Cholesky factor is ``L_V⊗L_U`` (lower triangular), built from the matrix
@@ -323,22 +333,22 @@ class MatrixGaussian(_Frozen):
     # Attributes
 
     @property
-    def cov(self):
+    def cov(self) -> FloatArray:
         """``(..., np, np)`` covariance ``Σ`` of column-major ``vec X`` (read-only)."""
         return self._view(self._cov)
 
     @property
-    def chol(self):
+    def chol(self) -> FloatArray:
         """``(..., np, np)`` lower Cholesky factor of ``Σ`` (read-only)."""
         return self._view(self._chol)
 
     @property
-    def cov_tensor(self):
+    def cov_tensor(self) -> FloatArray:
         """``(..., n, p, n, p)`` covariances ``C[..., i, j, k, l] = Cov(X_ij, X_kl)`` (a read-only view of ``Σ``)."""
         return _tensor(self.cov, *self.shape)
 
     @property
-    def kron_layout(self):
+    def kron_layout(self) -> FloatArray:
         """``(..., n·n, p·p)`` the matrix ``E[(X−M)⊗(X−M)]``: entry ``[i·n + k, j·p + l]`` is
         ``Cov(X_ij, X_kl)``, block ``(i, j)`` is ``C[i, j, :, :]`` (read-only)."""
         return self._view(_kron_layout(self._cov, *self.shape))
@@ -356,7 +366,7 @@ class MatrixGaussian(_Frozen):
         _, _, chol, vec_mean = self._parts_for(x)
         return x, vec_mean, chol, _ONE
 
-    def entropy(self):
+    def entropy(self) -> Result:
         """Differential entropy ``½ log|2πe Σ| = ½[np(1 + log 2π) + log|Σ|]`` from the stored factor.
 
         Returns
@@ -378,7 +388,7 @@ class MatrixGaussian(_Frozen):
         return _full(np.asarray(value, dtype=self._dtype), self._batch_shape)
 
     @shared
-    def rvs(self, size=None, random_state=None):
+    def rvs(self, size: Size = None, random_state: Seed = None) -> FloatArray:
         """Random draws ``X`` with ``vec X = vec M + L z`` for the stored factor ``L`` and standard normal ``z``.
 
         Parameters
@@ -405,7 +415,7 @@ class MatrixGaussian(_Frozen):
         draws = vec_mean + chol @ z
         return _unvec(draws[..., 0], n, p).astype(self._dtype)
 
-    def kl(self, other):
+    def kl(self, other: MatrixGaussian | MatrixNormal) -> Result:
         """``KL(self ‖ other)`` for a :class:`MatrixGaussian` or :class:`~fastmvn.MatrixNormal`: :func:`kl_gaussian`.
 
         Parameters
@@ -435,7 +445,7 @@ class MatrixGaussian(_Frozen):
         mean = _unvec(self._vec_mean[..., positions, 0], *shape)
         return self._assemble(*_parts(mean, self._cov[..., positions[:, None], positions], names=names))
 
-    def marginal(self, rows=None, cols=None, *, entries=None):
+    def marginal(self, rows: Any = None, cols: Any = None, *, entries: ArrayLike | None = None) -> MatrixGaussian:
         """The distribution of some entries of ``X``: the matching sub-mean and sub-covariance.
 
         Either a sub-matrix, ``X[rows][:, cols]``, or any set of entries, ``entries``
@@ -483,7 +493,7 @@ class MatrixGaussian(_Frozen):
         return self._select((r[None, :] + n * c[:, None]).ravel(), (len(r), len(c)),
                             names=("the marginal mean", "the marginal cov"))
 
-    def condition(self, mask, values):
+    def condition(self, mask: ArrayLike, values: ArrayLike) -> MatrixGaussian:
         """The distribution of the unobserved entries given the observed ones (``mask`` True).
 
         With ``o`` the observed and ``u`` the unobserved positions of ``vec X``, the
@@ -541,7 +551,8 @@ class MatrixGaussian(_Frozen):
                                  names=("the conditional mean", "the conditional cov")))
 
     @shared
-    def affine(self, A=None, B=None, C=None):
+    def affine(self, A: ArrayLike | None = None, B: ArrayLike | None = None,
+               C: ArrayLike | None = None) -> MatrixGaussian:
         """The distribution of ``A X B + C``: mean ``A M B + C``, covariance ``(Bᵀ⊗A) Σ (Bᵀ⊗A)ᵀ``.
 
         Parameters
@@ -611,7 +622,7 @@ def _expectation(a_arg, x_arg, y_arg, cross_arg):
     return _full(value.astype(dtype), batch_shape + value.shape[-2:])
 
 
-def expect_quadratic(A, mean_x, mean_y, cross_cov):
+def expect_quadratic(A: ArrayLike, mean_x: ArrayLike, mean_y: ArrayLike, cross_cov: ArrayLike) -> FloatArray:
     """``E[Xᵀ A Y]`` for random matrices ``X`` and ``Y`` with given means and cross-covariance, batched.
 
     ``E[Xᵀ A Y]_ij = (M_Xᵀ A M_Y)_ij + tr(A · Cov(y_j, x_i))`` with ``x_i`` column ``i`` of ``X``

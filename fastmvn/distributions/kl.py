@@ -8,6 +8,10 @@ This module joins the two families: importing both, it sets the links of
 :meth:`MatrixNormal.kl` and :meth:`MatrixGaussian.kl` reach the other family.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import _modes
@@ -19,13 +23,17 @@ from .gaussian import _ONE, MatrixGaussian, _check_size, _logdet, _vec
 from .kron import KroneckerSumNormal, _kl_between
 from .normal import MatrixNormal
 
+if TYPE_CHECKING:
+    from .._typing import ArrayLike, Errors, FloatArray, Result
+
 __all__ = ["kl_full", "kl_gaussian"]
 
 
 # From parameters --------------------------------------------------------------------------
 
 
-def kl_full(mean1, cov1, mean2=None, cov2=None, *, out=None, errors="raise"):
+def kl_full(mean1: ArrayLike, cov1: ArrayLike, mean2: ArrayLike | None = None, cov2: ArrayLike | None = None, *,
+            out: FloatArray | None = None, errors: Errors = "raise") -> Result:
     r"""KL divergence between matrix Gaussians ``N(vec mean1, cov1) ‖ N(vec mean2, cov2)``, batched.
 
     .. math::
@@ -136,7 +144,7 @@ def _kl_to_normal(g, q):
     return 0.5 * (trace + quad - n * p + n * _logdet(colchol) + p * _logdet(rowchol) - _logdet(g_chol))
 
 
-def kl_gaussian(p, q):
+def kl_gaussian(p: MatrixGaussian | MatrixNormal, q: MatrixGaussian | MatrixNormal) -> Result:
     """``KL(p ‖ q)`` between matrix Gaussians and matrix normals, in any combination, batched.
 
     * two :class:`MatrixGaussian`: the multivariate-normal KL on ``vec`` by the compiled

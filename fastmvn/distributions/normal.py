@@ -7,6 +7,10 @@ through the kernels on the stored Cholesky factors; the conditioning algebra use
 ``numpy.linalg`` on the whole batch at once.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .._api import kl_chol
@@ -14,6 +18,10 @@ from .._arguments import CHOL, COV, MEAN, VAR, Arg, check, lower_factors, result
 from .._docs import shared
 from ._base import _eigen, _Frozen, _full, _in_range, _indices, _Links, _nonfinite, _report, _symmetric
 from .functions import _checked, _sample, entropy_chol
+
+if TYPE_CHECKING:
+    from .._typing import ArrayLike, FloatArray, Result, Seed, Size
+    from .gaussian import MatrixGaussian
 
 __all__ = ["MatrixNormal"]
 
@@ -77,12 +85,16 @@ class MatrixNormal(_Frozen):
     """
 
     _PARTS = ("_mean", "_rowcov", "_colcov", "_rowchol", "_colchol")
+    _rowcov: FloatArray
+    _colcov: FloatArray
+    _rowchol: FloatArray
+    _colchol: FloatArray
 
-    def __init__(self, mean, rowcov, colcov):
+    def __init__(self, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike) -> None:
         self._init(*_parameters(mean, rowcov, colcov, COV))
 
     @staticmethod
-    def from_chol(mean, rowchol, colchol, *, lower=True):
+    def from_chol(mean: ArrayLike | None, rowchol: ArrayLike, colchol: ArrayLike, *, lower: bool = True) -> MatrixNormal:
         """The matrix normal with ``U = rowchol @ rowchol.T`` and ``V = colchol @ colchol.T``.
 
         Parameters
@@ -189,27 +201,27 @@ class MatrixNormal(_Frozen):
     # Attributes
 
     @property
-    def rowcov(self):
+    def rowcov(self) -> FloatArray:
         """``(..., n, n)`` row covariance ``U`` (read-only)."""
         return self._view(self._rowcov)
 
     @property
-    def colcov(self):
+    def colcov(self) -> FloatArray:
         """``(..., p, p)`` column covariance ``V`` (read-only)."""
         return self._view(self._colcov)
 
     @property
-    def rowchol(self):
+    def rowchol(self) -> FloatArray:
         """``(..., n, n)`` lower Cholesky factor of ``U`` (read-only)."""
         return self._view(self._rowchol)
 
     @property
-    def colchol(self):
+    def colchol(self) -> FloatArray:
         """``(..., p, p)`` lower Cholesky factor of ``V`` (read-only)."""
         return self._view(self._colchol)
 
     @property
-    def cov(self):
+    def cov(self) -> FloatArray:
         """``(..., np, np)`` dense covariance ``V⊗U`` of column-major ``vec X`` (read-only).
 
         Entry ``[i + n·j, k + n·l]`` is ``Cov(X_ij, X_kl) = V_jl U_ik``. It holds ``(np)²``
@@ -227,7 +239,7 @@ class MatrixNormal(_Frozen):
         mean, _, _, rowchol, colchol = self._parts_for(x)
         return x, mean, rowchol, colchol
 
-    def entropy(self):
+    def entropy(self) -> Result:
         """Differential entropy ``½[np(1 + log 2π) + n log|V| + p log|U|]`` from the stored factors.
 
         Returns
@@ -237,7 +249,7 @@ class MatrixNormal(_Frozen):
         """
         return _full(entropy_chol(self._rowchol, self._colchol), self._batch_shape)
 
-    def to_matrix_gaussian(self):
+    def to_matrix_gaussian(self) -> MatrixGaussian:
         """This distribution as a :class:`~fastmvn.MatrixGaussian`, ``N(vec M, V⊗U)``.
 
         The same as :meth:`MatrixGaussian.from_normal`: the ``np×np`` covariance is formed
@@ -258,7 +270,7 @@ class MatrixNormal(_Frozen):
         """
         return _Links.to_gaussian(self)
 
-    def kl(self, other):
+    def kl(self, other: MatrixNormal | MatrixGaussian) -> Result:
         """``KL(self ‖ other)``, by :func:`fastmvn.kl_chol` on the stored factors.
 
         Parameters
@@ -293,7 +305,7 @@ class MatrixNormal(_Frozen):
         return kl_chol(mean1, rowchol1, colchol1, mean2, rowchol2, colchol2)
 
     @shared
-    def rvs(self, size=None, random_state=None):
+    def rvs(self, size: Size = None, random_state: Seed = None) -> FloatArray:
         """Random draws ``M + A Z Bᵀ`` from the stored factors ``A``, ``B``.
 
         Parameters
@@ -312,7 +324,7 @@ class MatrixNormal(_Frozen):
 
     # New distributions
 
-    def marginal(self, rows=None, cols=None):
+    def marginal(self, rows: Any = None, cols: Any = None) -> MatrixNormal:
         """The distribution of the sub-matrix ``X[rows][:, cols]``: ``MN(M[r, c], U[r, r], V[c, c])``.
 
         Parameters
@@ -329,7 +341,7 @@ class MatrixNormal(_Frozen):
         return MatrixNormal(self._mean[..., r[:, None], c], self._rowcov[..., r[:, None], r],
                             self._colcov[..., c[:, None], c])
 
-    def condition(self, *, rows=None, cols=None, values):
+    def condition(self, *, rows: Any = None, cols: Any = None, values: ArrayLike) -> MatrixNormal:
         """The distribution of the other rows (or columns) given observed ones.
 
         Split by columns, ``X = [X1 X2]`` with ``X2 = X[:, cols]`` observed:
@@ -382,7 +394,8 @@ class MatrixNormal(_Frozen):
         return MatrixNormal(new_mean.astype(dtype), rowcov.astype(dtype), new_colcov.astype(dtype))
 
     @shared
-    def affine(self, A=None, B=None, C=None):
+    def affine(self, A: ArrayLike | None = None, B: ArrayLike | None = None,
+               C: ArrayLike | None = None) -> MatrixNormal:
         """The distribution of ``A X B + C``: ``MN(A M B + C, A U Aᵀ, Bᵀ V B)``.
 
         Parameters
@@ -413,8 +426,9 @@ class MatrixNormal(_Frozen):
             mean, colcov = mean @ B, np.swapaxes(B, -1, -2) @ colcov @ B
         if C is not None:
             mean = mean + np.asarray(C, dtype=np.float64)
-        return self._assemble(*_parameters(*(a.astype(dtype) for a in (mean, rowcov, colcov)), COV,
-                                      names=("A mean B + C", "A rowcov Aᵀ", "Bᵀ colcov B")))
+        mean, rowcov, colcov = (a.astype(dtype) for a in (mean, rowcov, colcov))
+        return self._assemble(*_parameters(mean, rowcov, colcov, COV,
+                                           names=("A mean B + C", "A rowcov Aᵀ", "Bᵀ colcov B")))
 
     # Expectations
 
