@@ -252,8 +252,33 @@ def _kl_grad(mode, mean1, row1, col1, mean2=None, row2=None, col2=None):
                    np.tril(_solve_t(q2, n * np.eye(p) - t_u * _gram(b) - _gram(z.T)))]
 
 
+def _cross(a, b):
+    """``a bᵀ`` for ``a``, ``b`` of one shape: one BLAS-3 product (of their transposes, which
+    are Fortran-ordered where ``a`` and ``b`` are C-ordered)."""
+    return blas.dgemm(1.0, a.T, b.T, trans_a=1)
+
+
+def _logpdf_grad(mode, x, mean, row, col):
+    """The log-density of ``mode`` (``LOGPDF`` or ``LOGPDF_CHOL``) and its gradients ``(∂/∂x,
+    ∂/∂mean, ∂/∂row, ∂/∂col)`` by the closed forms of ``docs/gradients.md``, with ``Z`` the
+    whitened residual of the value, ``Y = P⁻ᵀ Z`` and ``Y' = Z Q⁻¹``."""
+    n, p = x.shape
+    factor = _cholesky if mode == _modes.LOGPDF else _factor
+    row, col = factor(row), factor(col)
+    z = _whiten(x - mean, row, col)
+    value = -0.5 * (n * p * _LOG_2PI + p * _logdet(row) + n * _logdet(col) + _norm2(z))
+    y = _solve_t(row, z)                                                   # P⁻ᵀ Z
+    w = _solve_t(col, y.T).T                                               # P⁻ᵀ Z Q⁻¹ = U⁻¹ (X − M) V⁻¹
+    y2 = _solve_t(col, z.T).T                                              # Z Q⁻¹
+    if mode == _modes.LOGPDF:
+        return value, [-w, w, 0.5 * (_gram(y) - p * _inverse(row)), 0.5 * (_gram(y2.T) - n * _inverse(col))]
+    return value, [-w, w, np.tril(_cross(y, z)) - p * np.diag(1.0 / np.diagonal(row)),
+                   np.tril(_cross(y2.T, z.T)) - n * np.diag(1.0 / np.diagonal(col))]
+
+
 def value_and_grad(mode, slots, out, grads, wanted):
-    """Run the KL ``mode`` and its gradients over ``slots`` into ``out`` and the ``grads``
-    (``(*batch, r, c)`` arrays) that ``wanted`` marks, one item at a time; a failing item's
-    value and gradients are NaN. Returns the flat index of the first failing item, or None."""
-    return _each(lambda items: _kl_grad(mode, *items), slots, out, grads, wanted)
+    """Run the KL or log-density ``mode`` and its gradients over ``slots`` into ``out`` and the
+    ``grads`` (``(*batch, r, c)`` arrays) that ``wanted`` marks, one item at a time; a failing
+    item's value and gradients are NaN. Returns the flat index of the first failing item, or None."""
+    gradient = _logpdf_grad if mode in (_modes.LOGPDF, _modes.LOGPDF_CHOL) else _kl_grad
+    return _each(lambda items: gradient(mode, *items), slots, out, grads, wanted)
