@@ -146,8 +146,8 @@ tensor([[1.5000]], dtype=torch.float64)
     "logpdf": """
 >>> import torch, fastmvn.torch as fmt
 >>> mean = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
->>> x = torch.ones(4, 2, 3, dtype=torch.float64)
->>> fmt.logpdf(x, mean, 2 * torch.eye(2, dtype=torch.float64), torch.eye(3, dtype=torch.float64)).sum().backward()
+>>> x = 2 * torch.ones(4, 2, 3, dtype=torch.float64)
+>>> fmt.logpdf(x, mean, 4 * torch.eye(2, dtype=torch.float64), torch.eye(3, dtype=torch.float64)).sum().backward()
 >>> mean.grad                    # U⁻¹ (X − M) V⁻¹ = ½ per entry and item, over 4 items
 tensor([[2., 2., 2.],
         [2., 2., 2.]], dtype=torch.float64)
