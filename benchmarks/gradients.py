@@ -1,4 +1,4 @@
-"""Value and gradient of the KL together, against the value alone."""
+"""Value and gradient of the KL and of the log-density together, against the value alone."""
 
 import functools
 
@@ -19,9 +19,11 @@ def _prepare(function, size, batch, dtype, backend_name):
 
 class ValueAndGrad:
     """``kl_value_and_grad``, ``kl_chol_value_and_grad`` and ``kl_diag_value_and_grad``: the
-    KL and its gradient with respect to all six arguments, in one pass per item."""
+    KL and its gradient with respect to all six arguments, in one pass per item;
+    ``logpdf_value_and_grad`` and ``logpdf_chol_value_and_grad``: the log-density and its
+    gradient with respect to all four."""
 
-    params = [["kl", "kl_chol", "kl_diag"], SIZES, BATCHES, DTYPES, ["cpu", "cuda"]]
+    params = [["kl", "kl_chol", "kl_diag", "logpdf", "logpdf_chol"], SIZES, BATCHES, DTYPES, ["cpu", "cuda"]]
     param_names = ["function", "size", "batch", "dtype", "backend"]
     timeout = 300
 

@@ -7,7 +7,8 @@ The plain NumPy specification of each function is :mod:`fastmvn.reference`.
 """
 
 from ._api import kl, kl_chol, kl_diag, logdet, logpdf, logpdf_chol, mahalanobis, mahalanobis_chol, trace_solve
-from ._gradients import kl_chol_value_and_grad, kl_diag_value_and_grad, kl_value_and_grad
+from ._gradients import (kl_chol_value_and_grad, kl_diag_value_and_grad, kl_value_and_grad, logpdf_chol_value_and_grad,
+                         logpdf_value_and_grad)
 from .distributions import (KroneckerSumNormal, MatrixGaussian, MatrixNormal, MatrixNormalFit, entropy, entropy_chol,
                             expect_quadratic, fit, kl_full, kl_gaussian, kl_kron_sum, logpdf_kron_sum,
                             nearest_kronecker, pdf, pdf_chol, project, rvs)
@@ -18,6 +19,6 @@ __version__ = "0.1.0"
 __all__ = ["kl", "kl_chol", "kl_diag", "logdet", "logpdf", "logpdf_chol", "mahalanobis", "mahalanobis_chol",
            "trace_solve", "pdf", "pdf_chol", "entropy", "entropy_chol", "rvs", "fit", "MatrixNormal", "MatrixNormalFit",
            "MatrixGaussian", "kl_full", "kl_gaussian", "expect_quadratic", "nearest_kronecker", "project",
-           "kl_value_and_grad", "kl_chol_value_and_grad", "kl_diag_value_and_grad", "set_buffer_pool",
-           "KroneckerSumNormal", "logpdf_kron_sum", "kl_kron_sum",
+           "kl_value_and_grad", "kl_chol_value_and_grad", "kl_diag_value_and_grad", "logpdf_value_and_grad",
+           "logpdf_chol_value_and_grad", "set_buffer_pool", "KroneckerSumNormal", "logpdf_kron_sum", "kl_kron_sum",
            "__version__"]

@@ -128,16 +128,16 @@ def kernel(a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, g5, wanted, first_ba
                        rp1, rq1, rp2, rq2, v, res, 1, n, p)
         if finish(res, out, b, 1, count) < count:
             cuda.atomic.min(first_bad, 0, start + b)
-        store_wanted(g0, g1, g2, g3, g4, g5, W, G1, H1, G2, H2, wanted, b, res, 1)
+        store_wanted(mode, g0, g1, g2, g3, g4, g5, W, G1, H1, G2, H2, A, B, wanted, b, res, 1)
 """
 
 
 def grad_kernel(mode, size):
-    """The value-and-gradient kernel for ``mode`` (a ``KL_*`` mode), uncompiled.
+    """The value-and-gradient kernel for ``mode`` (a ``KL_*`` or ``LOGPDF*`` mode), uncompiled.
 
     ``kernel(a0, …, a5, out, g0, …, g5, wanted, first_bad, start)`` is the CPU driver
     ``fastmvn.kernels.value_and_grad_batch`` with one lane, one thread per item: the KL
-    into ``out[b]`` and the gradients that bit ``k`` of ``wanted`` asks for into ``gk[b]``.
+    (or log-density) into ``out[b]`` and the gradients that bit ``k`` of ``wanted`` asks for into ``gk[b]``.
     """
     return define(_GRAD_KERNEL, scratch.GRADIENT_SCRATCH, size, mode=mode,
                   **{name: DEVICE[name] for name in ("gather_slots", "value_and_grad", "finish", "store_wanted",

@@ -1,6 +1,7 @@
 """The fused gradients on the CPU: ``<name>_value_and_grad`` for each function of the table
-with a gradient, and the plumbing they share with :mod:`fastmvn.torch` and :mod:`fastmvn.cuda`
-(which gradients to compute, ``out=`` and the sums over broadcast axes).
+with a gradient (the KLs and the log-densities), and the plumbing they share with
+:mod:`fastmvn.torch` and :mod:`fastmvn.cuda` (which gradients to compute, ``out=`` and the
+sums over broadcast axes).
 
 The kernels write one gradient per item; an argument broadcast over batch axes gets the sum
 over those axes, taken afterwards in NumPy (:func:`reduce_to`)."""
@@ -14,14 +15,14 @@ import numpy as np
 from . import _pool
 from ._arguments import bind, check, check_errors, check_out
 from ._batch import direct, evaluate_grad, report, slot
-from ._docs import filled
+from ._docs import KEYWORDS, filled
 from ._table import CHOL, FUNCTIONS
 
 if TYPE_CHECKING:
     from ._typing import ArrayLike, Errors, GradOut, ValueAndGrad, Wrt
 
-__all__ = ["kl_value_and_grad", "kl_chol_value_and_grad", "kl_diag_value_and_grad", "value_and_grad", "computed",
-           "reduce_to"]
+__all__ = ["kl_value_and_grad", "kl_chol_value_and_grad", "kl_diag_value_and_grad", "logpdf_value_and_grad",
+           "logpdf_chol_value_and_grad", "value_and_grad", "computed", "reduce_to"]
 
 
 def reduce_to(grad, shape):
@@ -36,21 +37,22 @@ def reduce_to(grad, shape):
 
 
 def _grad_out(out, args, given, computed, dtype, batch_shape):
-    """The arrays of ``out = (kl, grads)`` checked against what the call returns (``args``
-    padded with None to six, of which those ``given`` were not None and those ``computed``
-    get a gradient): the value's array (or None) and six gradient arrays (None where
-    ``grads`` has None)."""
+    """The arrays of ``out = (value, grads)`` checked against what the call returns (``args``
+    padded with None to one per parameter of the function, of which those ``given`` were not
+    None and those ``computed`` get a gradient): the value's array (or None) and one gradient
+    array per parameter (None where ``grads`` has None)."""
+    count = len(args)
     if out is None:
-        return None, [None] * 6
+        return None, [None] * count
     try:
         value, grads = out
         grads = tuple(grads)
     except (TypeError, ValueError):
-        raise ValueError("out must be a pair (kl, grads) as the function returns it, grads a tuple of six "
+        raise ValueError(f"out must be a pair (value, grads) as the function returns it, grads a tuple of {count} "
                          "arrays or None") from None
-    if len(grads) != 6:
-        raise ValueError(f"out[1] must hold six gradients (or None), one per argument; got {len(grads)}")
-    outputs = [("out[0] (the KL)", value)]
+    if len(grads) != count:
+        raise ValueError(f"out[1] must hold {count} gradients (or None), one per argument; got {len(grads)}")
+    outputs = [("out[0] (the value)", value)]
     check_out(value, dtype, batch_shape, outputs[0][0])
     for k, (grad, arg) in enumerate(zip(grads, args)):
         if grad is not None and not given[k]:
@@ -76,7 +78,7 @@ def _check_apart(outputs):
 
 
 def computed(function, given, wrt):
-    """Which of the six gradients to compute: those of the arguments ``given`` (not None), or
+    """Which gradients to compute, one flag per argument: those of the arguments ``given`` (not None), or
     only those that ``wrt`` names (a name or a sequence of names), each checked."""
     if wrt is None:
         return list(given)
@@ -96,7 +98,7 @@ def value_and_grad(function, values, errors, reduce=True, out=None, wrt=None, lo
 
     With ``reduce=False`` each gradient has the broadcast batch shape in front of the core
     shape (one gradient per item, as a caller that weights the items needs); otherwise
-    each has its argument's shape. ``out = (kl, grads)``: arrays to write into (``reduce``
+    each has its argument's shape. ``out = (value, grads)``: arrays to write into (``reduce``
     only); the kernels write straight into those of the batch shape that :func:`fastmvn._batch.direct`
     allows. ``wrt`` names the arguments whose gradients to compute (all by default): the
     others are None, and neither allocated nor stored. With ``lower=False`` the factors are
@@ -107,7 +109,7 @@ def value_and_grad(function, values, errors, reduce=True, out=None, wrt=None, lo
     args, mode = bind(function, values, lower=lower)
     given = [value is not None for value in values]
     dtype, batch_shape = check(args)
-    padding = [None] * (6 - len(args))
+    padding = [None] * (len(function.params) - len(args))  # the arguments a standard mode leaves out
     wanted = computed(function, given, wrt)
     value_out, given_out = _grad_out(out, args + padding, given, wanted, dtype, batch_shape)
     upper = [not lower and arg is not None and arg.kind == CHOL for arg in args + padding]
@@ -120,7 +122,8 @@ def value_and_grad(function, values, errors, reduce=True, out=None, wrt=None, lo
         fits = target is not None and arg.batch_shape == batch_shape and direct(target, args)
         placed.append(fits)
         grads.append(target.reshape(item.shape) if fits else _pool.empty(item.shape, dtype) if wants else placeholder)
-    bad = evaluate_grad(mode, slots, value, grads, wanted)
+    unused = 6 - len(grads)  # the drivers take six slots' gradients
+    bad = evaluate_grad(mode, slots, value, grads + [placeholder] * unused, wanted + [False] * unused)
     if value_out is not None and value is not value_out:
         value_out[...] = value
     if bad is not None and errors == "raise":
@@ -321,3 +324,116 @@ def kl_diag_value_and_grad(mean1: ArrayLike, rowvar1: ArrayLike, colvar1: ArrayL
     """
     return value_and_grad(FUNCTIONS["kl_diag"], (mean1, rowvar1, colvar1, mean2, rowvar2, colvar2), errors, out=out, wrt=wrt)
 
+
+
+_DENSITY_WRT = (KEYWORDS["wrt"][0], "The names of the arguments whose gradients to compute (``\"x\"``, ``\"mean\"`` "
+                "and the two covariances or factors); by default every argument not passed as None. The other "
+                "gradients are None and cost neither memory nor stores: a likelihood fitted in ``mean`` alone, "
+                "``wrt=\"mean\"``, stores a quarter of the bytes or less.")
+
+
+@filled("logpdf", keywords=["grad_errors", "grad_out"], extra=[_DENSITY_WRT])
+def logpdf_value_and_grad(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike, *,
+                          errors: Errors = "raise", out: GradOut | None = None, wrt: Wrt = None) -> ValueAndGrad:
+    r"""The log-density of :func:`logpdf` and its gradient with respect to each argument, batched.
+
+    Value and gradient come from one fused pass per item through Cholesky factors and
+    triangular solves, by the closed forms derived in ``docs/gradients.md``. With
+    ``R = X − M`` and ``A = U⁻¹ R V⁻¹``:
+
+    .. math::
+
+        \frac{\partial \log p}{\partial M} = -\frac{\partial \log p}{\partial X} = A,\quad
+        \frac{\partial \log p}{\partial U} = \tfrac12\big(A V A^\top - p\,U^{-1}\big),\quad
+        \frac{\partial \log p}{\partial V} = \tfrac12\big(A^\top U A - n\,V^{-1}\big).
+
+    The gradient with respect to a covariance is the symmetric matrix of
+    :func:`kl_value_and_grad`: ``d log p = Σᵢⱼ Gᵢⱼ dUᵢⱼ`` for every symmetric ``dU``.
+
+    %(parameters)s
+
+    Returns
+    -------
+    logpdf : (...) ndarray or scalar
+        The log-densities over the broadcast batch shape, as :func:`logpdf` returns them.
+    grads : tuple of four ndarray or None
+        ``∂ sum(logpdf) / ∂ argument`` for ``(x, mean, rowcov, colcov)`` in that order, each of
+        its argument's shape as passed (summed over the batch axes it was broadcast along) and
+        of the result dtype; ``None`` for ``mean`` passed as ``None`` and for an argument left
+        out of ``wrt``.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError, ValueError, TypeError, FloatingPointError
+        As in :func:`logpdf`, naming the argument and the batch index.
+    ValueError
+        Two arrays of ``out`` share memory (names both).
+
+    Notes
+    -----
+    Broadcast arguments cost memory as in :func:`kl_value_and_grad`.
+
+    See Also
+    --------
+    logpdf_chol_value_and_grad, kl_value_and_grad, fastmvn.torch.logpdf
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> x, rowcov, colcov = np.ones((5, 2, 3)), 2 * np.eye(2), np.eye(3)
+    >>> value, grads = fm.logpdf_value_and_grad(x, None, rowcov, colcov)
+    >>> value.shape, grads[0].shape, grads[1]
+    ((5,), (5, 2, 3), None)
+    >>> grads[0][0]        # −U⁻¹ X V⁻¹ = −½ X
+    array([[-0.5, -0.5, -0.5],
+           [-0.5, -0.5, -0.5]])
+    >>> grads[2]           # ½(A V Aᵀ − p U⁻¹) = ½(¾ J − 3/2 I) per item, summed over the 5 items
+    array([[-1.875,  1.875],
+           [ 1.875, -1.875]])
+    """
+    return value_and_grad(FUNCTIONS["logpdf"], (x, mean, rowcov, colcov), errors, out=out, wrt=wrt)
+
+
+@filled("logpdf_chol", keywords=["grad_errors", "grad_out", "grad_lower"], extra=[_DENSITY_WRT])
+def logpdf_chol_value_and_grad(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colchol: ArrayLike, *,
+                               errors: Errors = "raise", out: GradOut | None = None, wrt: Wrt = None,
+                               lower: bool = True) -> ValueAndGrad:
+    r"""The log-density of :func:`logpdf_chol` and its gradient with respect to each argument, batched.
+
+    One fused pass per item, no factorisation, by the closed forms derived in
+    ``docs/gradients.md``. With ``P = rowchol``, ``Q = colchol`` and
+    ``Z = P⁻¹ (X − M) Q⁻ᵀ``:
+
+    .. math::
+
+        \frac{\partial \log p}{\partial M} = -\frac{\partial \log p}{\partial X} = P^{-\top} Z Q^{-1},\quad
+        \frac{\partial \log p}{\partial P} = \operatorname{tril}\big(P^{-\top}(Z Z^\top - p I)\big),\quad
+        \frac{\partial \log p}{\partial Q} = \operatorname{tril}\big(Q^{-\top}(Z^\top Z - n I)\big).
+
+    The factor gradients are lower triangular: the entries above the diagonal are never
+    read, so their gradient is zero. With ``lower=False`` the factors are the upper ones
+    ``R = Pᵀ``, and their gradients the transposes of these: upper triangular.
+
+    %(parameters)s
+
+    Returns
+    -------
+    logpdf : (...) ndarray or scalar
+        The log-densities, as :func:`logpdf_chol` returns them.
+    grads : tuple of four ndarray or None
+        The gradients for ``(x, mean, rowchol, colchol)``, as in :func:`logpdf_value_and_grad`.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError, ValueError, TypeError, FloatingPointError
+        As in :func:`logpdf_chol`, naming the argument and the batch index.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> value, grads = fm.logpdf_chol_value_and_grad(np.ones((1, 1)), None, [[2.0]], [[1.0]])
+    >>> grads[0], grads[2], grads[3]   # −x/(l²q²), x²/(l³q²) − 1/l, x²/(l²q³) − 1/q at x = 1, l = 2, q = 1
+    (array([[-0.25]]), array([[-0.375]]), array([[-0.75]]))
+    """
+    return value_and_grad(FUNCTIONS["logpdf_chol"], (x, mean, rowchol, colchol), errors, out=out, wrt=wrt,
+                          lower=lower)

@@ -318,8 +318,37 @@ def _wanted(terms, wanted):
     return [term() if wants else None for term, wants in zip(terms, wanted)]
 
 
+def _cross(a, b):
+    """``a bᵀ`` for ``a``, ``b`` of one shape: one BLAS-3 product (of their transposes, which
+    are Fortran-ordered where ``a`` and ``b`` are C-ordered)."""
+    return blas.dgemm(1.0, a.T, b.T, trans_a=1)
+
+
+def _logpdf_grad(mode, wanted, x, mean, row, col):
+    """The log-density of ``mode`` (``LOGPDF`` or ``LOGPDF_CHOL``) and its gradients ``(∂/∂x,
+    ∂/∂mean, ∂/∂row, ∂/∂col)`` by the closed forms of ``docs/gradients.md``, with ``Z`` the
+    whitened residual of the value, ``Y = P⁻ᵀ Z`` and ``Y' = Z Q⁻¹``; only those that
+    ``wanted`` marks are computed (None in their place otherwise)."""
+    n, p = x.shape
+    factor = _cholesky if mode == _modes.LOGPDF else _factor
+    row, col = factor(row), factor(col)
+    z = _whiten(x - mean, row, col)
+    value = -0.5 * (n * p * _LOG_2PI + p * _logdet(row) + n * _logdet(col) + _norm2(z))
+    y = functools.cache(lambda: _solve_t(row, z))                          # P⁻ᵀ Z
+    w = functools.cache(lambda: _solve_t(col, y().T).T)                    # P⁻ᵀ Z Q⁻¹ = U⁻¹ (X − M) V⁻¹
+    y2 = functools.cache(lambda: _solve_t(col, z.T).T)                     # Z Q⁻¹
+    if mode == _modes.LOGPDF:
+        terms = [lambda: -w(), w, lambda: _combined(1.0, _gram((0.5, y())), -0.5 * p, _inverse(row)),
+                 lambda: _combined(1.0, _gram((0.5, y2().T)), -0.5 * n, _inverse(col))]
+    else:
+        terms = [lambda: -w(), w, lambda: np.tril(_cross(y(), z)) - p * np.diag(1.0 / np.diagonal(row)),
+                 lambda: np.tril(_cross(y2().T, z.T)) - n * np.diag(1.0 / np.diagonal(col))]
+    return value, _wanted(terms, wanted)
+
+
 def value_and_grad(mode, slots, out, grads, wanted):
-    """Run the KL ``mode`` and its gradients over ``slots`` into ``out`` and the ``grads``
-    (``(*batch, r, c)`` arrays) that ``wanted`` marks, one item at a time; a failing item's
-    value and gradients are NaN. Returns the flat index of the first failing item, or None."""
-    return _each(lambda items: _kl_grad(mode, wanted, *items), slots, out, grads, wanted)
+    """Run the KL or log-density ``mode`` and its gradients over ``slots`` into ``out`` and the
+    ``grads`` (``(*batch, r, c)`` arrays) that ``wanted`` marks, one item at a time; a failing
+    item's value and gradients are NaN. Returns the flat index of the first failing item, or None."""
+    gradient = _logpdf_grad if mode in (_modes.LOGPDF, _modes.LOGPDF_CHOL) else _kl_grad
+    return _each(lambda items: gradient(mode, wanted, *items), slots, out, grads, wanted)

@@ -134,9 +134,10 @@ FUNCTIONS = {f.name: f for f in (
     Function("mahalanobis_chol", _modes.MAHALANOBIS_CHOL, _density_params(CHOL),
              "Squared Mahalanobis distance from Cholesky factors of ``U`` and ``V``", lower=True),
     Function("logpdf", _modes.LOGPDF, _density_params(COV),
-             "Log-density of the matrix normal ``MN(mean, rowcov, colcov)`` at ``x``"),
+             "Log-density of the matrix normal ``MN(mean, rowcov, colcov)`` at ``x``", gradient=True),
     Function("logpdf_chol", _modes.LOGPDF_CHOL, _density_params(CHOL),
-             "Log-density of the matrix normal with Cholesky factors ``rowchol``, ``colchol``", lower=True),
+             "Log-density of the matrix normal with Cholesky factors ``rowchol``, ``colchol``", gradient=True,
+             lower=True),
     Function("pdf", None, _density_params(COV), "Density of the matrix normal ``MN(mean, rowcov, colcov)`` at ``x``"),
     Function("pdf_chol", None, _density_params(CHOL), "Density of the matrix normal given by Cholesky factors",
              lower=True),
@@ -152,7 +153,7 @@ NOT_SERVED = {
     "cuda": {name: "composed on the host from kernel results (an exponential or two log-determinants broadcast "
                    "separately); on the GPU, compose them from fastmvn.cuda.logpdf or fastmvn.cuda.logdet"
              for name in ("pdf", "pdf_chol", "entropy", "entropy_chol")},
-    "torch": {name: "autograd needs a fused gradient, which only the KLs have so far"
+    "torch": {name: "autograd needs a fused gradient, which only the KLs and the log-densities have so far"
               for name, f in FUNCTIONS.items() if not f.gradient},
 }
 

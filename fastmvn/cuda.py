@@ -260,7 +260,8 @@ def value_and_grad(function, values, errors="raise", stream=0, reduce=True, wrt=
     placeholder = cuda.device_array((1, 1, 1), dtype, stream=stream)
     cores = [arg.core_shape + (1,) * (2 - len(arg.axes)) for arg in args]
     grads = [cuda.device_array((count,) + core, dtype, stream=stream) if w else placeholder
-             for core, w in zip(cores + [None] * (6 - len(cores)), wanted)]
+             for core, w in zip(cores + [None] * (len(wanted) - len(cores)), wanted)]
+    grads += [placeholder] * (6 - len(grads))  # the kernel takes six slots' gradients
     bad = None
     if count:
         slots = place()
@@ -285,7 +286,7 @@ def value_and_grad(function, values, errors="raise", stream=0, reduce=True, wrt=
         if not lower and arg.kind == CHOL:  # the upper factor's gradient: the transpose of the lower one's
             grad = _transposed(grad) if on_device else np.swapaxes(grad, -1, -2)
         result.append(grad)
-    result += [None] * (6 - len(result))
+    result += [None] * (len(wanted) - len(result))  # the arguments a standard mode leaves out
     if not on_device:
         value = _wait(value.copy_to_host(stream=stream), stream)
         value = value if value.ndim else value[()]

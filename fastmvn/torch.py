@@ -1,9 +1,10 @@
-"""PyTorch autograd functions for the batched KL: ``kl``, ``kl_chol`` and ``kl_diag`` on tensors.
+"""PyTorch autograd functions for the batched KL and log-density: ``kl``, ``kl_chol``,
+``kl_diag``, ``logpdf`` and ``logpdf_chol`` on tensors.
 
 Install with ``pip install 'fastmvn[torch]'``. Each function takes the arguments of its
 namesake in :mod:`fastmvn` as tensors (any layout, broadcasting over leading axes, ``None``
-for a standard second distribution) and returns the KL as a tensor that autograd can
-differentiate:
+for a standard second distribution or a zero mean) and returns the KL or the log-density
+as a tensor that autograd can differentiate:
 
 * CPU tensors are handed to the compiled CPU kernels without a copy (their NumPy views);
   when any input requires a gradient, the forward pass computes the value and the
@@ -50,12 +51,13 @@ def _numpy(tensor):
     return tensor.resolve_conj().resolve_neg().numpy()
 
 
-class _KL(torch.autograd.Function):
-    """``KL(MN(mean1, ·1, ·1) ‖ MN(mean2, ·2, ·2))`` of one parameterisation on tensors: on the
-    GPU when any tensor is a CUDA tensor, else on the CPU."""
+class _Fused(torch.autograd.Function):
+    """A table function with a fused gradient (a KL or a log-density) on tensors: on the GPU
+    when any tensor is a CUDA tensor, else on the CPU."""
 
     @staticmethod
     def forward(ctx, function, errors, need_grad, *tensors):
+        ctx.name = function.name
         ctx.shapes = [None if t is None else t.shape for t in tensors]
         ctx.dtypes = [None if t is None else t.dtype for t in tensors]
         device = next((t.device for t in tensors if t is not None and t.is_cuda), None)
@@ -80,8 +82,8 @@ class _KL(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         if torch.is_grad_enabled():
-            raise RuntimeError("fastmvn.torch: second derivatives of the KL are not implemented; a backward "
-                               "pass with create_graph=True cannot go through kl, kl_chol or kl_diag")
+            raise RuntimeError(f"fastmvn.torch: second derivatives are not implemented; a backward pass with "
+                               f"create_graph=True cannot go through {ctx.name}")
         result = []
         grads = ctx.saved_tensors or (None,) * len(ctx.shapes)
         for grad, shape, dtype in zip(grads, ctx.shapes, ctx.dtypes):
@@ -97,7 +99,7 @@ class _KL(torch.autograd.Function):
 
 
 def _apply(function, tensors, errors="raise", lower=True):
-    """The table's ``function`` of ``tensors`` through :class:`_KL`."""
+    """The table's ``function`` of ``tensors`` through :class:`_Fused`."""
     present = [t for t in tensors if t is not None]
     for name, t in zip(function.names, tensors):
         if t is None:
@@ -111,7 +113,7 @@ def _apply(function, tensors, errors="raise", lower=True):
         factors = lower_factors(lower, *(t for t, p in zip(tensors, function.params) if p.kind == CHOL))
         factors = iter(factors)
         tensors = [next(factors) if p.kind == CHOL else t for t, p in zip(tensors, function.params)]
-    return _KL.apply(function, errors, need_grad, *tensors)
+    return _Fused.apply(function, errors, need_grad, *tensors)
 
 
 # The public functions: one per entry of the table with a gradient.
@@ -143,6 +145,22 @@ tensor([[1.5000, 0.0000],
 >>> l.grad                       # d/dl ½(l² − 1 − 2 log l) = l − 1/l
 tensor([[1.5000]], dtype=torch.float64)
 """,
+    "logpdf": """
+>>> import torch, fastmvn.torch as fmt
+>>> mean = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
+>>> x = 2 * torch.ones(4, 2, 3, dtype=torch.float64)
+>>> fmt.logpdf(x, mean, 4 * torch.eye(2, dtype=torch.float64), torch.eye(3, dtype=torch.float64)).sum().backward()
+>>> mean.grad                    # U⁻¹ (X − M) V⁻¹ = ½ per entry and item, over 4 items
+tensor([[2., 2., 2.],
+        [2., 2., 2.]], dtype=torch.float64)
+""",
+    "logpdf_chol": """
+>>> import torch, fastmvn.torch as fmt
+>>> l = torch.tensor([[2.0]], dtype=torch.float64, requires_grad=True)
+>>> fmt.logpdf_chol(torch.ones(1, 1, dtype=torch.float64), None, l, torch.ones(1, 1, dtype=torch.float64)).backward()
+>>> l.grad                       # d/dl −(log l + 1/(2l²)) = 1/l³ − 1/l
+tensor([[-0.3750]], dtype=torch.float64)
+""",
     "kl_diag": """
 >>> import torch, fastmvn.torch as fmt
 >>> a = torch.tensor([2.0], dtype=torch.float64, requires_grad=True)
@@ -155,7 +173,7 @@ tensor([0.2500], dtype=torch.float64)
 
 def _define(function):
     keywords = [_docs.KEYWORDS["errors"]] + ([_docs.KEYWORDS["lower"]] if function.lower else [])
-    kind = function.params[1].kind
+    kind = next(p.kind for p in function.params if p.kind in _RETURNS)  # of the covariances
     where = ("for tensors, differentiable with respect to every tensor argument.",
              f"The same as :func:`fastmvn.{function.name}` on tensors, on the CPU or, for CUDA tensors, through "
              ":mod:`fastmvn.cuda`.")

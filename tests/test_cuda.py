@@ -327,11 +327,12 @@ def test_gpu_benchmark_script_runs(capsys):
 
 
 GRADIENT_CASES = {case: CASES[case] for case in ("kl", "kl to MN(0, I, I)", "kl_chol", "kl_chol to MN(0, I, I)",
-                                                 "kl_diag", "kl_diag to MN(0, I, I)", "kl with mean2 omitted")}
+                                                 "kl_diag", "kl_diag to MN(0, I, I)", "kl with mean2 omitted",
+                                                 "logpdf", "logpdf_chol")}
 
 
 def assert_grads_match(grads, expected, dtype=np.float64, device=False):
-    assert len(grads) == 6
+    assert len(grads) == len(expected)
     for grad, want in zip(grads, expected):
         if want is None:
             assert grad is None
@@ -351,9 +352,10 @@ def test_value_and_grad_match_cpu(rng, case, dtype):
     assert_grads_match(grads, expected, dtype)
 
 
-@pytest.mark.parametrize("case", ["kl", "kl_chol to MN(0, I, I)", "kl_diag"])
+@pytest.mark.parametrize("case", ["kl", "kl_chol to MN(0, I, I)", "kl_diag", "logpdf_chol"])
 def test_value_and_grad_of_gpu_arrays_stay_on_the_gpu(rng, case):
-    """The shared prior's gradient (``two_batches`` shares rowcov2 and mean2) is summed on the GPU."""
+    """The shared prior's gradient (``two_batches`` shares rowcov2 and mean2, ``density`` colcov)
+    is summed on the GPU."""
     name, args = arguments(rng, case)
     value, grads = getattr(fc, f"{name}_value_and_grad")(*to_device(args))
     expected_value, expected = getattr(fm, f"{name}_value_and_grad")(*args)
@@ -393,6 +395,14 @@ def test_value_and_grad_bad_items_as_on_cpu(rng):
     assert np.isnan(value[THREADS + 1]) and np.isnan(grads[1][THREADS + 1]).all()
     assert_matches(value, expected_value)
     assert_grads_match(grads, expected)
+    args = spoil(density(rng, (BATCH,)), 2, "not positive definite", [THREADS + 2])
+    error = same_error(lambda: fm.logpdf_value_and_grad(*args), lambda: fc.logpdf_value_and_grad(*args))
+    assert str(error) == f"rowcov is not positive definite (Cholesky failed) at batch index {THREADS + 2}"
+    value, grads = fc.logpdf_value_and_grad(*args, errors="nan")
+    expected_value, expected = fm.logpdf_value_and_grad(*args, errors="nan")
+    assert np.isnan(value[THREADS + 2]) and np.isnan(grads[0][THREADS + 2]).all()
+    assert_matches(value, expected_value)
+    assert_grads_match(grads, expected)
 
 
 @pytest.mark.parametrize("device", [False, True], ids=["host", "gpu"])
@@ -417,5 +427,9 @@ def test_upper_factors(rng, device):
     assert_matches(host(value), expected_value)
     assert_grads_match(grads, [g if k % 3 == 0 else np.swapaxes(g, -1, -2) for k, g in enumerate(expected)],
                        device=device)
+    value, grads = fc.logpdf_chol_value_and_grad(*density, lower=False)
+    expected_value, expected = fm.logpdf_chol_value_and_grad(x, None, lower[1], lower[2])
+    assert_matches(host(value), expected_value)
+    assert_grads_match(grads, expected[:2] + tuple(np.swapaxes(g, -1, -2) for g in expected[2:]), device=device)
     with pytest.raises(TypeError, match=r"^lower must be True or False"):
         fc.kl_chol(*given, lower="upper")

@@ -98,6 +98,21 @@ def test_gradients_agree_with_in_memory_function(rng, case, dtype):
             np.testing.assert_allclose(grad, want, rtol=rtol, atol=rtol * np.abs(want).max())
 
 
+@pytest.mark.parametrize("case", ["logpdf", "logpdf_chol"])
+def test_log_density_gradients_agree_with_in_memory_function(rng, case):
+    """The log-density's gradients over blocks; a column covariance shared by every item gets
+    its gradient summed across blocks, a zero mean none."""
+    x, _, row, col = case_args(case, rng, (50,))
+    lazy, grads = getattr(fmd, f"{case}_value_and_grad")(*chunked([x], 16), None, *chunked([row], 16), col[0])
+    assert grads[1] is None and grads[3].shape == col[0].shape
+    value, grads = dask.compute(lazy, grads)
+    expected_value, expected = getattr(fm, f"{case}_value_and_grad")(x, None, row, col[0])
+    np.testing.assert_array_equal(value, expected_value)
+    np.testing.assert_array_equal(grads[0], expected[0])
+    np.testing.assert_array_equal(grads[2], expected[2])
+    np.testing.assert_allclose(grads[3], expected[3], rtol=1e-12, atol=1e-12 * np.abs(expected[3]).max())
+
+
 def test_gradients_wrt_upper_factors_and_errors(rng):
     import scipy.linalg
 

@@ -1,4 +1,5 @@
-"""Gradients of the KL against central finite differences, PyTorch autograd and float64."""
+"""Gradients of the KL and of the log-density against central finite differences, the dense
+``V⊗U`` route, PyTorch autograd and float64."""
 
 import numpy as np
 import pytest
@@ -211,14 +212,14 @@ def test_out_receives_value_and_gradients(rng, func, make):
 def test_out_checks_and_overlap(rng):
     args = pair(rng, (4,), 2, 2)
     value, grads = fm.kl_value_and_grad(*args)
-    with pytest.raises(ValueError, match=r"out must be a pair \(kl, grads\)"):
+    with pytest.raises(ValueError, match=r"out must be a pair \(value, grads\)"):
         fm.kl_value_and_grad(*args, out=value)
-    with pytest.raises(ValueError, match="six gradients"):
+    with pytest.raises(ValueError, match="6 gradients"):
         fm.kl_value_and_grad(*args, out=(value, grads[:3]))
     with pytest.raises(ValueError, match=r"out\[1\]\[4\] \(the gradient of rowcov2\) must be an array of shape "
                                          r"\(4, 2, 2\); got \(2, 2\)"):
         fm.kl_value_and_grad(*args, out=(value, grads[:4] + (grads[4][0],) + grads[5:]))
-    with pytest.raises(TypeError, match=r"out\[0\] \(the KL\) has dtype float32"):
+    with pytest.raises(TypeError, match=r"out\[0\] \(the value\) has dtype float32"):
         fm.kl_value_and_grad(*args, out=(value.astype(np.float32), grads))
     with pytest.raises(ValueError, match=r"out\[1\]\[3\] must be None"):
         fm.kl_value_and_grad(*args[:3], out=(value, grads))
@@ -246,7 +247,7 @@ def test_outputs_that_share_memory_are_rejected(rng):
     for message, out in [
             (means, (None, (mean_grad, None, None, mean_grad, None, None))),        # one array
             (means, (None, (buffer[:4], None, None, buffer[1:], None, None))),      # overlapping views
-            (r"out\[0\] \(the KL\) and out\[1\]\[1\] \(the gradient of rowcov1\) share memory",
+            (r"out\[0\] \(the value\) and out\[1\]\[1\] \(the gradient of rowcov1\) share memory",
              (rowcov_grad[:, 1, 0], (None, rowcov_grad, None, None, None, None)))]:
         with pytest.raises(ValueError, match=message):
             fm.kl_value_and_grad(*args, out=out)
@@ -406,3 +407,186 @@ def test_gradient_benchmark_runs():
     figures = compare_gradients(2, 3, 500, repeat=1)
     assert all(v is None or v > 0 for v in figures.values())
     assert figures["kl_chol"] > 0 and figures["kl_value_and_grad"] > 0
+
+
+# The log-density: logpdf_value_and_grad and logpdf_chol_value_and_grad.
+
+DENSITY_NAMES = ["x", "mean", "rowcov", "colcov"]
+
+
+def densities(rng, batch, n, p):
+    """Points, means and the two covariances of a batch of matrix normals."""
+    return [rng.standard_normal(batch + (n, p)), rng.standard_normal(batch + (n, p)), spd(rng, batch, n),
+            spd(rng, batch, p)]
+
+
+def density_factors(args):
+    return [a if k < 2 else np.linalg.cholesky(a) for k, a in enumerate(args)]
+
+
+@pytest.mark.parametrize("n, p", SHAPES)
+def test_logpdf_gradients_match_finite_differences(rng, n, p):
+    args = densities(rng, (3,), n, p)
+    value, grads = fm.logpdf_value_and_grad(*args)
+    np.testing.assert_allclose(value, reference.logpdf(*args), rtol=1e-12)
+    for k in range(4):
+        check_gradient(grads[k], reference.logpdf, args, k, symmetric=k >= 2)
+    chol = density_factors(args)
+    value, grads = fm.logpdf_chol_value_and_grad(*chol)
+    np.testing.assert_allclose(value, reference.logpdf(*args), rtol=1e-12)
+    for k in range(4):
+        check_gradient(grads[k], reference.logpdf_chol, chol, k)
+        if k >= 2:
+            assert (np.triu(grads[k], 1) == 0).all()
+
+
+def dense_logpdf_grads(x, mean, rowcov, colcov):
+    """The log-density of ``N(vec M, V⊗U)`` at ``vec X`` (one item) and its gradients through the
+    ``np×np`` covariance: ``∂/∂vec X = −Σ⁻¹ r`` and ``G = ∂/∂Σ = ½(Σ⁻¹ r rᵀ Σ⁻¹ − Σ⁻¹)``, carried to
+    ``U`` and ``V`` by ``dΣ = V ⊗ dU + dV ⊗ U``: ``∂/∂U = Σ_cd V_cd G_(c,d)`` and
+    ``∂/∂V_cd = tr(G_(c,d)ᵀ U)``, with ``G_(c,d)`` the ``n×n`` block ``(c, d)`` of ``G``."""
+    from scipy.stats import multivariate_normal
+
+    n, p = x.shape
+    sigma = np.kron(colcov, rowcov)
+    r = (x - mean).ravel(order="F")
+    value = multivariate_normal(mean.ravel(order="F"), sigma).logpdf(x.ravel(order="F"))
+    inverse = np.linalg.inv(sigma)
+    s = inverse @ r
+    g = 0.5 * (np.outer(s, s) - inverse)
+    blocks = g.reshape(p, n, p, n).transpose(0, 2, 1, 3)            # blocks[c, d] = G_(c,d)
+    grad_x = -s.reshape(p, n).T
+    grad_u = np.einsum("cd,cdij->ij", colcov, blocks)
+    grad_v = np.einsum("cdij,ij->cd", blocks, rowcov)
+    return value, [grad_x, -grad_x, grad_u, grad_v]
+
+
+@pytest.mark.parametrize("n, p", [(1, 1), (2, 3), (4, 2)])
+def test_logpdf_gradients_match_the_dense_route(rng, n, p):
+    args = densities(rng, (4,), n, p)
+    value, grads = fm.logpdf_value_and_grad(*args, wrt=None)
+    _, per_item = fm.logpdf_value_and_grad(*args)                # no argument broadcast: per-item gradients
+    chol = density_factors(args)
+    _, chol_grads = fm.logpdf_chol_value_and_grad(*chol)
+    for b in range(4):
+        dense_value, dense = dense_logpdf_grads(*(a[b] for a in args))
+        np.testing.assert_allclose(value[b], dense_value, rtol=1e-12)
+        for k in range(4):
+            assert_close(per_item[k][b], dense[k], rtol=1e-9)
+        for k in (2, 3):                                         # ∂/∂P = tril(2 ∂/∂U · P), as docs/gradients.md
+            assert_close(chol_grads[k][b], np.tril(2 * dense[k] @ chol[k][b]), rtol=1e-9)
+
+
+def test_logpdf_zero_mean_and_broadcast_covariance(rng):
+    x, mean, rowcov, colcov = densities(rng, (6,), 3, 2)
+    shared = [x, None, rowcov[0], colcov]
+    value, grads = fm.logpdf_value_and_grad(*shared)
+    assert grads[1] is None and grads[2].shape == (3, 3)
+    tiled_value, tiled = fm.logpdf_value_and_grad(x, np.zeros_like(x), np.broadcast_to(rowcov[0], rowcov.shape), colcov)
+    np.testing.assert_allclose(value, tiled_value, rtol=1e-14)
+    np.testing.assert_allclose(grads[0], tiled[0], rtol=1e-14)
+    np.testing.assert_allclose(grads[2], tiled[2].sum(0), rtol=1e-12)
+    np.testing.assert_array_equal(grads[3], tiled[3])
+    check_gradient(grads[2], reference.logpdf, shared, 2, symmetric=True)
+    chol = [x, mean[0], np.linalg.cholesky(rowcov), np.linalg.cholesky(colcov[0])]   # shared mean and colchol
+    value, grads = fm.logpdf_chol_value_and_grad(*chol)
+    assert grads[1].shape == (3, 2) and grads[3].shape == (2, 2)
+    np.testing.assert_allclose(grads[1], -grads[0].sum(0), rtol=1e-12)
+    check_gradient(grads[1], reference.logpdf_chol, chol, 1)
+    check_gradient(grads[3], reference.logpdf_chol, chol, 3)
+    with pytest.raises(ValueError, match="wrt names mean, which was passed as None and has no gradient"):
+        fm.logpdf_value_and_grad(*shared, wrt="mean")
+
+
+@pytest.mark.parametrize("func, make, names", [
+    (fm.logpdf_value_and_grad, densities, DENSITY_NAMES),
+    (fm.logpdf_chol_value_and_grad, lambda *a: density_factors(densities(*a)), ["x", "mean", "rowchol", "colchol"])])
+def test_logpdf_wrt_and_out(rng, func, make, names):
+    args = make(rng, (7,), 3, 2)
+    args[3] = args[3][0]                                       # a shared column covariance: its gradient is summed
+    value, grads = func(*args)
+    for wrt in (["mean"], names[2:], names[3]):
+        some_value, some = func(*args, wrt=wrt)
+        np.testing.assert_array_equal(some_value, value)
+        for name, grad, full in zip(names, some, grads):
+            if name in wrt:
+                np.testing.assert_array_equal(grad, full)
+            else:
+                assert grad is None
+    out = (np.full(7, np.nan), [np.full(np.shape(a), np.nan) for a in args])
+    out[1][2] = None                                           # allocated
+    result, result_grads = func(*args, out=out)
+    assert result is out[0] and all(g is o for k, (g, o) in enumerate(zip(result_grads, out[1])) if k != 2)
+    np.testing.assert_array_equal(result, value)
+    for g, e in zip(result_grads, grads):
+        np.testing.assert_array_equal(g, e)
+    with pytest.raises(ValueError, match="out\\[1\\] must hold 4 gradients"):
+        func(*args, out=(value, grads + (None, None)))
+    with pytest.raises(ValueError, match=r"out\[1\]\[2\] must be None: the gradient of " + names[2]):
+        func(*args, wrt=["x", "mean"], out=(value, grads))
+
+
+def test_logpdf_bad_item_gives_nan_or_raises(rng):
+    args = densities(rng, (6,), 3, 2)
+    args[3][4] = -np.eye(2)
+    with pytest.raises(LinAlgError, match=r"colcov is not positive definite .* at batch index 4$"):
+        fm.logpdf_value_and_grad(*args)
+    value, grads = fm.logpdf_value_and_grad(*args, errors="nan")
+    good_value, good = fm.logpdf_value_and_grad(*(np.delete(a, 4, axis=0) for a in args))
+    assert np.isnan(value[4])
+    np.testing.assert_allclose(np.delete(value, 4), good_value, rtol=1e-14)
+    for g, e in zip(grads, good):
+        assert np.isnan(g[4]).all()
+        np.testing.assert_allclose(np.delete(g, 4, axis=0), e, rtol=1e-14)
+    chol = density_factors(densities(rng, (6,), 3, 2))
+    chol[2][1, 2, 2] = 0.0
+    with pytest.raises(LinAlgError, match=r"rowchol is not a Cholesky factor.* at batch index 1$"):
+        fm.logpdf_chol_value_and_grad(*chol)
+    value, grads = fm.logpdf_chol_value_and_grad(*chol, errors="nan")
+    assert np.isnan(value[1]) and all(np.isnan(g[1]).all() for g in grads)
+    assert np.isfinite(np.delete(value, 1)).all() and all(np.isfinite(np.delete(g, 1, axis=0)).all() for g in grads)
+
+
+@pytest.mark.parametrize("func, make", [
+    (fm.logpdf_value_and_grad, densities),
+    (fm.logpdf_chol_value_and_grad, lambda *a: density_factors(densities(*a)))])
+def test_logpdf_float32_close_to_float64(rng, func, make):
+    args = [a.astype(np.float32) for a in make(rng, (200,), 4, 3)]
+    value, grads = func(*args)
+    assert value.dtype == np.float32 and all(g.dtype == np.float32 for g in grads)
+    exact_value, exact = func(*(a.astype(np.float64) for a in args))
+    np.testing.assert_allclose(value, exact_value, rtol=1e-5, atol=1e-5 * np.abs(exact_value).max())
+    for g, e in zip(grads, exact):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5 * np.abs(e).max())
+
+
+def test_logpdf_chol_of_upper_factors(rng):
+    from conftest import upper_cholesky
+
+    args = densities(rng, (5,), 3, 2)
+    lower = density_factors(args)
+    upper = args[:2] + [upper_cholesky(a) for a in args[2:]]
+    upper[3] = upper[3] + np.tril(rng.standard_normal(upper[3].shape), -1)  # below the diagonal: not read
+    value, grads = fm.logpdf_chol_value_and_grad(*upper, lower=False)
+    expected_value, expected = fm.logpdf_chol_value_and_grad(*lower)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-12)
+    for k in range(4):
+        want = expected[k] if k < 2 else np.swapaxes(expected[k], -1, -2)
+        np.testing.assert_allclose(grads[k], want, rtol=1e-10, atol=1e-12)
+        if k >= 2:
+            assert (np.tril(grads[k], -1) == 0).all()
+
+
+def test_logpdf_large_items_through_lapack_match_the_lanes(rng, monkeypatch):
+    """Few large items take the LAPACK plan (``fastmvn._large``); the lane kernels give the same."""
+    from fastmvn import _large
+
+    args = densities(rng, (1,), 20, 18)
+    assert _large.chosen([a[0] for a in args], 1)
+    lapack = fm.logpdf_value_and_grad(*args), fm.logpdf_chol_value_and_grad(*density_factors(args))
+    monkeypatch.setattr(_large, "chosen", lambda slots, count: False)
+    lanes = fm.logpdf_value_and_grad(*args), fm.logpdf_chol_value_and_grad(*density_factors(args))
+    for (value, grads), (lane_value, lane_grads) in zip(lapack, lanes):
+        np.testing.assert_allclose(value, lane_value, rtol=1e-12)
+        for g, e in zip(grads, lane_grads):
+            assert_close(g, e, rtol=1e-10)

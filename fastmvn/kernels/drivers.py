@@ -112,11 +112,11 @@ _GRAD_SIGNATURES = {(np.dtype(dtype.name), np.dtype(work.name)):
 
 @batch(_GRAD_SIGNATURES)
 def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, g5, wanted, first_bad, work):
-    """``out[b]`` and ``g0[b] … g5[b]`` = the KL of item ``b`` and its gradient with respect to
+    """``out[b]`` and ``g0[b] … g5[b]`` = the value of item ``b`` (a KL or a log-density) and its gradient with respect to
     ``a0[b] … a5[b]``, for every ``b``, in parallel chunks as :func:`evaluate_batch`.
 
     Gradient ``k`` is stored only where bit ``k`` of ``wanted`` is set (the others may be
-    ``(1, 1, 1)`` placeholders). An item whose KL is not finite gets NaN for its KL and
+    ``(1, 1, 1)`` placeholders). An item whose value is not finite gets NaN for its value and
     its gradients, and counts in ``first_bad``.
     """
     count = out.shape[0]
@@ -140,7 +140,7 @@ def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, 
             value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B,
                            rp1, rq1, rp2, rq2, v, res, m, n, p)
             bad = min(bad, finish(res, out, start, m, count))
-            store_wanted(g0, g1, g2, g3, g4, g5, W, G1, H1, G2, H2, wanted, start, res, m)
+            store_wanted(mode, g0, g1, g2, g3, g4, g5, W, G1, H1, G2, H2, A, B, wanted, start, res, m)
         first_bad[c] = bad
 
 

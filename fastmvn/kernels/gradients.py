@@ -1,16 +1,17 @@
-"""The gradient kernels of the KL: the products its gradients are made of, one fused
-value-and-gradient pass per mode (:func:`value_and_grad`) and the stores of the gradients
-asked for."""
+"""The gradient kernels of the KL and of the log-density: the products their gradients are
+made of, one fused value-and-gradient pass per mode (:func:`value_and_grad`) and the stores
+of the gradients asked for."""
 
 import math
 
 from .._jit import item
-from .._modes import KL_CHOL, KL_COV, KL_DIAG, KL_STD_CHOL, KL_STD_COV
-from .lanes import (copy, diagonal_sum, fill, lower_norm2, solve_rows, squared_norm, trace_tri,
-                    whitened_norm2)
-from .scratch import (FOLD, LOG_RATIO_U, LOG_RATIO_V, ONES, QUAD, SLOT0, SLOT1, SLOT2, SLOT3, SLOT4, SLOT5, TRACE_U,
-                      TRACE_V)
-from .values import both_factors, diagonal_sum_log, diagonal_terms, kl_value, own_factors, scaled_quad
+from .._modes import KL_CHOL, KL_COV, KL_DIAG, KL_STD_CHOL, KL_STD_COV, LOGPDF, LOGPDF_CHOL
+from .lanes import (cholesky, copy, diagonal_sum, fill, log_diagonals, lower_norm2, reciprocal_diagonal, solve_rows,
+                    squared_norm, trace_tri, whitened_norm2)
+from .scratch import (FOLD, LOG_RATIO_U, LOG_RATIO_V, LOGDET_U, LOGDET_V, ONES, QUAD, SLOT0, SLOT1, SLOT2, SLOT3,
+                      SLOT4, SLOT5, TRACE_U, TRACE_V)
+from .values import (both_factors, diagonal_sum_log, diagonal_terms, kl_value, logpdf_value, own_factors,
+                     scaled_quad)
 
 # Gradients of the KL, in one fused pass per item; the formulas are derived in
 # docs/gradients.md. Notation there and here: P = L_U, Q = L_V (lower Cholesky factors),
@@ -34,23 +35,29 @@ def lower_gram(G, A, s, c, m, n):
 
 
 @item
-def add_row_gram(G, Z, s, m, n, p):
-    """Lower triangle of ``G += s·Z Zᵀ`` for ``Z`` of shape ``(n, p)``."""
+def row_products(G, X, Y, s, add, m, n, p):
+    """Lower triangle of ``G = s·X Yᵀ`` (``G += s·X Yᵀ`` if ``add``) for ``X``, ``Y`` of shape ``(n, p)``."""
     for i in range(n):
         for j in range(i + 1):
+            if not add:
+                for l in range(m):
+                    G[i, j, l] = 0.0
             for k in range(p):
                 for l in range(m):
-                    G[i, j, l] += s * Z[i, k, l] * Z[j, k, l]
+                    G[i, j, l] += s * X[i, k, l] * Y[j, k, l]
 
 
 @item
-def add_col_gram(G, Z, s, m, n, p):
-    """Lower triangle of ``G += s·Zᵀ Z`` (``p×p``) for ``Z`` of shape ``(n, p)``."""
+def col_products(G, X, Y, s, add, m, n, p):
+    """Lower triangle of ``G = s·Xᵀ Y`` (``p×p``; ``G += s·Xᵀ Y`` if ``add``) for ``X``, ``Y`` of shape ``(n, p)``."""
     for i in range(p):
         for j in range(i + 1):
+            if not add:
+                for l in range(m):
+                    G[i, j, l] = 0.0
             for k in range(n):
                 for l in range(m):
-                    G[i, j, l] += s * Z[k, i, l] * Z[k, j, l]
+                    G[i, j, l] += s * X[k, i, l] * Y[k, j, l]
 
 
 @item
@@ -109,10 +116,9 @@ def negated(W, Y, acc, m, n, p):
 
 
 @item
-def unwhiten(Y, L, rl, K, rk, m, n, p):
-    """``Y ← L⁻ᵀ Y K⁻¹``, the adjoint of the whitening ``Y → L⁻¹ Y K⁻ᵀ``: rows by
-    :func:`solve_rows`, then back substitution along each row."""
-    solve_rows(L, rl, Y, m, n, p, True)
+def right_solve(Y, K, rk, m, n, p):
+    """``Y ← Y K⁻¹`` for lower-triangular ``K`` (``rk = 1/diag(K)``): back substitution along
+    each row of ``Y`` (``n×p``)."""
     for i in range(n):
         for c in range(p - 1, -1, -1):
             for k in range(c + 1, p):
@@ -120,6 +126,14 @@ def unwhiten(Y, L, rl, K, rk, m, n, p):
                     Y[i, c, l] -= Y[i, k, l] * K[k, c, l]
             for l in range(m):
                 Y[i, c, l] *= rk[c, l]
+
+
+@item
+def unwhiten(Y, L, rl, K, rk, m, n, p):
+    """``Y ← L⁻ᵀ Y K⁻¹``, the adjoint of the whitening ``Y → L⁻¹ Y K⁻ᵀ``: rows by
+    :func:`solve_rows`, then :func:`right_solve`."""
+    solve_rows(L, rl, Y, m, n, p, True)
+    right_solve(Y, K, rk, m, n, p)
 
 
 @item
@@ -236,10 +250,10 @@ def second_moments(S3, P2, rp2, Q2, rq2, A, B, W, G2, H2, v, m, n, p):
     copy(S3, W, m, n, p, False)
     whitened_norm2(W, P2, rp2, Q2, rq2, v[QUAD], m, n, p)
     lower_gram(G2, A, -1.0, v[TRACE_V], m, n)
-    add_row_gram(G2, W, -1.0, m, n, p)
+    row_products(G2, W, W, -1.0, True, m, n, p)
     add_diagonal(G2, p, v[ONES], m, n)
     lower_gram(H2, B, -1.0, v[TRACE_U], m, p)
-    add_col_gram(H2, W, -1.0, m, n, p)
+    col_products(H2, W, W, -1.0, True, m, n, p)
     add_diagonal(H2, n, v[ONES], m, p)
 
 
@@ -354,12 +368,57 @@ def kl_std_diag_grad(S0, S1, S2, W, G1, H1, v, res, m, n, p):
 
 
 @item(inline=True)
+def logpdf_grad(S0, S2, S3, W, Y, GU, GV, ru, rv, v, res, factor, m, n, p):
+    """Log-density of ``MN(M, U, V)`` (``S0 = X − M``; ``S2, S3 = U, V`` if ``factor``, else
+    their Cholesky factors ``P, Q``) and its gradient. With ``Z = P⁻¹ (X − M) Q⁻ᵀ``,
+    ``Y = P⁻ᵀ Z`` and ``Y' = Z Q⁻¹`` (``S0`` ends as ``Y'``, ``Y`` as scratch of ``n×p``):
+
+    ``W = ∂/∂M = −∂/∂X = P⁻ᵀ Z Q⁻¹ = U⁻¹ (X − M) V⁻¹``;
+    covariances: the symmetric ``GU = ∂/∂U = ½(Y Yᵀ − p U⁻¹)``, ``GV = ∂/∂V = ½(Y'ᵀ Y' − n V⁻¹)``;
+    factors: ``GU = ∂/∂P = tril(Y Zᵀ) − p·diag(1/P)``, ``GV = ∂/∂Q = tril(Y'ᵀ Z) − n·diag(1/Q)``,
+    lower triangular with zeros above the diagonal.
+    """
+    if factor:
+        cholesky(S2, ru, m, n)
+        cholesky(S3, rv, m, p)
+    else:
+        reciprocal_diagonal(S2, ru, m, n)
+        reciprocal_diagonal(S3, rv, m, p)
+    log_diagonals(S2, None, S3, None, 2.0, v[LOGDET_U], v[LOGDET_V], v[FOLD], m, n, p)
+    whitened_norm2(S0, S2, ru, S3, rv, v[QUAD], m, n, p)
+    logpdf_value(res, v[QUAD], v[LOGDET_U], v[LOGDET_V], m, n, p)
+    copy(S0, Y, m, n, p, False)
+    solve_rows(S2, ru, Y, m, n, p, True)
+    copy(Y, W, m, n, p, False)
+    right_solve(W, S3, rv, m, n, p)
+    if factor:
+        row_products(GU, Y, Y, 0.5, False, m, n, p)
+        right_solve(S0, S3, rv, m, n, p)
+        col_products(GV, S0, S0, 0.5, False, m, n, p)
+        invert_lower(S2, ru, m, n)
+        invert_lower(S3, rv, m, p)
+        inverse_gram(GU, S2, -0.5 * p, v[ONES], True, m, n)
+        inverse_gram(GV, S3, -0.5 * n, v[ONES], True, m, p)
+    else:
+        row_products(GU, Y, S0, 1.0, False, m, n, p)
+        copy(S0, Y, m, n, p, False)
+        right_solve(Y, S3, rv, m, n, p)
+        col_products(GV, Y, S0, 1.0, False, m, n, p)
+        scale_minus_diagonal(GU, v[ONES], p, ru, m, n)
+        scale_minus_diagonal(GV, v[ONES], n, rv, m, p)
+
+
+@item(inline=True)
 def value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B, rp1, rq1, rp2, rq2, v, res, m, n, p):
-    """``res[l]``: the KL that ``mode`` names (one of the ``KL_*`` modes) for lane ``l`` of the
-    slots ``S0..S5`` (overwritten), and its gradient, ``W = ∂/∂a3 = −∂/∂a0`` and
-    ``G1, H1, G2, H2 = ∂/∂a1, ∂/∂a2, ∂/∂a4, ∂/∂a5``."""
+    """``res[l]``: the KL or log-density that ``mode`` names (a ``KL_*`` mode, ``LOGPDF`` or
+    ``LOGPDF_CHOL``) for lane ``l`` of the slots ``S0..S5`` (overwritten), and its gradient:
+    of a KL ``W = ∂/∂a3 = −∂/∂a0`` and ``G1, H1, G2, H2 = ∂/∂a1, ∂/∂a2, ∂/∂a4, ∂/∂a5``; of a
+    log-density ``W = ∂/∂a1 = −∂/∂a0`` and ``A, B = ∂/∂a2, ∂/∂a3``, with ``G1`` (the mean's
+    shape there) as scratch. :func:`store_wanted` stores each where it belongs."""
     fill(v[ONES], 1.0, m)
-    if mode == KL_CHOL:
+    if mode == LOGPDF or mode == LOGPDF_CHOL:
+        logpdf_grad(S0, S2, S3, W, G1, A, B, rp1, rq1, v, res, mode == LOGPDF, m, n, p)
+    elif mode == KL_CHOL:
         kl_chol_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, rp1, rq1, rp2, rq2, v, res, m, n, p)
     elif mode == KL_COV:
         kl_cov_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B, rp1, rq1, rp2, rq2, v, res, m, n, p)
@@ -398,16 +457,18 @@ def store(dst, start, src, sign, res, m):
 
 
 @item
-def store_wanted(g0, g1, g2, g3, g4, g5, W, G1, H1, G2, H2, wanted, start, res, m):
-    """The gradients that bit ``k`` of ``wanted`` asks for into ``g0 … g5``."""
+def store_wanted(mode, g0, g1, g2, g3, g4, g5, W, G1, H1, G2, H2, A, B, wanted, start, res, m):
+    """The gradients of ``mode`` that bit ``k`` of ``wanted`` asks for into ``g0 … g5``, from
+    where :func:`value_and_grad` left them."""
+    density = mode == LOGPDF or mode == LOGPDF_CHOL
     if wanted & SLOT0:
         store(g0, start, W, -1.0, res, m)
     if wanted & SLOT1:
-        store(g1, start, G1, 1.0, res, m)
+        store(g1, start, W if density else G1, 1.0, res, m)
     if wanted & SLOT2:
-        store(g2, start, H1, 1.0, res, m)
+        store(g2, start, A if density else H1, 1.0, res, m)
     if wanted & SLOT3:
-        store(g3, start, W, 1.0, res, m)
+        store(g3, start, B if density else W, 1.0, res, m)
     if wanted & SLOT4:
         store(g4, start, G2, 1.0, res, m)
     if wanted & SLOT5:
