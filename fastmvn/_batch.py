@@ -167,6 +167,99 @@ def compute(mode, args, out, errors):
 
 
 def call(function, values, out, errors, lower=True):
-    """The batched ``function`` (a table entry with a kernel mode) of ``values``."""
+    """The batched ``function`` (a table entry with a kernel mode) of ``values``.
+
+    A small call (one chunk of items, :data:`fastmvn._config.CHUNK`) whose arguments are
+    C-contiguous float arrays of one dtype, or None, runs the :class:`_Plan` made by the first
+    call with its shapes: the binding, the checks of shapes and dtypes, the plan and the
+    driver are decided once, and a call only makes its views and launches (the values are
+    checked by the kernel, every call). Every other call, and one whose item fails under
+    ``errors="raise"`` (to be explained), takes the general path."""
+    key = _plan_key(function, values, out, errors, lower)
+    if key is not None:
+        plan = _PLANS.get(key, _UNKNOWN)
+        if plan is _UNKNOWN and len(_PLANS) < _MAX_PLANS:
+            plan = _PLANS[key] = _Plan.make(function, values, lower)
+        if plan is not None and plan is not _UNKNOWN:
+            result, failed = plan.run(values)
+            if not failed or errors == "nan":
+                return result
     args, mode = bind(function, values, lower=lower)
     return compute(mode, args, out, errors)
+
+
+#: The plans of small calls by :func:`_plan_key` (None for a key whose calls have none).
+#: Bounded: a program that calls with ever new shapes stops adding plans.
+_PLANS = {}
+_MAX_PLANS = 1024
+_UNKNOWN = object()
+
+
+def _plan_key(function, values, out, errors, lower):
+    """What decides a small call's plan: the function, the thresholds between plans and each
+    value's shape and dtype (None stays None); None where the call takes the general path (``out=``, ``lower=False``,
+    ``errors`` to be checked, a value that is not a C-contiguous float32 or float64 array)."""
+    if out is not None or lower is not True or errors not in ("raise", "nan"):
+        return None
+    key = [function.name, _config.CHUNK, _config.LAPACK_MIN_SIDE, _config.LAPACK_BATCH_SIDE,
+           _config.FLOAT32_ARITHMETIC_MAX_SIDE]  # a test may change them
+    for value in values:
+        if value is None:
+            key.append(None)
+        elif type(value) is np.ndarray and value.dtype.char in "fd" and value.flags.c_contiguous:
+            key.append((value.shape, value.dtype.char))
+        else:
+            return None
+    return tuple(key)
+
+
+class _Plan:
+    """A small call decided once for the shapes and dtypes of its key (:func:`call`): the
+    mode, the source of each slot (a value's position with the shape and strides of its
+    ``(count, r, c)`` view, or a made-up standard argument), the serial driver and what it
+    takes besides the slots."""
+
+    @classmethod
+    def make(cls, function, values, lower):
+        """The plan of a call, or None where it has none: more than one chunk of items, the
+        large-item plan, a dtype to convert, a value broadcast along some of the batch axes
+        only. The checks raise as on the general path."""
+        args, mode = bind(function, values, lower=lower)
+        dtype, batch_shape = check(args)
+        count = int(np.prod(batch_shape, dtype=np.int64))
+        slots = [slot(arg, dtype, batch_shape) for arg in args]
+        if not 0 < count <= _config.CHUNK or _large.chosen(slots, count):
+            return None
+        position = {param.name: k for k, param in enumerate(function.params)}
+        plan = cls()
+        plan.sources = []
+        for arg, view in zip(args, slots):
+            core = view.shape[-2:]
+            if arg.default:
+                plan.sources.append(np.broadcast_to(view[(0,) * (view.ndim - 2)], (count,) + core))
+            elif arg.dtype != dtype or (arg.batch_shape != batch_shape and np.prod(arg.batch_shape) != 1):
+                return None
+            else:
+                item = dtype.itemsize
+                strides = (core[0] * core[1] * item if arg.batch_shape == batch_shape else 0, core[1] * item, item)
+                plan.sources.append((position[arg.name], (count,) + core, strides))
+        plan.mode, plan.dtype, plan.batch_shape, plan.count = mode, dtype, batch_shape, count
+        plan.padding, _, plan.work = _driver_arguments(slots, count, dtype)
+        plan.driver = _kernels().evaluate_batch.compiled((dtype, plan.work.dtype), parallel=False)
+        return plan
+
+    def run(self, values):
+        """The call's result (of the batch shape, or a scalar) and whether an item failed."""
+        views = []
+        for source in self.sources:
+            if type(source) is tuple:
+                position, shape, strides = source
+                view = np.ndarray(shape, self.dtype, values[position], 0, strides)
+                view.flags.writeable = False
+                views.append(view)
+            else:
+                views.append(source)
+        out = np.empty(self.count, self.dtype)
+        first_bad = np.empty(1, np.int64)
+        self.driver(self.mode, *views, *self.padding, out, first_bad, self.work)
+        return (out.reshape(self.batch_shape) if self.batch_shape else out[0]), first_bad[0] < self.count

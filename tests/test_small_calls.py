@@ -50,3 +50,68 @@ def test_failures_in_one_chunk_are_reported_as_in_many(monkeypatch):
     result = fm.kl(*args, errors="nan")
     monkeypatch.setattr(_config, "CHUNK", 8)
     np.testing.assert_array_equal(result, fm.kl(*args, errors="nan"))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", CASES)
+def test_planned_small_calls_give_the_bits_of_the_general_path(case, dtype):
+    """A second call with the shapes of the first runs the plan the first made."""
+    from fastmvn import _batch
+
+    for batch in (1, 7):
+        args = [np.ascontiguousarray(a) for a in _bench.random_inputs(case, batch, 4, 3, dtype)]
+        if batch == 1:  # one item, without batch axes
+            args = [a[0] for a in args]
+        first, second = function(case)(*args), function(case)(*args)
+        assert any(key[0] == function(case).__name__ and plan is not None for key, plan in _batch._PLANS.items())
+        expected = function(case)(*args, out=np.empty(np.shape(first), np.asarray(first).dtype))
+        np.testing.assert_array_equal(first, expected)
+        np.testing.assert_array_equal(second, expected)
+        assert np.shape(second) == np.shape(expected) and np.asarray(second).dtype == dtype
+
+
+def test_planned_calls_with_a_shared_prior_and_standard_parts():
+    rng = np.random.default_rng(3)
+    mean = rng.standard_normal((9, 4, 3))
+    rowcov = fm.testing.random_spd(rng, (9,), 4)
+    prior = fm.testing.random_spd(rng, (), 4)
+    for call in range(2):
+        np.testing.assert_array_equal(fm.kl(mean, rowcov, np.eye(3), None, prior, None),
+                                      fm.kl(mean, rowcov, np.eye(3), np.zeros((9, 4, 3)), np.broadcast_to(prior, (9, 4, 4)),
+                                            np.eye(3), out=np.empty(9)))
+        np.testing.assert_array_equal(fm.kl_diag(mean, np.ones(4) * 2, np.ones((1, 3))),
+                                      fm.kl_diag(mean, np.ones(4) * 2, np.ones((1, 3)), out=np.empty(9)))
+
+
+def test_planned_calls_report_failures_as_the_general_path():
+    args = [np.ascontiguousarray(a) for a in _bench.random_inputs("kl", 12, 3, 2)]
+    fm.kl(*args)                                                    # makes the plan
+    args[4] = args[4].copy()
+    args[4][5] = -np.eye(3)
+    for _ in range(2):
+        with pytest.raises(np.linalg.LinAlgError, match=r"^rowcov2 is not positive definite \(Cholesky failed\) "
+                                                        r"at batch index 5$"):
+            fm.kl(*args)
+        result = fm.kl(*args, errors="nan")
+        assert np.isnan(result[5]) and np.isfinite(np.delete(result, 5)).all()
+    args[0] = args[0].copy()
+    args[0][2, 1, 1] = np.inf
+    with pytest.raises(ValueError, match=r"^mean1 contains NaN or infinity at batch index 2$"):
+        fm.kl(*args)
+
+
+def test_plans_follow_the_thresholds(monkeypatch):
+    """A plan is made for the thresholds in force: a test (or a user) that changes them gets
+    the path they choose, not the plan of an earlier call."""
+    from fastmvn import _large
+
+    args = [a[0] for a in _bench.random_inputs("kl", 1, 4, 3)]
+    fm.kl(*args)
+    fm.kl(*args)
+    taken = []
+    original = _large.evaluate
+    monkeypatch.setattr(_large, "evaluate", lambda *a: taken.append(1) or original(*a))
+    monkeypatch.setattr(_config, "LAPACK_MIN_SIDE", 1)
+    monkeypatch.setattr(_config, "LAPACK_BATCH_SIDE", 0)
+    fm.kl(*args)
+    assert taken == [1]
