@@ -40,6 +40,13 @@ LAPACK_BATCH_SIDE = 16
 #: float32 in lanes, and LAPACK's call overhead outweighs its speed on smaller matrices.
 LAPACK_MIN_SIDE = FLOAT32_ARITHMETIC_MAX_SIDE + 1
 
+#: The large-item plan solves ``L2⁻¹ L1`` (two lower triangular factors, for ``tr(U2⁻¹ U1)``) in up
+#: to this many blocks of columns, each with the trailing block of ``L2`` its nonzero rows meet:
+#: the work of ``k`` blocks is ``(1/3 + 1/(2k) + 1/(6k²))·n³`` multiply-adds, against ``n³`` for one
+#: solve with the whole matrix (0.43·n³ for 6). Blocks stay at least 64 columns wide, below which
+#: BLAS-3 loses its speed.
+TRIANGULAR_BLOCKS = 6
+
 #: The largest ``n`` and ``p`` the CUDA kernels take (``fastmvn.cuda.MAX_SIZE``): each GPU thread
 #: keeps its scratch in local arrays of a size fixed when the kernel compiles.
 MAX_SIZE = 32

@@ -81,6 +81,21 @@ def _solve(chol, b, transposed=False):
     return blas.dtrsm(1.0, chol.T, b.T, side=1, lower=0, trans_a=1 if transposed else 0).T
 
 
+def _solve_lower(chol, lower):
+    """``chol⁻¹ lower`` for lower triangular ``chol`` and ``lower``, lower triangular itself: in
+    blocks of columns, each solved with the trailing block of ``chol`` that its nonzero rows
+    meet (a third of the work of one solve with the whole matrix, less the blocks' steps)."""
+    n = chol.shape[0]
+    blocks = min(_config.TRIANGULAR_BLOCKS, max(1, n // 64))
+    if blocks == 1:
+        return _solve(chol, lower)
+    result = np.zeros((n, n))
+    edges = [n * k // blocks for k in range(blocks + 1)]
+    for start, stop in zip(edges, edges[1:]):
+        result[start:, start:stop] = _solve(chol[start:, start:], lower[start:, start:stop])
+    return result
+
+
 def _norm2(a):
     flat = a.ravel(order="K")
     return float(blas.ddot(flat, flat))
@@ -173,7 +188,7 @@ def _kl_factored(mode, mean1, row1, col1, mean2, row2, col2, inverses=False):
         t_u, t_v = _inner(l1, a), _inner(q1, b)
     else:
         if l2 is not None:
-            a, b = _solve(l2, l1), _solve(q2, q1)
+            a, b = _solve_lower(l2, l1), _solve_lower(q2, q1)
         t_u, t_v = _norm2(a), _norm2(b)
     value = _kl_value(t_u, t_v, _norm2(z), log_ratio_u, log_ratio_v, n, p)
     return value, (l1, q1, l2, q2, a, b, z, t_u, t_v, *inverted)

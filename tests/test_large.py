@@ -168,3 +168,19 @@ def test_large_diagonal_quadratic_form(parallel, monkeypatch):
     with pytest.raises(ValueError, match="^mean2 contains NaN or infinity"):
         fm.kl_diag(*bad)
     assert np.isnan(fm.kl_diag(*bad, errors="nan"))
+
+
+@pytest.mark.parametrize("n", [63, 130, 200, 451])
+def test_blocked_triangular_solve(n):
+    """``L2⁻¹ L1`` in blocks of columns (one block below 128 rows) is the whole solve's result."""
+    import scipy.linalg
+
+    rng = np.random.default_rng(n)
+    l1, l2 = (np.linalg.cholesky(fm.testing.random_spd(rng, (), n)) for _ in range(2))
+    expected = scipy.linalg.solve_triangular(l2, l1, lower=True)
+    np.testing.assert_allclose(_large._solve_lower(l2, l1), expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+
+
+def test_large_kl_with_blocked_solves_against_reference():
+    args = random_inputs("kl", 1, 200, 130)
+    np.testing.assert_allclose(fm.kl(*args), reference.kl(*args), rtol=1e-11)
