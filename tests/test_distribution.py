@@ -470,3 +470,20 @@ def test_logpdf_benchmark_runs_on_a_small_batch():
 
     figures = compare_logpdf(2, 2, batch=300, repeat=1, reference_batch=100, scipy_batch=10)
     assert set(figures) == {"fastmvn", "distribution", "reference", "scipy"} and all(t > 0 for t in figures.values())
+
+
+def test_fit_of_large_samples_through_blas_matches_the_batched_path(monkeypatch):
+    """Samples of at least ``LAPACK_MIN_SIDE`` on a side are scattered sample by sample through
+    SciPy's BLAS; the batched NumPy products give the same fit to rounding."""
+    from fastmvn import _config
+
+    rng = np.random.default_rng(11)
+    d = fm.MatrixNormal(rng.standard_normal((2, 20, 18)), fm.testing.random_spd(rng, (2,), 20),
+                        fm.testing.random_spd(rng, (2,), 18))
+    samples = np.moveaxis(d.rvs(size=30, random_state=rng), 0, -3)
+    blas = fm.fit(samples)
+    monkeypatch.setattr(_config, "LAPACK_MIN_SIDE", 10 ** 6)
+    batched = fm.fit(samples)
+    np.testing.assert_array_equal(blas.n_iter, batched.n_iter)
+    for a, b in ((blas.rowcov, batched.rowcov), (blas.colcov, batched.colcov), (blas.loglik, batched.loglik)):
+        np.testing.assert_allclose(a, b, rtol=1e-10)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import numpy as np
 from numpy.linalg import LinAlgError
 
+from .. import _config, _large
 from .._arguments import COV, MEAN, Arg, check, result_dtype, where
 from ._base import _cholesky, _first, _in_range, _nonfinite, _report, _symmetric
 from .functions import entropy
@@ -80,7 +81,16 @@ def _fitted_factor(cov, name, items, batch_shape):
 
 def _scatter(d, chol):
     """``Σ_k D_k (L Lᵀ)⁻¹ D_kᵀ`` for ``d`` of shape ``(fits, N, a, b)`` and lower factors ``L``
-    of shape ``(fits, b, b)``."""
+    of shape ``(fits, b, b)``.
+
+    Large samples (at least :data:`fastmvn._config.LAPACK_MIN_SIDE` on a side) go through
+    SciPy's BLAS sample by sample: ``E_k = L⁻¹ D_kᵀ`` by a triangular solve and ``Σ_k E_kᵀ E_k``
+    by rank-k updates into one triangle, half the work of an inverse and a full product."""
+    if min(d.shape[-2:]) >= _config.LAPACK_MIN_SIDE:
+        scatter = np.empty(d.shape[:1] + d.shape[-2:-1] * 2)
+        for fit, (samples, factor) in enumerate(zip(d, chol)):
+            scatter[fit] = _large._gram(*((1.0, _large._solve(factor, sample.T).T) for sample in samples))
+        return scatter
     w = d @ np.swapaxes(np.linalg.inv(chol), -1, -2)[:, None]  # D_k L⁻ᵀ
     flat = np.swapaxes(w, 1, 2).reshape(w.shape[0], w.shape[2], -1)  # (fits, a, N·b)
     return flat @ np.swapaxes(flat, -1, -2)
