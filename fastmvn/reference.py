@@ -166,20 +166,18 @@ def logpdf_diag(x: ArrayLike, mean: ArrayLike | None, rowvar: ArrayLike, colvar:
     """Log-density of ``MN(mean, diag(rowvar), diag(colvar))`` at ``x``:
     ``−½[np log 2π + p Σ log a + n Σ log b + Σ_ij D_ij² / (a_i b_j)]``, ``D = X − M``;
     ``mean=None`` means zero."""
-    rowvar, colvar = _positive(rowvar, colvar)
+    a, b = _positive(rowvar, colvar)
     d = _difference(x, mean)
     n, p = d.shape[-2:]
-    quad = np.einsum("...ij,...ij->...", d / rowvar[..., :, None] / colvar[..., None, :], d)
-    return -0.5 * (n * p * np.log(2 * np.pi) + p * np.log(rowvar).sum(axis=-1) + n * np.log(colvar).sum(axis=-1)
-                   + quad)
+    quad = np.einsum("...ij,...ij->...", d / a[..., :, None] / b[..., None, :], d)
+    return -0.5 * (n * p * np.log(2 * np.pi) + p * np.log(a).sum(axis=-1) + n * np.log(b).sum(axis=-1) + quad)
 
 
 def entropy_diag(rowvar: ArrayLike, colvar: ArrayLike) -> Result:
     """Entropy ``½[np(1 + log 2π) + n Σ log b + p Σ log a]`` of ``MN(M, diag(a), diag(b))``."""
-    rowvar, colvar = _positive(rowvar, colvar)
-    n, p = rowvar.shape[-1], colvar.shape[-1]
-    return 0.5 * (n * p * (1.0 + np.log(2 * np.pi)) + n * np.log(colvar).sum(axis=-1)
-                  + p * np.log(rowvar).sum(axis=-1))
+    a, b = _positive(rowvar, colvar)
+    n, p = a.shape[-1], b.shape[-1]
+    return 0.5 * (n * p * (1.0 + np.log(2 * np.pi)) + n * np.log(b).sum(axis=-1) + p * np.log(a).sum(axis=-1))
 
 
 def logpdf_prec(x: ArrayLike, mean: ArrayLike | None, rowprec: ArrayLike, colprec: ArrayLike) -> Result:

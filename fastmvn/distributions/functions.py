@@ -443,10 +443,10 @@ def entropy_diag(rowvar: ArrayLike, colvar: ArrayLike, *, out: FloatArray | None
     args = [Arg("rowvar", VAR, rowvar, "n"), Arg("colvar", VAR, colvar, "p")]
     dtype, batch_shape = check(args)
     check_out(out, dtype, batch_shape)
-    (rowvar, colvar), positive = _variances(args)
-    n, p = rowvar.shape[-1], colvar.shape[-1]
+    (a, b), positive = _variances(args)
+    n, p = a.shape[-1], b.shape[-1]
     with np.errstate(all="ignore"):
-        value = 0.5 * (n * p * _ENTROPY_PER_ENTRY + n * np.log(colvar).sum(axis=-1) + p * np.log(rowvar).sum(axis=-1))
+        value = 0.5 * (n * p * _ENTROPY_PER_ENTRY + n * np.log(b).sum(axis=-1) + p * np.log(a).sum(axis=-1))
     return _finish(value, _nonfinite_failures(args) + positive, dtype, batch_shape, out, errors)
 
 

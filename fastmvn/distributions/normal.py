@@ -621,7 +621,7 @@ def _standard(mean, rowcov, colcov):
             if scale <= 0:
                 raise LinAlgError(f"{name} is not positive definite: a number c stands for c·I and must be "
                                   f"positive, not {scale!r}")
-            if not isinstance(value, (int, float)):
+            if isinstance(value, np.generic) or not isinstance(value, (int, float)):  # np.float64 is a float
                 deciding.append(value)
         if size is None:
             given = "None" if value is None else "a number"
