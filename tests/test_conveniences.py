@@ -173,7 +173,8 @@ def test_from_precision_errors(rng):
     upper = spd(rng, (), 3) + np.triu(np.full((3, 3), np.inf), 1)             # the upper triangle is not read
     assert fm.MatrixNormal.from_precision(None, upper, np.eye(2)).shape == (3, 2)
     with pytest.raises(FloatingPointError, match="the covariance colprec⁻¹ underflows float32"):
-        fm.MatrixNormal.from_precision(None, np.eye(3, dtype=np.float32), np.float32(1e38) * np.eye(2, dtype=np.float32))
+        fm.MatrixNormal.from_precision(None, np.eye(3, dtype=np.float32),
+                                       np.float32(1e38) * np.eye(2, dtype=np.float32))
 
 
 # Diagonal covariances -------------------------------------------------------------------

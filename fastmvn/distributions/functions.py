@@ -312,7 +312,8 @@ def _variances(args):
     """The float64 variances of the arguments ``args`` and their failures (not positive)."""
     variances = [np.asarray(arg.array, dtype=np.float64) for arg in args]
     with np.errstate(invalid="ignore"):
-        failures = [(~(v > 0).all(axis=-1), LinAlgError, f"{arg.name} must be positive") for v, arg in zip(variances, args)]
+        failures = [(~(v > 0).all(axis=-1), LinAlgError, f"{arg.name} must be positive")
+                    for v, arg in zip(variances, args)]
     return variances, failures
 
 
