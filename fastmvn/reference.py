@@ -22,9 +22,9 @@ import numpy as np
 if TYPE_CHECKING:
     from ._typing import ArrayLike, FloatArray, NDArray, Result
 
-__all__ = ["cholesky", "entropy", "entropy_chol", "kl", "kl_chol", "kl_diag", "kl_full", "kl_kron_sum",
-           "kron_sum_cov", "logdet", "logpdf", "logpdf_chol", "logpdf_kron_sum", "mahalanobis", "mahalanobis_chol",
-           "pdf", "pdf_chol", "singular_pivots", "trace_solve"]
+__all__ = ["cholesky", "entropy", "entropy_chol", "entropy_diag", "kl", "kl_chol", "kl_diag", "kl_full", "kl_kron_sum",
+           "kron_sum_cov", "logdet", "logpdf", "logpdf_chol", "logpdf_diag", "logpdf_kron_sum", "logpdf_prec",
+           "mahalanobis", "mahalanobis_chol", "pdf", "pdf_chol", "singular_pivots", "trace_solve"]
 
 
 def singular_pivots(chol: FloatArray, a: FloatArray) -> NDArray[np.bool_]:
@@ -149,6 +149,51 @@ def entropy(rowcov: ArrayLike, colcov: ArrayLike) -> Result:
     return entropy_chol(cholesky(rowcov), cholesky(colcov))
 
 
+def _difference(x, mean):
+    """``X − M`` in float64; ``mean=None`` means zero."""
+    return np.asarray(x, dtype=float) - (0.0 if mean is None else np.asarray(mean, dtype=float))
+
+
+def _positive(*variances):
+    """The variances in float64, after checking that they are positive."""
+    variances = [np.asarray(v, dtype=float) for v in variances]
+    if any(np.any(~(v > 0)) for v in variances):
+        raise np.linalg.LinAlgError("variances must be positive")
+    return variances
+
+
+def logpdf_diag(x: ArrayLike, mean: ArrayLike | None, rowvar: ArrayLike, colvar: ArrayLike) -> Result:
+    """Log-density of ``MN(mean, diag(rowvar), diag(colvar))`` at ``x``:
+    ``−½[np log 2π + p Σ log a + n Σ log b + Σ_ij D_ij² / (a_i b_j)]``, ``D = X − M``;
+    ``mean=None`` means zero."""
+    a, b = _positive(rowvar, colvar)
+    d = _difference(x, mean)
+    n, p = d.shape[-2:]
+    quad = np.einsum("...ij,...ij->...", d / a[..., :, None] / b[..., None, :], d)
+    return -0.5 * (n * p * np.log(2 * np.pi) + p * np.log(a).sum(axis=-1) + n * np.log(b).sum(axis=-1) + quad)
+
+
+def entropy_diag(rowvar: ArrayLike, colvar: ArrayLike) -> Result:
+    """Entropy ``½[np(1 + log 2π) + n Σ log b + p Σ log a]`` of ``MN(M, diag(a), diag(b))``."""
+    a, b = _positive(rowvar, colvar)
+    n, p = a.shape[-1], b.shape[-1]
+    return 0.5 * (n * p * (1.0 + np.log(2 * np.pi)) + n * np.log(b).sum(axis=-1) + p * np.log(a).sum(axis=-1))
+
+
+def logpdf_prec(x: ArrayLike, mean: ArrayLike | None, rowprec: ArrayLike, colprec: ArrayLike) -> Result:
+    """Log-density of ``MN(mean, rowprec⁻¹, colprec⁻¹)`` at ``x`` by the dense precision of
+    ``vec X``, ``Ω = colprec ⊗ rowprec`` (``(np, np)``; lower triangles read):
+    ``−½[np log 2π − log|Ω| + vec(D)ᵀ Ω vec(D)]``, ``D = X − M``, with ``Ω = L Lᵀ`` so that
+    ``vec(D)ᵀ Ω vec(D) = ‖Lᵀ vec D‖²``; nothing is inverted. ``mean=None`` means zero."""
+    precision = _kron(_symmetric(colprec), _symmetric(rowprec))
+    chol = cholesky(precision)
+    d = _difference(x, mean)
+    size = d.shape[-2] * d.shape[-1]
+    vec_d = np.swapaxes(d, -1, -2).reshape(d.shape[:-2] + (size, 1))
+    return -0.5 * (size * np.log(2 * np.pi) - _logdet_factor(chol)
+                   + _frobenius2(np.swapaxes(chol, -1, -2) @ vec_d))
+
+
 def kl_chol(mean1: ArrayLike, rowchol1: ArrayLike, colchol1: ArrayLike, mean2: ArrayLike | None = None,
             rowchol2: ArrayLike | None = None, colchol2: ArrayLike | None = None, *, lower: bool = True) -> Result:
     """KL between matrix normals given by lower Cholesky factors (lower triangles read), or
@@ -232,20 +277,25 @@ def kl_full(mean1: ArrayLike, cov1: ArrayLike, mean2: ArrayLike | None = None, c
     return 0.5 * (trace + quad - size + _logdet_factor(chol2) - _logdet_factor(chol1))
 
 
+def _symmetric(a):
+    """The symmetric matrices whose lower triangles are those of ``a``."""
+    a = np.tril(np.asarray(a, dtype=float))
+    return a + np.swapaxes(np.tril(a, -1), -1, -2)
+
+
+def _kron(col, row):
+    """``col ⊗ row``, ``(..., np, np)``: entry ``[i + n·j, k + n·l]`` is ``col_jl row_ik``."""
+    dense = np.einsum("...jl,...ik->...jilk", col, row)
+    size = col.shape[-1] * row.shape[-1]
+    return dense.reshape(dense.shape[:-4] + (size, size))
+
+
 def kron_sum_cov(rowcov, colcov, noise_rowcov, noise_colcov=None):
     """The dense covariance ``V⊗U + B⊗A`` (``(..., np, np)``) of column-major ``vec X`` for the
     Kronecker-sum normal; a scalar ``noise_rowcov`` is ``σ² I`` and ``noise_colcov=None`` the
     identity. Entry ``[i + n·j, k + n·l]`` is ``V_jl U_ik + B_jl A_ik``; the lower triangles
     are read."""
-    def symmetric(a):
-        a = np.tril(np.asarray(a, dtype=float))
-        return a + np.swapaxes(np.tril(a, -1), -1, -2)
-
-    def kron(col, row):
-        dense = np.einsum("...jl,...ik->...jilk", col, row)
-        size = col.shape[-1] * row.shape[-1]
-        return dense.reshape(dense.shape[:-4] + (size, size))
-
+    symmetric, kron = _symmetric, _kron
     rowcov, colcov = symmetric(rowcov), symmetric(colcov)
     n, p = rowcov.shape[-1], colcov.shape[-1]
     noise_rowcov = (float(noise_rowcov) * np.eye(n) if np.ndim(noise_rowcov) == 0 else symmetric(noise_rowcov))

@@ -22,12 +22,11 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.linalg import LinAlgError
-from scipy.linalg import solve_triangular
 
 from .._arguments import COV, MEAN, VAR, Arg, check, check_errors, check_out, result_dtype
 from .._docs import shared
-from ._base import (_ENTROPY_PER_ENTRY, _eigen, _factor, _failing, _Frozen, _full, _Links, _nonfinite,
-                    _not_pd, _report, _sample_shape, _symmetric)
+from ._base import (_ENTROPY_PER_ENTRY, _eigen, _factor, _failing, _Frozen, _full, _inverse, _Links,
+                    _nonfinite, _not_pd, _report, _sample_shape, _symmetric)
 from .functions import _deliver
 from .normal import MatrixNormal
 
@@ -103,17 +102,6 @@ def _kl(first, second):
     col_gain = np.square(second.colwhiten @ first.colbasis)
     trace = ((row_gain @ _scales(first) @ _swap(col_gain)) / _scales(second)).sum(axis=(-2, -1))
     return 0.5 * (trace + _mahalanobis(second, first.mean) - n * p + _logdet(second) - _logdet(first))
-
-
-def _inverse(chol):
-    """``L⁻¹`` for a stack of lower-triangular ``L``: by LAPACK's triangular solve for one
-    matrix; for a stack by ``numpy.linalg.solve``, one LAPACK call for the whole stack
-    (SciPy's ``solve_triangular`` loops over a stack in Python, 100 times slower for 4×4)."""
-    size = chol.shape[-1]
-    if chol.size == size * size:
-        inverse = solve_triangular(chol.reshape(size, size), np.eye(size), lower=True, check_finite=False)
-        return inverse.reshape(chol.shape)
-    return np.linalg.solve(chol, np.broadcast_to(np.eye(size), chol.shape))
 
 
 def _normal_form(normal):

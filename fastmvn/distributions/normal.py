@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._api import kl_chol
+from numpy.linalg import LinAlgError
+
 from .._arguments import CHOL, COV, MEAN, VAR, Arg, check, lower_factors, result_dtype
 from .._docs import shared
-from ._base import _eigen, _Frozen, _full, _in_range, _indices, _Links, _nonfinite, _report, _symmetric
+from ._base import (_eigen, _factor, _Frozen, _full, _in_range, _indices, _inverse, _Links, _nonfinite, _not_pd,
+                    _report, _symmetric)
 from .functions import _checked, _sample, entropy_chol
 
 if TYPE_CHECKING:
@@ -39,23 +42,28 @@ class MatrixNormal(_Frozen):
 
     Parameters
     ----------
-    mean : (..., n, p) array_like or None
-        Mean ``M``; ``None`` means zero.
-    rowcov : (..., n, n) array_like
-        Row covariance ``U`` (symmetric positive definite).
-    colcov : (..., p, p) array_like
-        Column covariance ``V`` (symmetric positive definite).
+    mean : (..., n, p) array_like or None, optional
+        Mean ``M``; ``None`` (default) means zero, of the size the covariances give.
+    rowcov : (..., n, n) array_like, float or None, optional
+        Row covariance ``U`` (symmetric positive definite); a positive number ``c`` means
+        ``c·I`` and ``None`` (default) the identity, as in ``scipy.stats.matrix_normal``,
+        both of the size ``mean`` gives. A Python number does not decide the dtype.
+    colcov : (..., p, p) array_like, float or None, optional
+        Column covariance ``V``, likewise.
 
     Raises
     ------
     numpy.linalg.LinAlgError
-        A covariance is not positive definite (names the argument and batch index).
+        A covariance is not positive definite, or a scalar covariance not positive (names
+        the argument and batch index).
     ValueError
-        NaN or infinity (names the argument and batch index); shapes that do not fit.
+        NaN or infinity (names the argument and batch index); shapes that do not fit; a
+        scalar or ``None`` covariance with ``mean=None``, which leaves its size unknown.
 
     See Also
     --------
     MatrixNormal.from_chol : the same from lower Cholesky factors.
+    MatrixNormal.from_precision : the same from precisions ``U⁻¹``, ``V⁻¹``.
     MatrixNormal.from_eig : the same from eigendecompositions.
     fit : maximum-likelihood fit to samples.
 
@@ -82,6 +90,10 @@ class MatrixNormal(_Frozen):
     (2, 1)
     >>> d.condition(cols=[1], values=np.ones((3, 1))).colcov[0]
     array([[1.75]])
+    >>> fm.MatrixNormal(np.zeros((3, 2)), 2.0).rowcov       # colcov the identity
+    array([[2., 0., 0.],
+           [0., 2., 0.],
+           [0., 0., 2.]])
     """
 
     _PARTS = ("_mean", "_rowcov", "_colcov", "_rowchol", "_colchol")
@@ -90,8 +102,11 @@ class MatrixNormal(_Frozen):
     _rowchol: FloatArray
     _colchol: FloatArray
 
-    def __init__(self, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike) -> None:
-        self._init(*_parameters(mean, rowcov, colcov, COV))
+    def __init__(self, mean: ArrayLike | None = None, rowcov: ArrayLike | float | None = None,
+                 colcov: ArrayLike | float | None = None) -> None:
+        mean, rowcov, colcov, deciding = _standard(mean, rowcov, colcov)
+        *parts, _, batch_shape = _parameters(mean, rowcov, colcov, COV)
+        self._init(*parts, result_dtype(*deciding), batch_shape)
 
     @staticmethod
     def from_chol(mean: ArrayLike | None, rowchol: ArrayLike, colchol: ArrayLike, *, lower: bool = True) -> MatrixNormal:
@@ -136,6 +151,75 @@ class MatrixNormal(_Frozen):
         """
         rowchol, colchol = lower_factors(lower, rowchol, colchol)
         return MatrixNormal._assemble(*_parameters(mean, rowchol, colchol, CHOL))
+
+    @staticmethod
+    def from_precision(mean: ArrayLike | None, rowprec: ArrayLike, colprec: ArrayLike) -> MatrixNormal:
+        """The matrix normal with row covariance ``U = rowprec⁻¹`` and column covariance ``V = colprec⁻¹``.
+
+        The parameterisation of Stan's ``matrix_normal_prec`` and of precision-based models.
+        Every method of a matrix normal runs on the lower Cholesky factors of ``U`` and ``V``,
+        so those are made from the precisions without forming ``U`` or factorising it: with
+        ``J`` the reversal of the rows, ``J Ω J = G Gᵀ`` (Cholesky) gives ``Ω = Ĝ Ĝᵀ`` with
+        ``Ĝ = J G J`` upper triangular, so ``U = Ω⁻¹ = Ĝ⁻ᵀ Ĝ⁻¹`` and its lower Cholesky factor is
+        ``Ĝ⁻ᵀ = J G⁻ᵀ J``: one Cholesky factorisation and one triangular inversion per side,
+        ``O(n³)``, once. (``L⁻ᵀ`` for the ordinary factor ``Ω = L Lᵀ`` is upper triangular,
+        not a Cholesky factor of ``U``.) The methods then run as for any matrix normal;
+        :func:`fastmvn.logpdf_prec` evaluates the density from the precisions with no inverse.
+
+        Parameters
+        ----------
+        mean : (..., n, p) array_like or None
+            Mean ``M``; ``None`` means zero.
+        rowprec : (..., n, n) array_like
+            Row precision ``Ω_U = U⁻¹`` (symmetric positive definite; lower triangle read).
+        colprec : (..., p, p) array_like
+            Column precision ``Ω_V = V⁻¹``.
+
+        Returns
+        -------
+        MatrixNormal
+
+        Raises
+        ------
+        numpy.linalg.LinAlgError
+            A precision is not positive definite (names the argument and batch index).
+        ValueError
+            NaN or infinity; shapes that do not fit.
+        FloatingPointError
+            A covariance ``Ω⁻¹`` is too large for the dtype (names the argument and batch index).
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> omega = np.array([[2.0, 0.5], [0.5, 1.0]])
+        >>> d = fm.MatrixNormal.from_precision(None, omega, 4 * np.eye(3))
+        >>> bool(np.allclose(d.rowcov, np.linalg.inv(omega))), d.colcov[0, 0]
+        (True, np.float64(0.25))
+        >>> bool(np.allclose(d.rowchol, np.linalg.cholesky(np.linalg.inv(omega))))
+        True
+        """
+        row_arg, col_arg = Arg("rowprec", COV, rowprec, "nn"), Arg("colprec", COV, colprec, "pp")
+        if mean is None:
+            mean_arg = Arg("mean", MEAN, np.zeros(row_arg.core_shape[:1] + col_arg.core_shape[:1]), "np", default=True)
+        else:
+            mean_arg = Arg("mean", MEAN, mean, "np")
+        args = [mean_arg, row_arg, col_arg]
+        dtype, batch_shape = check(args)
+        factors, failures = [], []
+        for arg in (row_arg, col_arg):
+            reversed_prec = _symmetric(arg.array, np.float64)[..., ::-1, ::-1]  # J Ω J
+            chol, bad = _factor(Arg(arg.name, COV, reversed_prec, arg.axes))  # J Ω J = G Gᵀ
+            factors.append(np.swapaxes(_inverse(chol), -1, -2)[..., ::-1, ::-1])  # J G⁻ᵀ J, lower
+            failures.append((bad, LinAlgError, _not_pd(arg.name)))
+        _report([(_nonfinite(arg), ValueError, f"{arg.name} contains NaN or infinity") for arg in args] + failures,
+                batch_shape)
+        with np.errstate(over="ignore", invalid="ignore"):
+            covariances = [chol @ np.swapaxes(chol, -1, -2) for chol in factors]
+        rowcov, colcov = (_in_range(cov, dtype, f"the covariance {arg.name}⁻¹", batch_shape)
+                          for cov, arg in zip(covariances, (row_arg, col_arg)))
+        mean = np.array(np.asarray(mean_arg.array, dtype=np.float64))
+        return MatrixNormal._assemble(mean, rowcov, colcov, *(np.ascontiguousarray(f) for f in factors), dtype,
+                                      batch_shape)
 
     @staticmethod
     def from_eig(mean, rowvecs, rowvals, colvecs, colvals):
@@ -219,6 +303,62 @@ class MatrixNormal(_Frozen):
     def colchol(self) -> FloatArray:
         """``(..., p, p)`` lower Cholesky factor of ``V`` (read-only)."""
         return self._view(self._colchol)
+
+    def var(self) -> FloatArray:
+        """Entry-wise variances ``Var(X_ij) = U_ii V_jj``: the matrix ``diag(U) diag(V)ᵀ``.
+
+        Returns
+        -------
+        var : (..., n, p) ndarray
+            Over :attr:`batch_shape`, in :attr:`dtype`.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> fm.MatrixNormal(np.zeros((2, 3)), [[1.0, 0.5], [0.5, 2.0]], np.diag([1.0, 2.0, 4.0])).var()
+        array([[1., 2., 4.],
+               [2., 4., 8.]])
+        """
+        return self._entrywise(lambda diagonal: diagonal)
+
+    def std(self) -> FloatArray:
+        """Entry-wise standard deviations ``√(U_ii V_jj)``, the square roots of :meth:`var`.
+
+        Returns
+        -------
+        std : (..., n, p) ndarray
+            Over :attr:`batch_shape`, in :attr:`dtype`.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> fm.MatrixNormal(np.zeros((2, 2)), np.diag([1.0, 4.0]), 9.0).std()
+        array([[3., 3.],
+               [6., 6.]])
+        """
+        return self._entrywise(np.sqrt)
+
+    def _entrywise(self, function):
+        """``function(diag U)[:, None] · function(diag V)[None, :]`` over the batch, in the dtype."""
+        rowvar, colvar = (np.diagonal(cov, axis1=-2, axis2=-1) for cov in self._exact[1:3])
+        value = function(rowvar)[..., :, None] * function(colvar)[..., None, :]
+        return _full(value.astype(self._dtype), self._batch_shape + self.shape)
+
+    def mode(self) -> FloatArray:
+        """The mode, which is the mean ``M`` (read-only, as :attr:`mean`).
+
+        Returns
+        -------
+        mode : (..., n, p) ndarray
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> d = fm.MatrixNormal(np.arange(6.0).reshape(2, 3))
+        >>> bool(np.array_equal(d.mode(), d.mean))
+        True
+        """
+        return self.mean
 
     @property
     def cov(self) -> FloatArray:
@@ -305,7 +445,7 @@ class MatrixNormal(_Frozen):
         return kl_chol(mean1, rowchol1, colchol1, mean2, rowchol2, colchol2)
 
     @shared
-    def rvs(self, size: Size = None, random_state: Seed = None) -> FloatArray:
+    def rvs(self, size: Size = None, random_state: Seed = None, *, out: FloatArray | None = None) -> FloatArray:
         """Random draws ``M + A Z Bᵀ`` from the stored factors ``A``, ``B``.
 
         Parameters
@@ -314,13 +454,25 @@ class MatrixNormal(_Frozen):
         random_state : numpy.random.Generator, int or None
             As in :func:`rvs`; the same seed gives the same draws as :func:`rvs` (bit for
             bit: both draw from the float64 factors).
+        out : ``(*size, ..., n, p)`` ndarray, optional
+            Array of the samples' shape and :attr:`dtype` to write the draws into; it is
+            returned. Another shape (or a read-only array) is a ValueError, another dtype a
+            TypeError.
 
         Returns
         -------
         samples : ``(*size, ..., n, p)`` ndarray
+
+        Examples
+        --------
+        >>> import numpy as np, fastmvn as fm
+        >>> d = fm.MatrixNormal(np.zeros((4, 3, 2)))
+        >>> buffer = np.empty((10, 4, 3, 2))
+        >>> d.rvs(10, random_state=0, out=buffer) is buffer
+        True
         """
         mean, _, _, rowchol, colchol = self._exact
-        return _sample(mean, rowchol, colchol, size, random_state, self._dtype, self._batch_shape)
+        return _sample(mean, rowchol, colchol, size, random_state, self._dtype, self._batch_shape, out)
 
     # New distributions
 
@@ -443,6 +595,40 @@ class MatrixNormal(_Frozen):
         value = (np.swapaxes(mean, -1, -2) @ a @ mean
                  + np.trace(a @ rowcov, axis1=-2, axis2=-1)[..., None, None] * colcov)
         return _full(value.astype(dtype), batch_shape + value.shape[-2:])
+
+
+def _standard(mean, rowcov, colcov):
+    """The arguments of ``MatrixNormal(mean, rowcov, colcov)`` with a covariance given as None
+    or as a positive number ``c`` made the identity or ``c·I`` of the size ``mean`` gives, and
+    the inputs that decide the dtype (not a made identity, nor a Python number)."""
+    deciding, sizes = [], (None, None)
+    if mean is not None:
+        mean_arg = Arg("mean", MEAN, mean, "np")
+        deciding.append(mean_arg.array)
+        sizes = mean_arg.core_shape
+    covariances = []
+    for name, value, size, what in (("rowcov", rowcov, sizes[0], "rows"), ("colcov", colcov, sizes[1], "columns")):
+        if value is not None and np.ndim(value) > 0:
+            covariances.append(value)
+            deciding.append(value)
+            continue
+        if value is None:
+            scale = 1.0
+        else:
+            scale = float(Arg(name, VAR, value, "").array)
+            if not np.isfinite(scale):
+                raise ValueError(f"{name} contains NaN or infinity")
+            if scale <= 0:
+                raise LinAlgError(f"{name} is not positive definite: a number c stands for c·I and must be "
+                                  f"positive, not {scale!r}")
+            if isinstance(value, np.generic) or not isinstance(value, (int, float)):  # np.float64 is a float
+                deciding.append(value)
+        if size is None:
+            given = "None" if value is None else "a number"
+            raise ValueError(f"{name} is {given} and mean is None: the number of {what} is unknown; give mean, "
+                             f"or {name} as a matrix")
+        covariances.append(scale * np.eye(size))
+    return mean, *covariances, deciding
 
 
 def _covariance(chol, name, dtype, batch_shape):
