@@ -190,7 +190,7 @@ def call(function, values, out, errors, lower=True):
 
 #: The plans of small calls by :func:`_plan_key` (None for a key whose calls have none).
 #: Bounded: a program that calls with ever new shapes stops adding plans.
-_PLANS = {}
+_PLANS: dict[tuple, "_Plan | None"] = {}
 _MAX_PLANS = 1024
 _UNKNOWN = object()
 
