@@ -179,11 +179,10 @@ def _example(function):
                   ">>> bool(np.allclose(g, grads[1], rtol=1e-5))",
                   "True"]
     else:
-        lines += [f">>> jax.grad(lambda *a: fmj.{function.name}(*a).sum())(*args)",
+        lines += [f">>> jax.grad(lambda *a: fmj.{function.name}(*a).sum())(*args)  # doctest: +ELLIPSIS",
                   "Traceback (most recent call last):",
                   "    ...",
-                  f"NotImplementedError: fastmvn.jax.{function.name} has no gradient: fastmvn has fused gradients "
-                  f"for {_FUSED} only"]
+                  f"NotImplementedError: fastmvn.jax.{function.name} has no gradient: ..."]
     return "\n".join(lines)
 
 
@@ -195,7 +194,8 @@ def _define(function):
     where = ("for JAX arrays.",
              f"The same as :func:`fastmvn.{function.name}` on JAX arrays, computed on the host by the CPU kernels "
              f"through :func:`jax.pure_callback`: composes with :func:`jax.jit` and :func:`jax.vmap`, and is "
-             f"{differentiable}. ``errors`` is static.")
+             f"{differentiable}. ``errors`` and ``lower`` are static: under :func:`jax.jit` name them in "
+             "``static_argnames`` or fix them in a closure.")
     kind = function.params[1].kind if function.gradient else None
     returns = (f"{function.name} : (...) Array",
                "The results over the broadcast batch shape: float32 when every input is float32, float64 "
