@@ -10,3 +10,5 @@ except ImportError:
     collect_ignore += ["fastmvn/cuda.py", "fastmvn/_cuda_kernels.py"]
 if importlib.util.find_spec("torch") is None:
     collect_ignore += ["fastmvn/torch.py"]
+if importlib.util.find_spec("jax") is None:
+    collect_ignore += ["fastmvn/jax.py"]

@@ -3,8 +3,9 @@
 Every frontend is built from :data:`FUNCTIONS` or iterates it: the CPU functions
 (``fastmvn._api``, ``fastmvn._gradients``, ``fastmvn.distributions.functions``) bind their
 arguments through it (:func:`fastmvn._arguments.bind`) and take their parameter docs from it
-(``fastmvn._docs``); :mod:`fastmvn.cuda`, :mod:`fastmvn.dask` and :mod:`fastmvn.torch`
-define one function per entry they serve; the command line reads the KL entries' argument
+(``fastmvn._docs``); :mod:`fastmvn.cuda`, :mod:`fastmvn.dask`, :mod:`fastmvn.torch` and
+:mod:`fastmvn.jax` define one function per entry they serve (the last two differentiate
+through the entries' fused gradients); the command line reads the KL entries' argument
 names; the benchmarks draw inputs by argument kind. ``tests/test_table.py`` checks that
 every entry is served by every backend or is listed in :data:`NOT_SERVED` with the reason.
 

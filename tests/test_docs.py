@@ -13,7 +13,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).parent.parent
 DOCS = ROOT / "docs"
-MODULES = ("fastmvn", "fastmvn.reference", "fastmvn.testing", "fastmvn.torch", "fastmvn.dask", "fastmvn.cuda")
+MODULES = ("fastmvn", "fastmvn.reference", "fastmvn.testing", "fastmvn.torch", "fastmvn.jax", "fastmvn.dask",
+           "fastmvn.cuda")
 # The pages whose Python blocks are not run here: the Dask example streams 38 GB (tests/test_dask.py
 # runs it at a small size), and those of adding_a_function.md are fragments of the package's modules.
 NOT_RUN = {"dask.md", "adding_a_function.md"}
@@ -65,9 +66,10 @@ def blocks(page):
 
 @pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md") if blocks(p) and p.name not in NOT_RUN))
 def test_page_examples_run(page):
-    """Each page's Python blocks run in order in one namespace (a PyTorch block needs torch)."""
+    """Each page's Python blocks run in order in one namespace (a PyTorch block needs torch, a
+    JAX block jax)."""
     namespace = {}
     for block in blocks(DOCS / page):
-        if "import torch" in block and importlib.util.find_spec("torch") is None:
+        if any(f"import {name}" in block and importlib.util.find_spec(name) is None for name in ("torch", "jax")):
             continue
         exec(compile(block, str(DOCS / page), "exec"), namespace)

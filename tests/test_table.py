@@ -16,7 +16,7 @@ from fastmvn._table import FUNCTIONS, NOT_SERVED
 def backends():
     """Each importable backend module, by its name in ``NOT_SERVED``."""
     modules = {}
-    for name in ("cuda", "dask", "torch"):
+    for name in ("cuda", "dask", "torch", "jax"):
         try:
             modules[name] = __import__(f"fastmvn.{name}", fromlist=[name])
         except ImportError:
@@ -57,7 +57,7 @@ def test_reference_specifies_every_entry(name):
     assert arguments(getattr(reference, name)) == expected(FUNCTIONS[name])
 
 
-@pytest.mark.parametrize("backend", ["cuda", "dask", "torch"])
+@pytest.mark.parametrize("backend", ["cuda", "dask", "torch", "jax"])
 def test_every_entry_is_served_by_every_backend_or_listed(backend):
     module = backends().get(backend)
     if module is None:
@@ -75,7 +75,7 @@ def test_every_entry_is_served_by_every_backend_or_listed(backend):
         assert ("lower" in keywords) == entry.lower and keywords["errors"].default == "raise", name
         assert function.__doc__.startswith(entry.summary), name
         gradient = getattr(module, f"{name}_value_and_grad", None)
-        if backend != "torch":                                      # torch differentiates the value itself
+        if backend not in ("torch", "jax"):                         # these differentiate the value itself
             assert (gradient is not None) == entry.gradient, name
             if gradient is not None:
                 assert arguments(gradient) == expected(entry) and "wrt" in inspect.signature(gradient).parameters
@@ -94,6 +94,11 @@ def test_value_functions_of_backends_agree_with_cpu(rng):
                 import torch
 
                 value = getattr(module, name)(*(torch.from_numpy(a) for a in args)).numpy()
+            elif backend == "jax":
+                import jax
+
+                with jax.enable_x64(True):                          # else JAX reads float64 as float32
+                    value = np.asarray(jax.jit(getattr(module, name))(*(jax.numpy.asarray(a) for a in args)))
             else:
                 value = getattr(module, name)(*args)
                 value = value.compute() if backend == "dask" else value
