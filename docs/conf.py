@@ -59,4 +59,7 @@ nitpick_ignore = [
     ("py:func", "dask.array.to_npy_stack"),
     ("py:func", "dask.array.to_zarr"),
     ("py:func", "numpy.asarray"),
+    ("py:class", "jax.errors.JaxRuntimeError"),
+    *(("py:func", f"jax.{name}") for name in ("custom_vjp", "grad", "jit", "jvp", "numpy.asarray", "pure_callback",
+                                               "vmap")),
 ]

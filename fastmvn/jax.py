@@ -18,14 +18,14 @@ with :func:`jax.jit`, :func:`jax.vmap` and, where the table has a fused gradient
   every argument is given the same number of batch axes (leading axes of size 1, a free
   reshape) before the callback. ``"broadcast_all"`` would work too, but copies an unmapped
   argument (a shared prior) once per mapped item.
-* **dtypes** follow :func:`fastmvn._arguments.result_dtype`: float32 when every given array
+* **dtypes** follow fastmvn's one dtype rule: float32 when every given array
   is float32, float64 otherwise, which JAX makes float32 unless ``jax_enable_x64`` is on.
   The inputs are cast to that dtype before the callback (in JAX, so that the cast's own
   gradient rule applies); the result equals the CPU function's on the cast inputs bit for bit.
 * **Gradients.** Every function is a :func:`jax.custom_vjp`. Where the table's entry has a
-  fused gradient (``gradient=True``: ``kl``, ``kl_chol`` and ``kl_diag`` today) the forward
+  fused gradient (``gradient=True``: the KLs and the log-densities) the forward
   pass gets the value and the per-item gradients of the differentiated arguments in one
-  callback (:func:`fastmvn._gradients.value_and_grad` with ``reduce=False``; the others
+  callback (``fastmvn._gradients.value_and_grad`` with ``reduce=False``; the others
   are neither computed nor stored); the backward pass weights them by the cotangent and
   sums over the axes an argument was broadcast along, in JAX. An entry without one raises
   a ``NotImplementedError`` naming the function under :func:`jax.grad`. The gradients follow
