@@ -16,9 +16,9 @@ They differ from the functions of :mod:`fastmvn` in these ways:
   distribution, pass zeros and identities (the ufunc computes the full KL);
 * a failing item (a covariance that is not positive definite, a non-positive variance) gives
   NaN, as ``errors="nan"`` does; nothing is raised, and no argument is checked beyond its
-  core shape. Its square root of a negative number sets the floating-point "invalid" flag,
-  on which NumPy warns (``RuntimeWarning: invalid value encountered``) as for
-  ``np.sqrt(-1.0)``: ``np.errstate(invalid="ignore")`` silences it;
+  core shape. A failure may set the floating-point "invalid" flag (a square root of a
+  negative pivot), on which NumPy warns (``RuntimeWarning: invalid value encountered``) as
+  for ``np.sqrt(-1.0)``: ``np.errstate(invalid="ignore")`` silences it;
 * factors are lower triangular (their upper triangle is not read): for upper factors pass
   their transposes, ``np.swapaxes(r, -1, -2)``;
 * the loops are float64 and float32 (NumPy casts other inputs by its ufunc rules):
@@ -78,8 +78,8 @@ array([2., 2., 2.])
 """,
     "trace_solve": """
 >>> import numpy as np, fastmvn.ufuncs as fmu
->>> print(fmu.trace_solve(2 * np.eye(2), np.array([[1.0, 2.0], [3.0, 4.0]])))
-2.5
+>>> print(f"{fmu.trace_solve(2 * np.eye(2), np.array([[1.0, 2.0], [3.0, 4.0]])):.6f}")   # tr(b) / 2
+2.500000
 """,
     "mahalanobis": """
 >>> import numpy as np, fastmvn.ufuncs as fmu
