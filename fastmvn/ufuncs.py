@@ -6,8 +6,8 @@ ufunc, whose ``.ufunc`` is the ``numpy.ufunc``), built with Numba's ``guvectoriz
 per-item kernels that the batch functions of :mod:`fastmvn` run (one item in one lane, as the
 CUDA kernels run them): ``kl`` has the signature ``(n,p),(n,n),(p,p),(n,p),(n,n),(p,p)->()``,
 ``kl_diag`` ``(n,p),(n),(p),(n,p),(n),(p)->()``. Everything a gufunc does works: broadcasting
-over the leading axes, ``out=``, ``axes=``, :func:`dask.array.apply_gufunc` and
-:func:`xarray.apply_ufunc`, and calls from a user's ``numba.njit`` function (there Numba wants
+over the leading axes, ``out=``, ``axes=``, ``dask.array.apply_gufunc`` and
+``xarray.apply_ufunc``, and calls from a user's ``numba.njit`` function (there Numba wants
 the output passed as the last argument: ``kl(m1, u1, v1, m2, u2, v2, out)``).
 
 They differ from the functions of :mod:`fastmvn` in these ways:
