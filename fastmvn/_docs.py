@@ -88,8 +88,8 @@ def parameters(name, array="array_like", keywords=None, indent=4, extra=(), requ
     lines = [indent * " " + "Parameters", indent * " " + "----------"]
     for param in function.params:
         if required:
-            lines += _entry(f"{param.name} : {_axes(param)} {array}", param.doc.split("; ``None``")[0].rstrip(".") + ".",
-                            indent)
+            text = param.doc.split("; ``None``")[0].rstrip(".") + "."
+            lines += _entry(f"{param.name} : {_axes(param)} {array}", text, indent)
             continue
         kind = f"{array} or None" if param.standard and not param.optional else array
         lines += _entry(f"{param.name} : {_axes(param)} {kind}{', optional' if param.optional else ''}",
