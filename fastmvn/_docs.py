@@ -75,16 +75,22 @@ def _axes(param):
     return "(..., " + ", ".join(param.axes) + ")"
 
 
-def parameters(name, array="array_like", keywords=None, indent=4, extra=()):
+def parameters(name, array="array_like", keywords=None, indent=4, extra=(), required=False):
     """The Parameters section of the table's function ``name``: each argument as ``array``
     (``"array_like"``, ``"Tensor"`` …) of its core axes, then the ``keywords`` (by default
     those of :data:`KEYWORDS` that the CPU function takes), then ``extra`` pairs of a head
-    and a text. Lines are indented by ``indent`` spaces."""
+    and a text. Lines are indented by ``indent`` spaces. With ``required``, no argument may be
+    None: each is written without what None would mean (the table writes that after
+    ``"; ``None``"``)."""
     function = FUNCTIONS[name]
     if keywords is None:
         keywords = ["out", "errors"] + (["lower"] if function.lower else [])
     lines = [indent * " " + "Parameters", indent * " " + "----------"]
     for param in function.params:
+        if required:
+            text = param.doc.split("; ``None``")[0].rstrip(".") + "."
+            lines += _entry(f"{param.name} : {_axes(param)} {array}", text, indent)
+            continue
         kind = f"{array} or None" if param.standard and not param.optional else array
         lines += _entry(f"{param.name} : {_axes(param)} {kind}{', optional' if param.optional else ''}",
                         param.doc, indent)
@@ -149,14 +155,15 @@ def filled(name: str, **options: Any) -> Callable[[_Function], _Function]:
     return fill
 
 
-def backend(name, where, array, keywords, returns, raises=(), examples=""):
+def backend(name, where, array, keywords, returns, raises=(), examples="", required=False):
     """The docstring of a backend's function for the table's ``name``: the table's summary
     followed by ``where`` (a pair: the end of the summary line and a paragraph on what differs
     on that backend), the parameters as ``array`` with the backend's ``keywords`` (pairs of a
-    head and a text), then the ``returns`` pair, the ``raises`` pairs and the ``examples``."""
+    head and a text; every argument ``required`` if so), then the ``returns`` pair, the
+    ``raises`` pairs and the ``examples``."""
     function = FUNCTIONS[name]
     lines = [f"{function.summary}, {where[0]}", "", *_wrap(where[1], 0), "",
-             parameters(name, array, (), 0, tuple(keywords)), "",
+             parameters(name, array, (), 0, tuple(keywords), required), "",
              "Returns", "-------", *_entry(*returns, 0)]
     if raises:
         lines += ["", "Raises", "------"] + [line for pair in raises for line in _entry(*pair, 0)]

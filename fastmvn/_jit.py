@@ -3,8 +3,9 @@
 ``FASTMVN_CACHE=0`` switches the on-disk cache off (it is on by default, so a new
 process loads compiled kernels instead of compiling them). A cached kernel is stale once
 any source it may be compiled from changes: every module of :mod:`fastmvn.kernels`, this
-one, :mod:`fastmvn._config` and :mod:`fastmvn._modes` (Numba's own cache looks at the
-kernel's file alone, and a driver inlines kernels of other files). ``NUMBA_DISABLE_JIT=1``
+one, :mod:`fastmvn._config`, :mod:`fastmvn._modes` and the gufunc kernels of
+:mod:`fastmvn._ufunc_kernels` (Numba's own cache looks at the kernel's file alone, and a
+driver inlines kernels of other files). ``NUMBA_DISABLE_JIT=1``
 runs every kernel as plain Python, which tells a kernel bug from a compiler quirk.
 
 Numba's threading layer is process-wide and chosen once, at the first parallel launch or
@@ -45,7 +46,8 @@ def sources_stamp():
     root = pathlib.Path(__file__).parent
     digest = hashlib.sha256()
     for path in sorted([*root.joinpath("kernels").glob("*.py"), *(root / name for name in
-                                                                    ("_jit.py", "_config.py", "_modes.py"))]):
+                                                                    ("_jit.py", "_config.py", "_modes.py",
+                                                                     "_ufunc_kernels.py"))]):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 

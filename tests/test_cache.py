@@ -24,7 +24,7 @@ def test_a_change_to_any_kernel_source_makes_every_cached_kernel_stale(tmp_path)
     root = tmp_path / "fastmvn"
     shutil.copytree(_jit.__file__.rsplit("/", 1)[0], root, ignore=shutil.ignore_patterns("__pycache__"))
     stamps = [load_jit(root).sources_stamp()]
-    for name in ["kernels/lanes.py", "kernels/drivers.py", "_config.py", "_modes.py", "_jit.py"]:
+    for name in ["kernels/lanes.py", "kernels/drivers.py", "_config.py", "_modes.py", "_jit.py", "_ufunc_kernels.py"]:
         with open(root / name, "a") as file:
             file.write("\n# changed\n")
         stamps.append(load_jit(root).sources_stamp())

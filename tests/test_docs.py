@@ -14,7 +14,7 @@ import pytest
 ROOT = pathlib.Path(__file__).parent.parent
 DOCS = ROOT / "docs"
 MODULES = ("fastmvn", "fastmvn.reference", "fastmvn.testing", "fastmvn.torch", "fastmvn.jax", "fastmvn.dask",
-           "fastmvn.cuda")
+           "fastmvn.cuda", "fastmvn.ufuncs")
 # The pages whose Python blocks are not run here: the Dask example streams 38 GB (tests/test_dask.py
 # runs it at a small size), and those of adding_a_function.md are fragments of the package's modules.
 NOT_RUN = {"dask.md", "adding_a_function.md"}
