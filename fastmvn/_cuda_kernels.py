@@ -195,3 +195,30 @@ def cast():
                 out[i, j] = total[i, j]
 
     return kernel
+
+
+@lru_cache(maxsize=None)
+def interleave():
+    """``dst[a, i, c] = src[i, a, c]``: results computed with a batch axis moved to the front
+    (``src``, ``(size, before, inner)``) put in their places (``dst``, ``(before, size, inner)``)."""
+
+    @cuda.jit
+    def kernel(src, dst):
+        b = cuda.grid(1)
+        size, before, inner = src.shape
+        if b < size * before * inner:
+            i, rest = b // (before * inner), b % (before * inner)
+            dst[rest // inner, i, rest % inner] = src[i, rest // inner, rest % inner]
+
+    return kernel
+
+
+@lru_cache(maxsize=None)
+def lower_to():
+    """``first_bad[0] = min(first_bad[0], index)``, on the stream."""
+
+    @cuda.jit
+    def kernel(first_bad, index):
+        cuda.atomic.min(first_bad, 0, index)
+
+    return kernel

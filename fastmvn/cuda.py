@@ -146,24 +146,69 @@ def _launch(kernel, slots, out, first_bad, start, stream, grads=(), wanted=0):
     ``wanted`` marks; the others are placeholders).
 
     The batch axes of every slot are walked as one where their strides allow it (always
-    for contiguous or broadcast-prior layouts); otherwise the first axis is looped over.
+    for contiguous or broadcast-prior layouts); otherwise one batch axis is looped over, the
+    shortest whose removal lets the others be walked as one (:func:`_looped`).
     """
     flat = []
     for slot in slots:
         stride = _merged_stride(slot.shape[:-2], slot.strides[:-2])
         if stride is None:
-            step = out.shape[0] // slot.shape[0]
-            for i in range(slot.shape[0]):
-                part = slice(i * step, (i + 1) * step)
-                _launch(kernel, [s[i] for s in slots], out[part], first_bad, start + i * step, stream,
-                        [g[part] if wanted >> k & 1 else g for k, g in enumerate(grads)], wanted)
-            return
+            return _looped(kernel, slots, out, first_bad, start, stream, grads, wanted)
         flat.append(_view(slot, (out.shape[0],) + slot.shape[-2:], (stride,) + slot.strides[-2:]))
     blocks = -(-out.shape[0] // _config.THREADS_PER_BLOCK)
     if grads:
         kernel[blocks, _config.THREADS_PER_BLOCK, stream](*flat, out, *grads, wanted, first_bad, start)
     else:
         kernel[blocks, _config.THREADS_PER_BLOCK, stream](*flat, out, first_bad, start)
+
+
+def _looped(kernel, slots, out, first_bad, start, stream, grads, wanted):
+    """:func:`_launch` over slots whose batch axes cannot be walked as one (a prior per mixture
+    component: ``(items, components)`` against ``(components,)``): one launch per entry of the
+    shortest batch axis whose removal leaves axes that can (else of the first).
+
+    Along the first axis, each launch writes its own contiguous part of ``out``. Along another,
+    the launches write into arrays with that axis moved to the front, which one kernel then
+    interleaves into ``out`` and the gradients; the first failing item of each launch is mapped
+    back to its place in the batch, and the first of those is the call's."""
+    batch = tuple(slots[0].shape[:-2])
+
+    def drop(values, axis):
+        return values[:axis] + values[axis + 1:]
+
+    axis = next((k for k in sorted(range(len(batch)), key=lambda k: batch[k])
+                 if all(_merged_stride(drop(tuple(s.shape[:-2]), k), drop(tuple(s.strides[:-2]), k)) is not None
+                        for s in slots)), 0)
+    size, count = batch[axis], out.shape[0]
+    step = count // size
+    moved = [_view(s, (size,) + drop(tuple(s.shape), axis), (s.strides[axis],) + drop(tuple(s.strides), axis))
+             for s in slots]
+    if axis == 0:
+        for i in range(size):
+            part = slice(i * step, (i + 1) * step)
+            _launch(kernel, [s[i] for s in moved], out[part], first_bad, start + i * step, stream,
+                    [g[part] if wanted >> k & 1 else g for k, g in enumerate(grads)], wanted)
+        return
+    targets = [out] + [g for k, g in enumerate(grads) if wanted >> k & 1]
+    parts = [cuda.device_array(t.shape, t.dtype, stream=stream) for t in targets]
+    bad = cuda.to_device(np.full(size, step, np.int64), stream=stream)  # one per launch: the first of each
+    for i in range(size):
+        part = slice(i * step, (i + 1) * step)
+        placed = iter(parts[1:])
+        _launch(kernel, [s[i] for s in moved], parts[0][part], bad[i:i + 1], 0, stream,
+                [next(placed)[part] if wanted >> k & 1 else g for k, g in enumerate(grads)], wanted)
+    before = math.prod(batch[:axis])
+    after = step // before
+    interleave = _cuda_kernels.interleave()
+    for target, part in zip(targets, parts):
+        inner = after * math.prod(target.shape[1:])
+        blocks = -(-target.size // _config.THREADS_PER_BLOCK)
+        interleave[blocks, _config.THREADS_PER_BLOCK, stream](part.reshape((size, before, inner)),
+                                                              target.reshape((before, size, inner)))
+    places = [(outer * size + i) * after + inner for i, found in enumerate(_wait(bad.copy_to_host(stream=stream), stream))
+              if found < step for outer, inner in [divmod(int(found), after)]]
+    if places:
+        _cuda_kernels.lower_to()[1, 1, stream](first_bad, start + min(places))
 
 
 def _output(out, on_device, dtype, batch_shape, stream):

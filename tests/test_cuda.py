@@ -433,3 +433,30 @@ def test_upper_factors(rng, device):
     assert_grads_match(grads, expected[:2] + tuple(np.swapaxes(g, -1, -2) for g in expected[2:]), device=device)
     with pytest.raises(TypeError, match=r"^lower must be True or False"):
         fc.kl_chol(*given, lower="upper")
+
+
+@pytest.mark.parametrize("device", [False, True], ids=["host", "gpu"])
+def test_prior_per_component_is_one_launch_per_component(rng, device, monkeypatch):
+    """``(items, components)`` against a prior per component: the shortest batch axis is looped
+    over (3 launches, not 7), values and gradients in their places, a failure at its index."""
+    mean, rowcov = rng.standard_normal((7, 3, N, P)), spd(rng, (7, 3), N)
+    prior = spd(rng, (3,), N)
+    args = [mean, rowcov, np.eye(P), None, prior, None]
+    launches = []
+    original = fc._launch
+    monkeypatch.setattr(fc, "_launch", lambda *a, **k: launches.append(1) or original(*a, **k))
+    given = to_device([a if a is None or a.ndim > 2 else a for a in args]) if device else args
+    result = fc.kl(*given)
+    assert len(launches) == 1 + 3
+    assert_matches(result.copy_to_host() if device else result, fm.kl(*args))
+    value, grads = fc.kl_value_and_grad(*given)
+    expected_value, expected = fm.kl_value_and_grad(*args)
+    assert_matches(value.copy_to_host() if device else value, expected_value)
+    assert_grads_match(grads, expected, device=device)
+    rowcov[4, 2] = -np.eye(N)
+    rowcov[5, 0] = -np.eye(N)
+    with pytest.raises(np.linalg.LinAlgError, match=r"^rowcov1 is not positive definite \(Cholesky failed\) "
+                                                    r"at batch index \(4, 2\)$"):
+        fc.kl(*(to_device(args) if device else args))
+    values = fc.kl(*args, errors="nan")
+    assert np.isnan(values[4, 2]) and np.isnan(values[5, 0]) and np.isfinite(values).sum() == 19
