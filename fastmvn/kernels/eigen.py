@@ -102,7 +102,7 @@ def converged(A, w, m, n):
     return pending == 0
 
 
-@item
+@item(inline=True)
 def rotate(A, Q, w, p, q, m, n):
     """The rotation in the plane ``(p, q)`` that zeroes ``A[p, q]`` in every lane, applied to
     both sides of the symmetric ``A`` and to the columns of ``Q`` (see the module's docstring)."""
@@ -170,6 +170,14 @@ def scale(A, w, m, n):
                 A[i, j, l] *= w[_TAU, l]
 
 
+@item(inline=True)
+def rotate_all(A, Q, w, m, n):
+    """One sweep: :func:`rotate` in every plane ``(p, q)``, ``p < q``, in row order."""
+    for p in range(n - 1):
+        for q in range(p + 1, n):
+            rotate(A, Q, w, p, q, m, n)
+
+
 @item
 def jacobi(A, Q, w, m, n):
     """Eigendecomposition ``A = Q diag(λ) Qᵀ`` of the symmetric matrix whose lower triangle
@@ -187,9 +195,10 @@ def jacobi(A, Q, w, m, n):
         if converged(A, w, m, n):
             sweeps = sweep
             break
-        for p in range(n - 1):
-            for q in range(p + 1, n):
-                rotate(A, Q, w, p, q, m, n)
+        if n == 4:  # the commonest side, in loops of fixed length that unroll
+            rotate_all(A, Q, w, m, 4)
+        else:
+            rotate_all(A, Q, w, m, n)
     for i in range(n):
         for l in range(m):
             A[i, i, l] *= w[_SCALE, l]
