@@ -453,3 +453,16 @@ def test_compiled_kernels_errors_name_the_argument_and_batch_index(rng):
     expected = kron_module._kl_lapack(None, bad_signal, v, a, None, None, other, v, bad_noise, None, errors="nan")
     np.testing.assert_array_equal(np.isnan(expected), failing)
     np.testing.assert_allclose(value[~failing], expected[~failing], rtol=1e-10)
+
+
+def test_benchmark_eigh_routes_agree(rng):
+    """The NumPy and PyTorch routes that the benchmarks time compute the same KL."""
+    from fastmvn import _bench
+
+    args = _bench.kron_sum_inputs(50, 4, 3, seed=3)
+    kl = fm.kl_kron_sum(*args)
+    np.testing.assert_allclose(_bench.eigh_kl_kron_sum(np, *args), kl, rtol=1e-10)
+    np.testing.assert_allclose(reference.kl_kron_sum(*args), kl, rtol=1e-10)
+    torch_route = _bench.torch_kl_kron_sum(args)
+    if torch_route is not None:
+        np.testing.assert_allclose(torch_route().numpy(), kl, rtol=1e-10)
