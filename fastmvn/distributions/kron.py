@@ -13,8 +13,14 @@ eigenvalues ``λ_u ≥ 0``, ``λ_v ≥ 0``, ``log|P_u P_uᵀ|``, ``log|P_v P_v�
 ``V⊗U + δI`` (``P_u = Q_u/√δ``). A :class:`~fastmvn.MatrixNormal` is the form with
 ``P = L`` (its Cholesky factors) and ``λ = 0``, so every method and divergence is one
 computation on the form. NumPy and SciPy on whole stacks (LAPACK's Cholesky, triangular
-solves, ``eigh`` and matrix products), no compiled kernel: ``O(n³ + p³)`` once at
-construction, ``O(n²p + np²)`` per density or divergence.
+solves, ``eigh`` and matrix products): ``O(n³ + p³)`` once at construction, ``O(n²p + np²)``
+per density or divergence.
+
+The function forms compute items up to ``_config.KRON_SUM_MAX_SIDE`` (32) on a side with
+the compiled kernels instead (:mod:`fastmvn.kernels.kronsum`: the lane Cholesky, the lane
+Jacobi eigensolver of :mod:`fastmvn.kernels.eigen` and the same formulas, item by item),
+where NumPy's per-matrix LAPACK calls would dominate; an item they leave NaN is computed
+again here, which gives its value or explains its failure.
 """
 
 import math
@@ -711,7 +717,9 @@ def logpdf_kron_sum(x, mean, rowcov, colcov, noise_rowcov, noise_colcov=None, *,
 
     :meth:`KroneckerSumNormal.logpdf` of ``KroneckerSumNormal(mean, rowcov, colcov,
     noise_rowcov, noise_colcov)``: the same factorisation and formula, with ``out=`` and
-    ``errors=`` over every argument.
+    ``errors=`` over every argument. Items up to 32×32 are computed by compiled kernels
+    (the noise whitened by its Cholesky factor, the whitened signals diagonalised by a cyclic
+    Jacobi eigensolver, per item), larger ones by NumPy and LAPACK on the whole stack.
 
     Parameters
     ----------
@@ -792,7 +800,7 @@ def kl_kron_sum(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2, ro
     """KL divergence between Kronecker-sum normals ``N(vec M₁, V₁⊗U₁ + B₁⊗A₁) ‖ N(vec M₂, V₂⊗U₂ + B₂⊗A₂)``, batched.
 
     :meth:`KroneckerSumNormal.kl` of the two distributions, with ``out=`` and ``errors=``
-    over every argument.
+    over every argument; items up to 32×32 by compiled kernels, as in :func:`logpdf_kron_sum`.
 
     Parameters
     ----------
