@@ -228,10 +228,10 @@ def kron_sum_batch(kl, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, out, first_bad, w
         rv2 = np.empty((p, lanes))
         vals_u2 = np.empty((n, lanes))
         vals_v2 = np.empty((p, lanes))
-        a = np.empty((n, lanes))
-        e = np.empty((n, lanes))
-        cc = np.empty((p, lanes))
-        f = np.empty((p, lanes))
+        au = np.empty((n, lanes))  # a, e, c and f of kron_sum_kl
+        eu = np.empty((n, lanes))
+        cv = np.empty((p, lanes))
+        fv = np.empty((p, lanes))
         bad = count
         stop = min(count, (c + 1) * size)
         for start in range(c * size, stop, lanes):
@@ -247,7 +247,7 @@ def kron_sum_batch(kl, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, out, first_bad, w
                 gather(a8, a8, start, A2, True, False, m)
                 gather(a9, a9, start, B2, True, False, m)
                 kron_sum_kl(D, U1, V1, A1, B1, U2, V2, A2, B2, Qu1, Qv1, Qu2, Qv2, T, ru1, rv1, ru2, rv2,
-                            vals_u1, vals_v1, vals_u2, vals_v2, a, cc, e, f, v, res, m, n, p)
+                            vals_u1, vals_v1, vals_u2, vals_v2, au, cv, eu, fv, v, res, m, n, p)
             else:
                 gather(a0, a1, start, D, False, True, m)
                 gather(a2, a2, start, U1, True, False, m)
