@@ -168,3 +168,44 @@ class KLLargeFloors:
 
     track_kl_over_four_choleskys.unit = track_value_and_grad_over_value.unit = "ratio"
     track_kl_diag_over_read.unit = "ratio"
+
+
+class KLKronSum:
+    """``kl_kron_sum`` of a million pairs of 4×4 Kronecker-sum normals with full noise (a quick
+    run: 1,000), against the batched eigh route in NumPy and in PyTorch on the CPU
+    (:func:`fastmvn._bench.eigh_kl_kron_sum`: one LAPACK call per step on the whole stack)."""
+
+    timeout = 600
+
+    def setup(self):
+        from fastmvn import _bench
+
+        self.args = _bench.kron_sum_inputs(1_000 if QUICK else 1_000_000, 4, 4)
+        fastmvn.kl_kron_sum(*self.args)
+
+    def time_call(self):
+        fastmvn.kl_kron_sum(*self.args)
+
+    def _over(self, name, route):
+        from fastmvn import _bench
+
+        if route is None:
+            from asv_runner.benchmarks.mark import SkipNotImplemented
+
+            raise SkipNotImplemented(f"{name} is not installed")
+        times = _bench.median_times({"fastmvn": lambda: fastmvn.kl_kron_sum(*self.args), name: route}, repeat=3)
+        return times["fastmvn"] / times[name]
+
+    def track_time_over_numpy_eigh(self):
+        """Time of ``kl_kron_sum`` over that of the NumPy eigh route, in one run (below 1 is faster)."""
+        from fastmvn import _bench
+
+        return self._over("numpy", lambda: _bench.eigh_kl_kron_sum(np, *self.args))
+
+    def track_time_over_torch_eigh(self):
+        """Time of ``kl_kron_sum`` over that of the PyTorch eigh route (``torch.linalg.eigh``), in one run."""
+        from fastmvn import _bench
+
+        return self._over("torch", _bench.torch_kl_kron_sum(self.args))
+
+    track_time_over_numpy_eigh.unit = track_time_over_torch_eigh.unit = "ratio"

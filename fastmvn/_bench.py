@@ -160,6 +160,76 @@ def torch_kl(args):
     return lambda: torch_kl_tensors(*tensors)
 
 
+def kron_sum_inputs(batch, n, p, dtype=np.float64, seed=0):
+    """Random arguments of :func:`fastmvn.kl_kron_sum` for ``batch`` pairs of ``n×p``
+    Kronecker-sum normals with full noise, from the generator of ``seed``: ``(mean1, rowcov1,
+    colcov1, noise_rowcov1, noise_colcov1, mean2, …, noise_colcov2)``, each ``(batch, …)``."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for _ in range(2):
+        arrays += [rng.standard_normal((batch, n, p)), random_spd(rng, (batch,), n), random_spd(rng, (batch,), p),
+                   random_spd(rng, (batch,), n), random_spd(rng, (batch,), p)]
+    return tuple(a.astype(dtype, copy=False) for a in arrays)
+
+
+def eigh_kl_kron_sum(lib, mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2, rowcov2, colcov2,
+                     noise_rowcov2, noise_colcov2):
+    """The KL of :func:`fastmvn.kl_kron_sum` (full noise) by the batched eigh route of
+    ``docs/kronecker_sums.md`` in ``lib``, :mod:`numpy` or :mod:`torch` (on the tensors'
+    device), each step one call on the whole stack: Cholesky factors of the noises, their
+    inverses by ``solve``, ``eigh`` of the second distribution's whitened signals and
+    ``eigvalsh`` of the first's (whose eigenvectors the KL does not need), and the rank-two
+    form of the trace."""
+    n, p = mean1.shape[-2:]
+
+    def side(signal, noise, vectors):
+        chol = lib.linalg.cholesky(noise)
+        eye = lib.eye(chol.shape[-1], dtype=chol.dtype)
+        inverse = lib.linalg.solve(chol, eye + 0 * chol)
+        whitened = inverse @ signal @ inverse.mT
+        logdet = 2 * lib.log((chol * eye).sum(-1)).sum(-1)
+        if not vectors:
+            values = lib.linalg.eigvalsh(whitened)
+            return values * (values > 0), logdet, None
+        values, q = lib.linalg.eigh(whitened)
+        return values * (values > 0), logdet, q.mT @ inverse
+
+    values_u1, logdet_a1, _ = side(rowcov1, noise_rowcov1, False)
+    values_v1, logdet_b1, _ = side(colcov1, noise_colcov1, False)
+    values_u2, logdet_a2, whiten_u = side(rowcov2, noise_rowcov2, True)
+    values_v2, logdet_b2, whiten_v = side(colcov2, noise_colcov2, True)
+
+    def diagonal(whiten, a):  # diag(R a Rᵀ)
+        return ((whiten @ a) * whiten).sum(-1)
+
+    scales = values_u2[..., :, None] * values_v2[..., None, :] + 1
+    a, e = diagonal(whiten_u, rowcov1), diagonal(whiten_u, noise_rowcov1)
+    c, f = diagonal(whiten_v, colcov1), diagonal(whiten_v, noise_colcov1)
+    trace = ((a[..., :, None] * c[..., None, :] + e[..., :, None] * f[..., None, :]) / scales).sum((-2, -1))
+    w = whiten_u @ (mean1 - mean2) @ whiten_v.mT
+    quad = (w * w / scales).sum((-2, -1))
+    logdets = (p * (logdet_a2 - logdet_a1) + n * (logdet_b2 - logdet_b1)
+               + lib.log1p(values_u2[..., :, None] * values_v2[..., None, :]).sum((-2, -1))
+               - lib.log1p(values_u1[..., :, None] * values_v1[..., None, :]).sum((-2, -1)))
+    return 0.5 * (trace + quad - n * p + logdets)
+
+
+def torch_kl_kron_sum(args):
+    """:func:`eigh_kl_kron_sum` in PyTorch of NumPy arrays ``args`` on the CPU, as a function
+    to time, or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    tensors = [torch.from_numpy(a) for a in args]
+
+    def run():
+        with torch.no_grad():
+            return eigh_kl_kron_sum(torch, *tensors)
+
+    return run
+
+
 def compare(n, p, batch, dtype=np.float64, repeat=5, reference_batch=100_000, case="kl"):
     """Per-item seconds of a fastmvn function, the NumPy reference, PyTorch (or None) and a read pass.
 

@@ -59,6 +59,12 @@ CUDA_SCRATCH_SIZES = (4, 8, 16, MAX_SIZE)
 #: warp, so only the last block of a batch has idle threads.
 THREADS_PER_BLOCK = 128
 
+#: The largest side ``n``, ``p`` of the Kronecker-sum items whose log-density and KL the compiled
+#: kernels compute (``fastmvn.logpdf_kron_sum``, ``fastmvn.kl_kron_sum``): their cyclic Jacobi
+#: eigensolver (``fastmvn.kernels.eigen``) is tested to converge in float64 up to 32×32. Larger
+#: items go through NumPy's ``eigh`` (LAPACK) and its other stacked routines.
+KRON_SUM_MAX_SIDE = 32
+
 #: Arrays smaller than this come from ``np.empty``, not from the buffer pool (``fastmvn._pool``):
 #: their memory is cheap and cached by the C allocator already.
 MIN_BYTES = 1 << 22

@@ -25,7 +25,7 @@ from numba import cuda  # noqa: E402
 from numba.cuda.cudadrv.devicearray import is_cuda_ndarray  # noqa: E402
 
 from fastmvn import _config, _cuda_kernels  # noqa: E402
-from fastmvn.kernels import drivers, gradients, lanes, values  # noqa: E402
+from fastmvn.kernels import drivers, eigen, gradients, kronsum, lanes, values  # noqa: E402
 
 pytestmark = pytest.mark.cuda
 
@@ -268,7 +268,8 @@ def test_float32_gpu_arrays_with_float64_host_arrays(rng):
 
 
 def test_every_per_item_function_is_retargeted_from_its_own_source():
-    items = {name: value for module in (lanes, values, gradients, drivers) for name, value in vars(module).items()
+    items = {name: value for module in (lanes, values, gradients, eigen, kronsum, drivers)
+             for name, value in vars(module).items()
              if hasattr(value, "py_func") and value.py_func.__module__ == module.__name__}
     assert "evaluate" in items and "cholesky" in items
     for name, value in items.items():
@@ -460,3 +461,47 @@ def test_prior_per_component_is_one_launch_per_component(rng, device, monkeypatc
         fc.kl(*(to_device(args) if device else args))
     values = fc.kl(*args, errors="nan")
     assert np.isnan(values[4, 2]) and np.isnan(values[5, 0]) and np.isfinite(values).sum() == 19
+
+
+def jacobi_kernel(n):
+    """A CUDA kernel of the lane eigensolver's source (``kernels.eigen.jacobi``), retargeted:
+    one ``n×n`` matrix per thread, in one lane (``m = 1``)."""
+    from numba import float64
+
+    from fastmvn.kernels.eigen import JACOBI_ROWS
+
+    jacobi = _cuda_kernels.DEVICE["jacobi"]
+
+    @cuda.jit
+    def kernel(a, values, vectors, sweeps):
+        b = cuda.grid(1)
+        if b < a.shape[0]:
+            A = cuda.local.array((n, n, 1), float64)
+            Q = cuda.local.array((n, n, 1), float64)
+            w = cuda.local.array((JACOBI_ROWS, 1), float64)
+            for i in range(n):
+                for j in range(i + 1):
+                    A[i, j, 0] = a[b, i, j]
+            sweeps[b] = jacobi(A, Q, w, 1, n)
+            for i in range(n):
+                values[b, i] = A[i, i, 0]
+                for j in range(n):
+                    vectors[b, i, j] = Q[i, j, 0]
+
+    return kernel
+
+
+def test_jacobi_runs_on_the_cuda_target(rng):
+    n, batch = 5, 2 * THREADS + 3
+    g = rng.standard_normal((batch, n, n))
+    a = g @ np.swapaxes(g, -1, -2)
+    a[0] = np.diag([2.0, 2.0, 1.0, 0.0, 2.0])  # repeated eigenvalues, diagonal already
+    kernel = jacobi_kernel(n)
+    values, vectors, sweeps = np.empty((batch, n)), np.empty((batch, n, n)), np.empty(batch, np.int64)
+    kernel[-(-batch // THREADS), THREADS](a, values, vectors, sweeps)
+    np.testing.assert_allclose(np.sort(values, axis=-1), np.linalg.eigvalsh(a), rtol=0,
+                               atol=1e-12 * np.abs(a).max())
+    np.testing.assert_allclose(np.swapaxes(vectors, -1, -2) @ vectors, np.broadcast_to(np.eye(n), a.shape), atol=1e-13)
+    np.testing.assert_allclose((vectors * values[:, None, :]) @ np.swapaxes(vectors, -1, -2), a, rtol=0,
+                               atol=1e-12 * np.abs(a).max())
+    assert sweeps[0] == 0 and (sweeps <= 12).all()

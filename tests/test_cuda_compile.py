@@ -57,3 +57,26 @@ def test_gradient_kernel_compiles():
     kernel = _cuda_kernels.grad_kernel(_modes.KL_COV, 4)
     code, _ = cuda.compile_ptx(kernel, _cuda_kernels.grad_signature((np.float32,) * 6, np.float32), cc=TARGET)
     assert ".entry" in code
+
+
+def test_jacobi_compiles():
+    """The lane eigensolver (``kernels.eigen.jacobi``), retargeted, in a kernel of one 32×32
+    matrix per thread."""
+    from numba import float64, int64
+
+    from fastmvn.kernels.eigen import JACOBI_ROWS
+
+    jacobi = _cuda_kernels.DEVICE["jacobi"]
+
+    def kernel(a, sweeps):
+        A = cuda.local.array((32, 32, 1), float64)
+        Q = cuda.local.array((32, 32, 1), float64)
+        w = cuda.local.array((JACOBI_ROWS, 1), float64)
+        b = cuda.grid(1)
+        for i in range(32):
+            for j in range(i + 1):
+                A[i, j, 0] = a[b, i, j]
+        sweeps[b] = jacobi(A, Q, w, 1, 32)
+
+    code, _ = cuda.compile_ptx(kernel, (float64[:, :, :], int64[:]), cc=TARGET)
+    assert ".entry" in code

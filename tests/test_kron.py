@@ -343,3 +343,126 @@ def test_errors_nan_in_the_function_forms(rng):
         fm.kl_kron_sum(None, u, v, 1.0, None, None, u, -v, 1.0, None)
     with pytest.raises(ValueError, match="errors must be"):
         fm.logpdf_kron_sum(x, None, u, v, 1.0, errors="ignore")
+
+
+# The compiled kernels of the function forms ----------------------------------------------------
+
+from fastmvn.distributions import kron as kron_module  # noqa: E402
+
+COMPILED_SHAPES = [(1, 1), (3, 2), (4, 4), (2, 5), (7, 3), (16, 16)]
+
+
+@pytest.mark.parametrize("kinds", [("full", "full"), ("low rank", "isotropic"), ("no signal", "low rank"),
+                                   ("isotropic", "no signal")])
+@pytest.mark.parametrize("n, p", COMPILED_SHAPES)
+def test_compiled_kernels_against_lapack_and_dense(rng, n, p, kinds):
+    batch = 150  # more than one group of lanes, and a partial one
+    args1 = (rng.standard_normal((batch, n, p)), *signal_and_noise(rng, n, p, kinds[0], (batch,)))
+    args2 = (rng.standard_normal((batch, n, p)), *signal_and_noise(rng, n, p, kinds[1], (batch,)))
+    x = rng.standard_normal((batch, n, p))
+    kl = fm.kl_kron_sum(*args1, *args2)
+    logpdf = fm.logpdf_kron_sum(x, *args1)
+    np.testing.assert_allclose(kl, kron_module._kl_lapack(*args1, *args2), rtol=1e-10)
+    np.testing.assert_allclose(logpdf, kron_module._logpdf_lapack(x, *args1), rtol=1e-10)
+    few = [a[:3] if np.ndim(a) > 2 else a for a in (*args1, *args2)]
+    np.testing.assert_allclose(kl[:3], reference.kl_kron_sum(*few), rtol=1e-10)
+    np.testing.assert_allclose(logpdf[:3], reference.logpdf_kron_sum(x[:3], *few[:5]), rtol=1e-10)
+
+
+def test_compiled_kernels_equal_signals_and_equal_distributions(rng):
+    """A signal proportional to its noise whitens to a multiple of I (equal eigenvalues); a
+    distribution against itself has KL 0, never below."""
+    n, p, batch = 4, 3, 40
+    a, b = spd(rng, (batch,), n), spd(rng, (batch,), p)
+    mean = rng.standard_normal((batch, n, p))
+    args = (mean, 2.0 * a, 3.0 * b, a, b)
+    other = (mean + 0.1, spd(rng, (batch,), n), spd(rng, (batch,), p), a, b)
+    np.testing.assert_allclose(fm.kl_kron_sum(*args, *other), kron_module._kl_lapack(*args, *other), rtol=1e-10)
+    np.testing.assert_allclose(fm.kl_kron_sum(*other, *args), kron_module._kl_lapack(*other, *args), rtol=1e-10)
+    same = fm.kl_kron_sum(*other, *other)
+    assert (same >= 0).all() and (same < 1e-12 * n * p).all()
+    x = rng.standard_normal((batch, n, p))
+    np.testing.assert_allclose(fm.logpdf_kron_sum(x, *args), kron_module._logpdf_lapack(x, *args), rtol=1e-10)
+
+
+def test_compiled_kernels_broadcast_and_float32(rng):
+    n, p = 3, 2
+    args1 = (rng.standard_normal((4, 1, n, p)), spd(rng, (3,), n), low_rank(rng, (), p, 1), 0.7, None)
+    args2 = (None, spd(rng, (4, 3), n), spd(rng, (), p), spd(rng, (1, 3), n), 2.0)
+    kl = fm.kl_kron_sum(*args1, *args2)
+    assert kl.shape == (4, 3) and kl.dtype == np.float64
+    np.testing.assert_allclose(kl, kron_module._kl_lapack(*args1, *args2), rtol=1e-10)
+    x = rng.standard_normal((2, 4, 3, n, p))
+    logpdf = fm.logpdf_kron_sum(x, *args1)
+    assert logpdf.shape == (2, 4, 3)
+    np.testing.assert_allclose(logpdf, kron_module._logpdf_lapack(x, *args1), rtol=1e-10)
+    args1 = (args1[0], args1[1], spd(rng, (), p), *args1[3:])  # a float32 signal of low rank may round indefinite
+    single = [a.astype(np.float32) if isinstance(a, np.ndarray) else a for a in (*args1, *args2)]
+    kl32 = fm.kl_kron_sum(*single)
+    assert kl32.dtype == np.float32
+    np.testing.assert_allclose(kl32, kron_module._kl_lapack(*single), rtol=1e-6)
+    assert fm.logpdf_kron_sum(x.astype(np.float32), *single[:5]).dtype == np.float32
+    one = (np.zeros((n, p)), spd(rng, (), n), spd(rng, (), p), 0.5, None)
+    assert isinstance(fm.kl_kron_sum(*one, *one[:3], 2.0, None), np.float64)
+
+
+def test_items_larger_than_the_compiled_side_go_through_lapack(rng, monkeypatch):
+    from fastmvn import _config
+
+    n, p = 3, 2
+    args1 = (rng.standard_normal((5, n, p)), spd(rng, (5,), n), spd(rng, (), p), spd(rng, (5,), n), None)
+    args2 = (None, spd(rng, (5,), n), spd(rng, (5,), p), 0.4, spd(rng, (), p))
+    compiled = fm.kl_kron_sum(*args1, *args2)
+
+    def refuse(*args):
+        raise AssertionError("the compiled kernels were called")
+
+    monkeypatch.setattr(_config, "KRON_SUM_MAX_SIDE", 2)
+    monkeypatch.setattr(kron_module, "_compiled", refuse)
+    np.testing.assert_allclose(fm.kl_kron_sum(*args1, *args2), compiled, rtol=1e-10)
+    x = rng.standard_normal((5, n, p))
+    np.testing.assert_allclose(fm.logpdf_kron_sum(x, *args1), kron_module._logpdf_lapack(x, *args1), rtol=1e-14)
+
+
+def test_compiled_kernels_errors_name_the_argument_and_batch_index(rng):
+    n, p = 4, 4
+    u, v, a = spd(rng, (2, 3), n), spd(rng, (), p), spd(rng, (2, 3), n)
+    bad_signal = u.copy()
+    bad_signal[1, 2] = u[1, 2] - 10 * np.eye(n)
+    args2 = (None, np.eye(n), v, 1.0, None)
+    with pytest.raises(LinAlgError, match=r"^rowcov1 is not positive semi-definite at batch index \(1, 2\)$"):
+        fm.kl_kron_sum(None, bad_signal, v, a, None, *args2)
+    bad_noise = a.copy()
+    bad_noise[0, 1, 3, 3] = -1.0
+    with pytest.raises(LinAlgError, match=r"^noise_rowcov2 is not positive definite .* at batch index \(0, 1\)$"):
+        fm.kl_kron_sum(None, u, v, a, None, None, u, v, bad_noise, None)
+    bad_colnoise = np.tile(np.eye(p), (2, 3, 1, 1))
+    bad_colnoise[1, 0] = -np.eye(p)
+    with pytest.raises(LinAlgError, match=r"^noise_colcov is not positive definite .* at batch index \(1, 0\)$"):
+        fm.logpdf_kron_sum(np.zeros((n, p)), None, u, v, a, bad_colnoise)
+    nan = u.copy()
+    nan[0, 1, 2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^rowcov contains NaN or infinity at batch index \(0, 1\)$"):
+        fm.logpdf_kron_sum(np.zeros((n, p)), None, nan, v, bad_noise)  # before the noise of the same item
+    other = spd(rng, (2, 3), n)
+    other[0, 1, 2, 1] = np.nan
+    value = fm.kl_kron_sum(None, bad_signal, v, a, None, None, other, v, bad_noise, None, errors="nan")
+    failing = np.zeros((2, 3), bool)
+    failing[1, 2] = failing[0, 1] = True
+    assert np.isnan(value[failing]).all() and np.isfinite(value[~failing]).all()
+    expected = kron_module._kl_lapack(None, bad_signal, v, a, None, None, other, v, bad_noise, None, errors="nan")
+    np.testing.assert_array_equal(np.isnan(expected), failing)
+    np.testing.assert_allclose(value[~failing], expected[~failing], rtol=1e-10)
+
+
+def test_benchmark_eigh_routes_agree(rng):
+    """The NumPy and PyTorch routes that the benchmarks time compute the same KL."""
+    from fastmvn import _bench
+
+    args = _bench.kron_sum_inputs(50, 4, 3, seed=3)
+    kl = fm.kl_kron_sum(*args)
+    np.testing.assert_allclose(_bench.eigh_kl_kron_sum(np, *args), kl, rtol=1e-10)
+    np.testing.assert_allclose(reference.kl_kron_sum(*args), kl, rtol=1e-10)
+    torch_route = _bench.torch_kl_kron_sum(args)
+    if torch_route is not None:
+        np.testing.assert_allclose(torch_route().numpy(), kl, rtol=1e-10)

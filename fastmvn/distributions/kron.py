@@ -13,8 +13,14 @@ eigenvalues ``λ_u ≥ 0``, ``λ_v ≥ 0``, ``log|P_u P_uᵀ|``, ``log|P_v P_v�
 ``V⊗U + δI`` (``P_u = Q_u/√δ``). A :class:`~fastmvn.MatrixNormal` is the form with
 ``P = L`` (its Cholesky factors) and ``λ = 0``, so every method and divergence is one
 computation on the form. NumPy and SciPy on whole stacks (LAPACK's Cholesky, triangular
-solves, ``eigh`` and matrix products), no compiled kernel: ``O(n³ + p³)`` once at
-construction, ``O(n²p + np²)`` per density or divergence.
+solves, ``eigh`` and matrix products): ``O(n³ + p³)`` once at construction, ``O(n²p + np²)``
+per density or divergence.
+
+The function forms compute items up to ``_config.KRON_SUM_MAX_SIDE`` (32) on a side with
+the compiled kernels instead (:mod:`fastmvn.kernels.kronsum`: the lane Cholesky, the lane
+Jacobi eigensolver of :mod:`fastmvn.kernels.eigen` and the same formulas, item by item),
+where NumPy's per-matrix LAPACK calls would dominate; an item they leave NaN is computed
+again here, which gives its value or explains its failure.
 """
 
 import math
@@ -23,8 +29,11 @@ from typing import NamedTuple
 import numpy as np
 from numpy.linalg import LinAlgError
 
-from .._arguments import COV, MEAN, VAR, Arg, check, check_errors, check_out, result_dtype
+from .. import _config
+from .._arguments import COV, MEAN, VAR, Arg, check, check_errors, check_out, result_dtype, where
 from .._docs import shared
+from .._jit import launching
+from .._reports import batch_index
 from ._base import (_ENTROPY_PER_ENTRY, _eigen, _factor, _failing, _Frozen, _full, _inverse, _Links,
                     _nonfinite, _not_pd, _report, _sample_shape, _symmetric)
 from .functions import _deliver
@@ -160,14 +169,10 @@ def _whiten(signal_arg, noise_arg):
     return (basis, whiten, np.maximum(eigvals, 0.0), logdet), noise_bad, not_psd
 
 
-def _parameters(mean, rowcov, colcov, noise_rowcov, noise_colcov, suffix=""):
-    """The parts of a :class:`KroneckerSumNormal` in covariance form (``_Form``), its dtype,
-    batch shape and failures, from the arguments named with ``suffix``.
-
-    The failures, for :func:`_report`, come as two lists: NaN or infinity (ValueError), and
-    a noise that is not positive definite or a signal that is not positive semi-definite
-    (LinAlgError); a caller reports every argument's first list before any second one.
-    """
+def _arguments(mean, rowcov, colcov, noise_rowcov, noise_colcov, suffix=""):
+    """The arguments ``(mean, rowcov, colcov, noise_rowcov, noise_colcov)`` of one distribution,
+    named with ``suffix``, as :class:`~fastmvn._arguments.Arg`: a scalar noise is a variance,
+    ``noise_colcov=None`` the default variance 1 and ``mean=None`` default zeros."""
     row_arg, col_arg = Arg(f"rowcov{suffix}", COV, rowcov, "nn"), Arg(f"colcov{suffix}", COV, colcov, "pp")
     row_noise = _noise(noise_rowcov, f"noise_rowcov{suffix}", "nn")
     col_noise = (Arg(f"noise_colcov{suffix}", VAR, 1.0, "", default=True) if noise_colcov is None
@@ -177,7 +182,19 @@ def _parameters(mean, rowcov, colcov, noise_rowcov, noise_colcov, suffix=""):
         mean_arg = Arg(f"mean{suffix}", MEAN, np.zeros((n, p)), "np", default=True)
     else:
         mean_arg = Arg(f"mean{suffix}", MEAN, mean, "np")
-    args = [mean_arg, row_arg, col_arg, row_noise, col_noise]
+    return [mean_arg, row_arg, col_arg, row_noise, col_noise]
+
+
+def _parameters(mean, rowcov, colcov, noise_rowcov, noise_colcov, suffix=""):
+    """The parts of a :class:`KroneckerSumNormal` in covariance form (``_Form``), its dtype,
+    batch shape and failures, from the arguments named with ``suffix``.
+
+    The failures, for :func:`_report`, come as two lists: NaN or infinity (ValueError), and
+    a noise that is not positive definite or a signal that is not positive semi-definite
+    (LinAlgError); a caller reports every argument's first list before any second one.
+    """
+    args = _arguments(mean, rowcov, colcov, noise_rowcov, noise_colcov, suffix)
+    mean_arg, row_arg, col_arg, row_noise, col_noise = args
     dtype, batch_shape = check(args)
     row_parts, row_noise_bad, row_not_psd = _whiten(row_arg, row_noise)
     col_parts, col_noise_bad, col_not_psd = _whiten(col_arg, col_noise)
@@ -688,7 +705,9 @@ def logpdf_kron_sum(x, mean, rowcov, colcov, noise_rowcov, noise_colcov=None, *,
 
     :meth:`KroneckerSumNormal.logpdf` of ``KroneckerSumNormal(mean, rowcov, colcov,
     noise_rowcov, noise_colcov)``: the same factorisation and formula, with ``out=`` and
-    ``errors=`` over every argument.
+    ``errors=`` over every argument. Items up to 32×32 are computed by compiled kernels
+    (the noise whitened by its Cholesky factor, the whitened signals diagonalised by a cyclic
+    Jacobi eigensolver, per item), larger ones by NumPy and LAPACK on the whole stack.
 
     Parameters
     ----------
@@ -739,6 +758,26 @@ def logpdf_kron_sum(x, mean, rowcov, colcov, noise_rowcov, noise_colcov=None, *,
     np.float64(nan)
     """
     check_errors(errors)
+    args = _arguments(mean, rowcov, colcov, noise_rowcov, noise_colcov)
+    dtype, batch_shape = check(args)
+    n, p = args[0].core_shape
+    if max(n, p) > _config.KRON_SUM_MAX_SIDE:
+        return _logpdf_lapack(x, mean, rowcov, colcov, noise_rowcov, noise_colcov, out=out, errors=errors)
+    x_arg = Arg("x", MEAN, x, "np")
+    if x_arg.core_shape != (n, p):
+        raise ValueError(f"x has shape {x_arg.shape}; expected (..., {n}, {p})")
+    batch_shape = np.broadcast_shapes(batch_shape, x_arg.batch_shape)
+    dtype = result_dtype(np.empty(0, dtype), x_arg.array)
+    check_out(out, dtype, batch_shape)
+    slots = _slots([x_arg, *args], (n, p), dtype, batch_shape)
+    value = _compiled(False, slots, dtype, batch_shape)
+    _redo_failed(value, slots, _logpdf_lapack, errors, batch_shape)
+    return _deliver(value, dtype, out)
+
+
+def _logpdf_lapack(x, mean, rowcov, colcov, noise_rowcov, noise_colcov, *, out=None, errors="raise"):
+    """:func:`logpdf_kron_sum` through NumPy and LAPACK (the frozen distribution's code)."""
+    check_errors(errors)
     form, dtype, batch_shape, failures = _parameters(mean, rowcov, colcov, noise_rowcov, noise_colcov)
     distribution = KroneckerSumNormal._assemble(*form, dtype, batch_shape)
     return distribution._at_points(x, _logpdf, out, errors, [failures])
@@ -749,7 +788,7 @@ def kl_kron_sum(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2, ro
     """KL divergence between Kronecker-sum normals ``N(vec M₁, V₁⊗U₁ + B₁⊗A₁) ‖ N(vec M₂, V₂⊗U₂ + B₂⊗A₂)``, batched.
 
     :meth:`KroneckerSumNormal.kl` of the two distributions, with ``out=`` and ``errors=``
-    over every argument.
+    over every argument; items up to 32×32 by compiled kernels, as in :func:`logpdf_kron_sum`.
 
     Parameters
     ----------
@@ -787,6 +826,26 @@ def kl_kron_sum(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2, ro
     ((10000,), True)
     """
     check_errors(errors)
+    args1 = _arguments(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, "1")
+    args2 = _arguments(mean2, rowcov2, colcov2, noise_rowcov2, noise_colcov2, "2")
+    (dtype1, batch1), (dtype2, batch2) = check(args1), check(args2)
+    n, p = args1[0].core_shape
+    if max(n, p) > _config.KRON_SUM_MAX_SIDE or args2[0].core_shape != (n, p):
+        return _kl_lapack(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2, rowcov2, colcov2,
+                          noise_rowcov2, noise_colcov2, out=out, errors=errors)
+    batch_shape = np.broadcast_shapes(batch1, batch2)
+    dtype = np.dtype(np.float32 if dtype1 == dtype2 == np.float32 else np.float64)
+    check_out(out, dtype, batch_shape)
+    slots = _slots([*args1, *args2], (n, p), dtype, batch_shape)
+    value = _compiled(True, slots, dtype, batch_shape)
+    _redo_failed(value, slots, _kl_lapack, errors, batch_shape)
+    return _deliver(value, dtype, out)
+
+
+def _kl_lapack(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2, rowcov2, colcov2, noise_rowcov2,
+               noise_colcov2, *, out=None, errors="raise"):
+    """:func:`kl_kron_sum` through NumPy and LAPACK (the frozen distribution's code)."""
+    check_errors(errors)
     first, dtype1, batch1, failures1 = _parameters(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, "1")
     second, dtype2, batch2, failures2 = _parameters(mean2, rowcov2, colcov2, noise_rowcov2, noise_colcov2, "2")
     if first.mean.shape[-2:] != second.mean.shape[-2:]:
@@ -800,3 +859,65 @@ def kl_kron_sum(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2, ro
         value = np.array(np.broadcast_to(_kl(first, second), batch_shape))
     value[failing] = np.nan
     return _deliver(value, dtype, out)
+
+
+# The compiled kernels for small items ----------------------------------------------------------
+
+
+def _slots(args, shape, dtype, batch_shape):
+    """The arguments as read-only ``(count, r, c)`` arrays of ``dtype`` over ``batch_shape``
+    (views where the batch axes merge), for :func:`fastmvn.kernels.kron_sum_batch`: a means'
+    ``(n, p)``, a noise variance ``σ²`` as ``σ² I`` (of the side its name says: ``n`` for a
+    row noise, ``p`` for a column noise)."""
+    n, p = shape
+    count = math.prod(batch_shape)
+    slots = []
+    for arg in args:
+        if arg.kind == VAR:
+            size = n if arg.name.startswith("noise_row") else p
+            array = np.asarray(arg.array, dtype=np.float64) * np.eye(size)
+        else:
+            array = arg.array
+        array = np.asarray(array, dtype=dtype)
+        slot = np.reshape(np.broadcast_to(array, batch_shape + array.shape[-2:]), (count,) + array.shape[-2:]).view()
+        slot.flags.writeable = False
+        slots.append(slot)
+    return slots
+
+
+def _compiled(kl, slots, dtype, batch_shape):
+    """The KL (``kl``) or log-density of every item of ``slots`` by the compiled kernels, over
+    ``batch_shape``: NaN where an item fails."""
+    from .. import kernels
+    from .._batch import _padding
+
+    count = math.prod(batch_shape)
+    value = np.empty(count, dtype)
+    if count:
+        padding = [_padding(count, dtype)] * (10 - len(slots))
+        first_bad = np.empty(-(-count // _config.CHUNK), np.int64)
+        arguments = (kl, *slots, *padding, value, first_bad, np.empty(0))
+        if len(first_bad) == 1:  # one chunk: one thread computes it either way
+            kernels.kron_sum_batch.serial(*arguments)
+        else:
+            with launching():
+                kernels.kron_sum_batch(*arguments)
+    return value.reshape(batch_shape)
+
+
+def _redo_failed(value, slots, function, errors, batch_shape):
+    """The items that :func:`_compiled` left NaN in ``value``, computed again by ``function``
+    (:func:`_logpdf_lapack` or :func:`_kl_lapack`) with ``errors="nan"``, in place; with
+    ``errors="raise"``, the first that fails there too raises its error with its batch index."""
+    flat = value.reshape(-1)
+    failed = np.flatnonzero(np.isnan(flat))
+    if failed.size == 0:
+        return
+    again = function(*(slot[failed] for slot in slots), errors="nan")
+    flat[failed] = again
+    if errors == "raise":
+        for first in failed[np.isnan(again)][:1]:
+            try:
+                function(*(slot[first] for slot in slots))
+            except (ValueError, LinAlgError) as error:
+                raise type(error)(f"{error}{where(batch_index(first, batch_shape))}") from None

@@ -3,14 +3,16 @@ per-item kernels over a batch in parallel chunks, :func:`lane_count` items at a 
 lane scratch allocated by the table of :mod:`fastmvn.kernels.scratch`."""
 
 import numpy as np
-from numba import float32, float64, int64, prange, types, void
+from numba import boolean, float32, float64, int64, prange, types, void
 
 from .._config import LANES, SMALL_LANES  # compile-time constants: Numba folds them into the kernels
 from .._jit import batch, item
+from .eigen import JACOBI_ROWS
 from .gradients import store_wanted, value_and_grad
+from .kronsum import KRON_SCALARS, kron_sum_kl, kron_sum_logpdf
 from .scratch import (AS_SLOT0, AS_SLOT1, AS_SLOT2, AS_SLOT3, AS_SLOT4, AS_SLOT5, GRADIENT_MATRICES,
                       GRADIENT_VECTORS, MEAN_SHAPE, QUAD, ROW_SQUARE, ROW_VECTOR, SCALARS, VALUE_MATRICES, VALUE_VECTORS)
-from .values import evaluate, finish, gather_slots, slot_layout
+from .values import evaluate, finish, gather, gather_slots, slot_layout
 
 
 @item
@@ -177,3 +179,81 @@ def diagonal_quad(mean1, mean2, rowvar, colvar, work):
             s0 += d0 * d0 * weights[j]
         total += ((s0 + s1) + (s2 + s3)) / rowvar[i]
     return total
+
+
+_KRON_SIGNATURES = {(np.dtype(dtype.name), np.dtype("float64")):
+                    void(boolean, *(types.Array(dtype, 3, "A", readonly=True),) * 10, dtype[:], int64[:], float64[:])
+                    for dtype in (float64, float32)}
+
+
+@batch(_KRON_SIGNATURES)
+def kron_sum_batch(kl, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, out, first_bad, work):
+    """``out[b]``, the KL (``kl``) or the log-density of Kronecker-sum normals
+    ``N(vec M, V⊗U + B⊗A)`` for item ``b``, in parallel chunks as :func:`evaluate_batch`,
+    in float64 (``work``).
+
+    A KL reads ``a0 … a4`` as ``M₁, U₁, V₁, A₁, B₁`` and ``a5 … a9`` as the second
+    distribution's; a log-density ``a0`` as ``X`` and ``a1 … a5`` as ``M, U, V, A, B``
+    (``a6 … a9`` unused). Only the lower triangles of the covariances are read.
+    """
+    count = out.shape[0]
+    n = a0.shape[1]
+    p = a0.shape[2]
+    chunks = first_bad.shape[0]
+    size = (count + chunks - 1) // chunks
+    lanes = min(lane_count(n, p, 8), max(size, 1))
+    side = max(n, p)
+    for c in prange(chunks):
+        D = np.empty((n, p, lanes))
+        U1 = np.empty((n, n, lanes))
+        A1 = np.empty((n, n, lanes))
+        Qu1 = np.empty((n, n, lanes))
+        V1 = np.empty((p, p, lanes))
+        B1 = np.empty((p, p, lanes))
+        Qv1 = np.empty((p, p, lanes))
+        T = np.empty((side, side, lanes))
+        ru1 = np.empty((n, lanes))
+        rv1 = np.empty((p, lanes))
+        vals_u1 = np.empty((n, lanes))
+        vals_v1 = np.empty((p, lanes))
+        v = np.empty((KRON_SCALARS + JACOBI_ROWS, lanes))
+        res = np.empty(lanes)
+        U2 = np.empty((n, n, lanes))
+        A2 = np.empty((n, n, lanes))
+        Qu2 = np.empty((n, n, lanes))
+        V2 = np.empty((p, p, lanes))
+        B2 = np.empty((p, p, lanes))
+        Qv2 = np.empty((p, p, lanes))
+        ru2 = np.empty((n, lanes))
+        rv2 = np.empty((p, lanes))
+        vals_u2 = np.empty((n, lanes))
+        vals_v2 = np.empty((p, lanes))
+        au = np.empty((n, lanes))  # a, e, c and f of kron_sum_kl
+        eu = np.empty((n, lanes))
+        cv = np.empty((p, lanes))
+        fv = np.empty((p, lanes))
+        bad = count
+        stop = min(count, (c + 1) * size)
+        for start in range(c * size, stop, lanes):
+            m = min(lanes, stop - start)
+            if kl:
+                gather(a0, a5, start, D, False, True, m)
+                gather(a1, a1, start, U1, True, False, m)
+                gather(a2, a2, start, V1, True, False, m)
+                gather(a3, a3, start, A1, True, False, m)
+                gather(a4, a4, start, B1, True, False, m)
+                gather(a6, a6, start, U2, True, False, m)
+                gather(a7, a7, start, V2, True, False, m)
+                gather(a8, a8, start, A2, True, False, m)
+                gather(a9, a9, start, B2, True, False, m)
+                kron_sum_kl(D, U1, V1, A1, B1, U2, V2, A2, B2, Qu1, Qv1, Qu2, Qv2, T, ru1, rv1, ru2, rv2,
+                            vals_u1, vals_v1, vals_u2, vals_v2, au, cv, eu, fv, v, res, m, n, p)
+            else:
+                gather(a0, a1, start, D, False, True, m)
+                gather(a2, a2, start, U1, True, False, m)
+                gather(a3, a3, start, V1, True, False, m)
+                gather(a4, a4, start, A1, True, False, m)
+                gather(a5, a5, start, B1, True, False, m)
+                kron_sum_logpdf(D, U1, V1, A1, B1, Qu1, Qv1, T, ru1, rv1, vals_u1, vals_v1, v, res, m, n, p)
+            bad = min(bad, finish(res, out, start, m, count))
+        first_bad[c] = bad

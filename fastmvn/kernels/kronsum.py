@@ -1,0 +1,208 @@
+"""The Kronecker-sum kernels: the log-density and the KL of ``vec X ~ N(vec M, V⊗U + B⊗A)``
+per item, in lanes, in the eigenbasis form of ``docs/kronecker_sums.md``.
+
+Each side is whitened by the lane Cholesky factor of its noise and its whitened signal
+diagonalised by :func:`~fastmvn.kernels.eigen.jacobi`::
+
+    A = L Lᵀ,   L⁻¹ U L⁻ᵀ = Q diag(λ) Qᵀ,   P = L Q,   R = P⁻¹ = Qᵀ L⁻¹,
+
+so that ``Σ = (P_v ⊗ P_u) diag(vec d) (P_v ⊗ P_u)ᵀ`` with ``d_ij = λ_u,i λ_v,j + 1``. A noise
+that is not positive definite (the lane Cholesky's rule), or a signal with a whitened
+eigenvalue below ``−m·ε·max|λ|`` (not positive semi-definite; those above are rounding and
+taken as zero) makes the lane's result NaN. The logs of the determinants are taken of folded
+products (:func:`~fastmvn.kernels.lanes.fold`): one for the noise factors and one for the
+``d_ij``, per item.
+"""
+
+import math
+
+from .._jit import item
+from .eigen import jacobi
+from .lanes import cholesky, epsilon, fill, fold, fold_reciprocal, like, log_diagonals, log_of_fold, solve_rows
+from .values import _LOG_2PI
+
+# Rows of the per-lane float64 scratch ``v`` of the Kronecker-sum kernels; ``w`` below them
+# is the scratch of :func:`~fastmvn.kernels.eigen.jacobi`.
+_LOG_NOISE_U = 0
+_LOG_NOISE_V = 1
+_LOG_PRODUCTS = 2
+_TRACE = 3
+_QUAD = 4
+_PRODUCT = 5
+#: Rows of the scalar scratch ``v`` of :func:`kron_sum_logpdf` and :func:`kron_sum_kl`.
+KRON_SCALARS = 6
+
+
+@item
+def transpose(Y, m, n):
+    """``Y ← Yᵀ`` for square ``Y``, in place."""
+    for i in range(n):
+        for j in range(i):
+            for l in range(m):
+                x = Y[i, j, l]
+                Y[i, j, l] = Y[j, i, l]
+                Y[j, i, l] = x
+
+
+@item
+def multiply(X, transposed, Y, Z, m, rows, inner, cols):
+    """``Z = X Y`` (``Xᵀ Y`` if ``transposed``) for ``Z`` of ``rows × cols``."""
+    for i in range(rows):
+        for c in range(cols):
+            for l in range(m):
+                Z[i, c, l] = 0.0
+            for k in range(inner):
+                for l in range(m):
+                    Z[i, c, l] += (X[k, i, l] if transposed else X[i, k, l]) * Y[k, c, l]
+
+
+@item
+def whitened_eigen(S, L, r, Q, vals, w, m, n):
+    """One side of the form: the noise ``L`` (its lower triangle) becomes its Cholesky factor
+    with ``r = 1/diag(L)``, the signal ``S`` (its lower triangle) ``L⁻¹ S L⁻ᵀ``, diagonalised
+    by :func:`~fastmvn.kernels.eigen.jacobi` into ``Q`` and ``vals = max(λ, 0)``; ``vals`` is NaN
+    in a lane whose noise fails or whose signal is not positive semi-definite. ``S`` is
+    overwritten; ``w[0]`` afterwards holds ``max|λ|``."""
+    cholesky(L, r, m, n)
+    for i in range(n):
+        for j in range(i):
+            for l in range(m):
+                S[j, i, l] = S[i, j, l]
+    solve_rows(L, r, S, m, n, n, False)
+    transpose(S, m, n)
+    solve_rows(L, r, S, m, n, n, False)
+    jacobi(S, Q, w, m, n)
+    zero = like(0.0, S)
+    fill(w[0], 0.0, m)
+    for i in range(n):
+        for l in range(m):
+            w[0, l] = max(w[0, l], abs(S[i, i, l]))
+    floor = like(n, S) * epsilon(S)
+    nan = like(math.nan, S)
+    for i in range(n):
+        for l in range(m):
+            x = S[i, i, l]
+            x = nan if x < -floor * w[0, l] else x
+            vals[i, l] = max(x, zero) if x == x else nan  # NaN kept: max(NaN, 0) need not be NaN
+        for l in range(m):
+            vals[i, l] += r[n - 1, l] * zero  # a failed noise (NaN in r from its first failed pivot on)
+
+
+@item
+def fold_products(vals_u, vals_v, t, count, m, n, p, reciprocal):
+    """Fold ``Π_ij (λ_u,i λ_v,j + 1)`` (its reciprocal if ``reciprocal``) into the running
+    product ``t``, ``count`` (:func:`~fastmvn.kernels.lanes.fold`)."""
+    for i in range(n):
+        for j in range(p):
+            for l in range(m):
+                x = vals_u[i, l] * vals_v[j, l] + 1.0
+                if reciprocal:
+                    fold_reciprocal(t, count, l, x, False)
+                else:
+                    fold(t, count, l, x, False)
+
+
+@item
+def whitened_mean(D, Lu, ru, Qu, Lv, rv, Qv, T, m, n, p):
+    """``D ← R_u D R_vᵀ = Q_uᵀ L_u⁻¹ D L_v⁻ᵀ Q_v``; ``T`` (at least ``n×p``) is scratch."""
+    solve_rows(Lu, ru, D, m, n, p, False)
+    for i in range(n):  # D ← D L_v⁻ᵀ: forward substitution along each row
+        for c in range(p):
+            for k in range(c):
+                for l in range(m):
+                    D[i, c, l] -= Lv[c, k, l] * D[i, k, l]
+            for l in range(m):
+                D[i, c, l] *= rv[c, l]
+    multiply(Qu, True, D, T, m, n, n, p)
+    multiply(T, False, Qv, D, m, n, p, p)
+
+
+@item
+def scaled_squares(W, vals_u, vals_v, acc, m, n, p):
+    """``acc = Σ_ij W_ij² / (λ_u,i λ_v,j + 1)``."""
+    fill(acc, 0.0, m)
+    for i in range(n):
+        for j in range(p):
+            for l in range(m):
+                acc[l] += W[i, j, l] * W[i, j, l] / (vals_u[i, l] * vals_v[j, l] + 1.0)
+
+
+@item
+def kron_sum_logpdf(D, U, V, A, B, Qu, Qv, T, ru, rv, vals_u, vals_v, v, res, m, n, p):
+    """``res = −½[np·log 2π + log|Σ| + Σ_ij W_ij²/d_ij]`` for ``D = X − M``, the signals ``U``,
+    ``V`` and the noises ``A``, ``B`` (lower triangles), with
+    ``log|Σ| = p log|A| + n log|B| + Σ_ij log d_ij`` and ``W = R_u D R_vᵀ``. Everything but
+    ``res`` is overwritten or scratch; ``v`` is ``(KRON_SCALARS + JACOBI_ROWS, lanes)``."""
+    w = v[KRON_SCALARS:]
+    whitened_eigen(U, A, ru, Qu, vals_u, w, m, n)
+    whitened_eigen(V, B, rv, Qv, vals_v, w, m, p)
+    log_diagonals(A, None, B, None, 2.0, v[_LOG_NOISE_U], v[_LOG_NOISE_V], v[_PRODUCT], m, n, p)
+    fill(v[_PRODUCT], 1.0, m)
+    fill(v[_LOG_PRODUCTS], 0.0, m)
+    fold_products(vals_u, vals_v, v[_PRODUCT], v[_LOG_PRODUCTS], m, n, p, False)
+    log_of_fold(v[_PRODUCT], v[_LOG_PRODUCTS], 1.0, m)
+    whitened_mean(D, A, ru, Qu, B, rv, Qv, T, m, n, p)
+    scaled_squares(D, vals_u, vals_v, v[_QUAD], m, n, p)
+    for l in range(m):
+        res[l] = -0.5 * (n * p * _LOG_2PI + p * v[_LOG_NOISE_U, l] + n * v[_LOG_NOISE_V, l]
+                         + v[_LOG_PRODUCTS, l] + v[_QUAD, l])
+
+
+@item
+def gains(L2, r2, L1, Q2, Q1, T, G, vals1, a, e, m, n):
+    """``G = (R₂ P₁)∘² = (Q₂ᵀ L₂⁻¹ L₁ Q₁)∘²`` and its products ``a = G λ₁``, ``e = G 1``;
+    ``T`` is scratch and ``L1`` is overwritten with ``L₂⁻¹ L₁``."""
+    zero = like(0.0, L1)
+    for i in range(n):
+        for j in range(i + 1, n):
+            for l in range(m):
+                L1[i, j, l] = zero
+    solve_rows(L2, r2, L1, m, n, n, False)
+    multiply(Q2, True, L1, T, m, n, n, n)
+    multiply(T, False, Q1, G, m, n, n, n)
+    for i in range(n):
+        for l in range(m):
+            a[i, l] = 0.0
+            e[i, l] = 0.0
+        for k in range(n):
+            for l in range(m):
+                g = G[i, k, l] * G[i, k, l]
+                a[i, l] += g * vals1[k, l]
+                e[i, l] += g
+
+
+@item
+def kron_sum_kl(D, U1, V1, A1, B1, U2, V2, A2, B2, Qu1, Qv1, Qu2, Qv2, T, ru1, rv1, ru2, rv2,
+                vals_u1, vals_v1, vals_u2, vals_v2, a, c, e, f, v, res, m, n, p):
+    """``res = KL(N(vec M₁, Σ₁) ‖ N(vec M₂, Σ₂))`` for ``D = M₁ − M₂`` and the signals and
+    noises of both (lower triangles)::
+
+        ½[Σ_ij (a_i c_j + e_i f_j)/d₂,ij + Σ_ij W_ij²/d₂,ij − np + log|Σ₂| − log|Σ₁|],
+
+    ``a = G_u λ₁,u``, ``e = G_u 1``, ``c = G_v λ₁,v``, ``f = G_v 1``, ``G = (R₂ P₁)∘²``,
+    ``W = R₂,u D R₂,vᵀ``; never negative (rounding below zero gives 0). Everything but ``res``
+    is overwritten or scratch; ``T`` is ``(max(n, p), max(n, p))``, ``v`` as in :func:`kron_sum_logpdf`."""
+    w = v[KRON_SCALARS:]
+    whitened_eigen(U1, A1, ru1, Qu1, vals_u1, w, m, n)
+    whitened_eigen(V1, B1, rv1, Qv1, vals_v1, w, m, p)
+    whitened_eigen(U2, A2, ru2, Qu2, vals_u2, w, m, n)
+    whitened_eigen(V2, B2, rv2, Qv2, vals_v2, w, m, p)
+    log_diagonals(A2, ru1, B2, rv1, 2.0, v[_LOG_NOISE_U], v[_LOG_NOISE_V], v[_PRODUCT], m, n, p)
+    fill(v[_PRODUCT], 1.0, m)
+    fill(v[_LOG_PRODUCTS], 0.0, m)
+    fold_products(vals_u2, vals_v2, v[_PRODUCT], v[_LOG_PRODUCTS], m, n, p, False)
+    fold_products(vals_u1, vals_v1, v[_PRODUCT], v[_LOG_PRODUCTS], m, n, p, True)
+    log_of_fold(v[_PRODUCT], v[_LOG_PRODUCTS], 1.0, m)
+    whitened_mean(D, A2, ru2, Qu2, B2, rv2, Qv2, T, m, n, p)
+    scaled_squares(D, vals_u2, vals_v2, v[_QUAD], m, n, p)
+    gains(A2, ru2, A1, Qu2, Qu1, T, U1, vals_u1, a, e, m, n)
+    gains(B2, rv2, B1, Qv2, Qv1, T, V1, vals_v1, c, f, m, p)
+    fill(v[_TRACE], 0.0, m)
+    for i in range(n):
+        for j in range(p):
+            for l in range(m):
+                v[_TRACE, l] += (a[i, l] * c[j, l] + e[i, l] * f[j, l]) / (vals_u2[i, l] * vals_v2[j, l] + 1.0)
+    for l in range(m):
+        kl = 0.5 * (v[_TRACE, l] + v[_QUAD, l] - n * p + p * v[_LOG_NOISE_U, l] + n * v[_LOG_NOISE_V, l]
+                    + v[_LOG_PRODUCTS, l])
+        res[l] = 0.0 if (kl < 0.0 and kl > -math.inf) else kl
