@@ -68,9 +68,3 @@ KRON_SUM_MAX_SIDE = 32
 #: Arrays smaller than this come from ``np.empty``, not from the buffer pool (``fastmvn._pool``):
 #: their memory is cheap and cached by the C allocator already.
 MIN_BYTES = 1 << 22
-
-#: The O(np) passes of one large item (the quadratic form of diagonal covariances in
-#: ``fastmvn._large``) run on the calling thread alone up to this many entries of a mean, and in
-#: parallel above: waking the thread pool costs about 0.2 ms, as long as one thread takes to read
-#: about 2¹⁹ entries of two means (784×150 took 0.055 ms on one thread, 0.25 ms on two).
-PARALLEL_MIN_ENTRIES = 1 << 20

@@ -24,7 +24,7 @@ import math
 import numpy as np
 from scipy.linalg import blas, lapack
 
-from . import _config, _jit, _modes
+from . import _config, _modes
 
 __all__ = ["chosen", "evaluate", "value_and_grad"]
 
@@ -136,7 +136,7 @@ def _kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p):
 def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
     """The KL of diagonal covariances (``KL_DIAG`` or ``KL_STD_DIAG``) and the vectors its
     gradients are made of: ``(value, (a1, b1, a2, b2, t_u, t_v))``. The quadratic form is one
-    read of the means, in parallel over rows (:func:`fastmvn.kernels.drivers.diagonal_quad`)."""
+    read of the means (:func:`fastmvn.kernels.drivers.diagonal_quad`)."""
     n, p = mean1.shape
     a1, b1 = row1[:, 0], col1[:, 0]
     a2, b2 = (row2[:, 0], col2[:, 0]) if mode == _modes.KL_DIAG else (np.ones(n), np.ones(p))
@@ -146,12 +146,7 @@ def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
     if mode == _modes.KL_DIAG:
         from .kernels.drivers import diagonal_quad
 
-        arrays = (*map(np.ascontiguousarray, (mean1, mean2, a2, b2)), np.empty(0))
-        if n * p < _config.PARALLEL_MIN_ENTRIES:
-            quad = diagonal_quad.serial(*arrays)
-        else:
-            with _jit.launching():
-                quad = diagonal_quad(*arrays)
+        quad = diagonal_quad(*map(np.ascontiguousarray, (mean1, mean2, a2, b2)))
     else:
         quad = _norm2(mean1)
     log_ratio_u, log_ratio_v = np.log(a2).sum() - np.log(a1).sum(), np.log(b2).sum() - np.log(b1).sum()
