@@ -290,18 +290,20 @@ def _kron(col, row):
     return dense.reshape(dense.shape[:-4] + (size, size))
 
 
-def kron_sum_cov(rowcov, colcov, noise_rowcov, noise_colcov=None):
+def kron_sum_cov(rowcov: ArrayLike, colcov: ArrayLike, noise_rowcov: ArrayLike | float,
+                 noise_colcov: ArrayLike | None = None) -> FloatArray:
     """The dense covariance ``V⊗U + B⊗A`` (``(..., np, np)``) of column-major ``vec X`` for the
     Kronecker-sum normal; a scalar ``noise_rowcov`` is ``σ² I`` and ``noise_colcov=None`` the
     identity. Entry ``[i + n·j, k + n·l]`` is ``V_jl U_ik + B_jl A_ik``; the lower triangles
     are read."""
     symmetric, kron = _symmetric, _kron
-    rowcov, colcov = symmetric(rowcov), symmetric(colcov)
-    n, p = rowcov.shape[-1], colcov.shape[-1]
-    noise_rowcov = (float(noise_rowcov) * np.eye(n) if np.ndim(noise_rowcov) == 0 else symmetric(noise_rowcov))
-    noise_colcov = (np.eye(p) if noise_colcov is None else float(noise_colcov) * np.eye(p)
-                    if np.ndim(noise_colcov) == 0 else symmetric(noise_colcov))
-    return kron(colcov, rowcov) + kron(noise_colcov, noise_rowcov)
+    row, col = symmetric(np.asarray(rowcov)), symmetric(np.asarray(colcov))
+    n, p = row.shape[-1], col.shape[-1]
+    noise_row = np.asarray(noise_rowcov)
+    noise_row = float(noise_row) * np.eye(n) if noise_row.ndim == 0 else symmetric(noise_row)
+    noise_col = np.eye(p) if noise_colcov is None else np.asarray(noise_colcov)
+    noise_col = float(noise_col) * np.eye(p) if noise_col.ndim == 0 else symmetric(noise_col)
+    return kron(col, row) + kron(noise_col, noise_row)
 
 
 def _vec_column(x):
@@ -310,7 +312,8 @@ def _vec_column(x):
     return np.swapaxes(x, -1, -2).reshape(x.shape[:-2] + (-1, 1))
 
 
-def logpdf_kron_sum(x, mean, rowcov, colcov, noise_rowcov, noise_colcov=None):
+def logpdf_kron_sum(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike,
+                    noise_rowcov: ArrayLike | float, noise_colcov: ArrayLike | None = None) -> Result:
     """Log-density of ``vec X ~ N(vec M, V⊗U + B⊗A)`` at ``x`` by the dense ``np×np`` covariance
     (:func:`kron_sum_cov`), its Cholesky factor and :func:`logpdf_chol` on ``np×1`` matrices;
     ``mean=None`` means zero."""
@@ -320,8 +323,9 @@ def logpdf_kron_sum(x, mean, rowcov, colcov, noise_rowcov, noise_colcov=None):
     return logpdf_chol(_vec_column(x), _vec_column(mean), cholesky(cov), np.ones((1, 1)))
 
 
-def kl_kron_sum(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2, rowcov2, colcov2, noise_rowcov2,
-                noise_colcov2):
+def kl_kron_sum(mean1: ArrayLike | None, rowcov1: ArrayLike, colcov1: ArrayLike, noise_rowcov1: ArrayLike | float,
+                noise_colcov1: ArrayLike | None, mean2: ArrayLike | None, rowcov2: ArrayLike, colcov2: ArrayLike,
+                noise_rowcov2: ArrayLike | float, noise_colcov2: ArrayLike | None) -> Result:
     """KL between Kronecker-sum normals by their dense covariances (:func:`kron_sum_cov`) and
     :func:`kl_full`; ``None`` for a mean means zero."""
     n, p = np.shape(rowcov1)[-1], np.shape(colcov1)[-1]

@@ -23,8 +23,10 @@ where NumPy's per-matrix LAPACK calls would dominate; an item they leave NaN is 
 again here, which gives its value or explains its failure.
 """
 
+from __future__ import annotations
+
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.linalg import LinAlgError
@@ -38,6 +40,9 @@ from ._base import (_ENTROPY_PER_ENTRY, _eigen, _factor, _failing, _Frozen, _ful
                     _nonfinite, _not_pd, _report, _sample_shape, _symmetric)
 from .functions import _deliver
 from .normal import MatrixNormal
+
+if TYPE_CHECKING:
+    from .._typing import ArrayLike, Errors, FloatArray, Result, Seed, Size
 
 __all__ = ["KroneckerSumNormal", "logpdf_kron_sum", "kl_kron_sum"]
 
@@ -317,14 +322,18 @@ class KroneckerSumNormal(_Frozen):
 
     _PARTS = tuple(f"_{name}" for name in _Form._fields)
     _CORES = {"_rowvals": 1, "_colvals": 1, "_rowlogdet": 0, "_collogdet": 0, "_power": 0}
+    _power: np.ndarray
 
-    def __init__(self, mean, rowcov, colcov, noise_rowcov, noise_colcov=None):
+    def __init__(self, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike, noise_rowcov: ArrayLike | float,
+                 noise_colcov: ArrayLike | None = None) -> None:
         form, dtype, batch_shape, failures = _parameters(mean, rowcov, colcov, noise_rowcov, noise_colcov)
         _checked([failures], batch_shape, "raise")
         self._init(*form, dtype, batch_shape)
 
     @staticmethod
-    def from_eig(mean, rowvecs, rowvals, colvecs, colvals, *, noise=None, damping=None):
+    def from_eig(mean: ArrayLike | None, rowvecs: ArrayLike, rowvals: ArrayLike, colvecs: ArrayLike, colvals: ArrayLike,
+                 *, noise: ArrayLike | float | None = None,
+                 damping: ArrayLike | float | None = None) -> KroneckerSumNormal:
         """The Kronecker-sum normal of ``U = Q_u diag(λ_u) Q_uᵀ`` and ``V = Q_v diag(λ_v) Q_vᵀ``
         given by their eigendecompositions, with isotropic noise or damping; nothing is factorised.
 
@@ -383,7 +392,8 @@ class KroneckerSumNormal(_Frozen):
         return KroneckerSumNormal._assemble(*form, dtype, batch_shape)
 
     @staticmethod
-    def from_precision(mean, rowprec, colprec, damping):
+    def from_precision(mean: ArrayLike | None, rowprec: ArrayLike, colprec: ArrayLike,
+                       damping: ArrayLike | float) -> KroneckerSumNormal:
         """The Gaussian whose precision is ``V⊗U + δI``: a Laplace approximation, or damped
         K-FAC's curvature, with Kronecker factors ``U`` (rows) and ``V`` (columns).
 
@@ -459,32 +469,32 @@ class KroneckerSumNormal(_Frozen):
         return self._view((scaled @ _swap(basis)).astype(self._dtype))
 
     @property
-    def rowcov(self):
+    def rowcov(self) -> FloatArray:
         """``(..., n, n)`` row covariance ``U = P_u Λ_u P_uᵀ`` of the signal (covariance form only)."""
         return self._covariance("row", True, "rowcov")
 
     @property
-    def colcov(self):
+    def colcov(self) -> FloatArray:
         """``(..., p, p)`` column covariance ``V = P_v Λ_v P_vᵀ`` of the signal (covariance form only)."""
         return self._covariance("col", True, "colcov")
 
     @property
-    def noise_rowcov(self):
+    def noise_rowcov(self) -> FloatArray:
         """``(..., n, n)`` row covariance ``A = P_u P_uᵀ`` of the noise (covariance form only)."""
         return self._covariance("row", False, "noise_rowcov")
 
     @property
-    def noise_colcov(self):
+    def noise_colcov(self) -> FloatArray:
         """``(..., p, p)`` column covariance ``B = P_v P_vᵀ`` of the noise (covariance form only)."""
         return self._covariance("col", False, "noise_colcov")
 
     @property
-    def is_precision(self):
+    def is_precision(self) -> bool:
         """Whether the distribution was given by its precision ``V⊗U + δI`` (``d = 1/(λ_u λ_vᵀ + 1)``)."""
         return bool((self._power < 0).any())
 
     @property
-    def cov(self):
+    def cov(self) -> FloatArray:
         """``(..., np, np)`` dense covariance of column-major ``vec X`` (for small sizes and checks).
 
         Entry ``[i + n·j, k + n·l]`` is ``Σ_ab P_u,ia P_v,jb d_ab P_u,ka P_v,lb``.
@@ -521,7 +531,7 @@ class KroneckerSumNormal(_Frozen):
         return _deliver(value, dtype, out)
 
     @shared
-    def logpdf(self, x, *, out=None, errors="raise"):
+    def logpdf(self, x: ArrayLike, *, out: FloatArray | None = None, errors: Errors = "raise") -> Result:
         """Log-density ``−½[np·log 2π + log|Σ| + Σ_ij W_ij²/d_ij]``, ``W = P_u⁻¹ (X − M) P_v⁻ᵀ``.
 
         Parameters
@@ -539,7 +549,7 @@ class KroneckerSumNormal(_Frozen):
         return self._at_points(x, _logpdf, out, errors)
 
     @shared
-    def mahalanobis(self, x, *, out=None, errors="raise"):
+    def mahalanobis(self, x: ArrayLike, *, out: FloatArray | None = None, errors: Errors = "raise") -> Result:
         """Squared Mahalanobis distance ``vec(X−M)ᵀ Σ⁻¹ vec(X−M) = Σ_ij W_ij²/d_ij``.
 
         Parameters
@@ -555,7 +565,7 @@ class KroneckerSumNormal(_Frozen):
         """
         return self._at_points(x, _mahalanobis, out, errors)
 
-    def logdet(self):
+    def logdet(self) -> Result:
         """``log|Σ| = p log|A| + n log|B| + Σ_ij log(λ_u,i λ_v,j + 1)`` (with the power ``−1`` of
         the products for a precision form).
 
@@ -566,7 +576,7 @@ class KroneckerSumNormal(_Frozen):
         """
         return _full(np.asarray(_logdet(self._form), dtype=self._dtype), self._batch_shape)
 
-    def entropy(self):
+    def entropy(self) -> Result:
         """Differential entropy ``½[np(1 + log 2π) + log|Σ|]``.
 
         Returns
@@ -578,7 +588,7 @@ class KroneckerSumNormal(_Frozen):
         value = 0.5 * (n * p * _ENTROPY_PER_ENTRY + _logdet(self._form))
         return _full(np.asarray(value, dtype=self._dtype), self._batch_shape)
 
-    def kl(self, other):
+    def kl(self, other: KroneckerSumNormal | MatrixNormal) -> Result:
         """``KL(self ‖ other)`` on the two eigenbasis forms, ``O(n³ + p³ + n²p + np²)``.
 
         ``½[tr(Σ₂⁻¹Σ₁) + Mahalanobis₂(M₁) − np + log|Σ₂| − log|Σ₁|]`` with
@@ -612,7 +622,7 @@ class KroneckerSumNormal(_Frozen):
         return _Links.kl(self, other)
 
     @shared
-    def rvs(self, size=None, random_state=None):
+    def rvs(self, size: Size = None, random_state: Seed = None) -> FloatArray:
         """Random draws ``M + P_u (S ∘ Z) P_vᵀ``, ``S_ij = √d_ij``, ``Z`` standard normal.
 
         Parameters
@@ -640,7 +650,7 @@ class KroneckerSumNormal(_Frozen):
 
     # New distributions
 
-    def marginal(self, rows=None, cols=None):
+    def marginal(self, rows: Any = None, cols: Any = None) -> KroneckerSumNormal:
         """The distribution of ``X[rows][:, cols]``: ``V[c, c] ⊗ U[r, r] + B[c, c] ⊗ A[r, r]``.
 
         Refactorised from the sub-blocks (covariance form only: the marginal of a precision
@@ -700,7 +710,9 @@ def _kl_between(first, second):
 # Function forms ---------------------------------------------------------------------------
 
 
-def logpdf_kron_sum(x, mean, rowcov, colcov, noise_rowcov, noise_colcov=None, *, out=None, errors="raise"):
+def logpdf_kron_sum(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike,
+                    noise_rowcov: ArrayLike | float, noise_colcov: ArrayLike | None = None, *,
+                    out: FloatArray | None = None, errors: Errors = "raise") -> Result:
     """Log-density of ``vec X ~ N(vec M, V⊗U + B⊗A)`` at ``x``, batched.
 
     :meth:`KroneckerSumNormal.logpdf` of ``KroneckerSumNormal(mean, rowcov, colcov,
@@ -783,8 +795,10 @@ def _logpdf_lapack(x, mean, rowcov, colcov, noise_rowcov, noise_colcov, *, out=N
     return distribution._at_points(x, _logpdf, out, errors, [failures])
 
 
-def kl_kron_sum(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2, rowcov2, colcov2, noise_rowcov2,
-                noise_colcov2, *, out=None, errors="raise"):
+def kl_kron_sum(mean1: ArrayLike | None, rowcov1: ArrayLike, colcov1: ArrayLike, noise_rowcov1: ArrayLike | float,
+                noise_colcov1: ArrayLike | None, mean2: ArrayLike | None, rowcov2: ArrayLike, colcov2: ArrayLike,
+                noise_rowcov2: ArrayLike | float, noise_colcov2: ArrayLike | None, *, out: FloatArray | None = None,
+                errors: Errors = "raise") -> Result:
     """KL divergence between Kronecker-sum normals ``N(vec M₁, V₁⊗U₁ + B₁⊗A₁) ‖ N(vec M₂, V₂⊗U₂ + B₂⊗A₂)``, batched.
 
     :meth:`KroneckerSumNormal.kl` of the two distributions, with ``out=`` and ``errors=``

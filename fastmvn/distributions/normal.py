@@ -222,7 +222,8 @@ class MatrixNormal(_Frozen):
                                       batch_shape)
 
     @staticmethod
-    def from_eig(mean, rowvecs, rowvals, colvecs, colvals):
+    def from_eig(mean: ArrayLike | None, rowvecs: ArrayLike, rowvals: ArrayLike, colvecs: ArrayLike,
+                 colvals: ArrayLike) -> MatrixNormal:
         """The matrix normal with ``U = Q_u diag(λ_u) Q_uᵀ`` and ``V = Q_v diag(λ_v) Q_vᵀ``, given by
         their eigendecompositions.
 
@@ -271,7 +272,8 @@ class MatrixNormal(_Frozen):
         if mean is not None:
             args.append(Arg("mean", MEAN, mean, "np"))
         dtype, batch_shape = check(args)
-        (row_nonfinite, row_other), (col_nonfinite, col_other) = _eigen(*args[:2], True), _eigen(*args[2:4], True)
+        row_nonfinite, row_other = _eigen(args[0], args[1], True)
+        col_nonfinite, col_other = _eigen(args[2], args[3], True)
         _report([*row_nonfinite, *col_nonfinite, *row_other, *col_other], batch_shape)
         factors = []
         for vecs, vals in ((args[0], args[1]), (args[2], args[3])):
@@ -279,7 +281,7 @@ class MatrixNormal(_Frozen):
             upper = np.linalg.qr(root * np.swapaxes(np.asarray(vecs.array, dtype=np.float64), -1, -2), mode="r")
             signs = np.sign(np.diagonal(upper, axis1=-2, axis2=-1))
             factors.append(np.swapaxes(upper, -1, -2) * signs[..., None, :])
-        *parts, _, batch_shape = _parameters(mean, *factors, CHOL)
+        *parts, _, batch_shape = _parameters(mean, factors[0], factors[1], CHOL)
         return MatrixNormal._assemble(*parts, dtype, batch_shape)
 
     # Attributes
