@@ -206,7 +206,8 @@ def _plan_key(function, values, out, errors, lower):
     for value in values:
         if value is None:
             key.append(None)
-        elif type(value) is np.ndarray and value.dtype.char in "fd" and value.flags.c_contiguous:
+        elif (type(value) is np.ndarray and value.dtype.char in "fd" and value.dtype.isnative
+              and value.flags.c_contiguous):
             key.append((value.shape, value.dtype.char))
         else:
             return None

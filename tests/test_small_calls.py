@@ -115,3 +115,15 @@ def test_plans_follow_the_thresholds(monkeypatch):
     monkeypatch.setattr(_config, "LAPACK_BATCH_SIDE", 0)
     fm.kl(*args)
     assert taken == [1]
+
+
+def test_a_plan_is_not_taken_by_arrays_of_the_other_byte_order():
+    """Big-endian arrays have the shapes and the dtype letter of native ones: they take the
+    general path, which reads their values, not the plan of native arrays, which would read
+    their bytes as native numbers (here those of a valid pair, so nothing would fail)."""
+    args = [np.ascontiguousarray(a[0]) for a in _bench.random_inputs("kl", 1, 4, 3)]
+    fm.kl(*args)
+    fm.kl(*args)                                                   # the plan of native arrays
+    swapped = [a.view(a.dtype.newbyteorder()) for a in args]       # the same bytes, other values
+    expected = fm.kl(*[a.astype(a.dtype.newbyteorder()) for a in swapped], errors="nan")
+    np.testing.assert_array_equal(fm.kl(*swapped, errors="nan"), expected)
