@@ -197,8 +197,9 @@ _UNKNOWN = object()
 
 def _plan_key(function, values, out, errors, lower):
     """What decides a small call's plan: the function, the thresholds between plans and each
-    value's shape and dtype (None stays None); None where the call takes the general path (``out=``, ``lower=False``,
-    ``errors`` to be checked, a value that is not a C-contiguous float32 or float64 array)."""
+    value's shape and dtype (None stays None); None where the call takes the general path
+    (``out=``, ``lower=False``, ``errors`` to be checked, a value that is not a C-contiguous
+    float32 or float64 array in the machine's byte order)."""
     if out is not None or lower is not True or errors not in ("raise", "nan"):
         return None
     key = [function.name, _config.CHUNK, _config.LAPACK_MIN_SIDE, _config.LAPACK_BATCH_SIDE,
@@ -242,8 +243,8 @@ class _Plan:
                 return None
             else:
                 item = dtype.itemsize
-                strides = (core[0] * core[1] * item if arg.batch_shape == batch_shape else 0, core[1] * item, item)
-                plan.sources.append((position[arg.name], (count,) + core, strides))
+                batch_stride = core[0] * core[1] * item if arg.batch_shape == batch_shape else 0
+                plan.sources.append((position[arg.name], (count,) + core, (batch_stride, core[1] * item, item)))
         plan.mode, plan.dtype, plan.batch_shape, plan.count = mode, dtype, batch_shape, count
         plan.padding, _, plan.work = _driver_arguments(slots, count, dtype)
         plan.driver = _kernels().evaluate_batch.compiled((dtype, plan.work.dtype), parallel=False)

@@ -313,7 +313,8 @@ def _kl_grad(mode, wanted, mean1, row1, col1, mean2=None, row2=None, col2=None):
         terms = [lambda: -w(), lambda: _combined(-0.5 * p, _inverse(l1), 0.5 * t_v, u2),
                  lambda: _combined(-0.5 * n, _inverse(q1), 0.5 * t_u, v2), w,
                  lambda: _combined(1.0, _gram((-0.5 * t_v, a), (-0.5, y())), 0.5 * p, u2),
-                 lambda: _combined(1.0, _gram((-0.5 * t_u, b), (-0.5, _solve_t(q2, z.T))), 0.5 * n, v2)]  # V2⁻¹Dᵀ L2⁻ᵀ
+                 lambda: _combined(1.0, _gram((-0.5 * t_u, b), (-0.5, _solve_t(q2, z.T))),  # V2⁻¹Dᵀ L2⁻ᵀ
+                                   0.5 * n, v2)]
     else:
         w = functools.cache(lambda: _solve_t(l2, _solve_t(q2, z.T).T))               # KL_CHOL: P2⁻ᵀ Z Q2⁻¹
         terms = [lambda: -w(), lambda: np.tril(t_v * _solve_t(l2, a)) - p * np.diag(1.0 / np.diagonal(l1)),

@@ -205,7 +205,8 @@ def _looped(kernel, slots, out, first_bad, start, stream, grads, wanted):
         blocks = -(-target.size // _config.THREADS_PER_BLOCK)
         interleave[blocks, _config.THREADS_PER_BLOCK, stream](part.reshape((size, before, inner)),
                                                               target.reshape((before, size, inner)))
-    places = [(outer * size + i) * after + inner for i, found in enumerate(_wait(bad.copy_to_host(stream=stream), stream))
+    firsts = _wait(bad.copy_to_host(stream=stream), stream)
+    places = [(outer * size + i) * after + inner for i, found in enumerate(firsts)
               if found < step for outer, inner in [divmod(int(found), after)]]
     if places:
         _cuda_kernels.lower_to()[1, 1, stream](first_bad, start + min(places))
