@@ -122,6 +122,11 @@ def _normal_form(normal):
     """A :class:`~fastmvn.MatrixNormal` ``MN(M, L_U L_Uᵀ, L_V L_Vᵀ)`` as the form with
     ``P = L``, ``λ = 0``: its stored Cholesky factors, inverted by triangular solves."""
     mean, _, _, rowchol, colchol = normal._exact
+    return _chol_form(mean, rowchol, colchol)
+
+
+def _chol_form(mean, rowchol, colchol):
+    """The form of ``MN(M, L_U L_Uᵀ, L_V L_Vᵀ)`` from the mean and lower Cholesky factors (float64)."""
     parts = [mean]
     for chol in (rowchol, colchol):
         size = chol.shape[-1]
@@ -225,11 +230,19 @@ def _checked(failures, batch_shape, errors):
 
 
 def _from_eigen(mean, eigen, scalar, power, names):
+    """The form, dtype and batch shape of :func:`_eigen_form`; a failing item raises."""
+    form, dtype, batch_shape, failures = _eigen_form(mean, eigen, scalar, power, names)
+    _checked([failures], batch_shape, "raise")
+    return form, dtype, batch_shape
+
+
+def _eigen_form(mean, eigen, scalar, power, names):
     """The form of ``Σ = V⊗U + σ²I`` (``power=1``, ``scalar=σ²``) or of ``Σ⁻¹ = V⊗U + δI``
     (``power=−1``, ``scalar=δ``) from ``eigen = (Q_u, λ_u, Q_v, λ_v)`` of ``U`` and ``V``, with
     ``names`` those of the five arguments and of the scalar: ``P_u = √c Q_u``, ``R_u = Q_uᵀ/√c``,
     ``λ_u/t``, ``log|P_u P_uᵀ| = n log c`` with ``c = t = σ²``, or ``c = 1/δ``, ``t = δ``.
-    Returns the form, dtype and batch shape; a failing item raises."""
+    Returns the form, dtype, batch shape and failures as :func:`_parameters` does (a failing
+    item's parts may be NaN)."""
     mean_name, rowvecs_name, rowvals_name, colvecs_name, colvals_name, scalar_name = names
     args = [Arg(rowvecs_name, MEAN, eigen[0], "nn"), Arg(rowvals_name, VAR, eigen[1], "n"),
             Arg(colvecs_name, MEAN, eigen[2], "pp"), Arg(colvals_name, VAR, eigen[3], "p"),
@@ -241,16 +254,17 @@ def _from_eigen(mean, eigen, scalar, power, names):
     value = np.asarray(args[5].array, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         low = ~(value > 0)
-    _report([(_nonfinite(args[0]), ValueError, f"{mean_name} contains NaN or infinity"), *row_nonfinite,
-             *col_nonfinite, (~np.isfinite(value), ValueError, f"{scalar_name} is NaN or infinity"), *row_other,
-             *col_other, (low & np.isfinite(value), ValueError, f"{scalar_name} must be positive")], batch_shape)
+    failures = ([(_nonfinite(args[0]), ValueError, f"{mean_name} contains NaN or infinity"), *row_nonfinite,
+                 *col_nonfinite, (~np.isfinite(value), ValueError, f"{scalar_name} is NaN or infinity")],
+                [*row_other, *col_other, (low & np.isfinite(value), ValueError, f"{scalar_name} must be positive")])
     rowvecs, rowvals, colvecs, colvals = (np.asarray(arg.array, dtype=np.float64) for arg in args[1:5])
-    scale = value if power > 0 else 1.0 / value
-    root = np.sqrt(scale)[..., None, None]
-    form = _Form(np.array(args[0].array, dtype=np.float64), root * rowvecs, _swap(rowvecs) / root,
-                 rowvals / value[..., None], n * np.log(scale), colvecs, _swap(colvecs), colvals,
-                 np.zeros(np.shape(colvals)[:-1]), np.array(float(power)))
-    return form, dtype, batch_shape
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        scale = value if power > 0 else 1.0 / value
+        root = np.sqrt(scale)[..., None, None]
+        form = _Form(np.array(args[0].array, dtype=np.float64), root * rowvecs, _swap(rowvecs) / root,
+                     rowvals / value[..., None], n * np.log(scale), colvecs, _swap(colvecs), colvals,
+                     np.zeros(np.shape(colvals)[:-1]), np.array(float(power)))
+    return form, dtype, batch_shape, failures
 
 
 # The frozen distribution ------------------------------------------------------------------
@@ -865,11 +879,18 @@ def _kl_lapack(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2, row
     if first.mean.shape[-2:] != second.mean.shape[-2:]:
         raise ValueError(f"mean1 has shape {first.mean.shape} and mean2 {second.mean.shape}: "
                          "the two distributions must be of one (n, p)")
-    batch_shape = np.broadcast_shapes(batch1, batch2)
-    dtype = np.dtype(np.float32 if dtype1 == dtype2 == np.float32 else np.float64)
+    return _kl_checked(first, second, (dtype1, dtype2), (batch1, batch2), (failures1, failures2), out, errors)
+
+
+def _kl_checked(first, second, dtypes, batch_shapes, failures, out, errors):
+    """``KL(first ‖ second)`` between two forms of the given dtypes, batch shapes and failures
+    (from :func:`_parameters` or :func:`_eigen_form`), with ``out=`` and ``errors=``: float32
+    when both dtypes are, a failing item raising or NaN."""
+    batch_shape = np.broadcast_shapes(*batch_shapes)
+    dtype = np.dtype(np.float32 if dtypes[0] == dtypes[1] == np.float32 else np.float64)
     check_out(out, dtype, batch_shape)
-    failing = _checked([failures1, failures2], batch_shape, errors)
-    with np.errstate(invalid="ignore", over="ignore"):
+    failing = _checked(list(failures), batch_shape, errors)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         value = np.array(np.broadcast_to(_kl(first, second), batch_shape))
     value[failing] = np.nan
     return _deliver(value, dtype, out)
