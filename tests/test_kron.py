@@ -235,6 +235,133 @@ def test_matrix_normal_from_eig(rng):
         fm.MatrixNormal.from_eig(mean, qu, lu, 2 * qv, lv)
 
 
+# The function form from eigendecompositions ---------------------------------------------------
+
+
+def eig_side(rng, n, p, kind, shape=()):
+    """``(mean, rowvecs, rowvals, colvecs, colvals, options)`` of one side of ``fm.kl_eig`` and the
+    dense covariance of its ``vec X``: a matrix normal (``U``, ``V`` positive definite), the
+    covariance ``V⊗U + σ²I`` or the precision ``V⊗U + δI`` (then ``U`` of rank one)."""
+    mean = rng.standard_normal(shape + (n, p))
+    u = spd(rng, shape, n) if kind == "normal" else low_rank(rng, shape, n, 1)
+    v = spd(rng, shape, p)
+    (lu, qu), (lv, qv) = np.linalg.eigh(u), np.linalg.eigh(v)
+    if kind != "normal":
+        lu = np.maximum(lu, 0.0)
+    signal = np.einsum("...ij,...kl->...ikjl", v, u).reshape(shape + (n * p, n * p))  # V⊗U over the batch
+    identity = np.eye(n * p)
+    if kind == "normal":
+        return (mean, qu, lu, qv, lv, {}), signal
+    if kind == "noise":
+        return (mean, qu, lu, qv, lv, {"noise": 0.3}), signal + 0.3 * identity
+    return (mean, qu, lu, qv, lv, {"damping": 0.05}), np.linalg.inv(signal + 0.05 * identity)
+
+
+def kl_eig_call(side1, side2, **kwargs):
+    """``fm.kl_eig`` of two sides from :func:`eig_side`."""
+    options = {f"{key}1": value for key, value in side1[5].items()} | {f"{key}2": value for key, value in side2[5].items()}
+    return fm.kl_eig(*side1[:5], *side2[:5], **options, **kwargs)
+
+
+def eig_distribution(side):
+    """The distribution of one side, by the class's constructors."""
+    if side[5]:
+        return fm.KroneckerSumNormal.from_eig(*side[:5], **side[5])
+    return fm.MatrixNormal.from_eig(*side[:5])
+
+
+EIG_KINDS = ["normal", "noise", "damping"]
+
+
+@pytest.mark.parametrize("kind2", EIG_KINDS)
+@pytest.mark.parametrize("kind1", EIG_KINDS)
+@pytest.mark.parametrize("n, p", SHAPES)
+def test_kl_eig_against_dense(rng, n, p, kind1, kind2):
+    side1, cov1 = eig_side(rng, n, p, kind1)
+    side2, cov2 = eig_side(rng, n, p, kind2)
+    kl = kl_eig_call(side1, side2)
+    assert kl == pytest.approx(reference.kl_full(side1[0], cov1, side2[0], cov2), rel=1e-10)
+    assert kl_eig_call(side2, side1) == pytest.approx(reference.kl_full(side2[0], cov2, side1[0], cov1), rel=1e-10)
+    assert abs(kl_eig_call(side1, side1)) < 1e-12 * n * p
+    # the function form of the class's divergence: the same code (two matrix normals compare by
+    # fastmvn.kl's kernel there, by the eigenbasis form here)
+    by_class = eig_distribution(side1).kl(eig_distribution(side2))
+    if kind1 == kind2 == "normal":
+        assert kl == pytest.approx(by_class, rel=1e-13)
+    else:
+        assert kl == by_class
+
+
+def test_kl_eig_broadcasts_and_writes_out(rng):
+    n, p = 3, 2
+    side1, cov1 = eig_side(rng, n, p, "damping", (4, 1))
+    side2, cov2 = eig_side(rng, n, p, "normal", (3,))
+    side1 = side1[:5] + ({"damping": np.array([[0.01], [0.1], [1.0], [10.0]])},)
+    cov1 = np.linalg.inv(np.linalg.inv(cov1) + (side1[5]["damping"][..., None, None] - 0.05) * np.eye(n * p))
+    kl = kl_eig_call(side1, side2)
+    assert kl.shape == (4, 3)
+    np.testing.assert_allclose(kl, reference.kl_full(side1[0], cov1, side2[0], cov2), rtol=1e-10)
+    # a side shared by the whole batch: no batch axes at all
+    single = tuple(a[0] for a in side2[:5]) + ({"noise": 2.0},)
+    np.testing.assert_allclose(kl_eig_call(side1, single)[:, 0], [kl_eig_call(
+        tuple(a[i, 0] for a in side1[:5]) + ({"damping": side1[5]["damping"][i, 0]},), single) for i in range(4)],
+        rtol=1e-14)
+    out = np.full((4, 3), np.nan)
+    assert kl_eig_call(side1, side2, out=out) is out and np.array_equal(out, kl)
+    with pytest.raises(ValueError, match="out must be an array of shape"):
+        kl_eig_call(side1, side2, out=np.zeros(3))
+    with pytest.raises(ValueError, match="one \\(n, p\\)"):
+        kl_eig_call(side1, eig_side(rng, 2, 3, "normal")[0])
+
+
+def test_kl_eig_float32(rng):
+    side1, _ = eig_side(rng, 3, 2, "noise")
+    side2, _ = eig_side(rng, 3, 2, "normal")
+    single1 = tuple(a.astype(np.float32) for a in side1[:5]) + (side1[5],)  # noise=0.3, a Python float
+    single2 = tuple(a.astype(np.float32) for a in side2[:5]) + ({},)
+    kl32 = kl_eig_call(single1, single2)
+    assert kl32.dtype == np.float32
+    # computed in float64 from the float32 inputs, as the class does, rounded at the end
+    assert kl32 == eig_distribution(single1).kl(eig_distribution(single2))
+    assert kl32 == pytest.approx(kl_eig_call(side1, side2), rel=1e-4)
+    mixed = single1[:5] + ({"noise": np.array(0.3)},)  # a float64 array decides
+    assert kl_eig_call(mixed, single2).dtype == np.float64
+
+
+def test_kl_eig_errors_name_the_argument_and_batch_index(rng):
+    n, p = 3, 2
+    side1, _ = eig_side(rng, n, p, "noise", (4,))
+    side2, _ = eig_side(rng, n, p, "normal", (4,))
+    clean = kl_eig_call(side1, side2)
+    mean1, rowvals2, colvecs1 = side1[0].copy(), side2[2].copy(), side1[3].copy()
+    mean1[0, 1, 1] = np.nan
+    rowvals2[1, 0] = 0.0  # not positive: not a matrix normal
+    colvecs1[3] *= 2.0
+    noise1 = np.array([0.3, 0.3, -0.3, 0.3])
+    bad1 = (mean1, side1[1], side1[2], colvecs1, side1[4], {"noise": noise1})
+    bad2 = side2[:2] + (rowvals2,) + side2[3:]
+    value = kl_eig_call(bad1, bad2, errors="nan")
+    assert np.isnan(value).all()
+    value = kl_eig_call(side1[:5] + ({"noise": noise1},), bad2, errors="nan")
+    assert np.isnan(value[[1, 2]]).all() and np.array_equal(value[[0, 3]], clean[[0, 3]])
+    with pytest.raises(ValueError, match="mean1 contains NaN or infinity at batch index 0"):
+        kl_eig_call(bad1, bad2)
+    with pytest.raises(LinAlgError, match="rowvals2 has an eigenvalue that is not positive at batch index 1"):
+        kl_eig_call(side1, bad2)
+    with pytest.raises(ValueError, match="noise1 must be positive at batch index 2"):
+        kl_eig_call(side1[:5] + ({"noise": noise1},), side2)
+    with pytest.raises(ValueError, match="colvecs1 is not orthonormal .* at batch index 3"):
+        kl_eig_call(side1[:3] + (colvecs1,) + side1[4:], side2)
+    with pytest.raises(LinAlgError, match="rowvals1 has an eigenvalue that is not non-negative at batch index 2"):
+        rowvals1 = side1[2].copy()
+        rowvals1[2, 0] = -1.0
+        kl_eig_call(side1[:2] + (rowvals1,) + side1[3:], side2)
+    with pytest.raises(ValueError, match="at most one of noise2= .* and damping2="):
+        kl_eig_call(side1, side2[:5] + ({"noise": 1.0, "damping": 1.0},))
+    with pytest.raises(ValueError, match="errors must be"):
+        kl_eig_call(side1, side2, errors="ignore")
+
+
 # Sampling, marginals, expectations -------------------------------------------------------------
 
 

@@ -18,8 +18,8 @@ from numpy.linalg import LinAlgError
 
 from .._arguments import CHOL, COV, MEAN, VAR, Arg, check, lower_factors, result_dtype
 from .._docs import shared
-from ._base import (_eigen, _factor, _Frozen, _full, _in_range, _indices, _inverse, _Links, _nonfinite, _not_pd,
-                    _report, _symmetric)
+from ._base import (_eigen, _factor, _failing, _Frozen, _full, _in_range, _indices, _inverse, _Links, _nonfinite,
+                    _not_pd, _report, _symmetric)
 from .functions import _checked, _sample, entropy_chol
 
 if TYPE_CHECKING:
@@ -267,21 +267,10 @@ class MatrixNormal(_Frozen):
         >>> bool(np.allclose(d.rowchol, np.linalg.cholesky(u)))
         True
         """
-        args = [Arg("rowvecs", MEAN, rowvecs, "nn"), Arg("rowvals", VAR, rowvals, "n"),
-                Arg("colvecs", MEAN, colvecs, "pp"), Arg("colvals", VAR, colvals, "p")]
-        if mean is not None:
-            args.append(Arg("mean", MEAN, mean, "np"))
-        dtype, batch_shape = check(args)
-        row_nonfinite, row_other = _eigen(args[0], args[1], True)
-        col_nonfinite, col_other = _eigen(args[2], args[3], True)
-        _report([*row_nonfinite, *col_nonfinite, *row_other, *col_other], batch_shape)
-        factors = []
-        for vecs, vals in ((args[0], args[1]), (args[2], args[3])):
-            root = np.sqrt(np.asarray(vals.array, dtype=np.float64))[..., :, None]
-            upper = np.linalg.qr(root * np.swapaxes(np.asarray(vecs.array, dtype=np.float64), -1, -2), mode="r")
-            signs = np.sign(np.diagonal(upper, axis1=-2, axis2=-1))
-            factors.append(np.swapaxes(upper, -1, -2) * signs[..., None, :])
-        *parts, _, batch_shape = _parameters(mean, factors[0], factors[1], CHOL)
+        _, rowchol, colchol, dtype, batch_shape, (nonfinite, other) = _eig_factors(
+            mean, rowvecs, rowvals, colvecs, colvals, ("mean", "rowvecs", "rowvals", "colvecs", "colvals"))
+        _report([*nonfinite, *other], batch_shape)
+        *parts, _, batch_shape = _parameters(mean, rowchol, colchol, CHOL)
         return MatrixNormal._assemble(*parts, dtype, batch_shape)
 
     # Attributes
@@ -639,6 +628,40 @@ def _covariance(chol, name, dtype, batch_shape):
     with np.errstate(over="ignore", invalid="ignore"):
         cov = chol @ np.swapaxes(chol, -1, -2)
     return _in_range(cov, dtype, f"the covariance {name} @ {name}ᵀ", batch_shape)
+
+
+def _eig_factors(mean, rowvecs, rowvals, colvecs, colvals, names):
+    """The lower Cholesky factors of ``U = Q_u diag(λ_u) Q_uᵀ`` and ``V = Q_v diag(λ_v) Q_vᵀ``
+    from their eigendecompositions, without forming ``U``: ``L = Rᵀ`` for the triangular ``R``
+    of the QR factorisation of ``diag(√λ) Qᵀ`` (``U = Rᵀ R``), its columns' signs made to give a
+    positive diagonal. The arguments are named by ``names`` (mean, rowvecs, rowvals, colvecs,
+    colvals).
+
+    Returns the mean, ``rowchol`` and ``colchol`` (float64, over their own batch shapes), the
+    dtype, the batch shape and the failures for :func:`_report` as two lists, the non-finite
+    ones first (``mean`` among them), then the others (:func:`_eigen` with positive
+    eigenvalues). A failing item's factor is the identity, for a caller that makes it NaN.
+    """
+    mean_name, rowvecs_name, rowvals_name, colvecs_name, colvals_name = names
+    args = [Arg(rowvecs_name, MEAN, rowvecs, "nn"), Arg(rowvals_name, VAR, rowvals, "n"),
+            Arg(colvecs_name, MEAN, colvecs, "pp"), Arg(colvals_name, VAR, colvals, "p")]
+    n, p = args[0].shape[-1], args[2].shape[-1]
+    mean_arg = Arg(mean_name, MEAN, np.zeros((n, p)) if mean is None else mean, "np", default=mean is None)
+    dtype, batch_shape = check([*args, mean_arg])
+    nonfinite, other, factors = [(_nonfinite(mean_arg), ValueError, f"{mean_name} contains NaN or infinity")], [], []
+    for vecs_arg, vals_arg in ((args[0], args[1]), (args[2], args[3])):
+        side_nonfinite, side_other = _eigen(vecs_arg, vals_arg, True)
+        nonfinite += side_nonfinite
+        other += side_other
+        bad = _failing([mask for mask, _, _ in side_nonfinite + side_other],
+                       np.broadcast_shapes(vecs_arg.batch_shape, vals_arg.batch_shape))
+        size = vecs_arg.shape[-1]
+        vecs = np.where(bad[..., None, None], np.eye(size), np.asarray(vecs_arg.array, dtype=np.float64))
+        vals = np.where(bad[..., None], 1.0, np.asarray(vals_arg.array, dtype=np.float64))
+        upper = np.linalg.qr(np.sqrt(vals)[..., :, None] * np.swapaxes(vecs, -1, -2), mode="r")
+        signs = np.sign(np.diagonal(upper, axis1=-2, axis2=-1))
+        factors.append(np.swapaxes(upper, -1, -2) * signs[..., None, :])
+    return np.array(mean_arg.array, dtype=np.float64), *factors, dtype, batch_shape, (nonfinite, other)
 
 
 def _parameters(mean, row, col, kind, names=None):
