@@ -47,6 +47,7 @@ copies and the wait; the way to keep the data on the GPU is an XLA FFI custom ca
 """
 
 import functools
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -86,15 +87,13 @@ def _host(function, present, errors, lower, grad, *arrays):
     return np.asarray(value), tuple(g for g, p in zip(grads, function.params) if p.name in grad)
 
 
-# The callback. jax.pure_callback hands its function CPU jax.Arrays: it puts each array XLA
-# hands it (a NumPy array) on the CPU device first, a copy into new memory unless the array
-# is 64-byte aligned, which XLA's are not. For a million 4x4 float32 pairs that copy took
-# longer than the KL itself. _callback_p is pure_callback_p without that copy, lowered the
-# same way (JAX's emit_python_callback, not a public API): where this JAX lacks it,
-# jax.pure_callback is used.
+# The callback. jax.pure_callback hands its function CPU jax.Arrays: it puts each NumPy array
+# that XLA's callback handler gives it (a copy of XLA's buffer) on the CPU device first,
+# another copy into new memory unless the array is 64-byte aligned, which NumPy's large
+# arrays are not. For a million 4x4 float32 pairs that copy took longer than the KL itself.
+# _callback_p is pure_callback_p without it, lowered the same way (JAX's
+# emit_python_callback, not a public API); where this JAX lacks it, jax.pure_callback is used.
 try:
-    import inspect
-
     from jax._src import callback as _jax_callback
     from jax.extend.core import Primitive
     from jax.interpreters import batching, mlir
@@ -102,7 +101,7 @@ try:
     _emit, _op_sharding = _jax_callback.emit_python_callback, _jax_callback._callback_op_sharding
     if not {"has_side_effect", "returns_token", "sharding"} <= set(inspect.signature(_emit).parameters):
         raise ImportError
-except (ImportError, AttributeError):  # pragma: no cover - another JAX
+except (ImportError, AttributeError):  # another JAX
     _callback_p = None
 else:
     _callback_p = Primitive("fastmvn_callback")
@@ -130,7 +129,7 @@ else:
 def _callback(host, result, arrays):
     """``host`` (returning NumPy arrays of the structure and ``jax.ShapeDtypeStruct`` s of
     ``result``) of the JAX ``arrays`` inside the computation, on the NumPy arrays XLA hands it."""
-    if _callback_p is None:  # pragma: no cover - another JAX
+    if _callback_p is None:
         return jax.pure_callback(host, result, *arrays, vmap_method="expand_dims")
     leaves, tree = jax.tree_util.tree_flatten(result)
 
@@ -249,7 +248,8 @@ def _define(function):
                       if function.gradient else "not differentiable (no fused gradient yet)")
     where = ("for JAX arrays.",
              f"The same as :func:`fastmvn.{function.name}` on JAX arrays, computed on the host by the CPU kernels "
-             f"through a host callback (as :func:`jax.pure_callback`): composes with :func:`jax.jit` and :func:`jax.vmap`, and is "
+             f"through a host callback (as :func:`jax.pure_callback`): composes with :func:`jax.jit` and "
+             f":func:`jax.vmap`, and is "
              f"{differentiable}. ``errors`` and ``lower`` are static: under :func:`jax.jit` name them in "
              "``static_argnames`` or fix them in a closure.")
     kind = function.params[1].kind if function.gradient else None
