@@ -6,10 +6,11 @@ standard part, as :func:`fastmvn.kl` takes it), broadcasts over leading axes, an
 with :func:`jax.jit`, :func:`jax.vmap` and, where the table has a fused gradient,
 :func:`jax.grad`:
 
-* **The kernels run on the host through** :func:`jax.pure_callback`. Under a transformation
+* **The kernels run on the host through a callback**, :func:`jax.pure_callback`'s lowering
+  without its copy of the arguments into CPU :class:`jax.Array` s. Under a transformation
   the arguments are checked when the function is traced (shapes, dtypes, ``errors=`` and
   ``lower=``, with the CPU function's messages); the callback then runs the CPU function on
-  the arrays XLA hands it, without a copy. Called on concrete arrays outside any
+  the NumPy arrays XLA hands it, without a copy of its own. Called on concrete arrays outside any
   transformation, the function calls the CPU function at once, so its errors come out as
   they are.
 * **vmap** goes through ``vmap_method="expand_dims"``: the callback gets the mapped axis in
@@ -46,6 +47,7 @@ copies and the wait; the way to keep the data on the GPU is an XLA FFI custom ca
 """
 
 import functools
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -85,6 +87,59 @@ def _host(function, present, errors, lower, grad, *arrays):
     return np.asarray(value), tuple(g for g, p in zip(grads, function.params) if p.name in grad)
 
 
+# The callback. jax.pure_callback hands its function CPU jax.Arrays: it puts each NumPy array
+# that XLA's callback handler gives it (a copy of XLA's buffer) on the CPU device first,
+# another copy into new memory unless the array is 64-byte aligned, which NumPy's large
+# arrays are not. For a million 4x4 float32 pairs that copy took longer than the KL itself.
+# _callback_p is pure_callback_p without it, lowered the same way (JAX's
+# emit_python_callback, not a public API); where this JAX lacks it, jax.pure_callback is used.
+try:
+    from jax._src import callback as _jax_callback
+    from jax.extend.core import Primitive
+    from jax.interpreters import batching, mlir
+
+    _emit, _op_sharding = _jax_callback.emit_python_callback, _jax_callback._callback_op_sharding
+    if not {"has_side_effect", "returns_token", "sharding"} <= set(inspect.signature(_emit).parameters):
+        raise ImportError
+except (ImportError, AttributeError):  # another JAX
+    _callback_p = None
+else:
+    _callback_p = Primitive("fastmvn_callback")
+    _callback_p.multiple_results = True
+    _callback_p.def_impl(lambda *arrays, host, result_avals: [jnp.asarray(r) for r in host(*map(np.asarray, arrays))])
+    _callback_p.def_abstract_eval(lambda *avals, host, result_avals: result_avals)
+
+    def _lower(ctx, *operands, host, result_avals):
+        sharding = _op_sharding(ctx.module_context.axis_context, None, ctx.avals_out)
+        results, _, _ = _emit(ctx, host, None, list(operands), ctx.avals_in, ctx.avals_out,
+                              has_side_effect=False, returns_token=False, sharding=sharding)
+        return results
+
+    def _batch(arrays, axes, *, host, result_avals):
+        """vmap_method="expand_dims": the mapped axis in front, of size 1 where not mapped."""
+        size = next(a.shape[d] for a, d in zip(arrays, axes) if d is not None)
+        arrays = [a[None] if d is None else jnp.moveaxis(a, d, 0) for a, d in zip(arrays, axes)]
+        avals = tuple(aval.update(shape=(size,) + aval.shape) for aval in result_avals)
+        return _callback_p.bind(*arrays, host=host, result_avals=avals), (0,) * len(avals)
+
+    mlir.register_lowering(_callback_p, _lower, cacheable=False)
+    batching.primitive_batchers[_callback_p] = _batch
+
+
+def _callback(host, result, arrays):
+    """``host`` (returning NumPy arrays of the structure and ``jax.ShapeDtypeStruct`` s of
+    ``result``) of the JAX ``arrays`` inside the computation, on the NumPy arrays XLA hands it."""
+    if _callback_p is None:
+        return jax.pure_callback(host, result, *arrays, vmap_method="expand_dims")
+    leaves, tree = jax.tree_util.tree_flatten(result)
+
+    def flat(*values):
+        return tuple(np.asarray(r) for r in jax.tree_util.tree_leaves(host(*values)))
+
+    avals = tuple(jax.core.ShapedArray(leaf.shape, leaf.dtype) for leaf in leaves)
+    return jax.tree_util.tree_unflatten(tree, _callback_p.bind(*arrays, host=flat, result_avals=avals))
+
+
 @functools.lru_cache(maxsize=256)
 def _differentiable(function, present, errors, lower, shapes, cores, dtype):
     """The table's ``function`` as a :func:`jax.custom_vjp` of the arrays of the arguments marked
@@ -98,7 +153,7 @@ def _differentiable(function, present, errors, lower, shapes, cores, dtype):
         result = value if not grad else (value, tuple(jax.ShapeDtypeStruct(batch_shape + cores[names.index(n)], dtype)
                                                       for n in grad))
         host = functools.partial(_host, function, present, errors, lower, grad)
-        return jax.pure_callback(host, result, *arrays, vmap_method="expand_dims")
+        return _callback(host, result, arrays)
 
     @jax.custom_vjp
     def evaluate(*arrays):
@@ -193,7 +248,8 @@ def _define(function):
                       if function.gradient else "not differentiable (no fused gradient yet)")
     where = ("for JAX arrays.",
              f"The same as :func:`fastmvn.{function.name}` on JAX arrays, computed on the host by the CPU kernels "
-             f"through :func:`jax.pure_callback`: composes with :func:`jax.jit` and :func:`jax.vmap`, and is "
+             f"through a host callback (as :func:`jax.pure_callback`): composes with :func:`jax.jit` and "
+             f":func:`jax.vmap`, and is "
              f"{differentiable}. ``errors`` and ``lower`` are static: under :func:`jax.jit` name them in "
              "``static_argnames`` or fix them in a closure.")
     kind = function.params[1].kind if function.gradient else None

@@ -91,6 +91,23 @@ def test_jit_retraces_for_new_shapes(rng):
         np.testing.assert_array_equal(function(*arrays), fm.kl_chol(*arrays))
 
 
+def test_callback_reads_the_host_arrays_without_another_copy(rng, monkeypatch):
+    # XLA hands the callback NumPy arrays; jax.pure_callback would copy each into a new CPU
+    # jax.Array first (its device_put, the bulk of a large call's time).
+    seen = []
+    original = fmj._host
+
+    def recording(function, present, errors, lower, grad, *arrays):
+        seen.extend(type(a) for a in arrays)
+        return original(function, present, errors, lower, grad, *arrays)
+
+    monkeypatch.setattr(fmj, "_host", recording)
+    arrays = [a.astype(np.float32) for a in pair(rng, (3,), 2, 5)]   # shapes no other test traces
+    np.testing.assert_array_equal(jax.jit(fmj.kl)(*arrays), fm.kl(*arrays))
+    jax.jit(jax.vmap(jax.grad(lambda *a: fmj.kl(*a).sum(), argnums=1)))(*arrays)
+    assert seen and set(seen) == {np.ndarray}
+
+
 @pytest.mark.parametrize("name", ["kl", "kl_chol", "kl_diag"])
 def test_gradients_against_finite_differences(rng, x64, name):
     arrays = pair(rng, (3,), 2, 3)
