@@ -60,6 +60,7 @@ nitpick_ignore = [
     ("py:func", "dask.array.to_zarr"),
     ("py:func", "numpy.asarray"),
     ("py:class", "jax.errors.JaxRuntimeError"),
+    ("py:class", "jax.Array"),
     *(("py:func", f"jax.{name}") for name in ("custom_vjp", "grad", "jit", "jvp", "numpy.asarray", "pure_callback",
                                                "vmap")),
 ]
