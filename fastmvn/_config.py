@@ -40,6 +40,13 @@ LAPACK_BATCH_SIDE = 16
 #: float32 in lanes, and LAPACK's call overhead outweighs its speed on smaller matrices.
 LAPACK_MIN_SIDE = FLOAT32_ARITHMETIC_MAX_SIDE + 1
 
+#: Items of the large-item plan whose largest side is at least this use the BLAS library's
+#: threads (as many as it is configured for); smaller ones run with one BLAS thread, because
+#: waking a thread pool and waiting for it costs them more than the split saves. With other
+#: processes busy on the cores the pool's spinning threads cost far more: a value and gradient of
+#: 128×128 KLs took 100× as long on two BLAS threads as on one (``docs/performance.md``).
+BLAS_THREADS_MIN_SIDE = 512
+
 #: The large-item plan solves ``L2⁻¹ L1`` (two lower triangular factors, for ``tr(U2⁻¹ U1)``) in up
 #: to this many blocks of columns, each with the trailing block of ``L2`` its nonzero rows meet:
 #: the work of ``k`` blocks is ``(1/3 + 1/(2k) + 1/(6k²))·n³`` multiply-adds, against ``n³`` for one

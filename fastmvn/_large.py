@@ -15,11 +15,16 @@ explain.
 Every BLAS and LAPACK call goes to SciPy's library (``scipy.linalg.blas``, ``lapack``), none
 to NumPy's (``@``, ``np.dot``): wheels of NumPy and SciPy each bring an OpenBLAS with a thread
 pool of its own, and two pools taking turns on the same cores spin against each other (a
-128×128 KL then took ten times as long).
+128×128 KL then took ten times as long). BLAS threads serve items of side
+:data:`fastmvn._config.BLAS_THREADS_MIN_SIDE` and more; smaller items run with one BLAS thread
+(:func:`_blas_threads`), since waking and waiting for a thread pool costs them more than
+it saves, many times more when other processes hold the cores.
 """
 
+import contextlib
 import functools
 import math
+import threading
 
 import numpy as np
 from scipy.linalg import blas, lapack
@@ -228,10 +233,56 @@ def evaluate(mode, slots, out):
     return _each(lambda items: (_value(mode, items), ()), slots, out, (), ())
 
 
+class _OneBlasThread:
+    """A context in which BLAS runs on one thread (every BLAS library loaded, through
+    threadpoolctl), entered by any number of threads at once: the first in sets the limit,
+    the last out restores what was there before, so that two calls overlapping in time
+    cannot leave the limit behind."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._limit = None
+
+    @functools.cached_property
+    def _controller(self):
+        from threadpoolctl import ThreadpoolController  # scans the loaded libraries: once, when first needed
+
+        return ThreadpoolController()
+
+    def __enter__(self):
+        with self._lock:
+            if self._inside == 0:
+                self._limit = self._controller.limit(limits=1, user_api="blas")
+            self._inside += 1
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._inside -= 1
+            if self._inside == 0:
+                self._limit.restore_original_limits()
+                self._limit = None
+
+
+_ONE_BLAS_THREAD = _OneBlasThread()
+
+
+def _blas_threads(slots):
+    """The BLAS threads for items of ``slots``: as configured where their largest side is at
+    least :data:`fastmvn._config.BLAS_THREADS_MIN_SIDE`, else one."""
+    side = max(max(slot.shape[-2:]) for slot in slots)
+    return contextlib.nullcontext() if side >= _config.BLAS_THREADS_MIN_SIDE else _ONE_BLAS_THREAD
+
+
 def _each(compute, slots, out, grads, wanted):
     """``compute(items)`` (the value and gradients of one item from its slots in float64) for
     every item of ``slots``, into ``out`` and the ``grads`` that ``wanted`` marks; a failing
     item's value and gradients are NaN. Returns the flat index of the first failing item."""
+    with _blas_threads(slots):
+        return _each_item(compute, slots, out, grads, wanted)
+
+
+def _each_item(compute, slots, out, grads, wanted):
     bad = None
     for flat, index in enumerate(np.ndindex(out.shape)):
         items = [np.asarray(slot[index], dtype=np.float64) for slot in slots]

@@ -272,12 +272,23 @@ def info(args):
     print("optional: " + ", ".join(f"{name} {_installed(name, module)}" for name, module in OPTIONAL))
     print(f"threads: {_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}), "
           f"threading layer {_jit.threading_layer()}")
+    print(f"blas: {_blas()}")
     name, features = _cpu()
     print(f"cpu: {name}")
     print(f"cpu features: {features}")
     print(f"kernel cache: {_cache_directory() if _jit.CACHE else 'off (FASTMVN_CACHE=0)'}")
     print(f"gpu: {_gpu_usable()}")
     print(f"cuda: {_cuda_status()}")
+
+
+def _blas():
+    """The BLAS libraries loaded by NumPy and SciPy, with version and threads (threadpoolctl):
+    the large-item plan uses SciPy's."""
+    import scipy.linalg  # noqa: F401  (loads SciPy's BLAS)
+    from threadpoolctl import threadpool_info
+
+    return "; ".join(f"{lib['internal_api']} {lib['version']} ({lib['prefix']}), {lib['num_threads']} threads"
+                     for lib in threadpool_info() if lib["user_api"] == "blas") or "none found"
 
 
 def _installed(name, module=None):

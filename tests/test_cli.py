@@ -192,7 +192,8 @@ def test_info(capsys, monkeypatch):
     monkeypatch.setattr(numba.config, "CPU_NAME", None)
     monkeypatch.setattr(numba.config, "CPU_FEATURES", None)
     lines = info_lines(capsys)
-    assert list(lines) == ["versions", "optional", "threads", "cpu", "cpu features", "kernel cache", "gpu", "cuda"]
+    assert list(lines) == ["versions", "optional", "threads", "blas", "cpu", "cpu features", "kernel cache", "gpu",
+                          "cuda"]
     for name, module in (("python", sys), ("numpy", np), ("scipy", scipy), ("numba", numba), ("llvmlite", llvmlite)):
         version = sys.version.split()[0] if module is sys else module.__version__
         assert f"{name} {version}" in lines["versions"]
@@ -201,6 +202,11 @@ def test_info(capsys, monkeypatch):
         assert f"{name} {expected}" in lines["optional"]
     assert re.fullmatch(rf"{numba.get_num_threads()} \(NUMBA_NUM_THREADS=\d+\), threading layer "
                         rf"{numba.threading_layer()}", lines["threads"])
+    from threadpoolctl import threadpool_info
+
+    blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+    assert blas and lines["blas"] == "; ".join(f"{lib['internal_api']} {lib['version']} ({lib['prefix']}), "
+                                               f"{lib['num_threads']} threads" for lib in blas)
     assert lines["cpu"] == f"{llvmlite.binding.get_host_cpu_name()} (the host's)"
     features = lines["cpu features"].removesuffix(" (the host's)").split()
     assert features and all(f"+{feature}" in numba.core.codegen.get_host_cpu_features().split(",")

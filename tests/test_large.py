@@ -184,3 +184,66 @@ def test_blocked_triangular_solve(n):
 def test_large_kl_with_blocked_solves_against_reference():
     args = random_inputs("kl", 1, 200, 130)
     np.testing.assert_allclose(fm.kl(*args), reference.kl(*args), rtol=1e-11)
+
+
+def _blas_threads_seen():
+    from threadpoolctl import threadpool_info
+
+    return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+
+@pytest.mark.parametrize("side, one_thread", [(40, True), (_config.BLAS_THREADS_MIN_SIDE, False)])
+def test_blas_threads_by_item_size(side, one_thread, monkeypatch):
+    """Items below BLAS_THREADS_MIN_SIDE run with one BLAS thread, larger ones with the
+    library's own setting, and the setting is restored after the call."""
+    pytest.importorskip("threadpoolctl")
+    from threadpoolctl import threadpool_limits
+
+    seen = []
+    value = _large._value
+    monkeypatch.setattr(_large, "_value", lambda mode, items: seen.append(_blas_threads_seen()) or value(mode, items))
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads_seen()
+        fm.logdet(np.eye(side)[None].repeat(2, axis=0))
+        assert _blas_threads_seen() == before
+    assert len(seen) == 2
+    assert all(threads == ({1} if one_thread else before) for threads in seen)
+
+
+def test_one_blas_thread_is_restored_after_overlapping_calls(monkeypatch):
+    """Two threads inside the one-BLAS-thread context at once: the limit is set when the first
+    enters and restored when the last leaves, whichever order they leave in."""
+    import threading
+
+    events = []
+
+    class Limiter:
+        def restore_original_limits(self):
+            events.append("restore")
+
+    class Controller:
+        def limit(self, limits, user_api):
+            events.append(("limit", limits, user_api))
+            return Limiter()
+
+    context = _large._OneBlasThread()
+    monkeypatch.setattr(context, "_controller", Controller())
+    entered, leave_first = threading.Barrier(2), threading.Event()
+
+    def first():
+        with context:
+            entered.wait()
+        leave_first.set()
+
+    def second():
+        with context:
+            entered.wait()
+            leave_first.wait()
+            events.append("second still inside")
+
+    threads = [threading.Thread(target=f) for f in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert events == [("limit", 1, "blas"), "second still inside", "restore"]
