@@ -55,7 +55,9 @@ def sources_stamp():
 @functools.cache
 def _cache_class():
     """Numba's on-disk function cache, with :func:`sources_stamp` in place of the stamp of
-    the kernel's own file, for each place Numba may keep it."""
+    the kernel's own file, for each place Numba may keep it: for a kernel, for the serial
+    compilation of a parallel driver, and for the loop of a gufunc
+    (:mod:`fastmvn._ufunc_kernels`)."""
     from numba.core import caching
 
     class Stamped:
@@ -79,7 +81,14 @@ def _cache_class():
     class SerialKernelCache(caching.FunctionCache):
         _impl_class = SerialImpl
 
-    return KernelCache, SerialKernelCache
+    class LoopImpl(caching.CodeLibraryCacheImpl):  # a gufunc's loop, which keeps a copy of its kernel
+        _filename_prefix = "fastmvn-guf"
+        _locator_classes = Impl._locator_classes
+
+    class LoopCache(caching.Cache):
+        _impl_class = LoopImpl
+
+    return KernelCache, SerialKernelCache, LoopCache
 
 
 def _cached(dispatcher, serial=False):

@@ -11,9 +11,12 @@ module imports Numba and compiles nothing; :func:`gufunc` compiles (or loads fro
 cache, this file being one of :func:`fastmvn._jit.sources_stamp`'s sources).
 """
 
+import contextlib
+
 import numba
 import numpy as np
 from numba.core import types
+from numba.core.compiler_lock import global_compiler_lock
 from numba.extending import overload
 from numba.np.ufunc.gufunc import GUFunc
 from numba.np.ufunc.sigparse import parse_signature
@@ -140,10 +143,29 @@ def gufunc(name, doc, mode, layout, dtypes=(np.float64, np.float32)):
     kernel = _kernel(mode, len(core))
     kernel.__name__ = kernel.__qualname__ = name
     kernel.__doc__ = doc
-    result = GUFunc(kernel, layout, targetoptions={"nopython": True, "fastmath": _jit.FASTMATH})
-    if _jit.CACHE:  # the kernel's compilation, stamped as every kernel's; the small loop around it is not kept
+    result = GUFunc(kernel, layout, cache=_jit.CACHE, targetoptions={"nopython": True, "fastmath": _jit.FASTMATH})
+    if _jit.CACHE:  # the kernel, stamped as every kernel (a gufunc's dispatcher keeps its cache in .cache)
         result.gufunc_builder.nb_func.cache = _jit._cache_class()[0](kernel)
     for dtype in dtypes:
         item = numba.from_dtype(np.dtype(dtype))
         result.add(types.void(*(types.Array(item, len(axes), "A") for axes in core), types.Array(item, 1, "A")))
-    return result.build_ufunc()
+    with global_compiler_lock, _stamped_loops():
+        return result.build_ufunc()
+
+
+@contextlib.contextmanager
+def _stamped_loops():
+    """Numba's loops around gufunc kernels cached under :func:`fastmvn._jit.sources_stamp`:
+    a loop keeps a copy of its kernel's machine code, which Numba's own cache would reload
+    after a change to another kernel source (it stamps this file alone). Numba builds the
+    loop's cache from a global of :mod:`numba.np.ufunc.wrappers`, replaced while the caller
+    holds Numba's compiler lock."""
+    from numba.np.ufunc import wrappers
+
+    numba_cache = wrappers.GufWrapperCache
+    if _jit.CACHE:
+        wrappers.GufWrapperCache = _jit._cache_class()[2]
+    try:
+        yield
+    finally:
+        wrappers.GufWrapperCache = numba_cache

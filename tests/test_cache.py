@@ -61,3 +61,27 @@ def test_serial_and_parallel_drivers_are_cached_apart(tmp_path):
     assert first[:2] == second[:2] and first[0] == first[1]
     assert " ".join(first[2:]) == "[0, 0]" and " ".join(second[2:]) == "[1, 1]"
     assert len(list(tmp_path.rglob("*evaluate_batch.serial*.nbi"))) == 1
+
+
+@pytest.mark.skipif(not _jit.CACHE, reason="FASTMVN_CACHE=0")
+def test_a_new_process_loads_a_ufunc_and_its_loop_from_the_cache():
+    """A gufunc of fastmvn.ufuncs is its kernel and the loop Numba builds around it: both come
+    from the cache in a new process (the loop under fastmvn's stamp, since it keeps a copy of
+    the kernel), so nothing is compiled."""
+    from conftest import run_python
+
+    script = ("import numpy as np, fastmvn.ufuncs as fmu\n"
+              "from numba.np.ufunc import wrappers\n"
+              "from fastmvn import _jit\n"
+              "from numba.core import compiler\n"
+              "built, build = [], wrappers._GufuncWrapper._build_wrapper\n"
+              "wrappers._GufuncWrapper._build_wrapper = lambda self, *a: built.append(1) or build(self, *a)\n"
+              "compiled, compile_extra = [], compiler.compile_extra\n"
+              "compiler.compile_extra = lambda *a, **k: compiled.append(1) or compile_extra(*a, **k)\n"
+              "value = float(fmu.logdet(2 * np.eye(2)))\n"
+              "assert fmu.logdet.gufunc_builder.nb_func.cache._impl.locator.get_source_stamp() == _jit.sources_stamp()\n"
+              "print(value, len(built), len(compiled))\n")
+    run_python(script)  # compiles and saves, unless an earlier process did
+    value, loops_built, functions_compiled = run_python(script).split()
+    assert float(value) == pytest.approx(2 * np.log(2), rel=1e-15)
+    assert (loops_built, functions_compiled) == ("0", "0")
