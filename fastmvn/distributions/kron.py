@@ -203,7 +203,11 @@ def _parameters(mean, rowcov, colcov, noise_rowcov, noise_colcov, suffix=""):
     a noise that is not positive definite or a signal that is not positive semi-definite
     (LinAlgError); a caller reports every argument's first list before any second one.
     """
-    args = _arguments(mean, rowcov, colcov, noise_rowcov, noise_colcov, suffix)
+    return _parts(_arguments(mean, rowcov, colcov, noise_rowcov, noise_colcov, suffix))
+
+
+def _parts(args):
+    """:func:`_parameters` from the arguments of :func:`_arguments`."""
     mean_arg, row_arg, col_arg, row_noise, col_noise = args
     dtype, batch_shape = check(args)
     row_parts, row_noise_bad, row_not_psd = _whiten(row_arg, row_noise)
