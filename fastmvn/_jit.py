@@ -20,6 +20,7 @@ other parallel Numba code) stays: Numba cannot change it.
 """
 
 import contextlib
+import ctypes
 import functools
 import hashlib
 import os
@@ -198,20 +199,59 @@ def threading_layer():
     return numba.threading_layer()
 
 
+class _LaunchLock:
+    """The lock that parallel launches take turns on. Where the C library has POSIX threads it is
+    a pthread mutex at :attr:`address`, which compiled code takes as well (the XLA handlers of
+    ``fastmvn._xla``, which run the drivers without Python); elsewhere a :class:`threading.Lock`
+    and ``address`` is None. Waiting for it (a ctypes call) releases the GIL."""
+
+    def __init__(self):
+        self.address, self._lock = None, threading.Lock()
+        try:
+            libc = ctypes.CDLL(None)
+            functions = libc.pthread_mutex_init, libc.pthread_mutex_lock, libc.pthread_mutex_unlock
+        except (OSError, AttributeError, TypeError):  # no C library by that name: Windows
+            return
+        for function in functions:
+            function.argtypes, function.restype = (ctypes.c_void_p,) * (1 + (function is functions[0])), ctypes.c_int
+        self._init, self.lock, self.unlock = functions
+        self._memory = ctypes.create_string_buffer(128)  # a pthread_mutex_t takes 40 bytes (glibc) to 64 (macOS)
+        self.address = ctypes.addressof(self._memory)
+        self.renew()
+
+    def renew(self):
+        """A new, released lock at the same address (in a forked child)."""
+        if self.address is None:
+            self._lock = threading.Lock()
+        elif self._init(self.address, None):
+            raise OSError("pthread_mutex_init failed")
+
+    def __enter__(self):
+        if self.address is None:
+            self._lock.acquire()
+        else:
+            self.lock(self.address)
+
+    def __exit__(self, *exc_info):
+        if self.address is None:
+            self._lock.release()
+        else:
+            self.unlock(self.address)
+
+
 # Numba's workqueue threading layer (the fork-safe one where TBB is not installed, on Linux)
 # aborts the process when two threads launch parallel kernels at once; until Numba has picked
 # its layer, at the first launch, launches take turns as well.
-_LAUNCH = threading.Lock()
+_LAUNCH = _LaunchLock()
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
     # A thread that holds a lock across a fork (launching, or compiling a driver: seconds) does
     # not exist in the child, which starts with locks of its own (Numba resets the workqueue
     # itself). Not taken before the fork: a thread in a launch may collect a pooled buffer and
     # so take the pool's lock, which a fork takes too, and two locks taken in opposite orders
-    # deadlock.
+    # deadlock. The launch lock is renewed in place: compiled handlers hold its address.
     def _renew_locks():
-        global _LAUNCH
-        _LAUNCH = threading.Lock()
+        _LAUNCH.renew()
         for driver in _BATCHES:
             driver._lock = threading.Lock()
 
@@ -219,6 +259,7 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
 
 
 def _launch_needs_lock():
+    """Whether parallel launches must take turns (:data:`_LAUNCH`)."""
     import numba
 
     try:

@@ -6,16 +6,26 @@ standard part, as :func:`fastmvn.kl` takes it), broadcasts over leading axes, an
 with :func:`jax.jit`, :func:`jax.vmap` and, where the table has a fused gradient,
 :func:`jax.grad`:
 
-* **The kernels run on the host through a callback**, :func:`jax.pure_callback`'s lowering
-  without its copy of the arguments into CPU :class:`jax.Array` s. Under a transformation
+* **Under** :func:`jax.jit` **on the CPU, XLA calls compiled code** on its own buffers: an XLA
+  FFI handler per kernel (:mod:`fastmvn._xla`, a Numba ``cfunc`` compiled and registered on
+  first use) that runs the batch driver :func:`fastmvn.kl` runs, with no copy of the arguments
+  or the result. It serves the value of every entry with a kernel (the KLs, ``logdet``,
+  ``trace_solve``, the Mahalanobis distances and log-densities) where the arguments have the
+  result's dtype, each has the whole batch or a batch of ones, no standard argument is made
+  up (all three second arguments of a KL given or all None), factors are lower and the items
+  are not large enough for LAPACK (:mod:`fastmvn._large`).
+* **Everything else runs on the host through a callback**, :func:`jax.pure_callback`'s
+  lowering without its copy of the arguments into CPU :class:`jax.Array` s: gradients, the
+  entries composed of others, the layouts above, other backends. Under a transformation
   the arguments are checked when the function is traced (shapes, dtypes, ``errors=`` and
   ``lower=``, with the CPU function's messages); the callback then runs the CPU function on
   the NumPy arrays XLA hands it, without a copy of its own. Called on concrete arrays outside any
   transformation, the function calls the CPU function at once, so its errors come out as
-  they are.
-* **vmap** goes through ``vmap_method="expand_dims"``: the callback gets the mapped axis in
-  front of every argument, of size 1 where an argument is not mapped, and the kernels'
-  own broadcasting does the rest, one call for the whole mapped batch. For that to line up,
+  they are. Which of the two runs is decided when the call is lowered, from its shapes.
+* **vmap** goes through ``vmap_method="expand_dims"``: the callback (or the handler, where
+  the layout is one it reads) gets the mapped axis in front of every argument, of size 1 where
+  an argument is not mapped, and the kernels' own broadcasting does the rest, one call for
+  the whole mapped batch. For that to line up,
   every argument is given the same number of batch axes (leading axes of size 1, a free
   reshape) before the callback. ``"broadcast_all"`` would work too, but copies an unmapped
   argument (a shared prior) once per mapped item.
@@ -35,7 +45,8 @@ with :func:`jax.jit`, :func:`jax.vmap` and, where the table has a fused gradient
   raises for them.
 * **Errors.** A bad item raises as in :mod:`fastmvn`, naming the argument and the batch index
   (the index in the broadcast batch, mapped axes in front). Inside :func:`jax.jit` the error
-  is raised while XLA runs the callback, and JAX reports it as a
+  is raised while XLA runs the callback, or made by the handler (which asks Python for the
+  report of the first failing item only, as :mod:`fastmvn` does), and JAX reports it as a
   :class:`jax.errors.JaxRuntimeError` whose message holds the original error's type and
   message. ``errors="nan"`` is a static keyword: the failing items are NaN.
 
@@ -55,8 +66,16 @@ import numpy as np
 
 import fastmvn
 
-from . import _docs, _gradients, _table
+from . import _config, _docs, _gradients, _jit, _large, _table
 from ._arguments import bind, check, check_errors
+from ._batch import working_dtype
+
+try:
+    from . import _xla
+    if not all(hasattr(jax.ffi, name) for name in ("register_ffi_target", "pycapsule", "ffi_lowering")):
+        raise ImportError
+except (ImportError, AttributeError):  # a JAX without the FFI
+    _xla = None
 
 _FUSED = ", ".join(name for name, entry in _table.FUNCTIONS.items() if entry.gradient)
 
@@ -106,29 +125,67 @@ except (ImportError, AttributeError):  # another JAX
 else:
     _callback_p = Primitive("fastmvn_callback")
     _callback_p.multiple_results = True
-    _callback_p.def_impl(lambda *arrays, host, result_avals: [jnp.asarray(r) for r in host(*map(np.asarray, arrays))])
-    _callback_p.def_abstract_eval(lambda *avals, host, result_avals: result_avals)
+    _callback_p.def_impl(lambda *arrays, host, result_avals, kernel:
+                         [jnp.asarray(r) for r in host(*map(np.asarray, arrays))])
+    _callback_p.def_abstract_eval(lambda *avals, host, result_avals, kernel: result_avals)
 
-    def _lower(ctx, *operands, host, result_avals):
+    def _lower(ctx, *operands, host, result_avals, kernel):
+        target = _ffi_target(ctx, kernel)
+        if target is not None:
+            name, chunks = target
+            ffi = ctx.replace(avals_out=[*ctx.avals_out, jax.core.ShapedArray((chunks,), np.int64)])
+            return jax.ffi.ffi_lowering(name)(ffi, *operands)[:1]
         sharding = _op_sharding(ctx.module_context.axis_context, None, ctx.avals_out)
         results, _, _ = _emit(ctx, host, None, list(operands), ctx.avals_in, ctx.avals_out,
                               has_side_effect=False, returns_token=False, sharding=sharding)
         return results
 
-    def _batch(arrays, axes, *, host, result_avals):
+    def _batch(arrays, axes, *, host, result_avals, kernel):
         """vmap_method="expand_dims": the mapped axis in front, of size 1 where not mapped."""
         size = next(a.shape[d] for a, d in zip(arrays, axes) if d is not None)
         arrays = [a[None] if d is None else jnp.moveaxis(a, d, 0) for a, d in zip(arrays, axes)]
         avals = tuple(aval.update(shape=(size,) + aval.shape) for aval in result_avals)
-        return _callback_p.bind(*arrays, host=host, result_avals=avals), (0,) * len(avals)
+        return _callback_p.bind(*arrays, host=host, result_avals=avals, kernel=kernel), (0,) * len(avals)
 
     mlir.register_lowering(_callback_p, _lower, cacheable=False)
     batching.primitive_batchers[_callback_p] = _batch
 
 
-def _callback(host, result, arrays):
+def _ffi_target(ctx, kernel):
+    """The FFI target (:mod:`fastmvn._xla`) that runs ``kernel`` (the table function's name,
+    the kernel mode, ``errors``) for the lowering context ``ctx``, and the number of chunks of
+    its batch; None where the callback runs it instead: not on the CPU, an argument of another
+    dtype than the result's or broadcast along some batch axes only, no items, large items
+    (:mod:`fastmvn._large`), a parallel launch that compiled code cannot take turns on, or a
+    handler that could not be compiled or registered."""
+    if kernel is None or tuple(ctx.module_context.platforms) != ("cpu",):
+        return None
+    name, mode, errors = kernel
+    value, = ctx.avals_out
+    batch_shape, dtype = value.shape, np.dtype(value.dtype)
+    count = int(np.prod(batch_shape, dtype=np.int64))
+    if dtype not in (np.float32, np.float64) or count == 0:
+        return None
+    slots = []
+    for aval in ctx.avals_in:
+        core = aval.shape[len(batch_shape):]
+        if (aval.dtype != dtype or len(core) not in (1, 2)
+                or aval.shape[:len(batch_shape)] not in (batch_shape, (1,) * len(batch_shape))):
+            return None
+        slots.append(np.broadcast_to(np.empty((), dtype), (core + (1,))[:2]))
+    if _large.chosen(slots, count):
+        return None
+    chunks = -(-count // _config.CHUNK)
+    if chunks > 1 and _jit.threading_layer() == "workqueue" and _jit._LAUNCH.address is None:
+        return None
+    target = _xla.target((name, mode, dtype.char, working_dtype(slots).char, chunks > 1, errors))
+    return None if target is None else (target, chunks)
+
+
+def _callback(host, result, arrays, kernel=None):
     """``host`` (returning NumPy arrays of the structure and ``jax.ShapeDtypeStruct`` s of
-    ``result``) of the JAX ``arrays`` inside the computation, on the NumPy arrays XLA hands it."""
+    ``result``) of the JAX ``arrays`` inside the computation, on the NumPy arrays XLA hands it;
+    or, where :func:`_ffi_target` serves ``kernel`` at the shapes lowered, the FFI handler."""
     if _callback_p is None:
         return jax.pure_callback(host, result, *arrays, vmap_method="expand_dims")
     leaves, tree = jax.tree_util.tree_flatten(result)
@@ -137,14 +194,15 @@ def _callback(host, result, arrays):
         return tuple(np.asarray(r) for r in jax.tree_util.tree_leaves(host(*values)))
 
     avals = tuple(jax.core.ShapedArray(leaf.shape, leaf.dtype) for leaf in leaves)
-    return jax.tree_util.tree_unflatten(tree, _callback_p.bind(*arrays, host=flat, result_avals=avals))
+    return jax.tree_util.tree_unflatten(tree, _callback_p.bind(*arrays, host=flat, result_avals=avals, kernel=kernel))
 
 
 @functools.lru_cache(maxsize=256)
-def _differentiable(function, present, errors, lower, shapes, cores, dtype):
+def _differentiable(function, present, errors, lower, shapes, cores, dtype, kernel):
     """The table's ``function`` as a :func:`jax.custom_vjp` of the arrays of the arguments marked
     in ``present`` (of ``shapes``, whose last axes are ``cores``, all of ``dtype``): one host
-    callback for the value, or for the value and the gradients (:func:`_host`)."""
+    callback for the value, or for the value and the gradients (:func:`_host`); the value
+    through the FFI handler of ``kernel`` where :func:`_ffi_target` serves it."""
     names = [p.name for p, given in zip(function.params, present) if given]
     batch_shape = np.broadcast_shapes(*(shape[:len(shape) - len(core)] for shape, core in zip(shapes, cores)))
 
@@ -153,7 +211,7 @@ def _differentiable(function, present, errors, lower, shapes, cores, dtype):
         result = value if not grad else (value, tuple(jax.ShapeDtypeStruct(batch_shape + cores[names.index(n)], dtype)
                                                       for n in grad))
         host = functools.partial(_host, function, present, errors, lower, grad)
-        return _callback(host, result, arrays)
+        return _callback(host, result, arrays, None if grad else kernel)
 
     @jax.custom_vjp
     def evaluate(*arrays):
@@ -192,7 +250,7 @@ def _apply(function, values, errors="raise", lower=True):
     """The table's ``function`` of ``values`` (JAX arrays, array_likes or None) through
     :func:`_differentiable`, or at once on the CPU where no value is traced."""
     check_errors(errors)
-    args, _ = bind(function, values, lower=lower, device=_Traced)
+    args, mode = bind(function, values, lower=lower, device=_Traced)
     dtype, batch_shape = check(args)
     dtype = jax.dtypes.canonicalize_dtype(dtype)
     present = tuple(value is not None for value in values)
@@ -202,7 +260,9 @@ def _apply(function, values, errors="raise", lower=True):
         return jnp.asarray(_host(function, present, errors, lower, (), *arrays))
     arrays = [a.reshape((1,) * (len(batch_shape) - len(arg.batch_shape)) + a.shape) for a, arg in zip(arrays, given)]
     shapes, cores = tuple(a.shape for a in arrays), tuple(arg.core_shape for arg in given)
-    return _differentiable(function, present, errors, lower, shapes, cores, dtype)(*arrays)
+    served = _xla is not None and function.mode is not None and lower is True and not any(a.default for a in args)
+    kernel = (function.name, mode, errors) if served else None
+    return _differentiable(function, present, errors, lower, shapes, cores, dtype, kernel)(*arrays)
 
 
 # The public functions: one per entry of the table.
@@ -248,7 +308,8 @@ def _define(function):
                       if function.gradient else "not differentiable (no fused gradient yet)")
     where = ("for JAX arrays.",
              f"The same as :func:`fastmvn.{function.name}` on JAX arrays, computed on the host by the CPU kernels "
-             f"through a host callback (as :func:`jax.pure_callback`): composes with :func:`jax.jit` and "
+             f"(under :func:`jax.jit` on the CPU, an XLA FFI call into them where the layout allows; else a host "
+             f"callback, as :func:`jax.pure_callback`): composes with :func:`jax.jit` and "
              f":func:`jax.vmap`, and is "
              f"{differentiable}. ``errors`` and ``lower`` are static: under :func:`jax.jit` name them in "
              "``static_argnames`` or fix them in a closure.")

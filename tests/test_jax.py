@@ -222,3 +222,163 @@ def test_errors_nan_is_a_static_keyword(rng):
     assert np.isnan(value[3]) and np.all(np.isfinite(np.delete(value, 3)))
     grad = jax.jit(jax.grad(lambda u: fmj.kl(mean, u, colcov, errors="nan")[np.array([0, 1, 2, 4])].sum()))(rowcov)
     assert np.all(np.isnan(grad[3])) and np.all(np.isfinite(np.delete(grad, 3, axis=0)))
+
+
+# The FFI route: under jax.jit on the CPU, XLA calls a compiled handler (fastmvn._xla) that runs
+# the batch driver on XLA's own buffers. Each test below makes the host callback fail, so that a
+# value computed proves that the handler computed it.
+
+@pytest.fixture
+def no_callback(monkeypatch):
+    """The host callback raises; the FFI handlers are the only way to a value."""
+    def refuse(function, present, errors, lower, grad, *arrays):
+        raise AssertionError(f"the host callback ran {function.name} (grad={grad})")
+
+    monkeypatch.setattr(fmj, "_host", refuse)
+
+
+def _ffi_cases(name, dtype):
+    """Arguments of the KL ``name``: a shared batch, two batch axes with a prior broadcast along
+    both, the standard second side, and one item."""
+    args = list(_bench.random_inputs(name, 6, 3, 2, dtype=dtype, seed=1))
+    grid = [a.reshape((2, 3) + a.shape[1:]) for a in args]
+    grid[4] = grid[4][:1, :1]                                  # (1, 1, ...): one prior for all six
+    grid[2] = grid[2][0, 0]                                    # no batch axes at all
+    return [args, grid, args[:3], [a[0] for a in args]]
+
+
+@pytest.mark.parametrize("name", ["kl", "kl_chol", "kl_diag"])
+def test_ffi_values_equal_fastmvn_bit_for_bit(name, no_callback):
+    for dtype, enable in ((np.float32, False), (np.float64, True)):
+        with jax.enable_x64(enable):
+            for args in _ffi_cases(name, dtype):
+                expected = getattr(fm, name)(*args)
+                value = jax.jit(lambda *a: getattr(fmj, name)(*a))(*(jnp.asarray(a) for a in args))
+                assert value.dtype == dtype and value.shape == np.shape(expected)
+                np.testing.assert_array_equal(value, expected)
+
+
+@pytest.mark.parametrize("name", [name for name, entry in FUNCTIONS.items() if entry.mode is not None])
+def test_ffi_serves_every_entry_with_a_kernel(name, no_callback):
+    args = [jnp.asarray(a) for a in _bench.random_inputs(name, 4, 3, 2, dtype=np.float32, seed=3)]
+    expected = getattr(fm, name)(*(np.asarray(a) for a in args))
+    np.testing.assert_array_equal(jax.jit(lambda *a: getattr(fmj, name)(*a))(*args), expected)
+
+
+def test_ffi_runs_the_parallel_driver(rng, monkeypatch, no_callback):
+    # Chunks of 4 items: 13 chunks, the parallel driver, taking the launch lock where it must.
+    from fastmvn import _config
+
+    monkeypatch.setattr(_config, "CHUNK", 4)
+    args = [a.astype(np.float32) for a in pair(rng, (50,), 3, 2)]
+    args[5] = args[5][0]
+    value = jax.jit(lambda *a: fmj.kl(*a))(*args)
+    np.testing.assert_array_equal(value, fm.kl(*args))
+
+
+def test_ffi_takes_turns_with_parallel_launches_from_python(monkeypatch):
+    # Numba's workqueue layer aborts the process when two threads launch at once: a handler's
+    # parallel launch takes the same lock as fm.kl's.
+    import threading
+
+    from fastmvn import _config
+
+    monkeypatch.setattr(_config, "CHUNK", 8)
+    args = [a.astype(np.float32) for a in _bench.random_inputs("kl", 400, 3, 2, seed=2)]
+    expected = fm.kl(*args)
+    function = jax.jit(lambda *a: fmj.kl(*a))
+    function(*args).block_until_ready()
+    stop, results = threading.Event(), []
+
+    def launch():
+        while not stop.is_set():
+            results.append(np.array_equal(fm.kl(*args), expected))
+
+    thread = threading.Thread(target=launch)
+    thread.start()
+    try:
+        values = [function(*args) for _ in range(200)]
+    finally:
+        stop.set()
+        thread.join()
+    assert all(np.array_equal(v, expected) for v in values) and results and all(results)
+
+
+def test_ffi_errors_name_argument_and_batch_index(rng, no_callback):
+    mean, colcov = np.zeros((2, 3, 2, 3), np.float32), np.eye(3, dtype=np.float32)
+    rowcov = np.broadcast_to(np.eye(2, dtype=np.float32), (2, 3, 2, 2)).copy()
+    rowcov[1, 2] = -np.eye(2)
+    function = jax.jit(lambda *a: fmj.kl(*a))
+    message = r"rowcov1 is not positive definite \(Cholesky failed\) at batch index \(1, 2\)"
+    with pytest.raises(jax.errors.JaxRuntimeError, match=f"LinAlgError: {message}"):
+        function(mean, rowcov, colcov).block_until_ready()
+    mean[0, 1, 1, 2] = np.nan
+    with pytest.raises(jax.errors.JaxRuntimeError, match=r"ValueError: mean1 contains NaN or infinity at batch index "
+                                                         r"\(0, 1\)"):
+        function(mean, rowcov, colcov).block_until_ready()
+    variances = np.ones((4, 2), np.float32)
+    variances[2, 1] = 0
+    with pytest.raises(jax.errors.JaxRuntimeError, match=r"LinAlgError: rowvar1 must be positive at batch index 2"):
+        jax.jit(lambda *a: fmj.kl_diag(*a))(np.zeros((4, 2, 3), np.float32), variances,
+                                            np.ones(3, np.float32)).block_until_ready()
+    nan = jax.jit(lambda *a: fmj.kl(*a, errors="nan"))(mean, rowcov, colcov)
+    np.testing.assert_array_equal(nan, fm.kl(mean, rowcov, colcov, errors="nan"))
+    assert np.isnan(nan[0, 1]) and np.isnan(nan[1, 2]) and np.isfinite(nan).sum() == 4
+
+
+def test_ffi_under_vmap(rng, no_callback):
+    # vmap puts the mapped axis in front, of size 1 where an argument is not mapped: still a
+    # layout the handler reads (a shared argument has a batch of ones).
+    arrays = [a.astype(np.float32) for a in pair(rng, (5, 3), 2, 4)]
+    second = [a[0, 0] for a in arrays[3:]]                      # one second distribution for all
+    function = jax.jit(jax.vmap(lambda *a: fmj.kl(*a), in_axes=(0, 0, 0, None, None, None)))
+    np.testing.assert_array_equal(function(*arrays[:3], *second), fm.kl(*arrays[:3], *second))
+    single = jax.vmap(lambda *a: fmj.kl_diag(*a), in_axes=(0, None, None))
+    means = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    value = jax.jit(single)(means, np.ones(2, np.float32), np.full(3, 2, np.float32))
+    np.testing.assert_array_equal(value, fm.kl_diag(means, np.ones(2, np.float32), np.full(3, 2, np.float32)))
+
+
+def test_ffi_with_changing_shapes(rng, no_callback):
+    function = jax.jit(lambda *a: fmj.kl_chol(*a))
+    for batch, n, p in [((3,), 2, 2), ((5,), 3, 4), ((2, 3), 1, 2), ((), 2, 3)]:
+        arrays = [a.astype(np.float32) for a in factors(pair(rng, batch, n, p))]
+        np.testing.assert_array_equal(function(*arrays), fm.kl_chol(*arrays))
+
+
+def test_the_callback_serves_what_the_handlers_do_not(rng, monkeypatch):
+    # A mean2 of None alone (made up as zeros), upper factors, a broadcast a handler cannot read,
+    # gradients, and a JAX without the FFI all go through the callback, with the same numbers.
+    calls = []
+    original = fmj._host
+
+    def recording(function, present, errors, lower, grad, *arrays):
+        calls.append((function.name, grad))
+        return original(function, present, errors, lower, grad, *arrays)
+
+    monkeypatch.setattr(fmj, "_host", recording)
+    arrays = [a.astype(np.float32) for a in factors(pair(rng, (4, 3), 2, 3))]
+    upper = [a if k % 3 == 0 else np.swapaxes(a, -1, -2) for k, a in enumerate(arrays)]
+    cases = [(fmj.kl_chol, fm.kl_chol, (arrays[0], arrays[1], arrays[2], None, arrays[4], arrays[5]), {}),
+             (fmj.kl_chol, fm.kl_chol, upper, {"lower": False}),
+             (fmj.kl_chol, fm.kl_chol, (arrays[0], arrays[1][:1], *arrays[2:]), {})]
+    for ours, theirs, args, keywords in cases:
+        value = jax.jit(lambda *a: ours(*a, **keywords))(*args)
+        np.testing.assert_array_equal(value, theirs(*args, **keywords))
+    assert calls == [("kl_chol", ())] * 3
+    monkeypatch.setattr(fmj, "_xla", None)
+    np.testing.assert_array_equal(jax.jit(lambda *a: fmj.kl_chol(*a))(*arrays), fm.kl_chol(*arrays))
+    assert len(calls) == 4
+
+
+def test_a_handler_that_cannot_be_made_leaves_the_callback(rng, monkeypatch):
+    from fastmvn import _xla
+
+    def fail(key):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(_xla, "_HANDLERS", {})
+    monkeypatch.setattr(_xla, "_compile", fail)
+    arrays = [a.astype(np.float32) for a in pair(rng, (3,), 2, 2)]
+    np.testing.assert_array_equal(jax.jit(lambda *a: fmj.kl(*a))(*arrays), fm.kl(*arrays))
+    assert all(name is None for name, _ in _xla._HANDLERS.values())
