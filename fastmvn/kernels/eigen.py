@@ -96,10 +96,10 @@ def converged(A, w, m, n):
 
 
 @item(inline=True)
-def rotate(A, Q, w, p, q, m, n):
+def rotate(A, Q, w, p, q, m, n, vectors):
     """The rotation in the plane ``(p, q)``, ``p < q``, that zeroes ``A[q, p]`` in every lane,
     applied to both sides of the symmetric ``A`` (its lower triangle, the only one read or
-    written) and to the columns of ``Q`` (see the module's docstring)."""
+    written) and, if ``vectors``, to the columns of ``Q`` (see the module's docstring)."""
     one = like(1.0, A)
     two = like(2.0, A)
     zero = like(0.0, A)
@@ -130,14 +130,15 @@ def rotate(A, Q, w, p, q, m, n):
                 arq = A[rq, qr, l]
                 A[rp, pr, l] = arp - s * (arq + tau * arp)
                 A[rq, qr, l] = arq + s * (arp - tau * arq)
-    for r in range(n):
-        for l in range(m):
-            s = w[_SINE, l]
-            tau = w[_TAU, l]
-            qrp = Q[r, p, l]
-            qrq = Q[r, q, l]
-            Q[r, p, l] = qrp - s * (qrq + tau * qrp)
-            Q[r, q, l] = qrq + s * (qrp - tau * qrq)
+    if vectors:
+        for r in range(n):
+            for l in range(m):
+                s = w[_SINE, l]
+                tau = w[_TAU, l]
+                qrp = Q[r, p, l]
+                qrq = Q[r, q, l]
+                Q[r, p, l] = qrp - s * (qrq + tau * qrp)
+                Q[r, q, l] = qrq + s * (qrp - tau * qrq)
 
 
 @item
@@ -161,11 +162,33 @@ def scale(A, w, m, n):
 
 
 @item(inline=True)
-def rotate_all(A, Q, w, m, n):
+def rotate_all(A, Q, w, m, n, vectors):
     """One sweep: :func:`rotate` in every plane ``(p, q)``, ``p < q``, in row order."""
     for p in range(n - 1):
         for q in range(p + 1, n):
-            rotate(A, Q, w, p, q, m, n)
+            rotate(A, Q, w, p, q, m, n, vectors)
+
+
+@item
+def diagonalise(A, Q, w, m, n, vectors):
+    """:func:`jacobi`, the eigenvectors accumulated in ``Q`` only if ``vectors`` (else ``Q``
+    is neither read nor written)."""
+    scale(A, w, m, n)
+    if vectors:
+        identity(Q, m, n)
+    sweeps = MAX_SWEEPS
+    for sweep in range(MAX_SWEEPS):
+        if converged(A, w, m, n):
+            sweeps = sweep
+            break
+        if n == 4:  # the commonest side, in loops of fixed length that unroll
+            rotate_all(A, Q, w, m, 4, vectors)
+        else:
+            rotate_all(A, Q, w, m, n, vectors)
+    for i in range(n):
+        for l in range(m):
+            A[i, i, l] *= w[_SCALE, l]
+    return sweeps
 
 
 @item
@@ -178,18 +201,13 @@ def jacobi(A, Q, w, m, n):
     Returns the number of sweeps made (at most :data:`MAX_SWEEPS`); see the module's
     docstring for the convergence test and the accuracy.
     """
-    scale(A, w, m, n)
-    identity(Q, m, n)
-    sweeps = MAX_SWEEPS
-    for sweep in range(MAX_SWEEPS):
-        if converged(A, w, m, n):
-            sweeps = sweep
-            break
-        if n == 4:  # the commonest side, in loops of fixed length that unroll
-            rotate_all(A, Q, w, m, 4)
-        else:
-            rotate_all(A, Q, w, m, n)
-    for i in range(n):
-        for l in range(m):
-            A[i, i, l] *= w[_SCALE, l]
-    return sweeps
+    return diagonalise(A, Q, w, m, n, True)
+
+
+@item
+def jacobi_values(A, w, m, n):
+    """The eigenvalues alone of the symmetric matrix whose lower triangle ``A`` holds, on
+    its diagonal, as :func:`jacobi` computes them (the same rotations, bit for bit) without
+    accumulating the eigenvectors: a third less work per rotation at 4×4. Returns the number
+    of sweeps made."""
+    return diagonalise(A, A, w, m, n, False)
