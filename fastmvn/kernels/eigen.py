@@ -208,6 +208,6 @@ def jacobi(A, Q, w, m, n):
 def jacobi_values(A, w, m, n):
     """The eigenvalues alone of the symmetric matrix whose lower triangle ``A`` holds, on
     its diagonal, as :func:`jacobi` computes them (the same rotations, bit for bit) without
-    accumulating the eigenvectors: a third less work per rotation at 4×4. Returns the number
-    of sweeps made."""
+    accumulating the eigenvectors (at 4×4, a third fewer loads and stores per rotation and
+    about 8% less time). Returns the number of sweeps made."""
     return diagonalise(A, A, w, m, n, False)
