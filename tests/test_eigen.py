@@ -100,3 +100,16 @@ def test_a_lane_of_nan_leaves_the_others_right(rng):
     assert np.isnan(values[2]).all()
     keep = [0, 1, 3, 4]
     assert_eigh(a[keep], values[keep], vectors[keep])
+
+
+@pytest.mark.parametrize("n", [3, 4, 8])
+def test_values_alone_are_those_of_jacobi(rng, n):
+    """``jacobi_values`` makes the rotations of ``jacobi`` without the eigenvectors: the same
+    eigenvalues bit for bit and the same number of sweeps, the strictly upper triangle unread."""
+    m = 37
+    a = np.concatenate([low_rank(rng, m, n, n), low_rank(rng, m, n, 1), repeated(rng, m, n)])
+    values, _, sweeps = solve(a)
+    lanes = in_lanes(np.where(np.tri(n, dtype=bool), a, np.nan))
+    alone = eigen.jacobi_values(lanes, np.empty((eigen.JACOBI_ROWS, lanes.shape[-1])), lanes.shape[-1], n)
+    np.testing.assert_array_equal(np.einsum("iil->li", lanes), values)
+    assert alone == sweeps

@@ -17,7 +17,7 @@ products (:func:`~fastmvn.kernels.lanes.fold`): one for the noise factors and on
 import math
 
 from .._jit import item
-from .eigen import jacobi
+from .eigen import jacobi, jacobi_values
 from .lanes import cholesky, epsilon, fill, fold, fold_reciprocal, like, log_diagonals, log_of_fold, solve_rows
 from .values import _LOG_2PI
 
@@ -57,12 +57,14 @@ def multiply(X, transposed, Y, Z, m, rows, inner, cols):
 
 
 @item
-def whitened_eigen(S, L, r, Q, vals, w, m, n):
+def whitened_eigen(S, L, r, Q, vals, w, m, n, vectors):
     """One side of the form: the noise ``L`` (its lower triangle) becomes its Cholesky factor
-    with ``r = 1/diag(L)``, the signal ``S`` (its lower triangle) ``L⁻¹ S L⁻ᵀ``, diagonalised
-    by :func:`~fastmvn.kernels.eigen.jacobi` into ``Q`` and ``vals = max(λ, 0)``; ``vals`` is NaN
-    in a lane whose noise fails or whose signal is not positive semi-definite. ``S`` is
-    overwritten; ``w[0]`` afterwards holds ``max|λ|``."""
+    with ``r = 1/diag(L)``, the signal ``S`` (its lower triangle) ``L⁻¹ S L⁻ᵀ``, and
+    ``vals = max(λ, 0)`` its eigenvalues; ``vals`` is NaN in a lane whose noise fails or whose
+    signal is not positive semi-definite. With ``vectors``, :func:`~fastmvn.kernels.eigen.jacobi`
+    overwrites ``S`` and puts the eigenvectors in ``Q``; without, ``S`` keeps ``L⁻¹ S L⁻ᵀ`` and
+    :func:`~fastmvn.kernels.eigen.jacobi_values` works on a copy in ``Q``. ``w[0]`` afterwards
+    holds ``max|λ|``."""
     cholesky(L, r, m, n)
     for i in range(n):
         for j in range(i):
@@ -71,17 +73,26 @@ def whitened_eigen(S, L, r, Q, vals, w, m, n):
     solve_rows(L, r, S, m, n, n, False)
     transpose(S, m, n)
     solve_rows(L, r, S, m, n, n, False)
-    jacobi(S, Q, w, m, n)
+    E = S  # where the eigenvalues end up, on the diagonal
+    if vectors:
+        jacobi(S, Q, w, m, n)
+    else:
+        for i in range(n):
+            for j in range(i + 1):
+                for l in range(m):
+                    Q[i, j, l] = S[i, j, l]
+        jacobi_values(Q, w, m, n)
+        E = Q
     zero = like(0.0, S)
     fill(w[0], 0.0, m)
     for i in range(n):
         for l in range(m):
-            w[0, l] = max(w[0, l], abs(S[i, i, l]))
+            w[0, l] = max(w[0, l], abs(E[i, i, l]))
     floor = like(n, S) * epsilon(S)
     nan = like(math.nan, S)
     for i in range(n):
         for l in range(m):
-            x = S[i, i, l]
+            x = E[i, i, l]
             x = nan if x < -floor * w[0, l] else x
             vals[i, l] = max(x, zero) if x == x else nan  # NaN kept: max(NaN, 0) need not be NaN
         for l in range(m):
@@ -134,8 +145,8 @@ def kron_sum_logpdf(D, U, V, A, B, Qu, Qv, T, ru, rv, vals_u, vals_v, v, res, m,
     ``log|Σ| = p log|A| + n log|B| + Σ_ij log d_ij`` and ``W = R_u D R_vᵀ``. Everything but
     ``res`` is overwritten or scratch; ``v`` is ``(KRON_SCALARS + JACOBI_ROWS, lanes)``."""
     w = v[KRON_SCALARS:]
-    whitened_eigen(U, A, ru, Qu, vals_u, w, m, n)
-    whitened_eigen(V, B, rv, Qv, vals_v, w, m, p)
+    whitened_eigen(U, A, ru, Qu, vals_u, w, m, n, True)
+    whitened_eigen(V, B, rv, Qv, vals_v, w, m, p, True)
     log_diagonals(A, None, B, None, 2.0, v[_LOG_NOISE_U], v[_LOG_NOISE_V], v[_PRODUCT], m, n, p)
     fill(v[_PRODUCT], 1.0, m)
     fill(v[_LOG_PRODUCTS], 0.0, m)
@@ -149,26 +160,34 @@ def kron_sum_logpdf(D, U, V, A, B, Qu, Qv, T, ru, rv, vals_u, vals_v, v, res, m,
 
 
 @item
-def gains(L2, r2, L1, Q2, Q1, T, G, vals1, a, e, m, n):
-    """``G = (R₂ P₁)∘² = (Q₂ᵀ L₂⁻¹ L₁ Q₁)∘²`` and its products ``a = G λ₁``, ``e = G 1``;
-    ``T`` is scratch and ``L1`` is overwritten with ``L₂⁻¹ L₁``."""
+def gains(L2, r2, L1, Q2, W1, H, Z, a, e, m, n):
+    """``a = diag(R₂ U₁ R₂ᵀ)`` and ``e = diag(R₂ A₁ R₂ᵀ)`` for ``R₂ = Q₂ᵀ L₂⁻¹``, the first
+    distribution's noise ``A₁ = L₁ L₁ᵀ`` and signal ``U₁ = L₁ W₁ L₁ᵀ``: with
+    ``H = Q₂ᵀ L₂⁻¹ L₁``, ``a = diag(H W₁ Hᵀ)`` and ``e = diag(H Hᵀ)`` (the first distribution's
+    eigenvectors are not needed). ``W1`` is read in its lower triangle, ``Z`` is scratch and
+    ``L1`` is overwritten with ``L₂⁻¹ L₁``."""
     zero = like(0.0, L1)
     for i in range(n):
         for j in range(i + 1, n):
             for l in range(m):
                 L1[i, j, l] = zero
     solve_rows(L2, r2, L1, m, n, n, False)
-    multiply(Q2, True, L1, T, m, n, n, n)
-    multiply(T, False, Q1, G, m, n, n, n)
+    multiply(Q2, True, L1, H, m, n, n, n)
+    for i in range(n):  # Z = H W₁
+        for c in range(n):
+            for l in range(m):
+                Z[i, c, l] = 0.0
+            for k in range(n):
+                for l in range(m):
+                    Z[i, c, l] += H[i, k, l] * W1[max(k, c), min(k, c), l]
     for i in range(n):
         for l in range(m):
             a[i, l] = 0.0
             e[i, l] = 0.0
         for k in range(n):
             for l in range(m):
-                g = G[i, k, l] * G[i, k, l]
-                a[i, l] += g * vals1[k, l]
-                e[i, l] += g
+                a[i, l] += Z[i, k, l] * H[i, k, l]
+                e[i, l] += H[i, k, l] * H[i, k, l]
 
 
 @item
@@ -179,14 +198,17 @@ def kron_sum_kl(D, U1, V1, A1, B1, U2, V2, A2, B2, Qu1, Qv1, Qu2, Qv2, T, ru1, r
 
         ½[Σ_ij (a_i c_j + e_i f_j)/d₂,ij + Σ_ij W_ij²/d₂,ij − np + log|Σ₂| − log|Σ₁|],
 
-    ``a = G_u λ₁,u``, ``e = G_u 1``, ``c = G_v λ₁,v``, ``f = G_v 1``, ``G = (R₂ P₁)∘²``,
-    ``W = R₂,u D R₂,vᵀ``; never negative (rounding below zero gives 0). Everything but ``res``
-    is overwritten or scratch; ``T`` is ``(max(n, p), max(n, p))``, ``v`` as in :func:`kron_sum_logpdf`."""
+    ``a``, ``e``, ``c``, ``f`` the diagonals of ``R₂,u U₁ R₂,uᵀ``, ``R₂,u A₁ R₂,uᵀ``,
+    ``R₂,v V₁ R₂,vᵀ``, ``R₂,v B₁ R₂,vᵀ`` (:func:`gains`), ``W = R₂,u D R₂,vᵀ``; never negative
+    (rounding below zero gives 0). The first distribution enters through its whitened signals
+    and their eigenvalues alone (:func:`~fastmvn.kernels.eigen.jacobi_values`), the second
+    through its eigenvectors as well. Everything but ``res`` is overwritten or scratch; ``T`` is
+    ``(max(n, p), max(n, p))``, ``v`` as in :func:`kron_sum_logpdf`."""
     w = v[KRON_SCALARS:]
-    whitened_eigen(U1, A1, ru1, Qu1, vals_u1, w, m, n)
-    whitened_eigen(V1, B1, rv1, Qv1, vals_v1, w, m, p)
-    whitened_eigen(U2, A2, ru2, Qu2, vals_u2, w, m, n)
-    whitened_eigen(V2, B2, rv2, Qv2, vals_v2, w, m, p)
+    whitened_eigen(U1, A1, ru1, Qu1, vals_u1, w, m, n, False)
+    whitened_eigen(V1, B1, rv1, Qv1, vals_v1, w, m, p, False)
+    whitened_eigen(U2, A2, ru2, Qu2, vals_u2, w, m, n, True)
+    whitened_eigen(V2, B2, rv2, Qv2, vals_v2, w, m, p, True)
     log_diagonals(A2, ru1, B2, rv1, 2.0, v[_LOG_NOISE_U], v[_LOG_NOISE_V], v[_PRODUCT], m, n, p)
     fill(v[_PRODUCT], 1.0, m)
     fill(v[_LOG_PRODUCTS], 0.0, m)
@@ -195,8 +217,8 @@ def kron_sum_kl(D, U1, V1, A1, B1, U2, V2, A2, B2, Qu1, Qv1, Qu2, Qv2, T, ru1, r
     log_of_fold(v[_PRODUCT], v[_LOG_PRODUCTS], 1.0, m)
     whitened_mean(D, A2, ru2, Qu2, B2, rv2, Qv2, T, m, n, p)
     scaled_squares(D, vals_u2, vals_v2, v[_QUAD], m, n, p)
-    gains(A2, ru2, A1, Qu2, Qu1, T, U1, vals_u1, a, e, m, n)
-    gains(B2, rv2, B1, Qv2, Qv1, T, V1, vals_v1, c, f, m, p)
+    gains(A2, ru2, A1, Qu2, U1, T, Qu1, a, e, m, n)
+    gains(B2, rv2, B1, Qv2, V1, T, Qv1, c, f, m, p)
     fill(v[_TRACE], 0.0, m)
     for i in range(n):
         for j in range(p):
