@@ -46,6 +46,11 @@ LAPACK_MIN_SIDE = FLOAT32_ARITHMETIC_MAX_SIDE + 1
 #: processes busy on the cores the pool's spinning threads cost far more: a value and gradient of
 #: 128×128 KLs took 100× as long on two BLAS threads as on one (``docs/performance.md``).
 BLAS_THREADS_MIN_SIDE = 512
+#: ... and smaller items of at least this side, more than one to a call, are split over threads
+#: (Numba's thread count), each item on one BLAS thread: the calls into SciPy's BLAS and LAPACK
+#: release the interpreter lock (``fastmvn._lapack``). Below it the Python between the calls
+#: takes most of an item's time, and threads gain nothing.
+ITEM_THREADS_MIN_SIDE = 128
 
 #: The large-item plan solves ``L2⁻¹ L1`` (two lower triangular factors, for ``tr(U2⁻¹ U1)``) in up
 #: to this many blocks of columns, each with the trailing block of ``L2`` its nonzero rows meet:

@@ -1,4 +1,4 @@
-"""The plan for large items: one item at a time through LAPACK and BLAS.
+"""The plan for large items: each item through LAPACK and BLAS.
 
 The lane kernels (:mod:`fastmvn.kernels`) compute many small items side by side, each with
 its own scalar loops; for one large item those loops are far slower than LAPACK's blocked
@@ -12,24 +12,24 @@ float64. No ``np×np`` matrix is formed, and no inverse for a value (a gradient 
 returns the first of them as the lane drivers do, for :func:`fastmvn._batch.report` to
 explain.
 
-Every BLAS and LAPACK call goes to SciPy's library (``scipy.linalg.blas``, ``lapack``), none
-to NumPy's (``@``, ``np.dot``): wheels of NumPy and SciPy each bring an OpenBLAS with a thread
-pool of its own, and two pools taking turns on the same cores spin against each other (a
-128×128 KL then took ten times as long). BLAS threads serve items of side
-:data:`fastmvn._config.BLAS_THREADS_MIN_SIDE` and more; smaller items run with one BLAS thread
-(:func:`_blas_threads`), since waking and waiting for a thread pool costs them more than
-it saves, many times more when other processes hold the cores.
+Every BLAS and LAPACK call goes to SciPy's library (:mod:`fastmvn._lapack`, through ctypes),
+none to NumPy's (``@``, ``np.dot``): wheels of NumPy and SciPy each bring an OpenBLAS with a
+thread pool of its own, and two pools taking turns on the same cores spin against each other
+(a 128×128 KL then took ten times as long). BLAS threads serve items of side
+:data:`fastmvn._config.BLAS_THREADS_MIN_SIDE` and more, one item after another; smaller items
+run with one BLAS thread (:func:`_blas_threads`), since waking and waiting for a thread pool
+costs them more than it saves, many times more when other processes hold the cores, and
+several of them are split over threads instead (:func:`_each`).
 """
 
 import contextlib
 import functools
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from scipy.linalg import blas, lapack
-
-from . import _config, _modes
+from . import _config, _lapack, _modes
 
 __all__ = ["chosen", "evaluate", "value_and_grad"]
 
@@ -59,7 +59,7 @@ def chosen(slots, count):
 def _cholesky(a):
     """The lower Cholesky factor of ``a`` (its lower triangle read), or :class:`_Failed` where
     ``a`` is not positive definite or has a numerically singular pivot."""
-    upper, info = lapack.dpotrf(a.T, lower=0, clean=1)  # the upper triangle of aᵀ is the lower of a
+    upper, info = _lapack.dpotrf(a.T, lower=0, clean=1)  # the upper triangle of aᵀ is the lower of a
     if info != 0:
         raise _Failed
     chol = upper.T
@@ -83,7 +83,7 @@ def _logdet(chol):
 def _solve(chol, b, transposed=False):
     """``chol⁻¹ b`` (``chol⁻ᵀ b`` if ``transposed``) for lower triangular ``chol``: its
     transpose ``xᵀ = bᵀ chol⁻ᵀ`` by one BLAS-3 solve from the right with ``R = cholᵀ``."""
-    return blas.dtrsm(1.0, chol.T, b.T, side=1, lower=0, trans_a=1 if transposed else 0).T
+    return _lapack.dtrsm(1.0, chol.T, b.T, side=1, lower=0, trans_a=1 if transposed else 0).T
 
 
 def _solve_lower(chol, lower):
@@ -103,7 +103,7 @@ def _solve_lower(chol, lower):
 
 def _norm2(a):
     flat = a.ravel(order="K")
-    return float(blas.ddot(flat, flat))
+    return float(_lapack.ddot(flat, flat))
 
 
 def _symmetric(upper):
@@ -121,7 +121,7 @@ def _gram(*terms):
     total = None
     for scale, a in terms:
         fortran = a.flags.f_contiguous  # else handed over as aᵀ, Fortran-ordered
-        total = blas.dsyrk(scale, a if fortran else a.T, trans=0 if fortran else 1, lower=0,
+        total = _lapack.dsyrk(scale, a if fortran else a.T, trans=0 if fortran else 1, lower=0,
                            **({} if total is None else dict(beta=1.0, c=total, overwrite_c=1)))
     return _symmetric(total)
 
@@ -267,24 +267,54 @@ class _OneBlasThread:
 _ONE_BLAS_THREAD = _OneBlasThread()
 
 
-def _blas_threads(slots):
-    """The BLAS threads for items of ``slots``: as configured where their largest side is at
-    least :data:`fastmvn._config.BLAS_THREADS_MIN_SIDE`, else one."""
-    side = max(max(slot.shape[-2:]) for slot in slots)
+def _side(slots):
+    """The largest side of the items of ``slots``."""
+    return max(max(slot.shape[-2:]) for slot in slots)
+
+
+def _blas_threads(side):
+    """The BLAS threads for items of largest side ``side``: as configured from
+    :data:`fastmvn._config.BLAS_THREADS_MIN_SIDE` up, else one."""
     return contextlib.nullcontext() if side >= _config.BLAS_THREADS_MIN_SIDE else _ONE_BLAS_THREAD
+
+
+def _workers(count, side):
+    """The threads over items for ``count`` items of largest side ``side``: one where BLAS threads
+    serve each item or the items are too small to gain, else as many as Numba's threads and
+    the items allow (:data:`fastmvn._config.ITEM_THREADS_MIN_SIDE`)."""
+    if count < 2 or not _config.ITEM_THREADS_MIN_SIDE <= side < _config.BLAS_THREADS_MIN_SIDE:
+        return 1
+    import numba
+
+    return min(count, numba.get_num_threads())
 
 
 def _each(compute, slots, out, grads, wanted):
     """``compute(items)`` (the value and gradients of one item from its slots in float64) for
     every item of ``slots``, into ``out`` and the ``grads`` that ``wanted`` marks; a failing
-    item's value and gradients are NaN. Returns the flat index of the first failing item."""
-    with _blas_threads(slots):
-        return _each_item(compute, slots, out, grads, wanted)
+    item's value and gradients are NaN. Returns the flat index of the first failing item.
+
+    Items below :data:`fastmvn._config.BLAS_THREADS_MIN_SIDE` run with one BLAS thread, split
+    over threads in contiguous runs (:func:`_workers`): the BLAS and LAPACK calls
+    (:mod:`fastmvn._lapack`) release the interpreter lock. Larger items run one after another,
+    each on the BLAS library's threads: never both at once."""
+    count, side = out.size, _side(slots)
+    with _blas_threads(side):
+        workers = _workers(count, side)
+        if workers == 1:
+            return _each_item(compute, slots, out, grads, wanted, range(count))
+        edges = [count * k // workers for k in range(workers + 1)]
+        with ThreadPoolExecutor(workers, thread_name_prefix="fastmvn-lapack") as pool:
+            firsts = list(pool.map(lambda run: _each_item(compute, slots, out, grads, wanted, range(*run)),
+                                   zip(edges, edges[1:])))
+        return min((first for first in firsts if first is not None), default=None)
 
 
-def _each_item(compute, slots, out, grads, wanted):
+def _each_item(compute, slots, out, grads, wanted, flats):
+    """:func:`_each` for the items of flat indices ``flats`` (increasing)."""
     bad = None
-    for flat, index in enumerate(np.ndindex(out.shape)):
+    for flat in flats:
+        index = np.unravel_index(flat, out.shape)
         items = [np.asarray(slot[index], dtype=np.float64) for slot in slots]
         try:
             with np.errstate(all="ignore"):
@@ -303,7 +333,7 @@ def _each_item(compute, slots, out, grads, wanted):
 
 def _inverse(chol):
     """``(L Lᵀ)⁻¹`` from the lower factor ``L``: a gradient that is that inverse needs it formed."""
-    inverse, info = lapack.dpotri(chol.T, lower=0)
+    inverse, info = _lapack.dpotri(chol.T, lower=0)
     if info != 0:
         raise _Failed
     return _symmetric(inverse)
@@ -320,7 +350,7 @@ def _combined(scale, a, other_scale, other):
 def _times_lower(symmetric, lower):
     """``symmetric · lower`` for a symmetric matrix and a lower triangular one, Fortran-ordered:
     one triangular product, which takes less time than the triangular solve it stands for."""
-    return blas.dtrmm(1.0, lower.T, symmetric, side=1, lower=0, trans_a=1)
+    return _lapack.dtrmm(1.0, lower.T, symmetric, side=1, lower=0, trans_a=1)
 
 
 def _plus_identity(scale, a):
@@ -383,7 +413,7 @@ def _wanted(terms, wanted):
 def _cross(a, b):
     """``a bᵀ`` for ``a``, ``b`` of one shape: one BLAS-3 product (of their transposes, which
     are Fortran-ordered where ``a`` and ``b`` are C-ordered)."""
-    return blas.dgemm(1.0, a.T, b.T, trans_a=1)
+    return _lapack.dgemm(1.0, a.T, b.T, trans_a=1)
 
 
 def _logpdf_grad(mode, wanted, x, mean, row, col):

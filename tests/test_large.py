@@ -1,6 +1,8 @@
 """The plan for large items (``fastmvn._large``): LAPACK one item at a time, against the lane
 kernels and the reference on both sides of the threshold, with the same errors."""
 
+import threading
+
 import numpy as np
 import pytest
 from numpy.linalg import LinAlgError
@@ -247,3 +249,34 @@ def test_one_blas_thread_is_restored_after_overlapping_calls(monkeypatch):
     for thread in threads:
         thread.join()
     assert events == [("limit", 1, "blas"), "second still inside", "restore"]
+
+
+@pytest.mark.parametrize("case", ["kl", "logpdf", "logdet"])
+def test_items_split_over_threads_equal_one_after_another(case, large, monkeypatch):
+    """Items split over threads in contiguous runs (three runs here, whatever the machine's
+    threads) give the results of one thread, bit for bit, values and gradients; the error
+    names the first failing item even where a later run fails too."""
+    import numba
+
+    args = list(random_inputs(case, 7, 5, 3))
+    cov = {"kl": 1, "logpdf": 2, "logdet": 0}[case]                # a 5×5 row covariance
+    args[cov] = args[cov].copy()
+    args[cov][[4, 6]] = -args[cov][[4, 6]]                 # items 4 and 6 fail: in the second and third runs
+    function = getattr(fm, case)
+    gradient = getattr(fm, f"{case}_value_and_grad", None)
+    one = function(*args, errors="nan"), gradient and gradient(*args, errors="nan")
+    monkeypatch.setattr(_config, "ITEM_THREADS_MIN_SIDE", 1)
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 3)
+    assert _large._workers(7, 5) == 3
+    threads = []
+    compute = _large._each_item
+    monkeypatch.setattr(_large, "_each_item", lambda *a: threads.append(threading.get_ident()) or compute(*a))
+    split = function(*args, errors="nan"), gradient and gradient(*args, errors="nan")
+    assert len(set(threads)) > 1
+    np.testing.assert_array_equal(split[0], one[0])
+    assert np.isnan(split[0][[4, 6]]).all() and np.isfinite(np.delete(split[0], [4, 6])).all()
+    if gradient:
+        for got, want in zip(split[1][1], one[1][1], strict=True):
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(LinAlgError, match=r"at batch index 4$"):
+        function(*args)
