@@ -40,17 +40,22 @@ LAPACK_BATCH_SIDE = 16
 #: float32 in lanes, and LAPACK's call overhead outweighs its speed on smaller matrices.
 LAPACK_MIN_SIDE = FLOAT32_ARITHMETIC_MAX_SIDE + 1
 
-#: Items of the large-item plan whose largest side is at least this use the BLAS library's
-#: threads (as many as it is configured for); smaller ones run with one BLAS thread, because
-#: waking a thread pool and waiting for it costs them more than the split saves. With other
-#: processes busy on the cores the pool's spinning threads cost far more: a value and gradient of
-#: 128×128 KLs took 100× as long on two BLAS threads as on one (``docs/performance.md``).
-BLAS_THREADS_MIN_SIDE = 512
-#: ... and smaller items of at least this side, more than one to a call, are split over threads
-#: (Numba's thread count), each item on one BLAS thread: the calls into SciPy's BLAS and LAPACK
-#: release the interpreter lock (``fastmvn._lapack``). Below it the Python between the calls
-#: takes most of an item's time, and threads gain nothing.
+#: Threads in the large-item plan serve one item or many, never both at once. Several items of
+#: largest side from :data:`ITEM_THREADS_MIN_SIDE` to below :data:`ITEM_THREADS_MAX_SIDE` are
+#: split over Numba's threads, each on one BLAS thread (the calls into SciPy's BLAS and LAPACK
+#: release the interpreter lock, ``fastmvn._lapack``): 1.3–1.6 times as fast as BLAS threads on
+#: each item in turn, on 2 cores. Below 128 the Python between the calls takes most of an item's
+#: time and two threads were slower than one.
 ITEM_THREADS_MIN_SIDE = 128
+#: ... (larger items gain more from BLAS-3's own threads)
+ITEM_THREADS_MAX_SIDE = 512
+#: Other items (one to a call, or outside those sides) use the BLAS library's threads from this
+#: side up, one item after another, and one BLAS thread below it: waking a thread pool and
+#: waiting for it costs a small item more than the split saves, and far more with other
+#: processes busy on the cores, whose spinning threads then take turns with them: a value and
+#: gradient of 128×128 KLs took 100× as long on two BLAS threads as on one
+#: (``docs/performance.md``).
+BLAS_THREADS_MIN_SIDE = 256
 
 #: The large-item plan solves ``L2⁻¹ L1`` (two lower triangular factors, for ``tr(U2⁻¹ U1)``) in up
 #: to this many blocks of columns, each with the trailing block of ``L2`` its nonzero rows meet:

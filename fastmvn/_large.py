@@ -15,11 +15,11 @@ explain.
 Every BLAS and LAPACK call goes to SciPy's library (:mod:`fastmvn._lapack`, through ctypes),
 none to NumPy's (``@``, ``np.dot``): wheels of NumPy and SciPy each bring an OpenBLAS with a
 thread pool of its own, and two pools taking turns on the same cores spin against each other
-(a 128×128 KL then took ten times as long). BLAS threads serve items of side
-:data:`fastmvn._config.BLAS_THREADS_MIN_SIDE` and more, one item after another; smaller items
-run with one BLAS thread (:func:`_blas_threads`), since waking and waiting for a thread pool
-costs them more than it saves, many times more when other processes hold the cores, and
-several of them are split over threads instead (:func:`_each`).
+(a 128×128 KL then took ten times as long). Threads serve one item or many, never both at
+once (:func:`_threads`): several mid-sized items are split over threads with one BLAS thread
+each; other items run one after another, large ones on the BLAS library's threads, small
+ones on one BLAS thread, since waking and waiting for a thread pool costs them more than it
+saves, many times more when other processes hold the cores.
 """
 
 import contextlib
@@ -272,21 +272,15 @@ def _side(slots):
     return max(max(slot.shape[-2:]) for slot in slots)
 
 
-def _blas_threads(side):
-    """The BLAS threads for items of largest side ``side``: as configured from
-    :data:`fastmvn._config.BLAS_THREADS_MIN_SIDE` up, else one."""
-    return contextlib.nullcontext() if side >= _config.BLAS_THREADS_MIN_SIDE else _ONE_BLAS_THREAD
+def _threads(count, side):
+    """How ``count`` items of largest side ``side`` use the cores: ``(workers, one_blas_thread)``,
+    the threads the items are split over and whether BLAS runs on one thread
+    (:data:`fastmvn._config.ITEM_THREADS_MIN_SIDE`, :data:`~fastmvn._config.BLAS_THREADS_MIN_SIDE`)."""
+    if count >= 2 and _config.ITEM_THREADS_MIN_SIDE <= side < _config.ITEM_THREADS_MAX_SIDE:
+        import numba
 
-
-def _workers(count, side):
-    """The threads over items for ``count`` items of largest side ``side``: one where BLAS threads
-    serve each item or the items are too small to gain, else as many as Numba's threads and
-    the items allow (:data:`fastmvn._config.ITEM_THREADS_MIN_SIDE`)."""
-    if count < 2 or not _config.ITEM_THREADS_MIN_SIDE <= side < _config.BLAS_THREADS_MIN_SIDE:
-        return 1
-    import numba
-
-    return min(count, numba.get_num_threads())
+        return min(count, numba.get_num_threads()), True
+    return 1, side < _config.BLAS_THREADS_MIN_SIDE
 
 
 def _each(compute, slots, out, grads, wanted):
@@ -294,13 +288,12 @@ def _each(compute, slots, out, grads, wanted):
     every item of ``slots``, into ``out`` and the ``grads`` that ``wanted`` marks; a failing
     item's value and gradients are NaN. Returns the flat index of the first failing item.
 
-    Items below :data:`fastmvn._config.BLAS_THREADS_MIN_SIDE` run with one BLAS thread, split
-    over threads in contiguous runs (:func:`_workers`): the BLAS and LAPACK calls
-    (:mod:`fastmvn._lapack`) release the interpreter lock. Larger items run one after another,
-    each on the BLAS library's threads: never both at once."""
-    count, side = out.size, _side(slots)
-    with _blas_threads(side):
-        workers = _workers(count, side)
+    The items run one after another, or split over threads in contiguous runs, with BLAS on
+    one thread or on its own threads, as :func:`_threads` decides; the BLAS and LAPACK calls
+    (:mod:`fastmvn._lapack`) release the interpreter lock."""
+    count = out.size
+    workers, one_blas_thread = _threads(count, _side(slots))
+    with _ONE_BLAS_THREAD if one_blas_thread else contextlib.nullcontext():
         if workers == 1:
             return _each_item(compute, slots, out, grads, wanted, range(count))
         edges = [count * k // workers for k in range(workers + 1)]

@@ -194,22 +194,31 @@ def _blas_threads_seen():
     return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
 
 
-@pytest.mark.parametrize("side, one_thread", [(40, True), (_config.BLAS_THREADS_MIN_SIDE, False)])
-def test_blas_threads_by_item_size(side, one_thread, monkeypatch):
-    """Items below BLAS_THREADS_MIN_SIDE run with one BLAS thread, larger ones with the
-    library's own setting, and the setting is restored after the call."""
+@pytest.mark.parametrize("side, count, one_thread, workers", [
+    (40, 2, True, 1),                                     # small items: one after another, one BLAS thread
+    (_config.BLAS_THREADS_MIN_SIDE, 1, False, 1),         # one item: the BLAS library's threads
+    (_config.ITEM_THREADS_MIN_SIDE, 3, True, 3),          # several mid-sized items: split, one BLAS thread each
+    (_config.ITEM_THREADS_MAX_SIDE, 2, False, 1)])        # several large items: in turn, BLAS threads
+def test_threads_serve_one_item_or_many(side, count, one_thread, workers, monkeypatch):
+    """Items run split over threads or with the BLAS library's threads, never both; the BLAS
+    setting is restored after the call."""
     pytest.importorskip("threadpoolctl")
+    import numba
     from threadpoolctl import threadpool_limits
 
-    seen = []
-    value = _large._value
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 4)
+    assert _large._threads(count, side) == (workers, one_thread)
+    seen, runs = [], []
+    value, each_item = _large._value, _large._each_item
     monkeypatch.setattr(_large, "_value", lambda mode, items: seen.append(_blas_threads_seen()) or value(mode, items))
+    monkeypatch.setattr(_large, "_each_item", lambda *a: runs.append(a[-1]) or each_item(*a))
     with threadpool_limits(limits=2, user_api="blas"):
         before = _blas_threads_seen()
-        fm.logdet(np.eye(side)[None].repeat(2, axis=0))
+        np.testing.assert_allclose(fm.logdet(np.eye(side)[None].repeat(count, axis=0) * 2),
+                                   side * np.log(2), rtol=1e-12)
         assert _blas_threads_seen() == before
-    assert len(seen) == 2
-    assert all(threads == ({1} if one_thread else before) for threads in seen)
+    assert len(runs) == workers and sorted(i for run in runs for i in run) == list(range(count))
+    assert len(seen) == count and all(threads == ({1} if one_thread else before) for threads in seen)
 
 
 def test_one_blas_thread_is_restored_after_overlapping_calls(monkeypatch):
@@ -267,12 +276,11 @@ def test_items_split_over_threads_equal_one_after_another(case, large, monkeypat
     one = function(*args, errors="nan"), gradient and gradient(*args, errors="nan")
     monkeypatch.setattr(_config, "ITEM_THREADS_MIN_SIDE", 1)
     monkeypatch.setattr(numba, "get_num_threads", lambda: 3)
-    assert _large._workers(7, 5) == 3
-    threads = []
-    compute = _large._each_item
-    monkeypatch.setattr(_large, "_each_item", lambda *a: threads.append(threading.get_ident()) or compute(*a))
+    assert _large._threads(7, 5) == (3, True)
+    runs, each_item = [], _large._each_item
+    monkeypatch.setattr(_large, "_each_item", lambda *a: runs.append(a[-1]) or each_item(*a))
     split = function(*args, errors="nan"), gradient and gradient(*args, errors="nan")
-    assert len(set(threads)) > 1
+    assert sorted(runs[:3], key=lambda run: run.start) == [range(0, 2), range(2, 4), range(4, 7)]
     np.testing.assert_array_equal(split[0], one[0])
     assert np.isnan(split[0][[4, 6]]).all() and np.isfinite(np.delete(split[0], [4, 6])).all()
     if gradient:
