@@ -68,8 +68,12 @@ def dpotrf(a, lower=0, clean=1):
     c = _fortran(a, copy=True)
     n, info = c.shape[0], ctypes.c_int(0)
     _lapack("dpotrf", _char(lower, b"L", b"U"), _int(n), _data(c), _int(max(n, 1)), ctypes.byref(info))
-    if clean:
-        c = np.tril(c) if lower else np.triu(c)
+    if clean:  # in place, column by column, so that the factor stays Fortran-ordered
+        for j in range(n):
+            if lower:
+                c[:j, j] = 0.0
+            else:
+                c[j + 1:, j] = 0.0
     return c, info.value
 
 

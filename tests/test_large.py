@@ -288,3 +288,40 @@ def test_items_split_over_threads_equal_one_after_another(case, large, monkeypat
             np.testing.assert_array_equal(got, want)
     with pytest.raises(LinAlgError, match=r"at batch index 4$"):
         function(*args)
+
+
+@pytest.mark.parametrize("lower", [0, 1])
+def test_lapack_routines_equal_scipys(lower):
+    """fastmvn._lapack calls SciPy's own routines through ctypes: the results of SciPy's
+    wrappers, Fortran-ordered as theirs (a C-ordered result would be copied by every later call)."""
+    from scipy.linalg import blas, lapack
+
+    from fastmvn import _lapack
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((7, 7))
+    spd, b, b2 = x @ x.T + 7 * np.eye(7), rng.standard_normal((7, 5)), rng.standard_normal((5, 7))
+    results = []
+    for clean in (0, 1):
+        results.append((lapack.dpotrf(spd, lower=lower, clean=clean), _lapack.dpotrf(spd, lower=lower, clean=clean)))
+    chol = results[-1][0][0]
+    results.append((lapack.dpotri(chol, lower=lower), _lapack.dpotri(chol, lower=lower)))
+    for name in ("dtrsm", "dtrmm"):
+        for side, right in ((0, b), (1, b2)):
+            for trans_a in (0, 1):
+                keywords = dict(side=side, lower=lower, trans_a=trans_a)
+                results.append((getattr(blas, name)(1.5, chol, right, **keywords),
+                                getattr(_lapack, name)(1.5, chol, right, **keywords)))
+    for trans, a in ((0, b), (1, b2)):
+        c = blas.dsyrk(0.5, a, trans=trans, lower=lower)
+        results.append((c, _lapack.dsyrk(0.5, a, trans=trans, lower=lower)))
+        results.append((blas.dsyrk(2.0, a, beta=1.0, c=c, trans=trans, lower=lower),
+                        _lapack.dsyrk(2.0, a, beta=1.0, c=c.copy(order="F"), trans=trans, lower=lower, overwrite_c=1)))
+    results.append((blas.dgemm(1.0, b2, b2, trans_a=1), _lapack.dgemm(1.0, b2, b2, trans_a=1)))
+    results.append((blas.dgemm(1.0, b, b2), _lapack.dgemm(1.0, b, b2)))
+    for want, got in results:
+        want, got = (want, got) if isinstance(want, np.ndarray) else (want[0], got[0])
+        assert got.flags.f_contiguous and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+    assert lapack.dpotrf(-spd)[1] == _lapack.dpotrf(-spd)[1] == 1
+    assert _lapack.ddot(b.ravel(), b.ravel()) == pytest.approx(blas.ddot(b.ravel(), b.ravel()), rel=1e-15)
