@@ -115,6 +115,25 @@ ENTRIES = KEYWORDS | {
                ("B : (..., p, q) array_like, optional",
                 "Right factor, of full column rank (``q ≤ p``); ``None`` means the identity."),
                ("C : (..., m, q) array_like, optional", "Shift; ``None`` means zero.")],
+    # The arguments of the Kronecker-sum functions (fastmvn.distributions.kron, kron_grad)
+    "kron_sum": [("x : (..., n, p) array_like", "Points."),
+                 ("mean : (..., n, p) array_like or None", "Means ``M``; ``None`` means zero."),
+                 ("rowcov : (..., n, n) array_like", "Row covariances ``U`` of the signal (positive semi-definite)."),
+                 ("colcov : (..., p, p) array_like",
+                  "Column covariances ``V`` of the signal (positive semi-definite)."),
+                 ("noise_rowcov : (..., n, n) array_like or float",
+                  "Row covariances ``A`` of the noise (positive definite), or a scalar ``σ²`` for ``σ²·I``."),
+                 ("noise_colcov : (..., p, p) array_like or float, optional",
+                  "Column covariances ``B`` of the noise; ``None`` means the identity.")],
+    "kron_sum_pair": [("mean1, mean2 : (..., n, p) array_like or None", "Means; ``None`` means zero."),
+                      ("rowcov1, rowcov2 : (..., n, n) array_like",
+                       "Row covariances of the signals (positive semi-definite)."),
+                      ("colcov1, colcov2 : (..., p, p) array_like",
+                       "Column covariances of the signals (positive semi-definite)."),
+                      ("noise_rowcov1, noise_rowcov2 : (..., n, n) array_like or float",
+                       "Row covariances of the noise (positive definite), or scalars ``σ²`` for ``σ²·I``."),
+                      ("noise_colcov1, noise_colcov2 : (..., p, p) array_like, float or None",
+                       "Column covariances of the noise; ``None`` means the identity.")],
 }
 
 

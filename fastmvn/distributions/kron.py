@@ -728,6 +728,7 @@ def _kl_between(first, second):
 # Function forms ---------------------------------------------------------------------------
 
 
+@shared
 def logpdf_kron_sum(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike,
                     noise_rowcov: ArrayLike | float, noise_colcov: ArrayLike | None = None, *,
                     out: FloatArray | None = None, errors: Errors = "raise") -> Result:
@@ -741,18 +742,7 @@ def logpdf_kron_sum(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, col
 
     Parameters
     ----------
-    x : (..., n, p) array_like
-        Points.
-    mean : (..., n, p) array_like or None
-        Means ``M``; ``None`` means zero.
-    rowcov : (..., n, n) array_like
-        Row covariances ``U`` of the signal (positive semi-definite).
-    colcov : (..., p, p) array_like
-        Column covariances ``V`` of the signal (positive semi-definite).
-    noise_rowcov : (..., n, n) array_like or float
-        Row covariances ``A`` of the noise (positive definite), or a scalar ``σ²`` for ``σ² I``.
-    noise_colcov : (..., p, p) array_like or float, optional
-        Column covariances ``B`` of the noise; ``None`` means the identity.
+    %(kron_sum)s
     out : ndarray, optional
         Array of the broadcast batch shape and the result dtype to write into.
     errors : {"raise", "nan"}
@@ -813,6 +803,7 @@ def _logpdf_lapack(x, mean, rowcov, colcov, noise_rowcov, noise_colcov, *, out=N
     return distribution._at_points(x, _logpdf, out, errors, [failures])
 
 
+@shared
 def kl_kron_sum(mean1: ArrayLike | None, rowcov1: ArrayLike, colcov1: ArrayLike, noise_rowcov1: ArrayLike | float,
                 noise_colcov1: ArrayLike | None, mean2: ArrayLike | None, rowcov2: ArrayLike, colcov2: ArrayLike,
                 noise_rowcov2: ArrayLike | float, noise_colcov2: ArrayLike | None, *, out: FloatArray | None = None,
@@ -824,16 +815,7 @@ def kl_kron_sum(mean1: ArrayLike | None, rowcov1: ArrayLike, colcov1: ArrayLike,
 
     Parameters
     ----------
-    mean1, mean2 : (..., n, p) array_like or None
-        Means; ``None`` means zero.
-    rowcov1, rowcov2 : (..., n, n) array_like
-        Row covariances of the signals (positive semi-definite).
-    colcov1, colcov2 : (..., p, p) array_like
-        Column covariances of the signals (positive semi-definite).
-    noise_rowcov1, noise_rowcov2 : (..., n, n) array_like or float
-        Row covariances of the noise (positive definite), or scalars ``σ²`` for ``σ² I``.
-    noise_colcov1, noise_colcov2 : (..., p, p) array_like, float or None
-        Column covariances of the noise; ``None`` means the identity.
+    %(kron_sum_pair)s
     out : ndarray, optional
         Array of the broadcast batch shape and the result dtype to write into.
     errors : {"raise", "nan"}

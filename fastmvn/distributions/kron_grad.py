@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from .._arguments import MEAN, Arg, check, check_errors
+from .._docs import shared
 from .._gradients import _grad_out, computed, reduce_to
 from ._base import _nonfinite
 from .kron import _arguments, _checked, _kl, _logpdf, _parts, _products, _swap
@@ -189,6 +190,7 @@ def _given(mean, noise_colcov):
     return [mean is not None, True, True, True, noise_colcov is not None]
 
 
+@shared
 def logpdf_kron_sum_value_and_grad(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike,
                                    noise_rowcov: ArrayLike | float, noise_colcov: ArrayLike | float | None = None, *,
                                    errors: Errors = "raise", out: GradOut | None = None,
@@ -216,19 +218,7 @@ def logpdf_kron_sum_value_and_grad(x: ArrayLike, mean: ArrayLike | None, rowcov:
 
     Parameters
     ----------
-    x : (..., n, p) array_like
-        Points.
-    mean : (..., n, p) array_like or None
-        Means ``M``; ``None`` means zero (and has no gradient).
-    rowcov : (..., n, n) array_like
-        Row covariances ``U`` of the signal (positive semi-definite).
-    colcov : (..., p, p) array_like
-        Column covariances ``V`` of the signal (positive semi-definite).
-    noise_rowcov : (..., n, n) array_like or float
-        Row covariances ``A`` of the noise (positive definite), or a scalar ``σ²`` for ``σ² I``.
-    noise_colcov : (..., p, p) array_like or float, optional
-        Column covariances ``B`` of the noise, or a scalar for a multiple of ``I``; ``None``
-        means the identity (and has no gradient).
+    %(kron_sum)s
     errors : {"raise", "nan"}
         ``"raise"`` (default) raises on the first failing item, naming the argument and the
         batch index; ``"nan"`` makes the value and every gradient of a failing item NaN (and so
@@ -296,6 +286,7 @@ def logpdf_kron_sum_value_and_grad(x: ArrayLike, mean: ArrayLike | None, rowcov:
         return _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs)
 
 
+@shared
 def kl_kron_sum_value_and_grad(mean1: ArrayLike | None, rowcov1: ArrayLike, colcov1: ArrayLike,
                                noise_rowcov1: ArrayLike | float, noise_colcov1: ArrayLike | float | None,
                                mean2: ArrayLike | None, rowcov2: ArrayLike, colcov2: ArrayLike,
@@ -331,16 +322,7 @@ def kl_kron_sum_value_and_grad(mean1: ArrayLike | None, rowcov1: ArrayLike, colc
 
     Parameters
     ----------
-    mean1, mean2 : (..., n, p) array_like or None
-        Means; ``None`` means zero (and has no gradient).
-    rowcov1, rowcov2 : (..., n, n) array_like
-        Row covariances of the signals (positive semi-definite).
-    colcov1, colcov2 : (..., p, p) array_like
-        Column covariances of the signals (positive semi-definite).
-    noise_rowcov1, noise_rowcov2 : (..., n, n) array_like or float
-        Row covariances of the noise (positive definite), or scalars ``σ²`` for ``σ² I``.
-    noise_colcov1, noise_colcov2 : (..., p, p) array_like, float or None
-        Column covariances of the noise; ``None`` means the identity (and has no gradient).
+    %(kron_sum_pair)s
     errors : {"raise", "nan"}
         As in :func:`logpdf_kron_sum_value_and_grad`.
     out : tuple (value, grads), optional
