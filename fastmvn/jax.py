@@ -59,6 +59,7 @@ copies and the wait; the way to keep the data on the GPU is an XLA FFI custom ca
 
 import functools
 import inspect
+from types import ModuleType
 
 import jax
 import jax.numpy as jnp
@@ -70,6 +71,7 @@ from . import _config, _docs, _gradients, _jit, _large, _table
 from ._arguments import bind, check, check_errors
 from ._batch import working_dtype
 
+_xla: ModuleType | None
 try:
     from . import _xla
     if not all(hasattr(jax.ffi, name) for name in ("register_ffi_target", "pycapsule", "ffi_lowering")):
