@@ -199,6 +199,15 @@ def threading_layer():
     return numba.threading_layer()
 
 
+def threads():
+    """Numba's thread count (``numba.get_num_threads``), the threading layer loaded first as
+    :func:`threading_layer` chooses it."""
+    import numba
+
+    threading_layer()
+    return numba.get_num_threads()
+
+
 class _LaunchLock:
     """The lock that parallel launches take turns on. Where the C library has POSIX threads it is
     a pthread mutex at :attr:`address`, which compiled code takes as well (the XLA handlers of

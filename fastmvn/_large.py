@@ -29,7 +29,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from . import _config, _lapack, _modes
+
+from . import _config, _jit, _lapack, _modes
 
 __all__ = ["chosen", "evaluate", "value_and_grad"]
 
@@ -122,7 +123,7 @@ def _gram(*terms):
     for scale, a in terms:
         fortran = a.flags.f_contiguous  # else handed over as aᵀ, Fortran-ordered
         total = _lapack.dsyrk(scale, a if fortran else a.T, trans=0 if fortran else 1, lower=0,
-                           **({} if total is None else dict(beta=1.0, c=total, overwrite_c=1)))
+                              **({} if total is None else dict(beta=1.0, c=total, overwrite_c=1)))
     return _symmetric(total)
 
 
@@ -277,9 +278,7 @@ def _threads(count, side):
     the threads the items are split over and whether BLAS runs on one thread
     (:data:`fastmvn._config.ITEM_THREADS_MIN_SIDE`, :data:`~fastmvn._config.BLAS_THREADS_MIN_SIDE`)."""
     if count >= 2 and _config.ITEM_THREADS_MIN_SIDE <= side < _config.ITEM_THREADS_MAX_SIDE:
-        import numba
-
-        return min(count, numba.get_num_threads()), True
+        return min(count, _jit.threads()), True
     return 1, side < _config.BLAS_THREADS_MIN_SIDE
 
 

@@ -248,12 +248,9 @@ def _kl_parameterisation(path, names):
 
 
 def _threads():
-    import numba
-
     from . import _jit
 
-    _jit.threading_layer()
-    return numba.get_num_threads()
+    return _jit.threads()
 
 
 #: The optional packages ``fastmvn info`` reports: distribution name and module name.

@@ -8,7 +8,7 @@ import pytest
 from numpy.linalg import LinAlgError
 
 import fastmvn as fm
-from fastmvn import _config, _large, reference
+from fastmvn import _config, _jit, _large, reference
 from fastmvn._bench import CASES, random_inputs
 
 #: The cases with a kernel mode (pdf and entropy are composed from them).
@@ -203,10 +203,9 @@ def test_threads_serve_one_item_or_many(side, count, one_thread, workers, monkey
     """Items run split over threads or with the BLAS library's threads, never both; the BLAS
     setting is restored after the call."""
     pytest.importorskip("threadpoolctl")
-    import numba
     from threadpoolctl import threadpool_limits
 
-    monkeypatch.setattr(numba, "get_num_threads", lambda: 4)
+    monkeypatch.setattr(_jit, "threads", lambda: 4)
     assert _large._threads(count, side) == (workers, one_thread)
     seen, runs = [], []
     value, each_item = _large._value, _large._each_item
@@ -265,8 +264,6 @@ def test_items_split_over_threads_equal_one_after_another(case, large, monkeypat
     """Items split over threads in contiguous runs (three runs here, whatever the machine's
     threads) give the results of one thread, bit for bit, values and gradients; the error
     names the first failing item even where a later run fails too."""
-    import numba
-
     args = list(random_inputs(case, 7, 5, 3))
     cov = {"kl": 1, "logpdf": 2, "logdet": 0}[case]                # a 5×5 row covariance
     args[cov] = args[cov].copy()
@@ -275,7 +272,7 @@ def test_items_split_over_threads_equal_one_after_another(case, large, monkeypat
     gradient = getattr(fm, f"{case}_value_and_grad", None)
     one = function(*args, errors="nan"), gradient and gradient(*args, errors="nan")
     monkeypatch.setattr(_config, "ITEM_THREADS_MIN_SIDE", 1)
-    monkeypatch.setattr(numba, "get_num_threads", lambda: 3)
+    monkeypatch.setattr(_jit, "threads", lambda: 3)
     assert _large._threads(7, 5) == (3, True)
     runs, each_item = [], _large._each_item
     monkeypatch.setattr(_large, "_each_item", lambda *a: runs.append(a[-1]) or each_item(*a))
