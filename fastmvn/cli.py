@@ -1,7 +1,6 @@
 """The ``fastmvn`` command line: ``bench``, ``kl`` and ``info``."""
 
 import argparse
-import os
 import platform
 import sys
 import zipfile

@@ -1,8 +1,6 @@
 """The plan for large items (``fastmvn._large``): LAPACK one item at a time, against the lane
 kernels and the reference on both sides of the threshold, with the same errors."""
 
-import threading
-
 import numpy as np
 import pytest
 from numpy.linalg import LinAlgError
