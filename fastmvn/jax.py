@@ -7,13 +7,13 @@ with :func:`jax.jit`, :func:`jax.vmap` and, where the table has a fused gradient
 :func:`jax.grad`:
 
 * **Under** :func:`jax.jit` **on the CPU, XLA calls compiled code** on its own buffers: an XLA
-  FFI handler per kernel (:mod:`fastmvn._xla`, a Numba ``cfunc`` compiled and registered on
+  FFI handler per kernel (``fastmvn._xla``, a Numba ``cfunc`` compiled and registered on
   first use) that runs the batch driver :func:`fastmvn.kl` runs, with no copy of the arguments
   or the result. It serves the value of every entry with a kernel (the KLs, ``logdet``,
   ``trace_solve``, the Mahalanobis distances and log-densities) where the arguments have the
   result's dtype, each has the whole batch or a batch of ones, no standard argument is made
   up (all three second arguments of a KL given or all None), factors are lower and the items
-  are not large enough for LAPACK (:mod:`fastmvn._large`).
+  are not large enough for LAPACK (``fastmvn._large``).
 * **Everything else runs on the host through a callback**, :func:`jax.pure_callback`'s
   lowering without its copy of the arguments into CPU :class:`jax.Array` s: gradients, the
   entries composed of others, the layouts above, other backends. Under a transformation
@@ -154,11 +154,11 @@ else:
 
 
 def _ffi_target(ctx, kernel):
-    """The FFI target (:mod:`fastmvn._xla`) that runs ``kernel`` (the table function's name,
+    """The FFI target (``fastmvn._xla``) that runs ``kernel`` (the table function's name,
     the kernel mode, ``errors``) for the lowering context ``ctx``, and the number of chunks of
     its batch; None where the callback runs it instead: not on the CPU, an argument of another
     dtype than the result's or broadcast along some batch axes only, no items, large items
-    (:mod:`fastmvn._large`), a parallel launch that compiled code cannot take turns on, or a
+    (``fastmvn._large``), a parallel launch that compiled code cannot take turns on, or a
     handler that could not be compiled or registered."""
     if kernel is None or tuple(ctx.module_context.platforms) != ("cpu",):
         return None
