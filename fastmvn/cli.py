@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 
+from . import _jit
 from ._bench import CASES
 from ._table import CHOL, COV, FUNCTIONS, VAR
 
@@ -87,7 +88,7 @@ def plot(path, rows, dtype, case="kl"):
             axes.plot(*zip(*points), style, label=label)
     axes.set(xscale="log", yscale="log", xticks=sizes, xticklabels=[str(n) for n in sizes],
              xlabel="n (n×n row and column covariances)", ylabel="items per second",
-             title=f"fastmvn.{case} throughput, {dtype}, {_threads()} threads")
+             title=f"fastmvn.{case} throughput, {dtype}, {_jit.threads()} threads")
     axes.minorticks_off()
     axes.grid(True, which="major", alpha=0.3)
     axes.legend()
@@ -113,7 +114,7 @@ def plot_sizes(path, rows):
     sizes = sorted({n for n, _, _ in square})
     axes.set(xscale="log", yscale="log", xticks=sizes, xticklabels=[str(n) for n in sizes],
              xlabel="n (n×n means and covariances)", ylabel="seconds per item",
-             title=f"fastmvn.kl, float64, {_threads()} threads")
+             title=f"fastmvn.kl, float64, {_jit.threads()} threads")
     axes.minorticks_off()
     axes.grid(True, which="major", alpha=0.3)
     axes.legend(fontsize="small")
@@ -131,7 +132,7 @@ def bench_sizes(args):
     points = (_bench.size_points(_bench.FULL_SIZE_GRID, _bench.FULL_BUDGET) if args.full
               else _bench.size_points(_bench.SIZE_GRID))
     rows = _bench.compare_sizes(_progress(points), args.repeat)
-    print(f"fastmvn.kl by size, float64, median of {args.repeat} calls, {_threads()} threads")
+    print(f"fastmvn.kl by size, float64, median of {args.repeat} calls, {_jit.threads()} threads")
     print(f"{'n×p':>9} {'batch':>6} {'ms per call':>12} {'× NumPy':>8} {'× torch':>8}")
     for n, p, batch, f in rows:
         torch = "-" if f["torch"] is None else f"{f['torch'] / f['fastmvn']:.2f}"
@@ -161,7 +162,7 @@ def bench(args):
         rows.append((n, p, batch, compare(n, p, batch, np.dtype(args.dtype), args.repeat, case=args.case)))
     header = f"{'n×p':>7} {'batch':>9} {'dtype':>7} {'M/s':>8} {'× reference':>12} {'× torch':>8} {'÷ read':>7}"
     what = "fastmvn.kl against MN(0, I, I)" if args.case == "kl_standard" else f"fastmvn.{args.case}"
-    print(f"{what}, median of {args.repeat} runs, {_threads()} threads")
+    print(f"{what}, median of {args.repeat} runs, {_jit.threads()} threads")
     print(header)
     for n, p, batch, f in rows:
         torch = "-" if f["torch"] is None else f"{f['torch'] / f['fastmvn']:.1f}"
@@ -246,12 +247,6 @@ def _kl_parameterisation(path, names):
     return stem
 
 
-def _threads():
-    from . import _jit
-
-    return _jit.threads()
-
-
 #: The optional packages ``fastmvn info`` reports: distribution name and module name.
 OPTIONAL = (("torch", "torch"), ("dask", "dask"), ("jax", "jax"), ("numba-cuda", "numba_cuda"))
 
@@ -260,13 +255,13 @@ def info(args):
     import numba
     import scipy
 
-    from . import __version__, _jit
+    from . import __version__
 
     print(f"fastmvn {__version__}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
           f"numba {numba.__version__}, llvmlite {_installed('llvmlite')}")
     print("optional: " + ", ".join(f"{name} {_installed(name, module)}" for name, module in OPTIONAL))
-    print(f"threads: {_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}), "
+    print(f"threads: {_jit.threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}), "
           f"threading layer {_jit.threading_layer()}")
     print(f"blas: {_blas()}")
     name, features = _cpu()
@@ -322,7 +317,6 @@ def _cpu():
 def _cache_directory():
     """The directory where fastmvn's kernels are cached: where Numba's locator for the kernels'
     sources puts them (beside them, or under ``NUMBA_CACHE_DIR`` or the user's cache)."""
-    from . import _jit
     from .kernels import drivers  # noqa: F401  (defines the batch drivers)
 
     try:
