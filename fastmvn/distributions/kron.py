@@ -743,11 +743,8 @@ def logpdf_kron_sum(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, col
     Parameters
     ----------
     %(kron_sum)s
-    out : ndarray, optional
-        Array of the broadcast batch shape and the result dtype to write into.
-    errors : {"raise", "nan"}
-        ``"raise"`` (default) raises on the first failing item, naming the argument and the
-        batch index; ``"nan"`` makes each failing item NaN and leaves every other item right.
+    %(out)s
+    %(errors)s
 
     Returns
     -------
@@ -816,10 +813,8 @@ def kl_kron_sum(mean1: ArrayLike | None, rowcov1: ArrayLike, colcov1: ArrayLike,
     Parameters
     ----------
     %(kron_sum_pair)s
-    out : ndarray, optional
-        Array of the broadcast batch shape and the result dtype to write into.
-    errors : {"raise", "nan"}
-        As in :func:`logpdf_kron_sum`.
+    %(out)s
+    %(errors)s
 
     Returns
     -------
@@ -882,6 +877,7 @@ def _kl_checked(first, second, dtypes, batch_shapes, failures, out, errors):
     return _deliver(value, dtype, out)
 
 
+@shared
 def kl_eig(mean1: ArrayLike | None, rowvecs1: ArrayLike, rowvals1: ArrayLike, colvecs1: ArrayLike,
            colvals1: ArrayLike, mean2: ArrayLike | None, rowvecs2: ArrayLike, rowvals2: ArrayLike, colvecs2: ArrayLike,
            colvals2: ArrayLike, *, noise1: ArrayLike | float | None = None, damping1: ArrayLike | float | None = None,
@@ -922,11 +918,8 @@ def kl_eig(mean1: ArrayLike | None, rowvecs1: ArrayLike, rowvals1: ArrayLike, co
     damping1, damping2 : (...) array_like or float, optional
         Dampings ``δ > 0``: the precision ``V⊗U + δI``. At most one of ``noise`` and
         ``damping`` per side.
-    out : ndarray, optional
-        Array of the broadcast batch shape and the result dtype to write into.
-    errors : {"raise", "nan"}
-        ``"raise"`` (default) raises on the first failing item, naming the argument and the
-        batch index; ``"nan"`` makes each failing item NaN and leaves every other item right.
+    %(out)s
+    %(errors)s
 
     Returns
     -------
