@@ -223,14 +223,15 @@ class _Plan:
 
     @classmethod
     def make(cls, function, values, lower):
-        """The plan of a call, or None where it has none: more than one chunk of items, the
-        large-item plan, a dtype to convert, a value broadcast along some of the batch axes
-        only. The checks raise as on the general path."""
+        """The plan of a call, or None where it has none: more than one chunk of items, a
+        dtype to convert, a value broadcast along some of the batch axes only. The checks
+        raise as on the general path. Large items keep the plan for large items
+        (:mod:`fastmvn._large`), which a run calls directly."""
         args, mode = bind(function, values, lower=lower)
         dtype, batch_shape = check(args)
         count = int(np.prod(batch_shape, dtype=np.int64))
         slots = [slot(arg, dtype, batch_shape) for arg in args]
-        if not 0 < count <= _config.CHUNK or _large.chosen(slots, count):
+        if not 0 < count <= _config.CHUNK:
             return None
         position = {param.name: k for k, param in enumerate(function.params)}
         plan = cls()
@@ -246,8 +247,10 @@ class _Plan:
                 batch_stride = core[0] * core[1] * item if arg.batch_shape == batch_shape else 0
                 plan.sources.append((position[arg.name], (count,) + core, (batch_stride, core[1] * item, item)))
         plan.mode, plan.dtype, plan.batch_shape, plan.count = mode, dtype, batch_shape, count
-        plan.padding, _, plan.work = _driver_arguments(slots, count, dtype)
-        plan.driver = _kernels().evaluate_batch.compiled((dtype, plan.work.dtype), parallel=False)
+        plan.large = _large.chosen(slots, count)
+        if not plan.large:
+            plan.padding, _, plan.work = _driver_arguments(slots, count, dtype)
+            plan.driver = _kernels().evaluate_batch.compiled((dtype, plan.work.dtype), parallel=False)
         return plan
 
     def run(self, values):
@@ -262,6 +265,10 @@ class _Plan:
             else:
                 views.append(source)
         out = np.empty(self.count, self.dtype)
-        first_bad = np.empty(1, np.int64)
-        self.driver(self.mode, *views, *self.padding, out, first_bad, self.work)
-        return (out.reshape(self.batch_shape) if self.batch_shape else out[0]), first_bad[0] < self.count
+        if self.large:
+            failed = _large.evaluate(self.mode, views, out) is not None
+        else:
+            first_bad = np.empty(1, np.int64)
+            self.driver(self.mode, *views, *self.padding, out, first_bad, self.work)
+            failed = first_bad[0] < self.count
+        return (out.reshape(self.batch_shape) if self.batch_shape else out[0]), failed

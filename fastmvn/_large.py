@@ -141,22 +141,22 @@ def _kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p):
 
 def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
     """The KL of diagonal covariances (``KL_DIAG`` or ``KL_STD_DIAG``) and the vectors its
-    gradients are made of: ``(value, (a1, b1, a2, b2, t_u, t_v))``. The quadratic form is one
-    read of the means (:func:`fastmvn.kernels.drivers.diagonal_quad`)."""
+    gradients are made of: ``(value, (a1, b1, a2, b2, t_u, t_v))``, the terms in one compiled
+    call (:func:`fastmvn.kernels.drivers.diagonal_terms`) whose quadratic form is one read of
+    the means."""
+    from .kernels.drivers import diagonal_terms
+
     n, p = mean1.shape
     a1, b1 = row1[:, 0], col1[:, 0]
-    a2, b2 = (row2[:, 0], col2[:, 0]) if mode == _modes.KL_DIAG else (np.ones(n), np.ones(p))
-    if not ((a1 > 0).all() and (b1 > 0).all() and (a2 > 0).all() and (b2 > 0).all()):
+    standard = mode == _modes.KL_STD_DIAG
+    a2, b2 = (a1, b1) if standard else (row2[:, 0], col2[:, 0])
+    ok, trace_u, trace_v, quad, log_ratio_u, log_ratio_v = diagonal_terms(
+        mean1, a1, b1, mean1 if standard else mean2, a2, b2, standard)
+    if not ok:
         raise _Failed
-    trace_u, trace_v = (a1 / a2).sum(), (b1 / b2).sum()
-    if mode == _modes.KL_DIAG:
-        from .kernels.drivers import diagonal_quad
-
-        quad = diagonal_quad(*map(np.ascontiguousarray, (mean1, mean2, a2, b2)))
-    else:
-        quad = _norm2(mean1)
-    log_ratio_u, log_ratio_v = np.log(a2).sum() - np.log(a1).sum(), np.log(b2).sum() - np.log(b1).sum()
     value = _kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p)
+    if standard:
+        a2, b2 = np.ones(n), np.ones(p)
     return value, (a1, b1, a2, b2, trace_u, trace_v)
 
 

@@ -320,3 +320,22 @@ def test_lapack_routines_equal_scipys(lower):
         np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
     assert lapack.dpotrf(-spd)[1] == _lapack.dpotrf(-spd)[1] == 1
     assert _lapack.ddot(b.ravel(), b.ravel()) == pytest.approx(blas.ddot(b.ravel(), b.ravel()), rel=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_large_diagonal_terms_of_the_standard_prior(dtype):
+    """The KL of diagonal covariances to ``MN(0, I, I)`` on the plan for large items (its terms
+    in one compiled call), against the reference and against the same KL with the prior given."""
+    mean, rowvar, colvar = [np.asarray(a[0]) for a in random_inputs("kl_diag", 1, 140, 37, dtype)[:3]]
+    assert _large.chosen([mean, rowvar[:, None], colvar[:, None]], 1)
+    expected = reference.kl_diag(mean, rowvar, colvar)
+    rtol = 1e-12 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(fm.kl_diag(mean, rowvar, colvar), expected, rtol=rtol)
+    given = (np.zeros_like(mean), np.ones_like(rowvar), np.ones_like(colvar))
+    np.testing.assert_allclose(fm.kl_diag(mean, rowvar, colvar, *given), expected, rtol=rtol)
+    for bad in (0.0, -1.0, np.nan):
+        colvar_bad = colvar.copy()
+        colvar_bad[5] = bad
+        assert np.isnan(fm.kl_diag(mean, rowvar, colvar_bad, errors="nan"))
+        with pytest.raises(ValueError, match="^colvar1 "):
+            fm.kl_diag(mean, rowvar, colvar_bad)

@@ -127,3 +127,42 @@ def test_a_plan_is_not_taken_by_arrays_of_the_other_byte_order():
     swapped = [a.view(a.dtype.newbyteorder()) for a in args]       # the same bytes, other values
     expected = fm.kl(*[a.astype(a.dtype.newbyteorder()) for a in swapped], errors="nan")
     np.testing.assert_array_equal(fm.kl(*swapped, errors="nan"), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", CASES)
+def test_planned_calls_of_large_items_give_the_bits_of_the_general_path(case, dtype, monkeypatch):
+    """A small call of large items keeps a plan too, which runs the plan for large items
+    (:mod:`fastmvn._large`) directly; here small items are made large by the thresholds."""
+    from fastmvn import _batch
+
+    monkeypatch.setattr(_config, "LAPACK_MIN_SIDE", 1)
+    monkeypatch.setattr(_config, "LAPACK_BATCH_SIDE", 0)
+    for batch in (1, 3):
+        args = [np.ascontiguousarray(a) for a in _bench.random_inputs(case, batch, 5, 3, dtype)]
+        if batch == 1:
+            args = [a[0] for a in args]
+        first, second = function(case)(*args), function(case)(*args)
+        plans = [plan for key, plan in _batch._PLANS.items()
+                 if key[0] == function(case).__name__ and key[2] == 1 and plan is not None]
+        assert plans and all(plan.large for plan in plans)
+        expected = function(case)(*args, out=np.empty(np.shape(first), np.asarray(first).dtype))
+        np.testing.assert_array_equal(first, expected)
+        np.testing.assert_array_equal(second, expected)
+        assert np.shape(second) == np.shape(expected) and np.asarray(second).dtype == dtype
+
+
+@pytest.mark.parametrize("name, index", [("rowvar1", 2), ("colvar2", 0)])
+def test_planned_calls_of_large_items_report_failures(name, index, monkeypatch):
+    monkeypatch.setattr(_config, "LAPACK_MIN_SIDE", 1)
+    monkeypatch.setattr(_config, "LAPACK_BATCH_SIDE", 0)
+    args = [np.ascontiguousarray(a) for a in _bench.random_inputs("kl_diag", 3, 5, 3)]
+    fm.kl_diag(*args)                                               # makes the plan
+    position = ["mean1", "rowvar1", "colvar1", "mean2", "rowvar2", "colvar2"].index(name)
+    args[position] = args[position].copy()
+    args[position][index, 1] = 0.0
+    for _ in range(2):
+        with pytest.raises(ValueError, match=rf"^{name} .*at batch index {index}$"):
+            fm.kl_diag(*args)
+        result = fm.kl_diag(*args, errors="nan")
+        assert np.isnan(result[index]) and np.isfinite(np.delete(result, index)).all()
