@@ -5,8 +5,11 @@ process loads compiled kernels instead of compiling them). A cached kernel is st
 any source it may be compiled from changes: every module of :mod:`fastmvn.kernels`, this
 one, :mod:`fastmvn._config`, :mod:`fastmvn._modes` and the gufunc kernels of
 :mod:`fastmvn._ufunc_kernels` (Numba's own cache looks at the kernel's file alone, and a
-driver inlines kernels of other files). ``NUMBA_DISABLE_JIT=1``
-runs every kernel as plain Python, which tells a kernel bug from a compiler quirk.
+driver inlines kernels of other files). Processes may compile into one cache at once (Dask
+workers, pytest-xdist): a save holds the cache directory's lock (its file ``fastmvn.lock``)
+alone and a load shares it, so no two saves number their files from the same index.
+``NUMBA_DISABLE_JIT=1`` runs every kernel as plain Python, which tells a kernel bug from a
+compiler quirk.
 
 Numba's threading layer is process-wide and chosen once, at the first parallel launch or
 compilation. Numba's default prefers TBB, then OpenMP, and the GNU OpenMP of Linux kills a
@@ -21,11 +24,19 @@ other parallel Numba code) stays: Numba cannot change it.
 
 import contextlib
 import ctypes
+import errno
 import functools
 import hashlib
+import itertools
 import os
 import pathlib
+import sys
 import threading
+
+if sys.platform == "win32":
+    import msvcrt
+else:
+    import fcntl
 
 CACHE = os.environ.get("FASTMVN_CACHE", "1").lower() not in ("0", "false", "no", "off")
 
@@ -53,12 +64,55 @@ def sources_stamp():
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def _locked(directory, exclusive):
+    """Hold the lock of the cache ``directory`` (its file ``fastmvn.lock``), which processes and
+    threads take turns on: ``exclusive`` to save, shared to load (Windows has no shared lock:
+    each holder has it alone there). Where it cannot be taken (no directory yet, so nothing to
+    load; a file system without locks), the files are used unlocked, as Numba uses them."""
+    try:
+        descriptor = os.open(os.path.join(directory, "fastmvn.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        yield
+        return
+    held = False
+    try:
+        held = _lock(descriptor, exclusive)
+        yield
+    finally:
+        # Released before the file is closed: a child forked meanwhile keeps the file open
+        # (and with it a flock), and Windows may keep a range locked a while after a close.
+        if held and sys.platform == "win32":
+            msvcrt.locking(descriptor, msvcrt.LK_UNLCK, 1)
+        elif held:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)
+
+
+def _lock(descriptor, exclusive):
+    """Wait for the lock on the open file ``descriptor``; whether it is held (False where the
+    file system has no locks)."""
+    try:
+        if sys.platform != "win32":
+            fcntl.flock(descriptor, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            return True
+        while True:
+            try:  # tries for 10 seconds, then raises
+                msvcrt.locking(descriptor, msvcrt.LK_LOCK, 1)
+                return True
+            except OSError as error:
+                if error.errno != errno.EDEADLOCK:
+                    raise
+    except OSError:
+        return False
+
+
 @functools.cache
 def _cache_class():
     """Numba's on-disk function cache, with :func:`sources_stamp` in place of the stamp of
     the kernel's own file, for each place Numba may keep it: for a kernel, for the serial
     compilation of a parallel driver, and for the loop of a gufunc
-    (:mod:`fastmvn._ufunc_kernels`)."""
+    (:mod:`fastmvn._ufunc_kernels`); each saves and loads its files under :func:`_locked`."""
     from numba.core import caching
 
     class Stamped:
@@ -68,25 +122,64 @@ def _cache_class():
     def locator(name):  # Numba before 0.61 named them with a leading underscore
         return getattr(caching, name, None) or getattr(caching, "_" + name)
 
+    class LockedFile(caching.IndexDataCacheFile):
+        """The index and data files of one function, each save holding the directory's lock
+        alone and each load sharing it (:func:`_locked`)."""
+
+        def save(self, key, data):
+            # Numba numbers a new data file from the index it read, then writes the index and
+            # the data: two processes saving overloads of one function at once took the same
+            # number, and the index of one named the other's machine code for its signature.
+            # Under the lock the index read is the latest. The data goes first, so that an index
+            # never names a file its key's data is not in yet (nor after a crash in between).
+            with _locked(self._cache_path, exclusive=True):
+                overloads = self._load_index()
+                name = overloads.get(key)
+                if name is None:
+                    taken = set(overloads.values())
+                    name = next(free for free in map(self._data_name, itertools.count(1)) if free not in taken)
+                self._save_data(name, data)
+                if key not in overloads:
+                    overloads[key] = name
+                    self._save_index(overloads)
+
+        def load(self, key):
+            # Numba replaces each file whole (written aside, then renamed), but a save under
+            # another source stamp (another version of fastmvn sharing the directory) numbers its
+            # files afresh from 1, and could replace the data file between a load's reading of
+            # the index and its reading of the data.
+            with _locked(self._cache_path, exclusive=False):
+                return super().load(key)
+
+        def flush(self):
+            with _locked(self._cache_path, exclusive=True):
+                super().flush()
+
+    class Locked:  # Numba's cache, with its files in a LockedFile
+        def __init__(self, py_func):
+            super().__init__(py_func)
+            self._cache_file = LockedFile(self._cache_path, self._impl.filename_base,
+                                          self._impl.locator.get_source_stamp())
+
     class Impl(caching.CompileResultCacheImpl):
         _locator_classes = [type(f"Stamped{name}", (Stamped, locator(name)), {}) for name in
                             ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator")]
 
-    class KernelCache(caching.FunctionCache):
+    class KernelCache(Locked, caching.FunctionCache):
         _impl_class = Impl
 
     class SerialImpl(Impl):  # Numba's index keys do not tell a serial compilation from a parallel one
         def get_filename_base(self, fullname, abiflags):
             return super().get_filename_base(fullname + ".serial", abiflags)
 
-    class SerialKernelCache(caching.FunctionCache):
+    class SerialKernelCache(Locked, caching.FunctionCache):
         _impl_class = SerialImpl
 
     class LoopImpl(caching.CodeLibraryCacheImpl):  # a gufunc's loop, which keeps a copy of its kernel
         _filename_prefix = "fastmvn-guf"
         _locator_classes = Impl._locator_classes
 
-    class LoopCache(caching.Cache):
+    class LoopCache(Locked, caching.Cache):
         _impl_class = LoopImpl
 
     return KernelCache, SerialKernelCache, LoopCache

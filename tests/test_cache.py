@@ -1,7 +1,12 @@
 """The on-disk kernel cache: shared by new processes, stale once any kernel source changes."""
 
+import contextlib
 import importlib.util
+import os
 import shutil
+import subprocess
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -85,3 +90,169 @@ def test_a_new_process_loads_a_ufunc_and_its_loop_from_the_cache():
     value, loops_built, functions_compiled = run_python(script).split()
     assert float(value) == pytest.approx(2 * np.log(2), rel=1e-15)
     assert (loops_built, functions_compiled) == ("0", "0")
+
+
+AFFINE = "def affine(x):\n    return 3 * x + 1\n"
+ARGUMENTS = {"int64": "7", "float64": "2.5", "float32": "np.float32(0.5)", "complex128": "1j"}
+
+
+def write_affine(directory):
+    """A module ``affine.py`` in ``directory`` with one small function (Numba caches a function
+    beside its source, or under ``NUMBA_CACHE_DIR``)."""
+    (directory / "affine.py").write_text(AFFINE)
+
+
+def load_in_new_process(directory, cache):
+    """What ``affine`` returns for one argument of each type in :data:`ARGUMENTS`, run in a new
+    process with fastmvn's kernel cache in ``cache``, and how many of its overloads it
+    compiled instead of loading them."""
+    from conftest import run_python
+
+    script = ("import sys, numba, numpy as np\n"
+              f"sys.path.insert(0, {str(directory)!r})\n"
+              "from fastmvn import _jit\n"
+              "import affine\n"
+              "dispatcher = numba.njit(affine.affine)\n"
+              "dispatcher._cache = _jit._cache_class()[0](affine.affine)\n"
+              f"print(*(repr(dispatcher(x)) for x in [{', '.join(ARGUMENTS.values())}]), "
+              "sum(dispatcher.stats.cache_misses.values()))\n")
+    *values, compiled = run_python(script, NUMBA_CACHE_DIR=str(cache)).split()
+    return values, int(compiled)
+
+
+EXPECTED = ["22", "8.5", "2.5", "(1+3j)"]
+
+
+def test_saves_of_two_overloads_at_once_keep_each_overload_in_its_own_file(tmp_path, monkeypatch):
+    """A save reads the cache's index, numbers a new data file from it and writes the index and
+    the data: a second process saving another overload of the function in between read the
+    same index, both overloads took data file 1, and the index named one overload's machine
+    code for the other's argument types (a new process that loaded it crashed). Here the
+    second save runs while the first has read the index, and the first writes its data
+    between the second's index and data, as Numba wrote them; the second must wait instead."""
+    import numba
+    from numba.core import types
+
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "cache"))
+    write_affine(tmp_path)
+    spec = importlib.util.spec_from_file_location("affine", tmp_path / "affine.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "affine", module)  # where a loaded kernel's globals come from
+    spec.loader.exec_module(module)
+    plain = numba.njit(module.affine)
+    signatures = [(types.int64,), (types.float64,)]
+    for signature in signatures:
+        plain.compile(signature)
+    results = [plain.overloads[signature] for signature in signatures]
+    first, second = (_jit._cache_class()[0](module.affine) for _ in signatures)
+    second_waits_or_wrote_index, first_wrote_data = threading.Event(), threading.Event()
+    load_index, save_data = first._cache_file._load_index, first._cache_file._save_data
+    save_index, take_lock = second._cache_file._save_index, _jit._locked
+
+    def first_load_index():
+        index = load_index()
+        saver.start()
+        assert second_waits_or_wrote_index.wait(timeout=60)
+        return index
+
+    def first_save_data(*args):
+        save_data(*args)
+        first_wrote_data.set()
+
+    def second_save_index(*args):
+        save_index(*args)
+        second_waits_or_wrote_index.set()
+        assert first_wrote_data.wait(timeout=60)
+
+    @contextlib.contextmanager
+    def second_takes_lock(*args, **kwargs):
+        if threading.current_thread() is saver:
+            second_waits_or_wrote_index.set()
+        with take_lock(*args, **kwargs):
+            yield
+
+    def save_second():
+        try:
+            second.save_overload(signatures[1], results[1])
+        finally:
+            second_waits_or_wrote_index.set()
+
+    saver = threading.Thread(target=save_second)
+    monkeypatch.setattr(_jit, "_locked", second_takes_lock)
+    first._cache_file._load_index, first._cache_file._save_data = first_load_index, first_save_data
+    second._cache_file._save_index = second_save_index
+    try:
+        first.save_overload(signatures[0], results[0])
+    finally:
+        first_wrote_data.set()
+        if saver.ident is not None:
+            saver.join()
+
+    fresh = _jit._cache_class()[0](module.affine)
+    for signature in signatures:
+        assert fresh.load_overload(signature, plain.targetctx).signature.args == signature
+    index = fresh._cache_file._load_index()
+    assert {key[0] for key in index} == set(signatures) and len(set(index.values())) == 2
+    values, compiled = load_in_new_process(tmp_path, tmp_path / "cache")
+    assert values == EXPECTED and compiled == 2  # int64 and float64 loaded, the others compiled
+
+
+def test_processes_compiling_overloads_at_once_leave_a_cache_of_every_overload(tmp_path):
+    """Processes that compile different overloads of one function into a fresh cache at once
+    (Dask workers, pytest-xdist) leave every overload in the index, each in its own data file:
+    a new process loads each, and gets each type's result."""
+    write_affine(tmp_path)
+    signatures, processes = list(ARGUMENTS), 3
+    # Each compiles every overload, from a different one on; its first save waits until every
+    # process has compiled its first overload, so that they save at about the same time.
+    script = ("import os, sys, time, numba\n"
+              f"sys.path.insert(0, {str(tmp_path)!r})\n"
+              "from fastmvn import _jit\n"
+              "import affine\n"
+              "signatures = sys.argv[1:]\n"
+              "dispatcher = numba.njit(affine.affine)\n"
+              "cache = dispatcher._cache = _jit._cache_class()[0](affine.affine)\n"
+              "save = cache._cache_file.save\n"
+              "def save_together(*args):\n"
+              f"    open(os.path.join({str(tmp_path)!r}, 'compiled-' + signatures[0]), 'w').close()\n"
+              f"    while len([n for n in os.listdir({str(tmp_path)!r}) if n.startswith('compiled-')]) < {processes}:\n"
+              "        time.sleep(0.001)\n"
+              "    cache._cache_file.save = save\n"
+              "    save(*args)\n"
+              "cache._cache_file.save = save_together\n"
+              "for signature in signatures:\n"
+              "    dispatcher.compile((getattr(numba.types, signature),))\n")
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    running = [subprocess.Popen([sys.executable, "-c", script, *signatures[i:], *signatures[:i]], env=environment,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(processes)]
+    for process in running:
+        _, errors = process.communicate(timeout=300)
+        assert process.returncode == 0, errors
+    values, compiled = load_in_new_process(tmp_path, tmp_path / "cache")
+    assert values == EXPECTED and compiled == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_child_forked_while_the_cache_is_locked_does_not_keep_it_locked(tmp_path):
+    """A thread may save a kernel while another forks (a Dask or PyTorch worker): the child
+    inherits the lock file open, and the lock, which the parent releases all the same."""
+    from conftest import run_python
+
+    script = ("import fcntl, os\n"
+              "from fastmvn import _jit\n"
+              f"with _jit._locked({str(tmp_path)!r}, exclusive=True):\n"
+              "    read, write = os.pipe()\n"
+              "    child = os.fork()\n"
+              "    if child == 0:  # waits until the parent has tried the lock\n"
+              "        os.close(write)\n"
+              "        os.read(read, 1)\n"
+              "        os._exit(0)\n"
+              f"descriptor = os.open(os.path.join({str(tmp_path)!r}, 'fastmvn.lock'), os.O_RDWR)\n"
+              "try:\n"
+              "    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+              "    print('free')\n"
+              "except BlockingIOError:\n"
+              "    print('held')\n"
+              "os.write(write, b'.')\n"
+              "os.waitpid(child, 0)\n")
+    assert run_python(script) == "free"
