@@ -4,8 +4,9 @@ Nothing here restates the arithmetic: :func:`retarget` compiles copies of the pl
 Python sources (``py_func``) of the CPU per-item functions (those that
 :func:`fastmvn._jit.item` recorded) as CUDA device functions, and :func:`batch_kernel`
 runs their ``evaluate`` once per thread, one batch item each (:func:`grad_kernel` their
-``value_and_grad``). Each kernel's thread-local scratch is written out from the table that
-the CPU drivers allocate from (``fastmvn.kernels.scratch``): CUDA wants the shape of a
+``value_and_grad``, :func:`kron_sum_kernel` their Kronecker-sum KL or log-density). Each
+kernel's thread-local scratch is written out from the tables of
+``fastmvn.kernels.scratch``, which the CPU drivers allocate: CUDA wants the shape of a
 local array as a constant. Importing this module needs numba-cuda but no GPU; kernels
 compile on first use.
 """
@@ -19,6 +20,8 @@ from numba.np.numpy_support import from_dtype
 
 from . import _config, _jit
 from .kernels import scratch  # the package's import records every per-item kernel in _jit.ITEMS
+from .kernels.eigen import JACOBI_ROWS
+from .kernels.kronsum import KRON_SCALARS
 
 
 def retarget(functions, compile):
@@ -70,11 +73,13 @@ def scratch_size(largest):
 
 
 def local_scratch(table, size):
-    """Python source that allocates the scratch of ``table`` (``kernels.scratch.VALUE_SCRATCH``
-    or ``GRADIENT_SCRATCH``) in a thread's local memory, for sides up to ``size``: one item
-    each, float64, every extent but ``v``'s rows ``size``."""
+    """Python source that allocates the scratch of ``table`` (``kernels.scratch.VALUE_SCRATCH``,
+    ``GRADIENT_SCRATCH``, ``KRON_SUM_LOGPDF_SCRATCH`` or ``KRON_SUM_KL_SCRATCH``) in a thread's
+    local memory, for sides up to ``size``: one item each, float64, every extent but ``v``'s
+    rows ``size``."""
     shapes = {scratch.ROW_VECTOR: (size, 1), scratch.COL_VECTOR: (size, 1),
-              scratch.SCALAR_ROWS: (scratch.SCALARS, 1), scratch.RESULT: 1}
+              scratch.SCALAR_ROWS: (scratch.SCALARS, 1), scratch.KRON_SCALAR_ROWS: (KRON_SCALARS + JACOBI_ROWS, 1),
+              scratch.RESULT: 1}
     return "".join(f"    {name} = cuda.local.array({shapes.get(rule, (size, size, 1))}, float64)\n"
                    for name, rule in table)
 
@@ -144,8 +149,52 @@ def grad_kernel(mode, size):
                                                      "slot_layout")})
 
 
+_KRON_SUM_KERNEL = """
+def kernel(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, out, first_bad, start):
+    n = a0.shape[1]
+    p = a0.shape[2]
+    count = out.shape[0]
+{scratch}    for b in range(cuda.grid(1), count, cuda.gridsize(1)):
+        gather(a1, a1, b, U1, True, False, 1)
+        gather(a2, a2, b, V1, True, False, 1)
+        gather(a3, a3, b, A1, True, False, 1)
+        gather(a4, a4, b, B1, True, False, 1)
+        if kl:
+            gather(a0, a5, b, D, False, True, 1)
+            gather(a6, a6, b, U2, True, False, 1)
+            gather(a7, a7, b, V2, True, False, 1)
+            gather(a8, a8, b, A2, True, False, 1)
+            gather(a9, a9, b, B2, True, False, 1)
+            kron_sum_kl(D, U1, V1, A1, B1, U2, V2, A2, B2, Qu1, Qv1, Qu2, Qv2, T, ru1, rv1, ru2, rv2,
+                        vals_u1, vals_v1, vals_u2, vals_v2, au, cv, eu, fv, v, res, 1, n, p)
+        else:
+            gather(a5, a0, b, D, False, True, 1)
+            kron_sum_logpdf(D, U1, V1, A1, B1, Qu1, Qv1, T, ru1, rv1, vals_u1, vals_v1, v, res, 1, n, p)
+        if finish(res, out, b, 1, count) < count:
+            cuda.atomic.min(first_bad, 0, start + b)
+"""
+
+
+def kron_sum_kernel(kl, size):
+    """The Kronecker-sum kernel, the KL (``kl``) or the log-density, with scratch for sides up
+    to ``size``, uncompiled.
+
+    ``kernel(a0, …, a9, out, first_bad, start)`` is the CPU driver
+    ``fastmvn.kernels.kron_sum_batch`` with one lane, one thread per item (grid-stride when
+    the grid is smaller), in float64. ``a0 … a4`` are ``M, U, V, A, B`` of the first
+    distribution (only the lower triangles of the covariances read); a KL reads the second's
+    from ``a5 … a9``, a log-density the point ``X`` from ``a5`` (``a6 … a9`` unused). An item
+    whose result is not finite is stored as NaN and ``first_bad[0]`` becomes at most
+    ``start + b``. ``kl`` and ``size`` are compile-time constants.
+    """
+    table = scratch.KRON_SUM_KL_SCRATCH if kl else scratch.KRON_SUM_LOGPDF_SCRATCH
+    return define(_KRON_SUM_KERNEL, table, size, kl=kl,
+                  **{name: DEVICE[name] for name in ("gather", "kron_sum_kl", "kron_sum_logpdf", "finish")})
+
+
 def signature(slot_dtypes, out_dtype):
-    """The kernel signature: six ``(batch, r, c)`` slots of any layout (stride 0 included)."""
+    """The kernel signature: the ``(batch, r, c)`` slots (six; ten for :func:`kron_sum_kernel`)
+    of any layout (stride 0 included), ``out``, ``first_bad`` and ``start``."""
     slots = [types.Array(from_dtype(dtype), 3, "A") for dtype in slot_dtypes]
     return void(*slots, types.Array(from_dtype(out_dtype), 1, "C"), int64[::1], int64)
 
@@ -166,6 +215,13 @@ def compiled(mode, size, slot_dtypes, out_dtype, grad=False):
     if grad:
         return cuda.jit(grad_signature(slot_dtypes, out_dtype))(grad_kernel(mode, size))
     return cuda.jit(signature(slot_dtypes, out_dtype))(batch_kernel(mode, size))
+
+
+@lru_cache(maxsize=None)
+def compiled_kron_sum(kl, size, slot_dtypes, out_dtype):
+    """The Kronecker-sum kernel (:func:`kron_sum_kernel`) for ``kl``, scratch ``size`` and these
+    dtypes, compiled on first use."""
+    return cuda.jit(signature(slot_dtypes, out_dtype))(kron_sum_kernel(kl, size))
 
 
 @lru_cache(maxsize=None)

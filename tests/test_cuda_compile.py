@@ -82,45 +82,12 @@ def test_jacobi_compiles():
     assert ".entry" in code
 
 
-def test_kron_sum_kl_compiles():
-    """The Kronecker-sum KL (``kernels.kronsum.kron_sum_kl``: lane Cholesky, ``jacobi`` for the
-    second distribution, ``jacobi_values`` for the first), retargeted, in a kernel of one 4×4
-    pair per thread."""
-    from numba import float64
-
-    from fastmvn.kernels.eigen import JACOBI_ROWS
-    from fastmvn.kernels.kronsum import KRON_SCALARS
-
-    kl = _cuda_kernels.DEVICE["kron_sum_kl"]
-    rows = KRON_SCALARS + JACOBI_ROWS
-
-    def kernel(x, out):
-        b = cuda.grid(1)
-        D = cuda.local.array((4, 4, 1), float64)
-        U1 = cuda.local.array((4, 4, 1), float64)
-        V1 = cuda.local.array((4, 4, 1), float64)
-        A1 = cuda.local.array((4, 4, 1), float64)
-        B1 = cuda.local.array((4, 4, 1), float64)
-        U2 = cuda.local.array((4, 4, 1), float64)
-        V2 = cuda.local.array((4, 4, 1), float64)
-        A2 = cuda.local.array((4, 4, 1), float64)
-        B2 = cuda.local.array((4, 4, 1), float64)
-        Qu1 = cuda.local.array((4, 4, 1), float64)
-        Qv1 = cuda.local.array((4, 4, 1), float64)
-        Qu2 = cuda.local.array((4, 4, 1), float64)
-        Qv2 = cuda.local.array((4, 4, 1), float64)
-        T = cuda.local.array((4, 4, 1), float64)
-        vectors = cuda.local.array((12, 4, 1), float64)
-        v = cuda.local.array((rows, 1), float64)
-        res = cuda.local.array(1, float64)
-        for i in range(4):
-            for j in range(4):
-                for M in (D, U1, V1, A1, B1, U2, V2, A2, B2):
-                    M[i, j, 0] = x[b, i, j]
-        kl(D, U1, V1, A1, B1, U2, V2, A2, B2, Qu1, Qv1, Qu2, Qv2, T, vectors[0], vectors[1], vectors[2], vectors[3],
-           vectors[4], vectors[5], vectors[6], vectors[7], vectors[8], vectors[9], vectors[10], vectors[11], v, res,
-           1, 4, 4)
-        out[b] = res[0]
-
-    code, _ = cuda.compile_ptx(kernel, (float64[:, :, :], float64[:]), cc=TARGET)
+@pytest.mark.parametrize("kl, dtype, size", [(True, np.float64, 4), (True, np.float32, _config.MAX_SIZE),
+                                             (False, np.float32, 4), (False, np.float64, _config.MAX_SIZE)],
+                         ids=["kl-float64", "kl-float32-largest", "logpdf-float32", "logpdf-float64-largest"])
+def test_kron_sum_kernel_compiles(kl, dtype, size):
+    """The Kronecker-sum kernel (``kernels.kronsum``: lane Cholesky, ``jacobi`` and, for the first
+    distribution of a KL, ``jacobi_values``), retargeted, with its ten slots."""
+    kernel = _cuda_kernels.kron_sum_kernel(kl, size)
+    code, _ = cuda.compile_ptx(kernel, _cuda_kernels.signature((dtype,) * 10, dtype), cc=TARGET)
     assert ".entry" in code

@@ -68,6 +68,11 @@ COL_VECTOR = 10
 SCALAR_ROWS = 11
 #: ``()``, float64: ``res``, the result.
 RESULT = 12
+#: ``(max(n, p), max(n, p))``.
+SIDE_SQUARE = 13
+#: ``(KRON_SCALARS + JACOBI_ROWS,)``, float64: ``v`` of the Kronecker-sum kernels
+#: (:mod:`fastmvn.kernels.kronsum`), their scalars and the eigensolver's below them.
+KRON_SCALAR_ROWS = 14
 
 _SLOTS = (("S0", AS_SLOT0), ("S1", AS_SLOT1), ("S2", AS_SLOT2), ("S3", AS_SLOT3), ("S4", AS_SLOT4),
           ("S5", AS_SLOT5))
@@ -82,6 +87,20 @@ GRADIENT_SCRATCH = _SLOTS + (
     ("W", MEAN_SHAPE), ("G1", AS_SLOT1), ("H1", AS_SLOT2), ("G2", AS_SLOT4), ("H2", AS_SLOT5),
     ("A", ROW_SQUARE), ("B", COL_SQUARE),
     ("rp1", ROW_VECTOR), ("rq1", COL_VECTOR), ("rp2", ROW_VECTOR), ("rq2", COL_VECTOR)) + _SCALARS
+
+#: The scratch of :func:`~fastmvn.kernels.kronsum.kron_sum_logpdf` (one distribution) and of
+#: :func:`~fastmvn.kernels.kronsum.kron_sum_kl` (the second's after it), as
+#: :func:`~fastmvn.kernels.drivers.kron_sum_batch` allocates it: the mean's difference, each
+#: side's signal, noise and eigenvectors, a square of the larger side, the reciprocal diagonals,
+#: the eigenvalues, ``v`` and the result; for a KL also the diagonals ``a``, ``e``, ``c``, ``f``.
+KRON_SUM_LOGPDF_SCRATCH = (
+    ("D", MEAN_SHAPE), ("U1", ROW_SQUARE), ("A1", ROW_SQUARE), ("Qu1", ROW_SQUARE), ("V1", COL_SQUARE),
+    ("B1", COL_SQUARE), ("Qv1", COL_SQUARE), ("T", SIDE_SQUARE), ("ru1", ROW_VECTOR), ("rv1", COL_VECTOR),
+    ("vals_u1", ROW_VECTOR), ("vals_v1", COL_VECTOR), ("v", KRON_SCALAR_ROWS), ("res", RESULT))
+KRON_SUM_KL_SCRATCH = KRON_SUM_LOGPDF_SCRATCH + (
+    ("U2", ROW_SQUARE), ("A2", ROW_SQUARE), ("Qu2", ROW_SQUARE), ("V2", COL_SQUARE), ("B2", COL_SQUARE),
+    ("Qv2", COL_SQUARE), ("ru2", ROW_VECTOR), ("rv2", COL_VECTOR), ("vals_u2", ROW_VECTOR), ("vals_v2", COL_VECTOR),
+    ("au", ROW_VECTOR), ("eu", ROW_VECTOR), ("cv", COL_VECTOR), ("fv", COL_VECTOR))
 
 
 def matrices(table):
