@@ -10,7 +10,8 @@ import numpy as np
 
 from ._table import CHOL, COV, MATRIX, MEAN, VAR  # noqa: F401 - the kinds, imported from here by the frontends
 
-__all__ = ["Arg", "bind", "check", "check_shapes", "result_dtype", "lower_factors", "check_errors", "check_out", "complex_error",
+__all__ = ["Arg", "argument", "bind", "check", "check_shapes", "result_dtype", "lower_factors", "check_errors",
+           "check_out", "complex_error",
            "where", "identity", "MEAN", "COV", "CHOL", "VAR", "MATRIX"]
 
 
@@ -49,6 +50,13 @@ class Arg:
     @property
     def core_shape(self):
         return self.shape[len(self.shape) - len(self.axes):]
+
+
+def argument(name, kind, value, axes, device=None):
+    """``Arg(name, kind, value, axes)``, of ``value``'s GPU array where ``device`` (a GPU
+    backend's adapter, as :func:`bind` takes it) reads ``value`` as one."""
+    array = None if device is None else device.array(value)
+    return Arg(name, kind, value if array is None else array, axes, on_device=array is not None)
 
 
 def lower_factors(lower, *factors):

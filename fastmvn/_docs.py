@@ -151,12 +151,14 @@ def _fill(function, replace):
     return function
 
 
-def shared(function: _Function) -> _Function:
+def shared(function: _Function, entries: dict[str, Any] | None = None) -> _Function:
     """A decorator that writes the :data:`ENTRIES` a docstring names in lines of their own
-    (``%(rng)s``, ``%(errors)s``, …)."""
+    (``%(rng)s``, ``%(errors)s``, …); a backend adds its own ``entries`` (a pair of a head and
+    a text, or a list of them, by name)."""
+    table = ENTRIES | (entries or {})
 
     def entry(key, indent):
-        pairs = ENTRIES[key] if isinstance(ENTRIES[key], list) else [ENTRIES[key]]
+        pairs = table[key] if isinstance(table[key], list) else [table[key]]
         return "\n".join(line for pair in pairs for line in _entry(*pair, indent))
 
     return _fill(function, entry)

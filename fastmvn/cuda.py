@@ -25,12 +25,14 @@ numba-cuda is not installed or no CUDA GPU and driver are found.
 
 import importlib.util
 import math
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.linalg import LinAlgError
 
 from . import _batch, _docs, _table
-from ._arguments import CHOL, bind, check, check_errors
+from ._arguments import CHOL, MEAN, VAR, argument, bind, check, check_errors, where
 from ._gradients import computed, reduce_to
 from ._reports import batch_index, diagnose
 
@@ -49,6 +51,7 @@ if not cuda.is_available():
 from numba.cuda.cudadrv.devicearray import is_cuda_ndarray  # noqa: E402 - only once CUDA is known to load
 
 from . import _config, _cuda_kernels  # noqa: E402
+from .distributions import kron as _kron  # noqa: E402
 
 
 #: The largest ``n`` and ``p`` taken: each GPU thread keeps its scratch in fixed-size local arrays
@@ -241,24 +244,25 @@ def _output(out, on_device, dtype, batch_shape, stream):
     return array, out
 
 
-def _prepare(args, stream):
+def _prepare(args, stream, slots=6):
     """Check ``args``; return the dtype, the broadcast batch shape, the scratch size of the
-    kernels and a function that places the six slots on the GPU."""
+    kernels and a function that places the kernel's ``slots`` slots on the GPU (the arguments',
+    then zeros)."""
     dtype, batch_shape = check(args)
     largest = 1
-    for arg in args:
+    for arg in sorted(args, key=lambda arg: arg.default):  # an argument given is named before one made up for None
         core = arg.core_shape
         if max(core) > _config.MAX_SIZE:
             raise ValueError(f"{arg.name} has shape {arg.shape}: fastmvn.cuda takes matrices up to "
                              f"{_config.MAX_SIZE}×{_config.MAX_SIZE} (the CPU functions in fastmvn take any size)")
         largest = max(largest, *core)
 
-    def slots():
+    def place():
         placed = [_slot(arg, dtype, batch_shape, stream) for arg in args]
         zero = cuda.to_device(np.zeros((1, 1), dtype), stream=stream)
-        return placed + [_view(zero, batch_shape + (1, 1), (0,) * (len(batch_shape) + 2))] * (6 - len(placed))
+        return placed + [_view(zero, batch_shape + (1, 1), (0,) * (len(batch_shape) + 2))] * (slots - len(placed))
 
-    return dtype, batch_shape, _cuda_kernels.scratch_size(largest), slots
+    return dtype, batch_shape, _cuda_kernels.scratch_size(largest), place
 
 
 def _first_bad(first_bad, errors, stream):
@@ -271,13 +275,20 @@ def _compute(function, values, *, out=None, errors="raise", stream=0, lower=True
     broadcast batch, apply ``errors``."""
     args, mode = bind(function, values, lower=lower, device=_Device(stream))
     check_errors(errors)
-    dtype, batch_shape, size, place = _prepare(args, stream)
+    return _run(args, partial(_cuda_kernels.compiled, mode), 6, partial(_diagnose, args), out, errors, stream)
+
+
+def _run(args, compiled, slots, report, out, errors, stream):
+    """The kernel ``compiled(scratch size, slot dtypes, result dtype)``, which takes ``slots``
+    slots, over the broadcast batch of the checked ``args``, into ``out`` as ``errors`` says;
+    ``report(slots, index, stream)`` is the exception of the failing item at batch ``index``."""
+    dtype, batch_shape, size, place = _prepare(args, stream, slots)
     target, result = _output(out, _on_device(args), dtype, batch_shape, stream)
     count = math.prod(batch_shape)
     bad = None
     if count:
         slots = place()
-        kernel = _cuda_kernels.compiled(mode, size, tuple(slot.dtype for slot in slots), dtype)
+        kernel = compiled(size, tuple(slot.dtype for slot in slots), dtype)
         first_bad = cuda.to_device(np.array([count], np.int64), stream=stream)
         _launch(kernel, slots, _view(target, (count,), (dtype.itemsize,)), first_bad, 0, stream)
         bad = _first_bad(first_bad, errors, stream)
@@ -288,7 +299,7 @@ def _compute(function, values, *, out=None, errors="raise", stream=0, lower=True
         else:
             out[...] = host
     if bad is not None and bad < count:
-        raise _diagnose(args, slots, batch_index(bad, batch_shape), stream)
+        raise report(slots, batch_index(bad, batch_shape), stream)
     return result
 
 
@@ -455,6 +466,134 @@ def _define(function):
         yield _table.define(function, value_and_grad, defaults, doc, __name__, name)
 
 
+# The Kronecker-sum functions: not entries of the table (a scalar noise, ten arguments for a
+# KL), run by their own kernel (``_cuda_kernels.kron_sum_kernel``) through the same slots,
+# output and errors as the table's.
+
+def _kron_sum(kl, args, out, errors, stream):
+    """The Kronecker-sum KL (``kl``) or log-density on the GPU of ``args`` in the kernel's order
+    (``mean, rowcov, colcov, noise_rowcov, noise_colcov``, then the second distribution's or
+    ``x``): a noise variance becomes the matrix ``σ² I``, a failing item is reported by the CPU
+    function (:func:`_rerun`)."""
+    check(args)  # the sizes of the noise matrices are known once the shapes fit
+    n, p = args[0].core_shape
+    matrices = [_kron._noise_matrix(arg, n, p) for arg in args]
+    return _run(matrices, partial(_cuda_kernels.compiled_kron_sum, kl), 10, partial(_rerun, kl, args), out,
+                errors, stream)
+
+
+def _rerun(kl, args, slots, index, stream):
+    """The exception for the failing item at batch ``index``: the CPU function's (which computes
+    again by LAPACK what its kernels leave NaN) for a host copy of that item alone, with the
+    index; ``args`` and ``slots`` in :func:`_kron_sum`'s order."""
+    items = [arg.array if arg.kind == VAR else _wait((slot[index] if index else slot).copy_to_host(stream=stream),
+                                                      stream)
+             for arg, slot in zip(args, slots)]
+    function = _kron.kl_kron_sum if kl else _kron.logpdf_kron_sum
+    try:
+        function(*(items if kl else items[-1:] + items[:-1]))
+    except (ValueError, LinAlgError) as error:
+        return type(error)(f"{error}{where(index)}")
+    return FloatingPointError(f"the result is not finite{where(index)}, though fastmvn.{function.__name__} "
+                              "computes it on the CPU (by LAPACK)")
+
+
+def _kron_documented(function):
+    """``function`` with the entries its docstring names written in: the CPU function's
+    arguments (``%(kron_sum)s``, ``%(kron_sum_pair)s``) as host or GPU arrays, this module's
+    keywords, results and errors."""
+    arrays = {key: [(head.replace("array_like", _ARRAY), text) for head, text in _docs.ENTRIES[key]]
+              for key in ("kron_sum", "kron_sum_pair")}
+    raises = [("numpy.linalg.LinAlgError", "A noise covariance (or ``σ²``) is not positive definite or a signal "
+               "covariance not positive semi-definite; names the argument and batch index."),
+              *_RAISES[1:],
+              ("FloatingPointError", "The kernels give an item no finite result although the CPU function, "
+               "computing it again by LAPACK, does (a covariance at the edge of definiteness).")]
+    return _docs.shared(function, arrays | {
+        "keywords": list(_KEYWORDS), "raises": raises,
+        "logpdf": (f"logpdf : {_RETURNS[0]}", _RETURNS[1]), "kl": (f"kl : {_RETURNS[0]}", _RETURNS[1])})
+
+
+@_kron_documented
+def logpdf_kron_sum(x, mean, rowcov, colcov, noise_rowcov, noise_colcov=None, *, out=None, errors="raise", stream=0):
+    """Log-density of ``vec X ~ N(vec M, V⊗U + B⊗A)`` at ``x``, batched, on the GPU.
+
+    The same as :func:`fastmvn.logpdf_kron_sum`, one GPU thread per item, by the CPU's own
+    Kronecker-sum kernels (each side's noise whitened by its Cholesky factor, the whitened
+    signal diagonalised by cyclic Jacobi), in float64; see the module docstring for where the
+    data and the result live. A scalar noise ``σ²`` is copied to the GPU as ``σ² I``, once.
+    The CPU function computes again by LAPACK an item its kernels leave NaN, which a
+    covariance at the edge of definiteness can make them do; here such an item is NaN, and
+    ``errors="raise"`` raises FloatingPointError for it.
+
+    Parameters
+    ----------
+    %(kron_sum)s
+    %(keywords)s
+
+    Returns
+    -------
+    %(logpdf)s
+
+    Raises
+    ------
+    %(raises)s
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn, fastmvn.cuda
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((3, 2, 3))
+    >>> u, v = 2 * np.eye(2), np.ones((3, 3))                   # shared by the batch; v of rank 1
+    >>> logpdf = fastmvn.cuda.logpdf_kron_sum(x, None, u, v, 0.1)
+    >>> bool(np.allclose(logpdf, fastmvn.logpdf_kron_sum(x, None, u, v, 0.1)))
+    True
+    """
+    check_errors(errors)
+    device = _Device(stream)
+    args = _kron._arguments(mean, rowcov, colcov, noise_rowcov, noise_colcov, device=device)
+    return _kron_sum(False, args + [argument("x", MEAN, x, "np", device)], out, errors, stream)
+
+
+@_kron_documented
+def kl_kron_sum(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2, rowcov2, colcov2, noise_rowcov2,
+                noise_colcov2, *, out=None, errors="raise", stream=0):
+    """KL divergence between Kronecker-sum normals ``N(vec M₁, V₁⊗U₁ + B₁⊗A₁) ‖ N(vec M₂, V₂⊗U₂ + B₂⊗A₂)``, batched, on the GPU.
+
+    The same as :func:`fastmvn.kl_kron_sum`, one GPU thread per item, by the CPU's own kernels
+    as :func:`logpdf_kron_sum`.
+
+    Parameters
+    ----------
+    %(kron_sum_pair)s
+    %(keywords)s
+
+    Returns
+    -------
+    %(kl)s
+
+    Raises
+    ------
+    %(raises)s
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn, fastmvn.cuda
+    >>> rng = np.random.default_rng(0)
+    >>> g = rng.standard_normal((3, 4, 2)); u = g @ np.swapaxes(g, -1, -2)   # rank 2
+    >>> kl = fastmvn.cuda.kl_kron_sum(None, u, np.eye(2), 0.1, None, None, np.eye(4), np.eye(2), 1.0, None)
+    >>> kl.shape
+    (3,)
+    >>> bool(np.allclose(kl, fastmvn.kl_kron_sum(None, u, np.eye(2), 0.1, None, None, np.eye(4), np.eye(2), 1.0, None)))
+    True
+    """
+    check_errors(errors)
+    device = _Device(stream)
+    args = (_kron._arguments(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, "1", device)
+            + _kron._arguments(mean2, rowcov2, colcov2, noise_rowcov2, noise_colcov2, "2", device))
+    return _kron_sum(True, args, out, errors, stream)
+
+
 if TYPE_CHECKING:
     from typing import Any
 
@@ -463,5 +602,5 @@ if TYPE_CHECKING:
         raise AttributeError(name)
 
 
-__all__ = ["MAX_SIZE"]
+__all__ = ["MAX_SIZE", "logpdf_kron_sum", "kl_kron_sum"]
 _table.publish(globals(), "cuda", _define)

@@ -32,7 +32,7 @@ import numpy as np
 from numpy.linalg import LinAlgError
 
 from .. import _config
-from .._arguments import COV, MEAN, VAR, Arg, check, check_errors, check_out, result_dtype, where
+from .._arguments import COV, MEAN, VAR, Arg, argument, check, check_errors, check_out, result_dtype, where
 from .._docs import shared
 from .._jit import launching
 from .._reports import batch_index
@@ -138,14 +138,25 @@ def _chol_form(mean, rowchol, colchol):
 # Checks and factorisation -----------------------------------------------------------------
 
 
-def _noise(value, name, axes):
+def _noise(value, name, axes, device=None):
     """The argument of a noise covariance: a matrix, or a scalar ``σ²`` (the covariance ``σ² I``,
     an argument of no axes; a Python number does not decide the result dtype)."""
     if value is None:
         raise TypeError(f"{name} must be a matrix or a scalar, not None")
     if np.ndim(value) == 0:
         return Arg(name, VAR, value, "", default=isinstance(value, (int, float)))
-    return Arg(name, COV, value, axes)
+    return argument(name, COV, value, axes, device)
+
+
+def _noise_matrix(arg, n, p):
+    """The argument ``arg`` with a noise variance ``σ²`` (an argument of no axes) made the
+    covariance ``σ² I`` of its side (``n`` for a row noise, ``p`` for a column noise), in its
+    own dtype and ``default`` if it was; any other argument as it is."""
+    if arg.kind != VAR:
+        return arg
+    row = arg.name.startswith("noise_row")
+    return Arg(arg.name, COV, np.eye(n if row else p, dtype=arg.dtype) * arg.array, "nn" if row else "pp",
+               default=arg.default)
 
 
 def _whiten(signal_arg, noise_arg):
@@ -179,19 +190,21 @@ def _whiten(signal_arg, noise_arg):
     return (basis, whiten, np.maximum(eigvals, 0.0), logdet), noise_bad, not_psd
 
 
-def _arguments(mean, rowcov, colcov, noise_rowcov, noise_colcov, suffix=""):
+def _arguments(mean, rowcov, colcov, noise_rowcov, noise_colcov, suffix="", device=None):
     """The arguments ``(mean, rowcov, colcov, noise_rowcov, noise_colcov)`` of one distribution,
     named with ``suffix``, as :class:`~fastmvn._arguments.Arg`: a scalar noise is a variance,
-    ``noise_colcov=None`` the default variance 1 and ``mean=None`` default zeros."""
-    row_arg, col_arg = Arg(f"rowcov{suffix}", COV, rowcov, "nn"), Arg(f"colcov{suffix}", COV, colcov, "pp")
-    row_noise = _noise(noise_rowcov, f"noise_rowcov{suffix}", "nn")
+    ``noise_colcov=None`` the default variance 1 and ``mean=None`` default zeros. ``device``, a
+    GPU backend's adapter (:func:`~fastmvn._arguments.bind`), reads GPU arrays in place."""
+    row_arg = argument(f"rowcov{suffix}", COV, rowcov, "nn", device)
+    col_arg = argument(f"colcov{suffix}", COV, colcov, "pp", device)
+    row_noise = _noise(noise_rowcov, f"noise_rowcov{suffix}", "nn", device)
     col_noise = (Arg(f"noise_colcov{suffix}", VAR, 1.0, "", default=True) if noise_colcov is None
-                 else _noise(noise_colcov, f"noise_colcov{suffix}", "pp"))
+                 else _noise(noise_colcov, f"noise_colcov{suffix}", "pp", device))
     if mean is None:
         n, p = row_arg.shape[-1], col_arg.shape[-1]
         mean_arg = Arg(f"mean{suffix}", MEAN, np.zeros((n, p)), "np", default=True)
     else:
-        mean_arg = Arg(f"mean{suffix}", MEAN, mean, "np")
+        mean_arg = argument(f"mean{suffix}", MEAN, mean, "np", device)
     return [mean_arg, row_arg, col_arg, row_noise, col_noise]
 
 
@@ -992,16 +1005,10 @@ def _slots(args, shape, dtype, batch_shape):
     (views where the batch axes merge), for :func:`fastmvn.kernels.kron_sum_batch`: a means'
     ``(n, p)``, a noise variance ``σ²`` as ``σ² I`` (of the side its name says: ``n`` for a
     row noise, ``p`` for a column noise)."""
-    n, p = shape
     count = math.prod(batch_shape)
     slots = []
     for arg in args:
-        if arg.kind == VAR:
-            size = n if arg.name.startswith("noise_row") else p
-            array = np.asarray(arg.array, dtype=np.float64) * np.eye(size)
-        else:
-            array = arg.array
-        array = np.asarray(array, dtype=dtype)
+        array = np.asarray(_noise_matrix(arg, *shape).array, dtype=dtype)
         slot = np.reshape(np.broadcast_to(array, batch_shape + array.shape[-2:]), (count,) + array.shape[-2:]).view()
         slot.flags.writeable = False
         slots.append(slot)
