@@ -142,15 +142,15 @@ def _kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p):
 def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
     """The KL of diagonal covariances (``KL_DIAG`` or ``KL_STD_DIAG``) and the vectors its
     gradients are made of: ``(value, (a1, b1, a2, b2, t_u, t_v))``, the terms in one compiled
-    call (:func:`fastmvn.kernels.drivers.diagonal_terms`) whose quadratic form is one read of
+    call (:func:`fastmvn.kernels.drivers.diagonal_kl_terms`) whose quadratic form is one read of
     the means."""
-    from .kernels.drivers import diagonal_terms
+    from .kernels.drivers import diagonal_kl_terms
 
     n, p = mean1.shape
     a1, b1 = row1[:, 0], col1[:, 0]
     standard = mode == _modes.KL_STD_DIAG
     a2, b2 = (a1, b1) if standard else (row2[:, 0], col2[:, 0])
-    ok, trace_u, trace_v, quad, log_ratio_u, log_ratio_v = diagonal_terms(
+    ok, trace_u, trace_v, quad, log_ratio_u, log_ratio_v = diagonal_kl_terms(
         mean1, a1, b1, mean1 if standard else mean2, a2, b2, standard)
     if not ok:
         raise _Failed

@@ -148,7 +148,7 @@ def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, 
         first_bad[c] = bad
 
 
-def diagonal_terms(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard):
+def diagonal_kl_terms(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard):
     """The terms of the KL between matrix normals with diagonal covariances for one large item,
     in float64: ``(ok, t_u, t_v, quad, log_ratio_u, log_ratio_v)`` with ``t_u = Σ a1/a2``,
     ``t_v = Σ b1/b2``, ``quad = Σᵢⱼ (M2 − M1)ᵢⱼ² / (a2ᵢ b2ⱼ)`` and the log-ratios
@@ -201,7 +201,7 @@ def diagonal_terms(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard):
     return ok, t_u, t_v, quad, log_u, log_v
 
 
-diagonal_terms = _cached(njit(**OPTIONS)(diagonal_terms))  # compiled on first use, per dtype
+diagonal_kl_terms = _cached(njit(**OPTIONS)(diagonal_kl_terms))  # compiled on first use, per dtype
 
 
 _KRON_SIGNATURES = {(np.dtype(dtype.name), np.dtype("float64")):
