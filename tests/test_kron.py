@@ -582,6 +582,27 @@ def test_compiled_kernels_errors_name_the_argument_and_batch_index(rng):
     np.testing.assert_allclose(value[~failing], expected[~failing], rtol=1e-10)
 
 
+@pytest.mark.parametrize("side", ["rowcov1", "colcov1"])
+@pytest.mark.parametrize("n, p", [(4, 3), (3, 4), (5, 5)])
+def test_compiled_kl_tests_both_first_signals_for_semi_definiteness(rng, n, p, side):
+    """The compiled KL diagonalises the first distribution's smaller side and takes the other's
+    determinants by shifted Cholesky factorisations (``kernels.kronsum.fold_shifted``): either
+    way a signal of rank one passes and one with a clearly negative eigenvalue fails its item."""
+    batch = 6
+    args1 = [rng.standard_normal((batch, n, p)), low_rank(rng, (batch,), n, 1), low_rank(rng, (batch,), p, 1),
+             spd(rng, (batch,), n), spd(rng, (batch,), p)]
+    args2 = (None, spd(rng, (batch,), n), spd(rng, (batch,), p), 0.5, None)
+    np.testing.assert_allclose(fm.kl_kron_sum(*args1, *args2), kron_module._kl_lapack(*args1, *args2), rtol=1e-10)
+    k = 1 if side == "rowcov1" else 2
+    g = rng.standard_normal(n if k == 1 else p)
+    args1[k] = args1[k].copy()
+    args1[k][4] -= 1e-3 * np.trace(args1[k][4]) * np.outer(g, g) / (g @ g)  # off the span: a negative eigenvalue
+    with pytest.raises(LinAlgError, match=rf"^{side} is not positive semi-definite at batch index 4$"):
+        fm.kl_kron_sum(*args1, *args2)
+    value = fm.kl_kron_sum(*args1, *args2, errors="nan")
+    assert np.isnan(value[4]) and np.isfinite(np.delete(value, 4)).all()
+
+
 def test_benchmark_eigh_routes_agree(rng):
     """The NumPy and PyTorch routes that the benchmarks time compute the same KL."""
     from fastmvn import _bench
