@@ -10,6 +10,8 @@ from numpy.linalg import LinAlgError
 
 import fastmvn as fm
 from fastmvn import reference
+from fastmvn._gradients import reduce_to
+from fastmvn.distributions import kron_grad
 
 from conftest import spd
 from test_kron import low_rank, signal_and_noise
@@ -147,6 +149,34 @@ def test_gradients_of_broadcast_arguments_are_summed(rng):
     values = side(rng, n, p, "low rank", (4,)) + prior
     _, grads = check_against_autograd(fm.kl_kron_sum_value_and_grad, torch_kl, values)
     assert [np.shape(g) for g in grads[5:9]] == [(n, p), (n, n), (p, p), ()]
+
+
+def test_per_item_gradients_sum_to_the_public_ones(rng):
+    """The private ``reduce=False`` path (for callers that weight the items, as fastmvn.torch)
+    gives one gradient per item over the broadcast batch shape, a scalar σ² one derivative per
+    item, whose sums over the broadcast axes are the public gradients."""
+    n, p = 3, 2
+    values = [rng.standard_normal((2, 3, n, p)), None, spd(rng, (2, 1), n), spd(rng, (), p), 0.3, spd(rng, (3,), p)]
+    value, grads = fm.logpdf_kron_sum_value_and_grad(*values)
+    per_value, per_item = kron_grad._logpdf_value_and_grad(values, "raise", reduce=False)
+    np.testing.assert_array_equal(per_value, value)
+    assert [None if g is None else g.shape for g in per_item] == [(2, 3, n, p), None, (2, 3, n, n), (2, 3, p, p),
+                                                                  (2, 3), (2, 3, p, p)]
+    for grad, item, given in zip(grads, per_item, values):
+        if given is not None:
+            assert_close(reduce_to(item, np.shape(given)), grad, rtol=1e-14)
+    prior = [np.zeros((n, p)), np.eye(n), np.eye(p), 1.0, None]
+    values = side(rng, n, p, "isotropic", (4,)) + prior
+    _, grads = fm.kl_kron_sum_value_and_grad(*values, wrt=("rowcov1", "noise_rowcov1", "noise_rowcov2"))
+    _, per_item = kron_grad._kl_value_and_grad(values, "raise", reduce=False,
+                                               wrt=("rowcov1", "noise_rowcov1", "noise_rowcov2"))
+    assert [None if g is None else g.shape for g in per_item] == [None, (4, n, n), None, (4,), None,
+                                                                  None, None, None, (4,), None]
+    for k in (1, 3, 8):
+        assert_close(reduce_to(per_item[k], np.shape(values[k])), grads[k], rtol=1e-14)
+    values[1][2] = -np.eye(n)
+    _, per_item = kron_grad._kl_value_and_grad(values, "nan", reduce=False)
+    assert np.isnan(per_item[8][2]) and np.isfinite(per_item[8][[0, 1, 3]]).all()
 
 
 # Properties and finite differences --------------------------------------------------------------

@@ -156,9 +156,10 @@ def _kl_grads(first, second, noises, wanted):
     return grads
 
 
-def _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs):
-    """The public result ``(value, grads)``: the value over ``batch_shape``, each wanted
-    gradient summed over the axes its argument was broadcast along, NaN for the ``failing``
+def _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs, reduce):
+    """The result ``(value, grads)``: the value over ``batch_shape``, each wanted gradient
+    summed over the axes its argument was broadcast along (with ``reduce``; else one per item,
+    over ``batch_shape`` in front of its argument's core shape), NaN for the ``failing``
     items, in ``dtype``; written into ``outputs`` (from :func:`fastmvn._gradients._grad_out`)
     where given."""
     value_out, grads_out = outputs
@@ -173,7 +174,7 @@ def _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs)
         grad = np.broadcast_to(grad, batch_shape + core)
         if failing.any():
             grad = np.where(failing.reshape(batch_shape + (1,) * len(core)), np.nan, grad)
-        grad = np.array(reduce_to(grad, arg.shape), dtype=dtype)
+        grad = np.array(reduce_to(grad, arg.shape) if reduce else grad, dtype=dtype)
         if target is not None:
             target[...] = grad
             grad = target
@@ -271,6 +272,15 @@ def logpdf_kron_sum_value_and_grad(x: ArrayLike, mean: ArrayLike | None, rowcov:
     >>> float(grads[4])                             # d/dσ²: ½ Σ_ij (x_ij²/s_i² − 1/s_i), s = (2, 4), 5 items
     -3.28125
     """
+    return _logpdf_value_and_grad((x, mean, rowcov, colcov, noise_rowcov, noise_colcov), errors, out=out, wrt=wrt)
+
+
+def _logpdf_value_and_grad(values, errors, reduce=True, out=None, wrt=None):
+    """:func:`logpdf_kron_sum_value_and_grad` of the six ``values``; with ``reduce=False`` each
+    gradient has the broadcast batch shape in front of its argument's core shape (one per item,
+    as a caller that weights the items needs: a scalar noise gets one derivative per item) and
+    ``out`` is not taken, as in :func:`fastmvn._gradients.value_and_grad`."""
+    x, mean, rowcov, colcov, noise_rowcov, noise_colcov = values
     check_errors(errors)
     args = [Arg("x", MEAN, x, "np"), *_arguments(mean, rowcov, colcov, noise_rowcov, noise_colcov)]
     dtype, batch_shape = check(args)
@@ -283,7 +293,7 @@ def logpdf_kron_sum_value_and_grad(x: ArrayLike, mean: ArrayLike | None, rowcov:
     x = np.asarray(args[0].array, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         value, grads = _logpdf(form, x), _logpdf_grads(form, args[4:], x, wanted)
-        return _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs)
+        return _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs, reduce)
 
 
 @shared
@@ -365,6 +375,15 @@ def kl_kron_sum_value_and_grad(mean1: ArrayLike | None, rowcov1: ArrayLike, colc
     >>> float(abs(same[1]).max()) < 1e-10                   # zero where the two are equal
     True
     """
+    return _kl_value_and_grad((mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2, rowcov2, colcov2,
+                               noise_rowcov2, noise_colcov2), errors, out=out, wrt=wrt)
+
+
+def _kl_value_and_grad(values, errors, reduce=True, out=None, wrt=None):
+    """:func:`kl_kron_sum_value_and_grad` of the ten ``values``, per item with ``reduce=False``
+    as in :func:`_logpdf_value_and_grad`."""
+    mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1 = values[:5]
+    mean2, rowcov2, colcov2, noise_rowcov2, noise_colcov2 = values[5:]
     check_errors(errors)
     args1 = _arguments(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, "1")
     args2 = _arguments(mean2, rowcov2, colcov2, noise_rowcov2, noise_colcov2, "2")
@@ -382,4 +401,4 @@ def kl_kron_sum_value_and_grad(mean1: ArrayLike | None, rowcov1: ArrayLike, colc
     failing = _checked([failures1, failures2], batch_shape, errors)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         value, grads = _kl(first, second), _kl_grads(first, second, args[3:5] + args[8:10], wanted)
-        return _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs)
+        return _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs, reduce)
