@@ -151,15 +151,17 @@ def _fill(function, replace):
     return function
 
 
-def shared(function: _Function, entries: dict[str, Any] | None = None) -> _Function:
+def shared(function: _Function, entries: dict[str, Any] | None = None, array: str = "array_like") -> _Function:
     """A decorator that writes the :data:`ENTRIES` a docstring names in lines of their own
     (``%(rng)s``, ``%(errors)s``, …); a backend adds its own ``entries`` (a pair of a head and
-    a text, or a list of them, by name)."""
+    a text, or a list of them, by name), and its arrays are written as its ``array``
+    (``functools.partial(shared, array="Tensor")``) where the entries say ``array_like``."""
     table = ENTRIES | (entries or {})
 
     def entry(key, indent):
         pairs = table[key] if isinstance(table[key], list) else [table[key]]
-        return "\n".join(line for pair in pairs for line in _entry(*pair, indent))
+        return "\n".join(line for head, text in pairs
+                         for line in _entry(head.replace("array_like", array), text, indent))
 
     return _fill(function, entry)
 

@@ -1,5 +1,6 @@
 """PyTorch autograd functions for the batched KL and log-density: ``kl``, ``kl_chol``,
-``kl_diag``, ``logpdf`` and ``logpdf_chol`` on tensors.
+``kl_diag``, ``logpdf`` and ``logpdf_chol`` on tensors, and the Kronecker-sum
+``logpdf_kron_sum`` and ``kl_kron_sum``.
 
 Install with ``pip install 'fastmvn[torch]'``. Each function takes the arguments of its
 namesake in :mod:`fastmvn` as tensors (any layout, broadcasting over leading axes, ``None``
@@ -14,7 +15,8 @@ as a tensor that autograd can differentiate:
 * CUDA tensors go to :mod:`fastmvn.cuda` (``pip install 'fastmvn[cuda]'`` and a GPU),
   imported on first use, which reads them in place (``__cuda_array_interface__``) and
   computes the value, and the gradients when they are needed, in the same fused pass on
-  the GPU; the backward pass stays on the GPU.
+  the GPU; the backward pass stays on the GPU. The Kronecker-sum functions run on the CPU
+  alone: CUDA tensors raise.
 
 Second derivatives are not implemented: a backward pass with ``create_graph=True``
 through these functions raises (rather than treating the gradient as a constant, as
@@ -24,13 +26,16 @@ none). The gradient with respect to a covariance is symmetric, as that of
 Cholesky factor is lower triangular (upper for an upper factor, ``lower=False``).
 """
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 
 from . import _api, _docs, _gradients, _pool, _table
 from ._arguments import CHOL, complex_error, lower_factors
+from .distributions import kron, kron_grad
 
 
 def _cuda_module():
@@ -51,30 +56,57 @@ def _numpy(tensor):
     return tensor.resolve_conj().resolve_neg().numpy()
 
 
+class _CpuOnly(NamedTuple):
+    """A function outside the table that :class:`_Fused` differentiates, on the CPU alone: its
+    ``name`` and argument ``names``, ``value(*arrays, errors=)`` and the fused
+    ``value_and_grad(arrays, errors, reduce=False, wrt=)`` with per-item gradients."""
+
+    name: str
+    names: tuple[str, ...]
+    value: Callable
+    value_and_grad: Callable
+
+
+_KRON_SUM = {"logpdf_kron_sum": _CpuOnly("logpdf_kron_sum", kron_grad._LOGPDF.names, kron.logpdf_kron_sum,
+                                         kron_grad._logpdf_value_and_grad),
+             "kl_kron_sum": _CpuOnly("kl_kron_sum", kron_grad._KL.names, kron.kl_kron_sum,
+                                     kron_grad._kl_value_and_grad)}
+
+
+def _routines(function, device):
+    """``(value, value_and_grad)`` of ``function`` (a table entry or a :class:`_CpuOnly`) for
+    arrays on ``device`` (None for the CPU), called as :class:`_CpuOnly` describes."""
+    if isinstance(function, _CpuOnly):
+        return function.value, function.value_and_grad
+    if device is None:
+        return getattr(_api, function.name), partial(_gradients.value_and_grad, function)
+    cuda = _cuda_module()
+    return getattr(cuda, function.name), partial(cuda.value_and_grad, function)
+
+
 class _Fused(torch.autograd.Function):
-    """A table function with a fused gradient (a KL or a log-density) on tensors: on the GPU
-    when any tensor is a CUDA tensor, else on the CPU."""
+    """A function with a fused gradient (a KL or a log-density) on tensors: on the GPU when
+    any tensor is a CUDA tensor, else on the CPU. An argument that is not a tensor (None, or a
+    Python number for a scalar noise) is passed as it is and gets no gradient."""
 
     @staticmethod
     def forward(ctx, function, errors, need_grad, *tensors):
         ctx.name = function.name
-        ctx.shapes = [None if t is None else t.shape for t in tensors]
-        ctx.dtypes = [None if t is None else t.dtype for t in tensors]
-        device = next((t.device for t in tensors if t is not None and t.is_cuda), None)
+        ctx.shapes = [t.shape if isinstance(t, torch.Tensor) else None for t in tensors]
+        ctx.dtypes = [t.dtype if isinstance(t, torch.Tensor) else None for t in tensors]
+        device = next((t.device for t in tensors if isinstance(t, torch.Tensor) and t.is_cuda), None)
+        value_of, value_and_grad = _routines(function, device)
         if device is None:
-            arrays = [None if t is None else _numpy(t) for t in tensors]
-            value_of, value_and_grad, wrap = getattr(_api, function.name), _gradients.value_and_grad, torch.from_numpy
+            arrays = [_numpy(t) if isinstance(t, torch.Tensor) else t for t in tensors]
+            wrap = torch.from_numpy
         else:
-            cuda = _cuda_module()
-            arrays = [None if t is None else t.detach() if t.is_cuda else _numpy(t) for t in tensors]
-            value_of = getattr(cuda, function.name)
-            value_and_grad = cuda.value_and_grad
+            arrays = [(t.detach() if t.is_cuda else _numpy(t)) if isinstance(t, torch.Tensor) else t for t in tensors]
             wrap = lambda array: torch.as_tensor(array, device=device)  # noqa: E731 - reads it in place
         if not need_grad:
             return wrap(np.asarray(value_of(*arrays, errors=errors)) if device is None
                         else value_of(*arrays, errors=errors))
-        wrt = [name for name, t in zip(function.names, tensors) if t is not None and t.requires_grad]
-        value, grads = value_and_grad(function, arrays, errors, reduce=False, wrt=wrt)
+        wrt = [name for name, t in zip(function.names, tensors) if isinstance(t, torch.Tensor) and t.requires_grad]
+        value, grads = value_and_grad(arrays, errors, reduce=False, wrt=wrt)
         # Saved, so that autograd lets them go after the backward pass (unless it retains the graph).
         ctx.save_for_backward(*(None if g is None else wrap(g) for g in grads))
         return wrap(np.asarray(value) if device is None else value)
@@ -98,17 +130,24 @@ class _Fused(torch.autograd.Function):
         return (None, None, None, *result)
 
 
-def _apply(function, tensors, errors="raise", lower=True):
-    """The table's ``function`` of ``tensors`` through :class:`_Fused`."""
-    present = [t for t in tensors if t is not None]
+def _need_grad(function, tensors, numbers=()):
+    """Whether autograd needs the gradients of ``tensors``, the arguments of ``function``, each
+    a tensor or None (or a Python number where its name is in ``numbers``), checked."""
     for name, t in zip(function.names, tensors):
-        if t is None:
+        if t is None or name in numbers and isinstance(t, (int, float)) and not isinstance(t, bool):
             continue
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"fastmvn.torch.{function.name} takes tensors (or None); got {type(t).__name__}")
+            numbers_too = ", or a Python number for a scalar noise" if numbers else ""
+            raise TypeError(f"fastmvn.torch.{function.name} takes tensors (or None{numbers_too}); {name} is a "
+                            f"{type(t).__name__}")
         if t.is_complex():  # before a conversion to float64 drops the imaginary part
             raise complex_error(name, t.dtype)
-    need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in present)
+    return torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
+
+
+def _apply(function, tensors, errors="raise", lower=True):
+    """The table's ``function`` of ``tensors`` through :class:`_Fused`."""
+    need_grad = _need_grad(function, tensors)
     if function.lower:  # upper factors as their transposes: views, through which autograd transposes gradients
         factors = lower_factors(lower, *(t for t, p in zip(tensors, function.params) if p.kind == CHOL))
         factors = iter(factors)
@@ -196,3 +235,119 @@ if TYPE_CHECKING:
 
 __all__ = []
 _table.publish(globals(), "torch", lambda entry: [_define(entry)])
+
+
+# The Kronecker-sum functions: outside the table, on the CPU alone.
+
+
+def _apply_kron_sum(function, tensors, errors):
+    """``function`` (of :data:`_KRON_SUM`) of ``tensors`` through :class:`_Fused`, after the checks."""
+    need_grad = _need_grad(function, tensors, numbers=[name for name in function.names if name.startswith("noise")])
+    for name, t in zip(function.names, tensors):
+        if isinstance(t, torch.Tensor) and t.device.type != "cpu":
+            raise RuntimeError(f"fastmvn.torch.{function.name} runs on the CPU; {name} is on {t.device} (move the "
+                               "tensors with .cpu(), and the result back with .to(device))")
+    return _Fused.apply(function, errors, need_grad, *tensors)
+
+
+_kron_doc = partial(_docs.shared, array="Tensor")
+
+
+@_kron_doc
+def logpdf_kron_sum(x: torch.Tensor, mean: torch.Tensor | None, rowcov: torch.Tensor, colcov: torch.Tensor,
+                    noise_rowcov: torch.Tensor | float, noise_colcov: torch.Tensor | float | None = None, *,
+                    errors: str = "raise") -> torch.Tensor:
+    """Log-density of ``vec X ~ N(vec M, V⊗U + B⊗A)`` at ``x``, batched, for tensors,
+    differentiable with respect to every tensor argument.
+
+    :func:`fastmvn.logpdf_kron_sum` on CPU tensors (read in place). When a tensor requires a
+    gradient, the forward pass computes the value and the per-item gradients of
+    :func:`fastmvn.logpdf_kron_sum_value_and_grad` (closed forms, ``O(n³ + p³ + n²p + np²)``
+    per item; the ``np×np`` covariance is never formed) for the tensors that require one
+    alone, and the backward pass weights and sums them. A scalar noise ``σ²`` is a Python
+    number (a constant) or a 0-d tensor, which may require a gradient. CUDA tensors raise a
+    RuntimeError: this function runs on the CPU alone. Second derivatives raise.
+
+    Parameters
+    ----------
+    %(kron_sum)s
+    %(errors)s
+
+    Returns
+    -------
+    logpdf_kron_sum : (...) Tensor
+        Over the broadcast batch shape: float32 when every tensor is float32, float64
+        otherwise. Its gradient with respect to a covariance is symmetric (as in
+        :func:`fastmvn.kl_value_and_grad`), with respect to a scalar noise a 0-d tensor.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError, ValueError, TypeError
+        As in :func:`fastmvn.logpdf_kron_sum`, naming the argument and the batch index.
+    RuntimeError
+        A CUDA tensor (or any tensor not on the CPU).
+
+    Examples
+    --------
+    >>> import torch, fastmvn.torch as fmt
+    >>> x, u = torch.ones(5, 2, 3, dtype=torch.float64), torch.diag(torch.tensor([1.0, 3.0], dtype=torch.float64))
+    >>> noise = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)      # σ² I, learnt
+    >>> fmt.logpdf_kron_sum(x, None, u, torch.eye(3, dtype=torch.float64), noise).sum().backward()
+    >>> noise.grad                   # ½ Σ_ij (x_ij²/s_i² − 1/s_i), s = (2, 4), over 5 items
+    tensor(-3.2812, dtype=torch.float64)
+    """
+    return _apply_kron_sum(_KRON_SUM["logpdf_kron_sum"], (x, mean, rowcov, colcov, noise_rowcov, noise_colcov),
+                           errors)
+
+
+@_kron_doc
+def kl_kron_sum(mean1: torch.Tensor | None, rowcov1: torch.Tensor, colcov1: torch.Tensor,
+                noise_rowcov1: torch.Tensor | float, noise_colcov1: torch.Tensor | float | None,
+                mean2: torch.Tensor | None, rowcov2: torch.Tensor, colcov2: torch.Tensor,
+                noise_rowcov2: torch.Tensor | float, noise_colcov2: torch.Tensor | float | None, *,
+                errors: str = "raise") -> torch.Tensor:
+    """KL divergence between Kronecker-sum normals ``N(vec M₁, V₁⊗U₁ + B₁⊗A₁) ‖ N(vec M₂,
+    V₂⊗U₂ + B₂⊗A₂)``, batched, for tensors, differentiable with respect to every tensor argument.
+
+    :func:`fastmvn.kl_kron_sum` on CPU tensors, with the per-item gradients of
+    :func:`fastmvn.kl_kron_sum_value_and_grad` computed in the forward pass for the tensors
+    that require one alone (against a fixed prior, none of the second side's), as in
+    :func:`logpdf_kron_sum`; scalar noises likewise a Python number or a 0-d tensor. CUDA
+    tensors raise a RuntimeError: this function runs on the CPU alone. Second derivatives raise.
+
+    Parameters
+    ----------
+    %(kron_sum_pair)s
+    %(errors)s
+
+    Returns
+    -------
+    kl_kron_sum : (...) Tensor
+        Over the broadcast batch shape: float32 when every tensor is float32, float64
+        otherwise. Gradients as in :func:`logpdf_kron_sum`.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError, ValueError, TypeError
+        As in :func:`fastmvn.kl_kron_sum`, naming the argument and the batch index.
+    RuntimeError
+        A CUDA tensor (or any tensor not on the CPU).
+
+    Examples
+    --------
+    >>> import torch, fastmvn.torch as fmt
+    >>> factor = torch.randn(8, 4, 1, dtype=torch.float64, requires_grad=True)  # a rank-1 signal per item
+    >>> noise = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    >>> eye4, eye3 = torch.eye(4, dtype=torch.float64), torch.eye(3, dtype=torch.float64)
+    >>> kl = fmt.kl_kron_sum(None, factor @ factor.mT, eye3, noise, None, None, eye4, eye3, 1.0, None)
+    >>> kl.shape
+    torch.Size([8])
+    >>> kl.sum().backward()                         # against a fixed prior N(0, I⊗I + I⊗I)
+    >>> factor.grad.shape, noise.grad.shape
+    (torch.Size([8, 4, 1]), torch.Size([]))
+    """
+    return _apply_kron_sum(_KRON_SUM["kl_kron_sum"], (mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2,
+                                                      rowcov2, colcov2, noise_rowcov2, noise_colcov2), errors)
+
+
+__all__ += ["logpdf_kron_sum", "kl_kron_sum"]

@@ -151,6 +151,8 @@ def cases():
         "torch.logpdf": (lambda *a: fmt.logpdf(*map(torch.from_numpy, a)), [mean()] + mn()),
         "torch.logpdf_chol": (lambda *a: fmt.logpdf_chol(*map(torch.from_numpy, a)),
                               [mean(), mean(), chol(N), chol(P)]),
+        "torch.logpdf_kron_sum": (lambda *a: fmt.logpdf_kron_sum(*map(torch.from_numpy, a)), [mean()] + ks()),
+        "torch.kl_kron_sum": (lambda *a: fmt.kl_kron_sum(*map(torch.from_numpy, a)), ks() + ks()),
         "dask.kl": (fmd.kl, mn() + mn()),
         "dask.kl_chol": (fmd.kl_chol, [mean(), chol(N), chol(P)]),
         "dask.kl_diag": (fmd.kl_diag, [mean(), mean(N)** 2 + 1, mean(P)** 2 + 1]),
