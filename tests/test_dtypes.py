@@ -138,6 +138,9 @@ def cases():
         "kl_eig": (lambda *a: fm.kl_eig(*a[:10], damping1=a[10]),  # the second a matrix normal: positive λ
                    eig() + [mean(), np.array([[0, 1], [-1, 0]]), rng.integers(1, 4, BATCH + (N,)), np.eye(P),
                             rng.integers(1, 4, BATCH + (P,)), rng.integers(1, 4, BATCH)]),
+        "kl_eig_value_and_grad": (lambda *a: fm.kl_eig_value_and_grad(*a[:10], damping1=a[10]),
+                                  eig() + [mean(), np.array([[0, 1], [-1, 0]]), rng.integers(1, 4, BATCH + (N,)),
+                                           np.eye(P), rng.integers(1, 4, BATCH + (P,)), rng.integers(1, 4, BATCH)]),
         "kl_full": (fm.kl_full, mg() + mg()),
         "kl_gaussian": (lambda *a: fm.kl_gaussian(MN(*a[:3]), MG(*a[3:])), mn() + mg()),
         "expect_quadratic": (fm.expect_quadratic, [mean(N, N), mean(), mean(N, 2), mean(N, P, N, 2)]),

@@ -1,5 +1,6 @@
 """The gradients of the Kronecker-sum log-density and KL, :func:`logpdf_kron_sum_value_and_grad`
-and :func:`kl_kron_sum_value_and_grad`: closed forms on the eigenbasis form of
+and :func:`kl_kron_sum_value_and_grad`, and of the KL from eigendecompositions,
+:func:`kl_eig_value_and_grad`: closed forms on the eigenbasis form of
 :mod:`fastmvn.distributions.kron` (derived in ``docs/kronecker_sums.md``, section 8).
 
 With ``Σ = V⊗U + B⊗A = (P_v⊗P_u) diag(vec d) (P_v⊗P_u)ᵀ``, ``R = P⁻¹`` and a covariance
@@ -8,7 +9,9 @@ respect to ``U`` is ``R_uᵀ K R_u`` with ``K`` an ``n×n`` matrix of sums over 
 (``dΣ = V⊗dU`` contracts the column index with ``R_v V R_vᵀ = Λ_v``), and likewise for ``A``
 (with ``R_v B R_vᵀ = I``), ``V`` and ``B``. Every gradient costs ``O(n³ + p³ + n²p + np²)``,
 the order of the value; the ``np×np`` covariance is never formed. NumPy and LAPACK on whole
-stacks, float64, over the broadcast batch shape.
+stacks, float64, over the broadcast batch shape. The KL from eigendecompositions is the same
+computation in the orthonormal bases ``Q_v⊗Q_u`` of its factors, where each side's covariance
+is diagonal, its precision too for a damped side.
 """
 
 from __future__ import annotations
@@ -17,16 +20,16 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from .._arguments import MEAN, Arg, check, check_errors
+from .._arguments import MEAN, VAR, Arg, check, check_errors
 from .._docs import shared
 from .._gradients import _grad_out, computed, reduce_to
 from ._base import _nonfinite
-from .kron import _arguments, _checked, _kl, _logpdf, _parts, _products, _swap
+from .kron import _arguments, _checked, _eig_side, _kl, _logpdf, _parts, _products, _swap
 
 if TYPE_CHECKING:
     from .._typing import ArrayLike, Errors, GradOut, ValueAndGrad, Wrt
 
-__all__ = ["logpdf_kron_sum_value_and_grad", "kl_kron_sum_value_and_grad"]
+__all__ = ["logpdf_kron_sum_value_and_grad", "kl_kron_sum_value_and_grad", "kl_eig_value_and_grad"]
 
 _SIDE_NAMES = ("mean", "rowcov", "colcov", "noise_rowcov", "noise_colcov")
 
@@ -401,4 +404,291 @@ def _kl_value_and_grad(values, errors, reduce=True, out=None, wrt=None):
     failing = _checked([failures1, failures2], batch_shape, errors)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         value, grads = _kl(first, second), _kl_grads(first, second, args[3:5] + args[8:10], wanted)
+        return _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs, reduce)
+
+
+# The KL from eigendecompositions ---------------------------------------------------------------
+
+_EIG_NAMES = ("mean", "rowvecs", "rowvals", "colvecs", "colvals")
+_KL_EIG = _Names(tuple(f"{name}{suffix}" for suffix in "12" for name in _EIG_NAMES)
+                 + ("noise1", "damping1", "noise2", "damping2"))
+
+
+class _Spectrum(NamedTuple):
+    """One side of :func:`kl_eig_value_and_grad` in the orthonormal basis ``Q_v ⊗ Q_u`` of its
+    factors, where ``Σ = (Q_v⊗Q_u) diag(vec s) (Q_v⊗Q_u)ᵀ``, float64, over its own batch shape:
+    ``s = λ_u λ_vᵀ`` (a matrix normal), ``λ_u λ_vᵀ + σ²`` (noise) or ``1/(λ_u λ_vᵀ + δ)``
+    (damping). ``factors`` are pairs ``(a, b)`` with ``s = Σ a bᵀ`` (of rank one or two), None
+    where ``s`` has no such form; ``inverse_factors`` the same for ``1/s``."""
+
+    rowvecs: np.ndarray  # Q_u (..., n, n)
+    rowvals: np.ndarray  # λ_u (..., n)
+    colvecs: np.ndarray  # Q_v (..., p, p)
+    colvals: np.ndarray  # λ_v (..., p)
+    kind: str  # "normal", "noise" or "damping"
+    scales: np.ndarray  # s (..., n, p)
+    inverse: np.ndarray  # 1/s (..., n, p)
+    factors: list | None
+    inverse_factors: list | None
+
+    @property
+    def power(self):
+        """``κ``: ``+1`` where the factors and the scalar make up ``Σ``, ``−1`` where they make up ``Σ⁻¹``."""
+        return -1 if self.kind == "damping" else 1
+
+
+def _spectrum(args, scalar, kind):
+    """The :class:`_Spectrum` of one side from its arguments ``(rowvecs, rowvals, colvecs,
+    colvals)`` and its noise or damping argument ``scalar`` (None for a matrix normal)."""
+    rowvecs, rowvals, colvecs, colvals = (np.asarray(arg.array, dtype=np.float64) for arg in args)
+    product = rowvals[..., :, None] * colvals[..., None, :]
+    signal = [(rowvals, colvals)]
+    if kind == "normal":
+        return _Spectrum(rowvecs, rowvals, colvecs, colvals, kind, product, 1.0 / product, signal,
+                         [(1.0 / rowvals, 1.0 / colvals)])
+    shift = np.asarray(scalar.array, dtype=np.float64)
+    shifted = product + shift[..., None, None]
+    factors = signal + [(shift[..., None] * np.ones(rowvals.shape[-1]), np.ones(colvals.shape[-1]))]
+    if kind == "noise":
+        return _Spectrum(rowvecs, rowvals, colvecs, colvals, kind, shifted, 1.0 / shifted, factors, None)
+    return _Spectrum(rowvecs, rowvals, colvecs, colvals, kind, 1.0 / shifted, shifted, None, factors)
+
+
+def _transposed(side):
+    """The side with its rows and columns exchanged (``Σ`` of ``Xᵀ``), for the columns' gradients."""
+    flip = (lambda factors: None if factors is None else [(b, a) for a, b in factors])
+    return side._replace(rowvecs=side.colvecs, rowvals=side.colvals, colvecs=side.rowvecs, colvals=side.rowvals,
+                         scales=_swap(side.scales), inverse=_swap(side.inverse), factors=flip(side.factors),
+                         inverse_factors=flip(side.inverse_factors))
+
+
+def _matvec(matrix, vector):
+    return (matrix @ vector[..., None])[..., 0]
+
+
+def _spread(basis, weight, weight_factors, gain, gain_factors, other):
+    """``S_ab = Σ_j w_j f_aj f_bj (B diag(g_:j) Bᵀ)_ab`` (``B = basis``, ``f = weight``,
+    ``g = gain``, ``w = other``): the weighted diagonal blocks of a matrix ``F (B⊗B') diag(·)
+    (B⊗B')ᵀ F`` in an eigenbasis. With ``g = Σ_r a_r b_rᵀ`` it is
+    ``Σ_r (B diag(a_r) Bᵀ) ∘ (f diag(w∘b_r) fᵀ)``; with ``f = Σ_r α_r β_rᵀ``,
+    ``Σ_rr' diag(α_r) B diag(g (w∘β_r∘β_r')) Bᵀ diag(α_r')``: ``O(n³ + n²p)`` either way.
+    Without either form it is the sum over ``j`` itself, ``O(n³p)``."""
+    if gain_factors is not None:
+        return sum(((basis * a[..., None, :]) @ _swap(basis)) * ((weight * (other * b)[..., None, :]) @ _swap(weight))
+                   for a, b in gain_factors)
+    if weight_factors is not None:
+        return sum(alpha[..., :, None] * ((basis * _matvec(gain, other * beta * beta2)[..., None, :]) @ _swap(basis))
+                   * alpha2[..., None, :] for alpha, beta in weight_factors for alpha2, beta2 in weight_factors)
+    return sum((weight[..., :, j, None] * weight[..., None, :, j]) * other[..., j, None, None]
+               * ((basis * gain[..., None, :, j]) @ _swap(basis)) for j in range(gain.shape[-1]))
+
+
+def _eigen_cores(first, second, residual):
+    """``K₁`` and ``K₂`` of the rows, ``∂KL/∂U_k = Q_u,k K_k Q_u,kᵀ`` for the row factor ``U_k``
+    of either side (a covariance's factor, or a precision's with damping), with ``residual``
+    ``W = Q_u2ᵀ (M₁ − M₂) Q_v2``; the columns' are those of the transposed sides
+    (``docs/kronecker_sums.md``, section 8)."""
+    crossed = _swap(second.rowvecs) @ first.rowvecs  # H_u = Q_u2ᵀ Q_u1
+    col_gain = np.square(_swap(second.colvecs) @ first.colvecs)  # G_v = (Q_v2ᵀ Q_v1)∘²
+    n, p = first.scales.shape[-2:]
+    ones = [(np.ones(n), np.ones(p))]
+    # K₂ = −½κ₂ [S(H_u, e, s₁ G_vᵀ, λ_v2) + (e∘W) Λ_v2 (e∘W)ᵀ − diag(s₂^−κ₂ λ_v2)], e = 1/s₂ or 1
+    power = second.power
+    weight = second.inverse if power > 0 else np.ones((n, p))
+    gain_factors = None if first.factors is None else [(a, _matvec(col_gain, b)) for a, b in first.factors]
+    spread = _spread(crossed, weight, second.inverse_factors if power > 0 else ones,
+                     first.scales @ _swap(col_gain), gain_factors, second.colvals)
+    scaled = weight * residual
+    own = (second.inverse if power > 0 else second.scales) * second.colvals[..., None, :]
+    second_core = -0.5 * power * (spread + (scaled * second.colvals[..., None, :]) @ _swap(scaled)
+                                  - _diagonal(own.sum(-1)))
+    # K₁ = ½κ₁ [S(H_uᵀ, f, E G_v, λ_v1) − diag(s₁^−κ₁ λ_v1)], f = 1 or s₁, E = 1/s₂
+    power = first.power
+    gain_factors = (None if second.inverse_factors is None
+                    else [(a, _matvec(_swap(col_gain), b)) for a, b in second.inverse_factors])
+    spread = _spread(_swap(crossed), first.scales if power < 0 else np.ones((n, p)),
+                     ones if power > 0 else first.factors, second.inverse @ col_gain, gain_factors, first.colvals)
+    own = (first.inverse if power > 0 else first.scales) * first.colvals[..., None, :]
+    first_core = 0.5 * power * (spread - _diagonal(own.sum(-1)))
+    return first_core, second_core
+
+
+def _kl_eig_grads(first, second, means, wanted):
+    """The per-item gradients of ``KL(first ‖ second)`` (two :class:`_Spectrum`) for the
+    fourteen arguments of :func:`kl_eig_value_and_grad` where ``wanted``, over their broadcast
+    batch shapes; ``means`` the two means, float64."""
+    grads = [None] * 14
+    residual = _swap(second.rowvecs) @ (means[0] - means[1]) @ second.colvecs  # W
+    if wanted[0] or wanted[5]:
+        solved = second.rowvecs @ (residual * second.inverse) @ _swap(second.colvecs)  # Σ₂⁻¹ vec(M₁ − M₂)
+        grads[0], grads[5] = solved, -solved
+    scalars = [(10 if side.kind == "noise" else 11) + 2 * k if side.kind != "normal" else None
+               for k, side in enumerate((first, second))]
+    if any(wanted[k] for k in (2, 4, 7, 9)) or any(k is not None and wanted[k] for k in scalars):
+        # τ = diag of ∂KL/∂X in each side's basis (X = V⊗U + cI): ∂/∂λ_u = τ λ_v, ∂/∂c = Σ τ
+        row_gain = np.square(_swap(second.rowvecs) @ first.rowvecs)
+        col_gain = np.square(_swap(second.colvecs) @ first.colvecs)
+        weight = second.inverse if second.power > 0 else 1.0
+        diagonals = [0.5 * first.power * ((1.0 if first.power > 0 else np.square(first.scales))
+                                          * (_swap(row_gain) @ second.inverse @ col_gain)
+                                          - (first.inverse if first.power > 0 else first.scales)),
+                     -0.5 * second.power * (np.square(weight) * (row_gain @ first.scales @ _swap(col_gain)
+                                                                 + np.square(residual))
+                                            - (second.inverse if second.power > 0 else second.scales))]
+        for k, side, diagonal in zip((0, 5), (first, second), diagonals):
+            if wanted[k + 2]:
+                grads[k + 2] = _matvec(diagonal, side.colvals)
+            if wanted[k + 4]:
+                grads[k + 4] = _matvec(_swap(diagonal), side.rowvals)
+            scalar = scalars[k // 5]
+            if scalar is not None and wanted[scalar]:
+                grads[scalar] = diagonal.sum(axis=(-2, -1))
+    for axis in (0, 1):  # ∂/∂Q_u = 2 Q_u K Λ_u, the columns' from the transposed sides
+        if wanted[1 + 2 * axis] or wanted[6 + 2 * axis]:
+            sides = (first, second) if axis == 0 else (_transposed(first), _transposed(second))
+            cores = _eigen_cores(*sides, residual if axis == 0 else _swap(residual))
+            for k, side, core in zip((1 + 2 * axis, 6 + 2 * axis), sides, cores):
+                if wanted[k]:
+                    grads[k] = 2.0 * (side.rowvecs @ core) * side.rowvals[..., None, :]
+    return grads
+
+
+@shared
+def kl_eig_value_and_grad(mean1: ArrayLike | None, rowvecs1: ArrayLike, rowvals1: ArrayLike, colvecs1: ArrayLike,
+                          colvals1: ArrayLike, mean2: ArrayLike | None, rowvecs2: ArrayLike, rowvals2: ArrayLike,
+                          colvecs2: ArrayLike, colvals2: ArrayLike, *, noise1: ArrayLike | float | None = None,
+                          damping1: ArrayLike | float | None = None, noise2: ArrayLike | float | None = None,
+                          damping2: ArrayLike | float | None = None, errors: Errors = "raise",
+                          out: GradOut | None = None, wrt: Wrt = None) -> ValueAndGrad:
+    r"""The KL of :func:`kl_eig` and its gradient with respect to each argument, batched.
+
+    Each side is given by the eigendecompositions ``U = Q_u diag(λ_u) Q_uᵀ``,
+    ``V = Q_v diag(λ_v) Q_vᵀ`` and is the matrix normal ``V⊗U``, the covariance ``V⊗U + σ²I``
+    (``noise=σ²``) or the precision ``V⊗U + δI`` (``damping=δ``), as in :func:`kl_eig`: a
+    Laplace approximation or a noisy or damped K-FAC posterior whose prior precision, noise,
+    eigenvalues or mean are to be learnt. In the basis ``Q_v⊗Q_u`` of a side its covariance is
+    the diagonal ``s_ij = (λ_u,i λ_v,j + c)^κ`` (``c = 0``, ``σ²`` or ``δ``; ``κ = −1`` for a
+    precision), and with ``τ = ∂KL/∂x`` the derivative with respect to the eigenvalues
+    ``x_ij = λ_u,i λ_v,j + c`` of ``V⊗U + cI`` (``docs/kronecker_sums.md``, section 8):
+
+    .. math::
+
+        \frac{\partial KL}{\partial M_1} = -\frac{\partial KL}{\partial M_2} = \Sigma_2^{-1} (M_1 - M_2),\quad
+        \frac{\partial KL}{\partial \lambda_{u,i}} = \sum_j \tau_{ij} \lambda_{v,j},\quad
+        \frac{\partial KL}{\partial c} = \sum_{ij} \tau_{ij},\quad
+        \frac{\partial KL}{\partial Q_u} = 2\, Q_u K \operatorname{diag}(\lambda_u),
+
+    with ``∂KL/∂U = Q_u K Q_uᵀ`` (``K`` the weighted diagonal blocks of ``∂KL/∂(V⊗U)`` in the
+    side's basis; its diagonal is ``τ λ_v``), and the same for ``λ_v`` and ``Q_v``. The
+    gradient with respect to an eigenvector matrix is that of ``Q`` taken as an unconstrained
+    matrix, the Euclidean gradient of the KL with ``U = Q diag(λ) Qᵀ`` written out; a caller
+    that keeps ``Q`` orthonormal projects it onto the tangent space, ``G − Q sym(QᵀG)``
+    (``sym(A) = (A + Aᵀ)/2``), or takes a step on the orthogonal group. ``O(n³ + p³ + n²p + np²)``
+    per pair, NumPy and LAPACK on the whole stack, the ``np×np`` matrix never formed, except
+    for the eigenvectors' gradients of a damped first side against a noisy second one: there
+    ``Σ₁`` and ``Σ₂⁻¹`` are both inverses of Kronecker sums in two different bases, and those
+    take ``O(n³p + np³)`` (leave the eigenvectors out of ``wrt`` to skip them).
+
+    Parameters
+    ----------
+    mean1, mean2 : (..., n, p) array_like or None
+        Means; ``None`` means zero (and has no gradient).
+    rowvecs1, rowvecs2 : (..., n, n) array_like
+        Orthonormal eigenvectors ``Q_u`` of the row factors, in columns.
+    rowvals1, rowvals2 : (..., n) array_like
+        Eigenvalues ``λ_u`` of the row factors: ``≥ 0``, or ``> 0`` for a matrix normal side.
+    colvecs1, colvecs2 : (..., p, p) array_like
+        Orthonormal eigenvectors ``Q_v`` of the column factors.
+    colvals1, colvals2 : (..., p) array_like
+        Eigenvalues ``λ_v`` of the column factors.
+    noise1, noise2 : (...) array_like or float, optional
+        Noise variances ``σ² > 0``: the covariance ``V⊗U + σ²I``.
+    damping1, damping2 : (...) array_like or float, optional
+        Dampings ``δ > 0``: the precision ``V⊗U + δI``. At most one of ``noise`` and
+        ``damping`` per side.
+    %(grad_errors)s
+    out : tuple (value, grads), optional
+        As in :func:`logpdf_kron_sum_value_and_grad`, with fourteen gradients.
+    wrt : str or sequence of str, optional
+        The names of the arguments whose gradients to compute (``"mean1"``, ``"rowvecs1"``, …,
+        ``"colvals2"``, ``"noise1"``, ``"damping1"``, ``"noise2"``, ``"damping2"``); by default
+        every argument not passed as None. To learn a prior's damping alone,
+        ``wrt="damping2"``.
+
+    Returns
+    -------
+    kl : (...) ndarray or scalar
+        ``KL(first ‖ second)`` over the broadcast batch shape, as :func:`kl_eig` returns it.
+    grads : tuple of fourteen ndarray or None
+        ``∂ sum(kl) / ∂ argument`` for ``(mean1, rowvecs1, rowvals1, colvecs1, colvals1, mean2,
+        rowvecs2, rowvals2, colvecs2, colvals2, noise1, damping1, noise2, damping2)`` in that
+        order, each of its argument's shape as passed (summed over the batch axes it was
+        broadcast along; a 0-d array for a Python number) and of the result dtype; ``None`` for
+        an argument passed as None or left out of ``wrt``.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError, ValueError
+        As in :func:`kl_eig`, naming the argument and the batch index; a bad ``wrt`` or ``out``.
+
+    See Also
+    --------
+    kl_eig, kl_kron_sum_value_and_grad
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> rng = np.random.default_rng(0)
+    >>> g = rng.standard_normal((5, 3, 3)); u = g @ np.swapaxes(g, -1, -2)   # five row factors
+    >>> (lu, qu), (lv, qv) = np.linalg.eigh(u), np.linalg.eigh(np.diag([1.0, 2.0]))
+    >>> prior = (None, np.eye(3), np.ones(3), np.eye(2), np.ones(2))        # MN(0, I, I)
+    >>> kl, grads = fm.kl_eig_value_and_grad(None, qu, lu, qv, lv, *prior, damping1=1e-2,
+    ...                                      wrt=("rowvals1", "rowvecs1", "damping1"))
+    >>> bool(np.array_equal(kl, fm.kl_eig(None, qu, lu, qv, lv, *prior, damping1=1e-2)))
+    True
+    >>> grads[1].shape, grads[2].shape, grads[11].shape   # δ a Python float: summed over the five items
+    ((5, 3, 3), (5, 3), ())
+    >>> grads[0] is None and grads[3] is None
+    True
+    """
+    return _kl_eig_value_and_grad((mean1, rowvecs1, rowvals1, colvecs1, colvals1, mean2, rowvecs2, rowvals2, colvecs2,
+                                   colvals2, noise1, damping1, noise2, damping2), errors, out=out, wrt=wrt)
+
+
+def _kl_eig_value_and_grad(values, errors, reduce=True, out=None, wrt=None):
+    """:func:`kl_eig_value_and_grad` of the fourteen ``values``, per item with ``reduce=False``
+    as in :func:`_logpdf_value_and_grad`."""
+    check_errors(errors)
+    sides, args, kinds = [], [], []
+    for k, suffix in enumerate("12"):
+        mean, rowvecs, rowvals, colvecs, colvals = values[5 * k:5 * k + 5]
+        noise, damping = values[10 + 2 * k:12 + 2 * k]
+        sides.append(_eig_side(mean, rowvecs, rowvals, colvecs, colvals, noise, damping, suffix))
+        names = [f"{name}{suffix}" for name in _EIG_NAMES]
+        side_args = [Arg(names[1], MEAN, rowvecs, "nn"), Arg(names[2], VAR, rowvals, "n"),
+                     Arg(names[3], MEAN, colvecs, "pp"), Arg(names[4], VAR, colvals, "p")]
+        n, p = side_args[0].shape[-1], side_args[2].shape[-1]
+        args += [Arg(names[0], MEAN, np.zeros((n, p)) if mean is None else mean, "np", default=mean is None),
+                 *side_args]
+        kinds.append("normal" if noise is None and damping is None else "noise" if damping is None else "damping")
+    for k, suffix in enumerate("12"):
+        args += [Arg(f"{name}{suffix}", VAR, 1.0 if scalar is None else scalar, "",
+                     default=scalar is None or isinstance(scalar, (int, float)))
+                 for name, scalar in zip(("noise", "damping"), values[10 + 2 * k:12 + 2 * k])]
+    (first, dtype1, batch1, failures1), (second, dtype2, batch2, failures2) = sides
+    if first.mean.shape[-2:] != second.mean.shape[-2:]:
+        raise ValueError(f"mean1 has shape {first.mean.shape} and mean2 {second.mean.shape}: "
+                         "the two distributions must be of one (n, p)")
+    batch_shape = np.broadcast_shapes(batch1, batch2)
+    dtype = np.dtype(np.float32 if dtype1 == dtype2 == np.float32 else np.float64)
+    given = [value is not None for value in values]
+    given[1:5] = given[6:10] = [True] * 4
+    wanted = computed(_KL_EIG, given, wrt)
+    outputs = _grad_out(out, args, given, wanted, dtype, batch_shape)
+    failing = _checked([failures1, failures2], batch_shape, errors)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        spectra = [_spectrum(args[5 * k + 1:5 * k + 5], args[10 + 2 * k + (kind == "damping")], kind)
+                   for k, kind in enumerate(kinds)]
+        value = _kl(first, second)
+        grads = _kl_eig_grads(*spectra, (first.mean, second.mean), wanted)
         return _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs, reduce)
