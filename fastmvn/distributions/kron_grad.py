@@ -457,13 +457,16 @@ def _spectrum(args, scalar, kind):
 
 def _transposed(side):
     """The side with its rows and columns exchanged (``Σ`` of ``Xᵀ``), for the columns' gradients."""
-    flip = (lambda factors: None if factors is None else [(b, a) for a, b in factors])
+    def flip(factors):
+        return None if factors is None else [(b, a) for a, b in factors]
+
     return side._replace(rowvecs=side.colvecs, rowvals=side.colvals, colvecs=side.rowvecs, colvals=side.rowvals,
                          scales=_swap(side.scales), inverse=_swap(side.inverse), factors=flip(side.factors),
                          inverse_factors=flip(side.inverse_factors))
 
 
 def _matvec(matrix, vector):
+    """``matrix @ vector`` over the batch."""
     return (matrix @ vector[..., None])[..., 0]
 
 
@@ -523,7 +526,8 @@ def _kl_eig_grads(first, second, means, wanted):
     if wanted[0] or wanted[5]:
         solved = second.rowvecs @ (residual * second.inverse) @ _swap(second.colvecs)  # Σ₂⁻¹ vec(M₁ − M₂)
         grads[0], grads[5] = solved, -solved
-    scalars = [(10 if side.kind == "noise" else 11) + 2 * k if side.kind != "normal" else None
+    # the positions of noise1, damping1, noise2, damping2; a matrix normal side has neither
+    scalars = [None if side.kind == "normal" else 10 + 2 * k + (side.kind == "damping")
                for k, side in enumerate((first, second))]
     if any(wanted[k] for k in (2, 4, 7, 9)) or any(k is not None and wanted[k] for k in scalars):
         # τ = diag of ∂KL/∂X in each side's basis (X = V⊗U + cI): ∂/∂λ_u = τ λ_v, ∂/∂c = Σ τ
