@@ -596,21 +596,7 @@ def kl_eig_value_and_grad(mean1: ArrayLike | None, rowvecs1: ArrayLike, rowvals1
 
     Parameters
     ----------
-    mean1, mean2 : (..., n, p) array_like or None
-        Means; ``None`` means zero (and has no gradient).
-    rowvecs1, rowvecs2 : (..., n, n) array_like
-        Orthonormal eigenvectors ``Q_u`` of the row factors, in columns.
-    rowvals1, rowvals2 : (..., n) array_like
-        Eigenvalues ``λ_u`` of the row factors: ``≥ 0``, or ``> 0`` for a matrix normal side.
-    colvecs1, colvecs2 : (..., p, p) array_like
-        Orthonormal eigenvectors ``Q_v`` of the column factors.
-    colvals1, colvals2 : (..., p) array_like
-        Eigenvalues ``λ_v`` of the column factors.
-    noise1, noise2 : (...) array_like or float, optional
-        Noise variances ``σ² > 0``: the covariance ``V⊗U + σ²I``.
-    damping1, damping2 : (...) array_like or float, optional
-        Dampings ``δ > 0``: the precision ``V⊗U + δI``. At most one of ``noise`` and
-        ``damping`` per side.
+    %(eig_pair)s
     %(grad_errors)s
     out : tuple (value, grads), optional
         As in :func:`logpdf_kron_sum_value_and_grad`, with fourteen gradients.
