@@ -68,13 +68,27 @@ def dpotrf(a, lower=0, clean=1):
     c = _fortran(a, copy=True)
     n, info = c.shape[0], ctypes.c_int(0)
     _lapack("dpotrf", _char(lower, b"L", b"U"), _int(n), _data(c), _int(max(n, 1)), ctypes.byref(info))
-    if clean:  # in place, column by column, so that the factor stays Fortran-ordered
-        for j in range(n):
-            if lower:
-                c[:j, j] = 0.0
-            else:
-                c[j + 1:, j] = 0.0
+    if clean:  # in place, so that the factor stays Fortran-ordered
+        _clean_triangle()(c, bool(lower))
     return c, info.value
+
+
+@functools.cache
+def _clean_triangle():
+    """A compiled ``clean(c, lower)`` that zeroes the strict upper triangle of ``c`` (``lower``)
+    or its strict lower one, in place: one pass in column order, where NumPy took one call per
+    column (a tenth of a millisecond for four 32×32 factors, more than LAPACK's work)."""
+    import numba
+
+    from ._jit import OPTIONS, _cached
+
+    def clean(c, lower):
+        n = c.shape[0]
+        for j in range(n):
+            for i in range(j) if lower else range(j + 1, n):
+                c[i, j] = 0.0
+
+    return _cached(numba.njit(**OPTIONS)(clean))
 
 
 def dpotri(c, lower=0):
