@@ -32,13 +32,15 @@ SMALL_LANES = 128
 #: at a time through LAPACK and BLAS (``fastmvn._large``), not in lanes, when ``s`` is at least
 #: :data:`LAPACK_MIN_SIDE` and the batch has at most ``(s / LAPACK_BATCH_SIDE)²`` items: LAPACK's
 #: blocked factorisations win on few large items, the lanes' parallel loop over items on many.
-#: Measured on 2 cores (``docs/performance.md``): a KL of one 24×24 pair takes 0.17 ms through
-#: LAPACK against 0.37 ms in lanes, of one 128×128 pair 1.2 ms against 21 ms; the two take the
-#: same time at about 6 pairs of 32×32, 18 of 64×64, 40 of 96×96 and 150 of 128×128.
+#: Measured on 2 cores (``docs/performance.md``), KLs in one process, lanes against LAPACK: one
+#: pair of 24×24 0.08 against 0.16 ms, of 32×32 0.17 against 0.17, of 48×48 0.79 against 0.37;
+#: 2 pairs of 48×48 0.83 against 0.64, 8 of 64×64 2.3 against 2.9, 16 of 96×96 10.1 against 10.3,
+#: 16 of 128×128 21 against 22, 64 of 128×128 66 against 57 (threads over items from 128).
 LAPACK_BATCH_SIDE = 16
-#: ... and no smaller side: float32 data up to :data:`FLOAT32_ARITHMETIC_MAX_SIDE` is computed in
-#: float32 in lanes, and LAPACK's call overhead outweighs its speed on smaller matrices.
-LAPACK_MIN_SIDE = FLOAT32_ARITHMETIC_MAX_SIDE + 1
+#: ... and no smaller side: each LAPACK call costs several microseconds of Python and ctypes,
+#: more than the lanes take for a whole item below about 36×36 (float32 data up to
+#: :data:`FLOAT32_ARITHMETIC_MAX_SIDE` is computed in float32 in lanes).
+LAPACK_MIN_SIDE = 36
 
 #: Threads in the large-item plan serve one item or many, never both at once. Several items of
 #: largest side from :data:`ITEM_THREADS_MIN_SIDE` to below :data:`ITEM_THREADS_MAX_SIDE` are
