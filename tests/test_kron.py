@@ -603,6 +603,30 @@ def test_compiled_kl_tests_both_first_signals_for_semi_definiteness(rng, n, p, s
     assert np.isnan(value[4]) and np.isfinite(np.delete(value, 4)).all()
 
 
+@pytest.mark.parametrize("n, p", [(4, 3), (3, 4), (5, 5)])
+def test_compiled_kl_tests_the_second_distributions_whitened_signal_for_semi_definiteness(rng, n, p):
+    """The compiled KL diagonalises only the second distribution's smaller side and factorises
+    the blocks ``λ_j W + I`` of its other side (``kernels.kronsum.block_terms``): a signal of
+    rank one on that side passes, and one with a clearly negative eigenvalue fails its item
+    (by the shifted factorisation of ``W``: the blocks themselves may well factorise)."""
+    batch = 6
+    side = "rowcov2" if p <= n else "colcov2"
+    k = 1 if side == "rowcov2" else 2
+    size = n if k == 1 else p
+    args1 = (rng.standard_normal((batch, n, p)), spd(rng, (batch,), n), spd(rng, (batch,), p),
+              spd(rng, (batch,), n), spd(rng, (batch,), p))
+    args2 = [rng.standard_normal((batch, n, p)), spd(rng, (batch,), n), spd(rng, (batch,), p), 0.5, None]
+    args2[k] = low_rank(rng, (batch,), size, 1)
+    np.testing.assert_allclose(fm.kl_kron_sum(*args1, *args2), kron_module._kl_lapack(*args1, *args2), rtol=1e-10)
+    g = rng.standard_normal(size)
+    args2[k] = args2[k].copy()
+    args2[k][4] -= 1e-3 * np.trace(args2[k][4]) * np.outer(g, g) / (g @ g)  # off the span: a negative eigenvalue
+    with pytest.raises(LinAlgError, match=rf"^{side} is not positive semi-definite at batch index 4$"):
+        fm.kl_kron_sum(*args1, *args2)
+    value = fm.kl_kron_sum(*args1, *args2, errors="nan")
+    assert np.isnan(value[4]) and np.isfinite(np.delete(value, 4)).all()
+
+
 def test_benchmark_eigh_routes_agree(rng):
     """The NumPy and PyTorch routes that the benchmarks time compute the same KL."""
     from fastmvn import _bench

@@ -11,9 +11,12 @@ that is not positive definite (the lane Cholesky's rule), or a signal with a whi
 eigenvalue below ``−m·ε·max|λ|`` (not positive semi-definite; those above are rounding and
 taken as zero) makes the lane's result NaN. The logs of the determinants are taken of folded
 products (:func:`~fastmvn.kernels.lanes.fold`): one for the noise factors and one for the
-``d_ij``, per item. A KL's first distribution has only its smaller side diagonalised, for its
-eigenvalues: the other side's whitened signal enters through ``det(I + λ_j W)``
-(:func:`fold_shifted`), which also tests it for positive semi-definiteness.
+``d_ij``, per item. A KL diagonalises only the smaller side of each distribution. The first's
+for its eigenvalues: the other side's whitened signal enters through ``det(I + λ_j W)``
+(:func:`fold_shifted`), which also tests it for positive semi-definiteness. The second's with
+its eigenvectors, which make its covariance block diagonal with the blocks ``λ_j W + I`` of
+its other side's whitened signal ``W``, each factorised by the lane Cholesky
+(:func:`block_terms`, which tests ``W`` as :func:`fold_shifted` does).
 """
 
 import math
@@ -28,7 +31,7 @@ from .values import _LOG_2PI
 _LOG_NOISE_U = 0
 _LOG_NOISE_V = 1
 _LOG_PRODUCTS = 2
-_TRACE = 3
+_TRACE = 3  # a KL's trace and quadratic form together (block_terms)
 _QUAD = 4
 _PRODUCT = 5
 #: Rows of the scalar scratch ``v`` of :func:`kron_sum_logpdf` and :func:`kron_sum_kl`.
@@ -126,22 +129,14 @@ def fold_products(vals_u, vals_v, t, count, m, n, p, reciprocal):
 
 
 @item
-def fold_shifted(S, vals, C, r, t, count, m, n, k):
-    """Fold ``Π_j det(I + λ_j S)⁻¹`` over the ``k`` entries ``λ_j ≥ 0`` of ``vals`` into the
-    running product ``t``, ``count`` (:func:`~fastmvn.kernels.lanes.fold`), for the whitened
-    signal ``S`` (``n×n``, its lower triangle read): ``Π_ij (λ_i λ_j + 1)⁻¹`` with ``λ_i`` the
-    eigenvalues of ``S``, which are never computed. Each ``I + λ_j S`` (eigenvalues at least 1)
-    is factorised in ``C`` by the lane Cholesky (``r = 1/diag``) and its determinant is the
-    product of the ``r_i⁻²``.
-
-    ``S`` must be positive semi-definite: the product is NaN in a lane where the Cholesky
-    factorisation of ``S + τI`` fails, ``τ = 4n²ε·max_i |S_ii|`` (plus the smallest normal
-    float32, for ``S = 0``), that is where an eigenvalue of ``S`` lies below about ``−τ``. The
-    shift keeps a positive semi-definite ``S`` of any rank clear of the Cholesky's pivot rule
-    (``n·ε`` times the diagonal entry) and of its rounding (of the order of ``n·ε·‖S‖``)."""
-    one = like(1.0, C)
+def flag_indefinite(S, C, r, t, m, n):
+    """``t`` becomes NaN in a lane where the whitened signal ``S`` (``n×n``, its lower triangle
+    read) is not positive semi-definite: where the Cholesky factorisation of ``S + τI`` fails,
+    ``τ = 4n²ε·max_i |S_ii|`` (plus the smallest normal float32, for ``S = 0``), that is where
+    an eigenvalue of ``S`` lies below about ``−τ``. The shift keeps a positive semi-definite
+    ``S`` of any rank clear of the Cholesky's pivot rule (``n·ε`` times the diagonal entry) and
+    of its rounding (of the order of ``n·ε·‖S‖``). ``C`` and ``r`` are scratch."""
     zero = like(0.0, C)
-    small = narrow(C)
     fill(r[0], 0.0, m)  # max_i |S_ii|, until the factorisation overwrites it
     for i in range(n):
         for l in range(m):
@@ -155,11 +150,32 @@ def fold_shifted(S, vals, C, r, t, count, m, n, k):
     cholesky(C, r, m, n)
     for l in range(m):
         t[l] += r[n - 1, l] * zero  # NaN from the first failed pivot on
+
+
+@item
+def shifted(S, x, C, m, n):
+    """``C = I + x S`` (lower triangle) for the per-lane scalars ``x``."""
+    one = like(1.0, C)
+    zero = like(0.0, C)
+    for i in range(n):
+        for j in range(i + 1):
+            for l in range(m):
+                C[i, j, l] = x[l] * S[i, j, l] + (one if i == j else zero)
+
+
+@item
+def fold_shifted(S, vals, C, r, t, count, m, n, k):
+    """Fold ``Π_j det(I + λ_j S)⁻¹`` over the ``k`` entries ``λ_j ≥ 0`` of ``vals`` into the
+    running product ``t``, ``count`` (:func:`~fastmvn.kernels.lanes.fold`), for the whitened
+    signal ``S`` (``n×n``, its lower triangle read): ``Π_ij (λ_i λ_j + 1)⁻¹`` with ``λ_i`` the
+    eigenvalues of ``S``, which are never computed. Each ``I + λ_j S`` (eigenvalues at least 1)
+    is factorised in ``C`` by the lane Cholesky (``r = 1/diag``) and its determinant is the
+    product of the ``r_i⁻²``. ``S`` must be positive semi-definite (:func:`flag_indefinite`:
+    the product is NaN in a lane where it is not)."""
+    small = narrow(C)
+    flag_indefinite(S, C, r, t, m, n)
     for q in range(k):
-        for i in range(n):
-            for j in range(i + 1):
-                for l in range(m):
-                    C[i, j, l] = vals[q, l] * S[i, j, l] + (one if i == j else zero)
+        shifted(S, vals[q], C, m, n)
         cholesky(C, r, m, n)
         for i in range(n):
             for l in range(m):
@@ -167,8 +183,8 @@ def fold_shifted(S, vals, C, r, t, count, m, n, k):
 
 
 @item
-def whitened_mean(D, Lu, ru, Qu, Lv, rv, Qv, T, m, n, p):
-    """``D ← R_u D R_vᵀ = Q_uᵀ L_u⁻¹ D L_v⁻ᵀ Q_v``; ``T`` (at least ``n×p``) is scratch."""
+def whitened_difference(D, Lu, ru, Lv, rv, m, n, p):
+    """``D ← L_u⁻¹ D L_v⁻ᵀ``."""
     solve_rows(Lu, ru, D, m, n, p, False)
     for i in range(n):  # D ← D L_v⁻ᵀ: forward substitution along each row
         for c in range(p):
@@ -177,6 +193,12 @@ def whitened_mean(D, Lu, ru, Qu, Lv, rv, Qv, T, m, n, p):
                     D[i, c, l] -= Lv[c, k, l] * D[i, k, l]
             for l in range(m):
                 D[i, c, l] *= rv[c, l]
+
+
+@item
+def whitened_mean(D, Lu, ru, Qu, Lv, rv, Qv, T, m, n, p):
+    """``D ← R_u D R_vᵀ = Q_uᵀ L_u⁻¹ D L_v⁻ᵀ Q_v``; ``T`` (at least ``n×p``) is scratch."""
+    whitened_difference(D, Lu, ru, Lv, rv, m, n, p)
     multiply(Qu, True, D, T, m, n, n, p)
     multiply(T, False, Qv, D, m, n, p, p)
 
@@ -244,50 +266,130 @@ def gains(L2, r2, L1, Q2, W1, H, Z, a, e, m, n):
 
 
 @item
+def block_terms(S2, L2, r2, L1, W1, vals, c, f, Y, Z, G, rG, t, count, acc, m, s, k):
+    """The terms of a KL that the second distribution's blocks give, on its side of ``s``
+    (``docs/kronecker_sums.md`` §6): its other side diagonalised (eigenvalues ``vals``, ``k`` of
+    them), ``Σ₂`` is block diagonal with the ``k`` blocks ``C_j = λ_j S₂ + I`` (``s×s``) for
+    the whitened signal ``S₂ = L₂⁻¹ U₂ L₂⁻ᵀ``. With ``G_j`` the lane Cholesky factor of
+    ``C_j``, ``Π_j det C_j`` is folded into ``t``, ``count``
+    (:func:`~fastmvn.kernels.lanes.fold`) and
+    ``Σ_j tr(C_j⁻¹ (c_j Ũ₁ + f_j Ã₁ + y_j y_jᵀ))`` added to ``acc``, for the first
+    distribution's ``Ũ₁ = H W₁ Hᵀ`` and ``Ã₁ = H Hᵀ``, ``H = L₂⁻¹ L₁``, its whitened signal
+    ``W₁`` and noise factor ``L₁`` on this side, its gains ``c``, ``f`` on the other
+    (:func:`gains`) and ``y_j`` the column ``j`` of the whitened difference of the means ``Y``
+    (``s×k``).
+
+    ``S₂`` (lower triangle) must be positive semi-definite (:func:`flag_indefinite`), and
+    ``t`` is NaN in a lane where it is not or the noise failed (``r2``, ``1/diag(L₂)``).
+    ``L2``, ``L1``, ``W1``, ``Z``, ``G`` and ``rG`` are overwritten."""
+    zero = like(0.0, G)
+    small = narrow(G)
+    flag_indefinite(S2, G, rG, t, m, s)
+    for l in range(m):
+        t[l] += r2[s - 1, l] * zero
+    for i in range(s):  # L1 ← H = L₂⁻¹ L₁, lower triangular
+        for j in range(i + 1, s):
+            for l in range(m):
+                L1[i, j, l] = zero
+    solve_rows(L2, r2, L1, m, s, s, False)
+    for i in range(s):  # Z = H W₁
+        for j in range(s):
+            for l in range(m):
+                Z[i, j, l] = 0.0
+            for q in range(i + 1):
+                for l in range(m):
+                    Z[i, j, l] += L1[i, q, l] * W1[max(q, j), min(q, j), l]
+    for i in range(s):  # W1 ← Ũ₁ = Z Hᵀ and L2 ← Ã₁ = H Hᵀ, lower triangles
+        for j in range(i + 1):
+            for l in range(m):
+                W1[i, j, l] = 0.0
+                L2[i, j, l] = 0.0
+            for q in range(j + 1):
+                for l in range(m):
+                    W1[i, j, l] += Z[i, q, l] * L1[j, q, l]
+                    L2[i, j, l] += L1[i, q, l] * L1[j, q, l]
+    for b in range(k):
+        shifted(S2, vals[b], G, m, s)
+        cholesky(G, rG, m, s)
+        for i in range(s):
+            for l in range(m):
+                fold(t, count, l, G[i, i, l] * G[i, i, l], small)
+        for j in range(s):  # Z ← G⁻¹, lower triangular, column by column
+            for l in range(m):
+                Z[j, j, l] = rG[j, l]
+            for i in range(j + 1, s):
+                for l in range(m):
+                    Z[i, j, l] = 0.0
+                for q in range(j, i):
+                    for l in range(m):
+                        Z[i, j, l] -= G[i, q, l] * Z[q, j, l]
+                for l in range(m):
+                    Z[i, j, l] *= rG[i, l]
+        for i in range(s):  # G ← C⁻¹ = G⁻ᵀ G⁻¹, lower triangle
+            for j in range(i + 1):
+                for l in range(m):
+                    G[i, j, l] = 0.0
+                for q in range(i, s):
+                    for l in range(m):
+                        G[i, j, l] += Z[q, i, l] * Z[q, j, l]
+        for i in range(s):
+            for j in range(i + 1):
+                for l in range(m):
+                    x = c[b, l] * W1[i, j, l] + f[b, l] * L2[i, j, l] + Y[i, b, l] * Y[j, b, l]
+                    acc[l] += (1.0 if i == j else 2.0) * G[i, j, l] * x
+
+
+@item
 def kron_sum_kl(D, U1, V1, A1, B1, U2, V2, A2, B2, Qu1, Qv1, Qu2, Qv2, T, ru1, rv1, ru2, rv2,
                 vals_u1, vals_v1, vals_u2, vals_v2, a, c, e, f, v, res, m, n, p):
     """``res = KL(N(vec M₁, Σ₁) ‖ N(vec M₂, Σ₂))`` for ``D = M₁ − M₂`` and the signals and
     noises of both (lower triangles)::
 
-        ½[Σ_ij (a_i c_j + e_i f_j)/d₂,ij + Σ_ij W_ij²/d₂,ij − np + log|Σ₂| − log|Σ₁|],
+        ½[tr(Σ₂⁻¹Σ₁) + δᵀΣ₂⁻¹δ − np + log|Σ₂| − log|Σ₁|],
 
-    ``a``, ``e``, ``c``, ``f`` the diagonals of ``R₂,u U₁ R₂,uᵀ``, ``R₂,u A₁ R₂,uᵀ``,
-    ``R₂,v V₁ R₂,vᵀ``, ``R₂,v B₁ R₂,vᵀ`` (:func:`gains`), ``W = R₂,u D R₂,vᵀ``; never negative
-    (rounding below zero gives 0). The first distribution enters through its whitened signals
-    and their eigenvalues alone (:func:`~fastmvn.kernels.eigen.jacobi_values`), the second
-    through its eigenvectors as well. Everything but ``res`` is overwritten or scratch; ``T`` is
+    never negative (rounding below zero gives 0). Each distribution has its smaller side
+    diagonalised, the first for its eigenvalues alone
+    (:func:`~fastmvn.kernels.eigen.jacobi_values`, the other side's determinants by
+    :func:`fold_shifted`), the second with its eigenvectors: say ``V₂`` (``p ≤ n``; ``U₂`` if
+    ``n < p``), with ``R_v = Q_vᵀ L_B₂⁻¹``, and ``Σ₂`` is block diagonal in the basis
+    ``L_A₂⁻¹`` on the rows and ``R_v`` on the columns (:func:`block_terms`), the first
+    distribution entering through ``c``, ``f``, the diagonals of ``R_v V₁ R_vᵀ``,
+    ``R_v B₁ R_vᵀ`` (:func:`gains`; ``a``, ``e`` those of ``R_u U₁ R_uᵀ``, ``R_u A₁ R_uᵀ``
+    if ``n < p``). Everything but ``res`` is overwritten or scratch; ``T`` is
     ``(max(n, p), max(n, p))``, ``v`` as in :func:`kron_sum_logpdf`."""
     w = v[KRON_SCALARS:]
-    # The first distribution's smaller side is diagonalised, its eigenvalues alone; the other
-    # side is whitened only, its determinants taken by fold_shifted (about a fifth of a
-    # Jacobi eigensolver's work at 4×4).
+    # Each distribution has only its smaller side diagonalised: the first for its eigenvalues,
+    # its other side's determinants taken by fold_shifted; the second with its eigenvectors,
+    # which make its covariance block diagonal on the other side (block_terms). A lane Cholesky
+    # factorisation costs about a twentieth of a Jacobi eigensolver's work at 4×4.
     if p <= n:
         whitened_eigen(V1, B1, rv1, Qv1, vals_v1, w, m, p, False)
         whiten(U1, A1, ru1, m, n)
+        whitened_eigen(V2, B2, rv2, Qv2, vals_v2, w, m, p, True)
+        whiten(U2, A2, ru2, m, n)
     else:
         whitened_eigen(U1, A1, ru1, Qu1, vals_u1, w, m, n, False)
         whiten(V1, B1, rv1, m, p)
-    whitened_eigen(U2, A2, ru2, Qu2, vals_u2, w, m, n, True)
-    whitened_eigen(V2, B2, rv2, Qv2, vals_v2, w, m, p, True)
+        whitened_eigen(U2, A2, ru2, Qu2, vals_u2, w, m, n, True)
+        whiten(V2, B2, rv2, m, p)
     log_diagonals(A2, ru1, B2, rv1, 2.0, v[_LOG_NOISE_U], v[_LOG_NOISE_V], v[_PRODUCT], m, n, p)
     fill(v[_PRODUCT], 1.0, m)
     fill(v[_LOG_PRODUCTS], 0.0, m)
-    fold_products(vals_u2, vals_v2, v[_PRODUCT], v[_LOG_PRODUCTS], m, n, p, False)
+    fill(v[_TRACE], 0.0, m)
+    whitened_difference(D, A2, ru2, B2, rv2, m, n, p)
     if p <= n:
         fold_shifted(U1, vals_v1, T, vals_u1, v[_PRODUCT], v[_LOG_PRODUCTS], m, n, p)
+        gains(B2, rv2, B1, Qv2, V1, T, Qv1, c, f, m, p)
+        multiply(D, False, Qv2, T, m, n, p, p)  # the blocks' columns: L_u⁻¹ D R_vᵀ
+        block_terms(U2, A2, ru2, A1, U1, vals_v2, c, f, T, Qu1, Qu2, vals_u2, v[_PRODUCT], v[_LOG_PRODUCTS],
+                    v[_TRACE], m, n, p)
     else:
         fold_shifted(V1, vals_u1, T, vals_v1, v[_PRODUCT], v[_LOG_PRODUCTS], m, p, n)
+        gains(A2, ru2, A1, Qu2, U1, T, Qu1, a, e, m, n)
+        multiply(D, True, Qu2, T, m, p, n, n)  # the blocks' columns: (R_u D L_v⁻ᵀ)ᵀ
+        block_terms(V2, B2, rv2, B1, V1, vals_u2, a, e, T, Qv1, Qv2, vals_v2, v[_PRODUCT], v[_LOG_PRODUCTS],
+                    v[_TRACE], m, p, n)
     log_of_fold(v[_PRODUCT], v[_LOG_PRODUCTS], 1.0, m)
-    whitened_mean(D, A2, ru2, Qu2, B2, rv2, Qv2, T, m, n, p)
-    scaled_squares(D, vals_u2, vals_v2, v[_QUAD], m, n, p)
-    gains(A2, ru2, A1, Qu2, U1, T, Qu1, a, e, m, n)
-    gains(B2, rv2, B1, Qv2, V1, T, Qv1, c, f, m, p)
-    fill(v[_TRACE], 0.0, m)
-    for i in range(n):
-        for j in range(p):
-            for l in range(m):
-                v[_TRACE, l] += (a[i, l] * c[j, l] + e[i, l] * f[j, l]) / (vals_u2[i, l] * vals_v2[j, l] + 1.0)
     for l in range(m):
-        kl = 0.5 * (v[_TRACE, l] + v[_QUAD, l] - n * p + p * v[_LOG_NOISE_U, l] + n * v[_LOG_NOISE_V, l]
-                    + v[_LOG_PRODUCTS, l])
+        kl = 0.5 * (v[_TRACE, l] - n * p + p * v[_LOG_NOISE_U, l] + n * v[_LOG_NOISE_V, l] + v[_LOG_PRODUCTS, l])
         res[l] = 0.0 if (kl < 0.0 and kl > -math.inf) else kl
