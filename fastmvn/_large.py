@@ -143,7 +143,7 @@ def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
     """The KL of diagonal covariances (``KL_DIAG`` or ``KL_STD_DIAG``) and the vectors its
     gradients are made of: ``(value, (a1, b1, a2, b2, t_u, t_v))``, the terms in one compiled
     call (:func:`fastmvn.kernels.drivers.diagonal_kl_terms`) whose quadratic form is one read of
-    the means."""
+    the means (for the standard prior ``‖M1‖²``, one BLAS dot product on BLAS's threads)."""
     from .kernels.drivers import diagonal_kl_terms
 
     n, p = mean1.shape
@@ -154,6 +154,8 @@ def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
         mean1, a1, b1, mean1 if standard else mean2, a2, b2, standard)
     if not ok:
         raise _Failed
+    if standard:
+        quad = _norm2(mean1)
     value = _kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p)
     if standard:
         a2, b2 = np.ones(n), np.ones(p)
