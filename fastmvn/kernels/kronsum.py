@@ -23,7 +23,7 @@ import math
 
 from .._jit import item
 from .eigen import jacobi, jacobi_values
-from .lanes import cholesky, epsilon, fill, fold, fold_reciprocal, like, log_diagonals, log_of_fold, narrow, solve_rows
+from .lanes import cholesky, epsilon, fill, fold, like, log_diagonals, log_of_fold, narrow, solve_rows
 from .values import _LOG_2PI
 
 # Rows of the per-lane float64 scratch ``v`` of the Kronecker-sum kernels; ``w`` below them
@@ -115,17 +115,13 @@ def whitened_eigen(S, L, r, Q, vals, w, m, n, vectors):
 
 
 @item
-def fold_products(vals_u, vals_v, t, count, m, n, p, reciprocal):
-    """Fold ``Π_ij (λ_u,i λ_v,j + 1)`` (its reciprocal if ``reciprocal``) into the running
-    product ``t``, ``count`` (:func:`~fastmvn.kernels.lanes.fold`)."""
+def fold_products(vals_u, vals_v, t, count, m, n, p):
+    """Fold ``Π_ij (λ_u,i λ_v,j + 1)`` into the running product ``t``, ``count``
+    (:func:`~fastmvn.kernels.lanes.fold`)."""
     for i in range(n):
         for j in range(p):
             for l in range(m):
-                x = vals_u[i, l] * vals_v[j, l] + 1.0
-                if reciprocal:
-                    fold_reciprocal(t, count, l, x, False)
-                else:
-                    fold(t, count, l, x, False)
+                fold(t, count, l, vals_u[i, l] * vals_v[j, l] + 1.0, False)
 
 
 @item
@@ -225,7 +221,7 @@ def kron_sum_logpdf(D, U, V, A, B, Qu, Qv, T, ru, rv, vals_u, vals_v, v, res, m,
     log_diagonals(A, None, B, None, 2.0, v[_LOG_NOISE_U], v[_LOG_NOISE_V], v[_PRODUCT], m, n, p)
     fill(v[_PRODUCT], 1.0, m)
     fill(v[_LOG_PRODUCTS], 0.0, m)
-    fold_products(vals_u, vals_v, v[_PRODUCT], v[_LOG_PRODUCTS], m, n, p, False)
+    fold_products(vals_u, vals_v, v[_PRODUCT], v[_LOG_PRODUCTS], m, n, p)
     log_of_fold(v[_PRODUCT], v[_LOG_PRODUCTS], 1.0, m)
     whitened_mean(D, A, ru, Qu, B, rv, Qv, T, m, n, p)
     scaled_squares(D, vals_u, vals_v, v[_QUAD], m, n, p)
