@@ -481,6 +481,7 @@ def test_fit_of_large_samples_through_blas_matches_the_batched_path(monkeypatch)
     d = fm.MatrixNormal(rng.standard_normal((2, 20, 18)), fm.testing.random_spd(rng, (2,), 20),
                         fm.testing.random_spd(rng, (2,), 18))
     samples = np.moveaxis(d.rvs(size=30, random_state=rng), 0, -3)
+    monkeypatch.setattr(_config, "LAPACK_MIN_SIDE", 18)             # these samples take the BLAS path
     blas = fm.fit(samples)
     monkeypatch.setattr(_config, "LAPACK_MIN_SIDE", 10 ** 6)
     batched = fm.fit(samples)

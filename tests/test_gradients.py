@@ -581,7 +581,7 @@ def test_logpdf_large_items_through_lapack_match_the_lanes(rng, monkeypatch):
     """Few large items take the LAPACK plan (``fastmvn._large``); the lane kernels give the same."""
     from fastmvn import _large
 
-    args = densities(rng, (1,), 20, 18)
+    args = densities(rng, (1,), 40, 37)
     assert _large.chosen([a[0] for a in args], 1)
     lapack = fm.logpdf_value_and_grad(*args), fm.logpdf_chol_value_and_grad(*density_factors(args))
     monkeypatch.setattr(_large, "chosen", lambda slots, count: False)
