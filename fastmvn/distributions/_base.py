@@ -122,6 +122,8 @@ def _nonfinite(arg):
     """Mask of the items of ``arg`` with a non-finite entry among those read (over its core
     axes: two for a matrix, one for variances)."""
     core = tuple(range(-len(arg.axes), 0))
+    if arg.kind in (COV, CHOL) and np.isfinite(arg.array).all():  # the common case, without a copy
+        return np.zeros(arg.batch_shape, bool)[()]
     return ~np.isfinite(np.tril(arg.array) if arg.kind in (COV, CHOL) else arg.array).all(axis=core)
 
 
