@@ -149,7 +149,7 @@ def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
     n, p = mean1.shape
     a1, b1 = row1[:, 0], col1[:, 0]
     standard = mode == _modes.KL_STD_DIAG
-    a2, b2 = (a1, b1) if standard else (row2[:, 0], col2[:, 0])
+    a2, b2 = (np.ones(n), np.ones(p)) if standard else (row2[:, 0], col2[:, 0])
     ok, trace_u, trace_v, quad, log_ratio_u, log_ratio_v = diagonal_kl_terms(
         mean1, a1, b1, mean1 if standard else mean2, a2, b2, standard)
     if not ok:
@@ -157,8 +157,6 @@ def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
     if standard:
         quad = _norm2(mean1)
     value = _kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p)
-    if standard:
-        a2, b2 = np.ones(n), np.ones(p)
     return value, (a1, b1, a2, b2, trace_u, trace_v)
 
 

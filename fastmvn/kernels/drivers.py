@@ -148,14 +148,14 @@ def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, 
         first_bad[c] = bad
 
 
-def _variance_ratios(var1, var2, standard, weights):
-    """``(ok, Σ var1/var2, Σ log var2 − Σ log var1)`` with ``weights = 1/var2`` (``var2`` all
-    ones where ``standard``, and not read); ``ok`` is False where a variance is not positive."""
+def _variance_ratios(var1, var2, weights):
+    """``(ok, Σ var1/var2, Σ log var2 − Σ log var1)`` with ``weights = 1/var2``; ``ok`` is
+    False where a variance is not positive."""
     ok = True
     ratio = log_ratio = 0.0
     for i in range(var1.shape[0]):
         a1 = np.float64(var1[i])
-        a2 = 1.0 if standard else np.float64(var2[i])
+        a2 = np.float64(var2[i])
         ok &= (a1 > 0.0) & (a2 > 0.0)
         ratio += a1 / a2
         log_ratio += math.log(a2) - math.log(a1) if a1 > 0.0 and a2 > 0.0 else 0.0
@@ -172,8 +172,8 @@ def diagonal_kl_terms(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard
     ``t_v = Σ b1/b2``, ``quad = Σᵢⱼ (M2 − M1)ᵢⱼ² / (a2ᵢ b2ⱼ)`` and the log-ratios
     ``Σ log a2 − Σ log a1``, ``Σ log b2 − Σ log b1`` (``a``, ``b`` the row and column
     variances); ``ok`` is False where a variance is not positive (or NaN). With ``standard``
-    the second distribution is ``MN(0, I, I)``: ``mean2``, ``rowvar2`` and ``colvar2`` are
-    not read, and ``quad`` is left 0 (``‖M1‖²`` is one BLAS dot product, on BLAS's threads).
+    the second distribution is ``MN(0, I, I)`` (its variances ones): ``mean2`` is not read,
+    and ``quad`` is left 0 (``‖M1‖²`` is one BLAS dot product, on BLAS's threads).
 
     One compiled call for the plan for large items (:mod:`fastmvn._large`), where a dozen
     NumPy reductions over the variances took as long as the read of the means. The quadratic
@@ -185,8 +185,8 @@ def diagonal_kl_terms(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard
     n, p = mean1.shape
     row_weights = np.empty(n)
     col_weights = np.empty(p)
-    row_ok, t_u, log_u = _variance_ratios(rowvar1, rowvar2, standard, row_weights)
-    col_ok, t_v, log_v = _variance_ratios(colvar1, colvar2, standard, col_weights)
+    row_ok, t_u, log_u = _variance_ratios(rowvar1, rowvar2, row_weights)
+    col_ok, t_v, log_v = _variance_ratios(colvar1, colvar2, col_weights)
     ok = row_ok and col_ok
     quad = 0.0
     if not standard:
