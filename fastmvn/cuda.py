@@ -502,16 +502,14 @@ def _kron_documented(function):
     """``function`` with the entries its docstring names written in: the CPU function's
     arguments (``%(kron_sum)s``, ``%(kron_sum_pair)s``) as host or GPU arrays, this module's
     keywords, results and errors."""
-    arrays = {key: [(head.replace("array_like", _ARRAY), text) for head, text in _docs.ENTRIES[key]]
-              for key in ("kron_sum", "kron_sum_pair")}
     raises = [("numpy.linalg.LinAlgError", "A noise covariance (or ``σ²``) is not positive definite or a signal "
                "covariance not positive semi-definite; names the argument and batch index."),
               *_RAISES[1:],
               ("FloatingPointError", "The kernels give an item no finite result although the CPU function, "
                "computing it again by LAPACK, does (a covariance at the edge of definiteness).")]
-    return _docs.shared(function, arrays | {
+    return _docs.shared(function, {
         "keywords": list(_KEYWORDS), "raises": raises,
-        "logpdf": (f"logpdf : {_RETURNS[0]}", _RETURNS[1]), "kl": (f"kl : {_RETURNS[0]}", _RETURNS[1])})
+        "logpdf": (f"logpdf : {_RETURNS[0]}", _RETURNS[1]), "kl": (f"kl : {_RETURNS[0]}", _RETURNS[1])}, array=_ARRAY)
 
 
 @_kron_documented
