@@ -1,149 +1,286 @@
-"""The BLAS and LAPACK routines of the large-item plan (:mod:`fastmvn._large`), called through
-ctypes at the addresses SciPy exports (``scipy.linalg.cython_blas``, ``cython_lapack``).
+"""The BLAS and LAPACK routines of the large-item plan (:mod:`fastmvn._large`), callable from
+compiled code.
 
-They are SciPy's own routines with the calling conventions of ``scipy.linalg.blas`` and
-``scipy.linalg.lapack`` for the arguments used here (Fortran-ordered float64 arrays in, new
-arrays out unless a result is written over an argument), with one difference that matters: a
-ctypes call releases the interpreter lock for as long as the routine runs, and SciPy's
-wrappers of the BLAS do not. Items computed on several Python threads (one BLAS thread each)
-therefore run their factorisations and solves at once.
+They are SciPy's own routines (``scipy.linalg.cython_blas``, ``cython_lapack``), declared to
+Numba as external functions at the addresses SciPy exports. A compiled function calls them
+directly: one item's factorisations, solves and norms run in one compiled call, without the
+microseconds of Python and ctypes that each call from Python took (at 64×64 those were more
+than half of a KL's time). The addresses are registered under fastmvn's own names when this
+module is imported, in every process, and cached machine code refers to those names, never to
+an address. Under ``NUMBA_DISABLE_JIT=1`` the same functions run as Python and call the
+routines through ctypes.
+
+Matrices here are C-ordered float64 arrays; LAPACK and BLAS read Fortran order, in which a
+C-ordered ``a`` is ``aᵀ``. A lower triangular factor ``L`` is therefore handed over as the
+upper one ``R = Lᵀ``, read in place, and each call's side, triangle and transposition are
+chosen to match (the docstrings say what is computed on the C-ordered arrays). Compiled code
+releases the interpreter lock, so items computed on several Python threads (one BLAS thread
+each) run their routines at once.
+
+The last functions (:func:`syrk`, :func:`gemm`) take Fortran-ordered arrays from Python, as
+``scipy.linalg.blas``'s do, for the gradients' products.
 """
 
 import ctypes
-import functools
+import math
 
+import numba
 import numpy as np
+from numba import types
+from numba.extending import get_cython_function_address
 
-__all__ = ["ddot", "dgemm", "dpotrf", "dpotri", "dsyrk", "dtrmm", "dtrsm"]
+from ._jit import OPTIONS, _cached
 
-_P = ctypes.c_void_p
+__all__ = ["cholesky", "factor", "solve", "solve_right", "solve_lower", "inverse", "times_lower", "norm2",
+           "logdet", "inner", "syrk", "gemm"]
 
-
-@functools.cache
-def _routine(module_name, name, result=None):
-    """The routine ``name`` of SciPy's ``module_name`` (``cython_blas``, ``cython_lapack``) as a
-    ctypes function of pointer arguments returning ``result``."""
-    import importlib
-
-    capsule = importlib.import_module(f"scipy.linalg.{module_name}").__pyx_capi__[name]
-    get_name, get_pointer = ctypes.pythonapi.PyCapsule_GetName, ctypes.pythonapi.PyCapsule_GetPointer
-    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
-    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-    address = get_pointer(capsule, get_name(capsule))
-    return ctypes.CFUNCTYPE(result)(address)
+_EPS = np.finfo(np.float64).eps
+# The flags of the routines, as the bytes of their one-letter arguments.
+_L, _N, _R, _T, _U = (ord(letter) for letter in "LNRTU")
 
 
-def _blas(name, *args, result=None):
-    return _routine("cython_blas", name, result)(*args)
+def _declare(name, module, arguments, result=None):
+    """SciPy's routine ``name`` of ``cython_{module}``, of ``arguments`` pointers, returning
+    float64 where ``result``: a Numba external function, or a ctypes one without the JIT."""
+    address = get_cython_function_address(f"scipy.linalg.cython_{module}", name)
+    if numba.config.DISABLE_JIT:
+        return ctypes.CFUNCTYPE(ctypes.c_double if result else None, *[ctypes.c_void_p] * arguments)(address)
+    import llvmlite.binding
+
+    symbol = f"fastmvn_{name}"
+    llvmlite.binding.add_symbol(symbol, address)
+    return types.ExternalFunction(symbol, (types.float64 if result else types.void)(*[types.voidptr] * arguments))
 
 
-def _lapack(name, *args):
-    return _routine("cython_lapack", name)(*args)
+_dpotrf = _declare("dpotrf", "lapack", 5)
+_dpotri = _declare("dpotri", "lapack", 5)
+_dtrsm = _declare("dtrsm", "blas", 11)
+_dtrmm = _declare("dtrmm", "blas", 11)
+_dsyrk = _declare("dsyrk", "blas", 10)
+_dgemm = _declare("dgemm", "blas", 13)
+_ddot = _declare("ddot", "blas", 5, result=True)
 
 
-def _char(flag, yes, no):
-    return ctypes.c_char_p(yes if flag else no)
+def _compiled(func):
+    return _cached(numba.njit(**OPTIONS)(func))
 
 
-def _int(value):
-    return ctypes.byref(ctypes.c_int(int(value)))
+# The routines, with their scalar arguments passed by value. Arrays are flat (one-dimensional)
+# views of Fortran storage from its first element; LAPACK's leading dimensions say the rest.
+
+@_compiled
+def _factorisation(routine_is_potri, upper, n, a, lda):
+    """LAPACK's ``info`` of ``dpotrf`` (``dpotri`` where ``routine_is_potri``) on the ``n×n``
+    matrix at ``a``, in its triangle ``upper`` or lower, written over it."""
+    flags = np.array((_U if upper else _L,), np.uint8)
+    ints = np.array((n, lda, 0), np.int32)
+    if routine_is_potri:
+        _dpotri(flags.ctypes, ints.ctypes, a.ctypes, ints[1:].ctypes, ints[2:].ctypes)
+    else:
+        _dpotrf(flags.ctypes, ints.ctypes, a.ctypes, ints[1:].ctypes, ints[2:].ctypes)
+    return ints[2]
 
 
-def _double(value):
-    return ctypes.byref(ctypes.c_double(float(value)))
+@_compiled
+def _triangular(routine_is_trmm, right, upper, transposed, m, n, alpha, a, lda, b, ldb):
+    """``b ← alpha·op(a)⁻¹ b`` (``dtrsm``; ``alpha·op(a) b`` by ``dtrmm`` where ``routine_is_trmm``),
+    or ``b op(a)`` forms where ``right``, for the triangular ``a`` and the ``m×n`` matrix ``b``."""
+    flags = np.array((_R if right else _L, _U if upper else _L, _T if transposed else _N, _N), np.uint8)
+    ints = np.array((m, n, lda, ldb), np.int32)
+    scalar = np.array((alpha,))
+    if routine_is_trmm:
+        _dtrmm(flags.ctypes, flags[1:].ctypes, flags[2:].ctypes, flags[3:].ctypes, ints.ctypes, ints[1:].ctypes,
+               scalar.ctypes, a.ctypes, ints[2:].ctypes, b.ctypes, ints[3:].ctypes)
+    else:
+        _dtrsm(flags.ctypes, flags[1:].ctypes, flags[2:].ctypes, flags[3:].ctypes, ints.ctypes, ints[1:].ctypes,
+               scalar.ctypes, a.ctypes, ints[2:].ctypes, b.ctypes, ints[3:].ctypes)
 
+
+@_compiled
+def _rank_k(upper, transposed, n, k, alpha, a, lda, beta, c, ldc):
+    """``c ← alpha·a aᵀ + beta·c`` (``aᵀ a`` where ``transposed``) in one triangle: ``dsyrk``."""
+    flags = np.array((_U if upper else _L, _T if transposed else _N), np.uint8)
+    ints = np.array((n, k, lda, ldc), np.int32)
+    scalars = np.array((alpha, beta))
+    _dsyrk(flags.ctypes, flags[1:].ctypes, ints.ctypes, ints[1:].ctypes, scalars.ctypes, a.ctypes, ints[2:].ctypes,
+           scalars[1:].ctypes, c.ctypes, ints[3:].ctypes)
+
+
+@_compiled
+def _product(transposed_a, m, n, k, alpha, a, lda, b, ldb, c, ldc):
+    """``c ← alpha·op(a) b`` for the ``m×n`` matrix ``c``: ``dgemm``."""
+    flags = np.array((_T if transposed_a else _N, _N), np.uint8)
+    ints = np.array((m, n, k, lda, ldb, ldc), np.int32)
+    scalars = np.array((alpha, 0.0))
+    _dgemm(flags.ctypes, flags[1:].ctypes, ints.ctypes, ints[1:].ctypes, ints[2:].ctypes, scalars.ctypes, a.ctypes,
+           ints[3:].ctypes, b.ctypes, ints[4:].ctypes, scalars[1:].ctypes, c.ctypes, ints[5:].ctypes)
+
+
+@_compiled
+def _dot(n, x, y):
+    """``Σ xᵢ yᵢ`` over ``n`` entries: ``ddot``."""
+    ints = np.array((n, 1), np.int32)
+    return _ddot(ints.ctypes, x.ctypes, ints[1:].ctypes, y.ctypes, ints[1:].ctypes)
+
+
+# Matrices: C-ordered float64.
+
+@_compiled
+def _flat(a):
+    return a.reshape(a.size)
+
+
+@_compiled
+def cholesky(a, out):
+    """``out ← L``, the lower Cholesky factor of ``a`` (its lower triangle read), the strict
+    upper triangle zero. Whether it exists with no numerically singular pivot
+    (``L_jj² ≤ n·ε·a_jj`` is one)."""
+    n = a.shape[0]
+    for i in range(n):
+        for j in range(n):
+            out[i, j] = a[i, j] if j <= i else 0.0
+    if n == 0:
+        return True
+    if _factorisation(False, True, n, _flat(out), n) != 0:  # the upper triangle of outᵀ: Lᵀ
+        return False
+    for j in range(n):
+        if not out[j, j] * out[j, j] > n * _EPS * a[j, j]:
+            return False
+    return True
+
+
+@_compiled
+def factor(a, out):
+    """``out ←`` the lower triangle of the Cholesky factor ``a``, as given; whether its
+    diagonal is positive."""
+    n = a.shape[0]
+    for i in range(n):
+        for j in range(n):
+            out[i, j] = a[i, j] if j <= i else 0.0
+        if not a[i, i] > 0.0:
+            return False
+    return True
+
+
+@_compiled
+def solve(chol, b, transposed):
+    """``b ← chol⁻¹ b`` (``chol⁻ᵀ b`` where ``transposed``) for the lower triangular ``n×n``
+    ``chol`` and ``n×m`` ``b``: ``bᵀ ← bᵀ R⁻¹`` (``R⁻ᵀ``) with ``R = cholᵀ``."""
+    n, m = b.shape
+    if n and m:
+        _triangular(False, True, True, transposed, m, n, 1.0, _flat(chol), n, _flat(b), m)
+
+
+@_compiled
+def solve_right(chol, b, transposed):
+    """``b ← b chol⁻¹`` (``b chol⁻ᵀ`` where ``transposed``) for the lower triangular ``p×p``
+    ``chol`` and ``n×p`` ``b``: ``bᵀ ← R⁻¹ bᵀ`` (``R⁻ᵀ bᵀ``) with ``R = cholᵀ``."""
+    n, p = b.shape
+    if n and p:
+        _triangular(False, False, True, transposed, p, n, 1.0, _flat(chol), p, _flat(b), p)
+
+
+@_compiled
+def solve_lower(chol, lower, blocks):
+    """``chol⁻¹ lower`` for the lower triangular ``chol`` and ``lower``, a new lower triangular
+    matrix: in ``blocks`` blocks of columns, each solved with the trailing block of ``chol``
+    that its nonzero rows meet (a third of the work of one solve with the whole matrix, less
+    the blocks' steps)."""
+    n = chol.shape[0]
+    result = lower.copy()
+    a, b = _flat(chol), _flat(result)
+    for k in range(blocks):
+        start, stop = n * k // blocks, n * (k + 1) // blocks
+        if stop > start:  # rows start: of columns start:stop, from entry (start, start) on
+            _triangular(False, True, True, False, stop - start, n - start, 1.0, a[start * n + start:], n,
+                        b[start * n + start:], n)
+    return result
+
+
+@_compiled
+def inverse(chol):
+    """``(L Lᵀ)⁻¹`` from the lower factor ``L``, symmetric, and whether LAPACK formed it."""
+    n = chol.shape[0]
+    result = chol.copy()
+    if n and _factorisation(True, True, n, _flat(result), n) != 0:
+        return result, False
+    for i in range(n):
+        for j in range(i):
+            result[j, i] = result[i, j]
+    return result, True
+
+
+@_compiled
+def times_lower(symmetric, lower):
+    """``symmetric · lower`` for a symmetric ``n×n`` matrix and a lower triangular one (one
+    triangular product, which takes less time than the solve it stands for):
+    ``(S L)ᵀ = R S`` with ``R = lowerᵀ``."""
+    n = lower.shape[0]
+    result = symmetric.copy()
+    if n:
+        _triangular(True, False, True, False, n, n, 1.0, _flat(lower), n, _flat(result), n)
+    return result
+
+
+@_compiled
+def norm2(a):
+    """``Σᵢⱼ aᵢⱼ²`` of a C-ordered matrix (on the BLAS library's threads)."""
+    flat = _flat(a)
+    return _dot(flat.size, flat, flat) if flat.size else 0.0
+
+
+@_compiled
+def logdet(chol):
+    """``log |L Lᵀ|`` from the lower factor ``L``."""
+    total = 0.0
+    for j in range(chol.shape[0]):
+        total += math.log(chol[j, j])
+    return 2.0 * total
+
+
+@_compiled
+def inner(a, b):
+    """``Σᵢⱼ aᵢⱼ bᵢⱼ``."""
+    total = 0.0
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            total += a[i, j] * b[i, j]
+    return total
+
+
+# From Python, Fortran-ordered arrays (as scipy.linalg.blas's).
 
 def _fortran(a, copy):
     """``a`` as a Fortran-ordered float64 array: a new one if ``copy``, else ``a`` where it is one."""
     return np.array(a, dtype=np.float64, order="F", copy=True if copy else None)
 
 
-def _data(a):
-    return _P(a.ctypes.data)
+def _storage(a):
+    """The flat storage of the Fortran-ordered ``a``."""
+    return a.reshape(-1, order="F")
 
 
-def dpotrf(a, lower=0, clean=1):
-    """The Cholesky factor of ``a`` in the triangle ``lower`` chooses (the other zero where
-    ``clean``) and LAPACK's ``info``, as ``scipy.linalg.lapack.dpotrf``."""
-    c = _fortran(a, copy=True)
-    n, info = c.shape[0], ctypes.c_int(0)
-    _lapack("dpotrf", _char(lower, b"L", b"U"), _int(n), _data(c), _int(max(n, 1)), ctypes.byref(info))
-    if clean:  # in place, so that the factor stays Fortran-ordered
-        _clean_triangle()(c, bool(lower))
-    return c, info.value
-
-
-@functools.cache
-def _clean_triangle():
-    """A compiled ``clean(c, lower)`` that zeroes the strict upper triangle of ``c`` (``lower``)
-    or its strict lower one, in place: one pass in column order, where NumPy took one call per
-    column (a tenth of a millisecond for four 32×32 factors, more than LAPACK's work)."""
-    import numba
-
-    from ._jit import OPTIONS, _cached
-
-    def clean(c, lower):
-        n = c.shape[0]
-        for j in range(n):
-            for i in range(j) if lower else range(j + 1, n):
-                c[i, j] = 0.0
-
-    return _cached(numba.njit(**OPTIONS)(clean))
-
-
-def dpotri(c, lower=0):
-    """The inverse of ``C Cᵀ``/``Cᵀ C`` from its Cholesky factor ``c``, in the same triangle (the
-    other as ``c`` had it), and ``info``, as ``scipy.linalg.lapack.dpotri``."""
-    inv = _fortran(c, copy=True)
-    n, info = inv.shape[0], ctypes.c_int(0)
-    _lapack("dpotri", _char(lower, b"L", b"U"), _int(n), _data(inv), _int(max(n, 1)), ctypes.byref(info))
-    return inv, info.value
-
-
-def _triangular(name, alpha, a, b, side, lower, trans_a):
-    a, b = _fortran(a, copy=False), _fortran(b, copy=True)
-    m, n = b.shape
-    _blas(name, _char(side, b"R", b"L"), _char(lower, b"L", b"U"), _char(trans_a, b"T", b"N"), ctypes.c_char_p(b"N"),
-          _int(m), _int(n), _double(alpha), _data(a), _int(max(a.shape[0], 1)), _data(b), _int(max(m, 1)))
-    return b
-
-
-def dtrsm(alpha, a, b, side=0, lower=0, trans_a=0):
-    """``alpha·op(a)⁻¹ b`` (``side=0``) or ``alpha·b op(a)⁻¹`` (``side=1``) for triangular ``a``,
-    as ``scipy.linalg.blas.dtrsm``."""
-    return _triangular("dtrsm", alpha, a, b, side, lower, trans_a)
-
-
-def dtrmm(alpha, a, b, side=0, lower=0, trans_a=0):
-    """``alpha·op(a) b`` (``side=0``) or ``alpha·b op(a)`` (``side=1``) for triangular ``a``, as
-    ``scipy.linalg.blas.dtrmm``."""
-    return _triangular("dtrmm", alpha, a, b, side, lower, trans_a)
-
-
-def dsyrk(alpha, a, beta=0.0, c=None, trans=0, lower=0, overwrite_c=0):
-    """``alpha·a aᵀ + beta·c`` (``aᵀ a`` where ``trans``) in one triangle, as
+def syrk(alpha, a, beta=0.0, c=None, trans=0, lower=0, overwrite_c=0):
+    """``alpha·a aᵀ + beta·c`` (``aᵀ a`` where ``trans``) in one triangle, Fortran-ordered, as
     ``scipy.linalg.blas.dsyrk``."""
     a = _fortran(a, copy=False)
     n, k = (a.shape[1], a.shape[0]) if trans else a.shape
     c = np.zeros((n, n), order="F") if c is None else _fortran(c, copy=not overwrite_c)
-    _blas("dsyrk", _char(lower, b"L", b"U"), _char(trans, b"T", b"N"), _int(n), _int(k), _double(alpha), _data(a),
-          _int(max(a.shape[0], 1)), _double(beta), _data(c), _int(max(n, 1)))
+    if n and k:
+        _rank_k(not lower, bool(trans), n, k, float(alpha), _storage(a), max(a.shape[0], 1), float(beta),
+                _storage(c), max(n, 1))
+    elif beta != 1.0:
+        c *= beta
     return c
 
 
-def dgemm(alpha, a, b, trans_a=0):
-    """``alpha·op(a) b``, as ``scipy.linalg.blas.dgemm``."""
+def gemm(alpha, a, b, trans_a=0):
+    """``alpha·op(a) b``, Fortran-ordered, as ``scipy.linalg.blas.dgemm``."""
     a, b = _fortran(a, copy=False), _fortran(b, copy=False)
     m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
     n = b.shape[1]
     c = np.zeros((m, n), order="F")
-    _blas("dgemm", _char(trans_a, b"T", b"N"), ctypes.c_char_p(b"N"), _int(m), _int(n), _int(k), _double(alpha),
-          _data(a), _int(max(a.shape[0], 1)), _data(b), _int(max(b.shape[0], 1)), _double(0.0), _data(c),
-          _int(max(m, 1)))
+    if m and n and k:
+        _product(bool(trans_a), m, n, k, float(alpha), _storage(a), max(a.shape[0], 1), _storage(b),
+                 max(b.shape[0], 1), _storage(c), max(m, 1))
     return c
-
-
-def ddot(x, y):
-    """``Σ xᵢ yᵢ`` of two contiguous float64 vectors, as ``scipy.linalg.blas.ddot``."""
-    x, y = np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(y, dtype=np.float64)
-    return _blas("ddot", _int(x.size), _data(x), _int(1), _data(y), _int(1), result=ctypes.c_double)

@@ -12,8 +12,10 @@ float64. No ``np×np`` matrix is formed, and no inverse for a value (a gradient 
 returns the first of them as the lane drivers do, for :func:`fastmvn._batch.report` to
 explain.
 
-Every BLAS and LAPACK call goes to SciPy's library (:mod:`fastmvn._lapack`, through ctypes),
-none to NumPy's (``@``, ``np.dot``): wheels of NumPy and SciPy each bring an OpenBLAS with a
+The terms of one item are each one compiled call (:mod:`fastmvn._large_items`) of SciPy's
+BLAS and LAPACK (:mod:`fastmvn._lapack`), without Python between its routines; the gradients'
+products are composed in Python, a few calls per item. Every BLAS and LAPACK call goes to
+SciPy's library, none to NumPy's (``@``, ``np.dot``): wheels of NumPy and SciPy each bring an OpenBLAS with a
 thread pool of its own, and two pools taking turns on the same cores spin against each other
 (a 128×128 KL then took ten times as long). Threads serve one item or many, never both at
 once (:func:`_threads`): several mid-sized items are split over threads with one BLAS thread
@@ -30,12 +32,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import _config, _jit, _lapack, _modes
+from . import _config, _jit, _modes
 
 __all__ = ["chosen", "evaluate", "value_and_grad"]
 
-_LOG_2PI = math.log(2.0 * math.pi)
-_EPS = np.finfo(np.float64).eps
 _KL_MODES = (_modes.KL_COV, _modes.KL_CHOL, _modes.KL_DIAG, _modes.KL_STD_COV, _modes.KL_STD_CHOL,
              _modes.KL_STD_DIAG)
 
@@ -51,66 +51,31 @@ def chosen(slots, count):
     return side >= _config.LAPACK_MIN_SIDE and count * _config.LAPACK_BATCH_SIDE ** 2 <= side * side
 
 
-# LAPACK and BLAS take Fortran-ordered arrays and copy any other: a C-ordered matrix is handed
-# over as its transpose (a Fortran-ordered view), with the triangle and the side of each call
-# swapped to match. A lower factor ``L`` is kept C-ordered, so that ``L.T`` is the upper factor
-# ``R = Lᵀ`` that LAPACK reads in place.
+def _linalg():
+    """The compiled BLAS and LAPACK calls (:mod:`fastmvn._lapack`) and the compiled terms of one
+    item (:mod:`fastmvn._large_items`), imported on first use so that ``import fastmvn``
+    compiles nothing."""
+    from . import _lapack, _large_items
 
-
-def _cholesky(a):
-    """The lower Cholesky factor of ``a`` (its lower triangle read), or :class:`_Failed` where
-    ``a`` is not positive definite or has a numerically singular pivot."""
-    upper, info = _lapack.dpotrf(a.T, lower=0, clean=1)  # the upper triangle of aᵀ is the lower of a
-    if info != 0:
-        raise _Failed
-    chol = upper.T
-    diagonal = np.diagonal(chol)
-    if not (diagonal * diagonal > a.shape[0] * _EPS * np.diagonal(a)).all():
-        raise _Failed
-    return chol
-
-
-def _factor(a):
-    """A Cholesky factor as given (its lower triangle read): its diagonal must be positive."""
-    if not (np.diagonal(a) > 0).all():
-        raise _Failed
-    return np.tril(a)
-
-
-def _logdet(chol):
-    return 2.0 * np.log(np.diagonal(chol)).sum()
+    return _lapack, _large_items
 
 
 def _solve(chol, b, transposed=False):
-    """``chol⁻¹ b`` (``chol⁻ᵀ b`` if ``transposed``) for lower triangular ``chol``: its
-    transpose ``xᵀ = bᵀ chol⁻ᵀ`` by one BLAS-3 solve from the right with ``R = cholᵀ``."""
-    return _lapack.dtrsm(1.0, chol.T, b.T, side=1, lower=0, trans_a=1 if transposed else 0).T
-
-
-def _solve_lower(chol, lower):
-    """``chol⁻¹ lower`` for lower triangular ``chol`` and ``lower``, lower triangular itself: in
-    blocks of columns, each solved with the trailing block of ``chol`` that its nonzero rows
-    meet (a third of the work of one solve with the whole matrix, less the blocks' steps)."""
-    n = chol.shape[0]
-    blocks = min(_config.TRIANGULAR_BLOCKS, max(1, n // 64))
-    if blocks == 1:
-        return _solve(chol, lower)
-    result = np.zeros((n, n))
-    edges = [n * k // blocks for k in range(blocks + 1)]
-    for start, stop in zip(edges, edges[1:]):
-        result[start:, start:stop] = _solve(chol[start:, start:], lower[start:, start:stop])
-    return result
+    """``chol⁻¹ b`` (``chol⁻ᵀ b`` if ``transposed``) for lower triangular ``chol``, a new
+    C-ordered array."""
+    x = np.array(b, dtype=np.float64, order="C", copy=True)
+    _linalg()[0].solve(np.ascontiguousarray(chol, dtype=np.float64), x, transposed)
+    return x
 
 
 def _norm2(a):
-    flat = a.ravel(order="K")
-    return float(_lapack.ddot(flat, flat))
+    return _linalg()[0].norm2(np.ascontiguousarray(a, dtype=np.float64))
 
 
 def _symmetric(upper):
     """The symmetric matrix whose upper triangle ``upper`` holds, its strict lower triangle
-    zero (as LAPACK's inverse and BLAS's rank-k update leave it): ``upper + upperᵀ`` with the
-    diagonal halved, one pass (masking the triangles took nine times as long)."""
+    zero (as BLAS's rank-k update leaves it): ``upper + upperᵀ`` with the diagonal halved, one
+    pass (masking the triangles took nine times as long)."""
     full = upper + upper.T
     np.einsum("ii->i", full)[:] *= 0.5
     return full
@@ -122,21 +87,9 @@ def _gram(*terms):
     total = None
     for scale, a in terms:
         fortran = a.flags.f_contiguous  # else handed over as aᵀ, Fortran-ordered
-        total = _lapack.dsyrk(scale, a if fortran else a.T, trans=0 if fortran else 1, lower=0,
+        total = _linalg()[0].syrk(scale, a if fortran else a.T, trans=0 if fortran else 1, lower=0,
                               **({} if total is None else dict(beta=1.0, c=total, overwrite_c=1)))
     return _symmetric(total)
-
-
-def _whiten(d, row, col):
-    """``row⁻¹ d col⁻ᵀ`` for lower triangular ``row`` and ``col``."""
-    return _solve(col, _solve(row, d).T).T
-
-
-def _kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p):
-    """``½(t_u t_v + quad − np + p·log(|U2|/|U1|) + n·log(|V2|/|V1|))`` in the kernels' order,
-    halved term by term; never negative (rounding below zero gives 0, -inf stays a failure)."""
-    kl = (0.5 * trace_u) * trace_v + 0.5 * quad - 0.5 * n * p + (0.5 * p) * log_ratio_u + (0.5 * n) * log_ratio_v
-    return 0.0 if -math.inf < kl < 0.0 else kl
 
 
 def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
@@ -156,48 +109,25 @@ def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
         raise _Failed
     if standard:
         quad = _norm2(mean1)
-    value = _kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p)
+    value = _linalg()[1].kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p)
     return value, (a1, b1, a2, b2, trace_u, trace_v)
 
 
 def _kl_factored(mode, mean1, row1, col1, mean2, row2, col2, inverses=False):
-    """The KL of covariances or factors (``KL_COV``, ``KL_CHOL`` or their standard forms) and
-    the matrices its gradients are made of: ``(value, (l1, q1, l2, q2, a, b, z, t_u, t_v))``
-    with the lower factors ``l``, ``q`` (``l2 = q2 = None`` for a standard mode), ``a = l2⁻¹ l1``,
-    ``b = q2⁻¹ q1``, ``z = l2⁻¹ (M2 − M1) q2⁻ᵀ`` (``l1``, ``q1`` and ``M1`` for a standard
-    mode: the same norms) and the traces ``t_u = ‖a‖²``, ``t_v = ‖b‖²``.
-
-    With ``inverses`` (``KL_COV``, for the gradients of the covariances, which need
-    ``U2⁻¹ L1`` and ``V2⁻¹ Q1``), ``a`` and ``b`` are those products instead and the traces
-    ``⟨L1, U2⁻¹ L1⟩`` and ``⟨Q1, V2⁻¹ Q1⟩``: no solve for them; the parts end with ``U2⁻¹``
-    and ``V2⁻¹``."""
-    n, p = mean1.shape
-    factor = _cholesky if mode in (_modes.KL_COV, _modes.KL_STD_COV) else _factor
-    l1, q1 = factor(row1), factor(col1)
-    inverted = ()
-    if mode in (_modes.KL_STD_COV, _modes.KL_STD_CHOL):
+    """The KL of covariances or factors (``KL_COV``, ``KL_CHOL`` or their standard forms, whose
+    second distribution is None) and the matrices its gradients are made of: ``(value, (l1, q1,
+    l2, q2, a, b, z, t_u, t_v))``, and ``U2⁻¹``, ``V2⁻¹`` after them with ``inverses``, by one
+    compiled call (:func:`fastmvn._large_items.kl_parts`, which says what they are); ``l2`` and
+    ``q2`` are None for a standard mode."""
+    standard = mean2 is None
+    second = (mean1, row1, col1) if standard else (mean2, row2, col2)
+    defined, value, l1, q1, l2, q2, a, b, z, t_u, t_v, u2, v2 = _linalg()[1].kl_parts(
+        mode, mean1, row1, col1, *second, inverses, _config.TRIANGULAR_BLOCKS)
+    if not defined:
+        raise _Failed
+    if standard:
         l2 = q2 = None
-        a, b, z = l1, q1, mean1
-        log_ratio_u, log_ratio_v = -_logdet(l1), -_logdet(q1)
-    else:
-        l2, q2 = factor(row2), factor(col2)
-        z = _whiten(mean2 - mean1, l2, q2)
-        log_ratio_u, log_ratio_v = _logdet(l2) - _logdet(l1), _logdet(q2) - _logdet(q1)
-    if inverses:
-        inverted = _inverse(l2), _inverse(q2)
-        a, b = _times_lower(inverted[0], l1), _times_lower(inverted[1], q1)
-        t_u, t_v = _inner(l1, a), _inner(q1, b)
-    else:
-        if l2 is not None:
-            a, b = _solve_lower(l2, l1), _solve_lower(q2, q1)
-        t_u, t_v = _norm2(a), _norm2(b)
-    value = _kl_value(t_u, t_v, _norm2(z), log_ratio_u, log_ratio_v, n, p)
-    return value, (l1, q1, l2, q2, a, b, z, t_u, t_v, *inverted)
-
-
-def _inner(a, b):
-    """``Σᵢⱼ aᵢⱼ bᵢⱼ``."""
-    return float(np.einsum("ij,ij->", a, b))
+    return value, (l1, q1, l2, q2, a, b, z, t_u, t_v, *((u2, v2) if inverses else ()))
 
 
 def _kl(mode, *items, inverses=False):
@@ -210,22 +140,20 @@ def _kl(mode, *items, inverses=False):
 
 
 def _value(mode, items):
-    """The value of ``mode`` for one item: ``items`` holds its slots as float64 matrices."""
+    """The value of ``mode`` for one item: ``items`` holds its slots as C-ordered float64
+    matrices."""
     if mode in _KL_MODES:
         return _kl(mode, *items, *([None] * (6 - len(items))))[0]
+    terms = _linalg()[1]
     if mode == _modes.LOGDET:
-        return _logdet(_cholesky(items[0]))
-    if mode == _modes.TRACE_SOLVE:
-        chol = _cholesky(items[0])  # tr(a⁻¹ b) = tr(L⁻ᵀ (L⁻¹ b))
-        return float(np.trace(_solve(chol, _solve(chol, items[1]), transposed=True)))
-    x, mean, row, col = items
-    factor = _cholesky if mode in (_modes.MAHALANOBIS, _modes.LOGPDF) else _factor
-    row, col = factor(row), factor(col)
-    quad = _norm2(_whiten(x - mean, row, col))
-    if mode in (_modes.MAHALANOBIS, _modes.MAHALANOBIS_CHOL):
-        return quad
-    n, p = x.shape
-    return -0.5 * (n * p * _LOG_2PI + p * _logdet(row) + n * _logdet(col) + quad)
+        defined, value = terms.logdet_value(*items)
+    elif mode == _modes.TRACE_SOLVE:
+        defined, value = terms.trace_solve_value(*items)
+    else:
+        defined, value = terms.logpdf_parts(mode, *items)[:2]
+    if not defined:
+        raise _Failed
+    return value
 
 
 def evaluate(mode, slots, out):
@@ -307,7 +235,7 @@ def _each_item(compute, slots, out, grads, wanted, flats):
     bad = None
     for flat in flats:
         index = np.unravel_index(flat, out.shape)
-        items = [np.asarray(slot[index], dtype=np.float64) for slot in slots]
+        items = [np.ascontiguousarray(slot[index], dtype=np.float64) for slot in slots]
         try:
             with np.errstate(all="ignore"):
                 value, item_grads = compute(items)
@@ -325,10 +253,10 @@ def _each_item(compute, slots, out, grads, wanted, flats):
 
 def _inverse(chol):
     """``(L Lᵀ)⁻¹`` from the lower factor ``L``: a gradient that is that inverse needs it formed."""
-    inverse, info = _lapack.dpotri(chol.T, lower=0)
-    if info != 0:
+    inverse, defined = _linalg()[0].inverse(chol)
+    if not defined:
         raise _Failed
-    return _symmetric(inverse)
+    return inverse
 
 
 def _combined(scale, a, other_scale, other):
@@ -337,12 +265,6 @@ def _combined(scale, a, other_scale, other):
         a *= scale
     a += other_scale * other if other_scale != 1.0 else other
     return a
-
-
-def _times_lower(symmetric, lower):
-    """``symmetric · lower`` for a symmetric matrix and a lower triangular one, Fortran-ordered:
-    one triangular product, which takes less time than the triangular solve it stands for."""
-    return _lapack.dtrmm(1.0, lower.T, symmetric, side=1, lower=0, trans_a=1)
 
 
 def _plus_identity(scale, a):
@@ -405,7 +327,7 @@ def _wanted(terms, wanted):
 def _cross(a, b):
     """``a bᵀ`` for ``a``, ``b`` of one shape: one BLAS-3 product (of their transposes, which
     are Fortran-ordered where ``a`` and ``b`` are C-ordered)."""
-    return _lapack.dgemm(1.0, a.T, b.T, trans_a=1)
+    return _linalg()[0].gemm(1.0, a.T, b.T, trans_a=1)
 
 
 def _logpdf_grad(mode, wanted, x, mean, row, col):
@@ -414,10 +336,9 @@ def _logpdf_grad(mode, wanted, x, mean, row, col):
     whitened residual of the value, ``Y = P⁻ᵀ Z`` and ``Y' = Z Q⁻¹``; only those that
     ``wanted`` marks are computed (None in their place otherwise)."""
     n, p = x.shape
-    factor = _cholesky if mode == _modes.LOGPDF else _factor
-    row, col = factor(row), factor(col)
-    z = _whiten(x - mean, row, col)
-    value = -0.5 * (n * p * _LOG_2PI + p * _logdet(row) + n * _logdet(col) + _norm2(z))
+    defined, value, row, col, z = _linalg()[1].logpdf_parts(mode, x, mean, row, col)
+    if not defined:
+        raise _Failed
     y = functools.cache(lambda: _solve_t(row, z))                          # P⁻ᵀ Z
     w = functools.cache(lambda: _solve_t(col, y().T).T)                    # P⁻ᵀ Z Q⁻¹ = U⁻¹ (X − M) V⁻¹
     y2 = functools.cache(lambda: _solve_t(col, z.T).T)                     # Z Q⁻¹

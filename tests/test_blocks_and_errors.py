@@ -204,12 +204,15 @@ def test_a_threading_layer_the_user_chose_is_kept(setting, environment):
 
 
 def test_kernels_run_as_plain_python_with_numba_disable_jit():
-    """``NUMBA_DISABLE_JIT=1`` runs the kernels' own source: the same values and the same errors."""
+    """``NUMBA_DISABLE_JIT=1`` runs the kernels' own source, the large items' too: the same
+    values and the same errors."""
     script = ("import numpy as np, fastmvn as fm\n"
               "from fastmvn import reference\n"
               "from fastmvn._bench import random_pair\n"
               "args = list(random_pair(5, 3, 2))\n"
               "assert np.allclose(fm.kl(*args), reference.kl(*args), rtol=1e-12)\n"
+              "large = random_pair(1, 40, 37)  # the plan for large items: LAPACK through ctypes\n"
+              "assert np.allclose(fm.kl(*large), reference.kl(*large), rtol=1e-12)\n"
               "value, grads = fm.kl_chol_value_and_grad(args[0], np.linalg.cholesky(args[1]), np.eye(2))\n"
               "assert grads[1].shape == (5, 3, 3)\n"
               "args[4] = args[4].copy(); args[4][2] = -np.eye(3)\n"

@@ -170,15 +170,20 @@ def test_large_diagonal_quadratic_form(dtype):
     assert np.isnan(fm.kl_diag(*bad, errors="nan"))
 
 
-@pytest.mark.parametrize("n", [63, 130, 200, 451])
-def test_blocked_triangular_solve(n):
-    """``L2⁻¹ L1`` in blocks of columns (one block below 128 rows) is the whole solve's result."""
+@pytest.mark.parametrize("n, blocks", [(63, 1), (130, 2), (200, 3), (451, 6), (7, 3)])
+def test_blocked_triangular_solve(n, blocks):
+    """``L2⁻¹ L1`` in blocks of columns is the whole solve's result (more blocks than rows'
+    worth included: a block may be empty)."""
     import scipy.linalg
+
+    from fastmvn import _lapack
 
     rng = np.random.default_rng(n)
     l1, l2 = (np.linalg.cholesky(fm.testing.random_spd(rng, (), n)) for _ in range(2))
     expected = scipy.linalg.solve_triangular(l2, l1, lower=True)
-    np.testing.assert_allclose(_large._solve_lower(l2, l1), expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+    got = _lapack.solve_lower(l2, l1, blocks)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+    assert not np.triu(got, 1).any()
 
 
 def test_large_kl_with_blocked_solves_against_reference():
@@ -285,41 +290,56 @@ def test_items_split_over_threads_equal_one_after_another(case, large, monkeypat
         function(*args)
 
 
-@pytest.mark.parametrize("lower", [0, 1])
-def test_lapack_routines_equal_scipys(lower):
-    """fastmvn._lapack calls SciPy's own routines through ctypes: the results of SciPy's
-    wrappers, Fortran-ordered as theirs (a C-ordered result would be copied by every later call)."""
-    from scipy.linalg import blas, lapack
+@pytest.mark.parametrize("n, m", [(7, 5), (1, 3), (40, 1)])
+def test_lapack_routines_against_scipy(n, m):
+    """fastmvn._lapack calls SciPy's own routines from compiled code on C-ordered matrices: each
+    helper against SciPy's wrappers or NumPy, failures reported, Fortran-ordered products from
+    Python as ``scipy.linalg.blas``'s."""
+    import scipy.linalg
+    from scipy.linalg import blas
 
     from fastmvn import _lapack
 
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((7, 7))
-    spd, b, b2 = x @ x.T + 7 * np.eye(7), rng.standard_normal((7, 5)), rng.standard_normal((5, 7))
-    results = []
-    for clean in (0, 1):
-        results.append((lapack.dpotrf(spd, lower=lower, clean=clean), _lapack.dpotrf(spd, lower=lower, clean=clean)))
-    chol = results[-1][0][0]
-    results.append((lapack.dpotri(chol, lower=lower), _lapack.dpotri(chol, lower=lower)))
-    for name in ("dtrsm", "dtrmm"):
-        for side, right in ((0, b), (1, b2)):
-            for trans_a in (0, 1):
-                keywords = dict(side=side, lower=lower, trans_a=trans_a)
-                results.append((getattr(blas, name)(1.5, chol, right, **keywords),
-                                getattr(_lapack, name)(1.5, chol, right, **keywords)))
-    for trans, a in ((0, b), (1, b2)):
-        c = blas.dsyrk(0.5, a, trans=trans, lower=lower)
-        results.append((c, _lapack.dsyrk(0.5, a, trans=trans, lower=lower)))
-        results.append((blas.dsyrk(2.0, a, beta=1.0, c=c, trans=trans, lower=lower),
-                        _lapack.dsyrk(2.0, a, beta=1.0, c=c.copy(order="F"), trans=trans, lower=lower, overwrite_c=1)))
-    results.append((blas.dgemm(1.0, b2, b2, trans_a=1), _lapack.dgemm(1.0, b2, b2, trans_a=1)))
-    results.append((blas.dgemm(1.0, b, b2), _lapack.dgemm(1.0, b, b2)))
-    for want, got in results:
-        want, got = (want, got) if isinstance(want, np.ndarray) else (want[0], got[0])
-        assert got.flags.f_contiguous and got.shape == want.shape
-        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
-    assert lapack.dpotrf(-spd)[1] == _lapack.dpotrf(-spd)[1] == 1
-    assert _lapack.ddot(b.ravel(), b.ravel()) == pytest.approx(blas.ddot(b.ravel(), b.ravel()), rel=1e-15)
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((n, n))
+    spd, b, b2 = x @ x.T + n * np.eye(n), rng.standard_normal((n, m)), rng.standard_normal((m, n))
+    chol = np.empty((n, n))
+    assert _lapack.cholesky(spd, chol)
+    close = dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(chol, np.linalg.cholesky(spd), **close)
+    assert not np.triu(chol, 1).any()
+    for transposed in (False, True):
+        got = b.copy()
+        _lapack.solve(chol, got, transposed)
+        np.testing.assert_allclose(got, scipy.linalg.solve_triangular(chol, b, lower=True, trans=int(transposed)),
+                                   **close)
+        got = b2.copy()
+        _lapack.solve_right(chol, got, transposed)
+        np.testing.assert_allclose(got, b2 @ np.linalg.inv(chol.T if transposed else chol), **close)
+    inverse, defined = _lapack.inverse(chol)
+    assert defined
+    np.testing.assert_allclose(inverse, np.linalg.inv(spd), **close)
+    np.testing.assert_allclose(_lapack.times_lower(inverse, chol), inverse @ chol, **close)
+    assert _lapack.norm2(b) == pytest.approx((b * b).sum(), rel=1e-14)
+    assert _lapack.logdet(chol) == pytest.approx(np.linalg.slogdet(spd)[1], rel=1e-12, abs=1e-12)
+    assert _lapack.inner(b, 2 * b) == pytest.approx(2 * (b * b).sum(), rel=1e-14)
+    assert not _lapack.cholesky(-spd, chol)
+    for pivot in (0.0, np.finfo(np.float64).eps):  # LAPACK fails the first; the second is numerically singular
+        assert not _lapack.cholesky(np.ones((n, n)) + np.diag(np.r_[0.0, np.full(n - 1, pivot)]), chol) or n == 1
+    assert not _lapack.factor(-chol, np.empty((n, n)))
+    for lower in (0, 1):
+        for trans, a in ((0, b), (1, b2)):
+            c = blas.dsyrk(0.5, a, trans=trans, lower=lower)
+            got = _lapack.syrk(0.5, a, trans=trans, lower=lower)
+            assert got.flags.f_contiguous
+            np.testing.assert_allclose(got, c, **close)
+            np.testing.assert_allclose(_lapack.syrk(2.0, a, beta=1.0, c=c.copy(order="F"), trans=trans, lower=lower,
+                                                    overwrite_c=1),
+                                       blas.dsyrk(2.0, a, beta=1.0, c=c, trans=trans, lower=lower), **close)
+    for got, want in ((_lapack.gemm(1.0, b2, b2, trans_a=1), blas.dgemm(1.0, b2, b2, trans_a=1)),
+                      (_lapack.gemm(1.5, b, b2), blas.dgemm(1.5, b, b2))):
+        assert got.flags.f_contiguous
+        np.testing.assert_allclose(got, want, **close)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
