@@ -120,12 +120,14 @@ def torch_kl_chol_tensors(mean1, rowchol1, colchol1, mean2, rowchol2, colchol2):
 
 
 def torch_kl_tensors(mean1, rowcov1, colcov1, mean2, rowcov2, colcov2):
-    """The KL by the same Cholesky and triangular-solve algorithm in PyTorch, on the tensors' device."""
+    """The KL by the same Cholesky and triangular-solve algorithm in PyTorch, on the tensors' device,
+    differentiable by autograd (through ``torch.linalg.cholesky``, whose gradient with respect to a
+    covariance is the symmetric one of :func:`fastmvn.kl_value_and_grad`); of tensors that do not
+    require a gradient it builds no graph."""
     import torch
 
-    with torch.no_grad():
-        factors = [torch.linalg.cholesky(a) for a in (rowcov1, colcov1, rowcov2, colcov2)]
-        return torch_kl_chol_tensors(mean1, factors[0], factors[1], mean2, factors[2], factors[3])
+    factors = [torch.linalg.cholesky(a) for a in (rowcov1, colcov1, rowcov2, colcov2)]
+    return torch_kl_chol_tensors(mean1, factors[0], factors[1], mean2, factors[2], factors[3])
 
 
 def jax_kl(mean1, rowcov1, colcov1, mean2, rowcov2, colcov2):
@@ -158,6 +160,32 @@ def torch_kl(args):
         return None
     tensors = [torch.from_numpy(a) for a in args]
     return lambda: torch_kl_tensors(*tensors)
+
+
+def torch_backward(arrays, kl=torch_kl_tensors):
+    """Forward and backward of ``sum(kl(*tensors))`` by PyTorch autograd on CPU tensors that share
+    the memory of the NumPy ``arrays``, every gradient taken anew each call, as a function to
+    time, or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    tensors = [torch.from_numpy(a).requires_grad_() for a in arrays]
+
+    def run():
+        for t in tensors:
+            t.grad = None
+        kl(*tensors).sum().backward()
+
+    return run
+
+
+def scipy_logpdf(args):
+    """A Python loop over ``scipy.stats.matrix_normal.logpdf``, one call per item of the NumPy
+    arrays ``args`` = ``(x, mean, rowcov, colcov)``, as a function to time."""
+    from scipy.stats import matrix_normal
+
+    return lambda: [matrix_normal.logpdf(*item) for item in zip(*args)]
 
 
 def kron_sum_inputs(batch, n, p, dtype=np.float64, seed=0):
@@ -309,8 +337,6 @@ def compare_logpdf(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, refere
     The reference runs on at most ``reference_batch`` items and the SciPy loop on
     ``scipy_batch`` items (medians of ``repeat // 2`` runs); every figure is per item.
     """
-    from scipy.stats import matrix_normal
-
     from .distributions import MatrixNormal
 
     rng = np.random.default_rng(0)
@@ -321,16 +347,12 @@ def compare_logpdf(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5, refere
     small = tuple(a[:reference_batch] for a in (x, mean, rowcov, colcov))
     few = tuple(a[:scipy_batch] for a in (x, mean, rowcov, colcov))
     out = np.empty(batch, dtype)
-
-    def scipy_loop():
-        return [matrix_normal.logpdf(*item) for item in zip(*few)]
-
     slow = max(1, repeat // 2)
     runs = {"fastmvn": lambda: _api.logpdf(x, mean, rowcov, colcov, out=out),
             "distribution": lambda: distribution.logpdf(x, out=out)}
     figures = {name: t / batch for name, t in median_times(runs, repeat).items()}
     figures["reference"] = median_time(lambda: reference.logpdf(*small), slow) / len(small[0])
-    figures["scipy"] = median_time(scipy_loop, slow) / len(few[0])
+    figures["scipy"] = median_time(scipy_logpdf(few), slow) / len(few[0])
     return figures
 
 
@@ -372,10 +394,11 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
     arrays passed as ``out=``, what every call would cost without the pool); and from
     covariances with the gradients of the first distribution only, ``"kl_value_and_grad_first"``
     (``wrt=``, as :mod:`fastmvn.torch` computes them against a fixed prior), and PyTorch autograd
-    (forward and backward of ``sum(kl)``, CPU) through :func:`torch_kl_chol_tensors` from the
-    factors (``"torch_chol"``) and through ``torch.linalg.cholesky`` and it from the
-    covariances (``"torch_cov"``), and the same pass through :func:`fastmvn.torch.kl`
-    (``"fastmvn_torch_cov"``, in fastmvn's rounds; the three None without torch).
+    (forward and backward of ``sum(kl)``, CPU, :func:`torch_backward`) through
+    :func:`torch_kl_chol_tensors` from the factors (``"torch_chol"``) and through
+    :func:`torch_kl_tensors` from the covariances (``"torch_cov"``), and the same pass through
+    :func:`fastmvn.torch.kl` (``"fastmvn_torch_cov"``, in fastmvn's rounds; the three None
+    without torch).
 
     Two floors, timed in the same rounds: ``"write_new"`` allocates six new arrays of the
     gradients' shapes and writes them once (:func:`write_pass`), ``"write_reused"`` writes
@@ -406,33 +429,13 @@ def compare_gradients(n=4, p=4, batch=1_000_000, dtype=np.float64, repeat=5):
         "write_new": lambda: write_pass(_new(args)),
         "write_reused": lambda: write_pass(written),
     }
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    if torch is not None:
+    torch_runs = {"torch_chol": torch_backward(chol, torch_kl_chol_tensors), "torch_cov": torch_backward(args)}
+    figures = {"torch_chol": None, "torch_cov": None, "fastmvn_torch_cov": None}
+    if torch_runs["torch_cov"] is not None:
         from . import torch as fmt
 
-        def backward_pass(arrays, kl):
-            """Forward and backward of ``sum(kl(*tensors))`` on tensors sharing ``arrays``' memory."""
-            tensors = [torch.from_numpy(a).requires_grad_() for a in arrays]
-
-            def run():
-                for t in tensors:
-                    t.grad = None
-                kl(*tensors).sum().backward()
-
-            return run
-
-        def factored(*tensors):
-            factors = (t if i % 3 == 0 else torch.linalg.cholesky(t) for i, t in enumerate(tensors))
-            return torch_kl_chol_tensors(*factors)
-
-        runs["fastmvn_torch_cov"] = backward_pass(args, fmt.kl)  # pooled memory: it alternates with the rest
-        torch_runs = {"torch_chol": backward_pass(chol, torch_kl_chol_tensors),
-                      "torch_cov": backward_pass(args, factored)}
-    figures = {"torch_chol": None, "torch_cov": None, "fastmvn_torch_cov": None}
-    for group in (runs, torch_runs) if torch is not None else (runs,):
+        runs["fastmvn_torch_cov"] = torch_backward(args, fmt.kl)  # pooled memory: it alternates with the rest
+    for group in (runs, torch_runs) if torch_runs["torch_cov"] is not None else (runs,):
         figures.update({name: t / batch for name, t in median_times(group, repeat).items()})
     return figures
 
