@@ -1,7 +1,10 @@
 """Random batches and timings shared by ``fastmvn bench``, the asv suite and pytest-benchmark."""
 
 import functools
+import math
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -291,40 +294,117 @@ SIZE_GRID = [(n, n, batch) for n in (4, 16, 64, 256, 1024) for batch in (1, 1_00
 #: with the budget of :data:`FULL_BUDGET`. It takes tens of minutes.
 FULL_SIZE_GRID = [(n, p, batch) for n, p in [(2 ** k, 2 ** k) for k in range(12)] + [(784, 150), (4096, 512), (2, 1024)]
                   for batch in (1, 8, 1_000, None)]
-#: Bytes of the six float64 inputs of a point of :data:`FULL_SIZE_GRID`.
+#: Bytes a point of :data:`FULL_SIZE_GRID` may hold (float64): its inputs, and for a value and
+#: gradient its gradients too (:func:`size_points`).
 FULL_BUDGET = 2 << 30
 
+#: Items of a point on which ``--sizes --case logpdf`` runs its SciPy loop, at most; its time is
+#: scaled to the whole batch.
+SCIPY_ITEMS = 4
 
-def size_points(grid=SIZE_GRID, budget=1 << 29):
-    """The points of ``grid`` with each batch cut so that its six inputs fit in ``budget`` bytes
-    (float64), at least one item; a batch of None is as many as fit. Points that repeat after
-    the cut are dropped."""
+
+class Route(NamedTuple):
+    """One library's call at a point of ``fastmvn bench --sizes``: ``make(args)`` gives the
+    function to time (None where the library is not installed); with ``items`` it is made of
+    the first ``items`` items only and its time is scaled to the whole batch."""
+    make: Callable
+    items: int | None = None
+
+
+def _calls(func):
+    """The :class:`Route` that calls ``func`` on the whole batch."""
+    return Route(lambda args: lambda: func(*args))
+
+
+def random_logpdf_inputs(batch, n, p, seed=0):
+    """The arguments of :func:`fastmvn.logpdf` for ``batch`` random ``n×p`` matrix normals,
+    ``(x, mean, rowcov, colcov)``, float64: standard normal points, then
+    :func:`fastmvn.testing.random_matrix_normal`, from the generator of ``seed``."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((batch, n, p)), *testing.random_matrix_normal(rng, (batch,), n, p))
+
+
+class SizeCase(NamedTuple):
+    """A function that ``fastmvn bench --sizes`` times, and what against.
+
+    ``inputs(batch, n, p)`` draws its arguments, those of the table's entry ``arguments``
+    (:data:`fastmvn._table.FUNCTIONS`); with ``gradients`` a call holds an array of each
+    argument's shape more. ``blocks`` holds one dict per library, of figure names and their
+    :class:`Route`; :func:`compare_sizes` times each block's routes in alternation and the
+    blocks one after another. The figure ``"fastmvn"`` is the function's own.
+    """
+    arguments: str
+    inputs: Callable
+    gradients: bool
+    blocks: tuple
+
+
+#: The cases of ``fastmvn bench --sizes --case``: ``kl`` against the same algorithm in NumPy
+#: (:func:`fastmvn.reference.kl`) and PyTorch (:func:`torch_kl`); ``logpdf`` against the NumPy
+#: reference and a loop over SciPy (:func:`scipy_logpdf`, on :data:`SCIPY_ITEMS` items); and
+#: ``kl_value_and_grad`` (all six gradients) against PyTorch autograd of the same algorithm
+#: (:func:`torch_backward`) and against ``fastmvn.kl``'s value alone (``"value"``), the two
+#: fastmvn calls in alternation.
+SIZE_CASES = {
+    "kl": SizeCase("kl", random_pair, False,
+                   ({"fastmvn": _calls(_api.kl)}, {"numpy": _calls(reference.kl)}, {"torch": Route(torch_kl)})),
+    "logpdf": SizeCase("logpdf", random_logpdf_inputs, False,
+                       ({"fastmvn": _calls(_api.logpdf)}, {"numpy": _calls(reference.logpdf)},
+                        {"scipy": Route(scipy_logpdf, SCIPY_ITEMS)})),
+    "kl_value_and_grad": SizeCase("kl", random_pair, True,
+                                  ({"fastmvn": _calls(_gradients.kl_value_and_grad), "value": _calls(_api.kl)},
+                                   {"torch": Route(torch_backward)})),
+}
+
+
+def size_numbers(case, n, p):
+    """Numbers per item that a call of ``case`` (a key of :data:`SIZE_CASES`) at ``n×p`` holds:
+    its arguments, and their gradients for a value and gradient."""
+    sides = {"n": n, "p": p}
+    numbers = sum(math.prod(sides[axis] for axis in param.axes)
+                  for param in FUNCTIONS[SIZE_CASES[case].arguments].params)
+    return numbers * (2 if SIZE_CASES[case].gradients else 1)
+
+
+def size_points(grid=SIZE_GRID, budget=1 << 29, case="kl"):
+    """The points of ``grid`` with each batch cut so that the arrays of ``case`` fit in ``budget``
+    bytes (float64, :func:`size_numbers`: six inputs for ``kl``, four for ``logpdf``, six inputs
+    and their six gradients for ``kl_value_and_grad``), at least one item; a batch of None is
+    as many as fit. Points that repeat after the cut are dropped."""
     points = []
     for n, p, batch in grid:
-        fit = max(1, budget // (8 * 2 * (n * p + n * n + p * p)))
+        fit = max(1, budget // (8 * size_numbers(case, n, p)))
         point = (n, p, fit if batch is None else min(batch, fit))
         if point not in points:
             points.append(point)
     return points
 
 
-def compare_sizes(points, repeat=5):
-    """Seconds per call of ``fastmvn.kl``, the NumPy route (:func:`fastmvn.reference.kl`) and
-    PyTorch (or None) at each ``(n, p, batch)`` of ``points``, float64, medians of ``repeat``.
+def compare_sizes(points, repeat=5, case="kl"):
+    """Seconds per call of the function of ``case`` and of what it is compared with
+    (:data:`SIZE_CASES`) at each ``(n, p, batch)`` of ``points``, float64, medians of ``repeat``.
+
+    Returns a list of ``(n, p, batch, figures)``: ``figures`` maps each route's name to its
+    seconds per call on the whole batch (a route run on fewer items, scaled to it), or to None
+    where its library is not installed.
 
     Each library's runs follow one another rather than alternate: NumPy's and SciPy's wheels
     each bring an OpenBLAS with a thread pool of its own, and two pools taking turns on the
     same cores spin against each other, which would slow whichever runs after the other.
+    Only the routes of one library's block, which share its pools, run in alternation.
     """
-    import fastmvn
-
     rows = []
     for n, p, batch in points:
-        args = random_pair(batch, n, p)
-        figures = {"fastmvn": median_time(lambda: fastmvn.kl(*args), repeat),
-                   "numpy": median_time(lambda: reference.kl(*args), repeat)}
-        run = torch_kl(args)
-        figures["torch"] = None if run is None else median_time(run, repeat)
+        args = SIZE_CASES[case].inputs(batch, n, p)
+        figures = {}
+        for block in SIZE_CASES[case].blocks:
+            runs, scales = {}, {}
+            for name, route in block.items():
+                items = batch if route.items is None else min(batch, route.items)
+                runs[name] = route.make(tuple(a[:items] for a in args) if items < batch else args)
+                scales[name] = batch / items
+            timed = median_times({name: run for name, run in runs.items() if run is not None}, repeat)
+            figures.update({name: None if run is None else timed[name] * scales[name] for name, run in runs.items()})
         rows.append((n, p, batch, figures))
     return rows
 

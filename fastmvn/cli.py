@@ -4,11 +4,12 @@ import argparse
 import platform
 import sys
 import zipfile
+from typing import NamedTuple
 
 import numpy as np
 
 from . import _jit
-from ._bench import CASES
+from ._bench import CASES, SCIPY_ITEMS, SIZE_CASES
 from ._table import CHOL, COV, FUNCTIONS, VAR
 
 DEFAULT_SIZES = [(4, 4, 1_000_000), (16, 16, 100_000), (32, 32, 20_000)]
@@ -19,6 +20,40 @@ PLOT_SIZES = [(2, 1_000_000), (4, 1_000_000), (8, 200_000), (16, 100_000), (32, 
 #: What the plot draws, from the figures of :func:`fastmvn._bench.compare`, and how.
 PLOT_LINES = [("fastmvn", "fastmvn", "o-"), ("reference", "NumPy reference", "s-"),
               ("torch", "PyTorch (CPU)", "^-"), ("read", "one read of the inputs (ceiling)", "k--")]
+
+
+class SizeReport(NamedTuple):
+    """What ``fastmvn bench --sizes`` prints and draws for one case, from the figures of
+    :func:`fastmvn._bench.compare_sizes`: ratio columns after the time per call (heading,
+    numerator and denominator figures), the lines that say what they mean, and the lines of
+    the plot (figure, label, marker)."""
+    columns: tuple
+    legend: tuple
+    lines: tuple
+
+
+#: The report of each case of :data:`fastmvn._bench.SIZE_CASES`.
+SIZE_REPORTS = {
+    "kl": SizeReport(
+        (("× NumPy", "numpy", "fastmvn"), ("× torch", "torch", "fastmvn")),
+        ("× NumPy, × torch: how many times faster fastmvn is than the same algorithm in NumPy and PyTorch",),
+        (("fastmvn", "fastmvn", "o"), ("numpy", "NumPy", "s"), ("torch", "PyTorch (CPU)", "^"))),
+    "logpdf": SizeReport(
+        (("× NumPy", "numpy", "fastmvn"), ("× SciPy", "scipy", "fastmvn")),
+        ("× NumPy, × SciPy: how many times faster fastmvn is than the NumPy reference and a Python loop over "
+         "scipy.stats.matrix_normal.logpdf;",
+         f"SciPy's time per call is that of its first {SCIPY_ITEMS} items (or fewer) scaled to the whole batch"),
+        (("fastmvn", "fastmvn", "o"), ("numpy", "NumPy reference", "s"),
+         ("scipy", "SciPy loop (scaled)", "v"))),
+    "kl_value_and_grad": SizeReport(
+        (("× torch", "torch", "fastmvn"), ("v+g / value", "fastmvn", "value")),
+        ("× torch: how many times faster fastmvn's value and six gradients are than PyTorch autograd of the same "
+         "algorithm (forward and backward of sum(kl));",
+         "v+g / value: their time over fastmvn.kl's value alone on the same batch, the two timed in alternation "
+         "(the goal is at most 3)"),
+        (("fastmvn", "fastmvn, value and gradients", "o"), ("torch", "PyTorch autograd (CPU)", "^"),
+         ("value", "fastmvn.kl, value alone", "D"))),
+}
 
 _HOLDS = {COV: "covariances", CHOL: "Cholesky factors", VAR: "variances"}
 
@@ -98,14 +133,14 @@ def plot(path, rows, dtype, case="kl"):
         raise _error("bench", f"cannot write {path}: {_reason(error)}") from None
 
 
-def plot_sizes(path, rows):
-    """Draw seconds per item against ``n`` (square sizes, log-log) for each library, at one item
-    and at the largest batch of each size, into ``path``."""
+def plot_sizes(path, rows, case="kl"):
+    """Draw seconds per item against ``n`` (square sizes, log-log) of fastmvn and what it is
+    compared with in ``case`` (:data:`SIZE_REPORTS`), at one item and at the largest batch of
+    each size, into ``path``."""
     figure = _figure_class()(figsize=(6.4, 4.2), layout="constrained")
     axes = figure.add_subplot()
     square = [(n, batch, f) for n, p, batch, f in rows if n == p]
-    libraries = (("fastmvn", "fastmvn", "o"), ("numpy", "NumPy", "s"), ("torch", "PyTorch (CPU)", "^"))
-    for color, (key, label, style) in enumerate(libraries):
+    for color, (key, label, style) in enumerate(SIZE_REPORTS[case].lines):
         for single, line in ((True, "-"), (False, "--")):
             points = [(n, f[key] / batch) for n, batch, f in square if f[key] is not None and (batch == 1) == single]
             if points:
@@ -114,7 +149,7 @@ def plot_sizes(path, rows):
     sizes = sorted({n for n, _, _ in square})
     axes.set(xscale="log", yscale="log", xticks=sizes, xticklabels=[str(n) for n in sizes],
              xlabel="n (n×n means and covariances)", ylabel="seconds per item",
-             title=f"fastmvn.kl, float64, {_jit.threads()} threads")
+             title=f"fastmvn.{case}, float64, {_jit.threads()} threads")
     axes.minorticks_off()
     axes.grid(True, which="major", alpha=0.3)
     axes.legend(fontsize="small")
@@ -124,22 +159,33 @@ def plot_sizes(path, rows):
         raise _error("bench", f"cannot write {path}: {_reason(error)}") from None
 
 
+def _ratio(figures, numerator, denominator):
+    """``figures[numerator] / figures[denominator]`` to two decimals, or ``"-"`` where either is None."""
+    if figures[numerator] is None or figures[denominator] is None:
+        return "-"
+    return f"{figures[numerator] / figures[denominator]:.2f}"
+
+
 def bench_sizes(args):
     from . import _bench
 
     if args.plot:
         _figure_class()
-    points = (_bench.size_points(_bench.FULL_SIZE_GRID, _bench.FULL_BUDGET) if args.full
-              else _bench.size_points(_bench.SIZE_GRID))
-    rows = _bench.compare_sizes(_progress(points), args.repeat)
-    print(f"fastmvn.kl by size, float64, median of {args.repeat} calls, {_jit.threads()} threads")
-    print(f"{'n×p':>9} {'batch':>6} {'ms per call':>12} {'× NumPy':>8} {'× torch':>8}")
+    points = (_bench.size_points(_bench.FULL_SIZE_GRID, _bench.FULL_BUDGET, args.case) if args.full
+              else _bench.size_points(_bench.SIZE_GRID, case=args.case))
+    rows = _bench.compare_sizes(_progress(points), args.repeat, args.case)
+    report = SIZE_REPORTS[args.case]
+    widths = [max(8, len(heading)) for heading, _, _ in report.columns]
+    print(f"fastmvn.{args.case} by size, float64, median of {args.repeat} calls, {_jit.threads()} threads")
+    print(f"{'n×p':>9} {'batch':>6} {'ms per call':>12} "
+          + " ".join(f"{heading:>{width}}" for (heading, _, _), width in zip(report.columns, widths)))
     for n, p, batch, f in rows:
-        torch = "-" if f["torch"] is None else f"{f['torch'] / f['fastmvn']:.2f}"
-        print(f"{f'{n}×{p}':>9} {batch:>6} {f['fastmvn'] * 1e3:>12.3f} {f['numpy'] / f['fastmvn']:>8.2f} {torch:>8}")
-    print("× NumPy, × torch: how many times faster fastmvn is than the same algorithm in NumPy and PyTorch")
+        print(f"{f'{n}×{p}':>9} {batch:>6} {f['fastmvn'] * 1e3:>12.3f} "
+              + " ".join(f"{_ratio(f, *column[1:]):>{width}}" for column, width in zip(report.columns, widths)))
+    for line in report.legend:
+        print(line)
     if args.plot:
-        plot_sizes(args.plot, rows)
+        plot_sizes(args.plot, rows, args.case)
         print(f"size plot: {args.plot}")
 
 
@@ -358,6 +404,12 @@ def _cuda_status():
     return f"{name}, compute capability {major}.{minor}, numba-cuda {version('numba-cuda')}"
 
 
+def _either(names):
+    """``"a, b or c"``."""
+    *most, last = names
+    return f"{', '.join(most)} or {last}" if most else last
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastmvn", description="Batched matrix-normal kernels.", epilog=EPILOG)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -368,13 +420,15 @@ def main(argv=None):
                    help="pairs per batch (default: 1,000,000 at 4×4, fewer when larger)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--repeat", type=_positive_int, default=5, help="timed runs; the median is reported")
-    p.add_argument("--case", choices=CASES, default="kl",
-                   help="the function timed (default kl; kl_standard is kl against MN(0, I, I))")
+    p.add_argument("--case", choices=CASES + tuple(case for case in SIZE_CASES if case not in CASES), default="kl",
+                   help="the function timed (default kl; kl_standard is kl against MN(0, I, I)); with --sizes "
+                        f"{_either(SIZE_CASES)} (the KL's value and its six gradients, timed by --sizes only)")
     p.add_argument("--plot", metavar="FILE.png",
                    help="also draw KL per second against n = p = 2 to 32 for each backend, or with --sizes the "
                         "time per item against n (needs matplotlib)")
     p.add_argument("--sizes", action="store_true",
-                   help="time kl from 4×4 to 1024×1024, one item and a batch, against NumPy and PyTorch")
+                   help="time --case from 4×4 to 1024×1024, one item and a batch: kl against NumPy and PyTorch, "
+                        "logpdf against NumPy and SciPy, kl_value_and_grad against PyTorch autograd and kl's value")
     p.add_argument("--full", action="store_true",
                    help="with --sizes: every power of two from 1 to 2048, 784×150, 4096×512 and 2×1024, at 1, 8, "
                         "1,000 and as many items as fit in 2 GB (tens of minutes)")
@@ -395,9 +449,12 @@ def main(argv=None):
         bench_parser.error("--plot draws n = p = 2 to 32; leave out --n and --p")
     if args.command == "bench" and args.full and not args.sizes:
         bench_parser.error("--full is a grid of --sizes; give both")
-    if args.command == "bench" and args.sizes and (args.n or args.p or args.batch or args.case != "kl"
-                                                   or args.dtype != "float64"):
-        bench_parser.error("--sizes times kl in float64 on its own grid; leave out --n, --p, --batch, --case and --dtype")
+    if args.command == "bench" and args.sizes and (args.n or args.p or args.batch or args.dtype != "float64"):
+        bench_parser.error("--sizes times float64 on its own grid; leave out --n, --p, --batch and --dtype")
+    if args.command == "bench" and args.sizes and args.case not in SIZE_CASES:
+        bench_parser.error(f"--sizes times {_either(SIZE_CASES)}; got --case {args.case}")
+    if args.command == "bench" and not args.sizes and args.case not in CASES:
+        bench_parser.error(f"--case {args.case} is timed by --sizes only; give both")
     args.func(args)
 
 

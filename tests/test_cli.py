@@ -347,7 +347,143 @@ def test_bench_sizes_full_grid(capsys, monkeypatch):
     assert err.splitlines()[-1] == "fastmvn bench: error: --full is a grid of --sizes; give both"
 
 
-@pytest.mark.parametrize("option", [["--n", "4"], ["--batch", "9"], ["--case", "logpdf"], ["--dtype", "float32"]])
+@pytest.mark.parametrize("option", [["--n", "4"], ["--batch", "9"], ["--dtype", "float32"]])
 def test_bench_sizes_takes_its_own_grid(capsys, option):
     err = usage_error(["bench", "--sizes", *option], capsys)
-    assert err.splitlines()[-1].startswith("fastmvn bench: error: --sizes times kl in float64 on its own grid")
+    assert err.splitlines()[-1] == ("fastmvn bench: error: --sizes times float64 on its own grid; leave out --n, --p, "
+                                    "--batch and --dtype")
+
+
+@pytest.mark.parametrize("case", ["entropy", "kl_standard", "logpdf_chol"])
+def test_bench_sizes_refuses_other_cases(capsys, case):
+    err = usage_error(["bench", "--sizes", "--case", case], capsys)
+    assert err.splitlines()[-1] == (f"fastmvn bench: error: --sizes times kl, logpdf or kl_value_and_grad; "
+                                    f"got --case {case}")
+
+
+def test_bench_value_and_grad_only_with_sizes(capsys):
+    err = usage_error(["bench", "--case", "kl_value_and_grad"], capsys)
+    assert err.splitlines()[-1] == "fastmvn bench: error: --case kl_value_and_grad is timed by --sizes only; give both"
+
+
+#: What ``fastmvn bench --sizes --case`` prints after the time per call, and the plot's lines.
+SIZE_COLUMNS = {"kl": ["× NumPy", "× torch"], "logpdf": ["× NumPy", "× SciPy"],
+                "kl_value_and_grad": ["× torch", "v+g / value"]}
+SIZE_LINES = {"kl": ["fastmvn", "NumPy", "PyTorch (CPU)"],
+              "logpdf": ["fastmvn", "NumPy reference", "SciPy loop (scaled)"],
+              "kl_value_and_grad": ["fastmvn, value and gradients", "PyTorch autograd (CPU)",
+                                    "fastmvn.kl, value alone"]}
+
+
+def test_bench_sizes_reports_every_case():
+    assert set(cli.SIZE_REPORTS) == set(_bench.SIZE_CASES) == set(SIZE_COLUMNS)
+
+
+@pytest.mark.parametrize("case", ["logpdf", "kl_value_and_grad"])
+def test_bench_sizes_cases_print_their_grid_and_plot(tmp_path, capsys, monkeypatch, case):
+    """Each case's header, columns and plot, at small sizes; the figures are timings, so only
+    their form is checked."""
+    monkeypatch.setattr(_bench, "SIZE_GRID", [(4, 4, 1), (4, 4, 50), (40, 40, 1), (20, 6, 1)])
+    path = tmp_path / "sizes.png"
+    plot = ["--plot", str(path)] if importlib.util.find_spec("matplotlib") else []
+    figures = []
+    if plot:
+        figure_class = cli._figure_class()
+        monkeypatch.setattr(cli, "_figure_class", lambda: lambda **options: figures.append(figure_class(**options))
+                            or figures[-1])
+    cli.main(["bench", "--sizes", "--repeat", "1", "--case", case, *plot])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"fastmvn.{case} by size, float64, median of 1 calls, ")
+    assert re.fullmatch(r" +n×p +batch +ms per call +" + " +".join(map(re.escape, SIZE_COLUMNS[case])), lines[1])
+    rows = [line.split() for line in lines[2:6]]
+    assert [row[:2] for row in rows] == [["4×4", "1"], ["4×4", "50"], ["40×40", "1"], ["20×6", "1"]]
+    assert all(len(row) == 5 and NUMBER.fullmatch(row[2]) and NUMBER.fullmatch(row[4]) for row in rows)
+    assert all(NUMBER.fullmatch(row[3]) or (row[3] == "-" and case == "kl_value_and_grad") for row in rows)
+    assert lines[6].startswith(SIZE_COLUMNS[case][0])
+    if case == "logpdf":
+        assert f"first {_bench.SCIPY_ITEMS} items (or fewer) scaled to the whole batch" in lines[7]
+    else:
+        assert lines[7].startswith("v+g / value: their time over fastmvn.kl's value alone")
+    if plot:
+        assert lines[-1] == f"size plot: {path}" and path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+        axes, = figures[0].axes
+        assert axes.get_title().startswith(f"fastmvn.{case}, float64, ")
+        drawn = {label.rsplit(", ", 1)[0] for label in axes.get_legend_handles_labels()[1]}
+        assert drawn <= set(SIZE_LINES[case]) and SIZE_LINES[case][0] in drawn and len(drawn) >= 2
+
+
+@pytest.mark.parametrize("case", ["logpdf", "kl_value_and_grad"])
+def test_bench_sizes_times_fastmvn_in_lanes_and_through_lapack(capsys, monkeypatch, case):
+    """The fastmvn figure of each case is a real call, at a 4×4 point (lanes) and a 40×40 one
+    (the LAPACK plan): its results, recorded, are the reference's; for value and gradient the
+    PyTorch route's gradients are fastmvn's too."""
+    from fastmvn import _large, reference
+
+    monkeypatch.setattr(_bench, "SIZE_GRID", [(4, 4, 1), (40, 40, 1)])
+    size_case = _bench.SIZE_CASES[case]
+    func = getattr(fm, case)
+    results = []
+
+    def recorded(args):
+        return lambda: results.append((args, func(*args)))
+
+    blocks = ({**size_case.blocks[0], "fastmvn": _bench.Route(recorded)},) + size_case.blocks[1:]
+    monkeypatch.setitem(_bench.SIZE_CASES, case, size_case._replace(blocks=blocks))
+    cli.main(["bench", "--sizes", "--repeat", "1", "--case", case])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:4]]
+    assert [row[:2] for row in rows] == [["4×4", "1"], ["40×40", "1"]] and all(float(row[2]) > 0 for row in rows)
+    assert [args[0].shape for args, _ in results] == [(1, 4, 4)] * 2 + [(1, 40, 40)] * 2  # warm-up and one run
+    assert [_large.chosen(args, 1) for args, _ in results[::2]] == [False, True]
+    for args, result in results:
+        if case == "logpdf":
+            np.testing.assert_allclose(result, reference.logpdf(*args), rtol=1e-9)
+            continue
+        value, grads = result
+        np.testing.assert_allclose(value, reference.kl(*args), rtol=1e-9)
+        assert [grad.shape for grad in grads] == [a.shape for a in args]
+        mean1, rowcov1, colcov1, mean2, rowcov2, colcov2 = args
+        expected = np.linalg.solve(rowcov2, mean2 - mean1) @ np.linalg.inv(colcov2)   # U2⁻¹ (M2 − M1) V2⁻¹
+        np.testing.assert_allclose(grads[3], expected, rtol=1e-8, atol=1e-12)
+        np.testing.assert_array_equal(grads[0], -grads[3])
+        if importlib.util.find_spec("torch"):
+            import torch
+
+            tensors = [torch.from_numpy(a).requires_grad_() for a in args]
+            _bench.torch_kl_tensors(*tensors).sum().backward()
+            for grad, tensor in zip(grads, tensors):
+                np.testing.assert_allclose(grad, tensor.grad.numpy(), rtol=1e-7, atol=1e-10)
+
+
+def test_bench_sizes_value_and_grad_without_torch(capsys, monkeypatch):
+    monkeypatch.setattr(_bench, "SIZE_GRID", [(3, 2, 4)])
+    monkeypatch.setitem(sys.modules, "torch", None)
+    cli.main(["bench", "--sizes", "--repeat", "1", "--case", "kl_value_and_grad"])
+    row = capsys.readouterr().out.splitlines()[2].split()
+    assert row[:2] == ["3×2", "4"] and row[3] == "-" and NUMBER.fullmatch(row[2]) and NUMBER.fullmatch(row[4])
+
+
+@pytest.mark.parametrize("case, arrays", [("kl", 6), ("logpdf", 4), ("kl_value_and_grad", 12)])
+def test_bench_sizes_budget_counts_the_arrays_of_the_case(case, arrays):
+    """The budget counts what a call holds: the inputs it draws, and the gradients of a value
+    and gradient (arrays of the inputs' shapes)."""
+    args = _bench.SIZE_CASES[case].inputs(1, 5, 3)
+    held = sum(a.size for a in args)
+    if case == "kl_value_and_grad":
+        held += sum(grad.size for grad in fm.kl_value_and_grad(*args)[1])
+    assert len(args) + 6 * (case == "kl_value_and_grad") == arrays
+    assert _bench.size_numbers(case, 5, 3) == held
+    item = 8 * held
+    assert _bench.size_points([(5, 3, None), (5, 3, 2), (5, 3, 1000)], budget=7 * item + 1, case=case) == [
+        (5, 3, 7), (5, 3, 2)]
+    # the six inputs of 1024×1024 kl at 10 per 512 MB: 16 for logpdf, 5 for value and gradient
+    assert _bench.size_points([(1024, 1024, 1000)], budget=1 << 29, case=case) == [
+        (1024, 1024, {"kl": 10, "logpdf": 16, "kl_value_and_grad": 5}[case])]
+
+
+@pytest.mark.parametrize("case, batch", [("kl", 10), ("logpdf", 15), ("kl_value_and_grad", 5)])
+def test_bench_sizes_full_grid_fits_the_case_in_its_budget(capsys, monkeypatch, case, batch):
+    """A 4×4 item holds 96 float64 numbers for kl, 64 for logpdf, 192 for value and gradient."""
+    monkeypatch.setattr(_bench, "FULL_SIZE_GRID", [(4, 4, None)])
+    monkeypatch.setattr(_bench, "FULL_BUDGET", 8 * 96 * 10)
+    cli.main(["bench", "--sizes", "--full", "--repeat", "1", "--case", case])
+    assert capsys.readouterr().out.splitlines()[2].split()[:2] == ["4×4", str(batch)]
