@@ -32,23 +32,26 @@ SMALL_LANES = 128
 #: at a time through LAPACK and BLAS (``fastmvn._large``), not in lanes, when ``s`` is at least
 #: :data:`LAPACK_MIN_SIDE` and the batch has at most ``(s / LAPACK_BATCH_SIDE)²`` items: LAPACK's
 #: blocked factorisations win on few large items, the lanes' parallel loop over items on many.
-#: Measured on 2 cores (``docs/performance.md``), KLs in one process, lanes against LAPACK: one
-#: pair of 24×24 0.08 against 0.16 ms, of 32×32 0.17 against 0.17, of 48×48 0.79 against 0.37;
-#: 2 pairs of 48×48 0.83 against 0.64, 8 of 64×64 2.3 against 2.9, 16 of 96×96 10.1 against 10.3,
-#: 16 of 128×128 21 against 22, 64 of 128×128 66 against 57 (threads over items from 128).
+#: Measured on 2 cores (``docs/performance.md``), KLs in one process, lanes against LAPACK: 4
+#: pairs of 32×32 0.171 against 0.174 ms, 8 of 48×48 0.63 against 0.62, 16 of 64×64 2.0 against
+#: 2.2, 16 of 96×96 10.1 against 10.3, 16 of 128×128 21 against 22, 64 of 128×128 66 against 57
+#: (threads over items from 128).
 LAPACK_BATCH_SIDE = 16
-#: ... and no smaller side: each LAPACK call costs several microseconds of Python and ctypes,
-#: more than the lanes take for a whole item below about 36×36 (float32 data up to
+#: ... and no smaller side: below it the lanes take less time for a whole item than LAPACK's
+#: calls (one compiled call per item, ``fastmvn._large_items``). One item, lanes against LAPACK:
+#: a 16×16 KL 0.032 against 0.046 ms, 20×20 0.049 against 0.048, 24×24 0.075 against 0.053; a
+#: log-density and a KL's value and gradient cross at about the same side (float32 data up to
 #: :data:`FLOAT32_ARITHMETIC_MAX_SIDE` is computed in float32 in lanes).
-LAPACK_MIN_SIDE = 36
+LAPACK_MIN_SIDE = 20
 
 #: Threads in the large-item plan serve one item or many, never both at once. Several items of
 #: largest side from :data:`ITEM_THREADS_MIN_SIDE` to below :data:`ITEM_THREADS_MAX_SIDE` are
-#: split over Numba's threads, each on one BLAS thread (the calls into SciPy's BLAS and LAPACK
-#: release the interpreter lock, ``fastmvn._lapack``): 1.3–1.6 times as fast as BLAS threads on
-#: each item in turn, on 2 cores. Below 128 the Python between the calls takes most of an item's
-#: time and two threads were slower than one.
-ITEM_THREADS_MIN_SIDE = 128
+#: split over Numba's threads, each on one BLAS thread (an item's compiled call releases the
+#: interpreter lock, ``fastmvn._large_items``): 1.3–1.6 times as fast as BLAS threads on each
+#: item in turn at 128 to 384, on 2 cores. Smaller items, split against one after another
+#: (2026-12-06, 2 cores): 8 KLs of 48×48 took 1.46 times as long (their values and gradients
+#: 0.90), 8 of 64×64 1.07 (0.74), 16 of 64×64 0.83 (0.69), 8 of 96×96 0.77 (0.66).
+ITEM_THREADS_MIN_SIDE = 64
 #: ... (larger items gain more from BLAS-3's own threads)
 ITEM_THREADS_MAX_SIDE = 512
 #: Other items (one to a call, or outside those sides) use the BLAS library's threads from this

@@ -248,6 +248,40 @@ def inner(a, b):
     return total
 
 
+@_compiled
+def _add_gram(alpha, a, result):
+    """``result ← result + alpha·a aᵀ`` in its lower triangle (``dsyrk`` on the upper of the
+    Fortran view: ``A_Fᵀ A_F`` with ``A_F = aᵀ``)."""
+    n, k = a.shape
+    if n and k and alpha != 0.0:
+        _rank_k(True, True, n, k, alpha, _flat(a), k, 1.0, _flat(result), n)
+
+
+@_compiled
+def gram(alpha, a, beta, b):
+    """``alpha·a aᵀ + beta·b bᵀ`` for ``n×k`` ``a`` and ``n×m`` ``b`` (``beta = 0`` leaves ``b``
+    unread), symmetric: two rank-k updates of one triangle."""
+    n = a.shape[0]
+    result = np.zeros((n, n))
+    _add_gram(alpha, a, result)
+    _add_gram(beta, b, result)
+    for i in range(n):  # the lower triangle (the upper of the Fortran view) mirrored
+        for j in range(i):
+            result[j, i] = result[i, j]
+    return result
+
+
+@_compiled
+def cross(a, b):
+    """``a bᵀ`` for ``a``, ``b`` of one shape ``n×k``: ``(a bᵀ)ᵀ = B_Fᵀ A_F`` with ``A_F = aᵀ``,
+    ``B_F = bᵀ``."""
+    n, k = a.shape
+    result = np.zeros((n, n))
+    if n and k:
+        _product(True, n, n, k, 1.0, _flat(b), k, _flat(a), k, _flat(result), n)
+    return result
+
+
 # From Python, Fortran-ordered arrays (as scipy.linalg.blas's).
 
 def _fortran(a, copy):

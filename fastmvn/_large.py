@@ -113,39 +113,22 @@ def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
     return value, (a1, b1, a2, b2, trace_u, trace_v)
 
 
-def _kl_factored(mode, mean1, row1, col1, mean2, row2, col2, inverses=False):
-    """The KL of covariances or factors (``KL_COV``, ``KL_CHOL`` or their standard forms, whose
-    second distribution is None) and the matrices its gradients are made of: ``(value, (l1, q1,
-    l2, q2, a, b, z, t_u, t_v))``, and ``U2⁻¹``, ``V2⁻¹`` after them with ``inverses``, by one
-    compiled call (:func:`fastmvn._large_items.kl_parts`, which says what they are); ``l2`` and
-    ``q2`` are None for a standard mode."""
-    standard = mean2 is None
-    second = (mean1, row1, col1) if standard else (mean2, row2, col2)
-    defined, value, l1, q1, l2, q2, a, b, z, t_u, t_v, u2, v2 = _linalg()[1].kl_parts(
-        mode, mean1, row1, col1, *second, inverses, _config.TRIANGULAR_BLOCKS)
-    if not defined:
-        raise _Failed
-    if standard:
-        l2 = q2 = None
-    return value, (l1, q1, l2, q2, a, b, z, t_u, t_v, *((u2, v2) if inverses else ()))
-
-
-def _kl(mode, *items, inverses=False):
-    """The KL of ``mode`` (a covariance, factor or variance parameterisation, or its standard
-    form) and what its gradients are made of, from the items of its slots (None where a
-    standard mode has no slot); ``inverses`` as for :func:`_kl_factored`."""
-    if mode in (_modes.KL_DIAG, _modes.KL_STD_DIAG):
-        return _kl_diag(mode, *items)
-    return _kl_factored(mode, *items, inverses=inverses)
+def _second(mean1, row1, col1, mean2, row2, col2):
+    """The second distribution's items as the compiled terms take them: the first's again for a
+    standard mode (None there), which they do not read."""
+    return (mean1, row1, col1) if mean2 is None else (mean2, row2, col2)
 
 
 def _value(mode, items):
     """The value of ``mode`` for one item: ``items`` holds its slots as C-ordered float64
     matrices."""
-    if mode in _KL_MODES:
-        return _kl(mode, *items, *([None] * (6 - len(items))))[0]
     terms = _linalg()[1]
-    if mode == _modes.LOGDET:
+    if mode in (_modes.KL_DIAG, _modes.KL_STD_DIAG):
+        return _kl_diag(mode, *items, *([None] * (6 - len(items))))[0]
+    if mode in _KL_MODES:
+        items = (*items[:3], *_second(*items, *([None] * (6 - len(items)))))
+        defined, value = terms.kl_parts(mode, *items, False, _config.TRIANGULAR_BLOCKS)[:2]
+    elif mode == _modes.LOGDET:
         defined, value = terms.logdet_value(*items)
     elif mode == _modes.TRACE_SOLVE:
         defined, value = terms.trace_solve_value(*items)
@@ -251,104 +234,38 @@ def _each_item(compute, slots, out, grads, wanted, flats):
     return bad
 
 
-def _inverse(chol):
-    """``(L Lᵀ)⁻¹`` from the lower factor ``L``: a gradient that is that inverse needs it formed."""
-    inverse, defined = _linalg()[0].inverse(chol)
-    if not defined:
-        raise _Failed
-    return inverse
-
-
-def _combined(scale, a, other_scale, other):
-    """``scale·a + other_scale·other``, written over ``a`` (a temporary of the caller's)."""
-    if scale != 1.0:
-        a *= scale
-    a += other_scale * other if other_scale != 1.0 else other
-    return a
-
-
-def _plus_identity(scale, a):
-    """``scale·I + a``, written over ``a``."""
-    np.einsum("ii->i", a)[:] += scale
-    return a
-
-
-def _solve_t(chol, b):
-    """``chol⁻ᵀ b`` for lower triangular ``chol``."""
-    return _solve(chol, b, transposed=True)
-
-
 def _kl_grad(mode, wanted, mean1, row1, col1, mean2=None, row2=None, col2=None):
     """The KL of ``mode`` and its gradients ``(∂/∂mean1, ∂/∂row1, ∂/∂col1, ∂/∂mean2, ∂/∂row2,
     ∂/∂col2)`` (the last three left out for a standard mode), by the closed forms of
-    ``docs/gradients.md`` in BLAS-3 operations, from the factors and solves of the value; only
+    ``docs/gradients.md`` in BLAS-3 operations, from the factors and solves of the value (one
+    compiled call, :func:`fastmvn._large_items.kl_grads`, but for diagonal covariances); only
     those that ``wanted`` marks are computed (None in their place otherwise)."""
     n, p = mean1.shape
-    inverses = mode == _modes.KL_COV and any(wanted[k] for k in (1, 2, 4, 5))
-    value, parts = _kl(mode, mean1, row1, col1, mean2, row2, col2, inverses=inverses)
     if mode in (_modes.KL_DIAG, _modes.KL_STD_DIAG):
-        a1, b1, a2, b2, t_u, t_v = parts
+        value, (a1, b1, a2, b2, t_u, t_v) = _kl_diag(mode, mean1, row1, col1, mean2, row2, col2)
         d = (mean2 - mean1) if mode == _modes.KL_DIAG else -mean1
         w = d / a2[:, None] / b2[None, :]                                  # ∂/∂M2
         terms = [lambda: -w, lambda: 0.5 * (t_v / a2 - p / a1)[:, None], lambda: 0.5 * (t_u / b2 - n / b1)[:, None],
                  lambda: w, lambda: ((p - t_v * a1 / a2 - (w * d).sum(axis=1)) / (2 * a2))[:, None],
                  lambda: ((n - t_u * b1 / b2 - (w * d).sum(axis=0)) / (2 * b2))[:, None]]
-        return value, _wanted(terms, wanted)
-    l1, q1, l2, q2, a, b, z, t_u, t_v, *inverted = parts
-    if mode == _modes.KL_STD_COV:
-        terms = [lambda: mean1, lambda: _plus_identity(0.5 * t_v, -0.5 * p * _inverse(l1)),
-                 lambda: _plus_identity(0.5 * t_u, -0.5 * n * _inverse(q1))]
-    elif mode == _modes.KL_STD_CHOL:  # gradients with respect to the lower triangles of the factors
-        terms = [lambda: mean1, lambda: np.tril(t_v * l1) - p * np.diag(1.0 / np.diagonal(l1)),
-                 lambda: np.tril(t_u * q1) - n * np.diag(1.0 / np.diagonal(q1))]
-    elif mode == _modes.KL_COV:  # a, b are U2⁻¹ L1 and V2⁻¹ Q1 where a covariance's gradient is wanted
-        u2, v2 = inverted or (None, None)
-        y = functools.cache(lambda: _solve_t(l2, z))                                 # U2⁻¹ D Q2⁻ᵀ
-        w = functools.cache(lambda: _solve_t(q2, y().T).T)                           # U2⁻¹ D V2⁻¹
-        terms = [lambda: -w(), lambda: _combined(-0.5 * p, _inverse(l1), 0.5 * t_v, u2),
-                 lambda: _combined(-0.5 * n, _inverse(q1), 0.5 * t_u, v2), w,
-                 lambda: _combined(1.0, _gram((-0.5 * t_v, a), (-0.5, y())), 0.5 * p, u2),
-                 lambda: _combined(1.0, _gram((-0.5 * t_u, b), (-0.5, _solve_t(q2, z.T))),  # V2⁻¹Dᵀ L2⁻ᵀ
-                                   0.5 * n, v2)]
-    else:
-        w = functools.cache(lambda: _solve_t(l2, _solve_t(q2, z.T).T))               # KL_CHOL: P2⁻ᵀ Z Q2⁻¹
-        terms = [lambda: -w(), lambda: np.tril(t_v * _solve_t(l2, a)) - p * np.diag(1.0 / np.diagonal(l1)),
-                 lambda: np.tril(t_u * _solve_t(q2, b)) - n * np.diag(1.0 / np.diagonal(q1)), w,
-                 lambda: np.tril(_solve_t(l2, _plus_identity(p, _gram((-t_v, a), (-1.0, z))))),
-                 lambda: np.tril(_solve_t(q2, _plus_identity(n, _gram((-t_u, b), (-1.0, z.T)))))]
-    return value, _wanted(terms, wanted)
-
-
-def _wanted(terms, wanted):
-    """The gradients that ``wanted`` marks, computed by their ``terms``; None for the others."""
-    return [term() if wants else None for term, wants in zip(terms, wanted)]
-
-
-def _cross(a, b):
-    """``a bᵀ`` for ``a``, ``b`` of one shape: one BLAS-3 product (of their transposes, which
-    are Fortran-ordered where ``a`` and ``b`` are C-ordered)."""
-    return _linalg()[0].gemm(1.0, a.T, b.T, trans_a=1)
+        return value, [term() if wants else None for term, wants in zip(terms, wanted)]
+    flags = tuple(bool(wants) for wants in wanted) + (False,) * (6 - len(wanted))
+    defined, value, *grads = _linalg()[1].kl_grads(mode, flags, mean1, row1, col1,
+                                                   *_second(mean1, row1, col1, mean2, row2, col2),
+                                                   _config.TRIANGULAR_BLOCKS)
+    if not defined:
+        raise _Failed
+    return value, [grad if wants else None for grad, wants in zip(grads, wanted)]
 
 
 def _logpdf_grad(mode, wanted, x, mean, row, col):
     """The log-density of ``mode`` (``LOGPDF`` or ``LOGPDF_CHOL``) and its gradients ``(∂/∂x,
-    ∂/∂mean, ∂/∂row, ∂/∂col)`` by the closed forms of ``docs/gradients.md``, with ``Z`` the
-    whitened residual of the value, ``Y = P⁻ᵀ Z`` and ``Y' = Z Q⁻¹``; only those that
-    ``wanted`` marks are computed (None in their place otherwise)."""
-    n, p = x.shape
-    defined, value, row, col, z = _linalg()[1].logpdf_parts(mode, x, mean, row, col)
+    ∂/∂mean, ∂/∂row, ∂/∂col)``, one compiled call (:func:`fastmvn._large_items.logpdf_grads`);
+    only those that ``wanted`` marks are computed (None in their place otherwise)."""
+    defined, value, *grads = _linalg()[1].logpdf_grads(mode, tuple(bool(wants) for wants in wanted), x, mean, row, col)
     if not defined:
         raise _Failed
-    y = functools.cache(lambda: _solve_t(row, z))                          # P⁻ᵀ Z
-    w = functools.cache(lambda: _solve_t(col, y().T).T)                    # P⁻ᵀ Z Q⁻¹ = U⁻¹ (X − M) V⁻¹
-    y2 = functools.cache(lambda: _solve_t(col, z.T).T)                     # Z Q⁻¹
-    if mode == _modes.LOGPDF:
-        terms = [lambda: -w(), w, lambda: _combined(1.0, _gram((0.5, y())), -0.5 * p, _inverse(row)),
-                 lambda: _combined(1.0, _gram((0.5, y2().T)), -0.5 * n, _inverse(col))]
-    else:
-        terms = [lambda: -w(), w, lambda: np.tril(_cross(y(), z)) - p * np.diag(1.0 / np.diagonal(row)),
-                 lambda: np.tril(_cross(y2().T, z.T)) - n * np.diag(1.0 / np.diagonal(col))]
-    return value, _wanted(terms, wanted)
+    return value, [grad if wants else None for grad, wants in zip(grads, wanted)]
 
 
 def value_and_grad(mode, slots, out, grads, wanted):

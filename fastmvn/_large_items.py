@@ -12,10 +12,10 @@ import math
 import numpy as np
 
 from . import _modes
-from ._lapack import _compiled, cholesky, factor, inverse, inner, logdet, norm2, solve, solve_lower, solve_right, \
-    times_lower
+from ._lapack import _compiled, cholesky, cross, factor, gram, inner, inverse, logdet, norm2, solve, solve_lower, \
+    solve_right, times_lower
 
-__all__ = ["kl_value", "kl_parts", "logpdf_parts", "logdet_value", "trace_solve_value"]
+__all__ = ["kl_value", "kl_parts", "kl_grads", "logpdf_parts", "logpdf_grads", "logdet_value", "trace_solve_value"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -92,6 +92,113 @@ def kl_parts(mode, mean1, row1, col1, mean2, row2, col2, inverses, most_blocks):
 
 
 @_compiled
+def _factor_gradient(scale, factor_, times, other):
+    """``tril(scale·other) − times·diag(1/diag(factor_))``: the gradient with respect to a
+    Cholesky factor's lower triangle of ``½scale·‖…‖² − times·log|factor_|``-type terms."""
+    n = factor_.shape[0]
+    result = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i + 1):
+            result[i, j] = scale * other[i, j]
+        result[i, i] -= times / factor_[i, i]
+    return result
+
+
+@_compiled
+def _combined(scale, a, other_scale, other):
+    """``scale·a + other_scale·other``, written over ``a`` (a temporary)."""
+    a *= scale
+    a += other_scale * other
+    return a
+
+
+@_compiled
+def _plus_identity(scale, a):
+    """``scale·I + a``, written over ``a``."""
+    for i in range(a.shape[0]):
+        a[i, i] += scale
+    return a
+
+
+@_compiled
+def _lower_solve_t(chol, a):
+    """``tril(chol⁻ᵀ a)``."""
+    x = a.copy()
+    solve(chol, x, True)
+    return np.tril(x)
+
+
+@_compiled
+def kl_grads(mode, wanted, mean1, row1, col1, mean2, row2, col2, most_blocks):
+    """The KL of ``mode`` (as :func:`kl_parts`) and its gradients ``(∂/∂mean1, ∂/∂row1,
+    ∂/∂col1, ∂/∂mean2, ∂/∂row2, ∂/∂col2)`` by the closed forms of ``docs/gradients.md`` (those
+    of a factor with respect to its lower triangle), from the factors and solves of the value:
+    ``(defined, value, g0, …, g5)``; a gradient that ``wanted`` (six flags) does not mark, and
+    the second distribution's of a standard mode, is empty."""
+    n, p = mean1.shape
+    inverses = mode == _modes.KL_COV and (wanted[1] or wanted[2] or wanted[4] or wanted[5])
+    defined, value, l1, q1, l2, q2, a, b, z, t_u, t_v, u2, v2 = kl_parts(
+        mode, mean1, row1, col1, mean2, row2, col2, inverses, most_blocks)
+    empty = np.empty((0, 0))
+    g0, g1, g2, g3, g4, g5 = empty, empty, empty, empty, empty, empty
+    if not defined:
+        return False, value, g0, g1, g2, g3, g4, g5
+    if mode == _modes.KL_STD_COV:
+        g0 = mean1.copy()
+        if wanted[1]:
+            l1_inverse, defined_u = inverse(l1)
+            g1 = _plus_identity(0.5 * t_v, -0.5 * p * l1_inverse)
+            defined = defined and defined_u
+        if wanted[2]:
+            q1_inverse, defined_v = inverse(q1)
+            g2 = _plus_identity(0.5 * t_u, -0.5 * n * q1_inverse)
+            defined = defined and defined_v
+    elif mode == _modes.KL_STD_CHOL:
+        g0 = mean1.copy()
+        g1 = _factor_gradient(t_v, l1, p, l1) if wanted[1] else empty
+        g2 = _factor_gradient(t_u, q1, n, q1) if wanted[2] else empty
+    elif mode == _modes.KL_COV:  # a, b are U2⁻¹ L1 and V2⁻¹ Q1 where a covariance's gradient is wanted
+        if wanted[0] or wanted[3] or wanted[4]:
+            y = z.copy()                                   # U2⁻¹ D Q2⁻ᵀ
+            solve(l2, y, True)
+            if wanted[0] or wanted[3]:
+                w = y.copy()                               # U2⁻¹ D V2⁻¹
+                solve_right(q2, w, False)
+                g0, g3 = -w if wanted[0] else empty, w
+            if wanted[4]:
+                g4 = _combined(1.0, gram(-0.5 * t_v, a, -0.5, y), 0.5 * p, u2)
+        if wanted[1]:
+            l1_inverse, defined_u = inverse(l1)
+            g1 = _combined(-0.5 * p, l1_inverse, 0.5 * t_v, u2)
+            defined = defined and defined_u
+        if wanted[2]:
+            q1_inverse, defined_v = inverse(q1)
+            g2 = _combined(-0.5 * n, q1_inverse, 0.5 * t_u, v2)
+            defined = defined and defined_v
+        if wanted[5]:
+            zt = np.ascontiguousarray(z.T)                 # V2⁻¹ Dᵀ L2⁻ᵀ, whitened on the left
+            solve(q2, zt, True)
+            g5 = _combined(1.0, gram(-0.5 * t_u, b, -0.5, zt), 0.5 * n, v2)
+    else:  # KL_CHOL
+        if wanted[0] or wanted[3]:
+            w = z.copy()                                   # P2⁻ᵀ Z Q2⁻¹
+            solve_right(q2, w, False)
+            solve(l2, w, True)
+            g0, g3 = -w if wanted[0] else empty, w
+        if wanted[1]:
+            g1 = _factor_gradient(t_v, l1, p, _lower_solve_t(l2, a))
+        if wanted[2]:
+            g2 = _factor_gradient(t_u, q1, n, _lower_solve_t(q2, b))
+        if wanted[4]:
+            g4 = _lower_solve_t(l2, _plus_identity(p, gram(-t_v, a, -1.0, z)))
+        if wanted[5]:
+            g5 = _lower_solve_t(q2, _plus_identity(n, gram(-t_u, b, -1.0, np.ascontiguousarray(z.T))))
+    if not wanted[3]:
+        g3 = empty
+    return defined, value, g0, g1, g2, g3, g4, g5
+
+
+@_compiled
 def logpdf_parts(mode, x, mean, row, col):
     """The log-density or Mahalanobis form of ``mode`` (``LOGPDF``, ``LOGPDF_CHOL``,
     ``MAHALANOBIS`` or ``MAHALANOBIS_CHOL``) and what its gradients are made of:
@@ -131,3 +238,38 @@ def trace_solve_value(a, b):
     solve(chol, x, False)
     solve(chol, x, True)
     return True, np.trace(x)
+
+
+@_compiled
+def logpdf_grads(mode, wanted, x, mean, row, col):
+    """The log-density of ``mode`` (``LOGPDF`` or ``LOGPDF_CHOL``) and its gradients ``(∂/∂x,
+    ∂/∂mean, ∂/∂row, ∂/∂col)`` by the closed forms of ``docs/gradients.md``, with ``Z`` the
+    whitened residual of the value, ``Y = P⁻ᵀ Z`` and ``Y' = Z Q⁻¹``: ``(defined, value, g0, …,
+    g3)``, a gradient that ``wanted`` (four flags) does not mark empty."""
+    defined, value, row_factor, col_factor, z = logpdf_parts(mode, x, mean, row, col)
+    n, p = x.shape
+    empty = np.empty((0, 0))
+    g0, g1, g2, g3 = empty, empty, empty, empty
+    if not defined:
+        return False, value, g0, g1, g2, g3
+    y = z.copy()                                       # P⁻ᵀ Z
+    solve(row_factor, y, True)
+    if wanted[0] or wanted[1]:
+        w = y.copy()                                   # P⁻ᵀ Z Q⁻¹ = U⁻¹ (X − M) V⁻¹
+        solve_right(col_factor, w, False)
+        g0, g1 = -w if wanted[0] else empty, w if wanted[1] else empty
+    y2 = np.ascontiguousarray(z.T)                                  # (Z Q⁻¹)ᵀ
+    solve(col_factor, y2, True)
+    if mode == _modes.LOGPDF:
+        if wanted[2]:
+            row_inverse, defined_u = inverse(row_factor)
+            g2 = _combined(1.0, gram(0.5, y, 0.0, y), -0.5 * p, row_inverse)
+            defined = defined and defined_u
+        if wanted[3]:
+            col_inverse, defined_v = inverse(col_factor)
+            g3 = _combined(1.0, gram(0.5, y2, 0.0, y2), -0.5 * n, col_inverse)
+            defined = defined and defined_v
+    else:
+        g2 = _factor_gradient(1.0, row_factor, p, cross(y, z)) if wanted[2] else empty
+        g3 = _factor_gradient(1.0, col_factor, n, cross(y2, np.ascontiguousarray(z.T))) if wanted[3] else empty
+    return defined, value, g0, g1, g2, g3
