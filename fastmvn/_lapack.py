@@ -17,8 +17,8 @@ chosen to match (the docstrings say what is computed on the C-ordered arrays). C
 releases the interpreter lock, so items computed on several Python threads (one BLAS thread
 each) run their routines at once.
 
-The last functions (:func:`syrk`, :func:`gemm`) take Fortran-ordered arrays from Python, as
-``scipy.linalg.blas``'s do, for the gradients' products.
+The last function, :func:`syrk`, takes Fortran-ordered arrays from Python, as
+``scipy.linalg.blas.dsyrk`` does (for a fit's scatter matrices).
 """
 
 import ctypes
@@ -31,8 +31,8 @@ from numba.extending import get_cython_function_address
 
 from ._jit import OPTIONS, _cached
 
-__all__ = ["cholesky", "factor", "solve", "solve_right", "solve_lower", "inverse", "times_lower", "norm2",
-           "logdet", "inner", "syrk", "gemm"]
+__all__ = ["cholesky", "factor", "solve", "solve_right", "solve_lower", "inverse", "times_lower", "gram", "cross",
+           "norm2", "logdet", "inner", "syrk"]
 
 _EPS = np.finfo(np.float64).eps
 # The flags of the routines, as the bytes of their one-letter arguments.
@@ -305,16 +305,4 @@ def syrk(alpha, a, beta=0.0, c=None, trans=0, lower=0, overwrite_c=0):
                 _storage(c), max(n, 1))
     elif beta != 1.0:
         c *= beta
-    return c
-
-
-def gemm(alpha, a, b, trans_a=0):
-    """``alpha·op(a) b``, Fortran-ordered, as ``scipy.linalg.blas.dgemm``."""
-    a, b = _fortran(a, copy=False), _fortran(b, copy=False)
-    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
-    n = b.shape[1]
-    c = np.zeros((m, n), order="F")
-    if m and n and k:
-        _product(bool(trans_a), m, n, k, float(alpha), _storage(a), max(a.shape[0], 1), _storage(b),
-                 max(b.shape[0], 1), _storage(c), max(m, 1))
     return c
