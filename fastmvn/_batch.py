@@ -117,7 +117,7 @@ def evaluate_grad(mode, slots, out, grads, wanted):
     count = out.size
     if count == 0:
         return None
-    if _large.chosen(slots, count):
+    if _large.chosen(slots, count, gradients=bool(grads)):
         return _large.value_and_grad(mode, slots, out, grads, wanted) if grads else _large.evaluate(mode, slots, out)
     flat = _merged(slots, count)
     if flat is None:
@@ -202,7 +202,7 @@ def _plan_key(function, values, out, errors, lower):
     float32 or float64 array in the machine's byte order)."""
     if out is not None or lower is not True or errors not in ("raise", "nan"):
         return None
-    key = [function.name, _config.CHUNK, _config.LAPACK_MIN_SIDE, _config.LAPACK_BATCH_SIDE,
+    key = [function.name, _config.CHUNK, _config.LAPACK_MIN_SIDE, _config.LAPACK_BATCH_SIDE, _config.LAPACK_ALL_SIDE,
            _config.FLOAT32_ARITHMETIC_MAX_SIDE]  # a test may change them
     for value in values:
         if value is None:

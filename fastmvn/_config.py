@@ -30,13 +30,21 @@ SMALL_LANES = 128
 
 #: Items of largest side ``s`` (``n``, ``p`` or the side of a square argument) are computed one
 #: at a time through LAPACK and BLAS (``fastmvn._large``), not in lanes, when ``s`` is at least
-#: :data:`LAPACK_MIN_SIDE` and the batch has at most ``(s / LAPACK_BATCH_SIDE)²`` items: LAPACK's
-#: blocked factorisations win on few large items, the lanes' parallel loop over items on many.
-#: Measured on 2 cores (``docs/performance.md``), KLs in one process, lanes against LAPACK: 4
-#: pairs of 32×32 0.171 against 0.174 ms, 8 of 48×48 0.63 against 0.62, 16 of 64×64 2.0 against
-#: 2.2, 16 of 96×96 10.1 against 10.3, 16 of 128×128 21 against 22, 64 of 128×128 66 against 57
-#: (threads over items from 128).
+#: :data:`LAPACK_MIN_SIDE` and the batch has at most ``(s / LAPACK_BATCH_SIDE)²`` items, or ``s``
+#: is at least :data:`LAPACK_ALL_SIDE`: LAPACK's blocked factorisations win on few large items,
+#: the lanes' parallel loop over items on many small ones. Measured 2026-12-06 on 2 cores
+#: (``docs/performance.md``), KLs in one process, lanes' time over LAPACK's: 4 pairs of 32×32
+#: 0.98, 8 of 32×32 0.63, 16 of 48×48 0.54, 16 of 64×64 0.94, 64 of 64×64 0.97, 1,000 of 64×64
+#: 0.60, 64 of 80×80 1.11, 1,000 of 80×80 0.88, 64 of 96×96 1.55, 1,000 of 96×96 1.04, 200 of
+#: 128×128 2.55, 170 of 256×256 3.9.
 LAPACK_BATCH_SIDE = 16
+#: ... (see above) at any batch size from this side on
+LAPACK_ALL_SIDE = 96
+#: ... and for values with gradients, which gain more from LAPACK's BLAS-3 (lanes over LAPACK:
+#: 8 of 24×24 0.74, 4 of 32×32 1.92, 16 of 32×32 1.27, 1,000 of 32×32 0.48, 8 of 48×48 1.89, 64
+#: of 48×48 1.16, 1,000 of 64×64 1.14, 400 of 96×96 1.82), these two
+LAPACK_GRADIENT_BATCH_SIDE = 8
+LAPACK_GRADIENT_ALL_SIDE = 64
 #: ... and no smaller side: below it the lanes take less time for a whole item than LAPACK's
 #: calls (one compiled call per item, ``fastmvn._large_items``). One item, lanes against LAPACK:
 #: a 16×16 KL 0.032 against 0.046 ms, 20×20 0.049 against 0.048, 24×24 0.075 against 0.053; a

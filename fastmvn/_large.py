@@ -44,11 +44,15 @@ class _Failed(Exception):
     """An item fails: its result is NaN."""
 
 
-def chosen(slots, count):
-    """Whether ``count`` items of ``slots`` (``(…, r, c)`` arrays) take this path: large items,
-    and few enough of them (:data:`fastmvn._config.LAPACK_BATCH_SIDE`)."""
+def chosen(slots, count, gradients=False):
+    """Whether ``count`` items of ``slots`` (``(…, r, c)`` arrays) take this path, for their
+    values or, with ``gradients``, their values and gradients: large items, and few enough of
+    them unless they are larger still (:data:`fastmvn._config.LAPACK_BATCH_SIDE` and the
+    thresholds after it)."""
     side = max(max(slot.shape[-2:]) for slot in slots)
-    return side >= _config.LAPACK_MIN_SIDE and count * _config.LAPACK_BATCH_SIDE ** 2 <= side * side
+    batch_side, all_side = ((_config.LAPACK_GRADIENT_BATCH_SIDE, _config.LAPACK_GRADIENT_ALL_SIDE) if gradients
+                            else (_config.LAPACK_BATCH_SIDE, _config.LAPACK_ALL_SIDE))
+    return side >= _config.LAPACK_MIN_SIDE and (side >= all_side or count * batch_side ** 2 <= side * side)
 
 
 def _linalg():

@@ -79,6 +79,8 @@ def _products(form):
 def _scales(form):
     """``d_ij = (λ_u,i λ_v,j + 1)^s``: the variances of the whitened entries."""
     products = _products(form)
+    if (form.power > 0).all():  # a covariance form, the common case: no pass for the reciprocals
+        return products
     return np.where(form.power[..., None, None] > 0, products, 1.0 / products)
 
 
@@ -92,7 +94,9 @@ def _logdet(form):
 def _mahalanobis(form, x):
     """``Σ_ij W_ij² / d_ij`` with ``W = R_u (X − M) R_vᵀ``."""
     w = form.rowwhiten @ (x - form.mean) @ _swap(form.colwhiten)
-    return (w * w / _scales(form)).sum(axis=(-2, -1))
+    w *= w
+    w /= _scales(form)
+    return w.sum(axis=(-2, -1))
 
 
 def _logpdf(form, x):
@@ -182,7 +186,8 @@ def _whiten(signal_arg, noise_arg):
         noise_bad = np.array(not (np.isfinite(variance) and variance > 0))
         if noise_bad:
             variance = 1.0
-        eigvals, eigvecs = np.linalg.eigh(signal / variance)
+        eigvals, eigvecs = np.linalg.eigh(signal)  # of U/σ²: the same vectors, the values over σ²
+        eigvals /= variance
         scale = math.sqrt(variance)
         basis, whiten, logdet = scale * eigvecs, _swap(eigvecs) / scale, np.array(size * math.log(variance))
     floor = size * np.finfo(np.float64).eps * np.abs(eigvals).max(axis=-1)
