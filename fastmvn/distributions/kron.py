@@ -173,9 +173,10 @@ def _whiten(signal_arg, noise_arg):
     replaced (identity noise, zero signal) for the caller to report or fill with NaN.
     """
     size = signal_arg.shape[-1]
-    signal = _symmetric(signal_arg.array, np.float64)
-    signal[_nonfinite(signal_arg)] = 0.0
+    nonfinite = _nonfinite(signal_arg)
     if noise_arg.kind == COV:
+        signal = _symmetric(signal_arg.array, np.float64)
+        signal[nonfinite] = 0.0
         chol, noise_bad = _factor(noise_arg)
         inverse = _inverse(chol)
         eigvals, eigvecs = np.linalg.eigh(inverse @ signal @ _swap(inverse))
@@ -186,10 +187,16 @@ def _whiten(signal_arg, noise_arg):
         noise_bad = np.array(not (np.isfinite(variance) and variance > 0))
         if noise_bad:
             variance = 1.0
+        signal = np.asarray(signal_arg.array, dtype=np.float64)  # eigh reads its lower triangle alone
+        if nonfinite.any():
+            signal = signal.copy()
+            signal[nonfinite] = 0.0
         eigvals, eigvecs = np.linalg.eigh(signal)  # of U/σ²: the same vectors, the values over σ²
         eigvals /= variance
         scale = math.sqrt(variance)
-        basis, whiten, logdet = scale * eigvecs, _swap(eigvecs) / scale, np.array(size * math.log(variance))
+        whiten = _swap(eigvecs) / scale
+        eigvecs *= scale  # the basis, in place: large arrays are new pages for the system to hand over
+        basis, logdet = eigvecs, np.array(size * math.log(variance))
     floor = size * np.finfo(np.float64).eps * np.abs(eigvals).max(axis=-1)
     not_psd = eigvals[..., 0] < -floor
     return (basis, whiten, np.maximum(eigvals, 0.0), logdet), noise_bad, not_psd
