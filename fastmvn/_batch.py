@@ -12,7 +12,7 @@ from ._arguments import bind, check, check_errors, check_out
 from ._jit import launching
 from ._reports import batch_index, diagnose
 
-__all__ = ["call", "compute", "slot", "working_dtype", "evaluate", "evaluate_grad", "direct", "report"]
+__all__ = ["call", "planned", "compute", "slot", "working_dtype", "evaluate", "evaluate_grad", "direct", "report"]
 
 
 def _kernels():
@@ -175,17 +175,29 @@ def call(function, values, out, errors, lower=True):
     driver are decided once, and a call only makes its views and launches (the values are
     checked by the kernel, every call). Every other call, and one whose item fails under
     ``errors="raise"`` (to be explained), takes the general path."""
-    key = _plan_key(function, values, out, errors, lower)
-    if key is not None:
-        plan = _PLANS.get(key, _UNKNOWN)
-        if plan is _UNKNOWN and len(_PLANS) < _MAX_PLANS:
-            plan = _PLANS[key] = _Plan.make(function, values, lower)
-        if plan is not None and plan is not _UNKNOWN:
-            result, failed = plan.run(values)
-            if not failed or errors == "nan":
-                return result
+    result = planned(function, values, out, errors, lower)
+    if result is not None:
+        return result
     args, mode = bind(function, values, lower=lower)
     return compute(mode, args, out, errors)
+
+
+def planned(function, values, out, errors, lower, gradients=False):
+    """The result of a small call by its :class:`_Plan` (with ``gradients``, the value and
+    the gradient of every argument, as :func:`fastmvn._gradients.value_and_grad` returns
+    them), or None where the call takes the general path: it has no plan, or an item failed
+    under ``errors="raise"``."""
+    key = _plan_key(function, values, out, errors, lower)
+    if key is None:
+        return None
+    key += (gradients,)
+    plan = _PLANS.get(key, _UNKNOWN)
+    if plan is _UNKNOWN and len(_PLANS) < _MAX_PLANS:
+        plan = _PLANS[key] = _Plan.make(function, values, lower, gradients)
+    if plan is None or plan is _UNKNOWN:
+        return None
+    result, failed = plan.run(values)
+    return None if failed and errors != "nan" else result
 
 
 #: The plans of small calls by :func:`_plan_key` (None for a key whose calls have none).
@@ -203,6 +215,7 @@ def _plan_key(function, values, out, errors, lower):
     if out is not None or lower is not True or errors not in ("raise", "nan"):
         return None
     key = [function.name, _config.CHUNK, _config.LAPACK_MIN_SIDE, _config.LAPACK_BATCH_SIDE, _config.LAPACK_ALL_SIDE,
+           _config.LAPACK_GRADIENT_BATCH_SIDE, _config.LAPACK_GRADIENT_ALL_SIDE,
            _config.FLOAT32_ARITHMETIC_MAX_SIDE]  # a test may change them
     for value in values:
         if value is None:
@@ -219,13 +232,14 @@ class _Plan:
     """A small call decided once for the shapes and dtypes of its key (:func:`call`): the
     mode, the source of each slot (a value's position with the shape and strides of its
     ``(count, r, c)`` view, or a made-up standard argument), the serial driver and what it
-    takes besides the slots."""
+    takes besides the slots; with ``gradients``, the shape of each argument's gradient."""
 
     @classmethod
-    def make(cls, function, values, lower):
+    def make(cls, function, values, lower, gradients=False):
         """The plan of a call, or None where it has none: more than one chunk of items, a
-        dtype to convert, a value broadcast along some of the batch axes only. The checks
-        raise as on the general path. Large items keep the plan for large items
+        dtype to convert, a value broadcast along some of the batch axes only (with
+        ``gradients``, along any: its gradient would be a sum over them). The checks raise
+        as on the general path. Large items keep the plan for large items
         (:mod:`fastmvn._large`), which a run calls directly."""
         args, mode = bind(function, values, lower=lower)
         dtype, batch_shape = check(args)
@@ -240,17 +254,21 @@ class _Plan:
             core = view.shape[-2:]
             if arg.default:
                 plan.sources.append(np.broadcast_to(view[(0,) * (view.ndim - 2)], (count,) + core))
-            elif arg.dtype != dtype or (arg.batch_shape != batch_shape and np.prod(arg.batch_shape) != 1):
+            elif arg.dtype != dtype or (arg.batch_shape != batch_shape and (gradients or np.prod(arg.batch_shape) != 1)):
                 return None
             else:
                 item = dtype.itemsize
                 batch_stride = core[0] * core[1] * item if arg.batch_shape == batch_shape else 0
                 plan.sources.append((position[arg.name], (count,) + core, (batch_stride, core[1] * item, item)))
         plan.mode, plan.dtype, plan.batch_shape, plan.count = mode, dtype, batch_shape, count
-        plan.large = _large.chosen(slots, count)
+        plan.gradients = [(view.shape, arg.shape) for arg, view in zip(args, slots)] if gradients else None
+        if gradients and any(arg.default for arg in args):
+            return None
+        plan.large = _large.chosen(slots, count, gradients)
         if not plan.large:
             plan.padding, _, plan.work = _driver_arguments(slots, count, dtype)
-            plan.driver = _kernels().evaluate_batch.compiled((dtype, plan.work.dtype), parallel=False)
+            driver = _kernels().value_and_grad_batch if gradients else _kernels().evaluate_batch
+            plan.driver = driver.compiled((dtype, plan.work.dtype), parallel=False)
         return plan
 
     def run(self, values):
@@ -265,6 +283,8 @@ class _Plan:
             else:
                 views.append(source)
         out = np.empty(self.count, self.dtype)
+        if self.gradients is not None:
+            return self._run_gradients(views, out)
         if self.large:
             failed = _large.evaluate(self.mode, views, out) is not None
         else:
@@ -272,3 +292,20 @@ class _Plan:
             self.driver(self.mode, *views, *self.padding, out, first_bad, self.work)
             failed = first_bad[0] < self.count
         return (out.reshape(self.batch_shape) if self.batch_shape else out[0]), failed
+
+    def _run_gradients(self, views, out):
+        """:meth:`run` of a plan with gradients: ``((value, grads), failed)``, every argument's
+        gradient of its own shape (no argument is broadcast)."""
+        grads = [np.empty((self.count,) + shape[-2:], self.dtype) for shape, _ in self.gradients]
+        wanted = [True] * len(grads)
+        unused = [np.empty((1, 1, 1), self.dtype)] * (6 - len(grads))  # the drivers take six slots' gradients
+        if self.large:
+            failed = _large.value_and_grad(self.mode, views, out, grads + unused, wanted + [False] * len(unused))
+            failed = failed is not None
+        else:
+            first_bad = np.empty(1, np.int64)
+            self.driver(self.mode, *views, *self.padding, out, *grads, *unused, (1 << len(grads)) - 1, first_bad,
+                        self.work)
+            failed = first_bad[0] < self.count
+        value = out.reshape(self.batch_shape) if self.batch_shape else out[0]
+        return (value, tuple(grad.reshape(shape) for grad, (_, shape) in zip(grads, self.gradients))), failed

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _pool
 from ._arguments import bind, check, check_errors, check_out
-from ._batch import direct, evaluate_grad, report, slot
+from ._batch import direct, evaluate_grad, planned, report, slot
 from ._docs import KEYWORDS, filled
 from ._table import CHOL, FUNCTIONS
 
@@ -104,7 +104,14 @@ def value_and_grad(function, values, errors, reduce=True, out=None, wrt=None, lo
     others are None, and neither allocated nor stored. With ``lower=False`` the factors are
     upper ones, read through :func:`fastmvn._arguments.lower_factors`; their gradients, and the arrays of
     ``out`` for them, are the transposes of the lower factors' (views, as the factors).
+
+    A small call of every gradient with none of ``out``, ``wrt`` and ``lower=False`` runs
+    the plan made by the first call of its shapes (:func:`fastmvn._batch.planned`).
     """
+    if reduce and wrt is None and all(value is not None for value in values):
+        result = planned(function, values, out, errors, lower, gradients=True)
+        if result is not None:
+            return result
     check_errors(errors)
     args, mode = bind(function, values, lower=lower)
     given = [value is not None for value in values]

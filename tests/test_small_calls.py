@@ -166,3 +166,61 @@ def test_planned_calls_of_large_items_report_failures(name, index, monkeypatch):
             fm.kl_diag(*args)
         result = fm.kl_diag(*args, errors="nan")
         assert np.isnan(result[index]) and np.isfinite(np.delete(result, index)).all()
+
+
+GRADIENTS = ["kl", "kl_chol", "kl_diag", "logpdf", "logpdf_chol"]
+
+
+def _grad_plans(name):
+    from fastmvn import _batch
+
+    return [plan for key, plan in _batch._PLANS.items() if key[0] == name and key[-1] is True and plan is not None]
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["lanes", "lapack"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", GRADIENTS)
+def test_planned_gradients_give_the_bits_of_the_general_path(case, dtype, large, monkeypatch):
+    """A value and gradient called again with the shapes of the first runs the plan the first
+    made, in lanes or (small items made large by the thresholds) through LAPACK; ``out=``
+    takes the general path."""
+    from fastmvn import _batch
+
+    monkeypatch.setattr(_batch, "_PLANS", {})
+    if large:
+        monkeypatch.setattr(_config, "LAPACK_MIN_SIDE", 1)
+        monkeypatch.setattr(_config, "LAPACK_GRADIENT_BATCH_SIDE", 0)
+    gradient = getattr(fm, f"{case}_value_and_grad")
+    for batch in (1, 3):
+        args = [np.ascontiguousarray(a) for a in _bench.random_inputs(case, batch, 5, 3, dtype)]
+        if batch == 1:
+            args = [a[0] for a in args]
+        first, second = gradient(*args), gradient(*args)
+        assert _grad_plans(case) and all(plan.large == large for plan in _grad_plans(case))
+        out = (np.empty(np.shape(first[0]), dtype), tuple(np.empty(np.shape(a), dtype) for a in args))
+        expected = gradient(*args, out=out)
+        for value, grads in (first, second):
+            np.testing.assert_array_equal(value, expected[0])
+            assert np.shape(value) == np.shape(expected[0]) and np.asarray(value).dtype == dtype
+            for got, want in zip(grads, expected[1], strict=True):
+                assert got.shape == want.shape and got.dtype == dtype
+                np.testing.assert_array_equal(got, want)
+
+
+def test_planned_gradients_report_failures_and_leave_broadcasts_to_the_general_path():
+    args = [np.ascontiguousarray(a) for a in _bench.random_inputs("kl", 6, 3, 2)]
+    fm.kl_value_and_grad(*args)                                     # makes the plan
+    assert _grad_plans("kl")
+    args[4] = args[4].copy()
+    args[4][2] = -np.eye(3)
+    with pytest.raises(np.linalg.LinAlgError, match=r"^rowcov2 is not positive definite \(Cholesky failed\) "
+                                                    r"at batch index 2$"):
+        fm.kl_value_and_grad(*args)
+    value, grads = fm.kl_value_and_grad(*args, errors="nan")
+    assert np.isnan(value[2]) and np.isnan(grads[4][2]).all() and np.isfinite(np.delete(grads[4], 2, axis=0)).all()
+    shared = [a[:1] if k >= 3 else a for k, a in enumerate(_bench.random_inputs("kl", 6, 3, 2))]
+    for _ in range(2):                                              # a prior shared by the items: its gradient is a sum
+        value, grads = fm.kl_value_and_grad(*shared)
+        expected = fm.kl_value_and_grad(*[np.broadcast_to(a, (6,) + a.shape[1:]) for a in shared])
+        np.testing.assert_allclose(grads[4], expected[1][4].sum(axis=0, keepdims=True), rtol=1e-12)
+        assert grads[3].shape == (1, 3, 2)
