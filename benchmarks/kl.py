@@ -57,10 +57,32 @@ class KLLargeValueAndGrad(Suite):
 
         raise SkipNotImplemented("the reference has no gradient")
 
+    def track_time_over_value(self, *params):
+        """Time of the value and six gradients over that of ``kl``'s value alone, the two in
+        alternation (the gradients' own cost: 3 would be three values' time)."""
+        from fastmvn import _bench
+
+        times = _bench.median_times({"both": self.call, "value": lambda: fastmvn.kl(*self.args)}, repeat=3)
+        return times["both"] / times["value"]
+
+    track_time_over_value.unit = "ratio"
+
+
+#: Mid-sized items in batches, which take LAPACK at any batch from 96×96 (a quick run: 24×24 × 8).
+MID_SIZES, MID_BATCHES = ([(24, 24)], [8]) if QUICK else ([(96, 96), (128, 128)], [200])
+
+
+class KLMidBatch(Suite):
+    """``kl`` of a batch of mid-sized pairs: the plan's choice between lanes and LAPACK split
+    over threads."""
+
+    function = "kl"
+    params = [MID_SIZES, MID_BATCHES, ["float64"], ["cpu", "reference"]]
+
 
 class KLSingleCall:
-    """One call of ``kl`` on a single 4×4 pair: the Python layer and the launch, against the
-    NumPy reference's call."""
+    """One call of ``kl`` (and of ``kl_value_and_grad``) on a single 4×4 pair: the Python layer
+    and the launch, against the NumPy reference's call."""
 
     def setup(self):
         import numpy as np
@@ -81,6 +103,20 @@ class KLSingleCall:
                 / _bench.median_time(lambda: reference.kl(*self.args), repeat=50))
 
     track_time_over_reference.unit = "ratio"
+
+    def time_value_and_grad(self):
+        fastmvn.kl_value_and_grad(*self.args)
+
+    def track_value_and_grad_over_value(self):
+        """Time of one ``kl_value_and_grad`` call over that of one ``kl`` call (both planned)."""
+        from fastmvn import _bench
+
+        fastmvn.kl_value_and_grad(*self.args)
+        times = _bench.median_times({"both": lambda: fastmvn.kl_value_and_grad(*self.args),
+                                     "value": lambda: fastmvn.kl(*self.args)}, repeat=50)
+        return times["both"] / times["value"]
+
+    track_value_and_grad_over_value.unit = "ratio"
 
 
 class KLComponentPrior:

@@ -215,7 +215,7 @@ def _plan_key(function, values, out, errors, lower):
     if out is not None or lower is not True or errors not in ("raise", "nan"):
         return None
     key = [function.name, _config.CHUNK, _config.LAPACK_MIN_SIDE, _config.LAPACK_BATCH_SIDE, _config.LAPACK_ALL_SIDE,
-           _config.LAPACK_GRADIENT_BATCH_SIDE, _config.LAPACK_GRADIENT_ALL_SIDE,
+           _config.LAPACK_GRADIENT_MIN_SIDE, _config.LAPACK_GRADIENT_BATCH_SIDE, _config.LAPACK_GRADIENT_ALL_SIDE,
            _config.FLOAT32_ARITHMETIC_MAX_SIDE]  # a test may change them
     for value in values:
         if value is None:

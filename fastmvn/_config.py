@@ -41,8 +41,10 @@ LAPACK_BATCH_SIDE = 16
 #: ... (see above) at any batch size from this side on
 LAPACK_ALL_SIDE = 96
 #: ... and for values with gradients, which gain more from LAPACK's BLAS-3 (lanes over LAPACK:
-#: 8 of 24×24 0.74, 4 of 32×32 1.92, 16 of 32×32 1.27, 1,000 of 32×32 0.48, 8 of 48×48 1.89, 64
-#: of 48×48 1.16, 1,000 of 64×64 1.14, 400 of 96×96 1.82), these two
+#: one 12×12 0.87, one 16×16 1.39, 8 of 16×16 0.97, 8 of 24×24 0.74, 4 of 32×32 1.92, 16 of
+#: 32×32 1.27, 1,000 of 32×32 0.48, 8 of 48×48 1.89, 64 of 48×48 1.16, 1,000 of 64×64 1.14, 400
+#: of 96×96 1.82), these three
+LAPACK_GRADIENT_MIN_SIDE = 14
 LAPACK_GRADIENT_BATCH_SIDE = 8
 LAPACK_GRADIENT_ALL_SIDE = 64
 #: ... and no smaller side: below it the lanes take less time for a whole item than LAPACK's

@@ -50,9 +50,10 @@ def chosen(slots, count, gradients=False):
     them unless they are larger still (:data:`fastmvn._config.LAPACK_BATCH_SIDE` and the
     thresholds after it)."""
     side = max(max(slot.shape[-2:]) for slot in slots)
-    batch_side, all_side = ((_config.LAPACK_GRADIENT_BATCH_SIDE, _config.LAPACK_GRADIENT_ALL_SIDE) if gradients
-                            else (_config.LAPACK_BATCH_SIDE, _config.LAPACK_ALL_SIDE))
-    return side >= _config.LAPACK_MIN_SIDE and (side >= all_side or count * batch_side ** 2 <= side * side)
+    least, batch_side, all_side = (
+        (_config.LAPACK_GRADIENT_MIN_SIDE, _config.LAPACK_GRADIENT_BATCH_SIDE, _config.LAPACK_GRADIENT_ALL_SIDE)
+        if gradients else (_config.LAPACK_MIN_SIDE, _config.LAPACK_BATCH_SIDE, _config.LAPACK_ALL_SIDE))
+    return side >= least and (side >= all_side or count * batch_side ** 2 <= side * side)
 
 
 def _linalg():

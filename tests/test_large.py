@@ -21,6 +21,7 @@ def lapack_for_all(monkeypatch):
     """Every batch of items, however small, on the large-item path (values and gradients)."""
     monkeypatch.setattr(_config, "LAPACK_MIN_SIDE", 1)
     monkeypatch.setattr(_config, "LAPACK_BATCH_SIDE", 0)
+    monkeypatch.setattr(_config, "LAPACK_GRADIENT_MIN_SIDE", 1)
     monkeypatch.setattr(_config, "LAPACK_GRADIENT_BATCH_SIDE", 0)
 
 
@@ -31,7 +32,7 @@ def test_the_plan_by_side_and_batch():
         return _large.chosen([np.empty((side, side))], count, gradients)
 
     assert not chosen(_config.LAPACK_MIN_SIDE - 1, 1) and chosen(_config.LAPACK_MIN_SIDE, 1)
-    assert not chosen(_config.LAPACK_MIN_SIDE - 1, 1, gradients=True)
+    assert chosen(16, 1, gradients=True) and not chosen(_config.LAPACK_GRADIENT_MIN_SIDE - 1, 1, gradients=True)
     assert chosen(32, 4) and not chosen(32, 5) and chosen(32, 16, gradients=True) and not chosen(32, 17, True)
     assert not chosen(64, 1000) and chosen(64, 1000, gradients=True)
     assert chosen(_config.LAPACK_ALL_SIDE, 10 ** 6) and not chosen(_config.LAPACK_ALL_SIDE - 1, 10 ** 6)

@@ -188,7 +188,7 @@ def test_planned_gradients_give_the_bits_of_the_general_path(case, dtype, large,
 
     monkeypatch.setattr(_batch, "_PLANS", {})
     if large:
-        monkeypatch.setattr(_config, "LAPACK_MIN_SIDE", 1)
+        monkeypatch.setattr(_config, "LAPACK_GRADIENT_MIN_SIDE", 1)
         monkeypatch.setattr(_config, "LAPACK_GRADIENT_BATCH_SIDE", 0)
     gradient = getattr(fm, f"{case}_value_and_grad")
     for batch in (1, 3):
