@@ -12,10 +12,10 @@ float64. No ``np×np`` matrix is formed, and no inverse for a value (a gradient 
 returns the first of them as the lane drivers do, for :func:`fastmvn._batch.report` to
 explain.
 
-The terms of one item are each one compiled call (:mod:`fastmvn._large_items`) of SciPy's
-BLAS and LAPACK (:mod:`fastmvn._lapack`), without Python between its routines; the gradients'
-products are composed in Python, a few calls per item. Every BLAS and LAPACK call goes to
-SciPy's library, none to NumPy's (``@``, ``np.dot``): wheels of NumPy and SciPy each bring an OpenBLAS with a
+An item's value, or its value and gradients, is one compiled call (:mod:`fastmvn._large_items`)
+of SciPy's BLAS and LAPACK (:mod:`fastmvn._lapack`), without Python between its routines
+(diagonal covariances: the terms in one call, the gradients' vectors in NumPy). Every BLAS and
+LAPACK call goes to SciPy's library, none to NumPy's (``@``, ``np.dot``): wheels of NumPy and SciPy each bring an OpenBLAS with a
 thread pool of its own, and two pools taking turns on the same cores spin against each other
 (a 128×128 KL then took ten times as long). Threads serve one item or many, never both at
 once (:func:`_threads`): several mid-sized items are split over threads with one BLAS thread
@@ -223,7 +223,7 @@ def _each_item(compute, slots, out, grads, wanted, flats):
     bad = None
     for flat in flats:
         index = np.unravel_index(flat, out.shape)
-        items = [np.ascontiguousarray(slot[index], dtype=np.float64) for slot in slots]
+        items = [_read_only(np.ascontiguousarray(slot[index], dtype=np.float64)) for slot in slots]
         try:
             with np.errstate(all="ignore"):
                 value, item_grads = compute(items)
@@ -237,6 +237,15 @@ def _each_item(compute, slots, out, grads, wanted, flats):
             if wants:
                 grad[index] = item_grads[k] if math.isfinite(value) else math.nan
     return bad
+
+
+def _read_only(item):
+    """A read-only view of ``item``: the compiled terms then take every slot's item as one type
+    whether it was converted (float32 data, a new array) or not (a view of the caller's), and
+    compile once, not once per mixture."""
+    view = item.view()
+    view.flags.writeable = False
+    return view
 
 
 def _kl_grad(mode, wanted, mean1, row1, col1, mean2=None, row2=None, col2=None):
