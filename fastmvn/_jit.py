@@ -3,8 +3,9 @@
 ``FASTMVN_CACHE=0`` switches the on-disk cache off (it is on by default, so a new
 process loads compiled kernels instead of compiling them). A cached kernel is stale once
 any source it may be compiled from changes: every module of :mod:`fastmvn.kernels`, this
-one, :mod:`fastmvn._config`, :mod:`fastmvn._modes` and the gufunc kernels of
-:mod:`fastmvn._ufunc_kernels` (Numba's own cache looks at the kernel's file alone, and a
+one, :mod:`fastmvn._config`, :mod:`fastmvn._modes`, the gufunc kernels of
+:mod:`fastmvn._ufunc_kernels` and the large items' compiled terms (:mod:`fastmvn._lapack`,
+:mod:`fastmvn._large_items`) (Numba's own cache looks at the kernel's file alone, and a
 driver inlines kernels of other files). Processes may compile into one cache at once (Dask
 workers, pytest-xdist): a save holds the cache directory's lock (its file ``fastmvn.lock``)
 alone and a load shares it, so no two saves number their files from the same index.
@@ -59,7 +60,8 @@ def sources_stamp():
     digest = hashlib.sha256()
     for path in sorted([*root.joinpath("kernels").glob("*.py"), *(root / name for name in
                                                                     ("_jit.py", "_config.py", "_modes.py",
-                                                                     "_ufunc_kernels.py"))]):
+                                                                     "_ufunc_kernels.py", "_lapack.py",
+                                                                     "_large_items.py"))]):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 

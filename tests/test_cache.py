@@ -29,7 +29,8 @@ def test_a_change_to_any_kernel_source_makes_every_cached_kernel_stale(tmp_path)
     root = tmp_path / "fastmvn"
     shutil.copytree(_jit.__file__.rsplit("/", 1)[0], root, ignore=shutil.ignore_patterns("__pycache__"))
     stamps = [load_jit(root).sources_stamp()]
-    for name in ["kernels/lanes.py", "kernels/drivers.py", "_config.py", "_modes.py", "_jit.py", "_ufunc_kernels.py"]:
+    for name in ["kernels/lanes.py", "kernels/drivers.py", "_config.py", "_modes.py", "_jit.py", "_ufunc_kernels.py",
+                 "_lapack.py", "_large_items.py"]:
         with open(root / name, "a") as file:
             file.write("\n# changed\n")
         stamps.append(load_jit(root).sources_stamp())
@@ -44,7 +45,9 @@ def test_every_kernel_is_cached_under_the_stamp_of_all_sources():
     fm.kl(np.zeros((3, 2, 2)), np.eye(2), np.eye(2))  # compiles or loads the value driver
     batch = next(driver for driver in _jit._BATCHES if driver.__name__ == "evaluate_batch")
     driver = batch.compiled((np.dtype(np.float64), np.dtype(np.float64)))
-    for dispatcher in [*_jit.ITEMS, driver]:
+    from fastmvn import _lapack, _large_items  # the large items' compiled terms
+
+    for dispatcher in [*_jit.ITEMS, driver, _lapack.cholesky, _large_items.kl_grads]:
         assert dispatcher._cache._impl.locator.get_source_stamp() == _jit.sources_stamp()
 
 
