@@ -7,7 +7,7 @@ import functools
 
 import numpy as np
 
-from . import _config, _large
+from . import _config, _large, _pool
 from ._arguments import bind, check, check_errors, check_out
 from ._jit import launching
 from ._reports import batch_index, diagnose
@@ -261,7 +261,7 @@ class _Plan:
                 batch_stride = core[0] * core[1] * item if arg.batch_shape == batch_shape else 0
                 plan.sources.append((position[arg.name], (count,) + core, (batch_stride, core[1] * item, item)))
         plan.mode, plan.dtype, plan.batch_shape, plan.count = mode, dtype, batch_shape, count
-        plan.gradients = [(view.shape, arg.shape) for arg, view in zip(args, slots)] if gradients else None
+        plan.gradients = [(view.shape, len(arg.axes) == 1) for arg, view in zip(args, slots)] if gradients else None
         if gradients and any(arg.default for arg in args):
             return None
         plan.large = _large.chosen(slots, count, gradients)
@@ -295,8 +295,10 @@ class _Plan:
 
     def _run_gradients(self, views, out):
         """:meth:`run` of a plan with gradients: ``((value, grads), failed)``, every argument's
-        gradient of its own shape (no argument is broadcast)."""
-        grads = [np.empty((self.count,) + shape[-2:], self.dtype) for shape, _ in self.gradients]
+        gradient of its own shape (no argument is broadcast), in memory of the gradients' pool
+        (:mod:`fastmvn._pool`) as on the general path."""
+        full = [_pool.empty(shape, self.dtype) for shape, _ in self.gradients]
+        grads = [grad.reshape((self.count,) + grad.shape[-2:]) for grad in full]
         wanted = [True] * len(grads)
         unused = [np.empty((1, 1, 1), self.dtype)] * (6 - len(grads))  # the drivers take six slots' gradients
         if self.large:
@@ -308,4 +310,4 @@ class _Plan:
                         self.work)
             failed = first_bad[0] < self.count
         value = out.reshape(self.batch_shape) if self.batch_shape else out[0]
-        return (value, tuple(grad.reshape(shape) for grad, (_, shape) in zip(grads, self.gradients))), failed
+        return (value, tuple(grad[..., 0] if vector else grad for grad, (_, vector) in zip(full, self.gradients))), failed
