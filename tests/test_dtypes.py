@@ -135,6 +135,8 @@ def cases():
         "kl_kron_sum": (fm.kl_kron_sum, ks() + ks()),
         "logpdf_kron_sum_value_and_grad": (fm.logpdf_kron_sum_value_and_grad, [mean()] + ks()),
         "kl_kron_sum_value_and_grad": (fm.kl_kron_sum_value_and_grad, ks() + ks()),
+        "logpdf_kron_prec_value_and_grad": (fm.logpdf_kron_prec_value_and_grad,
+                                            [mean(), mean(), spd(N), spd(P), rng.integers(1, 4, BATCH)]),
         "kl_eig": (lambda *a: fm.kl_eig(*a[:10], damping1=a[10]),  # the second a matrix normal: positive λ
                    eig() + [mean(), np.array([[0, 1], [-1, 0]]), rng.integers(1, 4, BATCH + (N,)), np.eye(P),
                             rng.integers(1, 4, BATCH + (P,)), rng.integers(1, 4, BATCH)]),

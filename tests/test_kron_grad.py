@@ -336,3 +336,71 @@ def test_errors_name_the_argument_and_batch_index(rng):
                                       None)
     with pytest.raises(ValueError, match="the two distributions must be of one"):
         fm.kl_kron_sum_value_and_grad(None, np.eye(2), np.eye(2), 1.0, None, None, np.eye(3), np.eye(2), 1.0, None)
+
+
+# The precision form ---------------------------------------------------------------------------
+
+PREC_NAMES = ["x", "mean", "rowprec", "colprec", "damping"]
+
+
+def torch_logpdf_prec(x, mean, rowprec, colprec, damping):
+    """The dense route: ``Λ = V⊗U + δI``, ``−½[np log 2π − log|Λ| + rᵀ Λ r]``."""
+    size = rowprec.shape[-1] * colprec.shape[-1]
+    precision = torch.kron(colprec, rowprec) + damping * torch.eye(size, dtype=torch.float64)
+    r = torch_vec(x if mean is None else x - mean)
+    return -0.5 * (size * math.log(2 * math.pi) - torch.logdet(precision) + r @ precision @ r)
+
+
+def precision_values(rng, n, p, shape=(2,), rank=None):
+    """``(x, mean, rowprec, colprec, damping)``: positive semi-definite factors (``U`` of rank
+    ``rank``, full by default), a damping per item."""
+    g = rng.standard_normal(shape + (n, n if rank is None else rank))
+    rowprec = g @ np.swapaxes(g, -1, -2) / n
+    return [rng.standard_normal(shape + (n, p)), rng.standard_normal(shape + (n, p)), rowprec,
+            spd(rng, shape, p), rng.uniform(0.1, 2.0, shape)]
+
+
+@pytest.mark.parametrize("rank", [None, 1])
+@pytest.mark.parametrize("n, p", SHAPES)
+def test_precision_logpdf_gradients_against_autograd(rng, n, p, rank):
+    values = precision_values(rng, n, p, rank=None if rank is None else min(rank, n))
+    value, grads = check_against_autograd(fm.logpdf_kron_prec_value_and_grad, torch_logpdf_prec, values)
+    expected = fm.KroneckerSumNormal.from_precision(*values[1:]).logpdf(values[0])
+    assert_close(value, expected, rtol=1e-12)
+    for grad in grads[2:4]:
+        np.testing.assert_array_equal(grad, np.swapaxes(grad, -1, -2))
+
+
+def test_precision_logpdf_broadcasts_sums_and_takes_scalars(rng):
+    """A shared factor and a scalar damping get the sums of the items' gradients; no mean is
+    zero; ``wrt`` and ``reduce=False`` as for the other functions."""
+    x, _, rowprec, colprec, _ = precision_values(rng, 3, 2, (4,))
+    values = [x, None, rowprec[0], colprec, 0.5]
+    value, grads = check_against_autograd(fm.logpdf_kron_prec_value_and_grad, torch_logpdf_prec, values)
+    assert grads[1] is None and grads[2].shape == (3, 3) and np.ndim(grads[4]) == 0
+    _, per_item = kron_grad._logpdf_prec_value_and_grad(values, "raise", reduce=False)
+    assert per_item[2].shape == (4, 3, 3) and per_item[4].shape == (4,)
+    assert_close(per_item[2].sum(axis=0), grads[2], rtol=1e-12)
+    _, only = fm.logpdf_kron_prec_value_and_grad(*values, wrt="damping")
+    assert [g is None for g in only] == [True, True, True, True, False]
+    assert_close(only[4], grads[4], rtol=1e-14)
+
+
+def test_precision_logpdf_errors(rng):
+    values = precision_values(rng, 3, 2, (3,))
+    values[3] = values[3].copy()
+    values[3][1] = -values[3][1]
+    with pytest.raises(LinAlgError, match=r"^colprec is not positive semi-definite at batch index 1$"):
+        fm.logpdf_kron_prec_value_and_grad(*values)
+    value, grads = fm.logpdf_kron_prec_value_and_grad(*values, errors="nan")
+    assert np.isnan(value[1]) and np.isfinite(np.delete(value, 1)).all()
+    assert np.isnan(grads[2][1]).all() and np.isfinite(np.delete(grads[2], 1, axis=0)).all()
+    values = precision_values(rng, 3, 2, (3,))
+    values[4] = np.array([1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match=r"^damping must be positive at batch index 1$"):
+        fm.logpdf_kron_prec_value_and_grad(*values)
+    values[4] = np.ones(3)
+    values[0] = values[0].copy()
+    values[0][2, 0, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^x contains NaN or infinity at batch index 2$"):
+        fm.logpdf_kron_prec_value_and_grad(*values)

@@ -296,6 +296,32 @@ def _eigen_form(mean, eigen, scalar, power, names):
     return form, dtype, batch_shape, failures
 
 
+def _precision(mean, rowprec, colprec, damping):
+    """The form of the precision ``V⊗U + δI`` (:meth:`KroneckerSumNormal.from_precision`), its
+    dtype, batch shape and failures (for :func:`_checked`: each factor's NaN or infinity and
+    negative eigenvalues first, then the mean's and the damping's), the arguments ``(mean,
+    rowprec, colprec, damping)`` and the eigendecompositions ``(Q_u, λ_u, Q_v, λ_v)`` of ``U``
+    and ``V`` (their lower triangles read; a failing item's may be of zeros)."""
+    row_arg, col_arg = Arg("rowprec", COV, rowprec, "nn"), Arg("colprec", COV, colprec, "pp")
+    eigen = []
+    failures = [(_nonfinite(arg), ValueError, f"{arg.name} contains NaN or infinity") for arg in (row_arg, col_arg)]
+    for arg in (row_arg, col_arg):
+        matrix = _symmetric(arg.array, np.float64)
+        matrix[_nonfinite(arg)] = 0.0
+        vals, vecs = np.linalg.eigh(matrix)
+        floor = arg.shape[-1] * np.finfo(np.float64).eps * np.abs(vals).max(axis=-1)
+        failures.append((vals[..., 0] < -floor, LinAlgError, f"{arg.name} is not positive semi-definite"))
+        eigen += [vecs, np.maximum(vals, 0.0)]
+    form, _, batch_shape, eigen_failures = _eigen_form(
+        mean, eigen, damping, -1, ("mean", "rowprec", "rowprec", "colprec", "colprec", "damping"))
+    given = ([arg.array for arg in (row_arg, col_arg)] + ([] if mean is None else [mean])
+             + ([] if isinstance(damping, (int, float)) else [damping]))
+    damping_arg = Arg("damping", VAR, damping, "", default=isinstance(damping, (int, float)))
+    mean_arg = Arg("mean", MEAN, form.mean, "np", default=mean is None)
+    return (form, result_dtype(*given), batch_shape, [(failures, []), eigen_failures],
+            [mean_arg, row_arg, col_arg, damping_arg], eigen)
+
+
 # The frozen distribution ------------------------------------------------------------------
 
 
@@ -474,23 +500,9 @@ class KroneckerSumNormal(_Frozen):
         >>> bool(np.allclose(d.cov, np.linalg.inv(np.kron(v, u) + 1e-2 * np.eye(4))))
         True
         """
-        row_arg, col_arg = Arg("rowprec", COV, rowprec, "nn"), Arg("colprec", COV, colprec, "pp")
-        eigen = []
-        failures = [(_nonfinite(arg), ValueError, f"{arg.name} contains NaN or infinity") for arg in (row_arg, col_arg)]
-        negative = []
-        for arg in (row_arg, col_arg):
-            matrix = _symmetric(arg.array, np.float64)
-            matrix[_nonfinite(arg)] = 0.0
-            vals, vecs = np.linalg.eigh(matrix)
-            floor = arg.shape[-1] * np.finfo(np.float64).eps * np.abs(vals).max(axis=-1)
-            negative.append((vals[..., 0] < -floor, LinAlgError, f"{arg.name} is not positive semi-definite"))
-            eigen += [vecs, np.maximum(vals, 0.0)]
-        _report(failures + negative, np.broadcast_shapes(row_arg.batch_shape, col_arg.batch_shape))
-        form, _, batch_shape = _from_eigen(
-            mean, eigen, damping, -1, ("mean", "rowprec", "rowprec", "colprec", "colprec", "damping"))
-        given = ([arg.array for arg in (row_arg, col_arg)] + ([] if mean is None else [mean])
-                 + ([] if isinstance(damping, (int, float)) else [damping]))
-        return KroneckerSumNormal._assemble(*form, result_dtype(*given), batch_shape)
+        form, dtype, batch_shape, failures, _, _ = _precision(mean, rowprec, colprec, damping)
+        _checked(failures, batch_shape, "raise")
+        return KroneckerSumNormal._assemble(*form, dtype, batch_shape)
 
     # Attributes
 
