@@ -461,6 +461,7 @@ class KroneckerSumNormal(_Frozen):
         return KroneckerSumNormal._assemble(*form, dtype, batch_shape)
 
     @staticmethod
+    @shared
     def from_precision(mean: ArrayLike | None, rowprec: ArrayLike, colprec: ArrayLike,
                        damping: ArrayLike | float) -> KroneckerSumNormal:
         """The Gaussian whose precision is ``V⊗U + δI``: a Laplace approximation, or damped
@@ -471,14 +472,7 @@ class KroneckerSumNormal(_Frozen):
 
         Parameters
         ----------
-        mean : (..., n, p) array_like or None
-            Mean ``M``; ``None`` means zero.
-        rowprec : (..., n, n) array_like
-            Row factor ``U`` of the precision (symmetric positive semi-definite; lower triangle read).
-        colprec : (..., p, p) array_like
-            Column factor ``V`` of the precision.
-        damping : (...) array_like
-            ``δ > 0``.
+        %(kron_prec)s
 
         Returns
         -------

@@ -307,6 +307,7 @@ def _logpdf_value_and_grad(values, errors, reduce=True, out=None, wrt=None):
 _LOGPDF_PREC = _Names(("x", "mean", "rowprec", "colprec", "damping"))
 
 
+@shared
 def logpdf_kron_prec_value_and_grad(x: ArrayLike, mean: ArrayLike | None, rowprec: ArrayLike, colprec: ArrayLike,
                                     damping: ArrayLike | float, *, errors: Errors = "raise",
                                     out: GradOut | None = None, wrt: Wrt = None) -> ValueAndGrad:
@@ -342,14 +343,7 @@ Vert_F^2ig),
     ----------
     x : (..., n, p) array_like
         Points ``X``.
-    mean : (..., n, p) array_like or None
-        Mean ``M``; ``None`` means zero.
-    rowprec : (..., n, n) array_like
-        Row factor ``U`` of the precision (symmetric positive semi-definite; lower triangle read).
-    colprec : (..., p, p) array_like
-        Column factor ``V`` of the precision.
-    damping : (...) array_like or float
-        ``δ > 0``.
+    %(kron_prec)s
     errors : {"raise", "nan"}
         ``"raise"`` (default) raises on the first failing item, naming the argument and the
         batch index; ``"nan"`` makes the value and every gradient of a failing item NaN.
