@@ -73,3 +73,15 @@ def test_page_examples_run(page):
         if any(f"import {name}" in block and importlib.util.find_spec(name) is None for name in ("torch", "jax")):
             continue
         exec(compile(block, str(DOCS / page), "exec"), namespace)
+
+
+def test_sources_and_pages_hold_no_control_characters():
+    """No tab, backspace, form feed or carriage return in the package's sources, the tests or
+    the pages: a docstring's ``\\b`` or ``\\f`` written outside a raw string becomes one, and
+    its mathematics no longer renders."""
+    paths = [*ROOT.joinpath("fastmvn").rglob("*.py"), *ROOT.joinpath("tests").glob("*.py"),
+             *DOCS.glob("*.md"), ROOT / "README.md"]
+    bad = [f"{path.relative_to(ROOT)}:{number}" for path in paths
+           for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1)
+           if re.search("[\t\b\f\r]", line)]
+    assert not bad, bad

@@ -320,18 +320,16 @@ def logpdf_kron_prec_value_and_grad(x: ArrayLike, mean: ArrayLike | None, rowpre
 
     .. math::
 
-        \log p = -	frac12ig[np\log 2\pi - 	extstyle\sum_{ij}\log e_{ij}
-        + \operatorname{tr}(D^	op U D V) + \delta\lVert D
-Vert_F^2ig],\qquad
-        rac{\partial \log p}{\partial M} = -rac{\partial \log p}{\partial X} = U D V + \delta D,
+        \log p = -\tfrac12\big[np\log 2\pi - \textstyle\sum_{ij}\log e_{ij}
+        + \operatorname{tr}(D^\top U D V) + \delta\lVert D\rVert_F^2\big],\qquad
+        \frac{\partial \log p}{\partial M} = -\frac{\partial \log p}{\partial X} = U D V + \delta D,
 
     .. math::
 
-        rac{\partial \log p}{\partial U} = 	frac12ig(Q_u \operatorname{diag}_i
-        ig(	extstyle\sum_j \lambda_{v,j}/e_{ij}ig) Q_u^	op - D V D^	opig),\qquad
-        rac{\partial \log p}{\partial \delta} = 	frac12ig(	extstyle\sum_{ij} 1/e_{ij}
-        - \lVert D
-Vert_F^2ig),
+        \frac{\partial \log p}{\partial U} = \tfrac12\big(Q_u \operatorname{diag}_i
+        \big(\textstyle\sum_j \lambda_{v,j}/e_{ij}\big) Q_u^\top - D V D^\top\big),\qquad
+        \frac{\partial \log p}{\partial \delta} = \tfrac12\big(\textstyle\sum_{ij} 1/e_{ij}
+        - \lVert D\rVert_F^2\big),
 
     and the same for ``V`` with ``λ_u``, sums over ``i`` and ``Dᵀ U D``. Nothing is inverted
     and the ``np×np`` precision is never formed: one ``eigh`` of ``U`` and of ``V`` (as the
