@@ -23,6 +23,7 @@ import math
 
 from .._jit import item
 from .eigen import jacobi, jacobi_values
+from .gradients import invert_lower
 from .lanes import cholesky, epsilon, fill, fold, like, log_diagonals, log_of_fold, narrow, solve_rows
 from .values import _LOG_2PI
 
@@ -310,29 +311,19 @@ def block_terms(S2, L2, r2, L1, W1, vals, c, f, Y, Z, G, rG, t, count, acc, m, s
         for i in range(s):
             for l in range(m):
                 fold(t, count, l, G[i, i, l] * G[i, i, l], small)
-        for j in range(s):  # Z ← G⁻¹, lower triangular, column by column
-            for l in range(m):
-                Z[j, j, l] = rG[j, l]
-            for i in range(j + 1, s):
-                for l in range(m):
-                    Z[i, j, l] = 0.0
-                for q in range(j, i):
-                    for l in range(m):
-                        Z[i, j, l] -= G[i, q, l] * Z[q, j, l]
-                for l in range(m):
-                    Z[i, j, l] *= rG[i, l]
-        for i in range(s):  # G ← C⁻¹ = G⁻ᵀ G⁻¹, lower triangle
+        invert_lower(G, rG, m, s)  # G ← G⁻¹
+        for i in range(s):  # Z ← C⁻¹ = G⁻ᵀ G⁻¹, lower triangle
             for j in range(i + 1):
                 for l in range(m):
-                    G[i, j, l] = 0.0
+                    Z[i, j, l] = 0.0
                 for q in range(i, s):
                     for l in range(m):
-                        G[i, j, l] += Z[q, i, l] * Z[q, j, l]
+                        Z[i, j, l] += G[q, i, l] * G[q, j, l]
         for i in range(s):
             for j in range(i + 1):
                 for l in range(m):
                     x = c[b, l] * W1[i, j, l] + f[b, l] * L2[i, j, l] + Y[i, b, l] * Y[j, b, l]
-                    acc[l] += (1.0 if i == j else 2.0) * G[i, j, l] * x
+                    acc[l] += (1.0 if i == j else 2.0) * Z[i, j, l] * x
 
 
 @item
