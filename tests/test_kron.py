@@ -593,10 +593,16 @@ def test_compiled_kl_tests_both_first_signals_for_semi_definiteness(rng, n, p, s
              spd(rng, (batch,), n), spd(rng, (batch,), p)]
     args2 = (None, spd(rng, (batch,), n), spd(rng, (batch,), p), 0.5, None)
     np.testing.assert_allclose(fm.kl_kron_sum(*args1, *args2), kron_module._kl_lapack(*args1, *args2), rtol=1e-10)
-    k = 1 if side == "rowcov1" else 2
-    g = rng.standard_normal(n if k == 1 else p)
-    args1[k] = args1[k].copy()
-    args1[k][4] -= 1e-3 * np.trace(args1[k][4]) * np.outer(g, g) / (g @ g)  # off the span: a negative eigenvalue
+    assert_item_off_the_span_fails(rng, args1, args2, args1, 1 if side == "rowcov1" else 2, side)
+
+
+def assert_item_off_the_span_fails(rng, args1, args2, args, k, side):
+    """Item 4 of ``args[k]`` (``args`` one of the lists ``args1``, ``args2``), a signal of rank
+    one, pushed off its span, has a clearly negative eigenvalue: ``kl_kron_sum`` names ``side``
+    and the item, and with ``errors="nan"`` fails that item alone."""
+    g = rng.standard_normal(args[k].shape[-1])
+    args[k] = args[k].copy()
+    args[k][4] -= 1e-3 * np.trace(args[k][4]) * np.outer(g, g) / (g @ g)  # off the span: a negative eigenvalue
     with pytest.raises(LinAlgError, match=rf"^{side} is not positive semi-definite at batch index 4$"):
         fm.kl_kron_sum(*args1, *args2)
     value = fm.kl_kron_sum(*args1, *args2, errors="nan")
@@ -618,13 +624,7 @@ def test_compiled_kl_tests_the_second_distributions_whitened_signal_for_semi_def
     args2 = [rng.standard_normal((batch, n, p)), spd(rng, (batch,), n), spd(rng, (batch,), p), 0.5, None]
     args2[k] = low_rank(rng, (batch,), size, 1)
     np.testing.assert_allclose(fm.kl_kron_sum(*args1, *args2), kron_module._kl_lapack(*args1, *args2), rtol=1e-10)
-    g = rng.standard_normal(size)
-    args2[k] = args2[k].copy()
-    args2[k][4] -= 1e-3 * np.trace(args2[k][4]) * np.outer(g, g) / (g @ g)  # off the span: a negative eigenvalue
-    with pytest.raises(LinAlgError, match=rf"^{side} is not positive semi-definite at batch index 4$"):
-        fm.kl_kron_sum(*args1, *args2)
-    value = fm.kl_kron_sum(*args1, *args2, errors="nan")
-    assert np.isnan(value[4]) and np.isfinite(np.delete(value, 4)).all()
+    assert_item_off_the_span_fails(rng, args1, args2, args2, k, side)
 
 
 def test_benchmark_eigh_routes_agree(rng):
