@@ -16,9 +16,6 @@ upper one ``R = Lᵀ``, read in place, and each call's side, triangle and transp
 chosen to match (the docstrings say what is computed on the C-ordered arrays). Compiled code
 releases the interpreter lock, so items computed on several Python threads (one BLAS thread
 each) run their routines at once.
-
-The last function, :func:`syrk`, takes Fortran-ordered arrays from Python, as
-``scipy.linalg.blas.dsyrk`` does (for a fit's scatter matrices).
 """
 
 import ctypes
@@ -32,7 +29,7 @@ from numba.extending import get_cython_function_address
 from ._jit import OPTIONS, _cached
 
 __all__ = ["cholesky", "factor", "solve", "solve_right", "solve_lower", "inverse", "times_lower", "gram", "cross",
-           "norm2", "logdet", "inner", "syrk"]
+           "scatter", "norm2", "logdet", "inner"]
 
 _EPS = np.finfo(np.float64).eps
 # The flags of the routines, as the bytes of their one-letter arguments.
@@ -204,9 +201,7 @@ def inverse(chol):
     result = chol.copy()
     if n and _factorisation(True, True, n, _flat(result), n) != 0:
         return result, False
-    for i in range(n):
-        for j in range(i):
-            result[j, i] = result[i, j]
+    _mirror_lower(result)
     return result, True
 
 
@@ -265,9 +260,32 @@ def gram(alpha, a, beta, b):
     result = np.zeros((n, n))
     _add_gram(alpha, a, result)
     _add_gram(beta, b, result)
-    for i in range(n):  # the lower triangle (the upper of the Fortran view) mirrored
+    _mirror_lower(result)
+    return result
+
+
+@_compiled
+def _mirror_lower(a):
+    """``a``'s lower triangle (the upper of the Fortran view) copied into its upper one."""
+    for i in range(a.shape[0]):
         for j in range(i):
-            result[j, i] = result[i, j]
+            a[j, i] = a[i, j]
+
+
+@_compiled
+def scatter(samples, chol):
+    """``Σ_k D_k (L Lᵀ)⁻¹ D_kᵀ`` for the samples ``D_k`` (``(N, a, b)``) and the lower factor
+    ``L`` (``b×b``): ``D_k L⁻ᵀ`` by a triangular solve from the right and the sum of its Gram
+    matrices by rank-k updates into one triangle, half the work of an inverse and a full
+    product."""
+    a = samples.shape[1]
+    result = np.zeros((a, a))
+    work = np.empty(samples.shape[1:])
+    for k in range(samples.shape[0]):
+        work[:] = samples[k]
+        solve_right(chol, work, True)
+        _add_gram(1.0, work, result)
+    _mirror_lower(result)
     return result
 
 
@@ -280,29 +298,3 @@ def cross(a, b):
     if n and k:
         _product(True, n, n, k, 1.0, _flat(b), k, _flat(a), k, _flat(result), n)
     return result
-
-
-# From Python, Fortran-ordered arrays (as scipy.linalg.blas's).
-
-def _fortran(a, copy):
-    """``a`` as a Fortran-ordered float64 array: a new one if ``copy``, else ``a`` where it is one."""
-    return np.array(a, dtype=np.float64, order="F", copy=True if copy else None)
-
-
-def _storage(a):
-    """The flat storage of the Fortran-ordered ``a``."""
-    return a.reshape(-1, order="F")
-
-
-def syrk(alpha, a, beta=0.0, c=None, trans=0, lower=0, overwrite_c=0):
-    """``alpha·a aᵀ + beta·c`` (``aᵀ a`` where ``trans``) in one triangle, Fortran-ordered, as
-    ``scipy.linalg.blas.dsyrk``."""
-    a = _fortran(a, copy=False)
-    n, k = (a.shape[1], a.shape[0]) if trans else a.shape
-    c = np.zeros((n, n), order="F") if c is None else _fortran(c, copy=not overwrite_c)
-    if n and k:
-        _rank_k(not lower, bool(trans), n, k, float(alpha), _storage(a), max(a.shape[0], 1), float(beta),
-                _storage(c), max(n, 1))
-    elif beta != 1.0:
-        c *= beta
-    return c

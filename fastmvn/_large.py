@@ -65,36 +65,8 @@ def _linalg():
     return _lapack, _large_items
 
 
-def _solve(chol, b, transposed=False):
-    """``chol⁻¹ b`` (``chol⁻ᵀ b`` if ``transposed``) for lower triangular ``chol``, a new
-    C-ordered array."""
-    x = np.array(b, dtype=np.float64, order="C", copy=True)
-    _linalg()[0].solve(np.ascontiguousarray(chol, dtype=np.float64), x, transposed)
-    return x
-
-
 def _norm2(a):
     return _linalg()[0].norm2(np.ascontiguousarray(a, dtype=np.float64))
-
-
-def _symmetric(upper):
-    """The symmetric matrix whose upper triangle ``upper`` holds, its strict lower triangle
-    zero (as BLAS's rank-k update leaves it): ``upper + upperᵀ`` with the diagonal halved, one
-    pass (masking the triangles took nine times as long)."""
-    full = upper + upper.T
-    np.einsum("ii->i", full)[:] *= 0.5
-    return full
-
-
-def _gram(*terms):
-    """``Σ c a aᵀ`` over the pairs ``(c, a)`` of ``terms``, symmetric: rank-k updates
-    accumulated in one triangle."""
-    total = None
-    for scale, a in terms:
-        fortran = a.flags.f_contiguous  # else handed over as aᵀ, Fortran-ordered
-        total = _linalg()[0].syrk(scale, a if fortran else a.T, trans=0 if fortran else 1, lower=0,
-                              **({} if total is None else dict(beta=1.0, c=total, overwrite_c=1)))
-    return _symmetric(total)
 
 
 def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):

@@ -84,12 +84,13 @@ def _scatter(d, chol):
     of shape ``(fits, b, b)``.
 
     Large samples (at least :data:`fastmvn._config.LAPACK_MIN_SIDE` on a side) go through
-    SciPy's BLAS sample by sample: ``E_k = L⁻¹ D_kᵀ`` by a triangular solve and ``Σ_k E_kᵀ E_k``
-    by rank-k updates into one triangle, half the work of an inverse and a full product."""
+    SciPy's BLAS, one compiled call per fit (:func:`fastmvn._lapack.scatter`)."""
     if min(d.shape[-2:]) >= _config.LAPACK_MIN_SIDE:
+        lapack = _large._linalg()[0]
         scatter = np.empty(d.shape[:1] + d.shape[-2:-1] * 2)
         for fit, (samples, factor) in enumerate(zip(d, chol)):
-            scatter[fit] = _large._gram(*((1.0, _large._solve(factor, sample.T).T) for sample in samples))
+            scatter[fit] = lapack.scatter(np.ascontiguousarray(samples, dtype=np.float64),
+                                          np.ascontiguousarray(factor, dtype=np.float64))
         return scatter
     w = d @ np.swapaxes(np.linalg.inv(chol), -1, -2)[:, None]  # D_k L⁻ᵀ
     flat = np.swapaxes(w, 1, 2).reshape(w.shape[0], w.shape[2], -1)  # (fits, a, N·b)
