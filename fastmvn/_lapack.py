@@ -29,11 +29,11 @@ from numba.extending import get_cython_function_address
 from ._jit import OPTIONS, _cached
 
 __all__ = ["cholesky", "factor", "solve", "solve_right", "solve_lower", "inverse", "times_lower", "gram", "cross",
-           "scatter", "norm2", "logdet", "inner"]
+           "scatter", "norm2", "logdet", "inner", "eigh", "whitened", "tridiagonal", "reflect", "times_rows"]
 
 _EPS = np.finfo(np.float64).eps
 # The flags of the routines, as the bytes of their one-letter arguments.
-_L, _N, _R, _T, _U = (ord(letter) for letter in "LNRTU")
+_L, _N, _R, _T, _U, _V = (ord(letter) for letter in "LNRTUV")
 
 
 def _declare(name, module, arguments, result=None):
@@ -56,6 +56,10 @@ _dtrmm = _declare("dtrmm", "blas", 11)
 _dsyrk = _declare("dsyrk", "blas", 10)
 _dgemm = _declare("dgemm", "blas", 13)
 _ddot = _declare("ddot", "blas", 5, result=True)
+_dsyevd = _declare("dsyevd", "lapack", 11)
+_dsygst = _declare("dsygst", "lapack", 8)
+_dsytrd = _declare("dsytrd", "lapack", 10)
+_dormtr = _declare("dormtr", "lapack", 13)
 
 
 def _compiled(func):
@@ -118,6 +122,63 @@ def _dot(n, x, y):
     """``Σ xᵢ yᵢ`` over ``n`` entries: ``ddot``."""
     ints = np.array((n, 1), np.int32)
     return _ddot(ints.ctypes, x.ctypes, ints[1:].ctypes, y.ctypes, ints[1:].ctypes)
+
+
+@_compiled
+def _eigensystem(n, a, w):
+    """LAPACK's ``info`` of ``dsyevd``: the eigenvalues of the symmetric ``n×n`` matrix at ``a``
+    (its upper triangle read) into ``w``, ascending, and its eigenvectors over ``a``, in columns."""
+    flags = np.array((_V, _U), np.uint8)
+    ints = np.array((n, n, 1 + 6 * n + 2 * n * n, 3 + 5 * n, 0), np.int32)
+    work, iwork = np.empty(ints[2]), np.empty(ints[3], np.int32)
+    _dsyevd(flags.ctypes, flags[1:].ctypes, ints.ctypes, a.ctypes, ints[1:].ctypes, w.ctypes, work.ctypes,
+            ints[2:].ctypes, iwork.ctypes, ints[3:].ctypes, ints[4:].ctypes)
+    return ints[4]
+
+
+@_compiled
+def _congruence(n, a, b):
+    """LAPACK's ``info`` of ``dsygst`` (type 1, upper): ``a ← R⁻ᵀ a R⁻¹`` in its upper triangle,
+    for the ``n×n`` symmetric ``a`` and the upper triangular ``b = R`` (a Cholesky factor ``RᵀR``)."""
+    flags = np.array((_U,), np.uint8)
+    ints = np.array((1, n, n, n, 0), np.int32)
+    _dsygst(ints.ctypes, flags.ctypes, ints[1:].ctypes, a.ctypes, ints[2:].ctypes, b.ctypes, ints[3:].ctypes,
+            ints[4:].ctypes)
+    return ints[4]
+
+
+@_compiled
+def _reduction(n, a, diagonal, off, tau):
+    """LAPACK's ``info`` of ``dsytrd`` (upper): ``a = Q T Qᵀ`` with the symmetric tridiagonal
+    ``T`` into ``diagonal`` and ``off`` and ``Q``'s elementary reflectors over ``a`` and ``tau``
+    (the workspace asked of the routine first)."""
+    flags = np.array((_U,), np.uint8)
+    ints = np.array((n, n, -1, 0), np.int32)
+    size = np.empty(1)
+    _dsytrd(flags.ctypes, ints.ctypes, a.ctypes, ints[1:].ctypes, diagonal.ctypes, off.ctypes, tau.ctypes,
+            size.ctypes, ints[2:].ctypes, ints[3:].ctypes)
+    ints[2] = max(1, int(size[0]))
+    work = np.empty(ints[2])
+    _dsytrd(flags.ctypes, ints.ctypes, a.ctypes, ints[1:].ctypes, diagonal.ctypes, off.ctypes, tau.ctypes,
+            work.ctypes, ints[2:].ctypes, ints[3:].ctypes)
+    return ints[3]
+
+
+@_compiled
+def _reflection(m, n, a, tau, c):
+    """LAPACK's ``info`` of ``dormtr`` (right, upper, not transposed): ``c ← c Q`` for the
+    ``m×n`` matrix at ``c`` and the ``Q`` of :func:`_reduction` (``n×n``, its reflectors at
+    ``a`` and ``tau``)."""
+    flags = np.array((_R, _U, _N), np.uint8)
+    ints = np.array((m, n, n, m, -1, 0), np.int32)
+    size = np.empty(1)
+    _dormtr(flags.ctypes, flags[1:].ctypes, flags[2:].ctypes, ints.ctypes, ints[1:].ctypes, a.ctypes,
+            ints[2:].ctypes, tau.ctypes, c.ctypes, ints[3:].ctypes, size.ctypes, ints[4:].ctypes, ints[5:].ctypes)
+    ints[4] = max(1, int(size[0]))
+    work = np.empty(ints[4])
+    _dormtr(flags.ctypes, flags[1:].ctypes, flags[2:].ctypes, ints.ctypes, ints[1:].ctypes, a.ctypes,
+            ints[2:].ctypes, tau.ctypes, c.ctypes, ints[3:].ctypes, work.ctypes, ints[4:].ctypes, ints[5:].ctypes)
+    return ints[5]
 
 
 # Matrices: C-ordered float64.
@@ -297,4 +358,60 @@ def cross(a, b):
     result = np.zeros((n, n))
     if n and k:
         _product(True, n, n, k, 1.0, _flat(b), k, _flat(a), k, _flat(result), n)
+    return result
+
+
+@_compiled
+def eigh(a):
+    """The eigenvalues of the symmetric ``a`` (its lower triangle read), ascending, and its
+    eigenvectors in the rows of a new matrix (``Qᵀ`` of ``a = Q diag(λ) Qᵀ``), and whether
+    LAPACK converged."""
+    n = a.shape[0]
+    vectors, values = a.copy(), np.empty(n)
+    if n == 0:
+        return values, vectors, True
+    return values, vectors, _eigensystem(n, _flat(vectors), values) == 0
+
+
+@_compiled
+def whitened(chol, a):
+    """``L⁻¹ a L⁻ᵀ`` for the lower factor ``L`` and the symmetric ``a`` (its lower triangle
+    read; half the work of two triangular solves), in the lower triangle of a new matrix."""
+    n = a.shape[0]
+    result = a.copy()
+    if n:
+        _congruence(n, _flat(result), _flat(chol))
+    return result
+
+
+@_compiled
+def tridiagonal(a):
+    """``a = Q T Qᵀ`` for the symmetric ``a`` (its lower triangle read): ``(reflectors, tau,
+    diagonal, off)``, ``T``'s diagonal and off-diagonal and ``Q`` as the elementary reflectors
+    that :func:`reflect` applies."""
+    n = a.shape[0]
+    reflectors = a.copy()
+    diagonal, off, tau = np.empty(n), np.empty(max(n - 1, 0)), np.empty(max(n - 1, 0))
+    if n:
+        _reduction(n, _flat(reflectors), diagonal, off, tau)
+    return reflectors, tau, diagonal, off
+
+
+@_compiled
+def reflect(reflectors, tau, b):
+    """``b ← Qᵀ b`` for the ``Q`` of :func:`tridiagonal` and the ``n×m`` matrix ``b``
+    (``(Qᵀ b)ᵀ = bᵀ Q``)."""
+    n, m = b.shape
+    if n > 1 and m:
+        _reflection(m, n, _flat(reflectors), tau, _flat(b))
+
+
+@_compiled
+def times_rows(b, rows):
+    """``b Q`` for the ``n×m`` matrix ``b`` and ``Q`` given by ``rows = Qᵀ`` (``m×m``, as
+    :func:`eigh` returns eigenvectors), a new matrix: ``(b Q)ᵀ = Qᵀ bᵀ``."""
+    n, m = b.shape
+    result = np.empty((n, m))
+    if n and m:
+        _product(True, m, n, m, 1.0, _flat(rows), m, _flat(b), m, _flat(result), m)
     return result

@@ -34,7 +34,7 @@ import numpy as np
 
 from . import _config, _jit, _modes
 
-__all__ = ["chosen", "evaluate", "value_and_grad"]
+__all__ = ["chosen", "sized", "evaluate", "value_and_grad", "kron_sum_logpdf"]
 
 _KL_MODES = (_modes.KL_COV, _modes.KL_CHOL, _modes.KL_DIAG, _modes.KL_STD_COV, _modes.KL_STD_CHOL,
              _modes.KL_STD_DIAG)
@@ -49,10 +49,16 @@ def chosen(slots, count, gradients=False):
     values or, with ``gradients``, their values and gradients: large items, and few enough of
     them unless they are larger still (:data:`fastmvn._config.LAPACK_BATCH_SIDE` and the
     thresholds after it)."""
-    side = max(max(slot.shape[-2:]) for slot in slots)
-    least, batch_side, all_side = (
+    thresholds = (
         (_config.LAPACK_GRADIENT_MIN_SIDE, _config.LAPACK_GRADIENT_BATCH_SIDE, _config.LAPACK_GRADIENT_ALL_SIDE)
         if gradients else (_config.LAPACK_MIN_SIDE, _config.LAPACK_BATCH_SIDE, _config.LAPACK_ALL_SIDE))
+    return sized(_side(slots), count, *thresholds)
+
+
+def sized(side, count, least, batch_side, all_side):
+    """Whether ``count`` items of largest side ``side`` take this path under the thresholds
+    ``least`` (no smaller side), ``batch_side`` (at most ``(side/batch_side)²`` items) and
+    ``all_side`` (any number of items from this side)."""
     return side >= least and (side >= all_side or count * batch_side ** 2 <= side * side)
 
 
@@ -111,9 +117,23 @@ def _value(mode, items):
         defined, value = terms.trace_solve_value(*items)
     else:
         defined, value = terms.logpdf_parts(mode, *items)[:2]
+    return _defined(defined, value)
+
+
+def _defined(defined, value):
+    """``value`` of an item whose compiled terms say whether it is ``defined``; raises
+    :class:`_Failed` where it is not."""
     if not defined:
         raise _Failed
     return value
+
+
+def kron_sum_logpdf(slots, out):
+    """The log-densities of Kronecker-sum normals (:func:`fastmvn.logpdf_kron_sum`) over
+    ``slots`` (points, means, signal and noise covariances, a noise variance ``σ²`` as the
+    ``1×1`` matrix), one compiled call per item (:func:`fastmvn._large_items.kron_sum_logpdf`),
+    into ``out``; returns the flat index of the first item left NaN, or None."""
+    return _each(lambda items: (_defined(*_linalg()[1].kron_sum_logpdf(*items)), ()), slots, out, (), ())
 
 
 def evaluate(mode, slots, out):

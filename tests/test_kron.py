@@ -551,6 +551,130 @@ def test_items_larger_than_the_compiled_side_go_through_lapack(rng, monkeypatch)
     np.testing.assert_allclose(fm.logpdf_kron_sum(x, *args1), kron_module._logpdf_lapack(x, *args1), rtol=1e-14)
 
 
+@pytest.fixture
+def lapack_items(monkeypatch):
+    """Every log-density through one compiled LAPACK call per item, the lanes refused."""
+    from fastmvn import _config
+
+    def refuse(*args):
+        raise AssertionError("the lanes were called")
+
+    monkeypatch.setattr(_config, "KRON_SUM_LAPACK_MIN_SIDE", 1)
+    monkeypatch.setattr(_config, "KRON_SUM_LAPACK_ALL_SIDE", 1)
+    monkeypatch.setattr(kron_module, "_compiled", refuse)
+
+
+LAPACK_SHAPES = [(1, 1), (13, 9), (9, 13), (1, 14), (14, 1), (12, 12), (40, 33)]
+
+
+@pytest.mark.parametrize("kind", ["full", "isotropic", "low rank", "no signal", "row noise", "column noise"])
+@pytest.mark.parametrize("n, p", LAPACK_SHAPES)
+def test_lapack_items_against_the_dense_route(rng, n, p, kind, lapack_items):
+    """The larger side made tridiagonal, the smaller diagonalised (either side larger), for every
+    kind of noise and signal, against the dense ``np×np`` route and the ``eigh`` route."""
+    if kind in ("row noise", "column noise"):  # a noise matrix on one side and a variance on the other
+        u, v, a, b = signal_and_noise(rng, n, p, "full", (3,))
+        noises = (a, 2.5) if kind == "row noise" else (0.4, b)
+        args = (rng.standard_normal((3, n, p)), u, v, *noises)
+    else:
+        args = (rng.standard_normal((3, n, p)), *signal_and_noise(rng, n, p, kind, (3,)))
+    x = rng.standard_normal((3, n, p))
+    logpdf = fm.logpdf_kron_sum(x, *args)
+    np.testing.assert_allclose(logpdf, kron_module._logpdf_lapack(x, *args), rtol=1e-10)
+    if n * p <= 200:
+        np.testing.assert_allclose(logpdf, reference.logpdf_kron_sum(x, *args), rtol=1e-10)
+
+
+def test_lapack_items_of_a_strong_signal(rng, lapack_items):
+    from fastmvn import _large_items
+
+    """A signal far above its noise: the pivots of ``λ_v,j T + I`` reach 10¹¹ (10²⁷ for the smaller
+    noise), and their products are taken in runs of rows short enough not to overflow."""
+    n, p = 60, 20
+    u, v = 1e5 * spd(rng, (), n), 1e5 * spd(rng, (), p)
+    x = rng.standard_normal((n, p))
+    for noise in (1.0, 1e-8):
+        want = kron_module._logpdf_lapack(x, None, u, v, noise, None)
+        defined, value = _large_items.kron_sum_logpdf(x, np.zeros((n, p)), u, v, np.full((1, 1), noise), np.ones((1, 1)))
+        assert defined  # not left to the eigh route
+        np.testing.assert_allclose(value, want, rtol=1e-10)
+        np.testing.assert_allclose(fm.logpdf_kron_sum(x, None, u, v, noise), want, rtol=1e-10)
+
+
+@pytest.mark.parametrize("n, p", [(9, 6), (6, 9)])
+def test_lapack_items_errors_name_the_argument_and_batch_index(rng, n, p, lapack_items):
+    """Each check on either side (the tridiagonal and the diagonalised one): the item left NaN by
+    the compiled call is explained by the ``eigh`` route, with its batch index."""
+    u, v, a = spd(rng, (2, 3), n), spd(rng, (), p), spd(rng, (2, 3), n)
+    x = rng.standard_normal((2, 3, n, p))
+    bad = u.copy()
+    bad[1, 2] -= 10 * np.eye(n)
+    with pytest.raises(LinAlgError, match=r"^rowcov is not positive semi-definite at batch index \(1, 2\)$"):
+        fm.logpdf_kron_sum(x, None, bad, v, a)
+    with pytest.raises(LinAlgError, match=r"^colcov is not positive semi-definite"):
+        fm.logpdf_kron_sum(x, None, u, v - 10 * np.eye(p), a)
+    bad_noise = a.copy()
+    bad_noise[0, 1, 2, 2] = -1.0
+    with pytest.raises(LinAlgError, match=r"^noise_rowcov is not positive definite .* at batch index \(0, 1\)$"):
+        fm.logpdf_kron_sum(x, None, u, v, bad_noise)
+    with pytest.raises(LinAlgError, match=r"^noise_rowcov is not positive definite"):
+        fm.logpdf_kron_sum(x, None, u, v, -0.5)
+    nan = x.copy()
+    nan[1, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^x contains NaN or infinity at batch index \(1, 0\)$"):
+        fm.logpdf_kron_sum(nan, None, u, v, a)
+    value = fm.logpdf_kron_sum(nan, None, bad, v, bad_noise, errors="nan")
+    failed = np.zeros((2, 3), bool)
+    failed[1, 0] = failed[1, 2] = failed[0, 1] = True
+    assert np.isnan(value[failed]).all()
+    np.testing.assert_allclose(value[~failed], kron_module._logpdf_lapack(x, None, u, v, a, None)[~failed], rtol=1e-10)
+
+
+def test_lapack_items_out_broadcasting_and_float32(rng, lapack_items):
+    n, p = 14, 5
+    x = rng.standard_normal((2, 4, n, p))
+    args = (rng.standard_normal((4, n, p)), spd(rng, (), n), spd(rng, (4,), p), spd(rng, (1, 4), n), 0.3)
+    want = kron_module._logpdf_lapack(x, *args)
+    out = np.empty((2, 4))
+    assert fm.logpdf_kron_sum(x, *args, out=out) is out
+    np.testing.assert_allclose(out, want, rtol=1e-10)
+    single = [a.astype(np.float32) if isinstance(a, np.ndarray) else a for a in (x, *args)]
+    got = fm.logpdf_kron_sum(*single)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, kron_module._logpdf_lapack(*single), rtol=1e-6)
+
+
+def test_the_kron_sum_log_density_plan(rng, monkeypatch):
+    """Few items from 12×12, any number from 20×20, take LAPACK; the others the lanes."""
+    from fastmvn import _config
+
+    assert (_config.KRON_SUM_LAPACK_MIN_SIDE, _config.KRON_SUM_LAPACK_BATCH_SIDE,
+            _config.KRON_SUM_LAPACK_ALL_SIDE) == (12, 8, 20)
+    assert [kron_module._large_plan(side, count) for side, count in
+            [(11, 1), (12, 1), (12, 3), (16, 4), (16, 5), (19, 6), (20, 10 ** 6)]] == [
+        False, True, False, True, False, False, True]
+    routes = []
+    monkeypatch.setattr(kron_module, "_compiled", lambda *args: routes.append("lanes") or np.zeros(args[-1]))
+    monkeypatch.setattr(kron_module, "_large_items", lambda *args: routes.append("lapack") or np.zeros(args[-1]))
+    for side, count in [(11, 1), (12, 1), (12, 3), (20, 50), (40, 1)]:
+        fm.logpdf_kron_sum(np.zeros((count, side, 3)), None, np.eye(side), np.eye(3), 1.0)
+    assert routes == ["lanes", "lapack", "lanes", "lapack", "lapack"]
+
+
+def test_sturm_counts_and_extreme_eigenvalues_of_tridiagonal_matrices(rng):
+    from fastmvn import _large_items
+
+    for n in (1, 2, 9, 40):
+        diagonal, off = rng.standard_normal(n), rng.standard_normal(n - 1)
+        values = np.linalg.eigvalsh(np.diag(diagonal) + np.diag(off, 1) + np.diag(off, -1))
+        for shift in (values[0] - 1e-3, *(values[:-1] + values[1:]) / 2, values[-1] + 1e-3):
+            assert _large_items._below(diagonal, off, shift) == (values < shift).sum()
+        assert values[-1] <= _large_items._extreme(diagonal, off, True) <= values[-1] + 0.01 * np.abs(values).max()
+        assert values[0] - 0.01 * np.abs(values).max() <= _large_items._extreme(diagonal, off, False) <= values[0]
+    zero = np.zeros(5)
+    assert _large_items._below(zero, zero[:4], 0.0) == 0 and _large_items._extreme(zero, zero[:4], True) == 0.0
+
+
 def test_compiled_kernels_errors_name_the_argument_and_batch_index(rng):
     n, p = 4, 4
     u, v, a = spd(rng, (2, 3), n), spd(rng, (), p), spd(rng, (2, 3), n)

@@ -351,6 +351,39 @@ def test_lapack_routines_against_scipy(n, m):
     np.testing.assert_allclose(_lapack.gram(1.5, b2.T.copy(), 0.0, b), 1.5 * b2.T @ b2, **close)
 
 
+@pytest.mark.parametrize("n, m", [(7, 5), (1, 3), (40, 1), (2, 6)])
+def test_lapack_eigen_routines_against_numpy(n, m):
+    """The symmetric eigensolver, the reduction to tridiagonal form and its reflectors, the
+    congruence with a Cholesky factor and the product with eigenvector rows, each reading the
+    lower triangle alone, against NumPy."""
+    from fastmvn import _lapack
+
+    rng = np.random.default_rng(n + m)
+    x = rng.standard_normal((n, n))
+    sym, b = x + x.T, rng.standard_normal((n, m))
+    upper_garbage = sym + np.triu(np.full((n, n), 7.0), 1)  # only the lower triangle is read
+    close = dict(rtol=1e-12, atol=1e-12)
+    values, rows, converged = _lapack.eigh(upper_garbage)
+    assert converged
+    np.testing.assert_allclose(values, np.linalg.eigvalsh(sym), **close)
+    np.testing.assert_allclose(rows.T @ np.diag(values) @ rows, sym, **close)
+    np.testing.assert_allclose(rows @ rows.T, np.eye(n), **close)
+    np.testing.assert_allclose(_lapack.times_rows(b.T.copy(), rows), b.T @ rows.T, **close)
+    reflectors, tau, diagonal, off = _lapack.tridiagonal(upper_garbage)
+    t = np.diag(diagonal) + np.diag(off, 1) + np.diag(off, -1)
+    q_t = np.eye(n)
+    _lapack.reflect(reflectors, tau, q_t)                      # Qᵀ
+    np.testing.assert_allclose(q_t.T @ t @ q_t, sym, **close)
+    np.testing.assert_allclose(q_t @ q_t.T, np.eye(n), **close)
+    got = b.copy()
+    _lapack.reflect(reflectors, tau, got)
+    np.testing.assert_allclose(got, q_t @ b, **close)
+    chol = np.linalg.cholesky(x @ x.T + n * np.eye(n))
+    whitened = _lapack.whitened(chol, upper_garbage)
+    inverse = np.linalg.inv(chol)
+    np.testing.assert_allclose(np.tril(whitened), np.tril(inverse @ sym @ inverse.T), **close)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_large_diagonal_terms_of_the_standard_prior(dtype):
     """The KL of diagonal covariances to ``MN(0, I, I)`` on the plan for large items (its terms

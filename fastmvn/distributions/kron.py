@@ -19,7 +19,10 @@ per density or divergence.
 The function forms compute items up to ``_config.KRON_SUM_MAX_SIDE`` (32) on a side with
 the compiled kernels instead (:mod:`fastmvn.kernels.kronsum`: the lane Cholesky, the lane
 Jacobi eigensolver of :mod:`fastmvn.kernels.eigen` and the same formulas, item by item),
-where NumPy's per-matrix LAPACK calls would dominate; an item they leave NaN is computed
+where NumPy's per-matrix LAPACK calls would dominate; log-densities from
+``_config.KRON_SUM_LAPACK_MIN_SIDE`` (12) on a side by one compiled call of LAPACK per item
+(:func:`fastmvn._large_items.kron_sum_logpdf`: the larger side only made tridiagonal, each
+column's block ``λ_j T + I`` factorised in ``O(n)``). An item either leaves NaN is computed
 again here, which gives its value or explains its failure.
 """
 
@@ -31,7 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from numpy.linalg import LinAlgError
 
-from .. import _config
+from .. import _config, _large
 from .._arguments import COV, MEAN, VAR, Arg, argument, check, check_errors, check_out, result_dtype, where
 from .._docs import shared
 from .._jit import launching
@@ -766,10 +769,13 @@ def logpdf_kron_sum(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, col
     """Log-density of ``vec X ~ N(vec M, V⊗U + B⊗A)`` at ``x``, batched.
 
     :meth:`KroneckerSumNormal.logpdf` of ``KroneckerSumNormal(mean, rowcov, colcov,
-    noise_rowcov, noise_colcov)``: the same factorisation and formula, with ``out=`` and
-    ``errors=`` over every argument. Items up to 32×32 are computed by compiled kernels
-    (the noise whitened by its Cholesky factor, the whitened signals diagonalised by a cyclic
-    Jacobi eigensolver, per item), larger ones by NumPy and LAPACK on the whole stack.
+    noise_rowcov, noise_colcov)``: the same log-density, with ``out=`` and ``errors=`` over
+    every argument. Small items are computed by compiled kernels in lanes (the noise whitened
+    by its Cholesky factor, the whitened signals diagonalised by a cyclic Jacobi eigensolver),
+    larger ones (from 12×12 for a few items, 20×20 for any number) by one compiled call of
+    LAPACK per item: the noise whitened, the smaller side diagonalised and the larger only
+    reduced to tridiagonal form ``T``, whose blocks ``λ_j T + I`` are factorised in ``O(n)``
+    each (``docs/kronecker_sums.md``), ``O(n³ + p³ + n²p + np²)`` in all.
 
     Parameters
     ----------
@@ -809,17 +815,17 @@ def logpdf_kron_sum(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, col
     args = _arguments(mean, rowcov, colcov, noise_rowcov, noise_colcov)
     dtype, batch_shape = check(args)
     n, p = args[0].core_shape
-    if max(n, p) > _config.KRON_SUM_MAX_SIDE:
-        return _logpdf_lapack(x, mean, rowcov, colcov, noise_rowcov, noise_colcov, out=out, errors=errors)
     x_arg = Arg("x", MEAN, x, "np")
     if x_arg.core_shape != (n, p):
         raise ValueError(f"x has shape {x_arg.shape}; expected (..., {n}, {p})")
     batch_shape = np.broadcast_shapes(batch_shape, x_arg.batch_shape)
     dtype = result_dtype(np.empty(0, dtype), x_arg.array)
     check_out(out, dtype, batch_shape)
-    slots = _slots([x_arg, *args], (n, p), dtype, batch_shape)
-    value = _compiled(False, slots, dtype, batch_shape)
-    _redo_failed(value, slots, _logpdf_lapack, errors, batch_shape)
+    large = max(n, p) > _config.KRON_SUM_MAX_SIDE or _large_plan(max(n, p), math.prod(batch_shape))
+    slots = _slots([x_arg, *args], (n, p), np.float64 if large else dtype, batch_shape, variances=large)
+    value = _large_items(slots, batch_shape) if large else _compiled(False, slots, dtype, batch_shape)
+    _redo_failed(value, slots, _logpdf_lapack, errors, batch_shape,
+                 [large and arg.kind == VAR for arg in (x_arg, *args)])
     return _deliver(value, dtype, out)
 
 
@@ -1003,15 +1009,18 @@ def _eig_side(mean, rowvecs, rowvals, colvecs, colvals, noise, damping, suffix):
 # The compiled kernels for small items ----------------------------------------------------------
 
 
-def _slots(args, shape, dtype, batch_shape):
+def _slots(args, shape, dtype, batch_shape, variances=False):
     """The arguments as read-only ``(count, r, c)`` arrays of ``dtype`` over ``batch_shape``
     (views where the batch axes merge), for :func:`fastmvn.kernels.kron_sum_batch`: a means'
     ``(n, p)``, a noise variance ``σ²`` as ``σ² I`` (of the side its name says: ``n`` for a
-    row noise, ``p`` for a column noise)."""
+    row noise, ``p`` for a column noise), or with ``variances`` as the ``1×1`` matrix ``σ²``
+    (for :func:`fastmvn._large.kron_sum_logpdf`)."""
     count = math.prod(batch_shape)
     slots = []
     for arg in args:
-        array = np.asarray(_noise_matrix(arg, *shape).array, dtype=dtype)
+        variance = variances and arg.kind == VAR
+        array = np.asarray(np.reshape(arg.array, (1, 1)) if variance else _noise_matrix(arg, *shape).array,
+                           dtype=dtype)
         slot = np.reshape(np.broadcast_to(array, batch_shape + array.shape[-2:]), (count,) + array.shape[-2:]).view()
         slot.flags.writeable = False
         slots.append(slot)
@@ -1038,19 +1047,40 @@ def _compiled(kl, slots, dtype, batch_shape):
     return value.reshape(batch_shape)
 
 
-def _redo_failed(value, slots, function, errors, batch_shape):
-    """The items that :func:`_compiled` left NaN in ``value``, computed again by ``function``
-    (:func:`_logpdf_lapack` or :func:`_kl_lapack`) with ``errors="nan"``, in place; with
-    ``errors="raise"``, the first that fails there too raises its error with its batch index."""
+def _large_plan(side, count):
+    """Whether ``count`` log-densities of largest side ``side`` take one compiled LAPACK call per
+    item (:func:`_large_items`) rather than the lanes (:data:`fastmvn._config.KRON_SUM_LAPACK_MIN_SIDE`)."""
+    return _large.sized(side, count, _config.KRON_SUM_LAPACK_MIN_SIDE, _config.KRON_SUM_LAPACK_BATCH_SIDE,
+                 _config.KRON_SUM_LAPACK_ALL_SIDE)
+
+
+def _large_items(slots, batch_shape):
+    """The log-density of every item of ``slots`` (float64, from :func:`_slots` with
+    ``variances``) over ``batch_shape``, one compiled call of LAPACK per item
+    (:func:`fastmvn._large.kron_sum_logpdf`): NaN where an item fails."""
+    value = np.empty(math.prod(batch_shape))
+    _large.kron_sum_logpdf(slots, value)
+    return value.reshape(batch_shape)
+
+
+def _redo_failed(value, slots, function, errors, batch_shape, variances=None):
+    """The items that :func:`_compiled` or :func:`_large_items` left NaN in ``value``, computed
+    again by ``function`` (:func:`_logpdf_lapack` or :func:`_kl_lapack`) with ``errors="nan"``,
+    in place; with ``errors="raise"``, the first that fails there too raises its error with its
+    batch index. ``variances`` marks the slots that hold a noise variance as a ``1×1`` matrix."""
+    variances = variances or [False] * len(slots)
     flat = value.reshape(-1)
     failed = np.flatnonzero(np.isnan(flat))
     if failed.size == 0:
         return
-    again = function(*(slot[failed] for slot in slots), errors="nan")
+    def items(index):  # a noise variance's slot is σ² (1×1) for every item: the scalar the functions take
+        return [float(slot[0, 0, 0]) if variance else slot[index] for slot, variance in zip(slots, variances)]
+
+    again = function(*items(failed), errors="nan")
     flat[failed] = again
     if errors == "raise":
         for first in failed[np.isnan(again)][:1]:
             try:
-                function(*(slot[first] for slot in slots))
+                function(*items(first))
             except (ValueError, LinAlgError) as error:
                 raise type(error)(f"{error}{where(batch_index(first, batch_shape))}") from None
