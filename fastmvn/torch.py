@@ -1,6 +1,6 @@
 """PyTorch autograd functions for the batched KL and log-density: ``kl``, ``kl_chol``,
-``kl_diag``, ``logpdf`` and ``logpdf_chol`` on tensors, and the Kronecker-sum
-``logpdf_kron_sum`` and ``kl_kron_sum``.
+``kl_diag``, ``logpdf`` and ``logpdf_chol`` on tensors, the Kronecker-sum
+``logpdf_kron_sum`` and ``kl_kron_sum``, and ``logpdf_kron_prec`` of the precision form.
 
 Install with ``pip install 'fastmvn[torch]'``. Each function takes the arguments of its
 namesake in :mod:`fastmvn` as tensors (any layout, broadcasting over leading axes, ``None``
@@ -26,16 +26,15 @@ none). The gradient with respect to a covariance is symmetric, as that of
 Cholesky factor is lower triangular (upper for an upper factor, ``lower=False``).
 """
 
-from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from . import _api, _docs, _gradients, _pool, _table
 from ._arguments import CHOL, complex_error, lower_factors
-from .distributions import kron, kron_grad
+from .distributions import kron_grad
 
 
 def _cuda_module():
@@ -56,27 +55,11 @@ def _numpy(tensor):
     return tensor.resolve_conj().resolve_neg().numpy()
 
 
-class _CpuOnly(NamedTuple):
-    """A function outside the table that :class:`_Fused` differentiates, on the CPU alone: its
-    ``name`` and argument ``names``, ``value(*arrays, errors=)`` and the fused
-    ``value_and_grad(arrays, errors, reduce=False, wrt=)`` with per-item gradients."""
-
-    name: str
-    names: tuple[str, ...]
-    value: Callable
-    value_and_grad: Callable
-
-
-_KRON_SUM = {"logpdf_kron_sum": _CpuOnly("logpdf_kron_sum", kron_grad._LOGPDF.names, kron.logpdf_kron_sum,
-                                         kron_grad._logpdf_value_and_grad),
-             "kl_kron_sum": _CpuOnly("kl_kron_sum", kron_grad._KL.names, kron.kl_kron_sum,
-                                     kron_grad._kl_value_and_grad)}
-
-
 def _routines(function, device):
-    """``(value, value_and_grad)`` of ``function`` (a table entry or a :class:`_CpuOnly`) for
-    arrays on ``device`` (None for the CPU), called as :class:`_CpuOnly` describes."""
-    if isinstance(function, _CpuOnly):
+    """``(value, value_and_grad)`` of ``function`` (a table entry or a Kronecker-sum function of
+    :data:`fastmvn.distributions.kron_grad._SERVED`) for arrays on ``device`` (None for the CPU),
+    called as ``kron_grad._Served`` describes."""
+    if isinstance(function, kron_grad._Served):
         return function.value, function.value_and_grad
     if device is None:
         return getattr(_api, function.name), partial(_gradients.value_and_grad, function)
@@ -137,7 +120,7 @@ def _need_grad(function, tensors, numbers=()):
         if t is None or name in numbers and isinstance(t, (int, float)) and not isinstance(t, bool):
             continue
         if not isinstance(t, torch.Tensor):
-            numbers_too = ", or a Python number for a scalar noise" if numbers else ""
+            numbers_too = ", or a Python number for a scalar noise or damping" if numbers else ""
             raise TypeError(f"fastmvn.torch.{function.name} takes tensors (or None{numbers_too}); {name} is a "
                             f"{type(t).__name__}")
         if t.is_complex():  # before a conversion to float64 drops the imaginary part
@@ -241,8 +224,8 @@ _table.publish(globals(), "torch", lambda entry: [_define(entry)])
 
 
 def _apply_kron_sum(function, tensors, errors):
-    """``function`` (of :data:`_KRON_SUM`) of ``tensors`` through :class:`_Fused`, after the checks."""
-    need_grad = _need_grad(function, tensors, numbers=[name for name in function.names if name.startswith("noise")])
+    """``function`` (of ``kron_grad._SERVED``) of ``tensors`` through :class:`_Fused`, after the checks."""
+    need_grad = _need_grad(function, tensors, numbers=function.scalars)
     for name, t in zip(function.names, tensors):
         if isinstance(t, torch.Tensor) and t.device.type != "cpu":
             raise RuntimeError(f"fastmvn.torch.{function.name} runs on the CPU; {name} is on {t.device} (move the "
@@ -296,7 +279,7 @@ def logpdf_kron_sum(x: torch.Tensor, mean: torch.Tensor | None, rowcov: torch.Te
     >>> noise.grad                   # ½ Σ_ij (x_ij²/s_i² − 1/s_i), s = (2, 4), over 5 items
     tensor(-3.2812, dtype=torch.float64)
     """
-    return _apply_kron_sum(_KRON_SUM["logpdf_kron_sum"], (x, mean, rowcov, colcov, noise_rowcov, noise_colcov),
+    return _apply_kron_sum(kron_grad._SERVED["logpdf_kron_sum"], (x, mean, rowcov, colcov, noise_rowcov, noise_colcov),
                            errors)
 
 
@@ -346,8 +329,56 @@ def kl_kron_sum(mean1: torch.Tensor | None, rowcov1: torch.Tensor, colcov1: torc
     >>> factor.grad.shape, noise.grad.shape
     (torch.Size([8, 4, 1]), torch.Size([]))
     """
-    return _apply_kron_sum(_KRON_SUM["kl_kron_sum"], (mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2,
+    return _apply_kron_sum(kron_grad._SERVED["kl_kron_sum"], (mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2,
                                                       rowcov2, colcov2, noise_rowcov2, noise_colcov2), errors)
 
 
-__all__ += ["logpdf_kron_sum", "kl_kron_sum"]
+@_kron_doc
+def logpdf_kron_prec(x: torch.Tensor, mean: torch.Tensor | None, rowprec: torch.Tensor, colprec: torch.Tensor,
+                     damping: torch.Tensor | float, *, errors: str = "raise") -> torch.Tensor:
+    """Log-density of ``vec X ~ N(vec M, (V⊗U + δI)⁻¹)`` at ``x``, batched, for tensors,
+    differentiable with respect to every tensor argument.
+
+    The Gaussian of :meth:`fastmvn.KroneckerSumNormal.from_precision` (a Laplace approximation,
+    damped K-FAC) on CPU tensors (read in place), with the per-item gradients of
+    :func:`fastmvn.logpdf_kron_prec_value_and_grad` (closed forms through one ``eigh`` per
+    factor; the ``np×np`` precision is never formed) computed in the forward pass for the
+    tensors that require one alone, as in :func:`logpdf_kron_sum`. A scalar damping ``δ`` is a
+    Python number (a constant) or a 0-d tensor, which may require a gradient. CUDA tensors
+    raise a RuntimeError: this function runs on the CPU alone. Second derivatives raise.
+
+    Parameters
+    ----------
+    x : (..., n, p) Tensor
+        Points ``X``.
+    %(kron_prec)s
+    %(errors)s
+
+    Returns
+    -------
+    logpdf_kron_prec : (...) Tensor
+        Over the broadcast batch shape: float32 when every tensor is float32, float64
+        otherwise. Its gradient with respect to a factor is symmetric (as in
+        :func:`fastmvn.kl_value_and_grad`), with respect to a scalar damping a 0-d tensor.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError, ValueError, TypeError
+        As in :func:`fastmvn.logpdf_kron_prec_value_and_grad`, naming the argument and the
+        batch index.
+    RuntimeError
+        A CUDA tensor (or any tensor not on the CPU).
+
+    Examples
+    --------
+    >>> import torch, fastmvn.torch as fmt
+    >>> x, u = torch.ones(5, 2, 3, dtype=torch.float64), torch.diag(torch.tensor([1.0, 3.0], dtype=torch.float64))
+    >>> damping = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)    # δ, learnt
+    >>> fmt.logpdf_kron_prec(x, None, u, torch.eye(3, dtype=torch.float64), damping).sum().backward()
+    >>> damping.grad                 # ½ Σ_ij (1/e_ij − x_ij²), e = (2, 4), over 5 items
+    tensor(-9.3750, dtype=torch.float64)
+    """
+    return _apply_kron_sum(kron_grad._SERVED["logpdf_kron_prec"], (x, mean, rowprec, colprec, damping), errors)
+
+
+__all__ += ["logpdf_kron_sum", "kl_kron_sum", "logpdf_kron_prec"]

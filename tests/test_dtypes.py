@@ -158,6 +158,8 @@ def cases():
                               [mean(), mean(), chol(N), chol(P)]),
         "torch.logpdf_kron_sum": (lambda *a: fmt.logpdf_kron_sum(*map(torch.from_numpy, a)), [mean()] + ks()),
         "torch.kl_kron_sum": (lambda *a: fmt.kl_kron_sum(*map(torch.from_numpy, a)), ks() + ks()),
+        "torch.logpdf_kron_prec": (lambda *a: fmt.logpdf_kron_prec(*map(torch.from_numpy, a)),
+                                   [mean(), mean(), spd(N), spd(P), rng.integers(1, 4, BATCH)]),
         "dask.kl": (fmd.kl, mn() + mn()),
         "dask.kl_chol": (fmd.kl_chol, [mean(), chol(N), chol(P)]),
         "dask.kl_diag": (fmd.kl_diag, [mean(), mean(N)** 2 + 1, mean(P)** 2 + 1]),

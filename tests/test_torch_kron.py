@@ -1,6 +1,6 @@
-"""fastmvn.torch.logpdf_kron_sum and kl_kron_sum: gradcheck, agreement with autograd through the
-dense np×np covariance V⊗U + B⊗A, weighted backward passes, which gradients are computed,
-errors and dtypes."""
+"""fastmvn.torch.logpdf_kron_sum, kl_kron_sum and logpdf_kron_prec: gradcheck, agreement with
+autograd through the dense np×np covariance V⊗U + B⊗A (or precision V⊗U + δI), weighted backward
+passes, which gradients are computed, errors and dtypes."""
 
 import numpy as np
 import pytest
@@ -14,7 +14,7 @@ from fastmvn.distributions import kron_grad  # noqa: E402
 
 from conftest import spd  # noqa: E402
 from test_kron import low_rank  # noqa: E402
-from test_kron_grad import assert_close, torch_kl, torch_logpdf  # noqa: E402
+from test_kron_grad import assert_close, precision_values, torch_kl, torch_logpdf, torch_logpdf_prec  # noqa: E402
 
 N, P = 3, 2
 
@@ -306,3 +306,123 @@ def test_float32(rng):
     mixed = fmt.kl_kron_sum(*single[:3], noise, *single[4:])
     mixed.sum().backward()
     assert mixed.dtype == torch.float64 and noise.grad.dtype == torch.float64 and noise.grad.shape == ()
+
+
+# The precision form V⊗U + δI ---------------------------------------------------------------------
+
+PREC_FACTORS = {2, 3}
+
+
+def test_gradcheck_logpdf_prec(rng):
+    values = leaves(precision_values(rng, N, P))
+    assert torch.autograd.gradcheck(symmetrised(fmt.logpdf_kron_prec, PREC_FACTORS), values)
+    # a shared column factor, a 0-d damping that requires a gradient, then a fixed Python number
+    x, _, rowprec, colprec, _ = precision_values(rng, N, P)
+    shared = leaves([x, None, rowprec, colprec[0], np.array(0.4)])
+    assert torch.autograd.gradcheck(symmetrised(fmt.logpdf_kron_prec, PREC_FACTORS), shared)
+    assert torch.autograd.gradcheck(symmetrised(fmt.logpdf_kron_prec, PREC_FACTORS), shared[:4] + [0.4])
+
+
+def test_logpdf_prec_against_the_dense_route(rng):
+    against_dense(fmt.logpdf_kron_prec, torch_logpdf_prec, precision_values(rng, N, P, (3,)))
+    # points against one distribution with a singular row factor and a scalar damping, shared
+    x, mean, rowprec, colprec, _ = precision_values(rng, N, P, (4,), rank=1)
+    against_dense(fmt.logpdf_kron_prec, torch_logpdf_prec, [x, mean[0], rowprec[0], colprec[0], np.array(0.3)])
+    against_dense(fmt.logpdf_kron_prec, torch_logpdf_prec, [x, None, rowprec, colprec[0], 0.3],
+                  requires=[False, None, True, True, None])
+
+
+def test_logpdf_prec_is_the_closed_forms(rng):
+    """The value is fastmvn's (``KroneckerSumNormal.from_precision``'s log-density) and the
+    gradients, weighted by ones, are ``logpdf_kron_prec_value_and_grad``'s, a shared argument's
+    summed over the items."""
+    x, mean, rowprec, colprec, damping = precision_values(rng, N, P, (3,))
+    values = [x, mean, rowprec, colprec[0], np.array(damping[0])]
+    expected = fm.KroneckerSumNormal.from_precision(*values[1:]).logpdf(x)
+    torch.testing.assert_close(fmt.logpdf_kron_prec(*leaves(values, [False] * 5)), torch.from_numpy(expected),
+                               rtol=1e-13, atol=0)
+    tensors = leaves(values)
+    value = fmt.logpdf_kron_prec(*tensors)
+    value.sum().backward()
+    closed_value, closed = fm.logpdf_kron_prec_value_and_grad(*values)
+    assert_close(value.detach().numpy(), closed_value, rtol=1e-13)
+    for tensor, grad in zip(tensors, closed):
+        assert tensor.grad.shape == tensor.shape
+        assert_close(tensor.grad.numpy(), grad, rtol=1e-12)
+
+
+def test_logpdf_prec_computes_the_gradients_asked_for(rng, monkeypatch):
+    calls = []
+    original = kron_grad._logpdf_prec_grads
+
+    def recording(*args):
+        calls.append(list(args[-1]))
+        return original(*args)
+
+    monkeypatch.setattr(kron_grad, "_logpdf_prec_grads", recording)
+    tensors = leaves(precision_values(rng, N, P), [False, False, True, False, True])
+    fmt.logpdf_kron_prec(*tensors).sum().backward()
+    assert calls == [[False, False, True, False, True]]
+    assert [t.grad is None for t in tensors] == [True, True, False, True, False]
+    fmt.logpdf_kron_prec(*leaves(precision_values(rng, N, P), [False] * 5))   # the value alone
+    assert calls[1:] == [[False] * 5]
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_logpdf_prec_errors_name_argument_and_index(rng, requires_grad):
+    values = precision_values(rng, N, P, (3,))
+    values[3][1] = -values[3][1]
+    tensors = leaves(values, [requires_grad] * 5)
+    with pytest.raises(LinAlgError, match=r"^colprec is not positive semi-definite at batch index 1$"):
+        fmt.logpdf_kron_prec(*tensors)
+    value = fmt.logpdf_kron_prec(*tensors, errors="nan")
+    assert torch.isnan(value[1]) and torch.isfinite(value[[0, 2]]).all()
+    if requires_grad:
+        value.sum().backward()
+        assert torch.isnan(tensors[2].grad[1]).all() and torch.isfinite(tensors[2].grad[[0, 2]]).all()
+    values = precision_values(rng, N, P, (3,))
+    values[4][2] = 0.0
+    with pytest.raises(ValueError, match=r"^damping must be positive at batch index 2$"):
+        fmt.logpdf_kron_prec(*leaves(values, [requires_grad] * 5))
+    with pytest.raises(ValueError, match=r"^damping must be positive"):          # every item
+        fmt.logpdf_kron_prec(*leaves(values[:4], [requires_grad] * 4), -1.0)
+
+
+def test_logpdf_prec_bad_arguments_raise_naming_them(rng):
+    values = leaves(precision_values(rng, N, P))
+    with pytest.raises(TypeError, match=r"logpdf_kron_prec takes tensors \(or None, or a Python number for a scalar "
+                                        r"noise or damping\); damping is a ndarray"):
+        fmt.logpdf_kron_prec(*values[:4], values[4].detach().numpy())
+    with pytest.raises(TypeError, match=r"rowprec is a float"):
+        fmt.logpdf_kron_prec(values[0], values[1], 1.0, *values[3:])
+    with pytest.raises(TypeError, match=r"colprec is complex \(torch.complex128\)"):
+        fmt.logpdf_kron_prec(*values[:3], values[3] + 1j, values[4])
+    with pytest.raises(RuntimeError, match=r"logpdf_kron_prec runs on the CPU; rowprec is on meta"):
+        fmt.logpdf_kron_prec(values[0], values[1], values[2].to("meta"), *values[3:])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="PyTorch has no CUDA device here")
+def test_logpdf_prec_cuda_tensors_raise():
+    with pytest.raises(RuntimeError, match=r"runs on the CPU; rowprec is on cuda"):
+        fmt.logpdf_kron_prec(torch.zeros(2, 2), None, torch.eye(2, device="cuda"), torch.eye(2), 1.0)
+
+
+def test_logpdf_prec_float32(rng):
+    values = precision_values(rng, N, P)
+    values[4] = 0.5                                 # a Python number does not decide the dtype
+    single = [torch.tensor(v, dtype=torch.float32, requires_grad=True) if isinstance(v, np.ndarray) else v
+              for v in values]
+    value = fmt.logpdf_kron_prec(*single)
+    value.sum().backward()
+    assert value.dtype == torch.float32
+    assert all(t.grad.dtype == torch.float32 for t in single if isinstance(t, torch.Tensor))
+    expected, grads = fm.logpdf_kron_prec_value_and_grad(*values)
+    np.testing.assert_allclose(value.detach().numpy(), expected, rtol=1e-4)
+    for t, g in zip(single, grads):
+        if isinstance(t, torch.Tensor):
+            np.testing.assert_allclose(t.grad.numpy(), g, rtol=1e-3, atol=1e-4 * np.abs(g).max())
+    damping = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)   # a float64 tensor does
+    mixed = fmt.logpdf_kron_prec(*single[:4], damping)
+    mixed.sum().backward()
+    assert mixed.dtype == torch.float64 and damping.grad.dtype == torch.float64 and damping.grad.shape == ()
+    np.testing.assert_allclose(damping.grad.item(), grads[4], rtol=1e-4)

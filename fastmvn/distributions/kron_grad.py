@@ -18,6 +18,7 @@ is diagonal; there the eigenvectors' gradients of a damped side against a noisy 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -26,7 +27,8 @@ from .._arguments import MEAN, VAR, Arg, check, check_errors, result_dtype
 from .._docs import shared
 from .._gradients import _grad_out, computed, reduce_to
 from ._base import _nonfinite, _symmetric
-from .kron import _arguments, _checked, _eig_side, _kl, _logpdf, _parts, _precision, _products, _swap
+from .kron import (_arguments, _checked, _eig_side, _kl, _logpdf, _parts, _precision, _products, _swap, kl_eig,
+                   kl_kron_sum, logpdf_kron_sum)
 
 if TYPE_CHECKING:
     from .._typing import ArrayLike, Errors, GradOut, ValueAndGrad, Wrt
@@ -35,16 +37,20 @@ __all__ = ["logpdf_kron_sum_value_and_grad", "logpdf_kron_prec_value_and_grad", 
            "kl_eig_value_and_grad"]
 
 _SIDE_NAMES = ("mean", "rowcov", "colcov", "noise_rowcov", "noise_colcov")
+_SIDE_AXES = ("np", "nn", "pp", "nn", "pp")
 
 
 class _Names(NamedTuple):
-    """The argument names of a function, as :func:`fastmvn._gradients.computed` reads them."""
+    """The arguments of a function: their names, as :func:`fastmvn._gradients.computed` reads
+    them, and the core axes of each, one letter per axis as in :class:`fastmvn._table.Param`
+    (``""``: a number per item; a noise argument of a matrix's axes may be a number too)."""
 
     names: tuple[str, ...]
+    axes: tuple[str, ...]
 
 
-_LOGPDF = _Names(("x",) + _SIDE_NAMES)
-_KL = _Names(tuple(f"{name}{suffix}" for suffix in "12" for name in _SIDE_NAMES))
+_LOGPDF = _Names(("x",) + _SIDE_NAMES, ("np",) + _SIDE_AXES)
+_KL = _Names(tuple(f"{name}{suffix}" for suffix in "12" for name in _SIDE_NAMES), _SIDE_AXES * 2)
 
 
 class _Side(NamedTuple):
@@ -304,7 +310,7 @@ def _logpdf_value_and_grad(values, errors, reduce=True, out=None, wrt=None):
 
 # The precision form -------------------------------------------------------------------------
 
-_LOGPDF_PREC = _Names(("x", "mean", "rowprec", "colprec", "damping"))
+_LOGPDF_PREC = _Names(("x", "mean", "rowprec", "colprec", "damping"), ("np", "np", "nn", "pp", ""))
 
 
 @shared
@@ -548,7 +554,7 @@ def _kl_value_and_grad(values, errors, reduce=True, out=None, wrt=None):
 
 _EIG_NAMES = ("mean", "rowvecs", "rowvals", "colvecs", "colvals")
 _KL_EIG = _Names(tuple(f"{name}{suffix}" for suffix in "12" for name in _EIG_NAMES)
-                 + ("noise1", "damping1", "noise2", "damping2"))
+                 + ("noise1", "damping1", "noise2", "damping2"), ("np", "nn", "n", "pp", "p") * 2 + ("",) * 4)
 
 
 class _Spectrum(NamedTuple):
@@ -819,3 +825,55 @@ def _kl_eig_value_and_grad(values, errors, reduce=True, out=None, wrt=None):
         value = _kl(first, second)
         grads = _kl_eig_grads(*spectra, (first.mean, second.mean), wanted)
         return _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs, reduce)
+
+
+# The functions as fastmvn.torch and fastmvn.dask serve them ----------------------------------------
+
+
+class _Served(NamedTuple):
+    """A Kronecker-sum function as :mod:`fastmvn.torch` and :mod:`fastmvn.dask` serve it: its
+    ``name``, its ``arguments`` (:class:`_Names`), its value ``value(*values, errors=)`` and its
+    value with the gradients of the arguments ``wrt``, ``value_and_grad(values, errors,
+    reduce=, wrt=)`` (per item with ``reduce=False``), each taking every argument in order."""
+
+    name: str
+    arguments: _Names
+    value: Callable
+    value_and_grad: Callable
+
+    @property
+    def names(self):
+        return self.arguments.names
+
+    @property
+    def axes(self):
+        return self.arguments.axes
+
+    @property
+    def scalars(self):
+        """The names of the noise and damping arguments, each of which may be a number (a Python
+        number is a constant: it does not decide the result dtype)."""
+        return tuple(name for name in self.names if name.startswith(("noise", "damping")))
+
+    @property
+    def gradient_name(self):
+        return f"{self.name}_value_and_grad"
+
+
+def _logpdf_prec(*values, errors="raise"):
+    """The log-density of :func:`logpdf_kron_prec_value_and_grad` alone: its computation with no
+    gradient asked for."""
+    return _logpdf_prec_value_and_grad(values, errors, wrt=())[0]
+
+
+def _kl_eig(*values, errors="raise"):
+    """:func:`kl_eig` of its fourteen arguments in order, the scalars last."""
+    return kl_eig(*values[:10], **dict(zip(_KL_EIG.names[10:], values[10:])), errors=errors)
+
+
+_SERVED = {served.name: served for served in (
+    _Served("logpdf_kron_sum", _LOGPDF, logpdf_kron_sum, _logpdf_value_and_grad),
+    _Served("kl_kron_sum", _KL, kl_kron_sum, _kl_value_and_grad),
+    _Served("logpdf_kron_prec", _LOGPDF_PREC, _logpdf_prec, _logpdf_prec_value_and_grad),
+    _Served("kl_eig", _KL_EIG, _kl_eig, _kl_eig_value_and_grad),
+)}
