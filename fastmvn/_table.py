@@ -63,6 +63,10 @@ class Function:
         return tuple(param.name for param in self.params)
 
     @property
+    def axes(self):
+        return tuple(param.axes for param in self.params)
+
+    @property
     def gradient_name(self):
         return f"{self.name}_value_and_grad" if self.gradient else None
 
@@ -168,17 +172,18 @@ def signature(function, keywords):
     return inspect.Signature(params)
 
 
-def define(function, implementation, keywords, doc, module, name=None):
+def define(function, implementation, keywords, doc, module, name=None, bound_signature=None):
     """A backend's public function ``name`` (by default the entry's) for the entry ``function``,
-    with its :func:`signature`: a call binds its arguments as the CPU function does and runs
-    ``implementation(function, values, **keywords)`` with the values in the table's order."""
-    bound_signature = signature(function, keywords)
+    with its :func:`signature` (or ``bound_signature``, for a function outside the table with
+    ``names`` of its own): a call binds its arguments as the CPU function does and runs
+    ``implementation(function, values, **keywords)`` with the values in the entry's order."""
+    bound_signature = bound_signature or signature(function, keywords)
 
     def public(*args, **kwargs):
         bound = bound_signature.bind(*args, **kwargs)
         bound.apply_defaults()
         given = bound.arguments
-        return implementation(function, tuple(given[p.name] for p in function.params),
+        return implementation(function, tuple(given[arg] for arg in function.names),
                               **{k: given[k] for k in keywords})
 
     public.__name__ = public.__qualname__ = name or function.name
@@ -186,12 +191,13 @@ def define(function, implementation, keywords, doc, module, name=None):
     return public
 
 
-def publish(namespace, backend, make):
+def publish(namespace, backend, make, entries=None):
     """Put into a backend module's ``namespace`` (its ``globals()``) the functions that
     ``make(entry)`` generates (an iterable of :func:`define`'s functions) for every entry the
-    ``backend`` serves (not in :data:`NOT_SERVED`): each under its name, in ``__all__``, and its
-    docstring in ``__test__``, where doctest finds the examples of functions defined elsewhere."""
-    for entry in FUNCTIONS.values():
+    ``backend`` serves (not in :data:`NOT_SERVED`), or for each of ``entries`` (functions outside
+    the table): each under its name, in ``__all__``, and its docstring in ``__test__``, where
+    doctest finds the examples of functions defined elsewhere."""
+    for entry in FUNCTIONS.values() if entries is None else entries:
         if entry.name in NOT_SERVED.get(backend, {}):
             continue
         for function in make(entry):

@@ -24,6 +24,11 @@ works as well.
 * **Broadcasting.** Leading axes broadcast as in NumPy. An input with fewer batch axes or
   with size-1 batch axes (a shared prior) is handed whole to every block and broadcast inside
   the kernel call: it is never copied to the batch size.
+* **Kronecker sums.** ``logpdf_kron_sum``, ``kl_kron_sum``, ``kl_eig`` and
+  ``logpdf_kron_prec`` (the precision form), each with its ``*_value_and_grad``, are served
+  alike (they are not entries of the table: ``fastmvn.distributions.kron_grad._SERVED``
+  describes them). A scalar noise or damping given as a Python number is a constant handed
+  to every block, which decides no dtype; one per item is an input chunked with the batch.
 * **Errors.** Shapes, dtypes and ``errors`` are checked when the graph is built, with the
   messages of the in-memory functions. Failing items raise when the result is computed,
   with the in-memory function's exception and message, naming the argument and the *global*
@@ -37,8 +42,10 @@ Importing this module needs Dask (``pip install "fastmvn[dask]"``); ``import fas
 does not.
 """
 
+import inspect
 import mmap
 import warnings
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -52,7 +59,7 @@ except ImportError as error:
 
 from . import _api, _docs, _gradients, _table
 from ._arguments import check_errors, check_shapes, result_dtype
-from .distributions import functions
+from .distributions import functions, kron_grad
 
 __all__ = ["RechunkWarning"]
 
@@ -107,12 +114,20 @@ def _map_file(filename, dtype, offset, shape, order):
     return _Sliced(np.memmap(filename, dtype=dtype, mode="r", offset=offset, shape=shape, order=order))
 
 
+def _number(value):
+    """Whether ``value`` is a Python number (not a bool): a constant that decides no dtype."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class _Input:
     """One given argument: its name, core axes ("np", "nn", "n", …) and array (a Dask array or
-    one that Dask can slice)."""
+    one that Dask can slice); or, ``constant``, a Python number (a scalar noise or damping), of
+    shape ``()``, handed to every block as it is."""
 
     def __init__(self, position, name, axes, value):
         self.position, self.name, self.axes = position, name, axes
+        self.constant = _number(value)
+        self.value = value
         array = value if isinstance(value, da.Array) or _sliceable(value) else np.asarray(value)
         if len(array.shape) < len(axes):
             letters = ", ".join(axes)
@@ -140,15 +155,17 @@ class _Input:
         return self.array.shape[self.batch_ndim:]
 
 
-def _result_dtype(function, count, inputs, keywords):
+def _result_dtype(function, fixed, inputs, keywords):
     """The dtype of the result by fastmvn's rule (:func:`fastmvn._arguments.result_dtype`), once the
     in-memory function has checked one placeholder item (raising its TypeError, naming the
-    argument, for complex or non-numeric input, or for a bad keyword)."""
-    args = [None] * count
+    argument, for complex or non-numeric input, or for a bad keyword); ``fixed`` the arguments
+    with the constants in place."""
+    args = list(fixed)
     for arg in inputs:
-        args[arg.position] = np.zeros(arg.core_shape, arg.array.dtype)
+        if not arg.constant:
+            args[arg.position] = np.zeros(arg.core_shape, arg.array.dtype)
     function(*args, errors="nan", **keywords)
-    return result_dtype(*(arg.array for arg in inputs))
+    return result_dtype(*(arg.array for arg in inputs if not arg.constant))
 
 
 def _batch_chunks(inputs, batch_shape, dtype):
@@ -203,12 +220,13 @@ def _item(array, core_ndim, index):
     return array[tuple(0 if size == 1 else i for size, i in zip(batch_shape, own))]
 
 
-def _block(*blocks, function, count, positions, core_ndims, errors, keywords, packed):
+def _block(*blocks, function, fixed, positions, core_ndims, errors, keywords, packed):
     """One block: the in-memory ``function`` (with ``keywords``) on the blocks of the given
-    arguments; a failing item is reported at its global batch index (the block's slices give
-    the offsets). A ``packed`` result has the value of each item first along a last axis."""
+    arguments (into ``fixed``, the arguments with the constants in place); a failing item is
+    reported at its global batch index (the block's slices give the offsets). A ``packed``
+    result has the value of each item first along a last axis."""
     *arrays, location = blocks
-    args = [None] * count
+    args = list(fixed)
     for position, array in zip(positions, arrays):
         args[position] = array
     if errors == "nan":
@@ -238,24 +256,40 @@ def _in_memory(name):
     return getattr(_api, name, None) or getattr(functions, name)
 
 
+def _routines(entry):
+    """The in-memory ``(value, value_and_grad)`` of ``entry`` (a table entry or a Kronecker-sum
+    function of ``kron_grad._SERVED``), called as ``kron_grad._Served`` describes, a table
+    entry's with its keywords (``lower=``) too."""
+    if isinstance(entry, kron_grad._Served):
+        return entry.value, entry.value_and_grad
+    return _in_memory(entry.name), partial(_gradients.value_and_grad, entry)
+
+
 def _inputs(entry, values):
-    """The given ``values`` (not None) of the table's ``entry`` as :class:`_Input`."""
-    return [_Input(position, param.name, param.axes, value)
-            for position, (param, value) in enumerate(zip(entry.params, values)) if value is not None]
+    """The given ``values`` (not None) of ``entry`` as :class:`_Input`: a noise or damping of a
+    Kronecker-sum function given as a number (a Python number or an array of no dimensions)
+    has no core axes."""
+    scalars = entry.scalars if isinstance(entry, kron_grad._Served) else ()
+    return [_Input(position, name, "" if name in scalars and np.ndim(value) == 0 else axes, value)
+            for position, (name, axes, value) in enumerate(zip(entry.names, entry.axes, values)) if value is not None]
 
 
 def _blocks(entry, function, inputs, errors, keywords, packed=0):
-    """``function`` (an in-memory function of the table's ``entry``, called with ``keywords``)
-    over Dask blocks of the given arguments ``inputs``; a result ``packed`` with that many
-    numbers per item along a last axis. Returns the lazy result and its dtype."""
+    """``function`` (an in-memory routine of ``entry``, called with ``keywords``) over Dask blocks
+    of the given arguments ``inputs`` (the constants handed to every block); a result ``packed``
+    with that many numbers per item along a last axis. Returns the lazy result and its dtype."""
     batch_shape = check_shapes(inputs)
-    count = len(entry.params)
-    dtype = _result_dtype(function, count, inputs, keywords)
+    fixed = [None] * len(entry.names)
+    for arg in inputs:
+        if arg.constant:
+            fixed[arg.position] = arg.value
+    dtype = _result_dtype(function, fixed, inputs, keywords)
     ndim = len(batch_shape)
-    batch_chunks = _batch_chunks(inputs, batch_shape, dtype)
+    blocked = [arg for arg in inputs if not arg.constant]
+    batch_chunks = _batch_chunks(blocked, batch_shape, dtype)
     out_index = tuple(range(ndim))
     pairs = []
-    for arg in inputs:
+    for arg in blocked:
         core_index = tuple(range(ndim + 1 + 2 * arg.position, ndim + 1 + 2 * arg.position + len(arg.axes)))
         pairs += [_as_dask(arg, batch_chunks), out_index[ndim - arg.batch_ndim:] + core_index]
     chunkss, arrays = da.unify_chunks(*pairs)
@@ -263,31 +297,33 @@ def _blocks(entry, function, inputs, errors, keywords, packed=0):
     aligned = [x for pair in zip(arrays, pairs[1::2]) for x in pair]
     extra = {"new_axes": {ndim: packed}} if packed else {}
     result = da.blockwise(_block, out_index + ((ndim,) if packed else ()), *aligned, ArraySliceDep(out_chunks),
-                          out_index, token=function.__name__, dtype=dtype,
+                          out_index, token=entry.gradient_name if packed else entry.name, dtype=dtype,
                           meta=np.empty((0,) * (ndim + bool(packed)), dtype), concatenate=True, align_arrays=False,
-                          function=function, count=count, positions=tuple(arg.position for arg in inputs),
-                          core_ndims=tuple(len(arg.axes) for arg in inputs), errors=errors, keywords=keywords,
+                          function=function, fixed=tuple(fixed), positions=tuple(arg.position for arg in blocked),
+                          core_ndims=tuple(len(arg.axes) for arg in blocked), errors=errors, keywords=keywords,
                           packed=bool(packed), **extra)
     return result, dtype
 
 
 def _lazy(entry, values, errors="raise", **keywords):
-    """The table's function ``entry`` over Dask blocks of ``values``: each block one call of the
-    in-memory function (with ``keywords``); ``None`` values stay omitted."""
+    """The function ``entry`` (of the table or ``kron_grad._SERVED``) over Dask blocks of
+    ``values``: each block one call of the in-memory function (with ``keywords``); ``None``
+    values stay omitted."""
     check_errors(errors)
-    return _blocks(entry, _in_memory(entry.name), _inputs(entry, values), errors, keywords)[0]
+    return _blocks(entry, _routines(entry)[0], _inputs(entry, values), errors, keywords)[0]
 
 
 class _Packed:
-    """The in-memory value and gradients of the table's ``entry`` as one array: the value of each
-    item, then its gradients with respect to the arguments at the positions ``wanted``, flattened."""
+    """The in-memory value and gradients of ``entry`` as one array: the value of each item, then
+    its gradients with respect to the arguments at the positions ``wanted``, flattened."""
 
     def __init__(self, entry, wanted):
         self.entry, self.wanted, self.__name__ = entry, tuple(wanted), entry.gradient_name
+        self.value_and_grad = _routines(entry)[1]
 
     def __call__(self, *args, errors, **keywords):
         wrt = [name for name, wants, arg in zip(self.entry.names, self.wanted, args) if wants and arg is not None]
-        value, grads = _gradients.value_and_grad(self.entry, args, errors, reduce=False, wrt=wrt, **keywords)
+        value, grads = self.value_and_grad(args, errors, reduce=False, wrt=wrt, **keywords)
         value = np.asarray(value)
         return np.concatenate([value[..., None]] + [g.reshape(value.shape + (-1,)) for g in grads if g is not None],
                               axis=-1)
@@ -304,9 +340,10 @@ def _summed(grad, shape, dtype):
 
 
 def _lazy_value_and_grad(entry, values, errors="raise", wrt=None, **keywords):
-    """The table's function ``entry`` and its gradients over Dask blocks of ``values``: one pass
-    of the in-memory value-and-gradient function per block, whose per-item gradients are then
-    summed over the axes each argument was broadcast along."""
+    """The function ``entry`` (of the table or ``kron_grad._SERVED``) and its gradients over Dask
+    blocks of ``values``: one pass of the in-memory value-and-gradient function per block, whose
+    per-item gradients are then summed over the axes each argument was broadcast along (all of
+    them for a constant)."""
     check_errors(errors)
     wanted = _gradients.computed(entry, [value is not None for value in values], wrt)
     inputs = _inputs(entry, values)
@@ -471,3 +508,138 @@ if TYPE_CHECKING:
 
 
 _table.publish(globals(), "dask", _define)
+
+
+# The Kronecker-sum functions (``kron_grad._SERVED``): outside the table, each with the arguments
+# of its in-memory value-and-gradient function (less ``out``) and the parameter entries of
+# ``_docs.ENTRIES`` that the in-memory functions' docstrings share.
+
+# name: (summary, the in-memory function a block is, the entries of the parameters)
+_KRON = {
+    "logpdf_kron_sum": ("Log-density of ``vec X ~ N(vec M, V⊗U + B⊗A)`` at ``x``", ":func:`fastmvn.logpdf_kron_sum`",
+                        ["kron_sum"]),
+    "kl_kron_sum": ("KL divergence between Kronecker-sum normals ``N(vec M₁, V₁⊗U₁ + B₁⊗A₁) ‖ N(vec M₂, "
+                    "V₂⊗U₂ + B₂⊗A₂)``", ":func:`fastmvn.kl_kron_sum`", ["kron_sum_pair"]),
+    "logpdf_kron_prec": ("Log-density of the precision form ``vec X ~ N(vec M, (V⊗U + δI)⁻¹)`` at ``x``",
+                         "the log-density of :func:`fastmvn.logpdf_kron_prec_value_and_grad` (that of "
+                         ":meth:`fastmvn.KroneckerSumNormal.from_precision`)", ["x", "kron_prec"]),
+    "kl_eig": ("KL divergence between Gaussians given by the eigendecompositions of Kronecker factors",
+               ":func:`fastmvn.kl_eig`", ["eig_pair"]),
+}
+_KRON_ENTRIES = {
+    "x": ("x : (..., n, p) array_like", "Points ``X``."),
+    "lazy_errors": _ERRORS,
+    "lazy_wrt": ("wrt : str or sequence of str, optional", "The names of the arguments whose gradients to compute; "
+                 "by default every argument not passed as None. The others are None."),
+}
+_KRON_RAISES = (("numpy.linalg.LinAlgError", "At compute time: a noise covariance is not positive definite, a signal "
+                 "covariance or a precision's factor not positive semi-definite, or an eigenvalue negative; names the "
+                 "argument and the global batch index."),
+                ("ValueError", "At compute time: NaN or infinity, a noise or damping not positive, eigenvectors not "
+                 "orthonormal (names the argument and the global batch index). When called: shapes that do not fit, "
+                 "batch shapes that do not broadcast, both a noise and a damping for one side, a bad ``wrt``."),
+                ("TypeError", "When called: complex or non-numeric input."))
+_KRON_EXAMPLES = {
+    "logpdf_kron_sum": """
+>>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
+>>> rng = np.random.default_rng(0)
+>>> x = da.from_array(rng.standard_normal((1000, 4, 3)), chunks=(250, 4, 3))
+>>> g = rng.standard_normal((4, 2)); u = g @ g.T               # a rank-2 signal shared by every item
+>>> result = fmd.logpdf_kron_sum(x, None, u, np.eye(3), 0.1)   # σ² = 0.1, a constant
+>>> result
+dask.array<logpdf_kron_sum, shape=(1000,), dtype=float64, chunksize=(250,), chunktype=numpy.ndarray>
+>>> np.allclose(result.compute(), fm.logpdf_kron_sum(x.compute(), None, u, np.eye(3), 0.1))
+True
+""",
+    "logpdf_kron_sum_value_and_grad": """
+>>> import dask, numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
+>>> x, u = da.ones((6, 2, 3), chunks=(4, 2, 3)), np.diag([1.0, 3.0])
+>>> value, grads = dask.compute(*fmd.logpdf_kron_sum_value_and_grad(x, None, u, np.eye(3), 1.0))
+>>> grads[0].shape, grads[1], float(grads[4])     # d/dσ² summed over the 6 items
+((6, 2, 3), None, -3.9375)
+""",
+    "kl_kron_sum": """
+>>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
+>>> rng = np.random.default_rng(0)
+>>> g = rng.standard_normal((600, 4, 2)); u = g @ np.swapaxes(g, -1, -2)    # rank 2
+>>> prior = (None, np.eye(4), np.eye(3), 1.0, None)                       # shared: never copied per item
+>>> kl = fmd.kl_kron_sum(None, da.from_array(u, chunks=(200, 4, 4)), np.eye(3), 0.1, None, *prior)
+>>> np.allclose(kl.compute(), fm.kl_kron_sum(None, u, np.eye(3), 0.1, None, *prior))
+True
+>>> u[450] = -np.eye(4)
+>>> fmd.kl_kron_sum(None, da.from_array(u, chunks=(200, 4, 4)), np.eye(3), 0.1, None, *prior).compute()
+Traceback (most recent call last):
+    ...
+numpy.linalg.LinAlgError: rowcov1 is not positive semi-definite at batch index 450
+""",
+    "logpdf_kron_prec": """
+>>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
+>>> x, u, v = da.ones((6, 2, 3), chunks=(4, 2, 3)), np.diag([1.0, 3.0]), np.eye(3)
+>>> damping = da.from_array(np.linspace(0.5, 2.0, 6), chunks=4)            # one δ per item
+>>> expected = fm.KroneckerSumNormal.from_precision(None, u, v, damping.compute()).logpdf(np.ones((6, 2, 3)))
+>>> np.allclose(fmd.logpdf_kron_prec(x, None, u, v, damping).compute(), expected)
+True
+""",
+    "logpdf_kron_prec_value_and_grad": """
+>>> import dask, numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
+>>> x, u, v = da.ones((6, 2, 3), chunks=(4, 2, 3)), np.diag([1.0, 3.0]), np.eye(3)
+>>> lazy = fmd.logpdf_kron_prec_value_and_grad(x, None, u, v, 1.0, wrt=("rowprec", "damping"))
+>>> value, grads = dask.compute(*lazy)
+>>> grads[2].shape, float(grads[4])                # summed over the 6 items
+((2, 2), -11.25)
+""",
+    "kl_eig": """
+>>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
+>>> rng = np.random.default_rng(0)
+>>> g = rng.standard_normal((100, 3, 3)); lu, qu = np.linalg.eigh(g @ np.swapaxes(g, -1, -2))
+>>> lv, qv = np.linalg.eigh(np.diag([1.0, 2.0]))
+>>> prior = (None, np.eye(3), np.ones(3), np.eye(2), np.ones(2))           # MN(0, I, I)
+>>> kl = fmd.kl_eig(None, da.from_array(qu, chunks=(25, 3, 3)), da.from_array(lu, chunks=(25, 3)), qv, lv,
+...                 *prior, damping1=1e-2)
+>>> kl.numblocks
+(4,)
+>>> np.allclose(kl.compute(), fm.kl_eig(None, qu, lu, qv, lv, *prior, damping1=1e-2))
+True
+""",
+}
+
+
+def _define_kron(served):
+    """The lazy value and value-with-gradients of ``served`` (of ``kron_grad._SERVED``), with the
+    signature of its in-memory value-and-gradient function less ``out`` (and ``wrt``)."""
+    summary, block, entries = _KRON[served.name]
+    in_memory = inspect.signature(getattr(kron_grad, served.gradient_name))
+    scalars = ("A noise or damping given as a Python number is a constant handed to every block (it decides no "
+               "dtype); one per item is chunked with the batch. An input split along its matrix axes is rechunked, "
+               "with a :class:`RechunkWarning`.")
+    value = (served.name, {"errors": "raise"}, _lazy, f"{summary}, lazily over Dask blocks.",
+             f"Each block is {block} on the matching blocks of the inputs; see there for the formula and conventions, "
+             f"and the module's notes for chunks, broadcasting and errors. {scalars}",
+             (f"{served.name} : (...) dask.array.Array", "The results over the broadcast batch shape, chunked as the "
+              "inputs' batch axes: float32 when every input array is float32, float64 otherwise."))
+    name = served.gradient_name
+    gradient = (name, {"errors": "raise", "wrt": None}, _lazy_value_and_grad,
+                f"{summary}, with its gradient, lazily over Dask blocks.",
+                f"Each block is one pass of :func:`fastmvn.{name}` on the matching blocks of the inputs, giving the "
+                "value and the gradients of every item; the gradient of an argument broadcast over batch axes (a "
+                "shared prior, a constant noise or damping) is then summed over them, across blocks, in float64. The "
+                f"value and the gradients share that pass: compute them together, ``dask.compute(value, *grads)``. "
+                f"{scalars}",
+                ("(value, grads)", "The lazy results over the broadcast batch shape and a tuple of one lazy gradient "
+                 "per argument, of that argument's shape (``()`` for a Python number), or None for an argument "
+                 f"passed as None or left out of ``wrt``; as :func:`fastmvn.{name}` returns them."))
+    for name, keywords, implementation, head, text, returns in (value, gradient):
+        signature = inspect.Signature([param.replace(annotation=inspect.Parameter.empty)
+                                       for param in in_memory.parameters.values()
+                                       if param.name in served.names or param.name in keywords])
+        lines = [head, "", *_docs._wrap(text, 0), "", "Parameters", "----------"]
+        lines += [f"%({key})s" for key in entries + [f"lazy_{keyword}" for keyword in keywords]]
+        lines += ["", "Returns", "-------", *_docs._entry(*returns, 0), "", "Raises", "------"]
+        lines += [line for pair in _KRON_RAISES for line in _docs._entry(*pair, 0)]
+        example = _KRON_EXAMPLES.get(name)
+        doc = "\n".join(lines) + ("\n\nExamples\n--------\n" + example.strip("\n") if example else "")
+        public = _table.define(served, implementation, keywords, doc, __name__, name, signature)
+        yield _docs.shared(public, _KRON_ENTRIES, array=_ARRAY)
+
+
+_table.publish(globals(), "dask", _define_kron, kron_grad._SERVED.values())

@@ -57,7 +57,7 @@ def _numpy(tensor):
 
 def _routines(function, device):
     """``(value, value_and_grad)`` of ``function`` (a table entry or a Kronecker-sum function of
-    :data:`fastmvn.distributions.kron_grad._SERVED`) for arrays on ``device`` (None for the CPU),
+    ``fastmvn.distributions.kron_grad._SERVED``) for arrays on ``device`` (None for the CPU),
     called as ``kron_grad._Served`` describes."""
     if isinstance(function, kron_grad._Served):
         return function.value, function.value_and_grad

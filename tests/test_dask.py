@@ -387,3 +387,199 @@ def test_documented_example_at_a_small_size(tmp_path, monkeypatch):
     np.testing.assert_array_equal(da.from_zarr("kl.zarr").compute(), expected)
     da.to_npy_stack("kl", namespace["kl"])
     np.testing.assert_array_equal(da.from_npy_stack("kl").compute(), expected)
+
+
+# The Kronecker-sum functions ---------------------------------------------------------------------
+
+KRON_CASES = ["logpdf_kron_sum", "logpdf_kron_sum_noise_matrices", "kl_kron_sum", "logpdf_kron_prec", "kl_eig"]
+
+
+def eig(matrices):
+    """``(Q, λ)`` of ``numpy.linalg.eigh``, the eigenvectors first as the functions take them."""
+    vals, vecs = np.linalg.eigh(matrices)
+    return vecs, vals
+
+
+def kron_args(case, rng, batch=(50,), n=3, p=2, rank_one=True):
+    """``(name, args, keywords)`` of a Kronecker-sum function: items along ``batch`` with
+    arguments shared by them (no batch axes), Python-number noises and dampings (constants)
+    and ones per item; a signal (or a precision's factor) of rank one per item, or with
+    ``rank_one=False`` of full rank (float32 roundings of a singular one may be indefinite)."""
+    g = rng.standard_normal(batch + (n, 1))
+    low_rank = g @ np.swapaxes(g, -1, -2) + (0.0 if rank_one else np.eye(n))
+    if case == "logpdf_kron_sum":
+        mean = rng.standard_normal(batch + (n, p))
+        return case, [mean + rng.standard_normal(batch + (n, p)), mean, low_rank, spd(rng, (), p), 0.3,
+                      spd(rng, batch, p)], {}
+    if case == "logpdf_kron_sum_noise_matrices":
+        return "logpdf_kron_sum", [rng.standard_normal(batch + (n, p)), None, spd(rng, batch, n), spd(rng, batch, p),
+                                   spd(rng, batch, n), None], {}
+    if case == "kl_kron_sum":
+        return case, [rng.standard_normal(batch + (n, p)), low_rank, spd(rng, batch, p), np.array(0.4), None,
+                      rng.standard_normal((n, p)), spd(rng, (), n), spd(rng, (), p), spd(rng, (), n), 1.5], {}
+    if case == "logpdf_kron_prec":
+        return case, [rng.standard_normal(batch + (n, p)), rng.standard_normal(batch + (n, p)), low_rank,
+                      spd(rng, (), p), rng.uniform(0.1, 2.0, batch)], {}
+    rowvecs, rowvals = eig(spd(rng, batch, n))
+    colvecs, colvals = eig(spd(rng, (), p))
+    prior_rowvecs, prior_rowvals = eig(spd(rng, (), n))
+    return "kl_eig", [rng.standard_normal(batch + (n, p)), rowvecs, rowvals, colvecs, colvals,
+                      None, prior_rowvecs, prior_rowvals, np.eye(p), np.ones(p)], \
+        {"damping1": rng.uniform(0.1, 2.0, batch), "noise2": 0.5}
+
+
+def kron_in_memory(name, args, keywords, **options):
+    """The in-memory value of the Kronecker-sum function ``name``: that of
+    ``logpdf_kron_prec_value_and_grad`` for the precision form."""
+    if name == "logpdf_kron_prec":
+        return fm.logpdf_kron_prec_value_and_grad(*args, **keywords, **options, wrt=())[0]
+    return getattr(fm, name)(*args, **keywords, **options)
+
+
+def lazy_kron(args, keywords, chunks):
+    """The arguments with those of more than one item as Dask arrays of ``chunks`` items a block."""
+    def lazy(value):
+        if isinstance(value, np.ndarray) and value.ndim and value.shape[0] == 50:
+            return da.from_array(value, chunks=(chunks,) + value.shape[1:])
+        return value
+    return [lazy(a) for a in args], {k: lazy(v) for k, v in keywords.items()}
+
+
+def astype(value, dtype):
+    return value.astype(dtype) if isinstance(value, np.ndarray) else value
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", KRON_CASES)
+def test_kron_blocks_agree_with_in_memory_function(rng, case, dtype):
+    """Every chunking gives the in-memory result, item for item; a Python number (a constant
+    handed to every block) decides no dtype."""
+    name, args, keywords = kron_args(case, rng, rank_one=dtype == np.float64)
+    args, keywords = [astype(a, dtype) for a in args], {k: astype(v, dtype) for k, v in keywords.items()}
+    expected = kron_in_memory(name, args, keywords)
+    assert expected.dtype == dtype
+    for chunks in (1, 7, 16, 50):
+        result = getattr(fmd, name)(*lazy_kron(args, keywords, chunks)[0], **lazy_kron(args, keywords, chunks)[1])
+        assert isinstance(result, da.Array) and result.dtype == dtype
+        assert result.chunks == (tuple(np.diff(np.r_[0:50:chunks, 50])),)
+        # the compiled kernels of small items compute them in groups of lanes, which follow the
+        # block: an item at the end of a block may round otherwise than in the whole batch (by
+        # less than an ulp), as the in-memory function's own result on that block does
+        np.testing.assert_allclose(result.compute(), expected, rtol=4 * np.finfo(dtype).eps, atol=0)
+    if name == "logpdf_kron_prec":
+        by_class = fm.KroneckerSumNormal.from_precision(*args[1:]).logpdf(args[0])
+        np.testing.assert_allclose(expected, by_class, rtol=1e-12 if dtype == np.float64 else 1e-5)
+
+
+@pytest.mark.parametrize("case", KRON_CASES)
+def test_kron_gradients_agree_with_in_memory_function(rng, case):
+    """One pass per block gives the value and the per-item gradients; an argument shared by the
+    items, a Python-number noise or damping included, gets the sum over every block."""
+    name, args, keywords = kron_args(case, rng)
+    expected_value, expected = getattr(fm, f"{name}_value_and_grad")(*args, **keywords)
+    for chunks in (7, 16, 50):
+        lazy_args, lazy_keywords = lazy_kron(args, keywords, chunks)
+        lazy, grads = getattr(fmd, f"{name}_value_and_grad")(*lazy_args, **lazy_keywords)
+        assert lazy.chunks == (tuple(np.diff(np.r_[0:50:chunks, 50])),)
+        value, grads = dask.compute(lazy, grads)
+        np.testing.assert_array_equal(value, expected_value)
+        assert len(grads) == len(expected)
+        for grad, want, given in zip(grads, expected, list(args) + [keywords.get(k) for k in
+                                                                    ("noise1", "damping1", "noise2", "damping2")]
+                                     [:len(expected)]):
+            if want is None:
+                assert grad is None
+                continue
+            assert grad.shape == want.shape == np.shape(given) and grad.dtype == want.dtype
+            if np.shape(given)[:1] == (50,):                                    # per item, as in memory
+                np.testing.assert_array_equal(grad, want)
+            else:                                                               # summed over blocks, then items
+                np.testing.assert_allclose(grad, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+def test_kron_gradients_wrt_and_float32(rng):
+    name, args, keywords = kron_args("logpdf_kron_prec", rng, rank_one=False)
+    single = [a.astype(np.float32) for a in args]
+    lazy, grads = fmd.logpdf_kron_prec_value_and_grad(*lazy_kron(single, {}, 16)[0], wrt=("colprec", "damping"))
+    assert [g is None for g in grads] == [True, True, True, False, False]
+    value, grads = dask.compute(lazy, grads)
+    expected_value, expected = fm.logpdf_kron_prec_value_and_grad(*single, wrt=("colprec", "damping"))
+    assert value.dtype == grads[3].dtype == grads[4].dtype == np.float32
+    np.testing.assert_array_equal(value, expected_value)
+    np.testing.assert_array_equal(grads[4], expected[4])
+    np.testing.assert_allclose(grads[3], expected[3], rtol=1e-5, atol=1e-5 * np.abs(expected[3]).max())
+    with pytest.raises(ValueError, match=r"wrt names 'noise'; the arguments are x, mean, rowprec, colprec, damping"):
+        fmd.logpdf_kron_prec_value_and_grad(*args, wrt="noise")
+    with pytest.raises(ValueError, match=r"wrt names mean, which was passed as None"):
+        fmd.logpdf_kron_sum_value_and_grad(args[0], None, args[2], np.eye(2), 1.0, wrt="mean")
+
+
+def test_kron_shared_prior_over_two_batch_axes(rng):
+    """Batch axes (6, 10) in blocks of (2, 5), a prior of size-1 batch axes (a Dask array, never
+    copied per item) and one along the last axis alone; its gradients summed to its shape."""
+    mean1, rowcov1, colcov1 = kl_args(rng, (6, 10))[:3]
+    prior_rowcov = da.from_array(spd(rng, (1, 1), 3), chunks=-1)
+    prior_colcov = spd(rng, (10,), 2)
+    lazy = [da.from_array(a, chunks=(2, 5) + a.shape[2:]) for a in (mean1, rowcov1, colcov1)]
+    arguments = (*lazy, 0.2, None, None, prior_rowcov, prior_colcov, 1.0, None)
+    in_memory = (mean1, rowcov1, colcov1, 0.2, None, None, prior_rowcov.compute(), prior_colcov, 1.0, None)
+    result = fmd.kl_kron_sum(*arguments)
+    assert result.chunks == ((2, 2, 2), (5, 5))
+    np.testing.assert_array_equal(result.compute(), fm.kl_kron_sum(*in_memory))
+    lazy_value, lazy_grads = fmd.kl_kron_sum_value_and_grad(*arguments)
+    value, grads = dask.compute(lazy_value, lazy_grads)
+    expected_value, expected = fm.kl_kron_sum_value_and_grad(*in_memory)
+    np.testing.assert_array_equal(value, expected_value)
+    for k in (0, 1, 2):
+        np.testing.assert_array_equal(grads[k], expected[k])
+    for k in (3, 6, 7, 8):
+        assert grads[k].shape == np.shape(in_memory[k])
+        np.testing.assert_allclose(grads[k], expected[k], rtol=1e-12, atol=1e-12 * np.abs(expected[k]).max())
+
+
+def test_kron_failures_name_argument_and_global_index(rng):
+    name, args, keywords = kron_args("logpdf_kron_prec", rng)
+    args[2] = args[2].copy()
+    args[2][33] = -args[2][33]
+    lazy = lazy_kron(args, keywords, 16)[0]
+    with pytest.raises(LinAlgError, match=r"^rowprec is not positive semi-definite at batch index 33$"):
+        fmd.logpdf_kron_prec(*lazy).compute()
+    with pytest.raises(LinAlgError, match=r"^rowprec is not positive semi-definite at batch index 33$"):
+        dask.compute(fmd.logpdf_kron_prec_value_and_grad(*lazy))
+    nan = fmd.logpdf_kron_prec(*lazy, errors="nan").compute()
+    np.testing.assert_array_equal(nan, kron_in_memory(name, args, keywords, errors="nan"))
+    assert np.isnan(nan[33]) and np.isfinite(np.delete(nan, 33)).all()
+    _, grads = dask.compute(*fmd.logpdf_kron_prec_value_and_grad(*lazy, errors="nan"))
+    assert np.isnan(grads[2][33]).all() and np.isnan(grads[3]).all()      # the shared factor sums over it
+    name, args, keywords = kron_args("kl_eig", rng)
+    keywords["damping1"][41] = -1.0
+    lazy, lazy_keywords = lazy_kron(args, keywords, 16)
+    with pytest.raises(ValueError, match=r"^damping1 must be positive at batch index 41$"):
+        fmd.kl_eig(*lazy, **lazy_keywords).compute()
+    nan = fmd.kl_eig(*lazy, **lazy_keywords, errors="nan").compute()
+    np.testing.assert_array_equal(nan, fm.kl_eig(*args, **keywords, errors="nan"))
+    assert np.isnan(nan[41]) and np.isfinite(np.delete(nan, 41)).all()
+    mean1, rowcov1, colcov1 = kl_args(rng, (4, 6))[:3]
+    noise = np.tile(np.eye(3), (4, 6, 1, 1))
+    noise[3, 5] = -np.eye(3)
+    lazy = [da.from_array(a, chunks=(3, 4) + a.shape[2:]) for a in (mean1, rowcov1, colcov1, noise)]
+    with pytest.raises(LinAlgError, match=r"^noise_rowcov is not positive definite .* at batch index \(3, 5\)$"):
+        fmd.logpdf_kron_sum(lazy[0], None, *lazy[1:]).compute()
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: fmd.kl_eig(np.zeros((3, 2)), np.eye(3), np.ones(3), np.eye(2), np.ones(2), None, np.eye(3),
+                        np.ones(3), np.eye(2), np.ones(2), noise1=0.1, damping1=da.ones(4)), ValueError,
+     r"give at most one of noise1= .* and damping1="),
+    (lambda: fmd.logpdf_kron_sum(da.zeros((4, 3, 2)), None, np.eye(3), np.eye(3), 1.0), ValueError,
+     r"colcov has shape \(3, 3\); expected \(\.\.\., 2, 2\)"),
+    (lambda: fmd.logpdf_kron_prec(da.zeros((4, 3, 2)), None, np.eye(3), np.eye(2), da.ones(5)), ValueError,
+     r"batch shapes do not broadcast: x \(4,\), rowprec \(\), colprec \(\), damping \(5,\)"),
+    (lambda: fmd.kl_kron_sum(None, np.eye(2), np.eye(2), 1.0, None, None, da.eye(2, dtype=complex), np.eye(2),
+                             1.0, None), TypeError, r"rowcov2 is complex"),
+    (lambda: fmd.logpdf_kron_sum(np.zeros((3, 2)), None, np.eye(3), np.eye(2), 1.0, errors="ignore"), ValueError,
+     r"errors must be 'raise' or 'nan'"),
+])
+def test_kron_argument_errors_raise_when_the_graph_is_built(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

@@ -178,6 +178,19 @@ def cases():
         "dask.logpdf_chol_value_and_grad": (fmd.logpdf_chol_value_and_grad, [mean(), mean(), chol(N), chol(P)]),
         "dask.entropy": (fmd.entropy, [spd(N), spd(P)]),
         "dask.entropy_chol": (fmd.entropy_chol, [chol(N), chol(P)]),
+        "dask.logpdf_kron_sum": (fmd.logpdf_kron_sum, [mean()] + ks()),
+        "dask.logpdf_kron_sum_value_and_grad": (fmd.logpdf_kron_sum_value_and_grad, [mean()] + ks()),
+        "dask.kl_kron_sum": (fmd.kl_kron_sum, ks() + ks()),
+        "dask.kl_kron_sum_value_and_grad": (fmd.kl_kron_sum_value_and_grad, ks() + ks()),
+        "dask.logpdf_kron_prec": (fmd.logpdf_kron_prec, [mean(), mean(), spd(N), spd(P), rng.integers(1, 4, BATCH)]),
+        "dask.logpdf_kron_prec_value_and_grad": (fmd.logpdf_kron_prec_value_and_grad,
+                                                 [mean(), mean(), spd(N), spd(P), rng.integers(1, 4, BATCH)]),
+        "dask.kl_eig": (lambda *a: fmd.kl_eig(*a[:10], damping1=a[10]),
+                        eig() + [mean(), np.array([[0, 1], [-1, 0]]), rng.integers(1, 4, BATCH + (N,)), np.eye(P),
+                                 rng.integers(1, 4, BATCH + (P,)), rng.integers(1, 4, BATCH)]),
+        "dask.kl_eig_value_and_grad": (lambda *a: fmd.kl_eig_value_and_grad(*a[:10], damping1=a[10]),
+                                       eig() + [mean(), np.array([[0, 1], [-1, 0]]), rng.integers(1, 4, BATCH + (N,)),
+                                                np.eye(P), rng.integers(1, 4, BATCH + (P,)), rng.integers(1, 4, BATCH)]),
     }
     return table
 
