@@ -329,8 +329,9 @@ def kl_kron_sum(mean1: torch.Tensor | None, rowcov1: torch.Tensor, colcov1: torc
     >>> factor.grad.shape, noise.grad.shape
     (torch.Size([8, 4, 1]), torch.Size([]))
     """
-    return _apply_kron_sum(kron_grad._SERVED["kl_kron_sum"], (mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2,
-                                                      rowcov2, colcov2, noise_rowcov2, noise_colcov2), errors)
+    return _apply_kron_sum(kron_grad._SERVED["kl_kron_sum"], (mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1,
+                                                             mean2, rowcov2, colcov2, noise_rowcov2, noise_colcov2),
+                           errors)
 
 
 @_kron_doc

@@ -190,7 +190,8 @@ def cases():
                                  rng.integers(1, 4, BATCH + (P,)), rng.integers(1, 4, BATCH)]),
         "dask.kl_eig_value_and_grad": (lambda *a: fmd.kl_eig_value_and_grad(*a[:10], damping1=a[10]),
                                        eig() + [mean(), np.array([[0, 1], [-1, 0]]), rng.integers(1, 4, BATCH + (N,)),
-                                                np.eye(P), rng.integers(1, 4, BATCH + (P,)), rng.integers(1, 4, BATCH)]),
+                                                np.eye(P), rng.integers(1, 4, BATCH + (P,)),
+                                                rng.integers(1, 4, BATCH)]),
     }
     return table
 
