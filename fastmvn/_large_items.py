@@ -19,7 +19,6 @@ __all__ = ["kl_value", "kl_parts", "kl_grads", "logpdf_parts", "logpdf_grads", "
            "kron_sum_logpdf"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
-_EPS = np.finfo(np.float64).eps
 
 
 @_compiled
@@ -342,10 +341,11 @@ def _kron_side(signal, noise):
 
 
 @_compiled
-def kron_sum_logpdf(x, mean, row, col, row_noise, col_noise):
+def kron_sum_logpdf(x, mean, row, col, row_noise, col_noise, row_eps, col_eps):
     """``(defined, log N(vec x; vec mean, V⊗U + B⊗A))`` for ``n×p`` points and mean, the signal
     covariances ``U = row``, ``V = col`` and the noises ``A = row_noise``, ``B = col_noise``
-    (positive definite matrices, or ``1×1`` variances).
+    (positive definite matrices, or ``1×1`` variances); ``row_eps`` and ``col_eps`` are the
+    epsilons of the signals' data, for their semi-definiteness floors.
 
     The noise is whitened away (``Ũ = L_A⁻¹ U L_A⁻ᵀ``, ``D̃ = L_A⁻¹ (x − mean) L_B⁻ᵀ``); the smaller
     side is diagonalised, ``Ṽ = Q_v Λ_v Q_vᵀ``, and the larger only made tridiagonal,
@@ -360,6 +360,7 @@ def kron_sum_logpdf(x, mean, row, col, row_noise, col_noise):
     if p > n:  # the larger side on the rows: the log-density of ``xᵀ`` under ``U⊗V + A⊗B``
         residual = np.ascontiguousarray(residual.T)
         row, col, row_noise, col_noise = col, row, col_noise, row_noise
+        row_eps, col_eps = col_eps, row_eps
         n, p = p, n
     if not (_finite(residual) and _finite(row) and _finite(col) and _finite(row_noise) and _finite(col_noise)):
         return False, math.nan
@@ -375,7 +376,7 @@ def kron_sum_logpdf(x, mean, row, col, row_noise, col_noise):
     if not converged:
         return False, math.nan
     col_vals /= variance_b
-    if p and col_vals[0] < -p * _EPS * max(abs(col_vals[0]), abs(col_vals[-1])):
+    if p and col_vals[0] < -p * col_eps * max(abs(col_vals[0]), abs(col_vals[-1])):
         return False, math.nan
     col_vals = np.maximum(col_vals, 0.0)
     reflectors, tau, diagonal, off = tridiagonal(signal_u)
@@ -384,7 +385,7 @@ def kron_sum_logpdf(x, mean, row, col, row_noise, col_noise):
     top = 0.0
     if n:
         top = max(abs(_extreme(diagonal, off, True)), abs(_extreme(diagonal, off, False)))
-        if _below(diagonal, off, -n * _EPS * top) > 0:
+        if _below(diagonal, off, -n * row_eps * top) > 0:
             return False, math.nan
     reflect(reflectors, tau, residual)
     e = times_rows(residual, col_rows)

@@ -595,7 +595,8 @@ def test_lapack_items_of_a_strong_signal(rng, lapack_items):
     x = rng.standard_normal((n, p))
     for noise in (1.0, 1e-8):
         want = kron_module._logpdf_lapack(x, None, u, v, noise, None)
-        defined, value = _large_items.kron_sum_logpdf(x, np.zeros((n, p)), u, v, np.full((1, 1), noise), np.ones((1, 1)))
+        defined, value = _large_items.kron_sum_logpdf(x, np.zeros((n, p)), u, v, np.full((1, 1), noise), np.ones((1, 1)),
+                                                      np.finfo(float).eps, np.finfo(float).eps)
         assert defined  # not left to the eigh route
         np.testing.assert_allclose(value, want, rtol=1e-10)
         np.testing.assert_allclose(fm.logpdf_kron_sum(x, None, u, v, noise), want, rtol=1e-10)
@@ -644,6 +645,31 @@ def test_lapack_items_out_broadcasting_and_float32(rng, lapack_items):
     np.testing.assert_allclose(got, kron_module._logpdf_lapack(*single), rtol=1e-6)
 
 
+@pytest.mark.parametrize("n, p", [(5, 4), (40, 30)])
+def test_float32_signals_of_low_rank_are_semi_definite_at_their_precision(rng, n, p):
+    """A rank-2 signal rounded to float32 has eigenvalues of about −10⁻⁸·‖U‖, far below float64's
+    floor but within float32's: it is semi-definite (in the lanes, by LAPACK, and in the class and
+    the precision form), and a clearly indefinite one is not."""
+    g = rng.standard_normal((n, 2)).astype(np.float32)
+    u, v = g @ g.T, spd(rng, (), p).astype(np.float32)
+    u64, v64 = u.astype(np.float64), v.astype(np.float64)
+    eigvals = np.linalg.eigvalsh(u64)
+    assert eigvals[0] < -n * np.finfo(np.float64).eps * np.abs(eigvals).max()
+    x = rng.standard_normal((n, p)).astype(np.float32)
+    logpdf = fm.logpdf_kron_sum(x, None, u, v, np.float32(0.5))
+    assert logpdf.dtype == np.float32
+    np.testing.assert_allclose(logpdf, reference.logpdf_kron_sum(x.astype(np.float64), None, u64, v64, 0.5), rtol=1e-5)
+    kl = fm.kl_kron_sum(None, u, v, np.float32(0.5), None, None, v[:1, :1] * np.eye(n, dtype=np.float32), v,
+                        np.float32(1.0), None)
+    np.testing.assert_allclose(kl, reference.kl_kron_sum(None, u64, v64, 0.5, None, None, v64[:1, :1] * np.eye(n),
+                                                         v64, 1.0, None), rtol=1e-4)
+    clipped = (eigvecs := np.linalg.eigh(u64)[1]) @ np.diag(np.maximum(eigvals, 0.0)) @ eigvecs.T
+    np.testing.assert_allclose(fm.KroneckerSumNormal.from_precision(None, u, v, np.float32(0.5)).logpdf(x),
+                               fm.KroneckerSumNormal.from_precision(None, clipped, v64, 0.5).logpdf(x), rtol=1e-5)
+    with pytest.raises(LinAlgError, match="rowcov is not positive semi-definite"):
+        fm.logpdf_kron_sum(x, None, u - np.float32(1e-3 * eigvals[-1]) * np.eye(n, dtype=np.float32), v, 0.5)
+
+
 def test_the_kron_sum_log_density_plan(rng, monkeypatch):
     """Few items from 12×12, any number from 20×20, take LAPACK; the others the lanes."""
     from fastmvn import _config
@@ -655,7 +681,8 @@ def test_the_kron_sum_log_density_plan(rng, monkeypatch):
         False, True, False, True, False, False, True]
     routes = []
     monkeypatch.setattr(kron_module, "_compiled", lambda *args: routes.append("lanes") or np.zeros(args[-1]))
-    monkeypatch.setattr(kron_module, "_large_items", lambda *args: routes.append("lapack") or np.zeros(args[-1]))
+    monkeypatch.setattr(kron_module, "_large_items",
+                        lambda slots, shape, epsilons: routes.append("lapack") or np.zeros(shape))
     for side, count in [(11, 1), (12, 1), (12, 3), (20, 50), (40, 1)]:
         fm.logpdf_kron_sum(np.zeros((count, side, 3)), None, np.eye(side), np.eye(3), 1.0)
     assert routes == ["lanes", "lapack", "lanes", "lapack", "lapack"]

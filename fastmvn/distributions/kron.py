@@ -166,13 +166,26 @@ def _noise_matrix(arg, n, p):
                default=arg.default)
 
 
+def _epsilon(arg):
+    """The machine epsilon of the data of ``arg``: float32's for float32 data (whose rounding is
+    what a low-rank matrix carries), float64's otherwise."""
+    return float(np.finfo(np.float32 if arg.dtype == np.float32 else np.float64).eps)
+
+
+def _semidefinite_floor(arg, eigvals):
+    """``m·ε·max|λ|`` for the eigenvalues ``eigvals`` (``(..., m)``) of the matrix ``arg``, ``ε``
+    its data's epsilon: an eigenvalue below minus this is not the rounding of a semi-definite
+    matrix."""
+    return eigvals.shape[-1] * _epsilon(arg) * np.abs(eigvals).max(axis=-1)
+
+
 def _whiten(signal_arg, noise_arg):
     """One side of the form from its signal ``U`` and noise ``A`` (a matrix or a scalar):
     ``A = L Lᵀ``, ``L⁻¹ U L⁻ᵀ = Q diag(λ) Qᵀ``, ``P = L Q``, ``R = Qᵀ L⁻¹``.
 
     Returns ``(P, R, λ, log|A|)`` and the masks of the items whose noise is not positive
     definite and whose signal is not positive semi-definite (a whitened eigenvalue below
-    ``−m·ε·max|λ|``; those within it are taken as zero). Items with non-finite entries are
+    ``−m·ε·max|λ|``, ``ε`` the epsilon of the signal's dtype; those within it are taken as zero). Items with non-finite entries are
     replaced (identity noise, zero signal) for the caller to report or fill with NaN.
     """
     size = signal_arg.shape[-1]
@@ -200,8 +213,7 @@ def _whiten(signal_arg, noise_arg):
         whiten = _swap(eigvecs) / scale
         eigvecs *= scale  # the basis, in place: large arrays are new pages for the system to hand over
         basis, logdet = eigvecs, np.array(size * math.log(variance))
-    floor = size * np.finfo(np.float64).eps * np.abs(eigvals).max(axis=-1)
-    not_psd = eigvals[..., 0] < -floor
+    not_psd = eigvals[..., 0] < -_semidefinite_floor(signal_arg, eigvals)
     return (basis, whiten, np.maximum(eigvals, 0.0), logdet), noise_bad, not_psd
 
 
@@ -312,8 +324,8 @@ def _precision(mean, rowprec, colprec, damping):
         matrix = _symmetric(arg.array, np.float64)
         matrix[_nonfinite(arg)] = 0.0
         vals, vecs = np.linalg.eigh(matrix)
-        floor = arg.shape[-1] * np.finfo(np.float64).eps * np.abs(vals).max(axis=-1)
-        failures.append((vals[..., 0] < -floor, LinAlgError, f"{arg.name} is not positive semi-definite"))
+        failures.append((vals[..., 0] < -_semidefinite_floor(arg, vals), LinAlgError,
+                         f"{arg.name} is not positive semi-definite"))
         eigen += [vecs, np.maximum(vals, 0.0)]
     form, _, batch_shape, eigen_failures = _eigen_form(
         mean, eigen, damping, -1, ("mean", "rowprec", "rowprec", "colprec", "colprec", "damping"))
@@ -823,7 +835,8 @@ def logpdf_kron_sum(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, col
     check_out(out, dtype, batch_shape)
     large = max(n, p) > _config.KRON_SUM_MAX_SIDE or _large_plan(max(n, p), math.prod(batch_shape))
     slots = _slots([x_arg, *args], (n, p), np.float64 if large else dtype, batch_shape, variances=large)
-    value = _large_items(slots, batch_shape) if large else _compiled(False, slots, dtype, batch_shape)
+    value = (_large_items(slots, batch_shape, (_epsilon(args[1]), _epsilon(args[2]))) if large
+             else _compiled(False, slots, dtype, batch_shape))
     _redo_failed(value, slots, _logpdf_lapack, errors, batch_shape,
                  [large and arg.kind == VAR for arg in (x_arg, *args)])
     return _deliver(value, dtype, out)
@@ -1054,12 +1067,13 @@ def _large_plan(side, count):
                  _config.KRON_SUM_LAPACK_ALL_SIDE)
 
 
-def _large_items(slots, batch_shape):
+def _large_items(slots, batch_shape, epsilons):
     """The log-density of every item of ``slots`` (float64, from :func:`_slots` with
     ``variances``) over ``batch_shape``, one compiled call of LAPACK per item
-    (:func:`fastmvn._large.kron_sum_logpdf`): NaN where an item fails."""
+    (:func:`fastmvn._large.kron_sum_logpdf`; ``epsilons``, those of the row and column signals'
+    data, set their semi-definiteness floors): NaN where an item fails."""
     value = np.empty(math.prod(batch_shape))
-    _large.kron_sum_logpdf(slots, value)
+    _large.kron_sum_logpdf(slots, value, epsilons)
     return value.reshape(batch_shape)
 
 
