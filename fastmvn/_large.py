@@ -27,6 +27,7 @@ saves, many times more when other processes hold the cores.
 import contextlib
 import functools
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -178,6 +179,34 @@ class _OneBlasThread:
 _ONE_BLAS_THREAD = _OneBlasThread()
 
 
+class _Workers:
+    """The threads that items are split over: one pool for the process, made on first use
+    (starting threads for each call cost about 0.2 ms more than handing runs to waiting ones);
+    a child process after a fork, which has none of its parent's threads, makes its own.
+    Runs never split further, so a run cannot wait for a thread of the pool."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pool = None
+
+    def pool(self):
+        with self._lock:
+            if self._pool is None:
+                import numba
+
+                self._pool = ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS, thread_name_prefix="fastmvn-lapack")
+            return self._pool
+
+    def forget(self):
+        self._lock, self._pool = threading.Lock(), None
+
+
+_WORKERS = _Workers()
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_WORKERS.forget)
+
+
 def _side(slots):
     """The largest side of the items of ``slots``."""
     return max(max(slot.shape[-2:]) for slot in slots)
@@ -206,9 +235,8 @@ def _each(compute, slots, out, grads, wanted):
         if workers == 1:
             return _each_item(compute, slots, out, grads, wanted, range(count))
         edges = [count * k // workers for k in range(workers + 1)]
-        with ThreadPoolExecutor(workers, thread_name_prefix="fastmvn-lapack") as pool:
-            firsts = list(pool.map(lambda run: _each_item(compute, slots, out, grads, wanted, range(*run)),
-                                   zip(edges, edges[1:])))
+        firsts = list(_WORKERS.pool().map(lambda run: _each_item(compute, slots, out, grads, wanted, range(*run)),
+                                          zip(edges, edges[1:])))
         return min((first for first in firsts if first is not None), default=None)
 
 

@@ -1,6 +1,7 @@
 """The plan for large items (``fastmvn._large``): LAPACK one item at a time, against the lane
 kernels and the reference on both sides of the threshold, with the same errors."""
 
+import os
 import sys
 
 import numpy as np
@@ -306,6 +307,23 @@ def test_items_split_over_threads_equal_one_after_another(case, large, monkeypat
             np.testing.assert_array_equal(got, want)
     with pytest.raises(LinAlgError, match=r"at batch index 4$"):
         function(*args)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_split_items_after_a_fork():
+    """The threads items are split over are kept for the process; a child forked after they
+    started has none of them and starts its own (with the parent's it would wait forever)."""
+    script = ("import os, numpy as np, fastmvn as fm\n"
+              "from fastmvn import _config, _large\n"
+              "_config.ITEM_THREADS_MIN_SIDE = _config.LAPACK_MIN_SIDE = _config.LAPACK_ALL_SIDE = 1\n"
+              "a, want = np.eye(5) * np.arange(1.0, 9.0)[:, None, None], 5 * np.log(np.arange(1.0, 9.0))\n"
+              "assert _large._threads(8, 5) == (2, True) and np.allclose(fm.logdet(a), want)\n"
+              "pool = _large._WORKERS.pool()\n"
+              "pid = os.fork()\n"
+              "if pid == 0:\n"
+              "    os._exit(0 if np.allclose(fm.logdet(a), want) and _large._WORKERS.pool() is not pool else 1)\n"
+              "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n")
+    assert run_python(script, timeout=120, NUMBA_NUM_THREADS="2") == "0"
 
 
 @pytest.mark.parametrize("n, m", [(7, 5), (1, 3), (40, 1)])
