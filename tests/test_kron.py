@@ -668,6 +668,12 @@ def test_float32_signals_of_low_rank_are_semi_definite_at_their_precision(rng, n
                                fm.KroneckerSumNormal.from_precision(None, clipped, v64, 0.5).logpdf(x), rtol=1e-5)
     with pytest.raises(LinAlgError, match="rowcov is not positive semi-definite"):
         fm.logpdf_kron_sum(x, None, u - np.float32(1e-3 * eigvals[-1]) * np.eye(n, dtype=np.float32), v, 0.5)
+    noise = np.stack([np.eye(n)] * 3)
+    noise[1] = -noise[1]  # its item is computed again, by the class's code, with the signal as float32 still
+    with pytest.raises(LinAlgError, match=r"^noise_rowcov is not positive definite .* at batch index 1$"):
+        fm.logpdf_kron_sum(x.astype(np.float64), None, u, v, noise)
+    mixed = fm.logpdf_kron_sum(x.astype(np.float64), None, u, v, noise, errors="nan")
+    assert np.isnan(mixed[1]) and np.isfinite(mixed[[0, 2]]).all()
 
 
 def test_the_kron_sum_log_density_plan(rng, monkeypatch):

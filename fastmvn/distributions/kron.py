@@ -185,8 +185,9 @@ def _whiten(signal_arg, noise_arg):
 
     Returns ``(P, R, λ, log|A|)`` and the masks of the items whose noise is not positive
     definite and whose signal is not positive semi-definite (a whitened eigenvalue below
-    ``−m·ε·max|λ|``, ``ε`` the epsilon of the signal's dtype; those within it are taken as zero). Items with non-finite entries are
-    replaced (identity noise, zero signal) for the caller to report or fill with NaN.
+    ``−m·ε·max|λ|``, ``ε`` the epsilon of the signal's dtype; those within it are taken as
+    zero). Items with non-finite entries are replaced (identity noise, zero signal) for the
+    caller to report or fill with NaN.
     """
     size = signal_arg.shape[-1]
     nonfinite = _nonfinite(signal_arg)
@@ -834,11 +835,10 @@ def logpdf_kron_sum(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, col
     dtype = result_dtype(np.empty(0, dtype), x_arg.array)
     check_out(out, dtype, batch_shape)
     large = max(n, p) > _config.KRON_SUM_MAX_SIDE or _large_plan(max(n, p), math.prod(batch_shape))
-    slots = _slots([x_arg, *args], (n, p), np.float64 if large else dtype, batch_shape, variances=large)
+    slots = _slots([x_arg, *args], (n, p), None if large else dtype, batch_shape, variances=large)
     value = (_large_items(slots, batch_shape, (_epsilon(args[1]), _epsilon(args[2]))) if large
              else _compiled(False, slots, dtype, batch_shape))
-    _redo_failed(value, slots, _logpdf_lapack, errors, batch_shape,
-                 [large and arg.kind == VAR for arg in (x_arg, *args)])
+    _redo_failed(value, [x_arg, *args], (n, p), _logpdf_lapack, errors, batch_shape)
     return _deliver(value, dtype, out)
 
 
@@ -897,7 +897,7 @@ def kl_kron_sum(mean1: ArrayLike | None, rowcov1: ArrayLike, colcov1: ArrayLike,
     check_out(out, dtype, batch_shape)
     slots = _slots([*args1, *args2], (n, p), dtype, batch_shape)
     value = _compiled(True, slots, dtype, batch_shape)
-    _redo_failed(value, slots, _kl_lapack, errors, batch_shape)
+    _redo_failed(value, [*args1, *args2], (n, p), _kl_lapack, errors, batch_shape)
     return _deliver(value, dtype, out)
 
 
@@ -1026,14 +1026,17 @@ def _slots(args, shape, dtype, batch_shape, variances=False):
     """The arguments as read-only ``(count, r, c)`` arrays of ``dtype`` over ``batch_shape``
     (views where the batch axes merge), for :func:`fastmvn.kernels.kron_sum_batch`: a means'
     ``(n, p)``, a noise variance ``σ²`` as ``σ² I`` (of the side its name says: ``n`` for a
-    row noise, ``p`` for a column noise), or with ``variances`` as the ``1×1`` matrix ``σ²``
-    (for :func:`fastmvn._large.kron_sum_logpdf`)."""
+    row noise, ``p`` for a column noise). For :func:`fastmvn._large.kron_sum_logpdf`, with
+    ``variances`` a variance is the ``1×1`` matrix ``σ²``, and with no ``dtype`` each argument
+    keeps its own (float32 or float64), which the semi-definiteness floors of the items
+    computed again (:func:`_redo_failed`) go by."""
     count = math.prod(batch_shape)
     slots = []
     for arg in args:
         variance = variances and arg.kind == VAR
+        own = np.float32 if arg.dtype == np.float32 else np.float64
         array = np.asarray(np.reshape(arg.array, (1, 1)) if variance else _noise_matrix(arg, *shape).array,
-                           dtype=dtype)
+                           dtype=own if dtype is None else dtype)
         slot = np.reshape(np.broadcast_to(array, batch_shape + array.shape[-2:]), (count,) + array.shape[-2:]).view()
         slot.flags.writeable = False
         slots.append(slot)
@@ -1068,8 +1071,8 @@ def _large_plan(side, count):
 
 
 def _large_items(slots, batch_shape, epsilons):
-    """The log-density of every item of ``slots`` (float64, from :func:`_slots` with
-    ``variances``) over ``batch_shape``, one compiled call of LAPACK per item
+    """The log-density of every item of ``slots`` (from :func:`_slots` with ``variances``) over
+    ``batch_shape``, one compiled call of LAPACK per item
     (:func:`fastmvn._large.kron_sum_logpdf`; ``epsilons``, those of the row and column signals'
     data, set their semi-definiteness floors): NaN where an item fails."""
     value = np.empty(math.prod(batch_shape))
@@ -1077,18 +1080,20 @@ def _large_items(slots, batch_shape, epsilons):
     return value.reshape(batch_shape)
 
 
-def _redo_failed(value, slots, function, errors, batch_shape, variances=None):
+def _redo_failed(value, args, shape, function, errors, batch_shape):
     """The items that :func:`_compiled` or :func:`_large_items` left NaN in ``value``, computed
-    again by ``function`` (:func:`_logpdf_lapack` or :func:`_kl_lapack`) with ``errors="nan"``,
-    in place; with ``errors="raise"``, the first that fails there too raises its error with its
-    batch index. ``variances`` marks the slots that hold a noise variance as a ``1×1`` matrix."""
-    variances = variances or [False] * len(slots)
+    again by ``function`` (:func:`_logpdf_lapack` or :func:`_kl_lapack`) from the arguments
+    ``args`` of items of ``shape`` (each in its own dtype, a noise variance as the scalar) with
+    ``errors="nan"``, in place; with ``errors="raise"``, the first that fails there too raises
+    its error with its batch index."""
     flat = value.reshape(-1)
     failed = np.flatnonzero(np.isnan(flat))
     if failed.size == 0:
         return
-    def items(index):  # a noise variance's slot is σ² (1×1) for every item: the scalar the functions take
-        return [float(slot[0, 0, 0]) if variance else slot[index] for slot, variance in zip(slots, variances)]
+    slots = _slots(args, shape, None, batch_shape, variances=True)
+
+    def items(index):  # a variance's slot is σ² (1×1) for every item
+        return [float(slot[0, 0, 0]) if arg.kind == VAR else slot[index] for slot, arg in zip(slots, args)]
 
     again = function(*items(failed), errors="nan")
     flat[failed] = again
