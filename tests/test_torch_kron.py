@@ -288,20 +288,28 @@ def test_cuda_tensors_raise():
         fmt.logpdf_kron_sum(torch.zeros(2, 2), None, eye, torch.eye(2), 1.0)
 
 
-def test_float32(rng):
-    values = kl_values(rng)
-    values[3] = 0.4                          # a Python number does not decide the dtype
+def float32_against_numpy(function, value_and_grad, values):
+    """``function`` of float32 tensors of the arrays of ``values`` (its numbers kept): a float32
+    value and float32 gradients, those of ``value_and_grad`` of ``values`` to float32's
+    precision. Returns the tensors and the gradients of ``value_and_grad``."""
     single = [torch.tensor(v, dtype=torch.float32, requires_grad=True) if isinstance(v, np.ndarray) else v
               for v in values]
-    value = fmt.kl_kron_sum(*single)
+    value = function(*single)
     value.sum().backward()
     assert value.dtype == torch.float32
     assert all(t.grad.dtype == torch.float32 for t in single if isinstance(t, torch.Tensor))
-    expected, grads = fm.kl_kron_sum_value_and_grad(*values)
+    expected, grads = value_and_grad(*values)
     np.testing.assert_allclose(value.detach().numpy(), expected, rtol=1e-4)
     for t, g in zip(single, grads):
         if isinstance(t, torch.Tensor):
             np.testing.assert_allclose(t.grad.numpy(), g, rtol=1e-3, atol=1e-4 * np.abs(g).max())
+    return single, grads
+
+
+def test_float32(rng):
+    values = kl_values(rng)
+    values[3] = 0.4                          # a Python number does not decide the dtype
+    single, _ = float32_against_numpy(fmt.kl_kron_sum, fm.kl_kron_sum_value_and_grad, values)
     noise = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)   # a float64 tensor does
     mixed = fmt.kl_kron_sum(*single[:3], noise, *single[4:])
     mixed.sum().backward()
@@ -410,17 +418,7 @@ def test_logpdf_prec_cuda_tensors_raise():
 def test_logpdf_prec_float32(rng):
     values = precision_values(rng, N, P)
     values[4] = 0.5                                 # a Python number does not decide the dtype
-    single = [torch.tensor(v, dtype=torch.float32, requires_grad=True) if isinstance(v, np.ndarray) else v
-              for v in values]
-    value = fmt.logpdf_kron_prec(*single)
-    value.sum().backward()
-    assert value.dtype == torch.float32
-    assert all(t.grad.dtype == torch.float32 for t in single if isinstance(t, torch.Tensor))
-    expected, grads = fm.logpdf_kron_prec_value_and_grad(*values)
-    np.testing.assert_allclose(value.detach().numpy(), expected, rtol=1e-4)
-    for t, g in zip(single, grads):
-        if isinstance(t, torch.Tensor):
-            np.testing.assert_allclose(t.grad.numpy(), g, rtol=1e-3, atol=1e-4 * np.abs(g).max())
+    single, grads = float32_against_numpy(fmt.logpdf_kron_prec, fm.logpdf_kron_prec_value_and_grad, values)
     damping = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)   # a float64 tensor does
     mixed = fmt.logpdf_kron_prec(*single[:4], damping)
     mixed.sum().backward()
