@@ -201,9 +201,16 @@ def backend(name, where, array, keywords, returns, raises=(), examples="", requi
     on that backend), the parameters as ``array`` with the backend's ``keywords`` (pairs of a
     head and a text; every argument ``required`` if so), then the ``returns`` pair, the
     ``raises`` pairs and the ``examples``."""
-    function = FUNCTIONS[name]
-    lines = [f"{function.summary}, {where[0]}", "", *_wrap(where[1], 0), "",
-             parameters(name, array, (), 0, tuple(keywords), required), "",
+    return layout(FUNCTIONS[name].summary, where, parameters(name, array, (), 0, tuple(keywords), required),
+                  returns, raises, examples)
+
+
+def layout(summary, where, parameters_section, returns, raises=(), examples=""):
+    """A backend's docstring: ``summary`` followed by ``where`` (a pair: the end of the summary
+    line and a paragraph), the ``parameters_section`` (its lines, heading included), then the
+    ``returns`` pair, the ``raises`` pairs and the ``examples``; :func:`backend` for the
+    table's functions."""
+    lines = [f"{summary}, {where[0]}", "", *_wrap(where[1], 0), "", parameters_section, "",
              "Returns", "-------", *_entry(*returns, 0)]
     if raises:
         lines += ["", "Raises", "------"] + [line for pair in raises for line in _entry(*pair, 0)]

@@ -472,32 +472,51 @@ True
 }
 
 
+_RECHUNK = "An input split along its matrix axes is rechunked, with a :class:`RechunkWarning`."
+_WRT = ("wrt : str or sequence of str, optional", "The names of the arguments whose gradients to compute; by default "
+        "every argument not passed as None. The others are None.")
+
+
+def _value_doc(name, block, inputs="input", note=""):
+    """The ``where`` and ``returns`` pairs of :func:`fastmvn._docs.layout` for the lazy value
+    ``name``, each block ``block`` (a reference to the in-memory function), with ``note`` before
+    the sentence on rechunking."""
+    where = ("lazily over Dask blocks.", f"Each block is {block} on the matching blocks of the inputs; see there for "
+             f"the formula and conventions, and the module's notes for chunks, broadcasting and errors. {note}"
+             f"{_RECHUNK}")
+    returns = (f"{name} : (...) dask.array.Array", "The results over the broadcast batch shape, chunked as the "
+               f"inputs' batch axes: float32 when every {inputs} is float32, float64 otherwise.")
+    return where, returns
+
+
+def _gradient_doc(name, one_pass, broadcast, shapes="", note=""):
+    """The ``where`` and ``returns`` pairs of :func:`fastmvn._docs.layout` for the lazy value
+    and gradients ``name``: a block is ``one_pass`` of the in-memory function, an argument
+    ``broadcast`` as the text says has its gradient summed, a gradient's shape is ``shapes``
+    more, and ``note`` ends the paragraph."""
+    where = ("with its gradient, lazily over Dask blocks.",
+             f"Each block is {one_pass} of :func:`fastmvn.{name}` on the matching blocks of the inputs, giving the "
+             f"value and the gradients of every item; the gradient of an argument broadcast over batch axes "
+             f"({broadcast}) is then summed over them, across blocks, in float64. The value and the gradients share "
+             f"that pass: compute them together, ``dask.compute(value, *grads)``.{note}")
+    returns = ("(value, grads)", "The lazy results over the broadcast batch shape and a tuple of one lazy gradient per "
+               f"argument, of that argument's shape{shapes}, or None for an argument passed as None or left out of "
+               f"``wrt``; as :func:`fastmvn.{name}` returns them.")
+    return where, returns
+
+
 def _define(entry):
     lower = [_docs.KEYWORDS["lower"]] if entry.lower else []
-    where = ("lazily over Dask blocks.", f"Each block is :func:`fastmvn.{entry.name}` on the matching blocks of the "
-             "inputs; see there for the formula and conventions, and the module's notes for chunks, broadcasting "
-             "and errors. An input split along its matrix axes is rechunked, with a :class:`RechunkWarning`.")
-    returns = (f"{entry.name} : (...) dask.array.Array", "The results over the broadcast batch shape, chunked as the "
-               "inputs' batch axes: float32 when every input is float32, float64 otherwise.")
+    where, returns = _value_doc(entry.name, f":func:`fastmvn.{entry.name}`")
     doc = _docs.backend(entry.name, where, _ARRAY, [_ERRORS] + lower, returns, _RAISES, _EXAMPLES.get(entry.name, ""))
     yield _table.define(entry, _lazy, {"errors": "raise"} | ({"lower": True} if entry.lower else {}), doc, __name__)
     if entry.gradient:
         name = entry.gradient_name
-        where = ("with its gradient, lazily over Dask blocks.",
-                 f"Each block is one fused pass of :func:`fastmvn.{name}` on the matching blocks of the inputs, "
-                 "giving the value and the gradients of every item; the gradient of an argument broadcast over "
-                 "batch axes (a shared prior) is then summed over them, across blocks, in float64. The value and "
-                 "the gradients share that pass: compute them together, ``dask.compute(value, *grads)``.")
-        wrt = ("wrt : str or sequence of str, optional", "The names of the arguments whose gradients to compute; "
-               "by default every argument not passed as None. The others are None.")
-        returns = ("(value, grads)", "The lazy results over the broadcast batch shape and a tuple of one lazy "
-                   "gradient per argument, of that argument's shape, or None for an argument passed as None or "
-                   "left out of ``wrt``; as :func:`fastmvn." + name + "` returns them.")
-        doc = _docs.backend(entry.name, where, _ARRAY, [_ERRORS, wrt] + lower, returns, _RAISES,
+        where, returns = _gradient_doc(name, "one fused pass", "a shared prior")
+        doc = _docs.backend(entry.name, where, _ARRAY, [_ERRORS, _WRT] + lower, returns, _RAISES,
                             _EXAMPLES.get(name, ""))
         defaults = {"errors": "raise", "wrt": None} | ({"lower": True} if entry.lower else {})
         yield _table.define(entry, _lazy_value_and_grad, defaults, doc, __name__, name)
-
 
 if TYPE_CHECKING:
     from typing import Any
@@ -526,12 +545,7 @@ _KRON = {
     "kl_eig": ("KL divergence between Gaussians given by the eigendecompositions of Kronecker factors",
                ":func:`fastmvn.kl_eig`", ["eig_pair"]),
 }
-_KRON_ENTRIES = {
-    "x": ("x : (..., n, p) array_like", "Points ``X``."),
-    "lazy_errors": _ERRORS,
-    "lazy_wrt": ("wrt : str or sequence of str, optional", "The names of the arguments whose gradients to compute; "
-                 "by default every argument not passed as None. The others are None."),
-}
+_KRON_ENTRIES = {"x": ("x : (..., n, p) array_like", "Points ``X``."), "lazy_errors": _ERRORS, "lazy_wrt": _WRT}
 _KRON_RAISES = (("numpy.linalg.LinAlgError", "At compute time: a noise covariance is not positive definite, a signal "
                  "covariance or a precision's factor not positive semi-definite, or an eigenvalue negative; names the "
                  "argument and the global batch index."),
@@ -610,36 +624,20 @@ def _define_kron(served):
     summary, block, entries = _KRON[served.name]
     in_memory = inspect.signature(getattr(kron_grad, served.gradient_name))
     scalars = ("A noise or damping given as a Python number is a constant handed to every block (it decides no "
-               "dtype); one per item is chunked with the batch. An input split along its matrix axes is rechunked, "
-               "with a :class:`RechunkWarning`.")
-    value = (served.name, {"errors": "raise"}, _lazy, f"{summary}, lazily over Dask blocks.",
-             f"Each block is {block} on the matching blocks of the inputs; see there for the formula and conventions, "
-             f"and the module's notes for chunks, broadcasting and errors. {scalars}",
-             (f"{served.name} : (...) dask.array.Array", "The results over the broadcast batch shape, chunked as the "
-              "inputs' batch axes: float32 when every input array is float32, float64 otherwise."))
+               "dtype); one per item is chunked with the batch. ")
+    value = (served.name, {"errors": "raise"}, _lazy, _value_doc(served.name, block, "input array", scalars))
     name = served.gradient_name
     gradient = (name, {"errors": "raise", "wrt": None}, _lazy_value_and_grad,
-                f"{summary}, with its gradient, lazily over Dask blocks.",
-                f"Each block is one pass of :func:`fastmvn.{name}` on the matching blocks of the inputs, giving the "
-                "value and the gradients of every item; the gradient of an argument broadcast over batch axes (a "
-                "shared prior, a constant noise or damping) is then summed over them, across blocks, in float64. The "
-                f"value and the gradients share that pass: compute them together, ``dask.compute(value, *grads)``. "
-                f"{scalars}",
-                ("(value, grads)", "The lazy results over the broadcast batch shape and a tuple of one lazy gradient "
-                 "per argument, of that argument's shape (``()`` for a Python number), or None for an argument "
-                 f"passed as None or left out of ``wrt``; as :func:`fastmvn.{name}` returns them."))
-    for name, keywords, implementation, head, text, returns in (value, gradient):
+                _gradient_doc(name, "one pass", "a shared prior, a constant noise or damping",
+                              " (``()`` for a Python number)", f" {scalars}{_RECHUNK}"))
+    for name, keywords, implementation, (where, returns) in (value, gradient):
         signature = inspect.Signature([param.replace(annotation=inspect.Parameter.empty)
                                        for param in in_memory.parameters.values()
                                        if param.name in served.names or param.name in keywords])
-        lines = [head, "", *_docs._wrap(text, 0), "", "Parameters", "----------"]
-        lines += [f"%({key})s" for key in entries + [f"lazy_{keyword}" for keyword in keywords]]
-        lines += ["", "Returns", "-------", *_docs._entry(*returns, 0), "", "Raises", "------"]
-        lines += [line for pair in _KRON_RAISES for line in _docs._entry(*pair, 0)]
-        example = _KRON_EXAMPLES.get(name)
-        doc = "\n".join(lines) + ("\n\nExamples\n--------\n" + example.strip("\n") if example else "")
+        section = "\n".join(["Parameters", "----------"]
+                             + [f"%({key})s" for key in entries + [f"lazy_{keyword}" for keyword in keywords]])
+        doc = _docs.layout(summary, where, section, returns, _KRON_RAISES, _KRON_EXAMPLES.get(name, ""))
         public = _table.define(served, implementation, keywords, doc, __name__, name, signature)
         yield _docs.shared(public, _KRON_ENTRIES, array=_ARRAY)
-
 
 _table.publish(globals(), "dask", _define_kron, kron_grad._SERVED.values())
