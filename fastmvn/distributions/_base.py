@@ -44,6 +44,13 @@ def _full(value, batch_shape):
     return value if value.ndim else value[()]
 
 
+def _divergence(value):
+    """A KL divergence as fastmvn returns it, as the kernels do: a value that rounding left
+    below zero (the KL of two equal distributions can) is 0; NaN and −∞, failures, stay."""
+    value = np.asarray(value)
+    return np.where((value < 0) & (value > -np.inf), value.dtype.type(0), value)
+
+
 def _exp(logdensity, errors):
     """``exp`` of a log-density result, in place where it is an array; an overflow to
     infinity fails the item as a non-finite kernel result does."""

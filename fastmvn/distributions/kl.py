@@ -18,7 +18,7 @@ from .. import _modes
 from .._api import kl_chol, mahalanobis_chol
 from .._arguments import COV, MEAN, Arg, check, check_errors, result_dtype
 from .._batch import compute
-from ._base import _full, _Links
+from ._base import _divergence, _full, _Links
 from .gaussian import _ONE, MatrixGaussian, _check_size, _logdet, _vec
 from .kron import KroneckerSumNormal, _kl_between
 from .normal import MatrixNormal
@@ -141,7 +141,7 @@ def _kl_to_normal(g, q):
     traces = np.einsum("...ba,...jalb->...jl", _inverse(rowchol), blocks)  # tr(U⁻¹ Σ^(j,l))
     trace = (_inverse(colchol) * traces).sum(axis=(-2, -1))
     quad = mahalanobis_chol(g_mean, q_mean, rowchol, colchol)
-    return 0.5 * (trace + quad - n * p + n * _logdet(colchol) + p * _logdet(rowchol) - _logdet(g_chol))
+    return _divergence(0.5 * (trace + quad - n * p + n * _logdet(colchol) + p * _logdet(rowchol) - _logdet(g_chol)))
 
 
 def kl_gaussian(p: MatrixGaussian | MatrixNormal, q: MatrixGaussian | MatrixNormal) -> Result:

@@ -39,7 +39,7 @@ from .._arguments import COV, MEAN, VAR, Arg, argument, check, check_errors, che
 from .._docs import shared
 from .._jit import launching
 from .._reports import batch_index
-from ._base import (_ENTROPY_PER_ENTRY, _eigen, _factor, _failing, _Frozen, _full, _inverse, _Links,
+from ._base import (_ENTROPY_PER_ENTRY, _divergence, _eigen, _factor, _failing, _Frozen, _full, _inverse, _Links,
                     _nonfinite, _not_pd, _report, _sample_shape, _symmetric)
 from .functions import _deliver
 from .normal import MatrixNormal, _eig_factors
@@ -122,7 +122,7 @@ def _kl(first, second):
     row_gain = np.square(second.rowwhiten @ first.rowbasis)
     col_gain = np.square(second.colwhiten @ first.colbasis)
     trace = ((row_gain @ _scales(first) @ _swap(col_gain)) / _scales(second)).sum(axis=(-2, -1))
-    return 0.5 * (trace + _mahalanobis(second, first.mean) - n * p + _logdet(second) - _logdet(first))
+    return _divergence(0.5 * (trace + _mahalanobis(second, first.mean) - n * p + _logdet(second) - _logdet(first)))
 
 
 def _normal_form(normal):
