@@ -3,12 +3,14 @@
 The kernels only say which item failed first (a flat batch index). :func:`diagnose` looks
 at that one item again, on the host and in NumPy, and names the first argument that
 contains NaN or infinity, fails its positive-definiteness condition (a Cholesky
-factorisation by the kernels' own rule), or else reports an overflow of the result.
+factorisation by the kernels' own rule, in their own arithmetic), or else reports an overflow
+of the result.
 """
 
 import numpy as np
 from numpy.linalg import LinAlgError
 
+from . import _config
 from ._arguments import CHOL, COV, VAR, where
 
 __all__ = ["diagnose", "batch_index"]
@@ -28,24 +30,38 @@ def diagnose(args, items, index, work):
     """The exception for the failing item at batch ``index``: ``items`` holds its value of each
     of ``args`` (an ``(r, c)`` array, variances as ``(n, 1)``), ``work`` is the dtype the
     kernels computed it in. Non-finite input first, then a failed positive-definiteness
-    condition (a Cholesky factorisation in ``work``), else an overflow of the result."""
-    from .kernels import cholesky
-
+    condition (:func:`_factorises`), else an overflow of the result."""
     items = [np.asarray(item, dtype=np.float64) for item in items]
     at = where(index)
     for arg, item in zip(args, items):
         if not np.isfinite(_read_part(arg.kind, item)).all():
             return ValueError(f"{arg.name} contains NaN or infinity{at}")
-    cholesky = getattr(cholesky, "py_func", cholesky)  # a plain function under NUMBA_DISABLE_JIT=1
+    lapack = max(item.shape[0] for item in items) >= _config.LAPACK_MIN_SIDE
     for arg, item in zip(args, items):
-        size = item.shape[0]
-        if arg.kind == COV:
-            reciprocals = np.empty((size, 1), work)
-            cholesky(item[:, :, None].astype(work), reciprocals, 1, size)
-            if np.isnan(reciprocals).any():
-                return LinAlgError(f"{arg.name} is not positive definite (Cholesky failed){at}")
-        elif arg.kind == CHOL and not (np.diagonal(item) > 0).all():
+        if arg.kind == COV and not _factorises(item, work, lapack):
+            return LinAlgError(f"{arg.name} is not positive definite (Cholesky failed){at}")
+        if arg.kind == CHOL and not (np.diagonal(item) > 0).all():
             return LinAlgError(f"{arg.name} is not a Cholesky factor: its diagonal must be positive{at}")
-        elif arg.kind == VAR and not (item > 0).all():
+        if arg.kind == VAR and not (item > 0).all():
             return LinAlgError(f"{arg.name} must be positive{at}")
     return FloatingPointError(f"the result overflowed{at}")
+
+
+def _factorises(item, work, lapack):
+    """Whether the covariance ``item`` passes the kernels' pivot rule in the arithmetic of each
+    path that may have computed it: the lanes' compiled factorisation in ``work`` and, where
+    the item may be large enough for LAPACK (``lapack``), LAPACK's (:mod:`fastmvn._lapack`).
+
+    A pivot on the floor of the rule passes or fails by the last bits of its sums, so the
+    factorisation is run again as the kernels ran it, never in another arithmetic: plain
+    Python without the fused multiply-adds of compiled code passed about one singular matrix
+    in seven that the kernels rejected."""
+    from . import _lapack
+    from .kernels import cholesky
+
+    size = item.shape[0]
+    factor, reciprocals = np.array(item[:, :, None], dtype=work, order="C"), np.empty((size, 1), work)
+    cholesky(factor, reciprocals, 1, size)
+    if np.isnan(reciprocals).any():
+        return False
+    return not lapack or _lapack.cholesky(np.ascontiguousarray(item), np.empty((size, size)))
