@@ -43,7 +43,8 @@ LAPACK_ALL_SIDE = 96
 #: ... and for values with gradients, which gain more from LAPACK's BLAS-3 (lanes over LAPACK:
 #: one 12×12 0.87, one 16×16 1.39, 8 of 16×16 0.97, 8 of 24×24 0.74, 4 of 32×32 1.92, 16 of
 #: 32×32 1.27, 1,000 of 32×32 0.48, 8 of 48×48 1.89, 64 of 48×48 1.16, 1,000 of 64×64 1.14, 400
-#: of 96×96 1.82), these three
+#: of 96×96 1.82), these three (float32 items up to :data:`FLOAT32_ARITHMETIC_MAX_SIDE` stay in the
+#: lanes, in float32, whether gradients are asked for or not)
 LAPACK_GRADIENT_MIN_SIDE = 14
 LAPACK_GRADIENT_BATCH_SIDE = 8
 LAPACK_GRADIENT_ALL_SIDE = 64

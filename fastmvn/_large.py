@@ -49,11 +49,16 @@ def chosen(slots, count, gradients=False):
     """Whether ``count`` items of ``slots`` (``(…, r, c)`` arrays) take this path, for their
     values or, with ``gradients``, their values and gradients: large items, and few enough of
     them unless they are larger still (:data:`fastmvn._config.LAPACK_BATCH_SIDE` and the
-    thresholds after it)."""
+    thresholds after it); never float32 items that the lanes compute in float32 (up to
+    :data:`fastmvn._config.FLOAT32_ARITHMETIC_MAX_SIDE`), which this path would compute in
+    float64."""
+    side = _side(slots)
+    if side <= _config.FLOAT32_ARITHMETIC_MAX_SIDE and slots[0].dtype == np.float32:
+        return False  # computed in float32 in lanes, with or without gradients: the same values and errors
     thresholds = (
         (_config.LAPACK_GRADIENT_MIN_SIDE, _config.LAPACK_GRADIENT_BATCH_SIDE, _config.LAPACK_GRADIENT_ALL_SIDE)
         if gradients else (_config.LAPACK_MIN_SIDE, _config.LAPACK_BATCH_SIDE, _config.LAPACK_ALL_SIDE))
-    return sized(_side(slots), count, *thresholds)
+    return sized(side, count, *thresholds)
 
 
 def sized(side, count, least, batch_side, all_side):

@@ -22,7 +22,9 @@ def function(case):
 
 
 def lapack_for_all(monkeypatch):
-    """Every batch of items, however small, on the large-item path (values and gradients)."""
+    """Every batch of items, however small, on the large-item path (values and gradients), float32
+    data too (in float64, as that path computes it)."""
+    monkeypatch.setattr(_config, "FLOAT32_ARITHMETIC_MAX_SIDE", 0)
     monkeypatch.setattr(_config, "LAPACK_MIN_SIDE", 1)
     monkeypatch.setattr(_config, "LAPACK_BATCH_SIDE", 0)
     monkeypatch.setattr(_config, "LAPACK_GRADIENT_MIN_SIDE", 1)
@@ -91,6 +93,32 @@ def test_large_path_errors_name_argument_and_index(large):
     x[0][1, 0, 0] = np.inf
     with pytest.raises(ValueError, match=r"^x contains NaN or infinity at batch index 1$"):
         fm.logpdf(*x)
+
+
+@pytest.mark.parametrize("n", [14, 16])
+def test_float32_items_computed_in_float32_keep_to_it_with_gradients(n):
+    """float32 items up to ``FLOAT32_ARITHMETIC_MAX_SIDE`` are computed in float32 in lanes, and
+    asking for gradients does not move one to the plan for large items, which computes in
+    float64: ``kl_value_and_grad``'s value is ``kl``'s to the bit, for one item and in a batch,
+    and a covariance ``kl`` finds singular in float32 it finds singular too."""
+    args = [a.astype(np.float32) for a in random_inputs("kl", 1, n, n)]
+    value = fm.kl(*args)
+    for batch in (1, 8):
+        batched = [np.repeat(a, batch, axis=0) for a in args]
+        np.testing.assert_array_equal(fm.kl_value_and_grad(*batched)[0], np.repeat(value, batch))
+    rng = np.random.default_rng(0)
+    mean, colcov = np.zeros((1, n, 2), np.float32), np.eye(2, dtype=np.float32)
+    rejected = 0
+    for _ in range(10):
+        q = np.linalg.qr(rng.standard_normal((n, n)))[0]
+        rowcov = ((q * np.logspace(0, 8, n)) @ q.T).astype(np.float32)[None]  # condition number 1e8
+        if not np.isnan(fm.kl(mean, rowcov, colcov, errors="nan")).all():
+            continue
+        rejected += 1
+        with pytest.raises(LinAlgError, match=r"^rowcov1 is not positive definite \(Cholesky failed\)"):
+            fm.kl_value_and_grad(mean, rowcov, colcov)
+        assert np.isnan(fm.logpdf_value_and_grad(mean, None, rowcov, colcov, errors="nan")[0]).all()
+    assert rejected
 
 
 def test_large_path_singular_pivot_and_unread_triangle(large):

@@ -133,11 +133,13 @@ def test_a_plan_is_not_taken_by_arrays_of_the_other_byte_order():
 @pytest.mark.parametrize("case", CASES)
 def test_planned_calls_of_large_items_give_the_bits_of_the_general_path(case, dtype, monkeypatch):
     """A small call of large items keeps a plan too, which runs the plan for large items
-    (:mod:`fastmvn._large`) directly; here small items are made large by the thresholds."""
+    (:mod:`fastmvn._large`) directly; here small items are made large by the thresholds (and
+    float32 ones computed in float64, as the plan for large items computes them)."""
     from fastmvn import _batch
 
     monkeypatch.setattr(_config, "LAPACK_MIN_SIDE", 1)
     monkeypatch.setattr(_config, "LAPACK_BATCH_SIDE", 0)
+    monkeypatch.setattr(_config, "FLOAT32_ARITHMETIC_MAX_SIDE", 0)
     for batch in (1, 3):
         args = [np.ascontiguousarray(a) for a in _bench.random_inputs(case, batch, 5, 3, dtype)]
         if batch == 1:
@@ -190,6 +192,7 @@ def test_planned_gradients_give_the_bits_of_the_general_path(case, dtype, large,
     if large:
         monkeypatch.setattr(_config, "LAPACK_GRADIENT_MIN_SIDE", 1)
         monkeypatch.setattr(_config, "LAPACK_GRADIENT_BATCH_SIDE", 0)
+        monkeypatch.setattr(_config, "FLOAT32_ARITHMETIC_MAX_SIDE", 0)
     gradient = getattr(fm, f"{case}_value_and_grad")
     for batch in (1, 3):
         args = [np.ascontiguousarray(a) for a in _bench.random_inputs(case, batch, 5, 3, dtype)]
