@@ -31,6 +31,8 @@ class Arg:
 
     def __init__(self, name, kind, value, axes, default=False, on_device=False):
         self.name, self.kind, self.axes, self.default, self.on_device = name, kind, axes, default, on_device
+        if value is None:
+            raise TypeError(f"{name} is None; expected an array of real numbers")
         array = value if on_device else np.asarray(value)
         dtype = np.dtype(array.dtype)
         if dtype.kind == "c":

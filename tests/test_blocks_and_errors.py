@@ -291,3 +291,24 @@ def test_prior_per_component_runs_along_the_short_axis(rng):
     mean[0, 1, 0, 0] = np.inf                                       # flat 1
     with pytest.raises(ValueError, match=r"^mean1 contains NaN or infinity at batch index \(0, 1\)$"):
         fm.kl_value_and_grad(mean, eye4, eye2, None, broken, None)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: fm.kl(None, np.eye(2), np.eye(2)), "mean1"),
+    (lambda: fm.kl(np.zeros((2, 2)), None, np.eye(2)), "rowcov1"),
+    (lambda: fm.kl_chol(None, np.eye(2), np.eye(2)), "mean1"),
+    (lambda: fm.entropy(None, np.eye(2)), "rowcov"),
+    (lambda: fm.entropy(np.eye(2), None), "colcov"),
+    (lambda: fm.logpdf(None, np.zeros((2, 2)), np.eye(2), np.eye(2)), "x"),
+    (lambda: fm.logpdf(np.zeros((2, 2)), np.zeros((2, 2)), None, np.eye(2)), "rowcov"),
+])
+def test_a_required_argument_given_none_is_named_as_none(call, name):
+    with pytest.raises(TypeError, match=rf"^{name} is None; expected an array of real numbers$"):
+        call()
+
+
+def test_arguments_that_may_be_none_still_accept_it():
+    x, rowcov, colcov = np.array([[0.5, -1.0], [2.0, 0.0]]), np.eye(2) + 0.5, 2 * np.eye(2)
+    assert fm.kl(x, rowcov, colcov, None, None, None) == pytest.approx(fm.kl(x, rowcov, colcov, np.zeros((2, 2)),
+                                                                             np.eye(2), np.eye(2)))
+    assert fm.logpdf(x, None, rowcov, colcov) == pytest.approx(fm.logpdf(x, np.zeros((2, 2)), rowcov, colcov))
