@@ -458,6 +458,19 @@ def test_matrix_normal_bad_input(rng):
     assert np.isnan(d.logpdf(np.full((2, 3), np.nan), errors="nan")).all()
 
 
+@pytest.mark.parametrize("family", ["normal", "gaussian"])
+def test_points_of_the_wrong_shape_name_x(family):
+    d = fm.MatrixNormal(np.zeros((4, 2, 3)), np.eye(2), np.eye(3))
+    if family == "gaussian":
+        d = d.to_matrix_gaussian()
+    for method in (d.logpdf, d.pdf, d.mahalanobis):
+        with pytest.raises(ValueError, match=r"^x has shape \(4, 3, 2\); expected \(\.\.\., 2, 3\) "
+                                             r"\(n=2 from mean, p=3 from mean\)$"):
+            method(np.zeros((4, 3, 2)))
+        with pytest.raises(ValueError, match=r"^batch shapes do not broadcast: mean \(4,\), x \(5,\)$"):
+            method(np.zeros((5, 2, 3)))
+
+
 def test_empty_batches():
     d = fm.MatrixNormal(np.zeros((0, 2, 2)), np.eye(2), np.eye(2))
     assert d.rvs(3).shape == (3, 0, 2, 2) and d.entropy().shape == (0,) and d.logpdf(np.zeros((2, 2))).shape == (0,)

@@ -348,6 +348,13 @@ class _Frozen:
 
     # Densities
 
+    def _checked_points(self, x):
+        """The argument ``x``, checked against the distribution: its core shape against
+        :attr:`shape` and its batch axes against :attr:`batch_shape`, a mismatch naming ``x``."""
+        x_arg = Arg("x", MEAN, x, "np")
+        check([Arg("mean", MEAN, self.mean, "np"), x_arg])
+        return x_arg
+
     def _kernel_args(self, x):
         """``(x, mean, rowchol, colchol)`` for the compiled matrix-normal kernels at points ``x``,
         after checking ``x``, in the dtype of the result."""

@@ -357,9 +357,7 @@ class MatrixGaussian(_Frozen):
 
     def _points(self, x):
         """``vec x`` as ``(..., np, 1)`` after checking ``x`` against the shape."""
-        x_arg = Arg("x", MEAN, x, "np")
-        check([Arg("mean", MEAN, self.mean, "np"), x_arg])
-        return _vec(x_arg.array)
+        return _vec(self._checked_points(x).array)
 
     def _kernel_args(self, x):
         x = self._points(x)

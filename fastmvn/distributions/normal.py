@@ -366,7 +366,7 @@ class MatrixNormal(_Frozen):
     # Densities, entropy, divergence
 
     def _kernel_args(self, x):
-        x = Arg("x", MEAN, x, "np").array
+        x = self._checked_points(x).array
         mean, _, _, rowchol, colchol = self._parts_for(x)
         return x, mean, rowchol, colchol
 
