@@ -451,7 +451,7 @@ def test_matrix_normal_bad_input(rng):
         d.affine(C=np.ones((2, 2)))
     with pytest.raises(ValueError, match="B contains NaN or infinity"):
         d.affine(B=np.full((3, 3), np.nan))
-    with pytest.raises(ValueError, match=r"cannot compare matrix normals of shapes \(2, 3\) and \(3, 2\)"):
+    with pytest.raises(ValueError, match=r"cannot compare distributions of shapes \(2, 3\) and \(3, 2\)"):
         d.kl(fm.MatrixNormal(None, np.eye(3), np.eye(2)))
     with pytest.raises(TypeError, match="other must be a MatrixNormal"):
         d.kl(matrix_normal(None, np.eye(2), np.eye(3)))
@@ -469,6 +469,24 @@ def test_points_of_the_wrong_shape_name_x(family):
             method(np.zeros((4, 3, 2)))
         with pytest.raises(ValueError, match=r"^batch shapes do not broadcast: mean \(4,\), x \(5,\)$"):
             method(np.zeros((5, 2, 3)))
+
+
+@pytest.mark.parametrize("first", ["normal", "gaussian", "kron_sum"])
+@pytest.mark.parametrize("second", ["normal", "gaussian", "kron_sum"])
+def test_divergences_of_batches_that_do_not_broadcast_name_the_batch_shapes(first, second):
+    def distribution(family, batch):
+        mean = np.zeros((batch, 2, 3))
+        if family == "kron_sum":
+            return fm.KroneckerSumNormal(mean, np.eye(2), np.eye(3), 0.5)
+        d = fm.MatrixNormal(mean, np.eye(2), np.eye(3))
+        return d.to_matrix_gaussian() if family == "gaussian" else d
+
+    p, q = distribution(first, 4), distribution(second, 3)
+    message = r"^cannot compare distributions of batch shapes \(4,\) and \(3,\)$"
+    with pytest.raises(ValueError, match=message):
+        p.kl(q)
+    with pytest.raises(ValueError, match=message):
+        fm.kl_gaussian(p, q)
 
 
 def test_empty_batches():

@@ -183,6 +183,18 @@ def _eigen(vecs_arg, vals_arg, positive):
 # Parts of a distribution ----------------------------------------------------------------
 
 
+def _compared(first, second):
+    """The broadcast batch shape of two distributions a divergence compares, after checking
+    that they are of one shape and that their batch shapes broadcast."""
+    if first.shape != second.shape:
+        raise ValueError(f"cannot compare distributions of shapes {first.shape} and {second.shape}")
+    try:
+        return np.broadcast_shapes(first.batch_shape, second.batch_shape)
+    except ValueError:
+        raise ValueError(f"cannot compare distributions of batch shapes {first.batch_shape} and "
+                         f"{second.batch_shape}") from None
+
+
 def _sample_shape(size):
     """The sample axes of ``size`` (``None``, an int or a tuple of ints) as a tuple."""
     if size is None:

@@ -18,7 +18,7 @@ from .. import _modes
 from .._api import kl_chol, mahalanobis_chol
 from .._arguments import COV, MEAN, Arg, check, check_errors, result_dtype
 from .._batch import compute
-from ._base import _divergence, _full, _Links
+from ._base import _compared, _divergence, _full, _Links
 from .gaussian import _ONE, MatrixGaussian, _check_size, _logdet, _vec
 from .kron import KroneckerSumNormal, _kl_between
 from .normal import MatrixNormal
@@ -191,8 +191,7 @@ def kl_gaussian(p: MatrixGaussian | MatrixNormal, q: MatrixGaussian | MatrixNorm
         if not isinstance(value, (MatrixGaussian, MatrixNormal, KroneckerSumNormal)):
             raise TypeError(f"{name} must be a MatrixGaussian, a MatrixNormal or a KroneckerSumNormal, "
                             f"not {type(value).__name__}")
-    if p.shape != q.shape:
-        raise ValueError(f"cannot compare distributions of shapes {p.shape} and {q.shape}")
+    batch_shape = _compared(p, q)
     if isinstance(p, KroneckerSumNormal) or isinstance(q, KroneckerSumNormal):
         if not (isinstance(p, MatrixGaussian) or isinstance(q, MatrixGaussian)):
             return _kl_between(p, q)
@@ -205,7 +204,6 @@ def kl_gaussian(p: MatrixGaussian | MatrixNormal, q: MatrixGaussian | MatrixNorm
         _, _, chol1, vec_mean1 = p._parts_for(q._mean)
         _, _, chol2, vec_mean2 = q._parts_for(p._mean)
         return kl_chol(vec_mean1, chol1, _ONE, vec_mean2, chol2, _ONE)
-    batch_shape = np.broadcast_shapes(p.batch_shape, q.batch_shape)
     dtype = result_dtype(p._mean, q._mean)
     return _full(np.asarray(_kl_to_normal(p, q), dtype=dtype), batch_shape)
 

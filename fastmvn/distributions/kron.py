@@ -39,8 +39,8 @@ from .._arguments import COV, MEAN, VAR, Arg, argument, check, check_errors, che
 from .._docs import shared
 from .._jit import launching
 from .._reports import batch_index
-from ._base import (_ENTROPY_PER_ENTRY, _divergence, _eigen, _factor, _failing, _Frozen, _full, _inverse, _Links,
-                    _nonfinite, _not_pd, _report, _sample_shape, _symmetric)
+from ._base import (_ENTROPY_PER_ENTRY, _compared, _divergence, _eigen, _factor, _failing, _Frozen, _full, _inverse,
+                    _Links, _nonfinite, _not_pd, _report, _sample_shape, _symmetric)
 from .functions import _deliver
 from .normal import MatrixNormal, _eig_factors
 
@@ -765,10 +765,8 @@ class KroneckerSumNormal(_Frozen):
 def _kl_between(first, second):
     """``KL(first ‖ second)`` for two distributions of :class:`KroneckerSumNormal` or
     :class:`~fastmvn.MatrixNormal` (at least one of the first), in the dtype of the two."""
-    if first.shape != second.shape:
-        raise ValueError(f"cannot compare distributions of shapes {first.shape} and {second.shape}")
+    batch_shape = _compared(first, second)
     forms = [d._form if isinstance(d, KroneckerSumNormal) else _normal_form(d) for d in (first, second)]
-    batch_shape = np.broadcast_shapes(first.batch_shape, second.batch_shape)
     return _full(np.asarray(_kl(*forms), dtype=result_dtype(first._mean, second._mean)), batch_shape)
 
 

@@ -18,8 +18,8 @@ from numpy.linalg import LinAlgError
 
 from .._arguments import CHOL, COV, MEAN, VAR, Arg, check, lower_factors, result_dtype
 from .._docs import shared
-from ._base import (_eigen, _factor, _failing, _Frozen, _full, _in_range, _indices, _inverse, _Links, _nonfinite,
-                    _not_pd, _report, _symmetric)
+from ._base import (_compared, _eigen, _factor, _failing, _Frozen, _full, _in_range, _indices, _inverse, _Links,
+                    _nonfinite, _not_pd, _report, _symmetric)
 from .functions import _checked, _sample, entropy_chol
 
 if TYPE_CHECKING:
@@ -429,8 +429,7 @@ class MatrixNormal(_Frozen):
                 return _Links.kl(self, other)
             raise TypeError(f"other must be a MatrixNormal, a MatrixGaussian or a KroneckerSumNormal, "
                             f"not {type(other).__name__}")
-        if other.shape != self.shape:
-            raise ValueError(f"cannot compare matrix normals of shapes {self.shape} and {other.shape}")
+        _compared(self, other)
         mean1, _, _, rowchol1, colchol1 = self._parts_for(other._mean)
         mean2, _, _, rowchol2, colchol2 = other._parts_for(self._mean)
         return kl_chol(mean1, rowchol1, colchol1, mean2, rowchol2, colchol2)
