@@ -471,6 +471,18 @@ def test_points_of_the_wrong_shape_name_x(family):
             method(np.zeros((5, 2, 3)))
 
 
+def test_condition_names_where_each_size_of_values_comes_from():
+    d = fm.MatrixNormal(np.zeros((2, 3)), np.stack([np.eye(2)] * 4), np.eye(3))
+    with pytest.raises(ValueError, match=r"^values has shape \(3, 1\); expected \(\.\.\., 2, 1\) "
+                                         r"\(n=2 from mean, p=3 from mean, k=1 from cols\)$"):
+        d.condition(cols=[0], values=np.zeros((3, 1)))
+    with pytest.raises(ValueError, match=r"^values has shape \(2, 3\); expected \(\.\.\., 1, 3\) "
+                                         r"\(n=2 from mean, p=3 from mean, k=1 from rows\)$"):
+        d.condition(rows=[1], values=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"^batch shapes do not broadcast: mean \(4,\), cols \(\), values \(5,\)$"):
+        d.condition(cols=[0], values=np.zeros((5, 2, 1)))
+
+
 @pytest.mark.parametrize("first", ["normal", "gaussian", "kron_sum"])
 @pytest.mark.parametrize("second", ["normal", "gaussian", "kron_sum"])
 def test_divergences_of_batches_that_do_not_broadcast_name_the_batch_shapes(first, second):

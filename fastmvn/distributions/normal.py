@@ -521,8 +521,8 @@ class MatrixNormal(_Frozen):
         if free.size == 0:
             raise ValueError(f"{name} observes every {'row' if by_rows else 'column'}: nothing is left to condition")
         observed_mean = mean[..., observed]
-        mean_arg = Arg("mean", MEAN, np.swapaxes(observed_mean, -1, -2) if by_rows else observed_mean, value_axes)
-        _, batch_shape = check([mean_arg, values_arg])
+        # n and p come from the distribution, k from the selection
+        _, batch_shape = check([Arg("mean", MEAN, self.mean, "np"), Arg(name, MEAN, observed, "k"), values_arg])
         _report([(_nonfinite(values_arg), ValueError, "values contains NaN or infinity")], batch_shape)
         values = np.asarray(values_arg.array, dtype=np.float64)
         if by_rows:
