@@ -448,6 +448,25 @@ def test_errors_name_the_argument_and_batch_index(rng):
         fm.MatrixNormal(None, np.eye(n), np.eye(p)).kl(object())
 
 
+def test_a_failing_scalar_is_named_without_a_batch_index(rng):
+    n, p = 3, 2
+    mean, u, v = np.zeros((4, n, p)), spd(rng, (4,), n), spd(rng, (), p)
+    with pytest.raises(ValueError, match="^damping must be positive$"):
+        fm.KroneckerSumNormal.from_precision(mean, u, v, 0.0)
+    with pytest.raises(ValueError, match="^damping must be positive$"):
+        fm.logpdf_kron_prec_value_and_grad(mean, None, u, v, np.float32(0.0))
+    with pytest.raises(ValueError, match="^damping is NaN or infinity$"):
+        fm.KroneckerSumNormal.from_eig(mean, np.eye(n), np.ones(n), np.eye(p), np.ones(p), damping=np.nan)
+    with pytest.raises(ValueError, match="^damping must be positive at batch index 2$"):  # a batched scalar
+        fm.KroneckerSumNormal.from_precision(mean, u, v, np.array([1.0, 1.0, 0.0, 1.0]))
+    with pytest.raises(LinAlgError, match=r"^noise_rowcov is not positive definite \(Cholesky failed\)$"):
+        fm.KroneckerSumNormal(mean, u, v, -1.0)
+    with pytest.raises(ValueError, match="^noise_colcov contains NaN or infinity$"):
+        fm.KroneckerSumNormal(mean, u, v, 1.0, np.inf)
+    with pytest.raises(ValueError, match="^rowcov contains NaN or infinity at batch index 0$"):  # NaN first
+        fm.KroneckerSumNormal(mean, np.where(np.arange(4)[:, None, None] == 0, np.nan, u), v, -1.0)
+
+
 def test_errors_nan_in_the_function_forms(rng):
     n, p = 3, 2
     u, v, a = spd(rng, (4,), n), spd(rng, (), p), spd(rng, (4,), n)

@@ -147,14 +147,16 @@ def _report(failures, batch_shape):
 
     ``failures`` holds ``(mask over an argument's own batch shape, exception type, message)``
     in the order they are tried for one item: every non-finite check before any
-    positive-definiteness check, as in the core functions.
+    positive-definiteness check, as in the core functions. The message names the batch index
+    of the item, unless the failing argument has no batch axes (its mask none): a scalar
+    damping of 0 fails as itself, not at an item.
     """
     failing = _failing([mask for mask, _, _ in failures], batch_shape)
     if failing.any():
         index = _first(failing)
         for mask, error, message in failures:
             if np.broadcast_to(mask, batch_shape)[index]:
-                raise error(f"{message}{where(index)}")
+                raise error(f"{message}{where(index if np.ndim(mask) else ())}")
 
 
 def _not_pd(name):
