@@ -123,7 +123,7 @@ ENTRIES = KEYWORDS | {
                   "Column covariances ``V`` of the signal (positive semi-definite)."),
                  ("noise_rowcov : (..., n, n) array_like or float",
                   "Row covariances ``A`` of the noise (positive definite), or a scalar ``σ²`` for ``σ²·I`` "
-                  "(one for every item; a variance per item is ``σ²[..., None, None] * np.eye(n)``)."),
+                  "(one for every item; a variance per item is ``σ²[..., None, None]`` times the identity)."),
                  ("noise_colcov : (..., p, p) array_like or float, optional",
                   "Column covariances ``B`` of the noise; ``None`` means the identity.")],
     "eig_pair": [("mean1, mean2 : (..., n, p) array_like or None", "Means; ``None`` means zero."),
@@ -150,7 +150,7 @@ ENTRIES = KEYWORDS | {
                        "Column covariances of the signals (positive semi-definite)."),
                       ("noise_rowcov1, noise_rowcov2 : (..., n, n) array_like or float",
                        "Row covariances of the noise (positive definite), or scalars ``σ²`` for ``σ²·I`` (one "
-                       "for every item; a variance per item is ``σ²[..., None, None] * np.eye(n)``)."),
+                       "for every item; a variance per item is ``σ²[..., None, None]`` times the identity)."),
                       ("noise_colcov1, noise_colcov2 : (..., p, p) array_like, float or None",
                        "Column covariances of the noise; ``None`` means the identity.")],
 }
