@@ -60,6 +60,7 @@ copies and the wait; the way to keep the data on the GPU is an XLA FFI custom ca
 import functools
 import inspect
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -327,6 +328,14 @@ def _define(function):
     doc = _docs.backend(function.name, where, "Array", keywords, returns, raises, _example(function))
     defaults = {"errors": "raise"} | ({"lower": True} if function.lower else {})
     return _table.define(function, _apply, defaults, doc, __name__)
+
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    def __getattr__(name: str) -> Any:
+        """The functions that ``_table.publish`` generates below, unseen by a type checker: each is Any to it."""
+        raise AttributeError(name)
 
 
 __all__ = []

@@ -39,6 +39,20 @@ __all__ = ["fit", "MatrixNormalFit", "nearest_kronecker", "project"]
 class MatrixNormalFit(MatrixNormal):
     """A :class:`MatrixNormal` fitted by :func:`fit` (which makes it), with how the fit went.
 
+    Indexing (``fit[i]``) and the methods that return distributions give plain
+    :class:`MatrixNormal` objects.
+
+    Parameters
+    ----------
+    distribution : MatrixNormal
+        The fitted distribution.
+    n_iter : (...) int ndarray or int
+        Flip-flop iterations run for each fit.
+    loglik : (...) float64 ndarray or float
+        The maximised log-likelihood of each fit.
+    converged : (...) bool ndarray or bool
+        Whether each fit converged.
+
     Attributes
     ----------
     n_iter : (...) int ndarray or int
@@ -48,8 +62,13 @@ class MatrixNormalFit(MatrixNormal):
     converged : (...) bool ndarray or bool
         Whether each fit met ``tol`` within ``max_iter`` iterations.
 
-    Indexing (``fit[i]``) and the methods that return distributions give plain
-    :class:`MatrixNormal` objects.
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> samples = fm.MatrixNormal(np.zeros((3, 2)), np.eye(3), np.eye(2)).rvs(size=500, random_state=0)
+    >>> result = fm.fit(samples)
+    >>> type(result).__name__, bool(result.converged), result.shape
+    ('MatrixNormalFit', True, (3, 2))
     """
 
     n_iter: Counts

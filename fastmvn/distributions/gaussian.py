@@ -32,6 +32,7 @@ from .normal import MatrixNormal
 
 if TYPE_CHECKING:
     from .._typing import ArrayLike, FloatArray, NDArray, Result, Seed, Size
+    from .kron import KroneckerSumNormal
 
 __all__ = ["MatrixGaussian", "expect_quadratic"]
 
@@ -413,12 +414,13 @@ class MatrixGaussian(_Frozen):
         draws = vec_mean + chol @ z
         return _unvec(draws[..., 0], n, p).astype(self._dtype)
 
-    def kl(self, other: MatrixGaussian | MatrixNormal) -> Result:
-        """``KL(self ‖ other)`` for a :class:`MatrixGaussian` or :class:`~fastmvn.MatrixNormal`: :func:`kl_gaussian`.
+    def kl(self, other: MatrixGaussian | MatrixNormal | KroneckerSumNormal) -> Result:
+        """``KL(self ‖ other)`` for a :class:`MatrixGaussian`, :class:`~fastmvn.MatrixNormal` or
+        :class:`~fastmvn.KroneckerSumNormal`: :func:`kl_gaussian`.
 
         Parameters
         ----------
-        other : MatrixGaussian or MatrixNormal
+        other : MatrixGaussian, MatrixNormal or KroneckerSumNormal
             Of the same :attr:`shape`; the batch shapes broadcast.
 
         Returns

@@ -144,7 +144,8 @@ def _kl_to_normal(g, q):
     return _divergence(0.5 * (trace + quad - n * p + n * _logdet(colchol) + p * _logdet(rowchol) - _logdet(g_chol)))
 
 
-def kl_gaussian(p: MatrixGaussian | MatrixNormal, q: MatrixGaussian | MatrixNormal) -> Result:
+def kl_gaussian(p: MatrixGaussian | MatrixNormal | KroneckerSumNormal,
+                q: MatrixGaussian | MatrixNormal | KroneckerSumNormal) -> Result:
     """``KL(p ‖ q)`` between matrix Gaussians and matrix normals, in any combination, batched.
 
     * two :class:`MatrixGaussian`: the multivariate-normal KL on ``vec`` by the compiled

@@ -46,6 +46,7 @@ from .normal import MatrixNormal, _eig_factors
 
 if TYPE_CHECKING:
     from .._typing import ArrayLike, Errors, FloatArray, Result, Seed, Size
+    from .gaussian import MatrixGaussian
 
 __all__ = ["KroneckerSumNormal", "logpdf_kron_sum", "kl_kron_sum", "kl_eig"]
 
@@ -653,7 +654,7 @@ class KroneckerSumNormal(_Frozen):
         value = 0.5 * (n * p * _ENTROPY_PER_ENTRY + _logdet(self._form))
         return _full(np.asarray(value, dtype=self._dtype), self._batch_shape)
 
-    def kl(self, other: KroneckerSumNormal | MatrixNormal) -> Result:
+    def kl(self, other: KroneckerSumNormal | MatrixNormal | MatrixGaussian) -> Result:
         """``KL(self ‖ other)`` on the two eigenbasis forms, ``O(n³ + p³ + n²p + np²)``.
 
         ``½[tr(Σ₂⁻¹Σ₁) + Mahalanobis₂(M₁) − np + log|Σ₂| − log|Σ₁|]`` with

@@ -25,6 +25,7 @@ from .functions import _checked, _sample, entropy_chol
 if TYPE_CHECKING:
     from .._typing import ArrayLike, FloatArray, Result, Seed, Size
     from .gaussian import MatrixGaussian
+    from .kron import KroneckerSumNormal
 
 __all__ = ["MatrixNormal"]
 
@@ -401,7 +402,7 @@ class MatrixNormal(_Frozen):
         """
         return _Links.to_gaussian(self)
 
-    def kl(self, other: MatrixNormal | MatrixGaussian) -> Result:
+    def kl(self, other: MatrixNormal | MatrixGaussian | KroneckerSumNormal) -> Result:
         """``KL(self ‖ other)``, by :func:`fastmvn.kl_chol` on the stored factors.
 
         Parameters
