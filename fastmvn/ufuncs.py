@@ -111,7 +111,8 @@ def _doc(entry):
     factors = " Factors are lower triangular; their upper triangle is not read." if entry.lower else ""
     where = ("a generalized NumPy ufunc.",
              f"The same as :func:`fastmvn.{entry.name}` as a ufunc of the core signature ``{_layout(entry)}``: "
-             "every argument is required, and a failing item gives NaN (see :mod:`fastmvn.ufuncs`)." + factors)
+             "every argument is required and positional (a ufunc's inputs have no names), and a failing item "
+             "gives NaN (see :mod:`fastmvn.ufuncs`)." + factors)
     keywords = [("out : ndarray, optional", "Array of the broadcast batch shape to write into, as for any ufunc."),
                 ("**kwargs", "The other keywords of a generalized ufunc: ``axes``, ``casting``, ``dtype`` …")]
     returns = (f"{entry.name} : (...) ndarray",
