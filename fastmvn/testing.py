@@ -162,6 +162,11 @@ def conditioned_spd(rng: np.random.Generator, shape: Shape, size: int, condition
     spd : ``(*shape, size, size)`` ndarray
         float64 matrices, smallest eigenvalue 1 and largest ``condition`` (to rounding).
 
+    Raises
+    ------
+    ValueError
+        ``size`` below 2 or ``condition`` below 1.
+
     Examples
     --------
     >>> import numpy as np
@@ -172,6 +177,10 @@ def conditioned_spd(rng: np.random.Generator, shape: Shape, size: int, condition
     >>> bool(np.allclose(np.linalg.cond(a), 1e3))
     True
     """
+    if size < 2:
+        raise ValueError(f"size must be at least 2 (a 1×1 matrix has condition number 1); got {size}")
+    if not condition >= 1:
+        raise ValueError(f"condition must be at least 1; got {condition}")
     shape = tuple(shape)
     q, _ = np.linalg.qr(rng.standard_normal(shape + (size, size)))
     eigenvalues = np.exp(rng.uniform(0.0, np.log(condition), shape + (size,)))

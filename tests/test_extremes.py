@@ -185,6 +185,13 @@ def test_rank_one_covariance_is_rejected_everywhere():
     assert reference.singular_pivots(np.linalg.cholesky(RANK_ONE), RANK_ONE)
 
 
+def test_conditioned_spd_refuses_what_it_cannot_make(rng):
+    with pytest.raises(ValueError, match="^size must be at least 2"):
+        conditioned_spd(rng, (), 1, 1e3)
+    with pytest.raises(ValueError, match="^condition must be at least 1; got 0.5$"):
+        conditioned_spd(rng, (), 3, 0.5)
+
+
 @pytest.mark.parametrize("size", [2, 4, 7])
 def test_condition_number_1e10_is_accepted_and_accurate(rng, size):
     a = conditioned_spd(rng, (), size, 1e10) / 1e10  # eigenvalues from 1e-10 to 1
