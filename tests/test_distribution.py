@@ -170,6 +170,8 @@ def test_fit_recovers_parameters_from_large_samples(rng):
     d = fm.fit(samples)
     assert isinstance(d, fm.MatrixNormal) and d.shape == (3, 2) and d.batch_shape == ()
     assert bool(d.converged) and 2 <= d.n_iter < 100
+    # one fit's attributes are Python scalars, as documented and as project's count is
+    assert type(d.n_iter) is int and type(d.loglik) is float and type(d.converged) is bool
     assert np.trace(d.rowcov) == pytest.approx(3.0, rel=1e-12)
     np.testing.assert_allclose(d.mean, samples.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(d.mean, mean, atol=0.05)

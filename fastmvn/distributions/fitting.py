@@ -303,7 +303,7 @@ def fit(samples: ArrayLike, *, tol: float = 1e-8, max_iter: int = 100) -> Matrix
 
     def shaped(values):
         values = values.reshape(batch_shape)
-        return values if values.ndim else values[()]
+        return values if values.ndim else values.item()  # one fit: a Python int, float or bool
 
     return MatrixNormalFit(distribution, shaped(n_iter), shaped(loglik), shaped(converged))
 
