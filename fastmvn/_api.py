@@ -43,17 +43,9 @@ def kl(mean1: ArrayLike, rowcov1: ArrayLike, colcov1: ArrayLike, mean2: ArrayLik
 
     Raises
     ------
-    numpy.linalg.LinAlgError
-        A covariance is not positive definite, or numerically singular (a Cholesky pivot at
-        or below ``n·ε`` times its diagonal entry); names the argument and batch index.
-    ValueError
-        NaN or infinity in an input (names the argument and batch index); shapes that do
-        not fit together or batch shapes that do not broadcast (names the shapes).
-    TypeError
-        Complex or non-numeric input.
-    FloatingPointError
-        A result beyond the float range (finite inputs of any scale whose result is finite
-        give that result); names the batch index.
+    %(raises_cov)s
+    %(raises_input)s
+    %(raises_overflow)s
 
     See Also
     --------
@@ -96,10 +88,9 @@ def kl_chol(mean1: ArrayLike, rowchol1: ArrayLike, colchol1: ArrayLike, mean2: A
 
     Raises
     ------
-    numpy.linalg.LinAlgError
-        A factor has a diagonal entry that is not positive; names the argument and batch index.
-    ValueError, TypeError, FloatingPointError
-        As in :func:`kl`.
+    %(raises_chol)s
+    %(raises_input)s
+    %(raises_overflow)s
 
     Examples
     --------
@@ -133,10 +124,9 @@ def kl_diag(mean1: ArrayLike, rowvar1: ArrayLike, colvar1: ArrayLike, mean2: Arr
 
     Raises
     ------
-    numpy.linalg.LinAlgError
-        A variance is not positive; names the argument and batch index.
-    ValueError, TypeError, FloatingPointError
-        As in :func:`kl`.
+    %(raises_var)s
+    %(raises_input)s
+    %(raises_overflow)s
 
     Examples
     --------
@@ -159,6 +149,11 @@ def logdet(a: ArrayLike, *, out: FloatArray | None = None, errors: Errors = "rai
     -------
     logdet : (...) ndarray or scalar
         ``log|a|``.
+
+    Raises
+    ------
+    %(raises_spd)s
+    %(raises_input)s
 
     Examples
     --------
@@ -183,6 +178,12 @@ def trace_solve(a: ArrayLike, b: ArrayLike, *, out: FloatArray | None = None, er
     trace : (...) ndarray or scalar
         ``tr(a⁻¹ b)``.
 
+    Raises
+    ------
+    %(raises_spd)s
+    %(raises_input)s
+    %(raises_overflow)s
+
     Examples
     --------
     >>> import numpy as np, fastmvn as fm
@@ -206,6 +207,12 @@ def mahalanobis(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov:
     -------
     distance : (...) ndarray or scalar
         The squared distances.
+
+    Raises
+    ------
+    %(raises_cov)s
+    %(raises_input)s
+    %(raises_overflow)s
 
     Examples
     --------
@@ -232,6 +239,12 @@ def mahalanobis_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, c
     -------
     distance : (...) ndarray or scalar
         The squared distances.
+
+    Raises
+    ------
+    %(raises_chol)s
+    %(raises_input)s
+    %(raises_overflow)s
 
     Examples
     --------
@@ -265,8 +278,9 @@ def logpdf(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: Arra
 
     Raises
     ------
-    numpy.linalg.LinAlgError, ValueError, TypeError, FloatingPointError
-        As in :func:`kl`.
+    %(raises_cov)s
+    %(raises_input)s
+    %(raises_overflow)s
 
     Examples
     --------
@@ -294,6 +308,12 @@ def logpdf_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colcho
     -------
     logpdf : (...) ndarray or scalar
         The log-densities over the broadcast batch shape.
+
+    Raises
+    ------
+    %(raises_chol)s
+    %(raises_input)s
+    %(raises_overflow)s
 
     Examples
     --------

@@ -2,9 +2,11 @@
 
 A CPU function's docstring holds the line ``%(parameters)s`` where its Parameters section
 goes; :func:`filled` writes there each argument's line of the table
-(:data:`fastmvn._table.FUNCTIONS`) and the keywords' shared lines (:data:`KEYWORDS`). A
-backend's docstring is derived from the CPU one (:func:`backend`): the same summary and
-parameters, with the backend's array types, keywords and results.
+(:data:`fastmvn._table.FUNCTIONS`) and the keywords' shared lines (:data:`KEYWORDS`), and
+in a line of its own each shared entry the docstring names (:data:`ENTRIES`: the Raises
+section's ``%(raises_cov)s``, ``%(raises_input)s`` …). A backend's docstring is derived
+from the CPU one (:func:`backend`): the same summary and parameters, with the backend's
+array types, keywords and results.
 """
 
 from collections.abc import Callable
@@ -101,9 +103,42 @@ def parameters(name, array="array_like", keywords=None, indent=4, extra=(), requ
     return "\n".join(lines)
 
 
-#: Parameter entries shared by functions and methods outside the table, by the name a
-#: docstring gives them in a line of its own (``%(rng)s``): :func:`shared` writes them there.
-ENTRIES = KEYWORDS | {
+_SINGULAR = "or numerically singular (a Cholesky pivot at or below ``n·ε`` times its diagonal entry)"
+
+#: The Raises entries of the batched functions on the CPU, by the failure they describe: a
+#: docstring's Raises section names those its function raises, each in a line of its own
+#: (``%(raises_chol)s``), as it names shared parameters. A list holds several entries.
+RAISES = {
+    "raises_cov": ("numpy.linalg.LinAlgError",
+                   f"A covariance is not positive definite, {_SINGULAR}; names the argument and batch index."),
+    "raises_spd": ("numpy.linalg.LinAlgError",
+                   f"``a`` is not positive definite, {_SINGULAR}; names the batch index."),
+    "raises_chol": ("numpy.linalg.LinAlgError",
+                    "A factor has a diagonal entry that is not positive; names the argument and batch index."),
+    "raises_var": ("numpy.linalg.LinAlgError", "A variance is not positive; names the argument and batch index."),
+    "raises_kron_sum": ("numpy.linalg.LinAlgError",
+                        "A noise covariance (or ``σ²``) is not positive definite or a signal covariance not "
+                        "positive semi-definite; names the argument and batch index."),
+    "raises_input": [("ValueError",
+                      "NaN or infinity in an input (names the argument and batch index); shapes that do not fit "
+                      "together or batch shapes that do not broadcast (names the shapes); ``out`` of another "
+                      "shape, or read-only."),
+                     ("TypeError", "Complex or non-numeric input; ``out`` of another dtype than the result's.")],
+    "raises_overflow": ("FloatingPointError",
+                        "A result beyond the float range (finite inputs of any scale whose result is finite give "
+                        "that result); names the batch index."),
+    "raises_density": ("FloatingPointError",
+                       "The density, or the log-density it is the exponential of, is beyond the float range; "
+                       "names the batch index."),
+    "raises_grad_out": ("ValueError",
+                        "``out`` not of the structure the function returns, or two of its arrays sharing memory "
+                        "(names both); ``wrt`` naming something other than an argument."),
+}
+
+#: Entries shared by functions and methods, by the name a docstring gives them in a line of
+#: its own (``%(rng)s``): :func:`shared` writes them there, and :func:`filled` beside the
+#: table's parameters. Parameters, then :data:`RAISES`.
+ENTRIES = KEYWORDS | RAISES | {
     "rng": ("rng : numpy.random.Generator", "The source of randomness."),
     "shape": ("shape : tuple of int", "The batch shape."),
     "n, p": ("n, p : int", "Rows and columns of each matrix."),
@@ -176,23 +211,26 @@ def shared(function: _Function, entries: dict[str, Any] | None = None, array: st
     a text, or a list of them, by name), and its arrays are written as its ``array``
     (``functools.partial(shared, array="Tensor")``) where the entries say ``array_like``."""
     table = ENTRIES | (entries or {})
+    return _fill(function, lambda key, indent: _entries(table[key], indent, array))
 
-    def entry(key, indent):
-        pairs = table[key] if isinstance(table[key], list) else [table[key]]
-        return "\n".join(line for head, text in pairs
-                         for line in _entry(head.replace("array_like", array), text, indent))
 
-    return _fill(function, entry)
+def _entries(entry, indent, array="array_like"):
+    """The lines of ``entry`` (a pair of a head and a text, or a list of them), indented by
+    ``indent`` spaces, with ``array_like`` in the heads written as ``array``."""
+    pairs = entry if isinstance(entry, list) else [entry]
+    return "\n".join(line for head, text in pairs for line in _entry(head.replace("array_like", array), text, indent))
 
 
 def filled(name: str, **options: Any) -> Callable[[_Function], _Function]:
     """A decorator that writes the Parameters section of the table's function ``name``
-    (:func:`parameters` with ``options``) where the docstring holds ``%(parameters)s``."""
+    (:func:`parameters` with ``options``) where the docstring holds ``%(parameters)s``, and
+    each of :data:`ENTRIES` that it names in a line of its own (its Raises entries)."""
 
     def fill(function):
         if function.__doc__.count(MARKER) != 1:
             raise ValueError(f"the docstring of {function.__name__} must hold {MARKER} once")
-        return _fill(function, lambda key, indent: parameters(name, indent=indent, **options))
+        return _fill(function, lambda key, indent: (parameters(name, indent=indent, **options) if key == "parameters"
+                                                     else _entries(ENTRIES[key], indent)))
 
     return fill
 

@@ -200,8 +200,7 @@ def kl_value_and_grad(mean1: ArrayLike, rowcov1: ArrayLike, colcov1: ArrayLike, 
     ------
     numpy.linalg.LinAlgError, ValueError, TypeError, FloatingPointError
         As in :func:`kl`, naming the argument and the batch index.
-    ValueError
-        Two arrays of ``out`` share memory (names both).
+    %(raises_grad_out)s
 
     Notes
     -----
@@ -271,6 +270,7 @@ def kl_chol_value_and_grad(mean1: ArrayLike, rowchol1: ArrayLike, colchol1: Arra
     ------
     numpy.linalg.LinAlgError, ValueError, TypeError, FloatingPointError
         As in :func:`kl_chol`, naming the argument and the batch index.
+    %(raises_grad_out)s
 
     Notes
     -----
@@ -321,6 +321,7 @@ def kl_diag_value_and_grad(mean1: ArrayLike, rowvar1: ArrayLike, colvar1: ArrayL
     ------
     numpy.linalg.LinAlgError, ValueError, TypeError, FloatingPointError
         As in :func:`kl_diag`, naming the argument and the batch index.
+    %(raises_grad_out)s
 
     Examples
     --------
@@ -373,8 +374,7 @@ def logpdf_value_and_grad(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLik
     ------
     numpy.linalg.LinAlgError, ValueError, TypeError, FloatingPointError
         As in :func:`logpdf`, naming the argument and the batch index.
-    ValueError
-        Two arrays of ``out`` share memory (names both).
+    %(raises_grad_out)s
 
     Notes
     -----
@@ -434,6 +434,7 @@ def logpdf_chol_value_and_grad(x: ArrayLike, mean: ArrayLike | None, rowchol: Ar
     ------
     numpy.linalg.LinAlgError, ValueError, TypeError, FloatingPointError
         As in :func:`logpdf_chol`, naming the argument and the batch index.
+    %(raises_grad_out)s
 
     Examples
     --------

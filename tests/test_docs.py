@@ -1,7 +1,9 @@
 """The documentation (``docs/``): its API reference names every public name of fastmvn, and the
-Python examples of its pages run."""
+Python examples of its pages run; the docstrings' sections say what each function raises and
+follow its signature."""
 
 import importlib.util
+import inspect
 import json
 import os
 import pathlib
@@ -10,6 +12,9 @@ import subprocess
 import sys
 
 import pytest
+
+import fastmvn
+from fastmvn._table import FUNCTIONS
 
 ROOT = pathlib.Path(__file__).parent.parent
 DOCS = ROOT / "docs"
@@ -85,3 +90,26 @@ def test_sources_and_pages_hold_no_control_characters():
            for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1)
            if re.search("[\t\b\f\r]", line)]
     assert not bad, bad
+
+
+def _section(function, name):
+    """The entries of the numpydoc section ``name`` of ``function``'s docstring (read by
+    numpydoc, of the ``docs`` extra)."""
+    return pytest.importorskip("numpydoc.docscrape").FunctionDoc(function)[name]
+
+
+def _raises(function):
+    return {error.strip() for entry in _section(function, "Raises") for error in entry.type.split(",")}
+
+
+@pytest.mark.parametrize("name", sorted({*FUNCTIONS, *(f.gradient_name for f in FUNCTIONS.values() if f.gradient),
+                                         "kl_kron_sum", "logpdf_kron_sum"}))
+def test_batched_functions_say_what_they_raise(name):
+    """Each batched function of fastmvn documents the errors of a bad argument: a covariance
+    that is not positive definite or a factor whose diagonal is not positive, NaN or a shape
+    that does not fit, complex input; a reference to another function's Raises section finds one."""
+    function = getattr(fastmvn, name)
+    assert {"numpy.linalg.LinAlgError", "ValueError", "TypeError"} <= _raises(function)
+    for entry in _section(function, "Raises"):
+        for other in re.findall(r"As in :func:`(?:fastmvn\.)?(\w+)`", " ".join(entry.desc)):
+            assert _section(getattr(fastmvn, other), "Raises"), (name, other)

@@ -64,10 +64,9 @@ def pdf(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLi
 
     Raises
     ------
-    numpy.linalg.LinAlgError, ValueError, TypeError
-        As in :func:`fastmvn.kl`.
-    FloatingPointError
-        The density overflows (with ``errors="raise"``).
+    %(raises_cov)s
+    %(raises_input)s
+    %(raises_density)s
 
     Examples
     --------
@@ -95,6 +94,12 @@ def pdf_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colchol: 
     -------
     pdf : (...) ndarray or scalar
         The densities over the broadcast batch shape.
+
+    Raises
+    ------
+    %(raises_chol)s
+    %(raises_input)s
+    %(raises_density)s
 
     Examples
     --------
@@ -155,8 +160,8 @@ def entropy(rowcov: ArrayLike, colcov: ArrayLike, *, out: FloatArray | None = No
 
     Raises
     ------
-    numpy.linalg.LinAlgError, ValueError, TypeError
-        As in :func:`fastmvn.kl`, naming ``rowcov`` or ``colcov`` and the batch index.
+    %(raises_cov)s
+    %(raises_input)s
 
     Examples
     --------
@@ -187,6 +192,11 @@ def entropy_chol(rowchol: ArrayLike, colchol: ArrayLike, *, out: FloatArray | No
     -------
     entropy : (...) ndarray or scalar
         The entropies over the broadcast batch shape of ``rowchol`` and ``colchol``.
+
+    Raises
+    ------
+    %(raises_chol)s
+    %(raises_input)s
 
     Examples
     --------

@@ -802,11 +802,8 @@ def logpdf_kron_sum(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, col
 
     Raises
     ------
-    numpy.linalg.LinAlgError
-        A noise covariance is not positive definite or a signal covariance not positive
-        semi-definite.
-    ValueError
-        NaN or infinity; shapes that do not fit.
+    %(raises_kron_sum)s
+    %(raises_input)s
 
     See Also
     --------
@@ -869,6 +866,11 @@ def kl_kron_sum(mean1: ArrayLike | None, rowcov1: ArrayLike, colcov1: ArrayLike,
     -------
     kl : (...) ndarray or scalar
         Over the broadcast batch shape; float32 when every input is float32.
+
+    Raises
+    ------
+    %(raises_kron_sum)s
+    %(raises_input)s
 
     See Also
     --------
