@@ -204,6 +204,11 @@ def set_buffer_pool(limit: int) -> int:
     int
         The previous limit.
 
+    Raises
+    ------
+    ValueError
+        ``limit`` is negative, or not an integer (a float, a bool, a string such as ``"1G"``).
+
     Examples
     --------
     >>> import fastmvn as fm

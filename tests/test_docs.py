@@ -113,3 +113,13 @@ def test_batched_functions_say_what_they_raise(name):
     for entry in _section(function, "Raises"):
         for other in re.findall(r"As in :func:`(?:fastmvn\.)?(\w+)`", " ".join(entry.desc)):
             assert _section(getattr(fastmvn, other), "Raises"), (name, other)
+
+
+@pytest.mark.parametrize(("name", "raises"), [("project", {"TypeError", "ValueError"}),
+                                              ("set_buffer_pool", {"ValueError"})])
+def test_checked_settings_say_what_they_raise(name, raises):
+    assert raises <= _raises(getattr(fastmvn, name))
+
+
+def test_project_describes_every_parameter():
+    assert all(param.desc for param in _section(fastmvn.project, "Parameters"))

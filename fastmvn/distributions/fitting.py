@@ -397,10 +397,11 @@ def project(g: MatrixGaussian, *, tol: float = 1e-8, max_iter: int = 100,
     Parameters
     ----------
     g : MatrixGaussian
+        The Gaussian ``N(vec M, Σ)`` of ``n×p`` matrices to project, over its batch shape.
     tol : float
-        Relative change of the covariances at which an item has converged.
+        Relative change of the covariances at which an item has converged, ``≥ 0``.
     max_iter : int
-        Most iterations per item.
+        Most iterations per item, ``≥ 1``.
     return_n_iter : bool
         Also return the number of iterations of each item.
 
@@ -414,6 +415,15 @@ def project(g: MatrixGaussian, *, tol: float = 1e-8, max_iter: int = 100,
     n_iter : (...) int ndarray or int
         Only with ``return_n_iter``: the iterations run per item (over the batch shape of
         ``g.cov``).
+
+    Raises
+    ------
+    TypeError
+        ``g`` is not a :class:`~fastmvn.MatrixGaussian`, or ``max_iter`` not an integer.
+    ValueError
+        ``max_iter < 1``, or ``tol`` negative or NaN.
+    FloatingPointError
+        The projected ``V`` is beyond the range of ``g``'s dtype; names the batch index.
 
     Warns
     -----
