@@ -401,7 +401,7 @@ def logpdf_value_and_grad(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLik
     return value_and_grad(FUNCTIONS["logpdf"], (x, mean, rowcov, colcov), errors, out=out, wrt=wrt)
 
 
-@filled("logpdf_chol", keywords=["grad_errors", "grad_out", "grad_lower"], extra=[_DENSITY_WRT])
+@filled("logpdf_chol", keywords=["grad_errors", "grad_out"], extra=[_DENSITY_WRT, KEYWORDS["grad_lower"]])
 def logpdf_chol_value_and_grad(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colchol: ArrayLike, *,
                                errors: Errors = "raise", out: GradOut | None = None, wrt: Wrt = None,
                                lower: bool = True) -> ValueAndGrad:

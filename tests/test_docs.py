@@ -123,3 +123,15 @@ def test_checked_settings_say_what_they_raise(name, raises):
 
 def test_project_describes_every_parameter():
     assert all(param.desc for param in _section(fastmvn.project, "Parameters"))
+
+
+@pytest.mark.parametrize("name", sorted(name for name in fastmvn.__all__ if inspect.isfunction(getattr(fastmvn, name))))
+def test_keywords_are_documented_in_the_signature_order(name):
+    """The keyword-only parameters of each public function appear in its Parameters section in
+    the order of its signature (a pair such as ``noise1, noise2`` where its first is)."""
+    function = getattr(fastmvn, name)
+    keywords = [p.name for p in inspect.signature(function).parameters.values() if p.kind == p.KEYWORD_ONLY]
+    entry = {part.strip(): k for k, param in enumerate(_section(function, "Parameters"))
+             for part in param.name.split(",")}
+    order = list(dict.fromkeys(entry[keyword] for keyword in keywords))
+    assert order == sorted(order), keywords
