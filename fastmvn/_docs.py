@@ -239,8 +239,8 @@ def backend(name, where, array, keywords, returns, raises=(), examples="", requi
     """The docstring of a backend's function for the table's ``name``: the table's summary
     followed by ``where`` (a pair: the end of the summary line and a paragraph on what differs
     on that backend), the parameters as ``array`` with the backend's ``keywords`` (pairs of a
-    head and a text; every argument ``required`` if so), then the ``returns`` pair, the
-    ``raises`` pairs and the ``examples``."""
+    head and a text; every argument ``required`` if so), then the ``returns`` (a pair, or a
+    list of pairs for several results), the ``raises`` pairs and the ``examples``."""
     return layout(FUNCTIONS[name].summary, where, parameters(name, array, (), 0, tuple(keywords), required),
                   returns, raises, examples)
 
@@ -248,10 +248,10 @@ def backend(name, where, array, keywords, returns, raises=(), examples="", requi
 def layout(summary, where, parameters_section, returns, raises=(), examples=""):
     """A backend's docstring: ``summary`` followed by ``where`` (a pair: the end of the summary
     line and a paragraph), the ``parameters_section`` (its lines, heading included), then the
-    ``returns`` pair, the ``raises`` pairs and the ``examples``; :func:`backend` for the
-    table's functions."""
+    ``returns`` (a pair, or a list of pairs for several results), the ``raises`` pairs and
+    the ``examples``; :func:`backend` for the table's functions."""
     lines = [f"{summary}, {where[0]}", "", *_wrap(where[1], 0), "", parameters_section, "",
-             "Returns", "-------", *_entry(*returns, 0)]
+             "Returns", "-------", _entries(returns, 0)]
     if raises:
         lines += ["", "Raises", "------"] + [line for pair in raises for line in _entry(*pair, 0)]
     text = "\n".join(lines)

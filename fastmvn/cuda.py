@@ -420,12 +420,27 @@ _GRAD_KEYWORDS = (
      "The names of the arguments whose gradients to compute (by default all given); the others are None, "
      "neither allocated nor stored."),
 )
-_GRAD_RETURNS = ("(value, grads)",
-                 "The value over the broadcast batch shape, and the gradient with respect to each argument, of "
-                 "that argument's shape (summed over the batch axes it was broadcast along, on the GPU by float64 "
-                 "atomic additions), symmetric for covariances, lower triangular for factors (upper with "
-                 "``lower=False``: transposed views); None for an argument given as None or left out of ``wrt``. "
-                 "Host arrays when every input is on the host, device arrays otherwise.")
+
+
+def _grad_returns(function):
+    """The Returns entries of ``function``'s ``_value_and_grad``: the value as the function
+    returns it, then the tuple of gradients with their shapes and forms (an upper factor's
+    only where the function takes ``lower``)."""
+    kinds = {param.kind for param in function.params}
+    forms = ["symmetric for a covariance"] if _table.COV in kinds else []
+    if CHOL in kinds:
+        forms.append("lower triangular for a factor"
+                     + (" (upper, as a transposed view, with ``lower=False``)" if function.lower else ""))
+    forms = f", {' and '.join(forms)}" if forms else ""
+    return [(f"{function.name} : {_RETURNS[0]}",
+             f"The values over the broadcast batch shape, as :func:`{function.name}` returns them."),
+            ("grads : tuple of ndarray, numba device array or None",
+             f"One per argument of ``({', '.join(function.names)})``, in that order: ``∂ sum({function.name}) / ∂ "
+             "argument``, of its argument's shape as passed (summed over the batch axes it was broadcast along, on "
+             f"the GPU by float64 atomic additions) and of the result dtype{forms}; None for an argument given as "
+             "None or left out of ``wrt``. Host arrays when every input is on the host, device arrays otherwise.")]
+
+
 _LOWER = (_docs.KEYWORDS["lower"][0], "Lower factors ``U = L Lᵀ`` (default) or, with ``False``, upper ones "
           "``U = Rᵀ R`` (upper triangles read), as in :func:`fastmvn.kl_chol`.")
 _EXAMPLES = {
@@ -461,8 +476,10 @@ def _define(function):
     if function.gradient:
         name = function.gradient_name
         defaults = {"errors": "raise", "stream": 0, "wrt": None} | ({"lower": True} if function.lower else {})
-        doc = _docs.backend(function.name, ("with its gradient, on the GPU.", _WHERE[1].format(name=name)), _ARRAY,
-                            _GRAD_KEYWORDS + lower, _GRAD_RETURNS, _RAISES, examples=_EXAMPLES.get(name, ""))
+        where = ("with its gradient, on the GPU.", _WHERE[1].format(name=name) + " It takes no ``out=``: the "
+                 "results are arrays of their own.")
+        doc = _docs.backend(function.name, where, _ARRAY,
+                            _GRAD_KEYWORDS + lower, _grad_returns(function), _RAISES, examples=_EXAMPLES.get(name, ""))
         yield _table.define(function, value_and_grad, defaults, doc, __name__, name)
 
 

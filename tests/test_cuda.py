@@ -5,6 +5,7 @@ skipped where neither is there. The batches span several blocks and a partial la
 """
 
 import importlib.util
+import inspect
 import os
 import pathlib
 import types
@@ -505,3 +506,16 @@ def test_jacobi_runs_on_the_cuda_target(rng):
     np.testing.assert_allclose((vectors * values[:, None, :]) @ np.swapaxes(vectors, -1, -2), a, rtol=0,
                                atol=1e-12 * np.abs(a).max())
     assert sweeps[0] == 0 and (sweeps <= 12).all()
+
+
+@pytest.mark.parametrize("name", [name for name in fc.__all__ if name.endswith("_value_and_grad")])
+def test_value_and_grad_returns_are_documented_as_numpydoc(name):
+    """Each ``_value_and_grad`` documents its value (batch shape) and its tuple of gradients
+    (their arguments' shapes) as two results, speaks of ``lower`` only where it takes it, and
+    says that it has no ``out=``."""
+    function = getattr(fc, name)
+    value, grads = pytest.importorskip("numpydoc.docscrape").FunctionDoc(function)["Returns"]
+    assert value.type.startswith("(...) ") and grads.type.startswith("tuple of ")
+    assert "argument's shape" in " ".join(grads.desc)
+    assert ("lower" in function.__doc__) == ("lower" in inspect.signature(function).parameters)
+    assert "out" not in inspect.signature(function).parameters and "no ``out=``" in function.__doc__
