@@ -58,6 +58,15 @@ def test_api_reference_names_every_public_name():
         assert not missing, f"docs/api/ leaves out these public names of {module}: {missing}"
 
 
+def test_gpu_pages_name_every_function_of_fastmvn_cuda():
+    """The GPU guide and the page that stands in for the CUDA API reference where fastmvn.cuda
+    cannot be imported list every function of fastmvn.cuda."""
+    functions = [name for name in public_names().get("fastmvn.cuda", []) if not name.isupper()]
+    for page in (DOCS / "gpu.md", DOCS / "api" / "cuda_unavailable.rst"):
+        named = set(re.findall(r"`+(\w+)`+", page.read_text()))
+        assert not sorted(set(functions) - named), page.name
+
+
 def test_every_api_page_is_in_the_reference_toctree():
     index = (DOCS / "api" / "index.rst").read_text()
     for module in MODULES:
