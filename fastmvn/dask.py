@@ -499,9 +499,11 @@ def _gradient_doc(name, one_pass, broadcast, shapes="", note=""):
              f"value and the gradients of every item; the gradient of an argument broadcast over batch axes "
              f"({broadcast}) is then summed over them, across blocks, in float64. The value and the gradients share "
              f"that pass: compute them together, ``dask.compute(value, *grads)``.{note}")
-    returns = ("(value, grads)", "The lazy results over the broadcast batch shape and a tuple of one lazy gradient per "
-               f"argument, of that argument's shape{shapes}, or None for an argument passed as None or left out of "
-               f"``wrt``; as :func:`fastmvn.{name}` returns them.")
+    returns = [("value : (...) dask.array.Array",
+                f"The lazy results over the broadcast batch shape, as :func:`fastmvn.{name}` returns them."),
+               ("grads : tuple of dask.array.Array or None",
+                f"One lazy gradient per argument, of that argument's shape{shapes}, or None for an argument passed as "
+                "None or left out of ``wrt``.")]
     return where, returns
 
 
