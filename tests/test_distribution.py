@@ -268,6 +268,10 @@ def test_fit_bad_input(rng):
     with pytest.raises(ValueError, match="too few samples"):
         fm.fit(rng.standard_normal((1, 2, 2)))
     assert fm.fit(rng.standard_normal((4, 2, 5))).converged  # N = 4 is enough for 2×5
+    with pytest.raises(TypeError, match=r"^max_iter must be an integer; got 2\.5$"):
+        fm.fit(rng.standard_normal((4, 2, 5)), max_iter=2.5)
+    with pytest.raises(ValueError, match=r"^need max_iter ≥ 1 and tol ≥ 0; got max_iter=100, tol=nan$"):
+        fm.fit(rng.standard_normal((4, 2, 5)), tol=np.nan)
     samples = rng.standard_normal((3, 10, 2, 2))
     samples[2, 4, 0, 1] = np.nan
     with pytest.raises(ValueError, match="samples contains NaN or infinity at batch index 2$"):

@@ -147,7 +147,10 @@ def _unscaled(a, exponent, name, dtype, batch_shape):
 
 def _iterations(tol, max_iter):
     """``max_iter`` as an int, after checking that ``max_iter ≥ 1`` and ``tol ≥ 0``."""
-    max_iter = operator.index(max_iter)
+    try:
+        max_iter = operator.index(max_iter)
+    except TypeError:
+        raise TypeError(f"max_iter must be an integer; got {max_iter!r}") from None
     if max_iter < 1 or not tol >= 0:
         raise ValueError(f"need max_iter ≥ 1 and tol ≥ 0; got max_iter={max_iter}, tol={tol}")
     return max_iter
@@ -237,10 +240,13 @@ def fit(samples: ArrayLike, *, tol: float = 1e-8, max_iter: int = 100) -> Matrix
 
     Raises
     ------
+    TypeError
+        ``max_iter`` is not an integer.
     ValueError
         ``samples`` has fewer than 3 dimensions, or too few samples: positive definite
         estimates need ``(N − 1)·min(n, p) ≥ max(n, p)`` (with ``N ≥ 2``), that is
-        ``N ≥ 1 + p/n`` and ``N ≥ 1 + n/p``; or NaN or infinity (names the batch index).
+        ``N ≥ 1 + p/n`` and ``N ≥ 1 + n/p``; or NaN or infinity (names the batch index);
+        or ``max_iter < 1``, or ``tol`` negative or NaN.
     numpy.linalg.LinAlgError
         The samples of a fit are degenerate (they span too few dimensions for a positive
         definite estimate), naming the batch index.

@@ -172,6 +172,14 @@ def kl_gaussian(p: MatrixGaussian | MatrixNormal | KroneckerSumNormal,
     kl : (...) ndarray or scalar
         Over the broadcast batch shape; float32 when both are float32.
 
+    Raises
+    ------
+    TypeError
+        ``p`` or ``q`` is not a :class:`MatrixGaussian`, :class:`~fastmvn.MatrixNormal` or
+        :class:`~fastmvn.KroneckerSumNormal`.
+    ValueError
+        The two are of different shapes, or their batch shapes do not broadcast.
+
     See Also
     --------
     fastmvn.reference.kl_full : the NumPy specification, from ``p.mean``, ``p.cov``, ``q.mean``, ``q.cov``.
