@@ -140,8 +140,11 @@ def _frobenius2(a):
 
 def _factor(chol, lower):
     """The lower factor ``L`` that a factor argument gives: the lower triangle of ``chol``, or
-    with ``lower=False`` (``chol`` an upper factor ``R = Lᵀ``) that of its transpose."""
+    with ``lower=False`` (``chol`` an upper factor ``R = Lᵀ``) that of its transpose, after
+    checking that its diagonal is positive (NaN fails), as fastmvn's kernels do."""
     chol = np.asarray(chol, dtype=float)
+    if np.any(~(np.diagonal(chol, axis1=-2, axis2=-1) > 0)):
+        raise np.linalg.LinAlgError("a Cholesky factor's diagonal must be positive")
     return np.tril(chol if lower else np.swapaxes(chol, -1, -2))
 
 
@@ -291,9 +294,9 @@ def mahalanobis_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, c
     mean : (..., n, p) array_like or None
         Means ``M``; ``None`` means zero.
     rowchol : (..., n, n) array_like
-        Cholesky factors of the row covariances (positive diagonal, not checked).
+        Cholesky factors of the row covariances (positive diagonal).
     colchol : (..., p, p) array_like
-        Cholesky factors of the column covariances (positive diagonal, not checked).
+        Cholesky factors of the column covariances (positive diagonal).
     lower : bool, optional
         Whether the factors are lower triangular (default; their lower triangles are read)
         or, with ``False``, upper triangular (their upper triangles are read).
@@ -302,6 +305,11 @@ def mahalanobis_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, c
     -------
     mahalanobis : (...) ndarray or scalar
         The squared distances over the broadcast batch shape; float64, also for float32 input.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        A factor's diagonal is not positive.
 
     See Also
     --------
@@ -337,9 +345,9 @@ def logpdf_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colcho
     mean : (..., n, p) array_like or None
         Means ``M``; ``None`` means zero.
     rowchol : (..., n, n) array_like
-        Cholesky factors of the row covariances (positive diagonal, not checked).
+        Cholesky factors of the row covariances (positive diagonal).
     colchol : (..., p, p) array_like
-        Cholesky factors of the column covariances (positive diagonal, not checked).
+        Cholesky factors of the column covariances (positive diagonal).
     lower : bool, optional
         Whether the factors are lower triangular (default; their lower triangles are read)
         or, with ``False``, upper triangular (their upper triangles are read).
@@ -348,6 +356,11 @@ def logpdf_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colcho
     -------
     logpdf : (...) ndarray or scalar
         The log-densities over the broadcast batch shape; float64, also for float32 input.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        A factor's diagonal is not positive.
 
     See Also
     --------
@@ -429,9 +442,9 @@ def pdf_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colchol: 
     mean : (..., n, p) array_like or None
         Means ``M``; ``None`` means zero.
     rowchol : (..., n, n) array_like
-        Cholesky factors of the row covariances (positive diagonal, not checked).
+        Cholesky factors of the row covariances (positive diagonal).
     colchol : (..., p, p) array_like
-        Cholesky factors of the column covariances (positive diagonal, not checked).
+        Cholesky factors of the column covariances (positive diagonal).
     lower : bool, optional
         Whether the factors are lower triangular (default; their lower triangles are read)
         or, with ``False``, upper triangular (their upper triangles are read).
@@ -440,6 +453,11 @@ def pdf_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colchol: 
     -------
     pdf : (...) ndarray or scalar
         The densities over the broadcast batch shape; float64, also for float32 input.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        A factor's diagonal is not positive.
 
     See Also
     --------
@@ -509,9 +527,9 @@ def entropy_chol(rowchol: ArrayLike, colchol: ArrayLike, *, lower: bool = True) 
     Parameters
     ----------
     rowchol : (..., n, n) array_like
-        Cholesky factors of the row covariances ``U`` (positive diagonal, not checked).
+        Cholesky factors of the row covariances ``U`` (positive diagonal).
     colchol : (..., p, p) array_like
-        Cholesky factors of the column covariances ``V`` (positive diagonal, not checked).
+        Cholesky factors of the column covariances ``V`` (positive diagonal).
     lower : bool, optional
         Whether the factors are lower triangular (default; their lower triangles are read)
         or, with ``False``, upper triangular (their upper triangles are read).
@@ -520,6 +538,11 @@ def entropy_chol(rowchol: ArrayLike, colchol: ArrayLike, *, lower: bool = True) 
     -------
     entropy : (...) ndarray or scalar
         The entropies (in nats) over the broadcast batch shape; float64, also for float32 input.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        A factor's diagonal is not positive.
 
     See Also
     --------
@@ -753,9 +776,9 @@ def kl_chol(mean1: ArrayLike, rowchol1: ArrayLike, colchol1: ArrayLike, mean2: A
     mean1 : (..., n, p) array_like
         Mean of the first distribution.
     rowchol1 : (..., n, n) array_like
-        Cholesky factor of the row covariance ``U1`` (positive diagonal, not checked).
+        Cholesky factor of the row covariance ``U1`` (positive diagonal).
     colchol1 : (..., p, p) array_like
-        Cholesky factor of the column covariance ``V1`` (positive diagonal, not checked).
+        Cholesky factor of the column covariance ``V1`` (positive diagonal).
     mean2 : (..., n, p) array_like, optional
         Mean of the second distribution; ``None`` means zero.
     rowchol2 : (..., n, n) array_like, optional
@@ -770,6 +793,11 @@ def kl_chol(mean1: ArrayLike, rowchol1: ArrayLike, colchol1: ArrayLike, mean2: A
     -------
     kl : (...) ndarray or scalar
         The divergences over the broadcast batch shape; float64, also for float32 input.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        A factor's diagonal is not positive.
 
     See Also
     --------
@@ -908,8 +936,7 @@ def kl_diag(mean1: ArrayLike, rowvar1: ArrayLike, colvar1: ArrayLike, mean2: Arr
     rowvar1, colvar1 = np.asarray(rowvar1, dtype=float), np.asarray(colvar1, dtype=float)
     rowvar2 = np.ones(n) if rowvar2 is None else np.asarray(rowvar2, dtype=float)
     colvar2 = np.ones(p) if colvar2 is None else np.asarray(colvar2, dtype=float)
-    if np.any(rowvar1 <= 0) or np.any(colvar1 <= 0) or np.any(rowvar2 <= 0) or np.any(colvar2 <= 0):
-        raise np.linalg.LinAlgError("variances must be positive")
+    rowvar1, colvar1, rowvar2, colvar2 = _positive(rowvar1, colvar1, rowvar2, colvar2)
     d = (0.0 if mean2 is None else np.asarray(mean2, dtype=float)) - mean1
     trace_u = (rowvar1 / rowvar2).sum(axis=-1)
     trace_v = (colvar1 / colvar2).sum(axis=-1)

@@ -185,6 +185,27 @@ def test_rank_one_covariance_is_rejected_everywhere():
     assert reference.singular_pivots(np.linalg.cholesky(RANK_ONE), RANK_ONE)
 
 
+@pytest.mark.parametrize("bad", [0.0, -1.0, np.nan])
+def test_the_reference_refuses_a_factor_or_variance_that_the_kernels_refuse(bad):
+    """The reference raises where the kernels raise for a factor's diagonal or a variance that
+    is not positive (NaN too), instead of a NaN with a warning or a "Singular matrix"."""
+    x, factor = np.zeros((2, 2)), np.array([[bad, 0.0], [0.5, 1.0]])
+    eye, ones = np.eye(2), np.ones(2)
+    calls = [lambda: reference.mahalanobis_chol(x, None, factor, eye),
+             lambda: reference.logpdf_chol(x, None, eye, factor),
+             lambda: reference.pdf_chol(x, None, factor, eye),
+             lambda: reference.entropy_chol(factor, eye),
+             lambda: reference.kl_chol(x, eye, eye, x, factor, eye),
+             lambda: reference.kl_chol(x, factor.T, eye, lower=False)]
+    for call in calls:
+        with pytest.raises(LinAlgError, match="^a Cholesky factor's diagonal must be positive$"):
+            call()
+    with pytest.raises(LinAlgError, match="^variances must be positive$"):
+        reference.kl_diag(x, ones, np.array([1.0, bad]))
+    with pytest.raises(ValueError):  # as the kernels do (LinAlgError is a ValueError; NaN is named as such)
+        fm.kl_chol(x, eye, eye, x, factor, eye)
+
+
 def test_conditioned_spd_refuses_what_it_cannot_make(rng):
     with pytest.raises(ValueError, match="^size must be at least 2"):
         conditioned_spd(rng, (), 1, 1e3)
