@@ -608,12 +608,12 @@ def _difference(x, mean):
     return np.asarray(x, dtype=float) - (0.0 if mean is None else np.asarray(mean, dtype=float))
 
 
-def _positive(*variances):
-    """The variances in float64, after checking that they are positive."""
-    variances = [np.asarray(v, dtype=float) for v in variances]
-    if any(np.any(~(v > 0)) for v in variances):
+def _positive(*variances: ArrayLike) -> list[FloatArray]:
+    """The variances in float64, after checking that they are positive (NaN fails)."""
+    arrays = [np.asarray(v, dtype=float) for v in variances]
+    if any(np.any(~(a > 0)) for a in arrays):
         raise np.linalg.LinAlgError("variances must be positive")
-    return variances
+    return arrays
 
 
 def logpdf_diag(x: ArrayLike, mean: ArrayLike | None, rowvar: ArrayLike, colvar: ArrayLike) -> Result:
