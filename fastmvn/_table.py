@@ -80,8 +80,8 @@ def _kl_params(kind, row, col, axes):
             Param(f"{col}1", kind, axes[1], first[1]),
             Param("mean2", MEAN, "np", "Mean of the second distribution; ``None`` means zero.", True, True),
             Param(f"{row}2", kind, axes[0], second[0], True, True),
-            Param(f"{col}2", kind, axes[1], second[1] + " With all three second arguments omitted, the KL to "
-                  "``MN(0, I, I)`` runs a faster path that needs no solve.", True, True))
+            Param(f"{col}2", kind, axes[1], second[1] + " With all three second arguments omitted, the KL is to "
+                  "``MN(0, I, I)``, which fastmvn computes by a faster path that needs no solve.", True, True))
 
 
 _KL_DOCS = {

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import _docs
+
 if TYPE_CHECKING:
     from ._typing import ArrayLike, FloatArray, NDArray, Result
 
@@ -148,16 +150,14 @@ def _factor(chol, lower):
     return np.tril(chol if lower else np.swapaxes(chol, -1, -2))
 
 
+@_docs.filled("logdet", keywords=[])
 def logdet(a: ArrayLike) -> Result:
     """Log-determinant ``log|a|`` of symmetric positive definite matrices.
 
     ``2 Σ log diag L`` of the factor of :func:`cholesky` (only the lower triangle of ``a`` is
     read).
 
-    Parameters
-    ----------
-    a : (..., n, n) array_like
-        Symmetric positive definite matrices.
+    %(parameters)s
 
     Returns
     -------
@@ -187,18 +187,14 @@ def logdet(a: ArrayLike) -> Result:
     return _logdet_factor(cholesky(a))
 
 
+@_docs.filled("trace_solve", keywords=[])
 def trace_solve(a: ArrayLike, b: ArrayLike) -> Result:
     """``tr(a⁻¹ b)`` for symmetric positive definite ``a`` and square ``b``.
 
     ``tr(L⁻ᵀ L⁻¹ b)`` with ``L`` the factor of :func:`cholesky` (only the lower triangle of
     ``a`` is read) and two batched solves; no inverse is formed.
 
-    Parameters
-    ----------
-    a : (..., n, n) array_like
-        Symmetric positive definite matrices.
-    b : (..., n, n) array_like
-        Square matrices.
+    %(parameters)s
 
     Returns
     -------
@@ -236,22 +232,14 @@ def _whitened_norm2(d, rowchol, colchol):
     return _frobenius2(z)
 
 
+@_docs.filled("mahalanobis", keywords=[])
 def mahalanobis(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike) -> Result:
     """Squared Mahalanobis distance ``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))`` of a matrix normal.
 
     ``‖L_U⁻¹ (X−M) L_V⁻ᵀ‖_F²`` with the factors of :func:`cholesky` (only the lower triangles
     of the covariances are read): ``vec(X−M)ᵀ (V⊗U)⁻¹ vec(X−M)`` without forming ``V⊗U``.
 
-    Parameters
-    ----------
-    x : (..., n, p) array_like
-        Points ``X``.
-    mean : (..., n, p) array_like or None
-        Means ``M``; ``None`` means zero.
-    rowcov : (..., n, n) array_like
-        Row covariances ``U`` (symmetric positive definite).
-    colcov : (..., p, p) array_like
-        Column covariances ``V`` (symmetric positive definite).
+    %(parameters)s
 
     Returns
     -------
@@ -280,6 +268,7 @@ def mahalanobis(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov:
     return _whitened_norm2(d, cholesky(rowcov), cholesky(colcov))
 
 
+@_docs.filled("mahalanobis_chol", keywords=["lower"])
 def mahalanobis_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colchol: ArrayLike, *,
                      lower: bool = True) -> Result:
     """Squared Mahalanobis distance ``tr(V⁻¹ (X−M)ᵀ U⁻¹ (X−M))`` from Cholesky factors of ``U`` and ``V``.
@@ -287,19 +276,7 @@ def mahalanobis_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, c
     ``‖L_U⁻¹ (X−M) L_V⁻ᵀ‖_F²`` with ``U = L_U L_Uᵀ`` and ``V = L_V L_Vᵀ``, or with upper factors
     (``U = Rᵀ R``) given ``lower=False``.
 
-    Parameters
-    ----------
-    x : (..., n, p) array_like
-        Points ``X``.
-    mean : (..., n, p) array_like or None
-        Means ``M``; ``None`` means zero.
-    rowchol : (..., n, n) array_like
-        Cholesky factors of the row covariances (positive diagonal).
-    colchol : (..., p, p) array_like
-        Cholesky factors of the column covariances (positive diagonal).
-    lower : bool, optional
-        Whether the factors are lower triangular (default; their lower triangles are read)
-        or, with ``False``, upper triangular (their upper triangles are read).
+    %(parameters)s
 
     Returns
     -------
@@ -331,6 +308,7 @@ def mahalanobis_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, c
     return _whitened_norm2(d, _factor(rowchol, lower), _factor(colchol, lower))
 
 
+@_docs.filled("logpdf_chol", keywords=["lower"])
 def logpdf_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colchol: ArrayLike, *,
                 lower: bool = True) -> Result:
     """Log-density of the matrix normal ``MN(mean, L_U L_Uᵀ, L_V L_Vᵀ)`` at ``x`` from Cholesky factors.
@@ -338,19 +316,7 @@ def logpdf_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colcho
     ``−½[np log 2π + p log|U| + n log|V| + ‖L_U⁻¹ (X−M) L_V⁻ᵀ‖_F²]``, or from upper factors
     (``U = Rᵀ R``) given ``lower=False``.
 
-    Parameters
-    ----------
-    x : (..., n, p) array_like
-        Points ``X``.
-    mean : (..., n, p) array_like or None
-        Means ``M``; ``None`` means zero.
-    rowchol : (..., n, n) array_like
-        Cholesky factors of the row covariances (positive diagonal).
-    colchol : (..., p, p) array_like
-        Cholesky factors of the column covariances (positive diagonal).
-    lower : bool, optional
-        Whether the factors are lower triangular (default; their lower triangles are read)
-        or, with ``False``, upper triangular (their upper triangles are read).
+    %(parameters)s
 
     Returns
     -------
@@ -382,22 +348,14 @@ def logpdf_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colcho
                    + _whitened_norm2(d, rowchol, colchol))
 
 
+@_docs.filled("logpdf", keywords=[])
 def logpdf(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike) -> Result:
     """Log-density of the matrix normal ``MN(mean, rowcov, colcov)`` at ``x``.
 
     :func:`logpdf_chol` of the factors of :func:`cholesky` (only the lower triangles of the
     covariances are read).
 
-    Parameters
-    ----------
-    x : (..., n, p) array_like
-        Points ``X``.
-    mean : (..., n, p) array_like or None
-        Means ``M``; ``None`` means zero.
-    rowcov : (..., n, n) array_like
-        Row covariances ``U`` (symmetric positive definite).
-    colcov : (..., p, p) array_like
-        Column covariances ``V`` (symmetric positive definite).
+    %(parameters)s
 
     Returns
     -------
@@ -429,25 +387,14 @@ def logpdf(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: Arra
     return logpdf_chol(x, mean, cholesky(rowcov), cholesky(colcov))
 
 
+@_docs.filled("pdf_chol", keywords=["lower"])
 def pdf_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colchol: ArrayLike, *,
              lower: bool = True) -> Result:
     """Density of the matrix normal ``MN(mean, L_U L_Uᵀ, L_V L_Vᵀ)`` at ``x`` from Cholesky factors.
 
     ``exp`` of :func:`logpdf_chol`.
 
-    Parameters
-    ----------
-    x : (..., n, p) array_like
-        Points ``X``.
-    mean : (..., n, p) array_like or None
-        Means ``M``; ``None`` means zero.
-    rowchol : (..., n, n) array_like
-        Cholesky factors of the row covariances (positive diagonal).
-    colchol : (..., p, p) array_like
-        Cholesky factors of the column covariances (positive diagonal).
-    lower : bool, optional
-        Whether the factors are lower triangular (default; their lower triangles are read)
-        or, with ``False``, upper triangular (their upper triangles are read).
+    %(parameters)s
 
     Returns
     -------
@@ -475,21 +422,13 @@ def pdf_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colchol: 
     return np.exp(logpdf_chol(x, mean, rowchol, colchol, lower=lower))
 
 
+@_docs.filled("pdf", keywords=[])
 def pdf(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike) -> Result:
     """Density of the matrix normal ``MN(mean, rowcov, colcov)`` at ``x``.
 
     ``exp`` of :func:`logpdf`.
 
-    Parameters
-    ----------
-    x : (..., n, p) array_like
-        Points ``X``.
-    mean : (..., n, p) array_like or None
-        Means ``M``; ``None`` means zero.
-    rowcov : (..., n, n) array_like
-        Row covariances ``U`` (symmetric positive definite).
-    colcov : (..., p, p) array_like
-        Column covariances ``V`` (symmetric positive definite).
+    %(parameters)s
 
     Returns
     -------
@@ -518,21 +457,14 @@ def pdf(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLi
     return np.exp(logpdf(x, mean, rowcov, colcov))
 
 
+@_docs.filled("entropy_chol", keywords=["lower"])
 def entropy_chol(rowchol: ArrayLike, colchol: ArrayLike, *, lower: bool = True) -> Result:
     """Differential entropy of the matrix normal given by Cholesky factors.
 
     ``½[np(1 + log 2π) + n log|V| + p log|U|]`` with ``log|U| = 2 Σ log diag L_U``, or from
     upper factors (``U = Rᵀ R``) given ``lower=False``.
 
-    Parameters
-    ----------
-    rowchol : (..., n, n) array_like
-        Cholesky factors of the row covariances ``U`` (positive diagonal).
-    colchol : (..., p, p) array_like
-        Cholesky factors of the column covariances ``V`` (positive diagonal).
-    lower : bool, optional
-        Whether the factors are lower triangular (default; their lower triangles are read)
-        or, with ``False``, upper triangular (their upper triangles are read).
+    %(parameters)s
 
     Returns
     -------
@@ -564,18 +496,14 @@ def entropy_chol(rowchol: ArrayLike, colchol: ArrayLike, *, lower: bool = True) 
                   + p * _logdet_factor(_factor(rowchol, lower)))
 
 
+@_docs.filled("entropy", keywords=[])
 def entropy(rowcov: ArrayLike, colcov: ArrayLike) -> Result:
     """Differential entropy of the matrix normal ``MN(M, rowcov, colcov)`` (any ``M``).
 
     :func:`entropy_chol` of the factors of :func:`cholesky` (only the lower triangles of the
     covariances are read).
 
-    Parameters
-    ----------
-    rowcov : (..., n, n) array_like
-        Row covariances ``U`` (symmetric positive definite).
-    colcov : (..., p, p) array_like
-        Column covariances ``V`` (symmetric positive definite).
+    %(parameters)s
 
     Returns
     -------
@@ -761,6 +689,7 @@ def logpdf_prec(x: ArrayLike, mean: ArrayLike | None, rowprec: ArrayLike, colpre
                    + _frobenius2(np.swapaxes(chol, -1, -2) @ vec_d))
 
 
+@_docs.filled("kl_chol", keywords=["lower"])
 def kl_chol(mean1: ArrayLike, rowchol1: ArrayLike, colchol1: ArrayLike, mean2: ArrayLike | None = None,
             rowchol2: ArrayLike | None = None, colchol2: ArrayLike | None = None, *, lower: bool = True) -> Result:
     """KL divergence between matrix normals given by Cholesky factors.
@@ -771,23 +700,7 @@ def kl_chol(mean1: ArrayLike, rowchol1: ArrayLike, colchol1: ArrayLike, mean2: A
     triangular (lower triangles read), or upper ones with ``lower=False`` (upper triangles
     read).
 
-    Parameters
-    ----------
-    mean1 : (..., n, p) array_like
-        Mean of the first distribution.
-    rowchol1 : (..., n, n) array_like
-        Cholesky factor of the row covariance ``U1`` (positive diagonal).
-    colchol1 : (..., p, p) array_like
-        Cholesky factor of the column covariance ``V1`` (positive diagonal).
-    mean2 : (..., n, p) array_like, optional
-        Mean of the second distribution; ``None`` means zero.
-    rowchol2 : (..., n, n) array_like, optional
-        Cholesky factor of ``U2``; ``None`` means the identity.
-    colchol2 : (..., p, p) array_like, optional
-        Cholesky factor of ``V2``; ``None`` means the identity.
-    lower : bool, optional
-        Whether the factors are lower triangular (default; their lower triangles are read)
-        or, with ``False``, upper triangular (their upper triangles are read).
+    %(parameters)s
 
     Returns
     -------
@@ -829,6 +742,7 @@ def kl_chol(mean1: ArrayLike, rowchol1: ArrayLike, colchol1: ArrayLike, mean2: A
                   + n * (_logdet_factor(colchol2) - _logdet_factor(colchol1)))
 
 
+@_docs.filled("kl", keywords=[])
 def kl(mean1: ArrayLike, rowcov1: ArrayLike, colcov1: ArrayLike, mean2: ArrayLike | None = None,
        rowcov2: ArrayLike | None = None, colcov2: ArrayLike | None = None) -> Result:
     """KL divergence ``KL(MN(mean1, rowcov1, colcov1) ‖ MN(mean2, rowcov2, colcov2))``.
@@ -836,20 +750,7 @@ def kl(mean1: ArrayLike, rowcov1: ArrayLike, colcov1: ArrayLike, mean2: ArrayLik
     :func:`kl_chol` of the factors of :func:`cholesky` (only the lower triangles of the
     covariances are read).
 
-    Parameters
-    ----------
-    mean1 : (..., n, p) array_like
-        Mean of the first distribution.
-    rowcov1 : (..., n, n) array_like
-        Row covariance ``U1`` (symmetric positive definite).
-    colcov1 : (..., p, p) array_like
-        Column covariance ``V1`` (symmetric positive definite).
-    mean2 : (..., n, p) array_like, optional
-        Mean of the second distribution; ``None`` means zero.
-    rowcov2 : (..., n, n) array_like, optional
-        Row covariance ``U2``; ``None`` means the identity.
-    colcov2 : (..., p, p) array_like, optional
-        Column covariance ``V2``; ``None`` means the identity.
+    %(parameters)s
 
     Returns
     -------
@@ -882,6 +783,7 @@ def kl(mean1: ArrayLike, rowcov1: ArrayLike, colcov1: ArrayLike, mean2: ArrayLik
     return kl_chol(mean1, factor(rowcov1), factor(colcov1), mean2, factor(rowcov2), factor(colcov2))
 
 
+@_docs.filled("kl_diag", keywords=[])
 def kl_diag(mean1: ArrayLike, rowvar1: ArrayLike, colvar1: ArrayLike, mean2: ArrayLike | None = None,
             rowvar2: ArrayLike | None = None, colvar2: ArrayLike | None = None) -> Result:
     """KL divergence between matrix normals with diagonal covariances ``diag(rowvar)``, ``diag(colvar)``.
@@ -890,20 +792,7 @@ def kl_diag(mean1: ArrayLike, rowvar1: ArrayLike, colvar1: ArrayLike, mean2: Arr
     Each ``log(a2/a1)`` is the logarithm of the ratio, accurate where the variances are
     close, or ``log a2 − log a1`` where the ratio leaves the range of floats.
 
-    Parameters
-    ----------
-    mean1 : (..., n, p) array_like
-        Mean of the first distribution.
-    rowvar1 : (..., n) array_like
-        Row variances of the first distribution (positive).
-    colvar1 : (..., p) array_like
-        Column variances of the first distribution (positive).
-    mean2 : (..., n, p) array_like, optional
-        Mean of the second distribution; ``None`` means zero.
-    rowvar2 : (..., n) array_like, optional
-        Row variances of the second distribution; ``None`` means ones.
-    colvar2 : (..., p) array_like, optional
-        Column variances of the second distribution; ``None`` means ones.
+    %(parameters)s
 
     Returns
     -------
