@@ -135,6 +135,9 @@ RAISES = {
                         "(names both); ``wrt`` naming something other than an argument."),
 }
 
+_DENSITY_AT = [("x : (..., n, p) array_like", "Points."),
+               ("mean : (..., n, p) array_like or None", "Means ``M``; ``None`` means zero.")]
+
 #: Entries shared by functions and methods, by the name a docstring gives them in a line of
 #: its own (``%(rng)s``): :func:`shared` writes them there, and :func:`filled` beside the
 #: table's parameters. Parameters, then :data:`RAISES`.
@@ -150,9 +153,12 @@ ENTRIES = KEYWORDS | RAISES | {
                ("B : (..., p, q) array_like, optional",
                 "Right factor, of full column rank (``q ≤ p``); ``None`` means the identity."),
                ("C : (..., m, q) array_like, optional", "Shift; ``None`` means zero.")],
+    # The points and means of a density, and the variances of diagonal covariances
+    "density_at": _DENSITY_AT,
+    "diag_variances": [("rowvar : (..., n) array_like", "Row variances ``a`` (positive)."),
+                       ("colvar : (..., p) array_like", "Column variances ``b`` (positive).")],
     # The arguments of the Kronecker-sum functions (fastmvn.distributions.kron, kron_grad)
-    "kron_sum": [("x : (..., n, p) array_like", "Points."),
-                 ("mean : (..., n, p) array_like or None", "Means ``M``; ``None`` means zero."),
+    "kron_sum": [*_DENSITY_AT,
                  ("rowcov : (..., n, n) array_like", "Row covariances ``U`` of the signal (positive semi-definite)."),
                  ("colcov : (..., p, p) array_like",
                   "Column covariances ``V`` of the signal (positive semi-definite)."),

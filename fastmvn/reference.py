@@ -544,6 +544,7 @@ def _positive(*variances: ArrayLike) -> list[FloatArray]:
     return arrays
 
 
+@_docs.shared
 def logpdf_diag(x: ArrayLike, mean: ArrayLike | None, rowvar: ArrayLike, colvar: ArrayLike) -> Result:
     """Log-density of the matrix normal ``MN(mean, diag(rowvar), diag(colvar))`` at ``x``.
 
@@ -552,14 +553,8 @@ def logpdf_diag(x: ArrayLike, mean: ArrayLike | None, rowvar: ArrayLike, colvar:
 
     Parameters
     ----------
-    x : (..., n, p) array_like
-        Points ``X``.
-    mean : (..., n, p) array_like or None
-        Means ``M``; ``None`` means zero.
-    rowvar : (..., n) array_like
-        Row variances ``a`` (positive).
-    colvar : (..., p) array_like
-        Column variances ``b`` (positive).
+    %(density_at)s
+    %(diag_variances)s
 
     Returns
     -------
@@ -594,6 +589,7 @@ def logpdf_diag(x: ArrayLike, mean: ArrayLike | None, rowvar: ArrayLike, colvar:
     return -0.5 * (n * p * np.log(2 * np.pi) + p * np.log(a).sum(axis=-1) + n * np.log(b).sum(axis=-1) + quad)
 
 
+@_docs.shared
 def entropy_diag(rowvar: ArrayLike, colvar: ArrayLike) -> Result:
     """Differential entropy of the matrix normal ``MN(M, diag(rowvar), diag(colvar))``.
 
@@ -601,10 +597,7 @@ def entropy_diag(rowvar: ArrayLike, colvar: ArrayLike) -> Result:
 
     Parameters
     ----------
-    rowvar : (..., n) array_like
-        Row variances ``a`` (positive).
-    colvar : (..., p) array_like
-        Column variances ``b`` (positive).
+    %(diag_variances)s
 
     Returns
     -------
@@ -636,6 +629,7 @@ def entropy_diag(rowvar: ArrayLike, colvar: ArrayLike) -> Result:
     return 0.5 * (n * p * (1.0 + np.log(2 * np.pi)) + n * np.log(b).sum(axis=-1) + p * np.log(a).sum(axis=-1))
 
 
+@_docs.shared
 def logpdf_prec(x: ArrayLike, mean: ArrayLike | None, rowprec: ArrayLike, colprec: ArrayLike) -> Result:
     """Log-density of the matrix normal ``MN(mean, rowprec⁻¹, colprec⁻¹)`` at ``x`` from precisions.
 
@@ -645,10 +639,7 @@ def logpdf_prec(x: ArrayLike, mean: ArrayLike | None, rowprec: ArrayLike, colpre
 
     Parameters
     ----------
-    x : (..., n, p) array_like
-        Points ``X``.
-    mean : (..., n, p) array_like or None
-        Means ``M``; ``None`` means zero.
+    %(density_at)s
     rowprec : (..., n, n) array_like
         Row precisions ``U⁻¹`` (symmetric positive definite).
     colprec : (..., p, p) array_like
@@ -967,6 +958,7 @@ def _vec_column(x):
     return np.swapaxes(x, -1, -2).reshape(x.shape[:-2] + (-1, 1))
 
 
+@_docs.shared
 def logpdf_kron_sum(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, colcov: ArrayLike,
                     noise_rowcov: ArrayLike | float, noise_colcov: ArrayLike | None = None) -> Result:
     """Log-density of ``vec X ~ N(vec M, V⊗U + B⊗A)`` at ``x``.
@@ -976,19 +968,7 @@ def logpdf_kron_sum(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, col
 
     Parameters
     ----------
-    x : (..., n, p) array_like
-        Points ``X``.
-    mean : (..., n, p) array_like or None
-        Means ``M``; ``None`` means zero.
-    rowcov : (..., n, n) array_like
-        Row covariances ``U`` of the signal (positive semi-definite).
-    colcov : (..., p, p) array_like
-        Column covariances ``V`` of the signal (positive semi-definite).
-    noise_rowcov : (..., n, n) array_like or float
-        Row covariances ``A`` of the noise (positive definite), or a scalar ``σ²`` for
-        ``σ² I``.
-    noise_colcov : (..., p, p) array_like or float, optional
-        Column covariances ``B`` of the noise; ``None`` means the identity.
+    %(kron_sum)s
 
     Returns
     -------
@@ -1024,6 +1004,7 @@ def logpdf_kron_sum(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, col
     return logpdf_chol(_vec_column(x), _vec_column(mean), cholesky(cov), np.ones((1, 1)))
 
 
+@_docs.shared
 def kl_kron_sum(mean1: ArrayLike | None, rowcov1: ArrayLike, colcov1: ArrayLike, noise_rowcov1: ArrayLike | float,
                 noise_colcov1: ArrayLike | None, mean2: ArrayLike | None, rowcov2: ArrayLike, colcov2: ArrayLike,
                 noise_rowcov2: ArrayLike | float, noise_colcov2: ArrayLike | None) -> Result:
@@ -1034,16 +1015,7 @@ def kl_kron_sum(mean1: ArrayLike | None, rowcov1: ArrayLike, colcov1: ArrayLike,
 
     Parameters
     ----------
-    mean1, mean2 : (..., n, p) array_like or None
-        Means; ``None`` means zero.
-    rowcov1, rowcov2 : (..., n, n) array_like
-        Row covariances of the signals (positive semi-definite).
-    colcov1, colcov2 : (..., p, p) array_like
-        Column covariances of the signals (positive semi-definite).
-    noise_rowcov1, noise_rowcov2 : (..., n, n) array_like or float
-        Row covariances of the noise (positive definite), or scalars ``σ²`` for ``σ² I``.
-    noise_colcov1, noise_colcov2 : (..., p, p) array_like, float or None
-        Column covariances of the noise; ``None`` means the identity.
+    %(kron_sum_pair)s
 
     Returns
     -------

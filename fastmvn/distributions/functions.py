@@ -356,14 +356,8 @@ def logpdf_diag(x: ArrayLike, mean: ArrayLike | None, rowvar: ArrayLike, colvar:
 
     Parameters
     ----------
-    x : (..., n, p) array_like
-        Points.
-    mean : (..., n, p) array_like or None
-        Means ``M``; ``None`` means zero.
-    rowvar : (..., n) array_like
-        Row variances ``a`` (positive).
-    colvar : (..., p) array_like
-        Column variances ``b`` (positive).
+    %(density_at)s
+    %(diag_variances)s
     %(out)s
     %(errors)s
 
@@ -422,10 +416,7 @@ def entropy_diag(rowvar: ArrayLike, colvar: ArrayLike, *, out: FloatArray | None
 
     Parameters
     ----------
-    rowvar : (..., n) array_like
-        Row variances ``a`` (positive).
-    colvar : (..., p) array_like
-        Column variances ``b`` (positive).
+    %(diag_variances)s
     %(out)s
     %(errors)s
 
