@@ -28,8 +28,8 @@ from numba.extending import get_cython_function_address
 
 from ._jit import OPTIONS, _cached
 
-__all__ = ["cholesky", "factor", "solve", "solve_right", "solve_lower", "inverse", "times_lower", "gram", "cross",
-           "scatter", "norm2", "logdet", "inner", "eigh", "whitened", "tridiagonal", "reflect", "times_rows"]
+__all__ = ["cholesky", "factor", "solve", "solve_right", "solve_lower", "inverse", "times_lower", "gram", "add_gram",
+           "mirror_lower", "cross", "scatter", "norm2", "logdet", "inner", "eigh", "whitened", "tridiagonal", "reflect", "times_rows"]
 
 _EPS = np.finfo(np.float64).eps
 # The flags of the routines, as the bytes of their one-letter arguments.
@@ -108,9 +108,9 @@ def _rank_k(upper, transposed, n, k, alpha, a, lda, beta, c, ldc):
 
 
 @_compiled
-def _product(transposed_a, m, n, k, alpha, a, lda, b, ldb, c, ldc):
-    """``c ← alpha·op(a) b`` for the ``m×n`` matrix ``c``: ``dgemm``."""
-    flags = np.array((_T if transposed_a else _N, _N), np.uint8)
+def _product(transposed_a, transposed_b, m, n, k, alpha, a, lda, b, ldb, c, ldc):
+    """``c ← alpha·op(a) op(b)`` for the ``m×n`` matrix ``c``: ``dgemm``."""
+    flags = np.array((_T if transposed_a else _N, _T if transposed_b else _N), np.uint8)
     ints = np.array((m, n, k, lda, ldb, ldc), np.int32)
     scalars = np.array((alpha, 0.0))
     _dgemm(flags.ctypes, flags[1:].ctypes, ints.ctypes, ints[1:].ctypes, ints[2:].ctypes, scalars.ctypes, a.ctypes,
@@ -262,7 +262,7 @@ def inverse(chol):
     result = chol.copy()
     if n and _factorisation(True, True, n, _flat(result), n) != 0:
         return result, False
-    _mirror_lower(result)
+    mirror_lower(result)
     return result, True
 
 
@@ -305,32 +305,44 @@ def inner(a, b):
 
 
 @_compiled
-def _add_gram(alpha, a, result):
-    """``result ← result + alpha·a aᵀ`` in its lower triangle (``dsyrk`` on the upper of the
-    Fortran view: ``A_Fᵀ A_F`` with ``A_F = aᵀ``)."""
-    n, k = a.shape
+def add_gram(result, alpha, a, transposed):
+    """``result ← result + alpha·a aᵀ`` (``alpha·aᵀ a`` where ``transposed``) in its lower
+    triangle, the upper left as it was: ``dsyrk`` on the upper triangle of the Fortran view,
+    ``A_Fᵀ A_F`` (``A_F A_Fᵀ``) with ``A_F = aᵀ``."""
+    rows, columns = a.shape
+    n, k = (columns, rows) if transposed else (rows, columns)
     if n and k and alpha != 0.0:
-        _rank_k(True, True, n, k, alpha, _flat(a), k, 1.0, _flat(result), n)
+        _rank_k(True, not transposed, n, k, alpha, _flat(a), columns, 1.0, _flat(result), n)
 
 
 @_compiled
-def gram(alpha, a, beta, b):
-    """``alpha·a aᵀ + beta·b bᵀ`` for ``n×k`` ``a`` and ``n×m`` ``b`` (``beta = 0`` leaves ``b``
-    unread), symmetric: two rank-k updates of one triangle."""
+def gram(scale, s, alpha, a, beta, b, transposed):
+    """``scale·s + alpha·a aᵀ + beta·op(b) op(b)ᵀ``, symmetric, for the symmetric ``n×n`` ``s``
+    (its lower triangle read), the ``n×k`` ``a`` and ``op(b) = b`` (``n×m``), or ``bᵀ`` (``b`` of
+    ``m×n``) where ``transposed``: one triangle, two rank-k updates into it, mirrored. A zero
+    ``scale``, ``alpha`` or ``beta`` leaves its matrix unread."""
     n = a.shape[0]
-    result = np.zeros((n, n))
-    _add_gram(alpha, a, result)
-    _add_gram(beta, b, result)
-    _mirror_lower(result)
+    result = np.empty((n, n))
+    for i in range(n):
+        for j in range(i + 1):
+            result[i, j] = scale * s[i, j] if scale != 0.0 else 0.0
+    add_gram(result, alpha, a, False)
+    add_gram(result, beta, b, transposed)
+    mirror_lower(result)
     return result
 
 
 @_compiled
-def _mirror_lower(a):
-    """``a``'s lower triangle (the upper of the Fortran view) copied into its upper one."""
-    for i in range(a.shape[0]):
-        for j in range(i):
-            a[j, i] = a[i, j]
+def mirror_lower(a):
+    """``a``'s lower triangle (the upper of the Fortran view) copied into its upper one, in
+    tiles of 16×16: one entry after another, each write a row apart from the last, took 2.5
+    times as long from 256×256 up."""
+    n = a.shape[0]
+    for top in range(0, n, 16):
+        for left in range(top, n, 16):
+            for j in range(top, min(top + 16, n)):
+                for i in range(max(left, j + 1), min(left + 16, n)):
+                    a[j, i] = a[i, j]
 
 
 @_compiled
@@ -345,19 +357,21 @@ def scatter(samples, chol):
     for k in range(samples.shape[0]):
         work[:] = samples[k]
         solve_right(chol, work, True)
-        _add_gram(1.0, work, result)
-    _mirror_lower(result)
+        add_gram(result, 1.0, work, False)
+    mirror_lower(result)
     return result
 
 
 @_compiled
-def cross(a, b):
-    """``a bᵀ`` for ``a``, ``b`` of one shape ``n×k``: ``(a bᵀ)ᵀ = B_Fᵀ A_F`` with ``A_F = aᵀ``,
-    ``B_F = bᵀ``."""
+def cross(a, b, transposed):
+    """``a bᵀ`` (``aᵀ b`` where ``transposed``) for ``a``, ``b`` of one shape ``n×k``:
+    ``(a bᵀ)ᵀ = B_Fᵀ A_F`` (``(aᵀ b)ᵀ = B_F A_Fᵀ``) with ``A_F = aᵀ``, ``B_F = bᵀ``."""
     n, k = a.shape
-    result = np.zeros((n, n))
+    size = k if transposed else n
+    result = np.zeros((size, size))
     if n and k:
-        _product(True, n, n, k, 1.0, _flat(b), k, _flat(a), k, _flat(result), n)
+        _product(not transposed, transposed, size, size, n if transposed else k, 1.0, _flat(b), k, _flat(a), k,
+                 _flat(result), size)
     return result
 
 
@@ -413,5 +427,5 @@ def times_rows(b, rows):
     n, m = b.shape
     result = np.empty((n, m))
     if n and m:
-        _product(True, m, n, m, 1.0, _flat(rows), m, _flat(b), m, _flat(result), m)
+        _product(True, False, m, n, m, 1.0, _flat(rows), m, _flat(b), m, _flat(result), m)
     return result

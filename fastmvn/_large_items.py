@@ -107,9 +107,10 @@ def _factor_gradient(scale, factor_, times, other):
 
 @_compiled
 def _combined(scale, a, other_scale, other):
-    """``scale·a + other_scale·other``, written over ``a`` (a temporary)."""
-    a *= scale
-    a += other_scale * other
+    """``scale·a + other_scale·other``, written over ``a`` (a temporary), in one pass."""
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            a[i, j] = scale * a[i, j] + other_scale * other[i, j]
     return a
 
 
@@ -167,7 +168,7 @@ def kl_grads(mode, wanted, mean1, row1, col1, mean2, row2, col2, most_blocks):
                 solve_right(q2, w, False)
                 g0, g3 = -w if wanted[0] else empty, w
             if wanted[4]:
-                g4 = _combined(1.0, gram(-0.5 * t_v, a, -0.5, y), 0.5 * p, u2)
+                g4 = gram(0.5 * p, u2, -0.5 * t_v, a, -0.5, y, False)
         if wanted[1]:
             l1_inverse, defined_u = inverse(l1)
             g1 = _combined(-0.5 * p, l1_inverse, 0.5 * t_v, u2)
@@ -177,9 +178,9 @@ def kl_grads(mode, wanted, mean1, row1, col1, mean2, row2, col2, most_blocks):
             g2 = _combined(-0.5 * n, q1_inverse, 0.5 * t_u, v2)
             defined = defined and defined_v
         if wanted[5]:
-            zt = np.ascontiguousarray(z.T)                 # V2⁻¹ Dᵀ L2⁻ᵀ, whitened on the left
-            solve(q2, zt, True)
-            g5 = _combined(1.0, gram(-0.5 * t_u, b, -0.5, zt), 0.5 * n, v2)
+            x = z.copy()                                   # L2⁻¹ D V2⁻¹
+            solve_right(q2, x, False)
+            g5 = gram(0.5 * n, v2, -0.5 * t_u, b, -0.5, x, True)
     else:  # KL_CHOL
         if wanted[0] or wanted[3]:
             w = z.copy()                                   # P2⁻ᵀ Z Q2⁻¹
@@ -191,9 +192,9 @@ def kl_grads(mode, wanted, mean1, row1, col1, mean2, row2, col2, most_blocks):
         if wanted[2]:
             g2 = _factor_gradient(t_u, q1, n, _lower_solve_t(q2, b))
         if wanted[4]:
-            g4 = _lower_solve_t(l2, _plus_identity(p, gram(-t_v, a, -1.0, z)))
+            g4 = _lower_solve_t(l2, _plus_identity(p, gram(0.0, a, -t_v, a, -1.0, z, False)))
         if wanted[5]:
-            g5 = _lower_solve_t(q2, _plus_identity(n, gram(-t_u, b, -1.0, np.ascontiguousarray(z.T))))
+            g5 = _lower_solve_t(q2, _plus_identity(n, gram(0.0, b, -t_u, b, -1.0, z, True)))
     if not wanted[3]:
         g3 = empty
     return defined, value, g0, g1, g2, g3, g4, g5
@@ -259,20 +260,21 @@ def logpdf_grads(mode, wanted, x, mean, row, col):
         w = y.copy()                                   # P⁻ᵀ Z Q⁻¹ = U⁻¹ (X − M) V⁻¹
         solve_right(col_factor, w, False)
         g0, g1 = -w if wanted[0] else empty, w if wanted[1] else empty
-    y2 = np.ascontiguousarray(z.T)                                  # (Z Q⁻¹)ᵀ
-    solve(col_factor, y2, True)
+    y2 = z.copy() if wanted[3] else empty               # Z Q⁻¹
+    if wanted[3]:
+        solve_right(col_factor, y2, False)
     if mode == _modes.LOGPDF:
         if wanted[2]:
             row_inverse, defined_u = inverse(row_factor)
-            g2 = _combined(1.0, gram(0.5, y, 0.0, y), -0.5 * p, row_inverse)
+            g2 = gram(-0.5 * p, row_inverse, 0.5, y, 0.0, y, False)
             defined = defined and defined_u
         if wanted[3]:
             col_inverse, defined_v = inverse(col_factor)
-            g3 = _combined(1.0, gram(0.5, y2, 0.0, y2), -0.5 * n, col_inverse)
+            g3 = gram(-0.5 * n, col_inverse, 0.0, col_inverse, 0.5, y2, True)
             defined = defined and defined_v
     else:
-        g2 = _factor_gradient(1.0, row_factor, p, cross(y, z)) if wanted[2] else empty
-        g3 = _factor_gradient(1.0, col_factor, n, cross(y2, np.ascontiguousarray(z.T))) if wanted[3] else empty
+        g2 = _factor_gradient(1.0, row_factor, p, cross(y, z, False)) if wanted[2] else empty
+        g3 = _factor_gradient(1.0, col_factor, n, cross(y2, z, True)) if wanted[3] else empty
     return defined, value, g0, g1, g2, g3
 
 

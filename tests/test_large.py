@@ -354,7 +354,7 @@ def test_split_items_after_a_fork():
     assert run_python(script, timeout=120, NUMBA_NUM_THREADS="2") == "0"
 
 
-@pytest.mark.parametrize("n, m", [(7, 5), (1, 3), (40, 1)])
+@pytest.mark.parametrize("n, m", [(7, 5), (1, 3), (40, 1), (33, 18)])
 def test_lapack_routines_against_scipy(n, m):
     """fastmvn._lapack calls SciPy's own routines from compiled code on C-ordered matrices: each
     helper against SciPy or NumPy, failures reported."""
@@ -392,9 +392,19 @@ def test_lapack_routines_against_scipy(n, m):
     for pivot in (0.0, np.finfo(np.float64).eps):  # LAPACK fails the first; the second is numerically singular
         assert not _lapack.cholesky(np.ones((n, n)) + np.diag(np.r_[0.0, np.full(n - 1, pivot)]), chol) or n == 1
     assert not _lapack.factor(-chol, np.empty((n, n)))
-    np.testing.assert_allclose(_lapack.cross(b, 2 * b), 2 * b @ b.T, **close)
-    np.testing.assert_allclose(_lapack.gram(0.5, b, -2.0, spd), 0.5 * b @ b.T - 2.0 * spd @ spd, **close)
-    np.testing.assert_allclose(_lapack.gram(1.5, b2.T.copy(), 0.0, b), 1.5 * b2.T @ b2, **close)
+    np.testing.assert_allclose(_lapack.cross(b, 2 * b, False), 2 * b @ b.T, **close)
+    np.testing.assert_allclose(_lapack.cross(b, 2 * b.copy(), True), 2 * b.T @ b, **close)
+    upper_garbage = spd + np.triu(np.full((n, n), 7.0), 1)  # only the lower triangle of s is read
+    np.testing.assert_allclose(_lapack.gram(0.0, b, 0.5, b, -2.0, spd, False), 0.5 * b @ b.T - 2.0 * spd @ spd,
+                               **close)
+    np.testing.assert_allclose(_lapack.gram(3.0, upper_garbage, 1.5, b2.T.copy(), 0.0, b, False),
+                               3.0 * spd + 1.5 * b2.T @ b2, **close)
+    np.testing.assert_allclose(_lapack.gram(-1.0, upper_garbage, 0.5, b, 2.0, b2, True),
+                               -spd + 0.5 * b @ b.T + 2.0 * b2.T @ b2, **close)
+    lower = np.tril(rng.standard_normal((n, n)))
+    symmetric = lower + np.tril(lower, -1).T
+    _lapack.mirror_lower(lower)
+    np.testing.assert_array_equal(lower, symmetric)
 
 
 @pytest.mark.parametrize("n, m", [(7, 5), (1, 3), (40, 1), (2, 6)])
