@@ -81,8 +81,8 @@ class KLMidBatch(Suite):
 
 
 class KLSingleCall:
-    """One call of ``kl`` (and of ``kl_value_and_grad``) on a single 4×4 pair: the Python layer
-    and the launch, against the NumPy reference's call."""
+    """One call of ``kl`` (and of ``kl_value_and_grad``, also against the standard prior) on a
+    single 4×4 pair: the Python layer and the launch, against the NumPy reference's call."""
 
     def setup(self):
         import numpy as np
@@ -92,6 +92,7 @@ class KLSingleCall:
         self.args = [a[0] for a in _bench.random_pair(1, 4, 4, np.float64)]
         fastmvn.kl(*self.args)
         fastmvn.kl_value_and_grad(*self.args)
+        fastmvn.kl_value_and_grad(*self.args[:3])
 
     def time_call(self):
         fastmvn.kl(*self.args)
@@ -107,6 +108,10 @@ class KLSingleCall:
 
     def time_value_and_grad(self):
         fastmvn.kl_value_and_grad(*self.args)
+
+    def time_value_and_grad_to_standard(self):
+        """Against MN(0, I, I), the second distribution's arguments None."""
+        fastmvn.kl_value_and_grad(*self.args[:3])
 
     def track_value_and_grad_over_value(self):
         """Time of one ``kl_value_and_grad`` call over that of one ``kl`` call (both planned)."""

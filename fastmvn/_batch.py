@@ -240,7 +240,9 @@ class _Plan:
         dtype to convert, a value broadcast along some of the batch axes only (with
         ``gradients``, along any: its gradient would be a sum over them). The checks raise
         as on the general path. Large items keep the plan for large items
-        (:mod:`fastmvn._large`), which a run calls directly."""
+        (:mod:`fastmvn._large`), which a run calls directly. With ``gradients``, an argument
+        passed as None (a zero mean or an identity made up for it, or the standard prior's
+        three) has no gradient: None in its place, as on the general path."""
         args, mode = bind(function, values, lower=lower)
         dtype, batch_shape = check(args)
         count = int(np.prod(batch_shape, dtype=np.int64))
@@ -261,9 +263,9 @@ class _Plan:
                 batch_stride = core[0] * core[1] * item if arg.batch_shape == batch_shape else 0
                 plan.sources.append((position[arg.name], (count,) + core, (batch_stride, core[1] * item, item)))
         plan.mode, plan.dtype, plan.batch_shape, plan.count = mode, dtype, batch_shape, count
-        plan.gradients = [(view.shape, len(arg.axes) == 1) for arg, view in zip(args, slots)] if gradients else None
-        if gradients and any(arg.default for arg in args):
-            return None
+        plan.gradients = ([(view.shape, len(arg.axes) == 1, not arg.default) for arg, view in zip(args, slots)]
+                          if gradients else None)
+        plan.missing = len(function.params) - len(args)  # the standard prior's arguments, absent from args
         plan.large = _large.chosen(slots, count, gradients)
         if not plan.large:
             plan.padding, _, plan.work = _driver_arguments(slots, count, dtype)
@@ -297,17 +299,20 @@ class _Plan:
         """:meth:`run` of a plan with gradients: ``((value, grads), failed)``, every argument's
         gradient of its own shape (no argument is broadcast), in memory of the gradients' pool
         (:mod:`fastmvn._pool`) as on the general path."""
-        full = [_pool.empty(shape, self.dtype) for shape, _ in self.gradients]
-        grads = [grad.reshape((self.count,) + grad.shape[-2:]) for grad in full]
-        wanted = [True] * len(grads)
-        unused = [np.empty((1, 1, 1), self.dtype)] * (6 - len(grads))  # the drivers take six slots' gradients
+        wanted = [wants for _, _, wants in self.gradients]
+        full = [_pool.empty(shape, self.dtype) if wants else None for shape, _, wants in self.gradients]
+        placeholder = np.empty((1, 1, 1), self.dtype)  # for a gradient not computed: the drivers take six
+        grads = [placeholder if grad is None else grad.reshape((self.count,) + grad.shape[-2:]) for grad in full]
+        unused = [placeholder] * (6 - len(grads))
         if self.large:
             failed = _large.value_and_grad(self.mode, views, out, grads + unused, wanted + [False] * len(unused))
             failed = failed is not None
         else:
             first_bad = np.empty(1, np.int64)
-            self.driver(self.mode, *views, *self.padding, out, *grads, *unused, (1 << len(grads)) - 1, first_bad,
-                        self.work)
+            mask = sum(1 << k for k, wants in enumerate(wanted) if wants)
+            self.driver(self.mode, *views, *self.padding, out, *grads, *unused, mask, first_bad, self.work)
             failed = first_bad[0] < self.count
         value = out.reshape(self.batch_shape) if self.batch_shape else out[0]
-        return (value, tuple(grad[..., 0] if vector else grad for grad, (_, vector) in zip(full, self.gradients))), failed
+        grads = tuple(None if grad is None else grad[..., 0] if vector else grad
+                      for grad, (_, vector, _) in zip(full, self.gradients))
+        return (value, grads + (None,) * self.missing), failed

@@ -108,7 +108,7 @@ def value_and_grad(function, values, errors, reduce=True, out=None, wrt=None, lo
     A small call of every gradient with none of ``out``, ``wrt`` and ``lower=False`` runs
     the plan made by the first call of its shapes (:func:`fastmvn._batch.planned`).
     """
-    if reduce and wrt is None and all(value is not None for value in values):
+    if reduce and wrt is None:
         result = planned(function, values, out, errors, lower, gradients=True)
         if result is not None:
             return result

@@ -210,6 +210,42 @@ def test_planned_gradients_give_the_bits_of_the_general_path(case, dtype, large,
                 np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("large", [False, True], ids=["lanes", "lapack"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case, nones", [("kl", (3, 4, 5)), ("kl_chol", (3, 4, 5)), ("kl_diag", (3, 4, 5)),
+                                         ("kl", (3,)), ("kl", (5,)), ("kl_chol", (4,)), ("kl_diag", (3, 5)),
+                                         ("logpdf", (1,)), ("logpdf_chol", (1,))])
+def test_planned_gradients_of_arguments_passed_as_none(case, nones, dtype, large, monkeypatch):
+    """The standard prior (the last three arguments None) and a zero mean or an identity made
+    up for an argument passed as None: planned like the others, in lanes or through LAPACK,
+    with None for the gradient of each argument passed as None, the bits of the general path."""
+    from fastmvn import _batch
+
+    monkeypatch.setattr(_batch, "_PLANS", {})
+    if large:
+        monkeypatch.setattr(_config, "LAPACK_GRADIENT_MIN_SIDE", 1)
+        monkeypatch.setattr(_config, "LAPACK_GRADIENT_BATCH_SIDE", 0)
+        monkeypatch.setattr(_config, "FLOAT32_ARITHMETIC_MAX_SIDE", 0)
+    gradient = getattr(fm, f"{case}_value_and_grad")
+    for batch in (1, 3):
+        args = [None if k in nones else np.ascontiguousarray(a[0] if batch == 1 else a)
+                for k, a in enumerate(_bench.random_inputs(case, batch, 5, 3, dtype))]
+        first, second = gradient(*args), gradient(*args)
+        assert _grad_plans(case) and all(plan.large == large for plan in _grad_plans(case))
+        out = (np.empty(np.shape(first[0]), dtype), tuple(None if a is None else np.empty(a.shape, dtype) for a in args))
+        expected = gradient(*args, out=out)
+        for value, grads in (first, second):
+            np.testing.assert_array_equal(value, expected[0])
+            assert np.shape(value) == np.shape(expected[0]) and np.asarray(value).dtype == dtype
+            assert len(grads) == len(expected[1]) == len(args)
+            for arg, got, want in zip(args, grads, expected[1], strict=True):
+                if arg is None:
+                    assert got is None and want is None
+                else:
+                    assert got.shape == want.shape == arg.shape and got.dtype == dtype
+                    np.testing.assert_array_equal(got, want)
+
+
 def test_planned_gradients_report_failures_and_leave_broadcasts_to_the_general_path():
     args = [np.ascontiguousarray(a) for a in _bench.random_inputs("kl", 6, 3, 2)]
     fm.kl_value_and_grad(*args)                                     # makes the plan
