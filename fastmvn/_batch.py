@@ -182,11 +182,11 @@ def call(function, values, out, errors, lower=True):
     return compute(mode, args, out, errors)
 
 
-def planned(function, values, out, errors, lower, gradients=False):
-    """The result of a small call by its :class:`_Plan` (with ``gradients``, the value and
-    the gradient of every argument, as :func:`fastmvn._gradients.value_and_grad` returns
-    them), or None where the call takes the general path: it has no plan, or an item failed
-    under ``errors="raise"``."""
+def planned(function, values, out, errors, lower, gradients=None):
+    """The result of a small call by its :class:`_Plan` (with ``gradients``, one flag per
+    parameter of ``function``, the value and the gradients the flags ask for, None for the
+    others, as :func:`fastmvn._gradients.value_and_grad` returns them), or None where the call
+    takes the general path: it has no plan, or an item failed under ``errors="raise"``."""
     key = _plan_key(function, values, out, errors, lower)
     if key is None:
         return None
@@ -235,14 +235,14 @@ class _Plan:
     takes besides the slots; with ``gradients``, the shape of each argument's gradient."""
 
     @classmethod
-    def make(cls, function, values, lower, gradients=False):
+    def make(cls, function, values, lower, gradients=None):
         """The plan of a call, or None where it has none: more than one chunk of items, a
-        dtype to convert, a value broadcast along some of the batch axes only (with
-        ``gradients``, along any: its gradient would be a sum over them). The checks raise
+        dtype to convert, a value broadcast along some of the batch axes only (or along any,
+        where its gradient is asked for: that would be a sum over them). The checks raise
         as on the general path. Large items keep the plan for large items
-        (:mod:`fastmvn._large`), which a run calls directly. With ``gradients``, an argument
-        passed as None (a zero mean or an identity made up for it, or the standard prior's
-        three) has no gradient: None in its place, as on the general path."""
+        (:mod:`fastmvn._large`), which a run calls directly. With ``gradients`` (a flag per
+        parameter), those the flags ask for; an argument passed as None (a zero mean or an
+        identity made up for it, or the standard prior's three) has none."""
         args, mode = bind(function, values, lower=lower)
         dtype, batch_shape = check(args)
         count = int(np.prod(batch_shape, dtype=np.int64))
@@ -256,20 +256,22 @@ class _Plan:
             core = view.shape[-2:]
             if arg.default:
                 plan.sources.append(np.broadcast_to(view[(0,) * (view.ndim - 2)], (count,) + core))
-            elif arg.dtype != dtype or (arg.batch_shape != batch_shape and (gradients or np.prod(arg.batch_shape) != 1)):
+            elif arg.dtype != dtype or (arg.batch_shape != batch_shape
+                                        and (gradients is not None and gradients[position[arg.name]]
+                                             or np.prod(arg.batch_shape) != 1)):
                 return None
             else:
                 item = dtype.itemsize
                 batch_stride = core[0] * core[1] * item if arg.batch_shape == batch_shape else 0
                 plan.sources.append((position[arg.name], (count,) + core, (batch_stride, core[1] * item, item)))
         plan.mode, plan.dtype, plan.batch_shape, plan.count = mode, dtype, batch_shape, count
-        plan.gradients = ([(view.shape, len(arg.axes) == 1, not arg.default) for arg, view in zip(args, slots)]
-                          if gradients else None)
+        plan.gradients = ([(view.shape, len(arg.axes) == 1, gradients[position[arg.name]] and not arg.default)
+                           for arg, view in zip(args, slots)] if gradients is not None else None)
         plan.missing = len(function.params) - len(args)  # the standard prior's arguments, absent from args
-        plan.large = _large.chosen(slots, count, gradients)
+        plan.large = _large.chosen(slots, count, gradients is not None)
         if not plan.large:
             plan.padding, _, plan.work = _driver_arguments(slots, count, dtype)
-            driver = _kernels().value_and_grad_batch if gradients else _kernels().evaluate_batch
+            driver = _kernels().value_and_grad_batch if gradients is not None else _kernels().evaluate_batch
             plan.driver = driver.compiled((dtype, plan.work.dtype), parallel=False)
         return plan
 
@@ -296,9 +298,9 @@ class _Plan:
         return (out.reshape(self.batch_shape) if self.batch_shape else out[0]), failed
 
     def _run_gradients(self, views, out):
-        """:meth:`run` of a plan with gradients: ``((value, grads), failed)``, every argument's
-        gradient of its own shape (no argument is broadcast), in memory of the gradients' pool
-        (:mod:`fastmvn._pool`) as on the general path."""
+        """:meth:`run` of a plan with gradients: ``((value, grads), failed)``, each gradient
+        asked for of its argument's own shape (no such argument is broadcast), in memory of
+        the gradients' pool (:mod:`fastmvn._pool`) as on the general path."""
         wanted = [wants for _, _, wants in self.gradients]
         full = [_pool.empty(shape, self.dtype) if wants else None for shape, _, wants in self.gradients]
         placeholder = np.empty((1, 1, 1), self.dtype)  # for a gradient not computed: the drivers take six

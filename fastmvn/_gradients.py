@@ -105,19 +105,19 @@ def value_and_grad(function, values, errors, reduce=True, out=None, wrt=None, lo
     upper ones, read through :func:`fastmvn._arguments.lower_factors`; their gradients, and the arrays of
     ``out`` for them, are the transposes of the lower factors' (views, as the factors).
 
-    A small call of every gradient with none of ``out``, ``wrt`` and ``lower=False`` runs
-    the plan made by the first call of its shapes (:func:`fastmvn._batch.planned`).
+    A small call with neither ``out`` nor ``lower=False`` runs the plan made by the first call
+    of its shapes and gradients (:func:`fastmvn._batch.planned`), which broadcasts none of its
+    arguments: every gradient has its argument's shape, reduced or not.
     """
-    if reduce and wrt is None:
-        result = planned(function, values, out, errors, lower, gradients=True)
-        if result is not None:
-            return result
+    given = [value is not None for value in values]
+    wanted = computed(function, given, wrt)
+    result = planned(function, values, out, errors, lower, gradients=tuple(wanted))
+    if result is not None:
+        return result
     check_errors(errors)
     args, mode = bind(function, values, lower=lower)
-    given = [value is not None for value in values]
     dtype, batch_shape = check(args)
     padding = [None] * (len(function.params) - len(args))  # the arguments a standard mode leaves out
-    wanted = computed(function, given, wrt)
     value_out, given_out = _grad_out(out, args + padding, given, wanted, dtype, batch_shape)
     upper = [not lower and arg is not None and arg.kind == CHOL for arg in args + padding]
     grads_out = [np.swapaxes(g, -1, -2) if u and g is not None else g for g, u in zip(given_out, upper)]

@@ -176,7 +176,7 @@ GRADIENTS = ["kl", "kl_chol", "kl_diag", "logpdf", "logpdf_chol"]
 def _grad_plans(name):
     from fastmvn import _batch
 
-    return [plan for key, plan in _batch._PLANS.items() if key[0] == name and key[-1] is True and plan is not None]
+    return [plan for key, plan in _batch._PLANS.items() if key[0] == name and key[-1] and plan is not None]
 
 
 @pytest.mark.parametrize("large", [False, True], ids=["lanes", "lapack"])
@@ -244,6 +244,39 @@ def test_planned_gradients_of_arguments_passed_as_none(case, nones, dtype, large
                 else:
                     assert got.shape == want.shape == arg.shape and got.dtype == dtype
                     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["lanes", "lapack"])
+@pytest.mark.parametrize("wrt, shared", [(None, False), (("mean1", "rowcov1", "colcov1"), False),
+                                         (("mean1", "rowcov1", "colcov1"), True), ("colcov2", False), ([], True)])
+@pytest.mark.parametrize("reduce", [True, False])
+def test_planned_gradients_of_some_arguments(wrt, shared, reduce, large, monkeypatch):
+    """``wrt=`` and the per-item gradients of ``reduce=False`` (as :mod:`fastmvn.torch` asks
+    for them) are planned too, and so is a prior shared by the items whose gradient is not
+    asked for: the bits of the general path, None for a gradient not asked for."""
+    from fastmvn import _batch, _gradients
+
+    monkeypatch.setattr(_batch, "_PLANS", {})
+    if large:
+        monkeypatch.setattr(_config, "LAPACK_GRADIENT_MIN_SIDE", 1)
+        monkeypatch.setattr(_config, "LAPACK_GRADIENT_BATCH_SIDE", 0)
+    args = [np.ascontiguousarray(a[:1] if shared and k >= 3 else a)
+            for k, a in enumerate(_bench.random_inputs("kl", 4, 5, 3))]
+    function = _gradients.FUNCTIONS["kl"]
+    first, second = (_gradients.value_and_grad(function, args, "raise", reduce=reduce, wrt=wrt) for _ in range(2))
+    assert _grad_plans("kl") and all(plan.large == large for plan in _grad_plans("kl"))
+    monkeypatch.setattr(_batch, "_PLANS", {})
+    monkeypatch.setattr(_batch, "_MAX_PLANS", 0)                    # the general path
+    expected = _gradients.value_and_grad(function, args, "raise", reduce=reduce, wrt=wrt)
+    wanted = _gradients.computed(function, [True] * 6, wrt)
+    for value, grads in (first, second):
+        np.testing.assert_array_equal(value, expected[0])
+        for got, want, wants in zip(grads, expected[1], wanted, strict=True):
+            if not wants:
+                assert got is None and want is None
+            else:
+                assert got.shape == want.shape
+                np.testing.assert_array_equal(got, want)
 
 
 def test_planned_gradients_report_failures_and_leave_broadcasts_to_the_general_path():
