@@ -29,7 +29,8 @@ from numba.extending import get_cython_function_address
 from ._jit import OPTIONS, _cached
 
 __all__ = ["cholesky", "factor", "solve", "solve_right", "solve_lower", "inverse", "times_lower", "gram", "add_gram",
-           "mirror_lower", "cross", "scatter", "norm2", "logdet", "inner", "eigh", "whitened", "tridiagonal", "reflect", "times_rows"]
+           "mirror_lower", "cross", "scatter", "norm2", "logdet", "inner", "eigh", "whitened", "tridiagonal", "reflect",
+           "times_rows"]
 
 _EPS = np.finfo(np.float64).eps
 # The flags of the routines, as the bytes of their one-letter arguments.
@@ -307,7 +308,7 @@ def inner(a, b):
 @_compiled
 def add_gram(result, alpha, a, transposed):
     """``result ← result + alpha·a aᵀ`` (``alpha·aᵀ a`` where ``transposed``) in its lower
-    triangle, the upper left as it was: ``dsyrk`` on the upper triangle of the Fortran view,
+    triangle, its upper one unchanged: ``dsyrk`` on the upper triangle of the Fortran view,
     ``A_Fᵀ A_F`` (``A_F A_Fᵀ``) with ``A_F = aᵀ``."""
     rows, columns = a.shape
     n, k = (columns, rows) if transposed else (rows, columns)

@@ -232,7 +232,8 @@ def test_planned_gradients_of_arguments_passed_as_none(case, nones, dtype, large
                 for k, a in enumerate(_bench.random_inputs(case, batch, 5, 3, dtype))]
         first, second = gradient(*args), gradient(*args)
         assert _grad_plans(case) and all(plan.large == large for plan in _grad_plans(case))
-        out = (np.empty(np.shape(first[0]), dtype), tuple(None if a is None else np.empty(a.shape, dtype) for a in args))
+        out = (np.empty(np.shape(first[0]), dtype),
+               tuple(None if a is None else np.empty(a.shape, dtype) for a in args))
         expected = gradient(*args, out=out)
         for value, grads in (first, second):
             np.testing.assert_array_equal(value, expected[0])
