@@ -173,6 +173,17 @@ def test_planned_calls_of_large_items_report_failures(name, index, monkeypatch):
 GRADIENTS = ["kl", "kl_chol", "kl_diag", "logpdf", "logpdf_chol"]
 
 
+def _fresh_plans(monkeypatch, large):
+    """No plans yet; with ``large``, thresholds that send even small items through LAPACK."""
+    from fastmvn import _batch
+
+    monkeypatch.setattr(_batch, "_PLANS", {})
+    if large:
+        monkeypatch.setattr(_config, "LAPACK_GRADIENT_MIN_SIDE", 1)
+        monkeypatch.setattr(_config, "LAPACK_GRADIENT_BATCH_SIDE", 0)
+        monkeypatch.setattr(_config, "FLOAT32_ARITHMETIC_MAX_SIDE", 0)
+
+
 def _grad_plans(name):
     from fastmvn import _batch
 
@@ -186,13 +197,7 @@ def test_planned_gradients_give_the_bits_of_the_general_path(case, dtype, large,
     """A value and gradient called again with the shapes of the first runs the plan the first
     made, in lanes or (small items made large by the thresholds) through LAPACK; ``out=``
     takes the general path."""
-    from fastmvn import _batch
-
-    monkeypatch.setattr(_batch, "_PLANS", {})
-    if large:
-        monkeypatch.setattr(_config, "LAPACK_GRADIENT_MIN_SIDE", 1)
-        monkeypatch.setattr(_config, "LAPACK_GRADIENT_BATCH_SIDE", 0)
-        monkeypatch.setattr(_config, "FLOAT32_ARITHMETIC_MAX_SIDE", 0)
+    _fresh_plans(monkeypatch, large)
     gradient = getattr(fm, f"{case}_value_and_grad")
     for batch in (1, 3):
         args = [np.ascontiguousarray(a) for a in _bench.random_inputs(case, batch, 5, 3, dtype)]
@@ -219,13 +224,7 @@ def test_planned_gradients_of_arguments_passed_as_none(case, nones, dtype, large
     """The standard prior (the last three arguments None) and a zero mean or an identity made
     up for an argument passed as None: planned like the others, in lanes or through LAPACK,
     with None for the gradient of each argument passed as None, the bits of the general path."""
-    from fastmvn import _batch
-
-    monkeypatch.setattr(_batch, "_PLANS", {})
-    if large:
-        monkeypatch.setattr(_config, "LAPACK_GRADIENT_MIN_SIDE", 1)
-        monkeypatch.setattr(_config, "LAPACK_GRADIENT_BATCH_SIDE", 0)
-        monkeypatch.setattr(_config, "FLOAT32_ARITHMETIC_MAX_SIDE", 0)
+    _fresh_plans(monkeypatch, large)
     gradient = getattr(fm, f"{case}_value_and_grad")
     for batch in (1, 3):
         args = [None if k in nones else np.ascontiguousarray(a[0] if batch == 1 else a)
@@ -257,10 +256,7 @@ def test_planned_gradients_of_some_arguments(wrt, shared, reduce, large, monkeyp
     asked for: the bits of the general path, None for a gradient not asked for."""
     from fastmvn import _batch, _gradients
 
-    monkeypatch.setattr(_batch, "_PLANS", {})
-    if large:
-        monkeypatch.setattr(_config, "LAPACK_GRADIENT_MIN_SIDE", 1)
-        monkeypatch.setattr(_config, "LAPACK_GRADIENT_BATCH_SIDE", 0)
+    _fresh_plans(monkeypatch, large)
     args = [np.ascontiguousarray(a[:1] if shared and k >= 3 else a)
             for k, a in enumerate(_bench.random_inputs("kl", 4, 5, 3))]
     function = _gradients.FUNCTIONS["kl"]
