@@ -268,6 +268,10 @@ class _Plan:
         plan.gradients = ([(view.shape, len(arg.axes) == 1, gradients[position[arg.name]] and not arg.default)
                            for arg, view in zip(args, slots)] if gradients is not None else None)
         plan.missing = len(function.params) - len(args)  # the standard prior's arguments, absent from args
+        if gradients is not None:  # which of the drivers' six gradients to store, as flags and as bits
+            plan.wanted = [wants for _, _, wants in plan.gradients] + [False] * (6 - len(plan.gradients))
+            plan.mask = sum(1 << k for k, wants in enumerate(plan.wanted) if wants)
+            plan.placeholder = np.empty((1, 1, 1), dtype)  # never written: in place of a gradient not stored
         plan.large = _large.chosen(slots, count, gradients is not None)
         if not plan.large:
             plan.padding, _, plan.work = _driver_arguments(slots, count, dtype)
@@ -301,18 +305,14 @@ class _Plan:
         """:meth:`run` of a plan with gradients: ``((value, grads), failed)``, each gradient
         asked for of its argument's own shape (no such argument is broadcast), in memory of
         the gradients' pool (:mod:`fastmvn._pool`) as on the general path."""
-        wanted = [wants for _, _, wants in self.gradients]
         full = [_pool.empty(shape, self.dtype) if wants else None for shape, _, wants in self.gradients]
-        placeholder = np.empty((1, 1, 1), self.dtype)  # for a gradient not computed: the drivers take six
-        grads = [placeholder if grad is None else grad.reshape((self.count,) + grad.shape[-2:]) for grad in full]
-        unused = [placeholder] * (6 - len(grads))
+        grads = [self.placeholder if grad is None else grad.reshape((self.count,) + grad.shape[-2:]) for grad in full]
+        grads += [self.placeholder] * (6 - len(grads))  # the drivers take six slots' gradients
         if self.large:
-            failed = _large.value_and_grad(self.mode, views, out, grads + unused, wanted + [False] * len(unused))
-            failed = failed is not None
+            failed = _large.value_and_grad(self.mode, views, out, grads, self.wanted) is not None
         else:
             first_bad = np.empty(1, np.int64)
-            mask = sum(1 << k for k, wants in enumerate(wanted) if wants)
-            self.driver(self.mode, *views, *self.padding, out, *grads, *unused, mask, first_bad, self.work)
+            self.driver(self.mode, *views, *self.padding, out, *grads, self.mask, first_bad, self.work)
             failed = first_bad[0] < self.count
         value = out.reshape(self.batch_shape) if self.batch_shape else out[0]
         grads = tuple(None if grad is None else grad[..., 0] if vector else grad

@@ -260,8 +260,9 @@ def logpdf_grads(mode, wanted, x, mean, row, col):
         w = y.copy()                                   # P⁻ᵀ Z Q⁻¹ = U⁻¹ (X − M) V⁻¹
         solve_right(col_factor, w, False)
         g0, g1 = -w if wanted[0] else empty, w if wanted[1] else empty
-    y2 = z.copy() if wanted[3] else empty               # Z Q⁻¹
+    y2 = empty
     if wanted[3]:
+        y2 = z.copy()                                  # Z Q⁻¹
         solve_right(col_factor, y2, False)
     if mode == _modes.LOGPDF:
         if wanted[2]:
