@@ -77,22 +77,22 @@ def _host_features():
     return {name for name, on in binding.get_host_cpu_features().items() if on}
 
 
-def _hosts_own():
-    """The target of the host's own instruction set: the last of :data:`TARGETS` whose
-    features the host has (never the baseline, which is always compiled for); none where
-    ``NUMBA_CPU_NAME`` makes this process compile for another processor."""
+def _hosts_own(host):
+    """The target of the instruction set of the host (its features ``host``): the last of
+    :data:`TARGETS` whose features it has (never the baseline, which is always compiled for);
+    none where ``NUMBA_CPU_NAME`` makes this process compile for another processor."""
     if os.environ.get("NUMBA_CPU_NAME"):
         return []
-    host = _host_features()
     return [name for name, (_, _, needs) in TARGETS.items() if set(needs) <= host and needs][-1:]
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 targets")
 def test_results_do_not_depend_on_position_on_any_instruction_set(tmp_path):
     host = _host_features()
+    own = _hosts_own(host)
     runs = {}
     for name, (cpu, features, needs) in TARGETS.items():
-        if not set(needs) <= host or name in _hosts_own():
+        if not set(needs) <= host or name in own:
             continue
         env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_CPU_")}
         env["NUMBA_CACHE_DIR"] = str(tmp_path / name.replace(" ", "_"))
