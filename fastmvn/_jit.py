@@ -8,7 +8,9 @@ one, :mod:`fastmvn._config`, :mod:`fastmvn._modes`, the gufunc kernels of
 :mod:`fastmvn._large_items`) (Numba's own cache looks at the kernel's file alone, and a
 driver inlines kernels of other files). Processes may compile into one cache at once (Dask
 workers, pytest-xdist): a save holds the cache directory's lock (its file ``fastmvn.lock``)
-alone and a load shares it, so no two saves number their files from the same index.
+alone and a load shares it, so no two saves number their files from the same index; a gufunc's
+loop is kept under the name of the kernel compilation it calls (``LoopCache`` of
+:func:`_cache_class`), so that it is never loaded beside another process's kernel.
 ``NUMBA_DISABLE_JIT=1`` runs every kernel as plain Python, which tells a kernel bug from a
 compiler quirk.
 
@@ -182,7 +184,24 @@ def _cache_class():
         _locator_classes = Impl._locator_classes
 
     class LoopCache(Locked, caching.Cache):
+        """The loops of the gufunc whose kernel is the dispatcher ``kernel``, each kept under the
+        name of the kernel's compilation it calls.
+
+        A loop calls its kernel by the kernel's mangled name, which holds a number that each
+        process draws from a counter of its own compilations (Numba's ABI tag ``v<n>``), and the
+        kernel and its loops are saved to separate files. Numba keys a loop by the signature
+        alone: two processes compiling one gufunc at once left the kernel of one beside the loop
+        of the other, whose call NumPy then made through a null pointer (a segmentation fault
+        in every process that loaded the pair; numba/numba#10128). Keyed by the name as well, a
+        loop is found only beside the kernel it was built for, and is otherwise built again."""
         _impl_class = LoopImpl
+
+        def __init__(self, py_func, kernel):
+            super().__init__(py_func)
+            self._kernel = kernel
+
+        def _index_key(self, sig, codegen):
+            return *super()._index_key(sig, codegen), self._kernel.overloads[sig].fndesc.mangled_name
 
     return KernelCache, SerialKernelCache, LoopCache
 

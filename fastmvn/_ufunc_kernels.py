@@ -12,6 +12,7 @@ cache, this file being one of :func:`fastmvn._jit.sources_stamp`'s sources).
 """
 
 import contextlib
+import functools
 
 import numba
 import numpy as np
@@ -143,28 +144,38 @@ def gufunc(name, doc, mode, layout, dtypes=(np.float64, np.float32)):
     kernel = _kernel(mode, len(core))
     kernel.__name__ = kernel.__qualname__ = name
     kernel.__doc__ = doc
+    return build(kernel, layout, dtypes)
+
+
+def build(kernel, layout, dtypes):
+    """The gufunc of the Python function ``kernel`` with the core signature ``layout`` and a
+    one-entry output, compiled for ``dtypes`` with fastmvn's options (or loaded from the
+    on-disk cache, unless ``FASTMVN_CACHE=0``)."""
+    core, _ = parse_signature(layout)
     result = GUFunc(kernel, layout, cache=_jit.CACHE, targetoptions={"nopython": True, "fastmath": _jit.FASTMATH})
+    dispatcher = result.gufunc_builder.nb_func
     if _jit.CACHE:  # the kernel, stamped as every kernel (a gufunc's dispatcher keeps its cache in .cache)
-        result.gufunc_builder.nb_func.cache = _jit._cache_class()[0](kernel)
+        dispatcher.cache = _jit._cache_class()[0](kernel)
     for dtype in dtypes:
         item = numba.from_dtype(np.dtype(dtype))
         result.add(types.void(*(types.Array(item, len(axes), "A") for axes in core), types.Array(item, 1, "A")))
-    with global_compiler_lock, _stamped_loops():
+    with global_compiler_lock, _stamped_loops(dispatcher):
         return result.build_ufunc()
 
 
 @contextlib.contextmanager
-def _stamped_loops():
-    """Numba's loops around gufunc kernels cached under :func:`fastmvn._jit.sources_stamp`:
-    a loop keeps a copy of its kernel's machine code, which Numba's own cache would reload
-    after a change to another kernel source (it stamps this file alone). Numba builds the
-    loop's cache from a global of :mod:`numba.np.ufunc.wrappers`, replaced while the caller
-    holds Numba's compiler lock."""
+def _stamped_loops(kernel):
+    """Numba's loops around the gufunc kernel ``kernel`` (its dispatcher) cached under
+    :func:`fastmvn._jit.sources_stamp` and the name of the kernel's compilation they call
+    (``LoopCache`` of :func:`fastmvn._jit._cache_class`): a loop keeps a copy of its kernel's
+    machine code, which Numba's own cache would reload after a change to another kernel source
+    (it stamps this file alone). Numba builds the loop's cache from a global of
+    :mod:`numba.np.ufunc.wrappers`, replaced while the caller holds Numba's compiler lock."""
     from numba.np.ufunc import wrappers
 
     numba_cache = wrappers.GufWrapperCache
     if _jit.CACHE:
-        wrappers.GufWrapperCache = _jit._cache_class()[2]
+        wrappers.GufWrapperCache = functools.partial(_jit._cache_class()[2], kernel=kernel)
     try:
         yield
     finally:

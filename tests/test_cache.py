@@ -95,6 +95,49 @@ def test_a_new_process_loads_a_ufunc_and_its_loop_from_the_cache():
     assert (loops_built, functions_compiled) == ("0", "0")
 
 
+def build_twice_in_new_process(directory, compilations_before):
+    """A gufunc ``(n)->()`` (twice the first entry) of a module in ``directory``, built in a new
+    process through :func:`fastmvn._ufunc_kernels.build` with the cache in ``directory/cache``
+    after ``compilations_before`` other compilations (which number the kernel's mangled
+    name): its result for ``[1.5, 2.5]``, the kernel's name, and how many loops it built."""
+    from conftest import run_python
+
+    (directory / "twice.py").write_text("def twice(x, out):\n    out[0] = 2 * x[0]\n")
+    script = ("import sys, numpy as np\n"
+              "from numba.core.bytecode import FunctionIdentity\n"
+              "from numba.np.ufunc import wrappers\n"
+              f"sys.path.insert(0, {str(directory)!r})\n"
+              "from fastmvn import _ufunc_kernels\n"
+              "import twice\n"
+              f"for _ in range({compilations_before}):\n"
+              "    next(FunctionIdentity._unique_ids)\n"
+              "built, build = [], wrappers._GufuncWrapper._build_wrapper\n"
+              "wrappers._GufuncWrapper._build_wrapper = lambda self, *a: built.append(1) or build(self, *a)\n"
+              "ufunc = _ufunc_kernels.build(twice.twice, '(n)->()', [np.float64])\n"
+              "[compiled] = ufunc.gufunc_builder.nb_func.overloads.values()\n"
+              "print(float(ufunc(np.array([1.5, 2.5]))), compiled.fndesc.mangled_name, len(built))\n")
+    value, name, built = run_python(script, NUMBA_CACHE_DIR=str(directory / "cache")).split()
+    return float(value), name, int(built)
+
+
+@pytest.mark.skipif(not _jit.CACHE, reason="FASTMVN_CACHE=0")
+def test_a_gufunc_loop_is_loaded_only_beside_the_kernel_it_calls(tmp_path):
+    """A gufunc's kernel and its loop are saved to separate files, and the loop calls the
+    kernel by a name that holds a per-process count of compilations. Where the cached kernel
+    is another process's compilation (two processes built the gufunc at once, and the last
+    to save each file was a different one), the loop saved beside it must not be called: it
+    is built again, and a new process then loads the pair."""
+    value, first, built = build_twice_in_new_process(tmp_path, 0)
+    assert (value, built) == (3.0, 1)
+    # Another process compiled the kernel at the same time and saved it last.
+    [index] = [path for path in tmp_path.rglob("twice.twice-*.nbi") if not path.name.startswith("fastmvn-guf")]
+    index.unlink()
+    value, second, built = build_twice_in_new_process(tmp_path, 1000)
+    assert second != first  # the case to test: the cached loop calls a kernel of another name
+    assert (value, built) == (3.0, 1)
+    assert build_twice_in_new_process(tmp_path, 0) == (3.0, second, 0)
+
+
 AFFINE = "def affine(x):\n    return 3 * x + 1\n"
 ARGUMENTS = {"int64": "7", "float64": "2.5", "float32": "np.float32(0.5)", "complex128": "1j"}
 
