@@ -3,6 +3,7 @@
 import contextlib
 import importlib.util
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -71,39 +72,18 @@ def test_serial_and_parallel_drivers_are_cached_apart(tmp_path):
     assert len(list(tmp_path.rglob("*evaluate_batch.serial*.nbi"))) == 1
 
 
-@pytest.mark.skipif(not _jit.CACHE, reason="FASTMVN_CACHE=0")
-def test_a_new_process_loads_a_ufunc_and_its_loop_from_the_cache():
-    """A gufunc of fastmvn.ufuncs is its kernel and the loop Numba builds around it: both come
-    from the cache in a new process (the loop under fastmvn's stamp, since it keeps a copy of
-    the kernel), so nothing is compiled."""
-    from conftest import run_python
-
-    script = ("import numpy as np, fastmvn.ufuncs as fmu\n"
-              "from numba.np.ufunc import wrappers\n"
-              "from fastmvn import _jit\n"
-              "from numba.core import compiler\n"
-              "built, build = [], wrappers._GufuncWrapper._build_wrapper\n"
-              "wrappers._GufuncWrapper._build_wrapper = lambda self, *a: built.append(1) or build(self, *a)\n"
-              "compiled, compile_extra = [], compiler.compile_extra\n"
-              "compiler.compile_extra = lambda *a, **k: compiled.append(1) or compile_extra(*a, **k)\n"
-              "value = float(fmu.logdet(2 * np.eye(2)))\n"
-              "assert fmu.logdet.gufunc_builder.nb_func.cache._impl.locator.get_source_stamp() == _jit.sources_stamp()\n"
-              "print(value, len(built), len(compiled))\n")
-    run_python(script)  # compiles and saves, unless an earlier process did
-    value, loops_built, functions_compiled = run_python(script).split()
-    assert float(value) == pytest.approx(2 * np.log(2), rel=1e-15)
-    assert (loops_built, functions_compiled) == ("0", "0")
-
-
-def build_twice_in_new_process(directory, compilations_before):
+def build_twice_in_new_process(directory, compilations_before=0):
     """A gufunc ``(n)->()`` (twice the first entry) of a module in ``directory``, built in a new
-    process through :func:`fastmvn._ufunc_kernels.build` with the cache in ``directory/cache``
-    after ``compilations_before`` other compilations (which number the kernel's mangled
-    name): its result for ``[1.5, 2.5]``, the kernel's name, and how many loops it built."""
+    process through :func:`fastmvn._ufunc_kernels.build` (as every gufunc of
+    :mod:`fastmvn.ufuncs`) with the cache in ``directory/cache``, after
+    ``compilations_before`` other compilations (which number the kernel's mangled name): its
+    result for ``[1.5, 2.5]``, the kernel's name, how many loops it built and how many
+    functions it compiled."""
     from conftest import run_python
 
     (directory / "twice.py").write_text("def twice(x, out):\n    out[0] = 2 * x[0]\n")
     script = ("import sys, numpy as np\n"
+              "from numba.core import compiler\n"
               "from numba.core.bytecode import FunctionIdentity\n"
               "from numba.np.ufunc import wrappers\n"
               f"sys.path.insert(0, {str(directory)!r})\n"
@@ -113,11 +93,32 @@ def build_twice_in_new_process(directory, compilations_before):
               "    next(FunctionIdentity._unique_ids)\n"
               "built, build = [], wrappers._GufuncWrapper._build_wrapper\n"
               "wrappers._GufuncWrapper._build_wrapper = lambda self, *a: built.append(1) or build(self, *a)\n"
+              "compiled, compile_extra = [], compiler.compile_extra\n"
+              "compiler.compile_extra = lambda *a, **k: compiled.append(1) or compile_extra(*a, **k)\n"
               "ufunc = _ufunc_kernels.build(twice.twice, '(n)->()', [np.float64])\n"
-              "[compiled] = ufunc.gufunc_builder.nb_func.overloads.values()\n"
-              "print(float(ufunc(np.array([1.5, 2.5]))), compiled.fndesc.mangled_name, len(built))\n")
-    value, name, built = run_python(script, NUMBA_CACHE_DIR=str(directory / "cache")).split()
-    return float(value), name, int(built)
+              "[kernel] = ufunc.gufunc_builder.nb_func.overloads.values()\n"
+              "print(float(ufunc(np.array([1.5, 2.5]))), kernel.fndesc.mangled_name, len(built), len(compiled))\n")
+    value, name, built, compiled = run_python(script, NUMBA_CACHE_DIR=str(directory / "cache")).split()
+    return float(value), name, int(built), int(compiled)
+
+
+@pytest.mark.skipif(not _jit.CACHE, reason="FASTMVN_CACHE=0")
+def test_a_new_process_loads_a_ufunc_and_its_loop_from_the_cache(tmp_path):
+    """A gufunc (as those of fastmvn.ufuncs) is its kernel and the loop Numba builds around it:
+    both come from the cache in a new process (the loop under fastmvn's stamp, since it keeps
+    a copy of the kernel), so nothing is compiled."""
+    value, name, built, compiled = build_twice_in_new_process(tmp_path)
+    assert (value, built) == (3.0, 1) and compiled > 0
+    assert build_twice_in_new_process(tmp_path) == (3.0, name, 0, 0)
+    indexes = list(tmp_path.rglob("*twice.twice-*.nbi"))
+    assert len(indexes) == 2  # the kernel's and the loop's
+    for index in indexes:
+        with index.open("rb") as file:
+            pickle.load(file)  # Numba's version, then the stamp and the overloads
+            assert pickle.loads(file.read())[0] == _jit.sources_stamp()
+    import fastmvn.ufuncs as fmu
+
+    assert fmu.logdet.gufunc_builder.nb_func.cache._impl.locator.get_source_stamp() == _jit.sources_stamp()
 
 
 @pytest.mark.skipif(not _jit.CACHE, reason="FASTMVN_CACHE=0")
@@ -127,15 +128,15 @@ def test_a_gufunc_loop_is_loaded_only_beside_the_kernel_it_calls(tmp_path):
     is another process's compilation (two processes built the gufunc at once, and the last
     to save each file was a different one), the loop saved beside it must not be called: it
     is built again, and a new process then loads the pair."""
-    value, first, built = build_twice_in_new_process(tmp_path, 0)
+    value, first, built, _ = build_twice_in_new_process(tmp_path)
     assert (value, built) == (3.0, 1)
     # Another process compiled the kernel at the same time and saved it last.
     [index] = [path for path in tmp_path.rglob("twice.twice-*.nbi") if not path.name.startswith("fastmvn-guf")]
     index.unlink()
-    value, second, built = build_twice_in_new_process(tmp_path, 1000)
+    value, second, built, _ = build_twice_in_new_process(tmp_path, 1000)
     assert second != first  # the case to test: the cached loop calls a kernel of another name
     assert (value, built) == (3.0, 1)
-    assert build_twice_in_new_process(tmp_path, 0) == (3.0, second, 0)
+    assert build_twice_in_new_process(tmp_path) == (3.0, second, 0, 0)
 
 
 AFFINE = "def affine(x):\n    return 3 * x + 1\n"
