@@ -126,7 +126,8 @@ def _report(frame, key, flat, into, size):
             array = np.ctypeslib.as_array(ctypes.cast(buffer.data, ctypes.POINTER(np.ctypeslib.as_ctypes_type(dtype))),
                                           shape=shape)
             item = array[tuple(0 if array.shape[j] == 1 else i for j, i in enumerate(index))]
-            args.append(Arg(param.name, param.kind, np.zeros((1,) * len(param.axes)), param.axes))
+            # Padded to the batch rank, an argument without batch axes of its own is not told apart.
+            args.append(Arg(param.name, param.kind, np.broadcast_to(np.zeros(()), shape), param.axes))
             items.append(item[:, None] if len(param.axes) == 1 else item)
         error = diagnose(args, items, index, np.dtype(work))
         message = "".join(traceback.format_exception_only(type(error), error)).strip()

@@ -59,6 +59,7 @@ except ImportError as error:
 
 from . import _api, _docs, _gradients, _table
 from ._arguments import check_errors, check_shapes, result_dtype
+from ._reports import item_of, relocated
 from .distributions import functions, kron_grad
 
 __all__ = ["RechunkWarning"]
@@ -208,18 +209,6 @@ def _call(function, args, errors, keywords):
     return np.asarray(function(*args, errors=errors, **keywords))
 
 
-def _at(index):
-    """The in-memory functions' words for a batch index."""
-    return f" at batch index {index[0] if len(index) == 1 else index}" if index else ""
-
-
-def _item(array, core_ndim, index):
-    """The item of a block at batch ``index`` of the block's broadcast batch shape."""
-    batch_shape = array.shape[: array.ndim - core_ndim]
-    own = index[len(index) - len(batch_shape):]
-    return array[tuple(0 if size == 1 else i for size, i in zip(batch_shape, own))]
-
-
 def _block(*blocks, function, fixed, positions, core_ndims, errors, keywords, packed):
     """One block: the in-memory ``function`` (with ``keywords``) on the blocks of the given
     arguments (into ``fixed``, the arguments with the constants in place); a failing item is
@@ -240,14 +229,13 @@ def _block(*blocks, function, fixed, positions, core_ndims, errors, keywords, pa
             raise
         first = error
     local = tuple(int(i) for i in np.unravel_index(np.argmax(np.isnan(failed)), failed.shape))
-    where = _at(tuple(s.start + i for s, i in zip(location, local)))
     item = list(args)
     for position, core_ndim in zip(positions, core_ndims):
-        item[position] = _item(args[position], core_ndim, local)
+        item[position] = item_of(args[position], args[position].ndim - core_ndim, local)
     try:
         _call(function, item, "raise", keywords)
     except _ITEM_ERRORS as error:
-        raise type(error)(f"{error}{where}") from None
+        raise relocated(error, tuple(s.start + i for s, i in zip(location, local))) from None
     raise first
 
 

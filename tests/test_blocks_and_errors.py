@@ -1,5 +1,7 @@
 """The building blocks (logdet, trace_solve, mahalanobis) and every kind of bad input."""
 
+import re
+
 import numpy as np
 import pytest
 from numpy.linalg import LinAlgError
@@ -81,6 +83,32 @@ def test_a_singular_covariance_is_named_never_reported_as_an_overflow(dtype, n):
         with pytest.raises(LinAlgError, match=rf"^a is not positive definite \(Cholesky failed\) at batch index "
                                               rf"{failing[0]}$"):
             fm.logdet(batch)
+
+
+EYE3, EYE2, STACK2 = np.eye(3), np.eye(2), np.broadcast_to(np.eye(2), (6, 2, 2))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m, bad: fm.kl(m, EYE3, EYE2, m, bad, EYE2), "rowcov2 is not positive definite (Cholesky failed)"),
+    (lambda m, bad: fm.kl(m, EYE3, EYE2, m, np.where(bad < 0, np.nan, bad), EYE2), "rowcov2 contains NaN or infinity"),
+    (lambda m, bad: fm.kl_value_and_grad(m, bad, EYE2, m, EYE3, EYE2),
+     "rowcov1 is not positive definite (Cholesky failed)"),
+    (lambda m, bad: fm.kl_chol(m, EYE3, EYE2, m, bad, EYE2),
+     "rowchol2 is not a Cholesky factor: its diagonal must be positive"),
+    (lambda m, bad: fm.kl_diag(m, np.diagonal(bad, axis1=-2, axis2=-1), np.ones(2)), "rowvar1 must be positive"),
+    (lambda m, bad: fm.logpdf(m, None, bad, EYE2), "rowcov is not positive definite (Cholesky failed)"),
+    (lambda m, bad: fm.entropy(bad, STACK2), "rowcov is not positive definite (Cholesky failed)"),
+])
+def test_an_argument_without_batch_axes_fails_as_itself(call, message):
+    """One matrix that every item shares fails as itself, without a batch index (as the
+    distribution classes report it); with batch axes of its own, even of length one, it fails
+    at the first item."""
+    means = np.zeros((6, 3, 2))
+    error = ValueError if "NaN" in message else LinAlgError
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        call(means, -EYE3)
+    with pytest.raises(error, match=f"^{re.escape(message)} at batch index 0$"):
+        call(means, -EYE3[None])
 
 
 @pytest.mark.parametrize("slot", range(6))

@@ -388,6 +388,17 @@ def test_value_and_grad_broadcast_over_several_batch_axes(rng, device):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_an_argument_without_batch_axes_fails_as_itself_as_on_cpu():
+    means, eye_n, eye_p = np.zeros((BATCH, N, P)), np.eye(N), np.eye(P)
+    args = [means, eye_n, eye_p, means, -eye_n, eye_p]
+    error = same_error(lambda: fm.kl(*args), lambda: fc.kl(*args))
+    assert str(error) == "rowcov2 is not positive definite (Cholesky failed)"
+    args[4] = -eye_n[None]
+    error = same_error(lambda: fm.kl_value_and_grad(*args), lambda: fc.kl_value_and_grad(*args))
+    assert str(error) == "rowcov2 is not positive definite (Cholesky failed) at batch index 0"
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_value_and_grad_bad_items_as_on_cpu(rng):
     args = spoil(two_batches(rng, (BATCH,)), 4, "not positive definite", [THREADS + 1])
     error = same_error(lambda: fm.kl_value_and_grad(*args), lambda: fc.kl_value_and_grad(*args))

@@ -157,7 +157,7 @@ def test_a_noise_not_positive_definite_as_on_cpu(rng, device):
     x, mean, rowcov, colcov, _, _ = logpdf_arguments(rng, "two batch axes, scalar noise")
     noise_colcov = np.array(np.broadcast_to(np.eye(3), (2, 2, 3, 3)))
     noise_colcov[1, 0, 2, 2] = 0.0
-    for variance, message in ((-1.0, "noise_rowcov is not positive definite (Cholesky failed) at batch index (0, 0)"),
+    for variance, message in ((-1.0, "noise_rowcov is not positive definite (Cholesky failed)"),  # a scalar: no index
                               (1.0, "noise_colcov is not positive definite (Cholesky failed) at batch index (1, 0)")):
         args = [x, mean, rowcov, colcov, variance, noise_colcov]
         for call in (lambda: fm.logpdf_kron_sum(*args),
@@ -182,6 +182,19 @@ def test_nan_input_and_a_signal_not_positive_semidefinite_as_on_cpu(rng):
     with pytest.raises(np.linalg.LinAlgError, match=r"^rowcov is not positive semi-definite at batch index 2$"):
         fc.logpdf_kron_sum(*args)
     assert_matches(fc.logpdf_kron_sum(*args, errors="nan"), fm.logpdf_kron_sum(*args, errors="nan"))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_shared_argument_fails_as_itself_as_on_cpu(rng):
+    """A second distribution without batch axes whose signal is not positive semi-definite
+    fails without a batch index, as the CPU function reports it."""
+    args = kl_arguments(rng, "3 items, shared prior, full noise")
+    args[6] = -args[6]
+    with pytest.raises(np.linalg.LinAlgError) as cpu:
+        fm.kl_kron_sum(*args)
+    assert str(cpu.value) == "rowcov2 is not positive semi-definite"
+    with pytest.raises(np.linalg.LinAlgError, match=r"^rowcov2 is not positive semi-definite$"):
+        fc.kl_kron_sum(*args)
 
 
 def test_argument_errors():

@@ -243,6 +243,22 @@ def test_shared_prior_is_handed_whole_to_every_block(rng, monkeypatch):
         assert shapes[3:] == ((3, 2), (1, 1, 3, 3), (5, 2, 2))
 
 
+@pytest.mark.parametrize("function", [fmd.kl, fmd.kl_value_and_grad])
+def test_an_argument_without_batch_axes_fails_as_itself(function):
+    """As in memory: one matrix that every item shares fails without a batch index, one with
+    batch axes of its own (here one of length one) at the global index of an item it fails in."""
+    means, eye3, eye2 = da.zeros((6, 3, 2), chunks=(2, 3, 2)), np.eye(3), np.eye(2)
+    for bad in (-eye3, da.from_array(-eye3)):
+        with pytest.raises(LinAlgError, match=r"^rowcov2 is not positive definite \(Cholesky failed\)$"):
+            da.compute(function(means, eye3, eye2, means, bad, eye2), scheduler="sync")
+    bad = np.broadcast_to(eye3, (2, 3, 1, 3, 3)).copy()
+    bad[1, 2] = -eye3
+    with pytest.raises(LinAlgError, match=r"^rowcov2 is not positive definite \(Cholesky failed\) "
+                                          r"at batch index \(1, 2, [0-5]\)$"):
+        da.compute(function(means, eye3, eye2, means, da.from_array(bad, chunks=(1, 2, 1, 3, 3)), eye2),
+                   scheduler="sync")
+
+
 @pytest.mark.parametrize("slot, name", [(1, "rowcov1"), (4, "rowcov2"), (5, "colcov2")])
 def test_failure_names_argument_and_global_index(rng, slot, name):
     args = kl_args(rng, (4, 6))

@@ -459,7 +459,7 @@ def test_bad_input_names_argument_and_batch_index(rng):
     assert np.isnan(result[[1, 3]]).all() and np.isfinite(result[[0, 2, 4]]).all()
     with pytest.raises(ValueError, match=r"cov1 has shape \(5, 5\); expected \(\.\.\., 6, 6\)"):
         fm.kl_full(mean, np.eye(5))
-    with pytest.raises(ValueError, match="^mean1 contains NaN or infinity at batch index 0$"):
+    with pytest.raises(ValueError, match="^mean1 contains NaN or infinity$"):  # one mean, shared by the batch
         fm.kl_full(np.full((n, p), np.inf), cov)
 
     g = fm.MatrixGaussian(mean, cov)

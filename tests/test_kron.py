@@ -481,6 +481,10 @@ def test_errors_nan_in_the_function_forms(rng):
         fm.logpdf_kron_sum(x, None, u, v, a)
     with pytest.raises(LinAlgError, match="noise_rowcov is not positive definite .* at batch index 2"):
         fm.logpdf_kron_sum(np.nan_to_num(x, posinf=0.0), None, u, v, a)
+    with pytest.raises(LinAlgError, match=r"^noise_rowcov is not positive definite \(Cholesky failed\)$"):  # as the class
+        fm.logpdf_kron_sum(np.nan_to_num(x, posinf=0.0), None, u, v, -1.0)
+    with pytest.raises(LinAlgError, match=r"^noise_rowcov2 is not positive definite \(Cholesky failed\)$"):
+        fm.kl_kron_sum(None, u, v, a[[0, 1, 3, 3]], None, None, u, v, -np.eye(n), None)
     kl = fm.kl_kron_sum(None, u, v, a, None, None, u, v, 1.0, None, errors="nan")
     assert np.isnan(kl[2]) and np.isfinite(kl[[0, 1, 3]]).all()
     with pytest.raises(LinAlgError, match="noise_rowcov1 is not positive definite .* at batch index 2"):

@@ -35,10 +35,10 @@ import numpy as np
 from numpy.linalg import LinAlgError
 
 from .. import _config, _large
-from .._arguments import COV, MEAN, VAR, Arg, argument, check, check_errors, check_out, result_dtype, where
+from .._arguments import COV, MEAN, VAR, Arg, argument, check, check_errors, check_out, result_dtype
 from .._docs import shared
 from .._jit import launching
-from .._reports import batch_index
+from .._reports import batch_index, relocated
 from ._base import (_ENTROPY_PER_ENTRY, _compared, _divergence, _eigen, _factor, _failing, _Frozen, _full, _inverse,
                     _Links, _nonfinite, _not_pd, _report, _sample_shape, _symmetric)
 from .functions import _deliver
@@ -1086,7 +1086,7 @@ def _redo_failed(value, args, shape, function, errors, batch_shape):
     again by ``function`` (:func:`_logpdf_lapack` or :func:`_kl_lapack`) from the arguments
     ``args`` of items of ``shape`` (each in its own dtype, a noise variance as the scalar) with
     ``errors="nan"``, in place; with ``errors="raise"``, the first that fails there too raises
-    its error with its batch index."""
+    its error, with its batch index where the failing argument has batch axes."""
     flat = value.reshape(-1)
     failed = np.flatnonzero(np.isnan(flat))
     if failed.size == 0:
@@ -1100,7 +1100,8 @@ def _redo_failed(value, args, shape, function, errors, batch_shape):
     flat[failed] = again
     if errors == "raise":
         for first in failed[np.isnan(again)][:1]:
-            try:
-                function(*items(first))
+            try:  # one item, each argument with its batch axes of length one (as _reports.item_of)
+                function(*(item if np.ndim(item) == 0 else item[(None,) * len(arg.batch_shape)]
+                           for item, arg in zip(items(first), args)))
             except (ValueError, LinAlgError) as error:
-                raise type(error)(f"{error}{where(batch_index(first, batch_shape))}") from None
+                raise relocated(error, batch_index(first, batch_shape)) from None
