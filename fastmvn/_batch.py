@@ -71,6 +71,56 @@ def _merged(slots, count):
         return None
 
 
+def _merges(array):
+    """Whether the batch axes of ``array`` (``(…, r, c)``) merge into one without a copy."""
+    try:
+        np.reshape(array, (-1,) + array.shape[-2:], copy=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _row_blocks(slots, out):
+    """A plan for a layout that cannot be merged, in blocks of rows (the first batch axis), or
+    None: the rows of a block and, for each slot, None where its blocks of rows merge, or a
+    block's worth of it, copied, where it repeats along the rows (a prior per mixture
+    component, the same in every block). None where a slot is neither, where a block's worth
+    of one row of the copies exceeds ``_config.BROADCAST_BLOCK_BYTES``, or where blocks would
+    take more launches than :func:`_looped`'s one per entry of the shortest batch axis."""
+    rows = out.shape[0]
+    if out.ndim < 2 or rows < 2:
+        return None
+    copied = []
+    for s in slots:
+        if _merges(s[:2]):
+            copied.append(False)
+        elif s.strides[0] == 0 and _merges(s[0]):
+            copied.append(True)
+        else:
+            return None
+    row_bytes = sum(s[0].size * s.itemsize for s, c in zip(slots, copied) if c)
+    per_block = min(rows, _config.BROADCAST_BLOCK_BYTES // row_bytes)
+    if per_block < 1 or -(-rows // per_block) > min(out.shape):
+        return None
+    return per_block, [np.broadcast_to(s[0], (per_block,) + s.shape[1:]).copy() if c else None
+                       for s, c in zip(slots, copied)]
+
+
+def _blocked(mode, slots, out, grads, wanted, plan):
+    """:func:`evaluate_grad` over a layout that cannot be merged, in the blocks of rows of
+    ``plan`` (:func:`_row_blocks`): one launch per block, each of whose slots merges."""
+    per_block, copies = plan
+    rows, first = out.shape[0], None
+    row_size = out.size // rows
+    for start in range(0, rows, per_block):
+        stop = min(rows, start + per_block)
+        bad = evaluate_grad(mode, [s[start:stop] if c is None else c[:stop - start] for s, c in zip(slots, copies)],
+                            out[start:stop], [g[start:stop] if w else g for g, w in zip(grads, wanted)], wanted)
+        if bad is not None and first is None:
+            first = start * row_size + bad
+    return first
+
+
 def evaluate(mode, slots, out):
     """Run the batch driver over ``slots`` into ``out``; return the flat index of the
     first item whose result is not finite, or None.
@@ -78,8 +128,10 @@ def evaluate(mode, slots, out):
     ``out`` must be contiguous. Few large items go one at a time through LAPACK
     (:mod:`fastmvn._large`); other batches to the lane drivers, with the batch axes of the
     slots merged into one without copying. Where a layout cannot be merged (a broadcast axis
-    between batch axes: a prior per mixture component), one batch axis is looped over, the
-    shortest whose removal lets the others merge (:func:`_looped`).
+    between batch axes: a prior per mixture component), the batch runs in blocks of rows, an
+    argument that repeats along the rows copied once into a block's worth (:func:`_row_blocks`),
+    or else one batch axis is looped over, the shortest whose removal lets the others merge
+    (:func:`_looped`).
     """
     return evaluate_grad(mode, slots, out, (), ())
 
@@ -121,7 +173,9 @@ def evaluate_grad(mode, slots, out, grads, wanted):
         return _large.value_and_grad(mode, slots, out, grads, wanted) if grads else _large.evaluate(mode, slots, out)
     flat = _merged(slots, count)
     if flat is None:
-        return _looped(mode, slots, out, grads, wanted)
+        plan = _row_blocks(slots, out)
+        return _looped(mode, slots, out, grads, wanted) if plan is None else _blocked(mode, slots, out, grads, wanted,
+                                                                                      plan)
     padding, first_bad, work = _driver_arguments(flat, count, out.dtype)
     kernels = _kernels()
     driver = kernels.value_and_grad_batch if grads else kernels.evaluate_batch

@@ -115,3 +115,10 @@ KRON_SUM_LAPACK_ALL_SIDE = 20
 #: Arrays smaller than this come from ``np.empty``, not from the buffer pool (``fastmvn._pool``):
 #: their memory is cheap and cached by the C allocator already.
 MIN_BYTES = 1 << 22
+
+#: A batch whose layout cannot be merged because an argument repeats along the first batch axis
+#: but not along the others (a prior per mixture component, ``(components, n, n)`` against
+#: means of ``(rows, components, n, p)``) runs in blocks of rows, that argument copied once
+#: into a block's worth of at most this many bytes (``fastmvn._batch._row_blocks``), where
+#: that takes fewer launches than one per entry of the shortest batch axis.
+BROADCAST_BLOCK_BYTES = 1 << 23

@@ -281,12 +281,21 @@ def test_kernels_run_as_plain_python_with_numba_disable_jit():
     assert message == "rowcov2 is not positive definite (Cholesky failed) at batch index 2"
 
 
-def test_prior_per_component_runs_along_the_short_axis(rng):
+@pytest.mark.parametrize("block_bytes, expected", [
+    (None, [(300, 3)] * 2),                              # one block of every row, the prior copied out
+    (100 * 3 * 16 * 8, [(300, 3)] + [(100, 3)] * 3),     # blocks of 100 rows
+    (1000, [(300, 3)] + [(300,)] * 3),                   # 150 blocks would be more launches than 3 components
+])
+def test_prior_per_component_runs_in_blocks_of_rows_or_per_component(rng, monkeypatch, block_bytes, expected):
     """A prior per mixture component, ``(components, n, n)`` against means of shape
-    ``(batch, components, n, p)``, cannot merge its batch axes: it runs one launch per
-    component, with the bits, gradients and first failure of the copied-out batch."""
+    ``(batch, components, n, p)``, cannot merge its batch axes: it runs in blocks of rows with
+    the prior copied once into a block's worth, or, where that would take more launches, one
+    launch per component; either way with the bits, gradients and first failure of the
+    copied-out batch."""
     from fastmvn import _batch
 
+    if block_bytes is not None:
+        monkeypatch.setattr(_config, "BROADCAST_BLOCK_BYTES", block_bytes)
     mean = rng.standard_normal((300, 3, 4, 2))
     prior = spd(rng, (3,), 4)
     copied = np.broadcast_to(prior, (300, 3, 4, 4)).copy()
@@ -298,27 +307,32 @@ def test_prior_per_component_runs_along_the_short_axis(rng):
         launches.append(out.shape)
         return original(mode, slots, out, *rest)
 
-    _batch.evaluate_grad = counting
-    try:
-        value = fm.kl(mean, eye4, eye2, None, prior, None)
-    finally:
-        _batch.evaluate_grad = original
-    assert launches == [(300, 3)] + [(300,)] * 3                  # one per component, not per row
+    monkeypatch.setattr(_batch, "evaluate_grad", counting)
+    value = fm.kl(mean, eye4, eye2, None, prior, None)
+    monkeypatch.setattr(_batch, "evaluate_grad", original)
+    assert launches == expected
     np.testing.assert_array_equal(value, fm.kl(mean, eye4, eye2, None, copied, None))
     value, grads = fm.kl_value_and_grad(mean, eye4, eye2, None, prior, None)
-    expected, expected_grads = fm.kl_value_and_grad(mean, eye4, eye2, None, copied, None)
-    np.testing.assert_array_equal(value, expected)
+    expected_value, expected_grads = fm.kl_value_and_grad(mean, eye4, eye2, None, copied, None)
+    np.testing.assert_array_equal(value, expected_value)
     np.testing.assert_array_equal(grads[0], expected_grads[0])
     np.testing.assert_allclose(grads[4], expected_grads[4].sum(axis=0), rtol=1e-12)
+    late = mean.copy()
+    late[250, 1, 0, 0] = np.nan                                     # flat 751, in the last block of 100 rows
+    with pytest.raises(ValueError, match=r"^mean1 contains NaN or infinity at batch index \(250, 1\)$"):
+        fm.kl(late, eye4, eye2, None, prior, None)
     broken = prior.copy()
     broken[2] = -eye4                                               # fails (i, 2) for every i
-    mean[5, 0, 0, 0] = np.nan                                       # fails (5, 0), flat 15, in the first launch
+    mean[5, 0, 0, 0] = np.nan                                       # fails (5, 0), flat 15
     with pytest.raises(LinAlgError, match=r"^rowcov2 is not positive definite \(Cholesky failed\) "
-                                          r"at batch index \(0, 2\)$"):   # flat 2, in the last launch
+                                          r"at batch index \(0, 2\)$"):   # flat 2, in the last launch per component
         fm.kl(mean, eye4, eye2, None, broken, None)
     mean[0, 1, 0, 0] = np.inf                                       # flat 1
     with pytest.raises(ValueError, match=r"^mean1 contains NaN or infinity at batch index \(0, 1\)$"):
         fm.kl_value_and_grad(mean, eye4, eye2, None, broken, None)
+    value = fm.kl(mean, eye4, eye2, None, broken, None, errors="nan")
+    np.testing.assert_array_equal(value, fm.kl(mean, eye4, eye2, None, np.broadcast_to(broken, copied.shape).copy(),
+                                               None, errors="nan"))
 
 
 @pytest.mark.parametrize("call, name", [
