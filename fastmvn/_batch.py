@@ -80,16 +80,21 @@ def _merges(array):
     return True
 
 
-def _row_blocks(slots, out):
+def _loop_axis(slots, out):
+    """The batch axis that :func:`_looped` runs along: the shortest whose removal leaves a
+    layout that merges, else the first."""
+    return next((k for k in sorted(range(out.ndim), key=lambda k: out.shape[k])
+                 if _merged([np.moveaxis(s, k, 0)[0] for s in slots], out.size // out.shape[k]) is not None), 0)
+
+
+def _row_blocks(slots, out, launches):
     """A plan for a layout that cannot be merged, in blocks of rows (the first batch axis), or
     None: the rows of a block and, for each slot, None where its blocks of rows merge, or a
     block's worth of it, copied, where it repeats along the rows (a prior per mixture
     component, the same in every block). None where a slot is neither, where a block's worth
     of one row of the copies exceeds ``_config.BROADCAST_BLOCK_BYTES``, or where blocks would
-    take more launches than :func:`_looped`'s one per entry of the shortest batch axis."""
+    take more than ``launches`` launches."""
     rows = out.shape[0]
-    if out.ndim < 2 or rows < 2:
-        return None
     copied = []
     for s in slots:
         if _merges(s[:2]):
@@ -99,8 +104,8 @@ def _row_blocks(slots, out):
         else:
             return None
     row_bytes = sum(s[0].size * s.itemsize for s, c in zip(slots, copied) if c)
-    per_block = min(rows, _config.BROADCAST_BLOCK_BYTES // row_bytes)
-    if per_block < 1 or -(-rows // per_block) > min(out.shape):
+    per_block = min(rows, _config.BROADCAST_BLOCK_BYTES // max(row_bytes, 1))
+    if per_block < 1 or -(-rows // per_block) > launches:
         return None
     return per_block, [np.broadcast_to(s[0], (per_block,) + s.shape[1:]).copy() if c else None
                        for s, c in zip(slots, copied)]
@@ -136,13 +141,10 @@ def evaluate(mode, slots, out):
     return evaluate_grad(mode, slots, out, (), ())
 
 
-def _looped(mode, slots, out, grads, wanted):
+def _looped(mode, slots, out, grads, wanted, axis):
     """:func:`evaluate_grad` over a layout that cannot be merged, one launch per entry of the
-    shortest batch axis whose removal leaves a layout that can (else of the first axis); the
-    results of a launch along another axis than the first go through a contiguous array."""
-    count, ndim = out.size, out.ndim
-    axis = next((k for k in sorted(range(ndim), key=lambda k: out.shape[k])
-                 if _merged([np.moveaxis(s, k, 0)[0] for s in slots], count // out.shape[k]) is not None), 0)
+    batch ``axis`` (:func:`_loop_axis`); the results of a launch along another axis than the
+    first go through a contiguous array."""
     moved = [np.moveaxis(s, axis, 0) for s in slots]
     targets = [np.moveaxis(a, axis, 0) for a in (out, *(g for g, w in zip(grads, wanted) if w))]
     first = None
@@ -173,9 +175,13 @@ def evaluate_grad(mode, slots, out, grads, wanted):
         return _large.value_and_grad(mode, slots, out, grads, wanted) if grads else _large.evaluate(mode, slots, out)
     flat = _merged(slots, count)
     if flat is None:
-        plan = _row_blocks(slots, out)
-        return _looped(mode, slots, out, grads, wanted) if plan is None else _blocked(mode, slots, out, grads, wanted,
-                                                                                      plan)
+        # Launches along the first axis read contiguous rows; along another, items far apart,
+        # which blocks of rows avoid where they take no more launches.
+        axis = _loop_axis(slots, out)
+        plan = _row_blocks(slots, out, out.shape[axis]) if axis else None
+        if plan is None:
+            return _looped(mode, slots, out, grads, wanted, axis)
+        return _blocked(mode, slots, out, grads, wanted, plan)
     padding, first_bad, work = _driver_arguments(flat, count, out.dtype)
     kernels = _kernels()
     driver = kernels.value_and_grad_batch if grads else kernels.evaluate_batch

@@ -120,5 +120,6 @@ MIN_BYTES = 1 << 22
 #: but not along the others (a prior per mixture component, ``(components, n, n)`` against
 #: means of ``(rows, components, n, p)``) runs in blocks of rows, that argument copied once
 #: into a block's worth of at most this many bytes (``fastmvn._batch._row_blocks``), where
-#: that takes fewer launches than one per entry of the shortest batch axis.
+#: that takes no more launches than one per entry of the shortest batch axis that lets the others
+#: merge, where that axis is not the first (whose launches would read contiguous rows).
 BROADCAST_BLOCK_BYTES = 1 << 23

@@ -335,6 +335,27 @@ def test_prior_per_component_runs_in_blocks_of_rows_or_per_component(rng, monkey
                                                None, errors="nan"))
 
 
+def test_a_layout_that_loops_along_the_first_axis_copies_nothing(rng, monkeypatch):
+    """Means of shape ``(3, batch, n, p)`` against a prior per item of the second axis,
+    ``(batch, n, n)``: one launch per entry of the first axis reads contiguous rows, so the
+    prior is not copied into blocks."""
+    from fastmvn import _batch
+
+    mean, prior, eye4 = rng.standard_normal((3, 50, 4, 4)), spd(rng, (50,), 4), np.eye(4)
+    launches = []
+    original = _batch.evaluate_grad
+
+    def counting(mode, slots, out, *rest):
+        launches.append(out.shape)
+        return original(mode, slots, out, *rest)
+
+    monkeypatch.setattr(_batch, "evaluate_grad", counting)
+    value = fm.kl(mean, eye4, eye4, None, prior, None)
+    monkeypatch.setattr(_batch, "evaluate_grad", original)
+    assert launches == [(3, 50)] + [(50,)] * 3
+    np.testing.assert_array_equal(value, fm.kl(mean, eye4, eye4, None, np.broadcast_to(prior, mean.shape).copy(), None))
+
+
 @pytest.mark.parametrize("call, name", [
     (lambda: fm.kl(None, np.eye(2), np.eye(2)), "mean1"),
     (lambda: fm.kl(np.zeros((2, 2)), None, np.eye(2)), "rowcov1"),
