@@ -73,11 +73,7 @@ def _merged(slots, count):
 
 def _merges(array):
     """Whether the batch axes of ``array`` (``(…, r, c)``) merge into one without a copy."""
-    try:
-        np.reshape(array, (-1,) + array.shape[-2:], copy=False)
-    except ValueError:
-        return False
-    return True
+    return _merged([array], -1) is not None
 
 
 def _loop_axis(slots, out):

@@ -13,7 +13,7 @@ from numpy.linalg import LinAlgError
 from . import _config
 from ._arguments import CHOL, COV, VAR, where
 
-__all__ = ["diagnose", "batch_index", "item_of", "relocated"]
+__all__ = ["diagnose", "batch_index", "item_of", "with_batch_axes", "relocated"]
 
 
 def batch_index(flat, batch_shape):
@@ -31,9 +31,15 @@ def item_of(array, batch_ndim, index):
     return array[tuple(slice(0, 1) if size == 1 else slice(i, i + 1) for size, i in zip(array.shape[:batch_ndim], own))]
 
 
+def with_batch_axes(item, arg):
+    """One item of ``arg`` (taken from a slot of the whole batch) with the argument's batch axes,
+    each of length one, as :func:`item_of` gives it; a number as it is."""
+    return item if np.ndim(item) == 0 else item[(None,) * len(arg.batch_shape)]
+
+
 def relocated(error, index):
-    """``error``, raised by a call on the items at the batch ``index`` alone (:func:`item_of`),
-    as the whole call raises it: naming ``index`` where it names the item ``(0, …)``."""
+    """``error``, raised by a call on the items at the batch ``index`` alone (:func:`item_of`,
+    :func:`with_batch_axes`), as the whole call raises it: naming ``index`` where it names the item ``(0, …)``."""
     message, at_item = str(error), where((0,) * len(index))
     if at_item and message.endswith(at_item):
         message = message[:len(message) - len(at_item)] + where(index)

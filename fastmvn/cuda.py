@@ -34,7 +34,7 @@ from numpy.linalg import LinAlgError
 from . import _batch, _docs, _table
 from ._arguments import CHOL, MEAN, VAR, argument, bind, check, check_errors, where
 from ._gradients import computed, reduce_to
-from ._reports import batch_index, diagnose, relocated
+from ._reports import batch_index, diagnose, relocated, with_batch_axes
 
 if importlib.util.find_spec("numba_cuda") is None:
     raise ImportError("fastmvn.cuda needs numba-cuda, which is not installed: "
@@ -502,10 +502,10 @@ def _kron_sum(kl, args, out, errors, stream):
 def _rerun(kl, args, slots, index, stream):
     """The exception for the failing item at batch ``index``: the CPU function's (which computes
     again by LAPACK what its kernels leave NaN) for a host copy of that item alone, each
-    argument with its batch axes of length one (as ``_reports.item_of`` gives an item), placed
-    at ``index`` (``_reports.relocated``); ``args`` and ``slots`` in :func:`_kron_sum`'s order."""
+    argument with its batch axes of length one (``_reports.with_batch_axes``), placed at
+    ``index`` (``_reports.relocated``); ``args`` and ``slots`` in :func:`_kron_sum`'s order."""
     items = [arg.array if arg.kind == VAR else
-             _wait((slot[index] if index else slot).copy_to_host(stream=stream), stream)[(None,) * len(arg.batch_shape)]
+             with_batch_axes(_wait((slot[index] if index else slot).copy_to_host(stream=stream), stream), arg)
              for arg, slot in zip(args, slots)]
     function = _kron.kl_kron_sum if kl else _kron.logpdf_kron_sum
     try:

@@ -38,7 +38,7 @@ from .. import _config, _large
 from .._arguments import COV, MEAN, VAR, Arg, argument, check, check_errors, check_out, result_dtype
 from .._docs import shared
 from .._jit import launching
-from .._reports import batch_index, relocated
+from .._reports import batch_index, relocated, with_batch_axes
 from ._base import (_ENTROPY_PER_ENTRY, _compared, _divergence, _eigen, _factor, _failing, _Frozen, _full, _inverse,
                     _Links, _nonfinite, _not_pd, _report, _sample_shape, _symmetric)
 from .functions import _deliver
@@ -1100,8 +1100,7 @@ def _redo_failed(value, args, shape, function, errors, batch_shape):
     flat[failed] = again
     if errors == "raise":
         for first in failed[np.isnan(again)][:1]:
-            try:  # one item, each argument with its batch axes of length one (as _reports.item_of)
-                function(*(item if np.ndim(item) == 0 else item[(None,) * len(arg.batch_shape)]
-                           for item, arg in zip(items(first), args)))
+            try:  # one item, each argument with its batch axes of length one
+                function(*(with_batch_axes(item, arg) for item, arg in zip(items(first), args)))
             except (ValueError, LinAlgError) as error:
                 raise relocated(error, batch_index(first, batch_shape)) from None
