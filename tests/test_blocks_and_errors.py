@@ -281,6 +281,25 @@ def test_kernels_run_as_plain_python_with_numba_disable_jit():
     assert message == "rowcov2 is not positive definite (Cholesky failed) at batch index 2"
 
 
+def with_launches(monkeypatch, call):
+    """What ``call()`` returns and the shape of the results of each ``_batch.evaluate_grad``
+    it made (the whole call's first, then each launch of a layout that cannot be merged)."""
+    from fastmvn import _batch
+
+    launches = []
+    original = _batch.evaluate_grad
+
+    def counting(mode, slots, out, *rest):
+        launches.append(out.shape)
+        return original(mode, slots, out, *rest)
+
+    monkeypatch.setattr(_batch, "evaluate_grad", counting)
+    try:
+        return call(), launches
+    finally:
+        monkeypatch.setattr(_batch, "evaluate_grad", original)
+
+
 @pytest.mark.parametrize("block_bytes, expected", [
     (None, [(300, 3)] * 2),                              # one block of every row, the prior copied out
     (100 * 3 * 16 * 8, [(300, 3)] + [(100, 3)] * 3),     # blocks of 100 rows
@@ -292,24 +311,13 @@ def test_prior_per_component_runs_in_blocks_of_rows_or_per_component(rng, monkey
     the prior copied once into a block's worth, or, where that would take more launches, one
     launch per component; either way with the bits, gradients and first failure of the
     copied-out batch."""
-    from fastmvn import _batch
-
     if block_bytes is not None:
         monkeypatch.setattr(_config, "BROADCAST_BLOCK_BYTES", block_bytes)
     mean = rng.standard_normal((300, 3, 4, 2))
     prior = spd(rng, (3,), 4)
     copied = np.broadcast_to(prior, (300, 3, 4, 4)).copy()
     eye4, eye2 = np.eye(4), np.eye(2)
-    launches = []
-    original = _batch.evaluate_grad
-
-    def counting(mode, slots, out, *rest):
-        launches.append(out.shape)
-        return original(mode, slots, out, *rest)
-
-    monkeypatch.setattr(_batch, "evaluate_grad", counting)
-    value = fm.kl(mean, eye4, eye2, None, prior, None)
-    monkeypatch.setattr(_batch, "evaluate_grad", original)
+    value, launches = with_launches(monkeypatch, lambda: fm.kl(mean, eye4, eye2, None, prior, None))
     assert launches == expected
     np.testing.assert_array_equal(value, fm.kl(mean, eye4, eye2, None, copied, None))
     value, grads = fm.kl_value_and_grad(mean, eye4, eye2, None, prior, None)
@@ -339,19 +347,8 @@ def test_a_layout_that_loops_along_the_first_axis_copies_nothing(rng, monkeypatc
     """Means of shape ``(3, batch, n, p)`` against a prior per item of the second axis,
     ``(batch, n, n)``: one launch per entry of the first axis reads contiguous rows, so the
     prior is not copied into blocks."""
-    from fastmvn import _batch
-
     mean, prior, eye4 = rng.standard_normal((3, 50, 4, 4)), spd(rng, (50,), 4), np.eye(4)
-    launches = []
-    original = _batch.evaluate_grad
-
-    def counting(mode, slots, out, *rest):
-        launches.append(out.shape)
-        return original(mode, slots, out, *rest)
-
-    monkeypatch.setattr(_batch, "evaluate_grad", counting)
-    value = fm.kl(mean, eye4, eye4, None, prior, None)
-    monkeypatch.setattr(_batch, "evaluate_grad", original)
+    value, launches = with_launches(monkeypatch, lambda: fm.kl(mean, eye4, eye4, None, prior, None))
     assert launches == [(3, 50)] + [(50,)] * 3
     np.testing.assert_array_equal(value, fm.kl(mean, eye4, eye4, None, np.broadcast_to(prior, mean.shape).copy(), None))
 
