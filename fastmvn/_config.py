@@ -116,6 +116,19 @@ KRON_SUM_LAPACK_ALL_SIDE = 20
 #: their memory is cheap and cached by the C allocator already.
 MIN_BYTES = 1 << 22
 
+#: The scratch of one large item's compiled call (``fastmvn._large._arena``) comes from the
+#: buffer pool from this size on, smaller scratch from ``np.empty``. Scratch is the matrices the
+#: call makes (factors, solves, inverses: ``7n²`` numbers for a KL at ``n = p``), which without
+#: it were new pages at every call from 256×256 up: on a 2-core VM (2026-12-07) a 256×256 KL
+#: spent 2.6 ms of its 4.5 ms on them, a 1,024×1,024 one 18 ms of 108.
+ARENA_MIN_BYTES = 1 << 18
+#: ... up to this size: larger scratch (a KL's value from about 2,200×2,200, its value and
+#: gradients from about 1,400×1,400, where new pages cost a few per cent of the call) is new
+#: memory, freed as the call goes, so that the pool does not keep it.
+ARENA_MAX_BYTES = 1 << 28
+#: How many computations and item shapes the arenas' sizes are remembered for.
+ARENA_KEYS = 64
+
 #: A batch whose layout cannot be merged because an argument repeats along the first batch axis
 #: but not along the others (a prior per mixture component, ``(components, n, n)`` against
 #: means of ``(rows, components, n, p)``) runs in blocks of rows, that argument copied once

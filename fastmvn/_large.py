@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import _config, _jit, _modes
+from . import _config, _jit, _modes, _pool
 
 __all__ = ["chosen", "sized", "evaluate", "value_and_grad", "kron_sum_logpdf"]
 
@@ -108,21 +108,21 @@ def _second(mean1, row1, col1, mean2, row2, col2):
     return (mean1, row1, col1) if mean2 is None else (mean2, row2, col2)
 
 
-def _value(mode, items):
+def _value(mode, items, arena):
     """The value of ``mode`` for one item: ``items`` holds its slots as C-ordered float64
-    matrices."""
+    matrices; its scratch comes from ``arena`` (:func:`_arena`)."""
     terms = _linalg()[1]
     if mode in (_modes.KL_DIAG, _modes.KL_STD_DIAG):
         return _kl_diag(mode, *items, *([None] * (6 - len(items))))[0]
     if mode in _KL_MODES:
         items = (*items[:3], *_second(*items, *([None] * (6 - len(items)))))
-        defined, value = terms.kl_parts(mode, *items, False, _config.TRIANGULAR_BLOCKS)[:2]
+        defined, value = terms.kl_parts(arena, mode, *items, False, _config.TRIANGULAR_BLOCKS)[:2]
     elif mode == _modes.LOGDET:
-        defined, value = terms.logdet_value(*items)
+        defined, value = terms.logdet_value(arena, *items)
     elif mode == _modes.TRACE_SOLVE:
-        defined, value = terms.trace_solve_value(*items)
+        defined, value = terms.trace_solve_value(arena, *items)
     else:
-        defined, value = terms.logpdf_parts(mode, *items)[:2]
+        defined, value = terms.logpdf_parts(arena, mode, *items)[:2]
     return _defined(defined, value)
 
 
@@ -140,14 +140,14 @@ def kron_sum_logpdf(slots, out, epsilons):
     ``1×1`` matrix), one compiled call per item (:func:`fastmvn._large_items.kron_sum_logpdf`,
     with the ``epsilons`` of the row and column signals' data), into ``out``; returns the flat
     index of the first item left NaN, or None."""
-    return _each(lambda items: (_defined(*_linalg()[1].kron_sum_logpdf(*items, *epsilons)), ()), slots, out, (),
-                 ())
+    return _each(lambda items, arena: (_defined(*_linalg()[1].kron_sum_logpdf(*items, *epsilons)), ()), slots, out,
+                 (), ())
 
 
 def evaluate(mode, slots, out):
     """Run ``mode`` over ``slots`` (``(*batch, r, c)`` arrays) into ``out`` (of the batch
     shape), one item at a time; return the flat index of the first failing item, or None."""
-    return _each(lambda items: (_value(mode, items), ()), slots, out, (), ())
+    return _each(lambda items, arena: (_value(mode, items, arena), ()), slots, out, (), (), mode)
 
 
 class _OneBlasThread:
@@ -226,10 +226,12 @@ def _threads(count, side):
     return 1, side < _config.BLAS_THREADS_MIN_SIDE
 
 
-def _each(compute, slots, out, grads, wanted):
-    """``compute(items)`` (the value and gradients of one item from its slots in float64) for
-    every item of ``slots``, into ``out`` and the ``grads`` that ``wanted`` marks; a failing
-    item's value and gradients are NaN. Returns the flat index of the first failing item.
+def _each(compute, slots, out, grads, wanted, what=None):
+    """``compute(items, arena)`` (the value and gradients of one item from its slots in float64,
+    its scratch from ``arena``) for every item of ``slots``, into ``out`` and the ``grads`` that
+    ``wanted`` marks; a failing item's value and gradients are NaN. Returns the flat index of
+    the first failing item. ``what`` names the computation (a mode, and the gradients wanted),
+    for :func:`_arena`; without it the arena is empty.
 
     The items run one after another, or split over threads in contiguous runs, with BLAS on
     one thread or on its own threads, as :func:`_threads` decides; the BLAS and LAPACK calls
@@ -237,25 +239,32 @@ def _each(compute, slots, out, grads, wanted):
     count = out.size
     workers, one_blas_thread = _threads(count, _side(slots))
     with _ONE_BLAS_THREAD if one_blas_thread else contextlib.nullcontext():
+        key = None if what is None else (what, *(slot.shape[-2:] for slot in slots))
         if workers == 1:
-            return _each_item(compute, slots, out, grads, wanted, range(count))
+            return _each_item(compute, key, slots, out, grads, wanted, range(count))
         edges = [count * k // workers for k in range(workers + 1)]
-        firsts = list(_WORKERS.pool().map(lambda run: _each_item(compute, slots, out, grads, wanted, range(*run)),
-                                          zip(edges, edges[1:])))
+        firsts = list(_WORKERS.pool().map(
+            lambda run: _each_item(compute, key, slots, out, grads, wanted, range(*run)), zip(edges, edges[1:])))
         return min((first for first in firsts if first is not None), default=None)
 
 
-def _each_item(compute, slots, out, grads, wanted, flats):
-    """:func:`_each` for the items of flat indices ``flats`` (increasing)."""
+def _each_item(compute, key, slots, out, grads, wanted, flats):
+    """:func:`_each` for the items of flat indices ``flats`` (increasing), their scratch from
+    one arena (:func:`_arena`) for items of ``key``, each item's results copied out before the
+    next item takes it."""
     bad = None
+    arena = _arena(key)
+    asked = 0
     for flat in flats:
         index = np.unravel_index(flat, out.shape)
         items = [_read_only(np.ascontiguousarray(slot[index], dtype=np.float64)) for slot in slots]
+        arena[1][:] = 0
         try:
             with np.errstate(all="ignore"):
-                value, item_grads = compute(items)
+                value, item_grads = compute(items, arena)
         except _Failed:
             value, item_grads = math.nan, ()
+        asked = max(asked, int(arena[1][1]))
         if not math.isfinite(value):
             value = math.nan
             bad = flat if bad is None else bad
@@ -263,7 +272,38 @@ def _each_item(compute, slots, out, grads, wanted, flats):
         for k, (grad, wants) in enumerate(zip(grads, wanted)):
             if wants:
                 grad[index] = item_grads[k] if math.isfinite(value) else math.nan
+    if key is not None:
+        _asked(key, asked)
     return bad
+
+
+#: What the compiled call of one item asked of its arena, in float64 numbers, by the
+#: computation and the items' shapes (:func:`_arena`), for the calls that repeat them.
+_ASKED: dict[tuple, int] = {}
+_ASKED_LOCK = threading.Lock()
+_NO_BUFFER = np.empty(0)
+
+
+def _arena(key):
+    """The scratch of items of ``key`` (:func:`fastmvn._lapack.matrix`): ``(buffer, used)``,
+    a buffer as large as the last such items asked for, from the buffer pool
+    (:mod:`fastmvn._pool`, which keeps it between calls; :data:`fastmvn._config.ARENA_MIN_BYTES`
+    to :data:`~fastmvn._config.ARENA_MAX_BYTES`), empty the first time and above that size; a
+    matrix that does not fit in it is new memory, as it is without an arena."""
+    size = _ASKED.get(key, 0)
+    if not 0 < 8 * size <= _config.ARENA_MAX_BYTES:
+        return _NO_BUFFER, np.zeros(2, np.int64)
+    return _pool.empty((size,), np.float64, least=_config.ARENA_MIN_BYTES), np.zeros(2, np.int64)
+
+
+def _asked(key, size):
+    """Record that items of ``key`` asked for ``size`` numbers of scratch; the record keeps the
+    last :data:`fastmvn._config.ARENA_KEYS` computations and shapes."""
+    with _ASKED_LOCK:
+        _ASKED.pop(key, None)
+        _ASKED[key] = size
+        while len(_ASKED) > _config.ARENA_KEYS:
+            del _ASKED[next(iter(_ASKED))]
 
 
 def _read_only(item):
@@ -275,7 +315,7 @@ def _read_only(item):
     return view
 
 
-def _kl_grad(mode, wanted, mean1, row1, col1, mean2=None, row2=None, col2=None):
+def _kl_grad(arena, mode, wanted, mean1, row1, col1, mean2=None, row2=None, col2=None):
     """The KL of ``mode`` and its gradients ``(∂/∂mean1, ∂/∂row1, ∂/∂col1, ∂/∂mean2, ∂/∂row2,
     ∂/∂col2)`` (the last three left out for a standard mode), by the closed forms of
     ``docs/gradients.md`` in BLAS-3 operations, from the factors and solves of the value (one
@@ -291,7 +331,7 @@ def _kl_grad(mode, wanted, mean1, row1, col1, mean2=None, row2=None, col2=None):
                  lambda: ((n - t_u * b1 / b2 - (w * d).sum(axis=0)) / (2 * b2))[:, None]]
         return value, [term() if wants else None for term, wants in zip(terms, wanted)]
     flags = tuple(bool(wants) for wants in wanted) + (False,) * (6 - len(wanted))
-    defined, value, *grads = _linalg()[1].kl_grads(mode, flags, mean1, row1, col1,
+    defined, value, *grads = _linalg()[1].kl_grads(arena, mode, flags, mean1, row1, col1,
                                                    *_second(mean1, row1, col1, mean2, row2, col2),
                                                    _config.TRIANGULAR_BLOCKS)
     if not defined:
@@ -299,11 +339,12 @@ def _kl_grad(mode, wanted, mean1, row1, col1, mean2=None, row2=None, col2=None):
     return value, [grad if wants else None for grad, wants in zip(grads, wanted)]
 
 
-def _logpdf_grad(mode, wanted, x, mean, row, col):
+def _logpdf_grad(arena, mode, wanted, x, mean, row, col):
     """The log-density of ``mode`` (``LOGPDF`` or ``LOGPDF_CHOL``) and its gradients ``(∂/∂x,
     ∂/∂mean, ∂/∂row, ∂/∂col)``, one compiled call (:func:`fastmvn._large_items.logpdf_grads`);
     only those that ``wanted`` marks are computed (None in their place otherwise)."""
-    defined, value, *grads = _linalg()[1].logpdf_grads(mode, tuple(bool(wants) for wants in wanted), x, mean, row, col)
+    defined, value, *grads = _linalg()[1].logpdf_grads(arena, mode, tuple(bool(wants) for wants in wanted), x, mean,
+                                                       row, col)
     if not defined:
         raise _Failed
     return value, [grad if wants else None for grad, wants in zip(grads, wanted)]
@@ -314,4 +355,5 @@ def value_and_grad(mode, slots, out, grads, wanted):
     ``grads`` (``(*batch, r, c)`` arrays) that ``wanted`` marks, one item at a time; a failing
     item's value and gradients are NaN. Returns the flat index of the first failing item, or None."""
     gradient = _logpdf_grad if mode in (_modes.LOGPDF, _modes.LOGPDF_CHOL) else _kl_grad
-    return _each(lambda items: gradient(mode, wanted, *items), slots, out, grads, wanted)
+    return _each(lambda items, arena: gradient(arena, mode, wanted, *items), slots, out, grads, wanted,
+                 (mode, tuple(bool(wants) for wants in wanted)))

@@ -2,7 +2,9 @@
 values, and the factors and solves its gradients are made of), by the formulas of
 ``docs/architecture.md`` on the routines of :mod:`fastmvn._lapack`.
 
-Arguments are C-ordered float64 matrices. Each function returns whether the item is defined
+Arguments are C-ordered float64 matrices. The matrices a function makes come from its first
+argument, the item's ``arena`` (:func:`fastmvn._lapack.matrix`): what it returns is valid until
+the arena serves the next item. Each function returns whether the item is defined
 (every Cholesky factorisation succeeded with no numerically singular pivot, every given
 factor has a positive diagonal) before what it computed; the caller makes a failed item NaN.
 """
@@ -12,8 +14,8 @@ import math
 import numpy as np
 
 from . import _modes
-from ._lapack import _compiled, cholesky, cross, eigh, factor, gram, inner, inverse, logdet, norm2, reflect, solve, \
-    solve_lower, solve_right, times_lower, times_rows, tridiagonal, whitened
+from ._lapack import _compiled, cholesky, copied, cross, eigh, factor, gram, inner, inverse, logdet, matrix, norm2, \
+    reflect, solve, solve_lower, solve_right, times_lower, times_rows, tridiagonal, whitened
 
 __all__ = ["kl_value", "kl_parts", "kl_grads", "logpdf_parts", "logpdf_grads", "logdet_value", "trace_solve_value",
            "kron_sum_logpdf"]
@@ -37,13 +39,35 @@ def _factored(covariance, a, out):
 
 
 @_compiled
+def _difference(arena, a, b):
+    """``a − b`` in ``arena``, and whether any entry of it is not zero."""
+    result = matrix(arena, a.shape[0], a.shape[1])
+    nonzero = False
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            result[i, j] = a[i, j] - b[i, j]
+            nonzero |= result[i, j] != 0.0
+    return result, nonzero
+
+
+@_compiled
+def _negated(arena, a):
+    """``−a`` in ``arena``."""
+    result = matrix(arena, a.shape[0], a.shape[1])
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            result[i, j] = -a[i, j]
+    return result
+
+
+@_compiled
 def _blocks(n, most):
     """The blocks of columns of a triangular solve of ``n`` rows: one per 64 rows, at most ``most``."""
     return min(most, max(1, n // 64))
 
 
 @_compiled
-def kl_parts(mode, mean1, row1, col1, mean2, row2, col2, inverses, most_blocks):
+def kl_parts(arena, mode, mean1, row1, col1, mean2, row2, col2, inverses, most_blocks):
     """The KL of covariances or factors (``KL_COV``, ``KL_CHOL`` or their standard forms, whose
     second distribution's arguments are not read) and the matrices its gradients are made of:
     ``(defined, value, l1, q1, l2, q2, a, b, z, t_u, t_v, u2, v2)`` with the lower factors
@@ -60,7 +84,7 @@ def kl_parts(mode, mean1, row1, col1, mean2, row2, col2, inverses, most_blocks):
     covariances = mode == _modes.KL_COV or mode == _modes.KL_STD_COV
     standard = mode == _modes.KL_STD_COV or mode == _modes.KL_STD_CHOL
     empty = np.empty((0, 0))
-    l1, q1 = np.empty((n, n)), np.empty((p, p))
+    l1, q1 = matrix(arena, n, n), matrix(arena, p, p)
     l2, q2, u2, v2 = empty, empty, empty, empty
     failed = (False, math.nan, l1, q1, l2, q2, empty, empty, empty, 0.0, 0.0, u2, v2)
     if not (_factored(covariances, row1, l1) and _factored(covariances, col1, q1)):
@@ -69,38 +93,40 @@ def kl_parts(mode, mean1, row1, col1, mean2, row2, col2, inverses, most_blocks):
         a, b, z = l1, q1, mean1
         log_ratio_u, log_ratio_v = -logdet(l1), -logdet(q1)
     else:
-        l2, q2 = np.empty((n, n)), np.empty((p, p))
+        l2, q2 = matrix(arena, n, n), matrix(arena, p, p)
         if not (_factored(covariances, row2, l2) and _factored(covariances, col2, q2)):
             return failed
-        z = mean2 - mean1
-        solve(l2, z, False)
-        solve_right(q2, z, True)
+        z, nonzero = _difference(arena, mean2, mean1)
+        if nonzero:  # equal means: ``z = 0`` without the two solves, half of the value's work at n = p
+            solve(l2, z, False)
+            solve_right(q2, z, True)
         log_ratio_u, log_ratio_v = logdet(l2) - logdet(l1), logdet(q2) - logdet(q1)
         a, b = l1, q1
     if inverses:
-        u2, defined_u = inverse(l2)
-        v2, defined_v = inverse(q2)
+        u2, defined_u = inverse(arena, l2)
+        v2, defined_v = inverse(arena, q2)
         if not (defined_u and defined_v):
             return failed
-        a, b = times_lower(u2, l1), times_lower(v2, q1)
+        a, b = times_lower(arena, u2, l1), times_lower(arena, v2, q1)
         t_u, t_v = inner(l1, a), inner(q1, b)
     else:
         if not standard:
-            a, b = solve_lower(l2, l1, _blocks(n, most_blocks)), solve_lower(q2, q1, _blocks(p, most_blocks))
+            a, b = (solve_lower(arena, l2, l1, _blocks(n, most_blocks)),
+                    solve_lower(arena, q2, q1, _blocks(p, most_blocks)))
         t_u, t_v = norm2(a), norm2(b)
     value = kl_value(t_u, t_v, norm2(z), log_ratio_u, log_ratio_v, n, p)
     return True, value, l1, q1, l2, q2, a, b, z, t_u, t_v, u2, v2
 
 
 @_compiled
-def _factor_gradient(scale, factor_, times, other):
+def _factor_gradient(arena, scale, factor_, times, other):
     """``tril(scale·other) − times·diag(1/diag(factor_))``: the gradient with respect to a
     Cholesky factor's lower triangle of ``½scale·‖…‖² − times·log|factor_|``-type terms."""
     n = factor_.shape[0]
-    result = np.zeros((n, n))
+    result = matrix(arena, n, n)
     for i in range(n):
-        for j in range(i + 1):
-            result[i, j] = scale * other[i, j]
+        for j in range(n):
+            result[i, j] = scale * other[i, j] if j <= i else 0.0
         result[i, i] -= times / factor_[i, i]
     return result
 
@@ -123,15 +149,18 @@ def _plus_identity(scale, a):
 
 
 @_compiled
-def _lower_solve_t(chol, a):
-    """``tril(chol⁻ᵀ a)``."""
-    x = a.copy()
+def _lower_solve_t(arena, chol, a):
+    """``tril(chol⁻ᵀ a)`` in ``arena``."""
+    x = copied(arena, a)
     solve(chol, x, True)
-    return np.tril(x)
+    for i in range(x.shape[0]):
+        for j in range(i + 1, x.shape[1]):
+            x[i, j] = 0.0
+    return x
 
 
 @_compiled
-def kl_grads(mode, wanted, mean1, row1, col1, mean2, row2, col2, most_blocks):
+def kl_grads(arena, mode, wanted, mean1, row1, col1, mean2, row2, col2, most_blocks):
     """The KL of ``mode`` (as :func:`kl_parts`) and its gradients ``(∂/∂mean1, ∂/∂row1,
     ∂/∂col1, ∂/∂mean2, ∂/∂row2, ∂/∂col2)`` by the closed forms of ``docs/gradients.md`` (those
     of a factor with respect to its lower triangle), from the factors and solves of the value:
@@ -140,76 +169,76 @@ def kl_grads(mode, wanted, mean1, row1, col1, mean2, row2, col2, most_blocks):
     n, p = mean1.shape
     inverses = mode == _modes.KL_COV and (wanted[1] or wanted[2] or wanted[4] or wanted[5])
     defined, value, l1, q1, l2, q2, a, b, z, t_u, t_v, u2, v2 = kl_parts(
-        mode, mean1, row1, col1, mean2, row2, col2, inverses, most_blocks)
+        arena, mode, mean1, row1, col1, mean2, row2, col2, inverses, most_blocks)
     empty = np.empty((0, 0))
     g0, g1, g2, g3, g4, g5 = empty, empty, empty, empty, empty, empty
     if not defined:
         return False, value, g0, g1, g2, g3, g4, g5
     if mode == _modes.KL_STD_COV:
-        g0 = mean1.copy()
+        g0 = copied(arena, mean1)
         if wanted[1]:
-            l1_inverse, defined_u = inverse(l1)
+            l1_inverse, defined_u = inverse(arena, l1)
             g1 = _plus_identity(0.5 * t_v, -0.5 * p * l1_inverse)
             defined = defined and defined_u
         if wanted[2]:
-            q1_inverse, defined_v = inverse(q1)
+            q1_inverse, defined_v = inverse(arena, q1)
             g2 = _plus_identity(0.5 * t_u, -0.5 * n * q1_inverse)
             defined = defined and defined_v
     elif mode == _modes.KL_STD_CHOL:
-        g0 = mean1.copy()
-        g1 = _factor_gradient(t_v, l1, p, l1) if wanted[1] else empty
-        g2 = _factor_gradient(t_u, q1, n, q1) if wanted[2] else empty
+        g0 = copied(arena, mean1)
+        g1 = _factor_gradient(arena, t_v, l1, p, l1) if wanted[1] else empty
+        g2 = _factor_gradient(arena, t_u, q1, n, q1) if wanted[2] else empty
     elif mode == _modes.KL_COV:  # a, b are U2⁻¹ L1 and V2⁻¹ Q1 where a covariance's gradient is wanted
         if wanted[0] or wanted[3] or wanted[4]:
-            y = z.copy()                                   # U2⁻¹ D Q2⁻ᵀ
+            y = copied(arena, z)                           # U2⁻¹ D Q2⁻ᵀ
             solve(l2, y, True)
             if wanted[0] or wanted[3]:
-                w = y.copy()                               # U2⁻¹ D V2⁻¹
+                w = copied(arena, y)                       # U2⁻¹ D V2⁻¹
                 solve_right(q2, w, False)
-                g0, g3 = -w if wanted[0] else empty, w
+                g0, g3 = _negated(arena, w) if wanted[0] else empty, w
             if wanted[4]:
-                g4 = gram(0.5 * p, u2, -0.5 * t_v, a, -0.5, y, False)
+                g4 = gram(arena, 0.5 * p, u2, -0.5 * t_v, a, -0.5, y, False)
         if wanted[1]:
-            l1_inverse, defined_u = inverse(l1)
+            l1_inverse, defined_u = inverse(arena, l1)
             g1 = _combined(-0.5 * p, l1_inverse, 0.5 * t_v, u2)
             defined = defined and defined_u
         if wanted[2]:
-            q1_inverse, defined_v = inverse(q1)
+            q1_inverse, defined_v = inverse(arena, q1)
             g2 = _combined(-0.5 * n, q1_inverse, 0.5 * t_u, v2)
             defined = defined and defined_v
         if wanted[5]:
-            x = z.copy()                                   # L2⁻¹ D V2⁻¹
+            x = copied(arena, z)                           # L2⁻¹ D V2⁻¹
             solve_right(q2, x, False)
-            g5 = gram(0.5 * n, v2, -0.5 * t_u, b, -0.5, x, True)
+            g5 = gram(arena, 0.5 * n, v2, -0.5 * t_u, b, -0.5, x, True)
     else:  # KL_CHOL
         if wanted[0] or wanted[3]:
-            w = z.copy()                                   # P2⁻ᵀ Z Q2⁻¹
+            w = copied(arena, z)                           # P2⁻ᵀ Z Q2⁻¹
             solve_right(q2, w, False)
             solve(l2, w, True)
-            g0, g3 = -w if wanted[0] else empty, w
+            g0, g3 = _negated(arena, w) if wanted[0] else empty, w
         if wanted[1]:
-            g1 = _factor_gradient(t_v, l1, p, _lower_solve_t(l2, a))
+            g1 = _factor_gradient(arena, t_v, l1, p, _lower_solve_t(arena, l2, a))
         if wanted[2]:
-            g2 = _factor_gradient(t_u, q1, n, _lower_solve_t(q2, b))
+            g2 = _factor_gradient(arena, t_u, q1, n, _lower_solve_t(arena, q2, b))
         if wanted[4]:
-            g4 = _lower_solve_t(l2, _plus_identity(p, gram(0.0, a, -t_v, a, -1.0, z, False)))
+            g4 = _lower_solve_t(arena, l2, _plus_identity(p, gram(arena, 0.0, a, -t_v, a, -1.0, z, False)))
         if wanted[5]:
-            g5 = _lower_solve_t(q2, _plus_identity(n, gram(0.0, b, -t_u, b, -1.0, z, True)))
+            g5 = _lower_solve_t(arena, q2, _plus_identity(n, gram(arena, 0.0, b, -t_u, b, -1.0, z, True)))
     if not wanted[3]:
         g3 = empty
     return defined, value, g0, g1, g2, g3, g4, g5
 
 
 @_compiled
-def logpdf_parts(mode, x, mean, row, col):
+def logpdf_parts(arena, mode, x, mean, row, col):
     """The log-density or Mahalanobis form of ``mode`` (``LOGPDF``, ``LOGPDF_CHOL``,
     ``MAHALANOBIS`` or ``MAHALANOBIS_CHOL``) and what its gradients are made of:
     ``(defined, value, p_, q_, z)`` with the lower factors ``p_``, ``q_`` of the row and column
     covariances and the whitened residual ``z = p_⁻¹ (x − mean) q_⁻ᵀ``."""
     n, p = x.shape
     covariances = mode == _modes.LOGPDF or mode == _modes.MAHALANOBIS
-    row_factor, col_factor = np.empty((n, n)), np.empty((p, p))
-    z = x - mean
+    row_factor, col_factor = matrix(arena, n, n), matrix(arena, p, p)
+    z = _difference(arena, x, mean)[0]
     if not (_factored(covariances, row, row_factor) and _factored(covariances, col, col_factor)):
         return False, math.nan, row_factor, col_factor, z
     solve(row_factor, z, False)
@@ -222,60 +251,60 @@ def logpdf_parts(mode, x, mean, row, col):
 
 
 @_compiled
-def logdet_value(a):
+def logdet_value(arena, a):
     """``(defined, log |a|)``."""
-    chol = np.empty_like(a)
+    chol = matrix(arena, a.shape[0], a.shape[1])
     if not cholesky(a, chol):
         return False, math.nan
     return True, logdet(chol)
 
 
 @_compiled
-def trace_solve_value(a, b):
+def trace_solve_value(arena, a, b):
     """``(defined, tr(a⁻¹ b))``: ``tr(L⁻ᵀ (L⁻¹ b))``."""
-    chol = np.empty_like(a)
+    chol = matrix(arena, a.shape[0], a.shape[1])
     if not cholesky(a, chol):
         return False, math.nan
-    x = b.copy()
+    x = copied(arena, b)
     solve(chol, x, False)
     solve(chol, x, True)
     return True, np.trace(x)
 
 
 @_compiled
-def logpdf_grads(mode, wanted, x, mean, row, col):
+def logpdf_grads(arena, mode, wanted, x, mean, row, col):
     """The log-density of ``mode`` (``LOGPDF`` or ``LOGPDF_CHOL``) and its gradients ``(∂/∂x,
     ∂/∂mean, ∂/∂row, ∂/∂col)`` by the closed forms of ``docs/gradients.md``, with ``Z`` the
     whitened residual of the value, ``Y = P⁻ᵀ Z`` and ``Y' = Z Q⁻¹``: ``(defined, value, g0, …,
     g3)``, a gradient that ``wanted`` (four flags) does not mark empty."""
-    defined, value, row_factor, col_factor, z = logpdf_parts(mode, x, mean, row, col)
+    defined, value, row_factor, col_factor, z = logpdf_parts(arena, mode, x, mean, row, col)
     n, p = x.shape
     empty = np.empty((0, 0))
     g0, g1, g2, g3 = empty, empty, empty, empty
     if not defined:
         return False, value, g0, g1, g2, g3
-    y = z.copy()                                       # P⁻ᵀ Z
+    y = copied(arena, z)                               # P⁻ᵀ Z
     solve(row_factor, y, True)
     if wanted[0] or wanted[1]:
-        w = y.copy()                                   # P⁻ᵀ Z Q⁻¹ = U⁻¹ (X − M) V⁻¹
+        w = copied(arena, y)                           # P⁻ᵀ Z Q⁻¹ = U⁻¹ (X − M) V⁻¹
         solve_right(col_factor, w, False)
-        g0, g1 = -w if wanted[0] else empty, w if wanted[1] else empty
+        g0, g1 = _negated(arena, w) if wanted[0] else empty, w if wanted[1] else empty
     y2 = empty
     if wanted[3]:
-        y2 = z.copy()                                  # Z Q⁻¹
+        y2 = copied(arena, z)                          # Z Q⁻¹
         solve_right(col_factor, y2, False)
     if mode == _modes.LOGPDF:
         if wanted[2]:
-            row_inverse, defined_u = inverse(row_factor)
-            g2 = gram(-0.5 * p, row_inverse, 0.5, y, 0.0, y, False)
+            row_inverse, defined_u = inverse(arena, row_factor)
+            g2 = gram(arena, -0.5 * p, row_inverse, 0.5, y, 0.0, y, False)
             defined = defined and defined_u
         if wanted[3]:
-            col_inverse, defined_v = inverse(col_factor)
-            g3 = gram(-0.5 * n, col_inverse, 0.0, col_inverse, 0.5, y2, True)
+            col_inverse, defined_v = inverse(arena, col_factor)
+            g3 = gram(arena, -0.5 * n, col_inverse, 0.0, col_inverse, 0.5, y2, True)
             defined = defined and defined_v
     else:
-        g2 = _factor_gradient(1.0, row_factor, p, cross(y, z, False)) if wanted[2] else empty
-        g3 = _factor_gradient(1.0, col_factor, n, cross(y2, z, True)) if wanted[3] else empty
+        g2 = _factor_gradient(arena, 1.0, row_factor, p, cross(arena, y, z, False)) if wanted[2] else empty
+        g3 = _factor_gradient(arena, 1.0, col_factor, n, cross(arena, y2, z, True)) if wanted[3] else empty
     return defined, value, g0, g1, g2, g3
 
 

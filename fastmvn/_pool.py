@@ -1,4 +1,5 @@
-"""A pool of the large output buffers of the value-and-gradient functions.
+"""A pool of large buffers: the outputs of the value-and-gradient functions, and the scratch of
+large items (``fastmvn._large._arena``).
 
 A training loop asks for gradients of the same shapes at every step and drops them before
 the next. Each of them is new memory to NumPy, and at these sizes new memory is new pages
@@ -147,7 +148,7 @@ class _Lease:
         raise TypeError("a pooled buffer's lease cannot be copied or pickled (the arrays over it can)")
 
 
-def empty(shape, dtype):
+def empty(shape, dtype, least=None):
     """An uninitialised writeable array of ``shape`` and ``dtype``, C-contiguous, from the
     pool when it is large (its memory reused once an earlier such array is gone).
 
@@ -155,6 +156,8 @@ def empty(shape, dtype):
     ----------
     shape : tuple of int
     dtype : numpy dtype
+    least : int, optional
+        Bytes from which the array comes from the pool; ``fastmvn._config.MIN_BYTES`` by default.
 
     Returns
     -------
@@ -171,18 +174,21 @@ def empty(shape, dtype):
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
     pool = _POOL
-    if nbytes < _config.MIN_BYTES or nbytes + ALIGN > pool.limit:
+    if nbytes < (_config.MIN_BYTES if least is None else least) or nbytes + ALIGN > pool.limit:
         return np.empty(shape, dtype)
     return np.asarray(_Lease(pool, pool.take(nbytes), nbytes)).view(dtype).reshape(shape)
 
 
 def set_buffer_pool(limit: int) -> int:
-    """Set how many bytes of idle gradient buffers fastmvn keeps for reuse; returns the old limit.
+    """Set how many bytes of idle buffers fastmvn keeps for reuse; returns the old limit.
 
     The value-and-gradient functions (and :mod:`fastmvn.torch`) take their gradient arrays
     of 4 MiB and more from a pool: once such an array is gone (and every view of it), its
     memory serves the next call, which then writes memory the process already has instead
-    of new pages that the operating system must first zero. At most ``limit`` bytes of
+    of new pages that the operating system must first zero. Large matrices (a KL from about
+    70×70) take the scratch of each call from the same pool: their factors, solves and
+    inverses, 7 times an ``n×n`` input for a KL's value and 17 times for its value and
+    gradients, up to 256 MiB a call. At most ``limit`` bytes of
     buffers that no array uses are kept, the most recently freed; ``0`` keeps none (and
     lets the held ones go). The default, 1 GiB, holds the gradients of a million 4×4 float64
     pairs; a process keeps that much after such a call until it sets a lower limit.

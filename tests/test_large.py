@@ -17,6 +17,11 @@ from fastmvn._bench import CASES, random_inputs
 KERNEL_CASES = [case for case in CASES if not case.startswith(("pdf", "entropy"))]
 
 
+def _arena(size=0):
+    """An arena (``fastmvn._lapack.matrix``) with a buffer of ``size`` numbers."""
+    return np.empty(size), np.zeros(2, np.int64)
+
+
 def function(case):
     return getattr(fm, "kl" if case == "kl_standard" else case)
 
@@ -217,6 +222,77 @@ def test_large_diagonal_quadratic_form(dtype):
     assert np.isnan(fm.kl_diag(*bad, errors="nan"))
 
 
+def test_an_arena_gives_out_its_buffer_then_new_memory():
+    """Matrices come from the arena's buffer, each on a 64-byte line after the last, while they
+    fit; then from new memory; the arena counts every number asked for."""
+    from fastmvn import _lapack
+
+    arena = _arena(20)
+    first, second, third = (_lapack.matrix(arena, 2, 3) for _ in range(3))
+    assert np.shares_memory(first, arena[0][:6]) and np.shares_memory(second, arena[0][8:14])
+    assert not np.shares_memory(third, arena[0]) and third.shape == (2, 3) and third.flags.c_contiguous
+    assert arena[1].tolist() == [16, 24]
+    copy = _lapack.copied(_arena(), np.arange(6.0).reshape(3, 2))
+    np.testing.assert_array_equal(copy, np.arange(6.0).reshape(3, 2))
+
+
+@pytest.mark.parametrize("case", ["kl", "kl_chol", "logpdf", "logpdf_chol", "logdet", "trace_solve"])
+def test_large_items_take_their_scratch_from_an_arena(case, large, monkeypatch):
+    """The first call of a large item records the scratch it asked for (for a KL of
+    covariances: its four factors, the whitened mean difference and ``L2⁻¹L1``, ``Q2⁻¹Q1``);
+    later calls take it from one buffer of the pool, with results equal bit for bit, and so do
+    calls whose buffer has room for part of it only; values and gradients alike."""
+    from fastmvn import _pool
+
+    n, p = 9, 6
+    args = random_inputs(case, 2, n, p)
+    function = getattr(fm, case)
+    gradient = getattr(fm, f"{case}_value_and_grad", None)
+    monkeypatch.setattr(_large, "_ASKED", {})
+    first = function(*args), gradient and gradient(*args)
+    asked = dict(_large._ASKED)
+    assert len(asked) == (2 if gradient else 1) and all(size > 0 for size in asked.values())
+    if case == "kl":
+        pad = lambda size: size + -size % 8  # noqa: E731
+        assert asked[(_large._modes.KL_COV, (n, p), (n, n), (p, p), (n, p), (n, n), (p, p))] == (
+            3 * pad(n * n) + 3 * pad(p * p) + pad(n * p))
+    taken, empty = [], _pool.empty
+
+    def counted(shape, *rest, **options):
+        if len(shape) == 1:  # an arena's buffer, not a gradient
+            taken.append(shape)
+        return empty(shape, *rest, **options)
+
+    monkeypatch.setattr(_pool, "empty", counted)
+    monkeypatch.setattr(_config, "ARENA_MIN_BYTES", 0)
+    for scale in (1, 0.5):
+        monkeypatch.setattr(_large, "_ASKED", {key: int(size * scale) for key, size in asked.items()})
+        again = function(*args), gradient and gradient(*args)
+        np.testing.assert_array_equal(again[0], first[0])
+        if gradient:
+            np.testing.assert_array_equal(again[1][0], first[1][0])
+            for got, want in zip(again[1][1], first[1][1], strict=True):
+                np.testing.assert_array_equal(got, want)
+    assert sorted(taken) == sorted((int(size * scale),) for scale in (1, 0.5) for size in asked.values())
+
+
+@pytest.mark.parametrize("case", ["kl", "kl_chol"])
+def test_large_kl_of_equal_means(case, monkeypatch):
+    """Equal means skip the whitening of their difference (zero): values as the reference's,
+    values and gradients as the lanes' (which whiten it)."""
+    args = list(random_inputs(case, 3, 7, 5))
+    args[3] = args[0].copy()
+    lanes = getattr(fm, case)(*args), getattr(fm, f"{case}_value_and_grad")(*args)
+    lapack_for_all(monkeypatch)
+    value, (value_too, grads) = getattr(fm, case)(*args), getattr(fm, f"{case}_value_and_grad")(*args)
+    np.testing.assert_allclose(value, getattr(reference, case)(*args), rtol=1e-11)
+    np.testing.assert_allclose(value, lanes[0], rtol=1e-11)
+    np.testing.assert_allclose(value_too, value, rtol=1e-12)  # from the traces of U2⁻¹L1: other roundings
+    for got, want in zip(grads, lanes[1][1], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
+    assert not grads[0].any() and not grads[3].any()
+
+
 @pytest.mark.parametrize("n, blocks", [(63, 1), (130, 2), (200, 3), (451, 6), (7, 3)])
 def test_blocked_triangular_solve(n, blocks):
     """``L2⁻¹ L1`` in blocks of columns is the whole solve's result (more blocks than rows'
@@ -228,7 +304,7 @@ def test_blocked_triangular_solve(n, blocks):
     rng = np.random.default_rng(n)
     l1, l2 = (np.linalg.cholesky(fm.testing.random_spd(rng, (), n)) for _ in range(2))
     expected = scipy.linalg.solve_triangular(l2, l1, lower=True)
-    got = _lapack.solve_lower(l2, l1, blocks)
+    got = _lapack.solve_lower(_arena(), l2, l1, blocks)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
     assert not np.triu(got, 1).any()
 
@@ -259,7 +335,8 @@ def test_threads_serve_one_item_or_many(side, count, one_thread, workers, monkey
     assert _large._threads(count, side) == (workers, one_thread)
     seen, runs = [], []
     value, each_item = _large._value, _large._each_item
-    monkeypatch.setattr(_large, "_value", lambda mode, items: seen.append(_blas_threads_seen()) or value(mode, items))
+    monkeypatch.setattr(_large, "_value",
+                        lambda mode, items, arena: seen.append(_blas_threads_seen()) or value(mode, items, arena))
     monkeypatch.setattr(_large, "_each_item", lambda *a: runs.append(a[-1]) or each_item(*a))
     with threadpool_limits(limits=2, user_api="blas"):
         before = _blas_threads_seen()
@@ -378,10 +455,10 @@ def test_lapack_routines_against_scipy(n, m):
         got = b2.copy()
         _lapack.solve_right(chol, got, transposed)
         np.testing.assert_allclose(got, b2 @ np.linalg.inv(chol.T if transposed else chol), **close)
-    inverse, defined = _lapack.inverse(chol)
+    inverse, defined = _lapack.inverse(_arena(), chol)
     assert defined
     np.testing.assert_allclose(inverse, np.linalg.inv(spd), **close)
-    np.testing.assert_allclose(_lapack.times_lower(inverse, chol), inverse @ chol, **close)
+    np.testing.assert_allclose(_lapack.times_lower(_arena(), inverse, chol), inverse @ chol, **close)
     samples = rng.standard_normal((3, m, n))
     np.testing.assert_allclose(_lapack.scatter(samples, chol),
                                sum(sample @ np.linalg.inv(spd) @ sample.T for sample in samples), **close)
@@ -392,14 +469,14 @@ def test_lapack_routines_against_scipy(n, m):
     for pivot in (0.0, np.finfo(np.float64).eps):  # LAPACK fails the first; the second is numerically singular
         assert not _lapack.cholesky(np.ones((n, n)) + np.diag(np.r_[0.0, np.full(n - 1, pivot)]), chol) or n == 1
     assert not _lapack.factor(-chol, np.empty((n, n)))
-    np.testing.assert_allclose(_lapack.cross(b, 2 * b, False), 2 * b @ b.T, **close)
-    np.testing.assert_allclose(_lapack.cross(b, 2 * b.copy(), True), 2 * b.T @ b, **close)
+    np.testing.assert_allclose(_lapack.cross(_arena(), b, 2 * b, False), 2 * b @ b.T, **close)
+    np.testing.assert_allclose(_lapack.cross(_arena(), b, 2 * b.copy(), True), 2 * b.T @ b, **close)
     upper_garbage = spd + np.triu(np.full((n, n), 7.0), 1)  # only the lower triangle of s is read
-    np.testing.assert_allclose(_lapack.gram(0.0, b, 0.5, b, -2.0, spd, False), 0.5 * b @ b.T - 2.0 * spd @ spd,
-                               **close)
-    np.testing.assert_allclose(_lapack.gram(3.0, upper_garbage, 1.5, b2.T.copy(), 0.0, b, False),
+    np.testing.assert_allclose(_lapack.gram(_arena(), 0.0, b, 0.5, b, -2.0, spd, False),
+                               0.5 * b @ b.T - 2.0 * spd @ spd, **close)
+    np.testing.assert_allclose(_lapack.gram(_arena(), 3.0, upper_garbage, 1.5, b2.T.copy(), 0.0, b, False),
                                3.0 * spd + 1.5 * b2.T @ b2, **close)
-    np.testing.assert_allclose(_lapack.gram(-1.0, upper_garbage, 0.5, b, 2.0, b2, True),
+    np.testing.assert_allclose(_lapack.gram(_arena(), -1.0, upper_garbage, 0.5, b, 2.0, b2, True),
                                -spd + 0.5 * b @ b.T + 2.0 * b2.T @ b2, **close)
     lower = np.tril(rng.standard_normal((n, n)))
     symmetric = lower + np.tril(lower, -1).T
