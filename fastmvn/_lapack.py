@@ -276,9 +276,9 @@ def solve_right(chol, b, transposed):
 @_compiled
 def solve_lower(arena, chol, lower, blocks):
     """``chol⁻¹ lower`` for the lower triangular ``chol`` and ``lower``, a lower triangular
-    matrix in ``arena`` (:func:`matrix`): in ``blocks`` blocks of columns, each solved with the trailing block of ``chol``
-    that its nonzero rows meet (a third of the work of one solve with the whole matrix, less
-    the blocks' steps)."""
+    matrix in ``arena`` (:func:`matrix`): in ``blocks`` blocks of columns, each solved with the
+    trailing block of ``chol`` that its nonzero rows meet (a third of the work of one solve with
+    the whole matrix, less the blocks' steps)."""
     n = chol.shape[0]
     result = copied(arena, lower)
     a, b = _flat(chol), _flat(result)

@@ -37,6 +37,7 @@ from . import _config, _jit, _modes, _pool
 
 __all__ = ["chosen", "sized", "evaluate", "value_and_grad", "kron_sum_logpdf"]
 
+_DIAGONAL_MODES = (_modes.KL_DIAG, _modes.KL_STD_DIAG)  # O(np) terms in NumPy and one compiled call: no arena
 _KL_MODES = (_modes.KL_COV, _modes.KL_CHOL, _modes.KL_DIAG, _modes.KL_STD_COV, _modes.KL_STD_CHOL,
              _modes.KL_STD_DIAG)
 
@@ -68,10 +69,12 @@ def sized(side, count, least, batch_side, all_side):
     return side >= least and (side >= all_side or count * batch_side ** 2 <= side * side)
 
 
+@functools.cache
 def _linalg():
     """The compiled BLAS and LAPACK calls (:mod:`fastmvn._lapack`) and the compiled terms of one
     item (:mod:`fastmvn._large_items`), imported on first use so that ``import fastmvn``
-    compiles nothing."""
+    compiles nothing (and looked up once: an import statement's lookup took a few
+    microseconds of a call whose item takes tens)."""
     from . import _lapack, _large_items
 
     return _lapack, _large_items
@@ -112,7 +115,7 @@ def _value(mode, items, arena):
     """The value of ``mode`` for one item: ``items`` holds its slots as C-ordered float64
     matrices; its scratch comes from ``arena`` (:func:`_arena`)."""
     terms = _linalg()[1]
-    if mode in (_modes.KL_DIAG, _modes.KL_STD_DIAG):
+    if mode in _DIAGONAL_MODES:
         return _kl_diag(mode, *items, *([None] * (6 - len(items))))[0]
     if mode in _KL_MODES:
         items = (*items[:3], *_second(*items, *([None] * (6 - len(items)))))
@@ -147,7 +150,8 @@ def kron_sum_logpdf(slots, out, epsilons):
 def evaluate(mode, slots, out):
     """Run ``mode`` over ``slots`` (``(*batch, r, c)`` arrays) into ``out`` (of the batch
     shape), one item at a time; return the flat index of the first failing item, or None."""
-    return _each(lambda items, arena: (_value(mode, items, arena), ()), slots, out, (), (), mode)
+    return _each(lambda items, arena: (_value(mode, items, arena), ()), slots, out, (), (),
+                 None if mode in _DIAGONAL_MODES else mode)
 
 
 class _OneBlasThread:
@@ -286,10 +290,11 @@ _NO_BUFFER = np.empty(0)
 
 def _arena(key):
     """The scratch of items of ``key`` (:func:`fastmvn._lapack.matrix`): ``(buffer, used)``,
-    a buffer as large as the last such items asked for, from the buffer pool
-    (:mod:`fastmvn._pool`, which keeps it between calls; :data:`fastmvn._config.ARENA_MIN_BYTES`
-    to :data:`~fastmvn._config.ARENA_MAX_BYTES`), empty the first time and above that size; a
-    matrix that does not fit in it is new memory, as it is without an arena."""
+    a buffer as large as the last such items asked for: from the buffer pool
+    (:mod:`fastmvn._pool`, which keeps it between calls) from
+    :data:`fastmvn._config.ARENA_MIN_BYTES` on, from ``np.empty`` below, and empty the first
+    time and above :data:`~fastmvn._config.ARENA_MAX_BYTES`. A matrix that does not fit in it
+    is new memory, as it is without an arena."""
     size = _ASKED.get(key, 0)
     if not 0 < 8 * size <= _config.ARENA_MAX_BYTES:
         return _NO_BUFFER, np.zeros(2, np.int64)
@@ -322,7 +327,7 @@ def _kl_grad(arena, mode, wanted, mean1, row1, col1, mean2=None, row2=None, col2
     compiled call, :func:`fastmvn._large_items.kl_grads`, but for diagonal covariances); only
     those that ``wanted`` marks are computed (None in their place otherwise)."""
     n, p = mean1.shape
-    if mode in (_modes.KL_DIAG, _modes.KL_STD_DIAG):
+    if mode in _DIAGONAL_MODES:
         value, (a1, b1, a2, b2, t_u, t_v) = _kl_diag(mode, mean1, row1, col1, mean2, row2, col2)
         d = (mean2 - mean1) if mode == _modes.KL_DIAG else -mean1
         w = d / a2[:, None] / b2[None, :]                                  # ∂/∂M2
@@ -356,4 +361,4 @@ def value_and_grad(mode, slots, out, grads, wanted):
     item's value and gradients are NaN. Returns the flat index of the first failing item, or None."""
     gradient = _logpdf_grad if mode in (_modes.LOGPDF, _modes.LOGPDF_CHOL) else _kl_grad
     return _each(lambda items, arena: gradient(arena, mode, wanted, *items), slots, out, grads, wanted,
-                 (mode, tuple(bool(wants) for wants in wanted)))
+                 None if mode in _DIAGONAL_MODES else (mode, tuple(bool(wants) for wants in wanted)))
