@@ -1,6 +1,7 @@
 """The plan for large items (``fastmvn._large``): LAPACK one item at a time, against the lane
 kernels and the reference on both sides of the threshold, with the same errors."""
 
+import functools
 import os
 import sys
 
@@ -241,15 +242,21 @@ def test_large_items_take_their_scratch_from_an_arena(case, large, monkeypatch):
     """The first call of a large item records the scratch it asked for (for a KL of
     covariances: its four factors, the whitened mean difference and ``L2⁻¹L1``, ``Q2⁻¹Q1``);
     later calls take it from one buffer of the pool, with results equal bit for bit, and so do
-    calls whose buffer has room for part of it only; values and gradients alike."""
+    calls whose buffer has room for part of it only; values and gradients alike, beside an item
+    that fails part of the way through (NaN)."""
     from fastmvn import _pool
 
     n, p = 9, 6
-    args = random_inputs(case, 2, n, p)
-    function = getattr(fm, case)
+    args = list(random_inputs(case, 3, n, p))
+    cov = {"kl": 1, "kl_chol": 1, "logpdf": 2, "logpdf_chol": 2, "logdet": 0, "trace_solve": 0}[case]
+    args[cov] = args[cov].copy()
+    args[cov][1] = -args[cov][1]                         # item 1 fails at its first factor
+    function = functools.partial(getattr(fm, case), errors="nan")
     gradient = getattr(fm, f"{case}_value_and_grad", None)
+    gradient = gradient and functools.partial(gradient, errors="nan")
     monkeypatch.setattr(_large, "_ASKED", {})
     first = function(*args), gradient and gradient(*args)
+    assert np.isnan(first[0][1]) and np.isfinite(first[0][[0, 2]]).all()
     asked = dict(_large._ASKED)
     assert len(asked) == (2 if gradient else 1) and all(size > 0 for size in asked.values())
     if case == "kl":
