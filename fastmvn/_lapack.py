@@ -28,9 +28,9 @@ from numba.extending import get_cython_function_address
 
 from ._jit import OPTIONS, _cached
 
-__all__ = ["matrix", "copied", "cholesky", "factor", "solve", "solve_right", "solve_lower", "inverse", "times_lower",
-           "gram", "add_gram", "mirror_lower", "cross", "scatter", "norm2", "logdet", "inner", "eigh", "whitened",
-           "tridiagonal", "reflect", "times_rows"]
+__all__ = ["arena", "matrix", "copied", "cholesky", "factor", "solve", "solve_right", "solve_lower", "inverse",
+           "times_lower", "gram", "add_gram", "mirror_lower", "cross", "scatter", "norm2", "logdet", "inner", "eigh",
+           "whitened", "tridiagonal", "reflect", "times_rows"]
 
 _EPS = np.finfo(np.float64).eps
 # The flags of the routines, as the bytes of their one-letter arguments.
@@ -197,6 +197,12 @@ def _flat(a):
 # 1,024×1,024 KL spent 18 ms of its 108 there, a 256×256 one 2.6 ms of 4.5).
 
 _ALIGN = 8  # float64 numbers: a matrix of the arena starts on a 64-byte line
+
+
+def arena(buffer):
+    """An arena over ``buffer`` (one-dimensional, C-contiguous float64; empty for none) with
+    nothing given out or asked for yet (:func:`matrix`)."""
+    return buffer, np.zeros(2, np.int64)
 
 
 @_compiled

@@ -296,9 +296,8 @@ def _arena(key):
     time and above :data:`~fastmvn._config.ARENA_MAX_BYTES`. A matrix that does not fit in it
     is new memory, as it is without an arena."""
     size = _ASKED.get(key, 0)
-    if not 0 < 8 * size <= _config.ARENA_MAX_BYTES:
-        return _NO_BUFFER, np.zeros(2, np.int64)
-    return _pool.empty((size,), np.float64, least=_config.ARENA_MIN_BYTES), np.zeros(2, np.int64)
+    fits = 0 < 8 * size <= _config.ARENA_MAX_BYTES
+    return _linalg()[0].arena(_pool.empty((size,), np.float64, least=_config.ARENA_MIN_BYTES) if fits else _NO_BUFFER)
 
 
 def _asked(key, size):
@@ -324,8 +323,9 @@ def _kl_grad(arena, mode, wanted, mean1, row1, col1, mean2=None, row2=None, col2
     """The KL of ``mode`` and its gradients ``(∂/∂mean1, ∂/∂row1, ∂/∂col1, ∂/∂mean2, ∂/∂row2,
     ∂/∂col2)`` (the last three left out for a standard mode), by the closed forms of
     ``docs/gradients.md`` in BLAS-3 operations, from the factors and solves of the value (one
-    compiled call, :func:`fastmvn._large_items.kl_grads`, but for diagonal covariances); only
-    those that ``wanted`` marks are computed (None in their place otherwise)."""
+    compiled call, :func:`fastmvn._large_items.kl_grads`, its scratch from ``arena``, but for
+    diagonal covariances); only those that ``wanted`` marks are computed (None in their place
+    otherwise)."""
     n, p = mean1.shape
     if mode in _DIAGONAL_MODES:
         value, (a1, b1, a2, b2, t_u, t_v) = _kl_diag(mode, mean1, row1, col1, mean2, row2, col2)
@@ -346,8 +346,8 @@ def _kl_grad(arena, mode, wanted, mean1, row1, col1, mean2=None, row2=None, col2
 
 def _logpdf_grad(arena, mode, wanted, x, mean, row, col):
     """The log-density of ``mode`` (``LOGPDF`` or ``LOGPDF_CHOL``) and its gradients ``(∂/∂x,
-    ∂/∂mean, ∂/∂row, ∂/∂col)``, one compiled call (:func:`fastmvn._large_items.logpdf_grads`);
-    only those that ``wanted`` marks are computed (None in their place otherwise)."""
+    ∂/∂mean, ∂/∂row, ∂/∂col)``, one compiled call (:func:`fastmvn._large_items.logpdf_grads`)
+    with its scratch from ``arena``; only those that ``wanted`` marks are computed (None in their place otherwise)."""
     defined, value, *grads = _linalg()[1].logpdf_grads(arena, mode, tuple(bool(wants) for wants in wanted), x, mean,
                                                        row, col)
     if not defined:
