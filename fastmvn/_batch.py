@@ -286,9 +286,10 @@ def _plan_key(function, values, out, errors, lower):
 
 class _Plan:
     """A small call decided once for the shapes and dtypes of its key (:func:`call`): the
-    mode, the source of each slot (a value's position with the shape and strides of its
-    ``(count, r, c)`` view, or a made-up standard argument), the serial driver and what it
-    takes besides the slots; with ``gradients``, the shape of each argument's gradient."""
+    mode, the source of each slot (a value's position with the shape of its ``(count, r, c)``
+    view and, where the view repeats the value's one item, its strides; or a made-up standard
+    argument), the serial driver and what it takes besides the slots; with ``gradients``,
+    the shape of each argument's gradient."""
 
     @classmethod
     def make(cls, function, values, lower, gradients=None):
@@ -319,7 +320,8 @@ class _Plan:
             else:
                 item = dtype.itemsize
                 batch_stride = core[0] * core[1] * item if arg.batch_shape == batch_shape else 0
-                plan.sources.append((position[arg.name], (count,) + core, (batch_stride, core[1] * item, item)))
+                strides = None if batch_stride or count == 1 else (batch_stride, core[1] * item, item)
+                plan.sources.append((position[arg.name], (count,) + core, strides))
         plan.mode, plan.dtype, plan.batch_shape, plan.count = mode, dtype, batch_shape, count
         plan.gradients = ([(view.shape, len(arg.axes) == 1, gradients[position[arg.name]] and not arg.default)
                            for arg, view in zip(args, slots)] if gradients is not None else None)
@@ -341,7 +343,10 @@ class _Plan:
         for source in self.sources:
             if type(source) is tuple:
                 position, shape, strides = source
-                view = np.ndarray(shape, self.dtype, values[position], 0, strides)
+                if strides is None:  # the value's own items (C-ordered): a reshaped view
+                    view = values[position].reshape(shape)
+                else:  # one item for every item of the batch
+                    view = np.ndarray(shape, self.dtype, values[position], 0, strides)
                 view.flags.writeable = False
                 views.append(view)
             else:

@@ -71,13 +71,15 @@ def sized(side, count, least, batch_side, all_side):
 
 @functools.cache
 def _linalg():
-    """The compiled BLAS and LAPACK calls (:mod:`fastmvn._lapack`) and the compiled terms of one
-    item (:mod:`fastmvn._large_items`), imported on first use so that ``import fastmvn``
-    compiles nothing (and looked up once: an import statement's lookup took a few
-    microseconds of a call whose item takes tens)."""
+    """The compiled BLAS and LAPACK calls (:mod:`fastmvn._lapack`), the compiled terms of one
+    item (:mod:`fastmvn._large_items`) and of one item of diagonal covariances
+    (:func:`fastmvn.kernels.drivers.diagonal_kl_terms`), imported on first use so that
+    ``import fastmvn`` compiles nothing (and looked up once: an import statement's lookup took
+    a few microseconds of a call whose item takes tens)."""
     from . import _lapack, _large_items
+    from .kernels.drivers import diagonal_kl_terms
 
-    return _lapack, _large_items
+    return _lapack, _large_items, diagonal_kl_terms
 
 
 def _norm2(a):
@@ -89,20 +91,27 @@ def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
     gradients are made of: ``(value, (a1, b1, a2, b2, t_u, t_v))``, the terms in one compiled
     call (:func:`fastmvn.kernels.drivers.diagonal_kl_terms`) whose quadratic form is one read of
     the means (for the standard prior ``‖M1‖²``, one BLAS dot product on BLAS's threads)."""
-    from .kernels.drivers import diagonal_kl_terms
-
+    _, terms, diagonal_kl_terms = _linalg()
     n, p = mean1.shape
     a1, b1 = row1[:, 0], col1[:, 0]
     standard = mode == _modes.KL_STD_DIAG
-    a2, b2 = (np.ones(n), np.ones(p)) if standard else (row2[:, 0], col2[:, 0])
+    a2, b2 = (_ones(n), _ones(p)) if standard else (row2[:, 0], col2[:, 0])
     ok, trace_u, trace_v, quad, log_ratio_u, log_ratio_v = diagonal_kl_terms(
         mean1, a1, b1, mean1 if standard else mean2, a2, b2, standard)
     if not ok:
         raise _Failed
     if standard:
         quad = _norm2(mean1)
-    value = _linalg()[1].kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p)
+    value = terms.kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p)
     return value, (a1, b1, a2, b2, trace_u, trace_v)
+
+
+@functools.lru_cache(maxsize=64)
+def _ones(size):
+    """``size`` ones, read-only, made once for the standard prior's variances."""
+    ones = np.ones(size)
+    ones.flags.writeable = False
+    return ones
 
 
 def _second(mean1, row1, col1, mean2, row2, col2):
@@ -218,7 +227,7 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
 
 def _side(slots):
     """The largest side of the items of ``slots``."""
-    return max(max(slot.shape[-2:]) for slot in slots)
+    return max([max(slot.shape[-2:]) for slot in slots])
 
 
 def _threads(count, side):
@@ -259,23 +268,24 @@ def _each_item(compute, key, slots, out, grads, wanted, flats):
     bad = None
     arena = _arena(key)
     asked = 0
-    for flat in flats:
-        index = np.unravel_index(flat, out.shape)
-        items = [_read_only(np.ascontiguousarray(slot[index], dtype=np.float64)) for slot in slots]
-        arena[1][:] = 0
-        try:
-            with np.errstate(all="ignore"):
+    shape = out.shape
+    with np.errstate(all="ignore"):  # NumPy's arithmetic and casts of a failing item: NaN, no warning
+        for flat in flats:
+            index = (flat,) if len(shape) == 1 else np.unravel_index(flat, shape)
+            items = [_item(slot[index]) for slot in slots]
+            arena[1].fill(0)
+            try:
                 value, item_grads = compute(items, arena)
-        except _Failed:
-            value, item_grads = math.nan, ()
-        asked = max(asked, int(arena[1][1]))
-        if not math.isfinite(value):
-            value = math.nan
-            bad = flat if bad is None else bad
-        out[index] = value
-        for k, (grad, wants) in enumerate(zip(grads, wanted)):
-            if wants:
-                grad[index] = item_grads[k] if math.isfinite(value) else math.nan
+            except _Failed:
+                value, item_grads = math.nan, ()
+            asked = max(asked, int(arena[1][1]))
+            if not math.isfinite(value):
+                value = math.nan
+                bad = flat if bad is None else bad
+            out[index] = value
+            for k, (grad, wants) in enumerate(zip(grads, wanted)):
+                if wants:
+                    grad[index] = item_grads[k] if math.isfinite(value) else math.nan
     if key is not None:
         _asked(key, asked)
     return bad
@@ -310,13 +320,17 @@ def _asked(key, size):
             del _ASKED[next(iter(_ASKED))]
 
 
-def _read_only(item):
-    """A read-only view of ``item``: the compiled terms then take every slot's item as one type
-    whether it was converted (float32 data, a new array) or not (a view of the caller's), and
-    compile once, not once per mixture."""
-    view = item.view()
-    view.flags.writeable = False
-    return view
+def _item(view):
+    """One item of a slot as the compiled terms take it: a C-ordered, read-only float64 matrix,
+    the item itself where it is one already (a small call's views are), else a read-only view
+    of its conversion. Read-only either way, the compiled terms take every slot's item as one
+    type whether it was converted (float32 data, a new array) or not (a view of the caller's),
+    and compile once, not once per mixture."""
+    item = np.ascontiguousarray(view, dtype=np.float64)
+    if item.flags.writeable:
+        item = item.view()
+        item.flags.writeable = False
+    return item
 
 
 def _kl_grad(arena, mode, wanted, mean1, row1, col1, mean2=None, row2=None, col2=None):

@@ -154,6 +154,31 @@ def test_planned_calls_of_large_items_give_the_bits_of_the_general_path(case, dt
         assert np.shape(second) == np.shape(expected) and np.asarray(second).dtype == dtype
 
 
+@pytest.mark.parametrize("large", [False, True])
+@pytest.mark.parametrize("case", ["kl", "kl_standard", "kl_diag", "logpdf"])
+def test_planned_calls_leave_their_arguments_as_they_were(case, large, monkeypatch):
+    """A plan reads the arguments through read-only views of its own: the caller's arrays stay
+    writeable and unchanged, and read-only arrays (whose items the plan for large items takes as
+    they are) give the same bits; so does the standard prior of diagonal covariances, whose unit
+    variances are made once."""
+    if large:
+        monkeypatch.setattr(_config, "LAPACK_MIN_SIDE", 1)
+        monkeypatch.setattr(_config, "LAPACK_BATCH_SIDE", 0)
+    args = [np.ascontiguousarray(a[0]) for a in _bench.random_inputs(case, 1, 5, 3)]
+    copies = [a.copy() for a in args]
+    frozen = [a.copy() for a in args]
+    for a in frozen:
+        a.flags.writeable = False
+    calls = [args] + ([args[:3]] if case == "kl_diag" else [])
+    for call_args in calls:
+        first, second = function(case)(*call_args), function(case)(*call_args)
+        assert first == second == function(case)(*frozen[:len(call_args)])
+        assert first == function(case)(*call_args, out=np.empty(()))   # the general path
+    for a, copy in zip(args, copies, strict=True):
+        assert a.flags.writeable
+        np.testing.assert_array_equal(a, copy)
+
+
 @pytest.mark.parametrize("name, index", [("rowvar1", 2), ("colvar2", 0)])
 def test_planned_calls_of_large_items_report_failures(name, index, monkeypatch):
     monkeypatch.setattr(_config, "LAPACK_MIN_SIDE", 1)
