@@ -28,7 +28,7 @@ from numba.extending import get_cython_function_address
 
 from ._jit import OPTIONS, _cached
 
-__all__ = ["arena", "matrix", "copied", "cholesky", "factor", "solve", "solve_right", "solve_lower", "inverse",
+__all__ = ["arena", "matrix", "vector", "copied", "cholesky", "factor", "solve", "solve_right", "solve_lower", "inverse",
            "times_lower", "gram", "add_gram", "mirror_lower", "cross", "scatter", "norm2", "logdet", "inner", "eigh",
            "whitened", "tridiagonal", "reflect", "times_rows"]
 
@@ -126,12 +126,13 @@ def _dot(n, x, y):
 
 
 @_compiled
-def _eigensystem(n, a, w):
+def _eigensystem(arena, n, a, w):
     """LAPACK's ``info`` of ``dsyevd``: the eigenvalues of the symmetric ``n×n`` matrix at ``a``
-    (its upper triangle read) into ``w``, ascending, and its eigenvectors over ``a``, in columns."""
+    (its upper triangle read) into ``w``, ascending, and its eigenvectors over ``a``, in columns
+    (its workspace from ``arena``)."""
     flags = np.array((_V, _U), np.uint8)
     ints = np.array((n, n, 1 + 6 * n + 2 * n * n, 3 + 5 * n, 0), np.int32)
-    work, iwork = np.empty(ints[2]), np.empty(ints[3], np.int32)
+    work, iwork = vector(arena, ints[2]), np.empty(ints[3], np.int32)
     _dsyevd(flags.ctypes, flags[1:].ctypes, ints.ctypes, a.ctypes, ints[1:].ctypes, w.ctypes, work.ctypes,
             ints[2:].ctypes, iwork.ctypes, ints[3:].ctypes, ints[4:].ctypes)
     return ints[4]
@@ -149,34 +150,34 @@ def _congruence(n, a, b):
 
 
 @_compiled
-def _reduction(n, a, diagonal, off, tau):
+def _reduction(arena, n, a, diagonal, off, tau):
     """LAPACK's ``info`` of ``dsytrd`` (upper): ``a = Q T Qᵀ`` with the symmetric tridiagonal
     ``T`` into ``diagonal`` and ``off`` and ``Q``'s elementary reflectors over ``a`` and ``tau``
-    (the workspace asked of the routine first)."""
+    (the workspace asked of the routine first, then taken from ``arena``)."""
     flags = np.array((_U,), np.uint8)
     ints = np.array((n, n, -1, 0), np.int32)
     size = np.empty(1)
     _dsytrd(flags.ctypes, ints.ctypes, a.ctypes, ints[1:].ctypes, diagonal.ctypes, off.ctypes, tau.ctypes,
             size.ctypes, ints[2:].ctypes, ints[3:].ctypes)
     ints[2] = max(1, int(size[0]))
-    work = np.empty(ints[2])
+    work = vector(arena, ints[2])
     _dsytrd(flags.ctypes, ints.ctypes, a.ctypes, ints[1:].ctypes, diagonal.ctypes, off.ctypes, tau.ctypes,
             work.ctypes, ints[2:].ctypes, ints[3:].ctypes)
     return ints[3]
 
 
 @_compiled
-def _reflection(m, n, a, tau, c):
+def _reflection(arena, m, n, a, tau, c):
     """LAPACK's ``info`` of ``dormtr`` (right, upper, not transposed): ``c ← c Q`` for the
     ``m×n`` matrix at ``c`` and the ``Q`` of :func:`_reduction` (``n×n``, its reflectors at
-    ``a`` and ``tau``)."""
+    ``a`` and ``tau``; the workspace from ``arena``)."""
     flags = np.array((_R, _U, _N), np.uint8)
     ints = np.array((m, n, n, m, -1, 0), np.int32)
     size = np.empty(1)
     _dormtr(flags.ctypes, flags[1:].ctypes, flags[2:].ctypes, ints.ctypes, ints[1:].ctypes, a.ctypes,
             ints[2:].ctypes, tau.ctypes, c.ctypes, ints[3:].ctypes, size.ctypes, ints[4:].ctypes, ints[5:].ctypes)
     ints[4] = max(1, int(size[0]))
-    work = np.empty(ints[4])
+    work = vector(arena, ints[4])
     _dormtr(flags.ctypes, flags[1:].ctypes, flags[2:].ctypes, ints.ctypes, ints[1:].ctypes, a.ctypes,
             ints[2:].ctypes, tau.ctypes, c.ctypes, ints[3:].ctypes, work.ctypes, ints[4:].ctypes, ints[5:].ctypes)
     return ints[5]
@@ -219,6 +220,12 @@ def matrix(arena, rows, columns):
         return np.empty((rows, columns))
     used[0] = start + padded
     return buffer[start:start + size].reshape((rows, columns))
+
+
+@_compiled
+def vector(arena, size):
+    """An uninitialised vector of ``size`` numbers (any integer type) from ``arena`` (:func:`matrix`)."""
+    return matrix(arena, 1, np.int64(size))[0]
 
 
 @_compiled
@@ -420,56 +427,57 @@ def cross(arena, a, b, transposed):
 
 
 @_compiled
-def eigh(a):
+def eigh(arena, a):
     """The eigenvalues of the symmetric ``a`` (its lower triangle read), ascending, and its
-    eigenvectors in the rows of a new matrix (``Qᵀ`` of ``a = Q diag(λ) Qᵀ``), and whether
-    LAPACK converged."""
+    eigenvectors in the rows of a matrix in ``arena`` (``Qᵀ`` of ``a = Q diag(λ) Qᵀ``), and
+    whether LAPACK converged."""
     n = a.shape[0]
-    vectors, values = a.copy(), np.empty(n)
+    vectors, values = copied(arena, a), np.empty(n)
     if n == 0:
         return values, vectors, True
-    return values, vectors, _eigensystem(n, _flat(vectors), values) == 0
+    return values, vectors, _eigensystem(arena, n, _flat(vectors), values) == 0
 
 
 @_compiled
-def whitened(chol, a):
+def whitened(arena, chol, a):
     """``L⁻¹ a L⁻ᵀ`` for the lower factor ``L`` and the symmetric ``a`` (its lower triangle
-    read; half the work of two triangular solves), in the lower triangle of a new matrix."""
+    read; half the work of two triangular solves), in the lower triangle of a matrix in
+    ``arena``."""
     n = a.shape[0]
-    result = a.copy()
+    result = copied(arena, a)
     if n:
         _congruence(n, _flat(result), _flat(chol))
     return result
 
 
 @_compiled
-def tridiagonal(a):
+def tridiagonal(arena, a):
     """``a = Q T Qᵀ`` for the symmetric ``a`` (its lower triangle read): ``(reflectors, tau,
     diagonal, off)``, ``T``'s diagonal and off-diagonal and ``Q`` as the elementary reflectors
-    that :func:`reflect` applies."""
+    that :func:`reflect` applies (the reflectors in ``arena``)."""
     n = a.shape[0]
-    reflectors = a.copy()
+    reflectors = copied(arena, a)
     diagonal, off, tau = np.empty(n), np.empty(max(n - 1, 0)), np.empty(max(n - 1, 0))
     if n:
-        _reduction(n, _flat(reflectors), diagonal, off, tau)
+        _reduction(arena, n, _flat(reflectors), diagonal, off, tau)
     return reflectors, tau, diagonal, off
 
 
 @_compiled
-def reflect(reflectors, tau, b):
+def reflect(arena, reflectors, tau, b):
     """``b ← Qᵀ b`` for the ``Q`` of :func:`tridiagonal` and the ``n×m`` matrix ``b``
-    (``(Qᵀ b)ᵀ = bᵀ Q``)."""
+    (``(Qᵀ b)ᵀ = bᵀ Q``; LAPACK's workspace from ``arena``)."""
     n, m = b.shape
     if n > 1 and m:
-        _reflection(m, n, _flat(reflectors), tau, _flat(b))
+        _reflection(arena, m, n, _flat(reflectors), tau, _flat(b))
 
 
 @_compiled
-def times_rows(b, rows):
+def times_rows(arena, b, rows):
     """``b Q`` for the ``n×m`` matrix ``b`` and ``Q`` given by ``rows = Qᵀ`` (``m×m``, as
-    :func:`eigh` returns eigenvectors), a new matrix: ``(b Q)ᵀ = Qᵀ bᵀ``."""
+    :func:`eigh` returns eigenvectors), in ``arena``: ``(b Q)ᵀ = Qᵀ bᵀ``."""
     n, m = b.shape
-    result = np.empty((n, m))
+    result = matrix(arena, n, m)
     if n and m:
         _product(True, False, m, n, m, 1.0, _flat(rows), m, _flat(b), m, _flat(result), m)
     return result

@@ -150,10 +150,10 @@ def kron_sum_logpdf(slots, out, epsilons):
     """The log-densities of Kronecker-sum normals (:func:`fastmvn.logpdf_kron_sum`) over
     ``slots`` (points, means, signal and noise covariances, a noise variance ``σ²`` as the
     ``1×1`` matrix), one compiled call per item (:func:`fastmvn._large_items.kron_sum_logpdf`,
-    with the ``epsilons`` of the row and column signals' data), into ``out``; returns the flat
-    index of the first item left NaN, or None."""
-    return _each(lambda items, arena: (_defined(*_linalg()[1].kron_sum_logpdf(*items, *epsilons)), ()), slots, out,
-                 (), ())
+    with the ``epsilons`` of the row and column signals' data, its scratch from an arena),
+    into ``out``; returns the flat index of the first item left NaN, or None."""
+    return _each(lambda items, arena: (_defined(*_linalg()[1].kron_sum_logpdf(arena, *items, *epsilons)), ()),
+                 slots, out, (), (), "kron_sum_logpdf")
 
 
 def evaluate(mode, slots, out):

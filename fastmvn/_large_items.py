@@ -357,7 +357,7 @@ def _extreme(diagonal, off, largest):
 
 
 @_compiled
-def _kron_side(signal, noise):
+def _kron_side(arena, signal, noise):
     """One side's noise taken out of its signal: ``(defined, whitened, chol, variance, log|noise|)``,
     the signal ``L⁻¹ S L⁻ᵀ`` (its lower triangle) and ``L`` for a noise matrix ``L Lᵀ``, or the
     signal as it is and the variance ``σ²`` for a ``1×1`` noise (``σ² I``; for a side of one
@@ -366,14 +366,14 @@ def _kron_side(signal, noise):
     if noise.shape[0] == 1:
         variance = noise[0, 0]
         return variance > 0.0, signal, np.empty((0, 0)), variance, size * math.log(variance)
-    chol = np.empty((size, size))
+    chol = matrix(arena, size, size)
     if not cholesky(noise, chol):
         return False, signal, chol, 1.0, 0.0
-    return True, whitened(chol, signal), chol, 1.0, logdet(chol)
+    return True, whitened(arena, chol, signal), chol, 1.0, logdet(chol)
 
 
 @_compiled
-def kron_sum_logpdf(x, mean, row, col, row_noise, col_noise, row_eps, col_eps):
+def kron_sum_logpdf(arena, x, mean, row, col, row_noise, col_noise, row_eps, col_eps):
     """``(defined, log N(vec x; vec mean, V⊗U + B⊗A))`` for ``n×p`` points and mean, the signal
     covariances ``U = row``, ``V = col`` and the noises ``A = row_noise``, ``B = col_noise``
     (positive definite matrices, or ``1×1`` variances); ``row_eps`` and ``col_eps`` are the
@@ -388,30 +388,30 @@ def kron_sum_logpdf(x, mean, row, col, row_noise, col_noise, row_eps, col_eps):
     to compute again and explain) where an entry is not finite, a noise not positive definite, a
     signal has an eigenvalue below ``−m·ε·max|λ|`` or a pivot is not positive."""
     n, p = x.shape
-    residual = x - mean
+    residual = _difference(arena, x, mean)[0]
     if p > n:  # the larger side on the rows: the log-density of ``xᵀ`` under ``U⊗V + A⊗B``
-        residual = np.ascontiguousarray(residual.T)
+        residual = copied(arena, residual.T)
         row, col, row_noise, col_noise = col, row, col_noise, row_noise
         row_eps, col_eps = col_eps, row_eps
         n, p = p, n
     if not (_finite(residual) and _finite(row) and _finite(col) and _finite(row_noise) and _finite(col_noise)):
         return False, math.nan
-    row_ok, signal_u, chol_a, variance_a, logdet_a = _kron_side(row, row_noise)
-    col_ok, signal_v, chol_b, variance_b, logdet_b = _kron_side(col, col_noise)
+    row_ok, signal_u, chol_a, variance_a, logdet_a = _kron_side(arena, row, row_noise)
+    col_ok, signal_v, chol_b, variance_b, logdet_b = _kron_side(arena, col, col_noise)
     if not (row_ok and col_ok):
         return False, math.nan
     if chol_a.size:
         solve(chol_a, residual, False)
     if chol_b.size:
         solve_right(chol_b, residual, True)
-    col_vals, col_rows, converged = eigh(signal_v)
+    col_vals, col_rows, converged = eigh(arena, signal_v)
     if not converged:
         return False, math.nan
     col_vals /= variance_b
     if p and col_vals[0] < -p * col_eps * max(abs(col_vals[0]), abs(col_vals[-1])):
         return False, math.nan
     col_vals = np.maximum(col_vals, 0.0)
-    reflectors, tau, diagonal, off = tridiagonal(signal_u)
+    reflectors, tau, diagonal, off = tridiagonal(arena, signal_u)
     diagonal /= variance_a
     off /= variance_a
     top = 0.0
@@ -419,8 +419,8 @@ def kron_sum_logpdf(x, mean, row, col, row_noise, col_noise, row_eps, col_eps):
         top = max(abs(_extreme(diagonal, off, True)), abs(_extreme(diagonal, off, False)))
         if _below(diagonal, off, -n * row_eps * top) > 0:
             return False, math.nan
-    reflect(reflectors, tau, residual)
-    e = times_rows(residual, col_rows)
+    reflect(arena, reflectors, tau, residual)
+    e = times_rows(arena, residual, col_rows)
     # The pivots of λ_j T + I, at least about 1, at most λ_j·max|λ(T)| + 1: their running
     # products stay below 2^900 over ``rows`` rows, then one logarithm per column.
     largest = (col_vals[-1] if p else 0.0) * top + 2.0

@@ -609,20 +609,47 @@ def test_lapack_items_against_the_dense_route(rng, n, p, kind, lapack_items):
 
 
 def test_lapack_items_of_a_strong_signal(rng, lapack_items):
-    from fastmvn import _large_items
-
     """A signal far above its noise: the pivots of ``λ_v,j T + I`` reach 10¹¹ (10²⁷ for the smaller
     noise), and their products are taken in runs of rows short enough not to overflow."""
+    from fastmvn import _lapack, _large_items
+
     n, p = 60, 20
     u, v = 1e5 * spd(rng, (), n), 1e5 * spd(rng, (), p)
     x = rng.standard_normal((n, p))
     for noise in (1.0, 1e-8):
         want = kron_module._logpdf_lapack(x, None, u, v, noise, None)
-        defined, value = _large_items.kron_sum_logpdf(x, np.zeros((n, p)), u, v, np.full((1, 1), noise), np.ones((1, 1)),
-                                                      np.finfo(float).eps, np.finfo(float).eps)
+        defined, value = _large_items.kron_sum_logpdf(_lapack.arena(np.empty(0)), x, np.zeros((n, p)), u, v,
+                                                      np.full((1, 1), noise), np.ones((1, 1)), np.finfo(float).eps,
+                                                      np.finfo(float).eps)
         assert defined  # not left to the eigh route
         np.testing.assert_allclose(value, want, rtol=1e-10)
         np.testing.assert_allclose(fm.logpdf_kron_sum(x, None, u, v, noise), want, rtol=1e-10)
+
+
+@pytest.mark.parametrize("n, p", [(13, 9), (9, 13)])
+def test_lapack_items_take_their_scratch_from_an_arena(rng, n, p, lapack_items, monkeypatch):
+    """The first call records the scratch its items asked for (the residual, the noises'
+    factors, the whitened signals, the eigenvectors, the reflectors and LAPACK's workspaces);
+    later calls take it from one buffer of the pool, with results equal bit for bit, and so do
+    calls whose buffer has room for half of it only, beside an item that fails (NaN)."""
+    from fastmvn import _config, _large, _pool
+
+    u, v, a, b = signal_and_noise(rng, n, p, "full", (3,))
+    u[1] -= 10 * np.eye(n)                                # item 1: not positive semi-definite
+    x = rng.standard_normal((3, n, p))
+    monkeypatch.setattr(_large, "_ASKED", {})
+    first = fm.logpdf_kron_sum(x, None, u, v, a, b, errors="nan")
+    assert np.isnan(first[1]) and np.isfinite(first[[0, 2]]).all()
+    asked = dict(_large._ASKED)
+    assert len(asked) == 1 and next(iter(asked.values())) > 3 * n * n + 3 * p * p + 2 * n * p
+    taken, empty = [], _pool.empty
+    monkeypatch.setattr(_pool, "empty", lambda shape, *rest, **options: taken.append(shape) or empty(shape, *rest,
+                                                                                                   **options))
+    monkeypatch.setattr(_config, "ARENA_MIN_BYTES", 0)
+    for scale in (1, 0.5):
+        monkeypatch.setattr(_large, "_ASKED", {key: int(size * scale) for key, size in asked.items()})
+        np.testing.assert_array_equal(fm.logpdf_kron_sum(x, None, u, v, a, b, errors="nan"), first)
+    assert taken == [(int(size * scale),) for scale in (1, 0.5) for size in asked.values()]
 
 
 @pytest.mark.parametrize("n, p", [(9, 6), (6, 9)])

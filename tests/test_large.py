@@ -497,31 +497,33 @@ def test_lapack_routines_against_scipy(n, m):
 def test_lapack_eigen_routines_against_numpy(n, m):
     """The symmetric eigensolver, the reduction to tridiagonal form and its reflectors, the
     congruence with a Cholesky factor and the product with eigenvector rows, each reading the
-    lower triangle alone, against NumPy."""
+    lower triangle alone, against NumPy; their matrices and LAPACK's workspaces from an arena
+    whose buffer holds some of them."""
     from fastmvn import _lapack
 
     rng = np.random.default_rng(n + m)
+    arena = _arena(64)
     x = rng.standard_normal((n, n))
     sym, b = x + x.T, rng.standard_normal((n, m))
     upper_garbage = sym + np.triu(np.full((n, n), 7.0), 1)  # only the lower triangle is read
     close = dict(rtol=1e-12, atol=1e-12)
-    values, rows, converged = _lapack.eigh(upper_garbage)
+    values, rows, converged = _lapack.eigh(arena, upper_garbage)
     assert converged
     np.testing.assert_allclose(values, np.linalg.eigvalsh(sym), **close)
     np.testing.assert_allclose(rows.T @ np.diag(values) @ rows, sym, **close)
     np.testing.assert_allclose(rows @ rows.T, np.eye(n), **close)
-    np.testing.assert_allclose(_lapack.times_rows(b.T.copy(), rows), b.T @ rows.T, **close)
-    reflectors, tau, diagonal, off = _lapack.tridiagonal(upper_garbage)
+    np.testing.assert_allclose(_lapack.times_rows(arena, b.T.copy(), rows), b.T @ rows.T, **close)
+    reflectors, tau, diagonal, off = _lapack.tridiagonal(arena, upper_garbage)
     t = np.diag(diagonal) + np.diag(off, 1) + np.diag(off, -1)
     q_t = np.eye(n)
-    _lapack.reflect(reflectors, tau, q_t)                      # Qᵀ
+    _lapack.reflect(arena, reflectors, tau, q_t)                      # Qᵀ
     np.testing.assert_allclose(q_t.T @ t @ q_t, sym, **close)
     np.testing.assert_allclose(q_t @ q_t.T, np.eye(n), **close)
     got = b.copy()
-    _lapack.reflect(reflectors, tau, got)
+    _lapack.reflect(arena, reflectors, tau, got)
     np.testing.assert_allclose(got, q_t @ b, **close)
     chol = np.linalg.cholesky(x @ x.T + n * np.eye(n))
-    whitened = _lapack.whitened(chol, upper_garbage)
+    whitened = _lapack.whitened(arena, chol, upper_garbage)
     inverse = np.linalg.inv(chol)
     np.testing.assert_allclose(np.tril(whitened), np.tril(inverse @ sym @ inverse.T), **close)
 
