@@ -82,15 +82,11 @@ def _linalg():
     return _lapack, _large_items, diagonal_kl_terms
 
 
-def _norm2(a):
-    return _linalg()[0].norm2(np.ascontiguousarray(a, dtype=np.float64))
-
-
 def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
     """The KL of diagonal covariances (``KL_DIAG`` or ``KL_STD_DIAG``) and the vectors its
     gradients are made of: ``(value, (a1, b1, a2, b2, t_u, t_v))``, the terms in one compiled
     call (:func:`fastmvn.kernels.drivers.diagonal_kl_terms`) whose quadratic form is one read of
-    the means (for the standard prior ``‖M1‖²``, one BLAS dot product on BLAS's threads)."""
+    the means (for the standard prior, of ``M1``)."""
     _, terms, diagonal_kl_terms = _linalg()
     n, p = mean1.shape
     a1, b1 = row1[:, 0], col1[:, 0]
@@ -100,8 +96,6 @@ def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
         mean1, a1, b1, mean1 if standard else mean2, a2, b2, standard)
     if not ok:
         raise _Failed
-    if standard:
-        quad = _norm2(mean1)
     value = terms.kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p)
     return value, (a1, b1, a2, b2, trace_u, trace_v)
 
@@ -244,14 +238,16 @@ def _each(compute, slots, out, grads, wanted, what=None):
     its scratch from ``arena``) for every item of ``slots``, into ``out`` and the ``grads`` that
     ``wanted`` marks; a failing item's value and gradients are NaN. Returns the flat index of
     the first failing item. ``what`` names the computation (a mode, and the gradients wanted),
-    for :func:`_arena`; without it the arena is empty.
+    for :func:`_arena`; None for one that calls neither BLAS nor LAPACK and makes no compiled
+    scratch (the diagonal KL's), which takes an empty arena and leaves BLAS's threads alone.
 
     The items run one after another, or split over threads in contiguous runs, with BLAS on
-    one thread or on its own threads, as :func:`_threads` decides; the BLAS and LAPACK calls
-    (:mod:`fastmvn._lapack`) release the interpreter lock."""
+    one thread or on its own threads, as :func:`_threads` decides (limiting BLAS to one thread
+    took about 25 µs a call); the BLAS and LAPACK calls (:mod:`fastmvn._lapack`) release the
+    interpreter lock."""
     count = out.size
     workers, one_blas_thread = _threads(count, _side(slots))
-    with _ONE_BLAS_THREAD if one_blas_thread else contextlib.nullcontext():
+    with _ONE_BLAS_THREAD if one_blas_thread and what is not None else contextlib.nullcontext():
         key = None if what is None else (what, *(slot.shape[-2:] for slot in slots))
         if workers == 1:
             return _each_item(compute, key, slots, out, grads, wanted, range(count))

@@ -356,6 +356,31 @@ def test_threads_serve_one_item_or_many(side, count, one_thread, workers, monkey
     assert len(seen) == count and all(threads == ({1} if one_thread else before) for threads in seen)
 
 
+def test_the_diagonal_kl_leaves_blas_threads_alone(monkeypatch):
+    """The diagonal KL calls neither BLAS nor LAPACK: its items do not limit BLAS to one thread
+    where others of their size would (a limit set and restored took about 25 µs a call)."""
+    entered = []
+
+    class Recorded:
+        def __enter__(self):
+            entered.append(True)
+
+        def __exit__(self, *exc):
+            pass
+
+    runs, each_item = [], _large._each_item
+    monkeypatch.setattr(_large, "_ONE_BLAS_THREAD", Recorded())
+    monkeypatch.setattr(_large, "_each_item", lambda *a: runs.append(a[-1]) or each_item(*a))
+    diagonal, full = random_inputs("kl_diag", 2, 40, 30), random_inputs("kl", 2, 40, 30)
+    assert _large._threads(2, 40) == (1, True)
+    np.testing.assert_allclose(fm.kl_diag(*diagonal), reference.kl_diag(*diagonal), rtol=1e-12)
+    fm.kl_diag_value_and_grad(*diagonal)
+    fm.kl_diag(*diagonal[:3])
+    assert entered == [] and runs == [range(2)] * 3     # the plan for large items, each call
+    fm.kl(*full)
+    assert entered == [True] and len(runs) == 4
+
+
 def test_one_blas_thread_is_restored_after_overlapping_calls(monkeypatch):
     """Two threads inside the one-BLAS-thread context at once: the limit is set when the first
     enters and restored when the last leaves, whichever order they leave in."""

@@ -172,8 +172,8 @@ def diagonal_kl_terms(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard
     ``t_v = Σ b1/b2``, ``quad = Σᵢⱼ (M2 − M1)ᵢⱼ² / (a2ᵢ b2ⱼ)`` and the log-ratios
     ``Σ log a2 − Σ log a1``, ``Σ log b2 − Σ log b1`` (``a``, ``b`` the row and column
     variances); ``ok`` is False where a variance is not positive (or NaN). With ``standard``
-    the second distribution is ``MN(0, I, I)`` (its variances ones): ``mean2`` is not read,
-    and ``quad`` is left 0 (``‖M1‖²`` is one BLAS dot product, on BLAS's threads).
+    the second distribution is ``MN(0, I, I)`` (its variances ones): ``mean2`` is not read, and
+    ``quad = ‖M1‖²``.
 
     One compiled call for the plan for large items (:mod:`fastmvn._large`), where a dozen
     NumPy reductions over the variances took as long as the read of the means. The quadratic
@@ -181,7 +181,8 @@ def diagonal_kl_terms(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard
     rows, which the compiler vectorises along the row (no chain of dependent additions): at
     784×150 it took half the time of NumPy's sums of the two means, where four sums per row
     side by side took 1.25 times as long. Two threads over blocks of rows took longer on a
-    2-core machine."""
+    2-core machine, and BLAS's dot product on its threads for ``‖M1‖²`` took now and then
+    ten to a hundred times its usual time on a machine whose other core was busy."""
     n, p = mean1.shape
     row_weights = np.empty(n)
     col_weights = np.empty(p)
@@ -189,8 +190,15 @@ def diagonal_kl_terms(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard
     col_ok, t_v, log_v = _variance_ratios(colvar1, colvar2, col_weights)
     ok = row_ok and col_ok
     quad = 0.0
-    if not standard:
-        columns = np.zeros(p)
+    columns = np.zeros(p)
+    if standard:
+        for i in range(n):
+            for j in range(p):
+                m = np.float64(mean1[i, j])
+                columns[j] += m * m
+        for j in range(p):
+            quad += columns[j]
+    else:
         for i in range(n):
             weight = row_weights[i]
             for j in range(p):
