@@ -28,9 +28,9 @@ from numba.extending import get_cython_function_address
 
 from ._jit import OPTIONS, _cached
 
-__all__ = ["arena", "matrix", "vector", "copied", "cholesky", "factor", "solve", "solve_right", "solve_lower", "inverse",
-           "times_lower", "gram", "add_gram", "mirror_lower", "cross", "scatter", "norm2", "logdet", "inner", "eigh",
-           "whitened", "tridiagonal", "reflect", "times_rows"]
+__all__ = ["arena", "matrix", "vector", "copied", "cholesky", "factor", "solve", "solve_right", "solve_lower",
+           "inverse", "times_lower", "gram", "add_gram", "mirror_lower", "cross", "scatter", "norm2", "logdet", "inner",
+           "eigh", "whitened", "tridiagonal", "reflect", "times_rows"]
 
 _EPS = np.finfo(np.float64).eps
 # The flags of the routines, as the bytes of their one-letter arguments.
