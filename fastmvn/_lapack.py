@@ -419,10 +419,11 @@ def cross(arena, a, b, transposed):
     n, k = a.shape
     size = k if transposed else n
     result = matrix(arena, size, size)
-    result[:] = 0.0
-    if n and k:
+    if n and k:  # ``dgemm`` with a zero ``beta`` writes every entry without reading them
         _product(not transposed, transposed, size, size, n if transposed else k, 1.0, _flat(b), k, _flat(a), k,
                  _flat(result), size)
+    else:
+        result[:] = 0.0
     return result
 
 

@@ -37,7 +37,7 @@ from . import _config, _jit, _modes, _pool
 
 __all__ = ["chosen", "sized", "evaluate", "value_and_grad", "kron_sum_logpdf"]
 
-_DIAGONAL_MODES = (_modes.KL_DIAG, _modes.KL_STD_DIAG)  # O(np) terms in NumPy and one compiled call: no arena
+_DIAGONAL_MODES = (_modes.KL_DIAG, _modes.KL_STD_DIAG)  # O(np) terms in one compiled call: no arena, no BLAS
 _KL_MODES = (_modes.KL_COV, _modes.KL_CHOL, _modes.KL_DIAG, _modes.KL_STD_COV, _modes.KL_STD_CHOL,
              _modes.KL_STD_DIAG)
 

@@ -541,7 +541,7 @@ def test_lapack_eigen_routines_against_numpy(n, m):
     reflectors, tau, diagonal, off = _lapack.tridiagonal(arena, upper_garbage)
     t = np.diag(diagonal) + np.diag(off, 1) + np.diag(off, -1)
     q_t = np.eye(n)
-    _lapack.reflect(arena, reflectors, tau, q_t)                      # Qᵀ
+    _lapack.reflect(arena, reflectors, tau, q_t)               # Qᵀ
     np.testing.assert_allclose(q_t.T @ t @ q_t, sym, **close)
     np.testing.assert_allclose(q_t @ q_t.T, np.eye(n), **close)
     got = b.copy()
