@@ -275,13 +275,14 @@ def _each_item(compute, key, slots, out, grads, wanted, flats):
             except _Failed:
                 value, item_grads = math.nan, ()
             asked = max(asked, int(arena[1][1]))
-            if not math.isfinite(value):
-                value = math.nan
-                bad = flat if bad is None else bad
             out[index] = value
+            finite = math.isfinite(out[index])  # as stored: beyond float32's range fails in a float32 out
+            if not finite:
+                out[index] = math.nan
+                bad = flat if bad is None else bad
             for k, (grad, wants) in enumerate(zip(grads, wanted)):
                 if wants:
-                    grad[index] = item_grads[k] if math.isfinite(value) else math.nan
+                    grad[index] = item_grads[k] if finite else math.nan
     if key is not None:
         _asked(key, asked)
     return bad

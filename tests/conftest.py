@@ -15,6 +15,18 @@ from fastmvn.testing import random_pair as pair  # noqa: F401
 from fastmvn.testing import random_spd as spd  # noqa: F401
 
 
+def lapack_for_all(monkeypatch):
+    """Every batch of items, however small, on the large-item path (values and gradients), float32
+    data too (in float64, as that path computes it)."""
+    from fastmvn import _config
+
+    monkeypatch.setattr(_config, "FLOAT32_ARITHMETIC_MAX_SIDE", 0)
+    monkeypatch.setattr(_config, "LAPACK_MIN_SIDE", 1)
+    monkeypatch.setattr(_config, "LAPACK_BATCH_SIDE", 0)
+    monkeypatch.setattr(_config, "LAPACK_GRADIENT_MIN_SIDE", 1)
+    monkeypatch.setattr(_config, "LAPACK_GRADIENT_BATCH_SIDE", 0)
+
+
 def vec(x):
     """Column-major vec of each matrix of a stack."""
     return np.swapaxes(x, -1, -2).reshape(x.shape[:-2] + (-1,))

@@ -10,7 +10,7 @@ from numpy.linalg import LinAlgError
 import fastmvn as fm
 from fastmvn import reference
 
-from conftest import conditioned_spd, factors, pair, spd
+from conftest import conditioned_spd, factors, lapack_for_all, pair, spd
 
 # Each function the reference specifies, with its arguments in order, each a kind and the
 # letters of its core shape: "m" a mean or a plain matrix, "c" a covariance, "f" a lower
@@ -152,6 +152,42 @@ def test_a_result_beyond_the_float_range_is_reported():
     with pytest.raises(FloatingPointError, match="the result overflowed"):
         fm.mahalanobis(1e200 * np.ones((2, 2)), None, 1e-200 * np.eye(2), np.eye(2))
     assert np.isnan(fm.mahalanobis(1e200 * np.ones((2, 2)), None, 1e-200 * np.eye(2), np.eye(2), errors="nan"))
+
+
+@pytest.mark.parametrize("path", ["float32 lanes", "float64 lanes", "large items"])
+def test_a_float32_result_beyond_float32s_range_is_reported(monkeypatch, path):
+    """A float32 result is judged as stored: a KL or log-density beyond float32's range (about
+    3.4e38) fails its item with the error of one beyond float64's, though float64 arithmetic
+    (above 16×16, or on the large-item path) computes it finite; a result just inside is
+    returned. Its gradients are NaN with ``errors="nan"``, and the ufuncs return NaN."""
+    if path == "large items":
+        lapack_for_all(monkeypatch)
+    n = 4 if path == "float32 lanes" else 20
+    biggest = float(np.finfo(np.float32).max)
+    scale = np.sqrt(2 * biggest / (n * n))                          # ½‖M‖² at the edge of float32's range
+    means = np.stack([np.zeros((n, n)), 0.9 * scale * np.ones((n, n)), 1.1 * scale * np.ones((n, n))])
+    means = means.astype(np.float32)
+    ones, eye = np.ones(n, np.float32), np.eye(n, dtype=np.float32)
+    calls = {"kl": lambda **kw: fm.kl(means, eye, eye, **kw),
+             "kl_diag": lambda **kw: fm.kl_diag(means, ones, ones, **kw),
+             "logpdf": lambda **kw: fm.logpdf(means, None, eye, eye, **kw)}
+    for name, call in calls.items():
+        with pytest.raises(FloatingPointError, match="^the result overflowed at batch index 2$"):
+            call()
+        result = call(errors="nan")
+        assert result.dtype == np.float32 and np.isnan(result[2]), name
+        expected = reference.kl(means[1], eye, eye) if name != "logpdf" else reference.logpdf(means[1], None, eye, eye)
+        np.testing.assert_allclose(result[:2], [0.0 if name != "logpdf" else result[0], expected], rtol=1e-5)
+    value, grads = fm.kl_value_and_grad(means, eye, eye, errors="nan")
+    assert np.isnan(value[2]) and np.isnan(grads[0][2]).all() and np.isfinite(grads[0][:2]).all()
+    value, grads = fm.kl_diag_value_and_grad(means, ones, ones, errors="nan")
+    assert np.isnan(value[2]) and np.isnan(grads[0][2]).all() and np.isfinite(grads[0][:2]).all()
+    if path != "large items":                                       # the ufuncs have no large-item path
+        import fastmvn.ufuncs as fmu
+
+        with np.errstate(over="ignore", invalid="ignore"):               # NumPy's flags, as for its own ufuncs
+            result = fmu.kl(means, eye, eye, np.zeros_like(means[0]), eye, eye)
+        assert result.dtype == np.float32 and np.isnan(result[2]) and np.isfinite(result[:2]).all()
 
 
 # Numerically singular covariances -----------------------------------------------------------

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import run_python
+from conftest import lapack_for_all, run_python
 from numpy.linalg import LinAlgError
 
 import fastmvn as fm
@@ -27,16 +27,6 @@ def _arena(size=0):
 
 def function(case):
     return getattr(fm, "kl" if case == "kl_standard" else case)
-
-
-def lapack_for_all(monkeypatch):
-    """Every batch of items, however small, on the large-item path (values and gradients), float32
-    data too (in float64, as that path computes it)."""
-    monkeypatch.setattr(_config, "FLOAT32_ARITHMETIC_MAX_SIDE", 0)
-    monkeypatch.setattr(_config, "LAPACK_MIN_SIDE", 1)
-    monkeypatch.setattr(_config, "LAPACK_BATCH_SIDE", 0)
-    monkeypatch.setattr(_config, "LAPACK_GRADIENT_MIN_SIDE", 1)
-    monkeypatch.setattr(_config, "LAPACK_GRADIENT_BATCH_SIDE", 0)
 
 
 def test_the_plan_by_side_and_batch():

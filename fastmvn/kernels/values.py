@@ -113,15 +113,17 @@ def gather_slots(a0, a1, a2, a3, a4, a5, start, S0, S1, S2, S3, S4, S5, layout, 
 
 @item
 def finish(res, out, start, m, none):
-    """``out[start + l] = res[l]`` (NaN where not finite); returns the first index whose
-    result is not finite, or ``none``."""
+    """``out[start + l] = res[l]`` (NaN where not finite, in ``res`` too, so that its
+    gradients are NaN); returns the first index whose result is not finite, or ``none``. A
+    result is judged as stored: one computed in float64 beyond float32's range is infinite in
+    a float32 ``out``, and fails as it would beyond float64's."""
     bad = none
     for l in range(m):
-        value = res[l]
-        if not math.isfinite(value):
-            value = math.nan
+        out[start + l] = res[l]
+        if not math.isfinite(out[start + l]):
+            out[start + l] = math.nan
+            res[l] = math.nan
             bad = min(bad, start + l)
-        out[start + l] = value
     return bad
 
 
