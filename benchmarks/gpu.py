@@ -12,6 +12,10 @@ output is filled with NaN before every run, and no NaN may remain after it. Time
 CUDA-event times of the whole call (argument checks and launch included), the median of
 ``--repeat`` runs after a warm-up run (which also compiles the kernel).
 
+A last line times a prior per mixture component (``mean`` of ``(rows, 8, 4, 4)`` against a
+prior of ``(8, 4, 4)``: batch axes that cannot be merged) over the same call with the prior
+copied out to every row.
+
 PyTorch runs the same algorithm (``torch.linalg.cholesky`` and ``solve_triangular``, see
 ``fastmvn._bench.torch_kl_tensors``) on the same GPU arrays. The floor is the time to read
 the inputs and write the result once at the GPU's measured device-to-device copy
@@ -75,6 +79,7 @@ def main(argv=None):
             print(" ".join(f"{value:>{width}}" for value, width in zip(row, (7, 7, 10, 8, 8, 8, 8, 8, 9))), flush=True)
     print("× torch: PyTorch's time over fastmvn's; ÷ floor: fastmvn's time over reading the inputs and writing "
           "the result once; err: largest relative difference from the CPU kernels")
+    print(_component_prior(fc, fastmvn, cuda, args), flush=True)
 
 
 def _torch():
@@ -171,6 +176,35 @@ def _case(fc, fastmvn, cuda, torch, n, dtype, args, bandwidth):
     floor = f"{seconds / (nbytes / bandwidth):.2f}" if seconds and bandwidth else "-"
     return (f"{n}×{n}", dtype.name, f"{pairs:,}", f"{seconds * 1e3:.2f}" if seconds else "-",
             f"{pairs / seconds / 1e6:.0f}" if seconds else "-", speedup, floor, f"{error:.0e}", torch_error)
+
+
+def _component_prior(fc, fastmvn, cuda, args):
+    """A line on a prior per mixture component, ``kl(mean, I, I, None, prior, None)`` with
+    ``mean`` of ``(rows, 8, 4, 4)`` and ``prior`` of ``(8, 4, 4)`` (batch axes that cannot be
+    merged: one launch over the batch split in two), float32 on the GPU, against the same call
+    with the prior copied out to every row."""
+    from fastmvn.testing import random_spd
+
+    rng = np.random.default_rng(8)
+    rows = 5 if args.simulate else PAIRS_4X4 // 8
+    mean, prior = rng.standard_normal((rows, 8, 4, 4)).astype(np.float32), random_spd(rng, (8,), 4).astype(np.float32)
+    eye = cuda.to_device(np.eye(4, dtype=np.float32))
+    gpu = {"prior": cuda.to_device(prior), "copied": cuda.to_device(np.broadcast_to(prior, mean.shape).copy())}
+    means, out = cuda.to_device(mean), cuda.device_array((rows, 8), np.float32)
+    expected = fastmvn.kl(mean[:2], np.eye(4, dtype=np.float32), np.eye(4, dtype=np.float32), None, prior, None)
+    seconds = {}
+    for name, second in gpu.items():
+        def run():
+            fc.kl(means, eye, eye, None, second, None, out=out)
+
+        run()
+        error = _relative_error(out.copy_to_host()[:2], expected)
+        if error > 1e-4:
+            raise SystemExit(f"a prior per component ({name}): fastmvn.cuda differs from the CPU kernels by {error:.1e}")
+        seconds[name] = _median_event_seconds(cuda, run, args.repeat)
+    ratio = f"{seconds['prior'] / seconds['copied']:.2f}" if seconds["prior"] and seconds["copied"] else "-"
+    return (f"a prior per component, {rows:,}×8 items of 4×4 float32: {ratio} times the call with the prior "
+            "copied out to every row")
 
 
 if __name__ == "__main__":

@@ -84,51 +84,67 @@ def local_scratch(table, size):
                    for name, rule in table)
 
 
-def define(source, table, size, **names):
+def items(slots, split):
+    """Python source that names item ``b`` of each of ``slots`` slots ``a0, a1, …``: slot ``k`` as
+    ``xk`` and the item's index in it as ``i``. A slot is ``(count, r, c)``, or with ``split``
+    ``(outer, inner, r, c)``: the batch in two parts, each of whose axes merge in every slot
+    where all of them do not (a prior per mixture component), item ``b`` at
+    ``[b // inner, b % inner]``."""
+    names = ", ".join(f"x{k}" for k in range(slots))
+    if not split:
+        return f"        {names}, i = {', '.join(f'a{k}' for k in range(slots))}, b\n"
+    return (f"        o = b // a0.shape[1]\n        i = b - o * a0.shape[1]\n"
+            f"        {names} = {', '.join(f'a{k}[o]' for k in range(slots))}\n")
+
+
+def define(source, table, size, slots, split, **names):
     """The kernel ``source`` defines, its ``{scratch}`` the allocations of ``table`` for sides
-    up to ``size``; ``names`` (device functions, the mode) are its globals besides ``cuda``,
+    up to ``size``, its ``{items}`` the items of its ``slots`` slots (:func:`items`, ``split``
+    or not) and ``{rows}`` the axis of their rows; ``names`` (device functions, the mode) are its globals besides ``cuda``,
     ``float64`` and the names of :mod:`fastmvn.kernels.scratch`."""
     namespace = {name: value for name, value in vars(scratch).items() if name.isupper()}
     namespace.update(cuda=cuda, float64=float64, **names)
-    exec(source.format(scratch=local_scratch(table, size)), namespace)
+    exec(source.format(scratch=local_scratch(table, size), items=items(slots, split), rows=2 if split else 1),
+         namespace)
     return namespace["kernel"]
 
 
 _BATCH_KERNEL = """
 def kernel(a0, a1, a2, a3, a4, a5, out, first_bad, start):
-    n = a0.shape[1]
-    p = a0.shape[2]
+    n = a0.shape[{rows}]
+    p = a0.shape[{rows} + 1]
     count = out.shape[0]
 {scratch}    layout = slot_layout(mode, False)
     for b in range(cuda.grid(1), count, cuda.gridsize(1)):
-        gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, layout, v[QUAD], 1)
+{items}        gather_slots(x0, x1, x2, x3, x4, x5, i, S0, S1, S2, S3, S4, S5, layout, v[QUAD], 1)
         evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, 1, n, p)
         if finish(res, out, b, 1, count) < count:
             cuda.atomic.min(first_bad, 0, start + b)
 """
 
 
-def batch_kernel(mode, size):
+def batch_kernel(mode, size, split=False):
     """The batch kernel for ``mode`` with scratch for sides up to ``size``, uncompiled.
 
     ``kernel(a0, …, a5, out, first_bad, start)`` sets ``out[b] = evaluate(mode, a0[b], …, a5[b])``
     for every ``b`` of ``out``, one thread per item (grid-stride when the grid is smaller):
     the CPU driver ``fastmvn.kernels.evaluate_batch`` with one lane. An item whose result
     is not finite is stored as NaN and ``first_bad[0]`` becomes at most ``start + b``.
-    ``mode`` and ``size`` are compile-time constants.
+    With ``split`` the slots are ``(outer, inner, r, c)`` (:func:`items`). ``mode``, ``size``
+    and ``split`` are compile-time constants.
     """
-    return define(_BATCH_KERNEL, scratch.VALUE_SCRATCH, size, mode=mode,
+    return define(_BATCH_KERNEL, scratch.VALUE_SCRATCH, size, 6, split, mode=mode,
                   **{name: DEVICE[name] for name in ("gather_slots", "evaluate", "finish", "slot_layout")})
 
 
 _GRAD_KERNEL = """
 def kernel(a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, g5, wanted, first_bad, start):
-    n = a0.shape[1]
-    p = a0.shape[2]
+    n = a0.shape[{rows}]
+    p = a0.shape[{rows} + 1]
     count = out.shape[0]
 {scratch}    layout = slot_layout(mode, True)
     for b in range(cuda.grid(1), count, cuda.gridsize(1)):
-        gather_slots(a0, a1, a2, a3, a4, a5, b, S0, S1, S2, S3, S4, S5, layout, v[QUAD], 1)
+{items}        gather_slots(x0, x1, x2, x3, x4, x5, i, S0, S1, S2, S3, S4, S5, layout, v[QUAD], 1)
         value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B,
                        rp1, rq1, rp2, rq2, v, res, 1, n, p)
         if finish(res, out, b, 1, count) < count:
@@ -137,45 +153,46 @@ def kernel(a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, g5, wanted, first_ba
 """
 
 
-def grad_kernel(mode, size):
+def grad_kernel(mode, size, split=False):
     """The value-and-gradient kernel for ``mode`` (a ``KL_*`` or ``LOGPDF*`` mode), uncompiled.
 
     ``kernel(a0, …, a5, out, g0, …, g5, wanted, first_bad, start)`` is the CPU driver
     ``fastmvn.kernels.value_and_grad_batch`` with one lane, one thread per item: the KL
-    (or log-density) into ``out[b]`` and the gradients that bit ``k`` of ``wanted`` asks for into ``gk[b]``.
+    (or log-density) into ``out[b]`` and the gradients that bit ``k`` of ``wanted`` asks for into ``gk[b]``;
+    the slots as in :func:`batch_kernel`.
     """
-    return define(_GRAD_KERNEL, scratch.GRADIENT_SCRATCH, size, mode=mode,
+    return define(_GRAD_KERNEL, scratch.GRADIENT_SCRATCH, size, 6, split, mode=mode,
                   **{name: DEVICE[name] for name in ("gather_slots", "value_and_grad", "finish", "store_wanted",
                                                      "slot_layout")})
 
 
 _KRON_SUM_KERNEL = """
 def kernel(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, out, first_bad, start):
-    n = a0.shape[1]
-    p = a0.shape[2]
+    n = a0.shape[{rows}]
+    p = a0.shape[{rows} + 1]
     count = out.shape[0]
 {scratch}    for b in range(cuda.grid(1), count, cuda.gridsize(1)):
-        gather(a1, a1, b, U1, True, False, 1)
-        gather(a2, a2, b, V1, True, False, 1)
-        gather(a3, a3, b, A1, True, False, 1)
-        gather(a4, a4, b, B1, True, False, 1)
+{items}        gather(x1, x1, i, U1, True, False, 1)
+        gather(x2, x2, i, V1, True, False, 1)
+        gather(x3, x3, i, A1, True, False, 1)
+        gather(x4, x4, i, B1, True, False, 1)
         if kl:
-            gather(a0, a5, b, D, False, True, 1)
-            gather(a6, a6, b, U2, True, False, 1)
-            gather(a7, a7, b, V2, True, False, 1)
-            gather(a8, a8, b, A2, True, False, 1)
-            gather(a9, a9, b, B2, True, False, 1)
+            gather(x0, x5, i, D, False, True, 1)
+            gather(x6, x6, i, U2, True, False, 1)
+            gather(x7, x7, i, V2, True, False, 1)
+            gather(x8, x8, i, A2, True, False, 1)
+            gather(x9, x9, i, B2, True, False, 1)
             kron_sum_kl(D, U1, V1, A1, B1, U2, V2, A2, B2, Qu1, Qv1, Qu2, Qv2, T, ru1, rv1, ru2, rv2,
                         vals_u1, vals_v1, vals_u2, vals_v2, au, cv, eu, fv, v, res, 1, n, p)
         else:
-            gather(a5, a0, b, D, False, True, 1)
+            gather(x5, x0, i, D, False, True, 1)
             kron_sum_logpdf(D, U1, V1, A1, B1, Qu1, Qv1, T, ru1, rv1, vals_u1, vals_v1, v, res, 1, n, p)
         if finish(res, out, b, 1, count) < count:
             cuda.atomic.min(first_bad, 0, start + b)
 """
 
 
-def kron_sum_kernel(kl, size):
+def kron_sum_kernel(kl, size, split=False):
     """The Kronecker-sum kernel, the KL (``kl``) or the log-density, with scratch for sides up
     to ``size``, uncompiled.
 
@@ -185,43 +202,46 @@ def kron_sum_kernel(kl, size):
     distribution (only the lower triangles of the covariances read); a KL reads the second's
     from ``a5 … a9``, a log-density the point ``X`` from ``a5`` (``a6 … a9`` unused). An item
     whose result is not finite is stored as NaN and ``first_bad[0]`` becomes at most
-    ``start + b``. ``kl`` and ``size`` are compile-time constants.
+    ``start + b``. With ``split`` the slots are ``(outer, inner, r, c)`` (:func:`items`).
+    ``kl``, ``size`` and ``split`` are compile-time constants.
     """
     table = scratch.KRON_SUM_KL_SCRATCH if kl else scratch.KRON_SUM_LOGPDF_SCRATCH
-    return define(_KRON_SUM_KERNEL, table, size, kl=kl,
+    return define(_KRON_SUM_KERNEL, table, size, 10, split, kl=kl,
                   **{name: DEVICE[name] for name in ("gather", "kron_sum_kl", "kron_sum_logpdf", "finish")})
 
 
-def signature(slot_dtypes, out_dtype):
-    """The kernel signature: the ``(batch, r, c)`` slots (six; ten for :func:`kron_sum_kernel`)
-    of any layout (stride 0 included), ``out``, ``first_bad`` and ``start``."""
-    slots = [types.Array(from_dtype(dtype), 3, "A") for dtype in slot_dtypes]
+def signature(slot_dtypes, out_dtype, split=False):
+    """The kernel signature: the ``(batch, r, c)`` slots (six; ten for :func:`kron_sum_kernel`),
+    ``(outer, inner, r, c)`` with ``split``, of any layout (stride 0 included), ``out``,
+    ``first_bad`` and ``start``."""
+    slots = [types.Array(from_dtype(dtype), 4 if split else 3, "A") for dtype in slot_dtypes]
     return void(*slots, types.Array(from_dtype(out_dtype), 1, "C"), int64[::1], int64)
 
 
-def grad_signature(slot_dtypes, out_dtype):
-    """The gradient kernel's signature: the slots, ``out``, six C-contiguous ``(batch, r, c)``
-    gradients (or ``(1, 1, 1)`` placeholders), ``wanted``, ``first_bad`` and ``start``."""
-    slots = [types.Array(from_dtype(dtype), 3, "A") for dtype in slot_dtypes]
+def grad_signature(slot_dtypes, out_dtype, split=False):
+    """The gradient kernel's signature: the slots (as in :func:`signature`), ``out``, six
+    C-contiguous ``(batch, r, c)`` gradients (or ``(1, 1, 1)`` placeholders), ``wanted``,
+    ``first_bad`` and ``start``."""
+    slots = [types.Array(from_dtype(dtype), 4 if split else 3, "A") for dtype in slot_dtypes]
     dtype = from_dtype(out_dtype)
     return void(*slots, types.Array(dtype, 1, "C"), *(types.Array(dtype, 3, "C"),) * 6,
                 int64, int64[::1], int64)
 
 
 @lru_cache(maxsize=None)
-def compiled(mode, size, slot_dtypes, out_dtype, grad=False):
+def compiled(mode, size, slot_dtypes, out_dtype, grad=False, split=False):
     """The batch kernel (or with ``grad`` the value-and-gradient kernel) for ``mode``,
-    scratch ``size`` and these dtypes, compiled on first use."""
+    scratch ``size``, these dtypes and slots ``split`` or not, compiled on first use."""
     if grad:
-        return cuda.jit(grad_signature(slot_dtypes, out_dtype))(grad_kernel(mode, size))
-    return cuda.jit(signature(slot_dtypes, out_dtype))(batch_kernel(mode, size))
+        return cuda.jit(grad_signature(slot_dtypes, out_dtype, split))(grad_kernel(mode, size, split))
+    return cuda.jit(signature(slot_dtypes, out_dtype, split))(batch_kernel(mode, size, split))
 
 
 @lru_cache(maxsize=None)
-def compiled_kron_sum(kl, size, slot_dtypes, out_dtype):
-    """The Kronecker-sum kernel (:func:`kron_sum_kernel`) for ``kl``, scratch ``size`` and these
-    dtypes, compiled on first use."""
-    return cuda.jit(signature(slot_dtypes, out_dtype))(kron_sum_kernel(kl, size))
+def compiled_kron_sum(kl, size, slot_dtypes, out_dtype, split=False):
+    """The Kronecker-sum kernel (:func:`kron_sum_kernel`) for ``kl``, scratch ``size``, these
+    dtypes and slots ``split`` or not, compiled on first use."""
+    return cuda.jit(signature(slot_dtypes, out_dtype, split))(kron_sum_kernel(kl, size, split))
 
 
 @lru_cache(maxsize=None)

@@ -143,32 +143,52 @@ def _slot(arg, dtype, batch_shape, stream):
     return _view(array, full, strides)
 
 
-def _launch(kernel, slots, out, first_bad, start, stream, grads=(), wanted=0):
-    """Run ``kernel`` over ``slots`` (``(*batch, r, c)`` views) into the flat ``out`` (and, for
-    the gradient kernel, into the flat ``(batch, r, c)`` ``grads`` that bit ``k`` of
-    ``wanted`` marks; the others are placeholders).
+def _split(layouts):
+    """Where one launch splits the batch: the first axis before which the batch axes of every
+    layout (``(batch shape, strides)`` of a slot) merge into one stride and from which they do:
+    0 where they all merge (always for contiguous or broadcast-prior layouts), 1 for a prior per
+    mixture component (``(items, components)`` against ``(components,)``); None where no axis
+    splits them so."""
+    for split in range(max(len(layouts[0][0]), 1)):
+        if all(_merged_stride(shape[:split], strides[:split]) is not None
+               and _merged_stride(shape[split:], strides[split:]) is not None for shape, strides in layouts):
+            return split
+    return None
 
-    The batch axes of every slot are walked as one where their strides allow it (always
-    for contiguous or broadcast-prior layouts); otherwise one batch axis is looped over, the
-    shortest whose removal lets the others be walked as one (:func:`_looped`).
+
+def _walked(slot, split):
+    """The ``(*batch, r, c)`` view ``slot`` as a launch walks it (:func:`_split`): ``(count, r, c)``,
+    or split, ``(outer, inner, r, c)``."""
+    shape, strides = tuple(slot.shape), tuple(slot.strides)
+    parts = [(shape[:split], strides[:split])] if split else []
+    parts.append((shape[split:-2], strides[split:-2]))
+    return _view(slot, tuple(math.prod(sizes) for sizes, _ in parts) + shape[-2:],
+                 tuple(_merged_stride(*part) for part in parts) + strides[-2:])
+
+
+def _launch(kernel, slots, out, first_bad, start, stream, grads=(), wanted=0):
+    """Run ``kernel(split)`` (the kernel compiled for slots split or not, :func:`_split`) over
+    ``slots`` (``(*batch, r, c)`` views) into the flat ``out`` (and, for the gradient kernel,
+    into the flat ``(batch, r, c)`` ``grads`` that bit ``k`` of ``wanted`` marks; the others are
+    placeholders): one launch where the slots can be walked in one or two parts; otherwise
+    one batch axis is looped over, the shortest whose removal lets the others be walked
+    (:func:`_looped`).
     """
-    flat = []
-    for slot in slots:
-        stride = _merged_stride(slot.shape[:-2], slot.strides[:-2])
-        if stride is None:
-            return _looped(kernel, slots, out, first_bad, start, stream, grads, wanted)
-        flat.append(_view(slot, (out.shape[0],) + slot.shape[-2:], (stride,) + slot.strides[-2:]))
+    split = _split([(tuple(slot.shape[:-2]), tuple(slot.strides[:-2])) for slot in slots])
+    if split is None:
+        return _looped(kernel, slots, out, first_bad, start, stream, grads, wanted)
+    views = [_walked(slot, split) for slot in slots]
     blocks = -(-out.shape[0] // _config.THREADS_PER_BLOCK)
     if grads:
-        kernel[blocks, _config.THREADS_PER_BLOCK, stream](*flat, out, *grads, wanted, first_bad, start)
+        kernel(split=split > 0)[blocks, _config.THREADS_PER_BLOCK, stream](*views, out, *grads, wanted, first_bad, start)
     else:
-        kernel[blocks, _config.THREADS_PER_BLOCK, stream](*flat, out, first_bad, start)
+        kernel(split=split > 0)[blocks, _config.THREADS_PER_BLOCK, stream](*views, out, first_bad, start)
 
 
 def _looped(kernel, slots, out, first_bad, start, stream, grads, wanted):
-    """:func:`_launch` over slots whose batch axes cannot be walked as one (a prior per mixture
-    component: ``(items, components)`` against ``(components,)``): one launch per entry of the
-    shortest batch axis whose removal leaves axes that can (else of the first).
+    """:func:`_launch` over slots whose batch axes cannot be walked in one or two parts (a slot
+    broadcast along a middle axis alone): one launch per entry of the shortest batch axis
+    whose removal leaves axes that can (else of the first).
 
     Along the first axis, each launch writes its own contiguous part of ``out``. Along another,
     the launches write into arrays with that axis moved to the front, which one kernel then
@@ -180,8 +200,8 @@ def _looped(kernel, slots, out, first_bad, start, stream, grads, wanted):
         return values[:axis] + values[axis + 1:]
 
     axis = next((k for k in sorted(range(len(batch)), key=lambda k: batch[k])
-                 if all(_merged_stride(drop(tuple(s.shape[:-2]), k), drop(tuple(s.strides[:-2]), k)) is not None
-                        for s in slots)), 0)
+                 if _split([(drop(tuple(s.shape[:-2]), k), drop(tuple(s.strides[:-2]), k)) for s in slots])
+                 is not None), 0)
     size, count = batch[axis], out.shape[0]
     step = count // size
     moved = [_view(s, (size,) + drop(tuple(s.shape), axis), (s.strides[axis],) + drop(tuple(s.strides), axis))
@@ -288,7 +308,7 @@ def _run(args, compiled, slots, report, out, errors, stream):
     bad = None
     if count:
         slots = place()
-        kernel = compiled(size, tuple(slot.dtype for slot in slots), dtype)
+        kernel = partial(compiled, size, tuple(slot.dtype for slot in slots), dtype)
         first_bad = cuda.to_device(np.array([count], np.int64), stream=stream)
         _launch(kernel, slots, _view(target, (count,), (dtype.itemsize,)), first_bad, 0, stream)
         bad = _first_bad(first_bad, errors, stream)
@@ -322,7 +342,7 @@ def value_and_grad(function, values, errors="raise", stream=0, reduce=True, wrt=
     bad = None
     if count:
         slots = place()
-        kernel = _cuda_kernels.compiled(mode, size, tuple(slot.dtype for slot in slots), dtype, grad=True)
+        kernel = partial(_cuda_kernels.compiled, mode, size, tuple(slot.dtype for slot in slots), dtype, grad=True)
         first_bad = cuda.to_device(np.array([count], np.int64), stream=stream)
         mask = sum(1 << k for k, w in enumerate(wanted) if w)
         _launch(kernel, slots, _view(value, (count,), (dtype.itemsize,)), first_bad, 0, stream, grads, mask)

@@ -326,6 +326,7 @@ def test_gpu_benchmark_script_runs(capsys):
     assert lines[1].split()[:4] == ["n×p", "dtype", "pairs", "ms"]
     assert [line.split()[:3] for line in lines[2:6]] == [["2×2", "float32", "37"], ["2×2", "float64", "37"],
                                                           ["4×4", "float32", "37"], ["4×4", "float64", "37"]]
+    assert lines[-1].startswith("a prior per component, 5×8 items of 4×4 float32: ")
 
 
 GRADIENT_CASES = {case: CASES[case] for case in ("kl", "kl to MN(0, I, I)", "kl_chol", "kl_chol to MN(0, I, I)",
@@ -449,20 +450,29 @@ def test_upper_factors(rng, device):
 
 
 @pytest.mark.parametrize("device", [False, True], ids=["host", "gpu"])
-def test_prior_per_component_is_one_launch_per_component(rng, device, monkeypatch):
-    """``(items, components)`` against a prior per component: the shortest batch axis is looped
-    over (3 launches, not 7), values and gradients in their places, a failure at its index."""
+def launches(monkeypatch):
+    """The list that records, for each launch of a batch kernel from now on, whether its slots
+    were split in two parts (``_cuda_kernels.items``)."""
+    split = []
+    original = _cuda_kernels.compiled
+    monkeypatch.setattr(_cuda_kernels, "compiled", lambda *a, **k: split.append(k["split"]) or original(*a, **k))
+    return split
+
+
+@pytest.mark.parametrize("device", [False, True], ids=["host", "gpu"])
+def test_prior_per_component_is_one_launch(rng, device, monkeypatch):
+    """``(items, components)`` against a prior per component: one launch over the batch split
+    in two parts, values and gradients in their places, a failure at its index."""
     mean, rowcov = rng.standard_normal((7, 3, N, P)), spd(rng, (7, 3), N)
     prior = spd(rng, (3,), N)
     args = [mean, rowcov, np.eye(P), None, prior, None]
-    launches = []
-    original = fc._launch
-    monkeypatch.setattr(fc, "_launch", lambda *a, **k: launches.append(1) or original(*a, **k))
-    given = to_device([a if a is None or a.ndim > 2 else a for a in args]) if device else args
+    split = launches(monkeypatch)
+    given = to_device(args) if device else args
     result = fc.kl(*given)
-    assert len(launches) == 1 + 3
+    assert split == [True]
     assert_matches(result.copy_to_host() if device else result, fm.kl(*args))
     value, grads = fc.kl_value_and_grad(*given)
+    assert split == [True, True]
     expected_value, expected = fm.kl_value_and_grad(*args)
     assert_matches(value.copy_to_host() if device else value, expected_value)
     assert_grads_match(grads, expected, device=device)
@@ -473,6 +483,31 @@ def test_prior_per_component_is_one_launch_per_component(rng, device, monkeypatc
         fc.kl(*(to_device(args) if device else args))
     values = fc.kl(*args, errors="nan")
     assert np.isnan(values[4, 2]) and np.isnan(values[5, 0]) and np.isfinite(values).sum() == 19
+
+
+@pytest.mark.parametrize("device", [False, True], ids=["host", "gpu"])
+def test_a_slot_broadcast_along_a_middle_axis_alone_is_looped_over(rng, device, monkeypatch):
+    """A batch that no split in two parts walks (a covariance that repeats along the middle of
+    three batch axes only): one launch per entry of the shortest axis, the middle one here,
+    each split, their results interleaved; values, gradients and the first failure in their
+    places."""
+    mean, rowcov = rng.standard_normal((3, 2, 4, N, P)), spd(rng, (3, 1, 4), N)
+    args = [mean, rowcov, np.eye(P), None, None, spd(rng, (2, 1), P)]
+    split = launches(monkeypatch)
+    given = to_device(args) if device else args
+    result = fc.kl(*given)
+    assert split == [True, True]
+    assert_matches(result.copy_to_host() if device else result, fm.kl(*args))
+    value, grads = fc.kl_value_and_grad(*given)
+    expected_value, expected = fm.kl_value_and_grad(*args)
+    assert_matches(value.copy_to_host() if device else value, expected_value)
+    assert_grads_match(grads, expected, device=device)
+    rowcov[2, 0, 3] = -np.eye(N)
+    mean[1, 1, 2, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^mean1 contains NaN or infinity at batch index \(1, 1, 2\)$"):
+        fc.kl(*(to_device(args) if device else args))
+    values = fc.kl(*args, errors="nan")
+    assert np.isnan(values[2, :, 3]).all() and np.isnan(values[1, 1, 2]) and np.isfinite(values).sum() == 21
 
 
 def jacobi_kernel(n):

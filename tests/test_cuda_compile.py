@@ -91,3 +91,20 @@ def test_kron_sum_kernel_compiles(kl, dtype, size):
     kernel = _cuda_kernels.kron_sum_kernel(kl, size)
     code, _ = cuda.compile_ptx(kernel, _cuda_kernels.signature((dtype,) * 10, dtype), cc=TARGET)
     assert ".entry" in code
+
+
+@pytest.mark.parametrize("kind", ["batch", "gradient", "kron sum"])
+def test_kernels_over_split_slots_compile(kind):
+    """The kernels whose slots are ``(outer, inner, r, c)``, a batch in two parts (a prior per
+    mixture component), one launch for a layout whose batch axes do not merge."""
+    if kind == "batch":
+        kernel = _cuda_kernels.batch_kernel(_modes.KL_COV, 4, split=True)
+        signature = _cuda_kernels.signature((np.float32,) * 6, np.float32, split=True)
+    elif kind == "gradient":
+        kernel = _cuda_kernels.grad_kernel(_modes.KL_COV, 4, split=True)
+        signature = _cuda_kernels.grad_signature((np.float64,) * 6, np.float64, split=True)
+    else:
+        kernel = _cuda_kernels.kron_sum_kernel(True, 4, split=True)
+        signature = _cuda_kernels.signature((np.float64,) * 10, np.float64, split=True)
+    code, _ = cuda.compile_ptx(kernel, signature, cc=TARGET)
+    assert ".entry" in code

@@ -57,6 +57,7 @@ def distribution(rng, batch, n, p, noise):
 CASES = {
     "3 items, shared prior, full noise": ((3,), (), 3, 2, "full"),
     "two batch axes, scalar noise": ((2, 1), (1, 2), 2, 3, "scalar"),
+    "a prior per component": ((4, 3), (3,), 2, 2, "full"),
     "1×4, low-rank signal": ((3,), (3,), 1, 4, "low rank"),
     "4×4, shared prior": ((2,), (), 4, 4, "full"),
     "8×3": ((2,), (), 8, 3, "low rank"),
