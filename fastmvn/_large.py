@@ -42,6 +42,9 @@ _KL_MODES = (_modes.KL_COV, _modes.KL_CHOL, _modes.KL_DIAG, _modes.KL_STD_COV, _
              _modes.KL_STD_DIAG)
 
 
+_FLOAT64 = np.dtype(np.float64)
+
+
 class _Failed(Exception):
     """An item fails: its result is NaN."""
 
@@ -262,19 +265,24 @@ def _each_item(compute, key, slots, out, grads, wanted, flats):
     one arena (:func:`_arena`) for items of ``key``, each item's results copied out before the
     next item takes it."""
     bad = None
-    arena = _arena(key)
+    arena = _NO_ARENA if key is None else _arena(key)
     asked = 0
     shape = out.shape
-    with np.errstate(all="ignore"):  # NumPy's arithmetic and casts of a failing item: NaN, no warning
+    # NumPy's arithmetic (the diagonal KL's gradients) and casts into float32 of a failing
+    # item: NaN, no warning. A float64 value is compiled arithmetic, stored as it is.
+    quiet = np.errstate(all="ignore") if grads or out.dtype != np.float64 else contextlib.nullcontext()
+    with quiet:
         for flat in flats:
             index = (flat,) if len(shape) == 1 else np.unravel_index(flat, shape)
             items = [_item(slot[index]) for slot in slots]
-            arena[1].fill(0)
+            if arena is not _NO_ARENA:
+                arena[1].fill(0)
             try:
                 value, item_grads = compute(items, arena)
             except _Failed:
                 value, item_grads = math.nan, ()
-            asked = max(asked, int(arena[1][1]))
+            if arena is not _NO_ARENA:
+                asked = max(asked, int(arena[1][1]))
             out[index] = value
             finite = math.isfinite(out[index])  # as stored: beyond float32's range fails in a float32 out
             if not finite:
@@ -293,6 +301,7 @@ def _each_item(compute, key, slots, out, grads, wanted, flats):
 _ASKED: dict[tuple, int] = {}
 _ASKED_LOCK = threading.Lock()
 _NO_BUFFER = np.empty(0)
+_NO_ARENA = (_NO_BUFFER, np.zeros(2, np.int64))  # items that make no compiled scratch (``key`` None)
 
 
 def _arena(key):
@@ -323,6 +332,8 @@ def _item(view):
     of its conversion. Read-only either way, the compiled terms take every slot's item as one
     type whether it was converted (float32 data, a new array) or not (a view of the caller's),
     and compile once, not once per mixture."""
+    if view.dtype == _FLOAT64 and not view.flags.writeable and view.flags.c_contiguous:
+        return view
     item = np.ascontiguousarray(view, dtype=np.float64)
     if item.flags.writeable:
         item = item.view()

@@ -148,18 +148,25 @@ def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, 
         first_bad[c] = bad
 
 
-def _variance_ratios(var1, var2, weights):
+def _variance_ratios(var1, var2, weights, standard):
     """``(ok, Σ var1/var2, Σ log var2 − Σ log var1)`` with ``weights = 1/var2``; ``ok`` is
-    False where a variance is not positive."""
+    False where a variance is not positive. With ``standard``, ``var2`` is ones and not read
+    (nor its logarithms taken)."""
     ok = True
     ratio = log_ratio = 0.0
     for i in range(var1.shape[0]):
         a1 = np.float64(var1[i])
-        a2 = np.float64(var2[i])
-        ok &= (a1 > 0.0) & (a2 > 0.0)
-        ratio += a1 / a2
-        log_ratio += math.log(a2) - math.log(a1) if a1 > 0.0 and a2 > 0.0 else 0.0
-        weights[i] = 1.0 / a2
+        if standard:
+            ok &= a1 > 0.0
+            ratio += a1
+            log_ratio -= math.log(a1) if a1 > 0.0 else 0.0
+            weights[i] = 1.0
+        else:
+            a2 = np.float64(var2[i])
+            ok &= (a1 > 0.0) & (a2 > 0.0)
+            ratio += a1 / a2
+            log_ratio += math.log(a2) - math.log(a1) if a1 > 0.0 and a2 > 0.0 else 0.0
+            weights[i] = 1.0 / a2
     return ok, ratio, log_ratio
 
 
@@ -172,8 +179,8 @@ def diagonal_kl_terms(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard
     ``t_v = Σ b1/b2``, ``quad = Σᵢⱼ (M2 − M1)ᵢⱼ² / (a2ᵢ b2ⱼ)`` and the log-ratios
     ``Σ log a2 − Σ log a1``, ``Σ log b2 − Σ log b1`` (``a``, ``b`` the row and column
     variances); ``ok`` is False where a variance is not positive (or NaN). With ``standard``
-    the second distribution is ``MN(0, I, I)`` (its variances ones): ``mean2`` is not read, and
-    ``quad = ‖M1‖²``.
+    the second distribution is ``MN(0, I, I)``: ``mean2``, ``rowvar2`` and ``colvar2`` are not
+    read, and ``quad = ‖M1‖²``.
 
     One compiled call for the plan for large items (:mod:`fastmvn._large`), where a dozen
     NumPy reductions over the variances took as long as the read of the means. The quadratic
@@ -186,8 +193,8 @@ def diagonal_kl_terms(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard
     n, p = mean1.shape
     row_weights = np.empty(n)
     col_weights = np.empty(p)
-    row_ok, t_u, log_u = _variance_ratios(rowvar1, rowvar2, row_weights)
-    col_ok, t_v, log_v = _variance_ratios(colvar1, colvar2, col_weights)
+    row_ok, t_u, log_u = _variance_ratios(rowvar1, rowvar2, row_weights, standard)
+    col_ok, t_v, log_v = _variance_ratios(colvar1, colvar2, col_weights, standard)
     ok = row_ok and col_ok
     quad = 0.0
     columns = np.zeros(p)
