@@ -4,7 +4,7 @@ import numpy as np
 
 import fastmvn
 
-from .common import Suite
+from .common import QUICK, Suite
 
 
 class MahalanobisChol(Suite):
@@ -89,3 +89,46 @@ class LogpdfKronSum:
         return self._over(lambda: reference.logpdf_kron_sum(*self.args))
 
     track_time_over_eigh_route.unit = track_time_over_dense_route.unit = "ratio"
+
+
+class LogpdfDiagLarge:
+    """``logpdf_diag`` of one large item, against one read of its inputs
+    (:func:`fastmvn._bench.read_pass`) and the NumPy one-liner with the same terms."""
+
+    params = [[(64, 64)] if QUICK else [(256, 256), (784, 150), (1024, 1024)]]
+    param_names = ["size"]
+
+    def setup(self, size):
+        n, p = size
+        rng = np.random.default_rng(0)
+        self.args = (rng.standard_normal((n, p)), rng.standard_normal((n, p)), rng.uniform(0.5, 2.0, n),
+                     rng.uniform(0.5, 2.0, p))
+        fastmvn.logpdf_diag(*self.args)
+
+    def time_call(self, size):
+        fastmvn.logpdf_diag(*self.args)
+
+    def track_time_over_read(self, size):
+        """Time of ``logpdf_diag`` over one read of its inputs (1 is the floor of its memory traffic)."""
+        from fastmvn import _bench
+
+        times = _bench.median_times({"logpdf_diag": lambda: fastmvn.logpdf_diag(*self.args),
+                                     "read": lambda: _bench.read_pass(self.args)}, repeat=7)
+        return times["logpdf_diag"] / times["read"]
+
+    def track_time_over_numpy(self, size):
+        """Time over that of NumPy's ``−½(np log 2π + p Σ log a + n Σ log b + Σ ((X − M)² / b) / a)``."""
+        from fastmvn import _bench
+
+        x, mean, a, b = self.args
+        n, p = x.shape
+
+        def numpy():
+            return -0.5 * (n * p * np.log(2 * np.pi) + p * np.log(a).sum() + n * np.log(b).sum()
+                           + (((x - mean) ** 2 / b).sum(axis=1) / a).sum())
+
+        times = _bench.median_times({"logpdf_diag": lambda: fastmvn.logpdf_diag(*self.args), "numpy": numpy},
+                                    repeat=7)
+        return times["logpdf_diag"] / times["numpy"]
+
+    track_time_over_read.unit = track_time_over_numpy.unit = "ratio"

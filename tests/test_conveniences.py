@@ -245,6 +245,32 @@ def test_diagonal_functions_errors_name_argument_and_batch_index(rng):
     assert np.isnan(fm.logpdf_diag(large, None, np.full(3, 1e-300), colvar, errors="nan")[1])
 
 
+def test_the_diagonal_log_density_of_large_items_and_their_failures(rng):
+    """One compiled pass over each item: 300×200 items against the reference; a negative or an
+    infinite variance, and a float32 result beyond float32's range, fail their items."""
+    x, mean = rng.standard_normal((2, 2, 300, 200))
+    rowvar, colvar = rng.uniform(0.5, 2.0, (2, 300)), rng.uniform(0.5, 2.0, 200)
+    expected = reference.logpdf_diag(x, mean, rowvar, colvar)
+    np.testing.assert_allclose(fm.logpdf_diag(x, mean, rowvar, colvar), expected, rtol=1e-13)
+    np.testing.assert_allclose(fm.logpdf_diag(x[1], mean[1], rowvar[1], colvar), expected[1], rtol=1e-13)
+    bad = rowvar.copy()
+    bad[1, 7] = -1.0
+    with pytest.raises(LinAlgError, match=r"^rowvar must be positive at batch index 1$"):
+        fm.logpdf_diag(x, mean, bad, colvar)
+    values = fm.logpdf_diag(x, mean, bad, colvar, errors="nan")
+    assert np.isnan(values[1]) and values[0] == fm.logpdf_diag(x[0], mean[0], rowvar[0], colvar)
+    infinite = colvar.copy()
+    infinite[3] = np.inf
+    with pytest.raises(ValueError, match=r"^colvar contains NaN or infinity$"):
+        fm.logpdf_diag(x, mean, rowvar, infinite)
+    far = x.astype(np.float32)
+    far[1] = 1e19                                       # −½Σ x²/(ab) beyond float32's range, finite in float64
+    with pytest.raises(FloatingPointError, match=r"^the result overflowed at batch index 1$"):
+        fm.logpdf_diag(far, None, rowvar.astype(np.float32), colvar.astype(np.float32))
+    values = fm.logpdf_diag(far, None, rowvar.astype(np.float32), colvar.astype(np.float32), errors="nan")
+    assert values.dtype == np.float32 and np.isnan(values[1]) and np.isfinite(values[0])
+
+
 # Sampling into out= ---------------------------------------------------------------------
 
 

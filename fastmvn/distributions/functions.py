@@ -5,12 +5,14 @@ precisions (:func:`logpdf_prec`); with the checks and factorisation of the param
 (:func:`_checked`) that :class:`~fastmvn.MatrixNormal` shares.
 
 Densities and entropies from covariances and factors go through the compiled kernels of
-:mod:`fastmvn._api`; those from variances or precisions, and sampling, are NumPy on the
-whole batch at once.
+:mod:`fastmvn._api`; the log-density from variances through one compiled pass over each item
+(:func:`fastmvn.kernels.drivers.diagonal_logpdf_batch`); those from precisions, and
+sampling, are NumPy on the whole batch at once.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,7 +20,7 @@ from numpy.linalg import LinAlgError
 
 from .._api import logdet, logpdf, logpdf_chol
 from .._arguments import COV, MEAN, VAR, Arg, bind, check, check_errors, check_out
-from .._batch import slot, working_dtype
+from .._batch import _merged, slot, working_dtype
 from .._docs import filled, shared
 from .._reports import diagnose
 from .._table import FUNCTIONS
@@ -331,9 +333,11 @@ def _finish(value, failures, dtype, batch_shape, out, errors):
     """The public result of a function computed in NumPy: ``value`` (float64, broadcast to
     ``batch_shape``) in ``dtype``, with the items of ``failures`` (as for :func:`_report`)
     and those that overflow failed by ``errors``, written into ``out`` where given."""
-    failing = _failing([mask for mask, _, _ in failures], batch_shape)
     with np.errstate(over="ignore", invalid="ignore"):
         result = np.array(np.broadcast_to(value, batch_shape), dtype=dtype)
+    if not failures and np.isfinite(result).all():  # nothing to report
+        return _deliver(result, dtype, out)
+    failing = _failing([mask for mask, _, _ in failures], batch_shape)
     overflow = ~np.isfinite(result) & ~failing
     if errors == "raise":
         _report(failures + [(overflow, FloatingPointError, "the result overflowed")], batch_shape)
@@ -351,8 +355,8 @@ def logpdf_diag(x: ArrayLike, mean: ArrayLike | None, rowvar: ArrayLike, colvar:
         -\tfrac12\Big[np\log 2\pi + p\sum_i \log a_i + n\sum_j \log b_j
         + \sum_{ij} \frac{(X-M)_{ij}^2}{a_i b_j}\Big],
 
-    :func:`fastmvn.logpdf` with ``U = diag(a)``, ``V = diag(b)``: ``O(np)`` work per item and
-    no matrix formed. NumPy on the whole batch (there is no compiled kernel for it).
+    :func:`fastmvn.logpdf` with ``U = diag(a)``, ``V = diag(b)``: ``O(np)`` work per item, one
+    compiled read of ``X`` and ``M``, and no matrix formed.
 
     Parameters
     ----------
@@ -396,14 +400,30 @@ def logpdf_diag(x: ArrayLike, mean: ArrayLike | None, rowvar: ArrayLike, colvar:
     args = _point_args(x, mean, ("rowvar", VAR, rowvar, "n"), ("colvar", VAR, colvar, "p"))
     dtype, batch_shape = check(args)
     check_out(out, dtype, batch_shape)
-    (rowvar, colvar), positive = _variances(args[2:])
-    x, mean = (np.asarray(arg.array, dtype=np.float64) for arg in args[:2])
-    n, p = x.shape[-2:]
-    with np.errstate(all="ignore"):
-        whitened = (x - mean) / np.sqrt(rowvar)[..., :, None] / np.sqrt(colvar)[..., None, :]
-        value = -0.5 * (n * p * _LOG_2PI + p * np.log(rowvar).sum(axis=-1) + n * np.log(colvar).sum(axis=-1)
-                        + np.einsum("...ij,...ij->...", whitened, whitened))
-    return _finish(value, _nonfinite_failures(args) + positive, dtype, batch_shape, out, errors)
+    value = _diagonal_logpdf(args, dtype, batch_shape)
+    failures = []
+    if not np.isfinite(value).all():  # which items fail, and why: only where some result is not finite
+        failures = _nonfinite_failures(args) + _variances(args[2:])[1]
+    return _finish(value, failures, dtype, batch_shape, out, errors)
+
+
+def _diagonal_logpdf(args, dtype, batch_shape):
+    """The float64 log-densities of :func:`logpdf_diag` of the checked ``args`` (``x``, ``mean``,
+    ``rowvar``, ``colvar``) over ``batch_shape``, by one compiled pass over each item
+    (:func:`fastmvn.kernels.drivers.diagonal_logpdf_batch`), read in ``dtype`` where it is
+    float32 and in float64 otherwise; not finite where an item fails."""
+    from ..kernels.drivers import diagonal_logpdf_batch
+
+    read = np.dtype(np.float32 if dtype == np.float32 else np.float64)
+    count = math.prod(batch_shape)
+    slots = [slot(arg, read, batch_shape) for arg in args]
+    stacks = _merged(slots, count)
+    if stacks is None:  # batch axes that do not merge into one (rare here): the arguments copied out
+        stacks = [np.ascontiguousarray(s).reshape((count,) + s.shape[-2:]) for s in slots]
+    value = np.empty(count)
+    x, mean, rowvar, colvar = stacks
+    diagonal_logpdf_batch(x, mean, rowvar[..., 0], colvar[..., 0], value)
+    return value.reshape(batch_shape)
 
 
 @shared
