@@ -200,7 +200,8 @@ def _component_prior(fc, fastmvn, cuda, args):
         run()
         error = _relative_error(out.copy_to_host()[:2], expected)
         if error > 1e-4:
-            raise SystemExit(f"a prior per component ({name}): fastmvn.cuda differs from the CPU kernels by {error:.1e}")
+            raise SystemExit(f"a prior per component ({name}): fastmvn.cuda differs from the CPU kernels "
+                             f"by {error:.1e}")
         seconds[name] = _median_event_seconds(cuda, run, args.repeat)
     ratio = f"{seconds['prior'] / seconds['copied']:.2f}" if seconds["prior"] and seconds["copied"] else "-"
     return (f"a prior per component, {rows:,}×8 items of 4×4 float32: {ratio} times the call with the prior "

@@ -87,9 +87,8 @@ def local_scratch(table, size):
 def items(slots, split):
     """Python source that names item ``b`` of each of ``slots`` slots ``a0, a1, …``: slot ``k`` as
     ``xk`` and the item's index in it as ``i``. A slot is ``(count, r, c)``, or with ``split``
-    ``(outer, inner, r, c)``: the batch in two parts, each of whose axes merge in every slot
-    where all of them do not (a prior per mixture component), item ``b`` at
-    ``[b // inner, b % inner]``."""
+    ``(outer, inner, r, c)``: a batch whose axes do not merge into one, in two parts whose axes
+    do (a prior per mixture component), item ``b`` at ``[b // inner, b % inner]``."""
     names = ", ".join(f"x{k}" for k in range(slots))
     if not split:
         return f"        {names}, i = {', '.join(f'a{k}' for k in range(slots))}, b\n"
@@ -100,8 +99,8 @@ def items(slots, split):
 def define(source, table, size, slots, split, **names):
     """The kernel ``source`` defines, its ``{scratch}`` the allocations of ``table`` for sides
     up to ``size``, its ``{items}`` the items of its ``slots`` slots (:func:`items`, ``split``
-    or not) and ``{rows}`` the axis of their rows; ``names`` (device functions, the mode) are its globals besides ``cuda``,
-    ``float64`` and the names of :mod:`fastmvn.kernels.scratch`."""
+    or not) and ``{rows}`` the axis of their rows; ``names`` (device functions, the mode) are
+    its globals besides ``cuda``, ``float64`` and the names of :mod:`fastmvn.kernels.scratch`."""
     namespace = {name: value for name, value in vars(scratch).items() if name.isupper()}
     namespace.update(cuda=cuda, float64=float64, **names)
     exec(source.format(scratch=local_scratch(table, size), items=items(slots, split), rows=2 if split else 1),

@@ -178,11 +178,11 @@ def _launch(kernel, slots, out, first_bad, start, stream, grads=(), wanted=0):
     if split is None:
         return _looped(kernel, slots, out, first_bad, start, stream, grads, wanted)
     views = [_walked(slot, split) for slot in slots]
-    blocks = -(-out.shape[0] // _config.THREADS_PER_BLOCK)
+    launch = kernel(split=split > 0)[-(-out.shape[0] // _config.THREADS_PER_BLOCK), _config.THREADS_PER_BLOCK, stream]
     if grads:
-        kernel(split=split > 0)[blocks, _config.THREADS_PER_BLOCK, stream](*views, out, *grads, wanted, first_bad, start)
+        launch(*views, out, *grads, wanted, first_bad, start)
     else:
-        kernel(split=split > 0)[blocks, _config.THREADS_PER_BLOCK, stream](*views, out, first_bad, start)
+        launch(*views, out, first_bad, start)
 
 
 def _looped(kernel, slots, out, first_bad, start, stream, grads, wanted):
