@@ -392,6 +392,12 @@ def size_points(grid=SIZE_GRID, budget=1 << 29, case="kl"):
     return points
 
 
+#: Seconds :func:`compare_sizes` waits before each library's block: a thread pool (OpenBLAS's,
+#: PyTorch's OpenMP) waits busy for more work for a while after a call, and on a machine of
+#: few cores those threads took a 784×150 KL of the next block from 10 to 23 ms.
+BLOCK_PAUSE = 0.5
+
+
 def compare_sizes(points, repeat=5, case="kl"):
     """Seconds per call of the function of ``case`` and of what it is compared with
     (:data:`SIZE_CASES`) at each ``(n, p, batch)`` of ``points``, float64, medians of ``repeat``.
@@ -410,6 +416,7 @@ def compare_sizes(points, repeat=5, case="kl"):
         args = SIZE_CASES[case].inputs(batch, n, p)
         figures = {}
         for block in SIZE_CASES[case].blocks:
+            time.sleep(BLOCK_PAUSE)  # the previous block's threads stop waiting busy for work
             runs, scales = {}, {}
             for name, route in block.items():
                 items = batch if route.items is None else min(batch, route.items)

@@ -313,6 +313,12 @@ def test_bench_plot_rejects_a_size(tmp_path, capsys):
     assert err.splitlines()[-1] == "fastmvn bench: error: --plot draws n = p = 2 to 32; leave out --n and --p"
 
 
+@pytest.fixture(autouse=True)
+def no_pause_between_libraries(monkeypatch):
+    """The size grid's figures are not checked here: no need to wait for thread pools to idle."""
+    monkeypatch.setattr(_bench, "BLOCK_PAUSE", 0.0)
+
+
 def test_bench_sizes_prints_the_grid_and_plots(tmp_path, capsys, monkeypatch):
     """The grid's form, at small sizes (the real grid goes to 1024×1024); the figures are
     timings, so only their form is checked."""
