@@ -449,7 +449,6 @@ def test_upper_factors(rng, device):
         fc.kl_chol(*given, lower="upper")
 
 
-@pytest.mark.parametrize("device", [False, True], ids=["host", "gpu"])
 def launches(monkeypatch):
     """The list that records, for each launch of a batch kernel from now on, whether its slots
     were split in two parts (``_cuda_kernels.items``)."""
