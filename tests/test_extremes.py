@@ -190,6 +190,30 @@ def test_a_float32_result_beyond_float32s_range_is_reported(monkeypatch, path):
         assert result.dtype == np.float32 and np.isnan(result[2]) and np.isfinite(result[:2]).all()
 
 
+def test_a_kronecker_sum_result_beyond_its_dtypes_range_is_reported():
+    """The Kronecker-sum functions and :class:`fastmvn.KroneckerSumNormal` judge a result as
+    delivered, as the matrix normal's functions do: beyond float32's range for float32 items
+    (here computed by the compiled kernels, then again through LAPACK), beyond float64's for
+    float64 ones."""
+    n = 20
+    eye = np.eye(n, dtype=np.float32)
+    far = np.zeros((3, n, n), np.float32)
+    far[2] = 4e18                                                    # ½‖X‖² about 3e39
+    prior = fm.KroneckerSumNormal(np.zeros((n, n), np.float32), eye, eye, 0.5)
+    calls = {"logpdf_kron_sum": lambda **kw: fm.logpdf_kron_sum(far, None, eye, eye, 0.5, **kw),
+             "kl_kron_sum": lambda **kw: fm.kl_kron_sum(far, eye, eye, eye, None, None, eye, eye, eye, None, **kw),
+             "KroneckerSumNormal.logpdf": lambda **kw: prior.logpdf(far, **kw)}
+    for name, call in calls.items():
+        with pytest.raises(FloatingPointError, match=r"^the result overflowed at batch index 2$"):
+            call()
+        values = call(errors="nan")
+        assert values.dtype == np.float32 and np.isnan(values[2]) and np.isfinite(values[:2]).all(), name
+    far64 = np.zeros((2, 3, 2))
+    far64[1] = 1e200
+    with pytest.raises(FloatingPointError, match=r"^the result overflowed at batch index 1$"):
+        fm.KroneckerSumNormal(np.zeros((3, 2)), np.eye(3), np.eye(2), 0.5).logpdf(far64)
+
+
 # Numerically singular covariances -----------------------------------------------------------
 
 RANK_ONE = np.array([[2.0, 1.0], [1.0, 0.5]])

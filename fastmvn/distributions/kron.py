@@ -41,7 +41,7 @@ from .._jit import launching
 from .._reports import batch_index, relocated, with_batch_axes
 from ._base import (_ENTROPY_PER_ENTRY, _compared, _divergence, _eigen, _factor, _failing, _Frozen, _full, _inverse,
                     _Links, _nonfinite, _not_pd, _report, _sample_shape, _symmetric)
-from .functions import _deliver
+from .functions import _finish
 from .normal import MatrixNormal, _eig_factors
 
 if TYPE_CHECKING:
@@ -594,7 +594,7 @@ class KroneckerSumNormal(_Frozen):
         with np.errstate(invalid="ignore", over="ignore"):
             value = np.array(np.broadcast_to(function(self._form, x), batch_shape))
         value[failing] = np.nan
-        return _deliver(value, dtype, out)
+        return _finish(value, [], dtype, batch_shape, out, errors)
 
     @shared
     def logpdf(self, x: ArrayLike, *, out: FloatArray | None = None, errors: Errors = "raise") -> Result:
@@ -835,7 +835,7 @@ def logpdf_kron_sum(x: ArrayLike, mean: ArrayLike | None, rowcov: ArrayLike, col
     value = (_large_items(slots, batch_shape, (_epsilon(args[1]), _epsilon(args[2]))) if large
              else _compiled(False, slots, dtype, batch_shape))
     _redo_failed(value, [x_arg, *args], (n, p), _logpdf_lapack, errors, batch_shape)
-    return _deliver(value, dtype, out)
+    return _finish(value, [], dtype, batch_shape, out, errors)
 
 
 def _logpdf_lapack(x, mean, rowcov, colcov, noise_rowcov, noise_colcov, *, out=None, errors="raise"):
@@ -899,7 +899,7 @@ def kl_kron_sum(mean1: ArrayLike | None, rowcov1: ArrayLike, colcov1: ArrayLike,
     slots = _slots([*args1, *args2], (n, p), dtype, batch_shape)
     value = _compiled(True, slots, dtype, batch_shape)
     _redo_failed(value, [*args1, *args2], (n, p), _kl_lapack, errors, batch_shape)
-    return _deliver(value, dtype, out)
+    return _finish(value, [], dtype, batch_shape, out, errors)
 
 
 def _kl_lapack(mean1, rowcov1, colcov1, noise_rowcov1, noise_colcov1, mean2, rowcov2, colcov2, noise_rowcov2,
@@ -925,7 +925,7 @@ def _kl_checked(first, second, dtypes, batch_shapes, failures, out, errors):
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         value = np.array(np.broadcast_to(_kl(first, second), batch_shape))
     value[failing] = np.nan
-    return _deliver(value, dtype, out)
+    return _finish(value, [], dtype, batch_shape, out, errors)
 
 
 @shared
@@ -1097,10 +1097,11 @@ def _redo_failed(value, args, shape, function, errors, batch_shape):
         return [float(slot[0, 0, 0]) if arg.kind == VAR else slot[index] for slot, arg in zip(slots, args)]
 
     again = function(*items(failed), errors="nan")
-    flat[failed] = again
+    with np.errstate(over="ignore"):  # beyond float32's range: infinite, and judged so where delivered
+        flat[failed] = again
     if errors == "raise":
         for first in failed[np.isnan(again)][:1]:
             try:  # one item, each argument with its batch axes of length one
                 function(*(with_batch_axes(item, arg) for item, arg in zip(items(first), args)))
-            except (ValueError, LinAlgError) as error:
+            except (ValueError, LinAlgError, FloatingPointError) as error:
                 raise relocated(error, batch_index(first, batch_shape)) from None
