@@ -191,10 +191,10 @@ def test_a_float32_result_beyond_float32s_range_is_reported(monkeypatch, path):
 
 
 def test_a_kronecker_sum_result_beyond_its_dtypes_range_is_reported():
-    """The Kronecker-sum functions and :class:`fastmvn.KroneckerSumNormal` judge a result as
-    delivered, as the matrix normal's functions do: beyond float32's range for float32 items
-    (here computed by the compiled kernels, then again through LAPACK), beyond float64's for
-    float64 ones."""
+    """The Kronecker-sum functions, their values with gradients and
+    :class:`fastmvn.KroneckerSumNormal` judge a result as delivered, as the matrix normal's
+    functions do: beyond float32's range for float32 items (here computed by the compiled
+    kernels, then again through LAPACK), beyond float64's for float64 ones."""
     n = 20
     eye = np.eye(n, dtype=np.float32)
     far = np.zeros((3, n, n), np.float32)
@@ -203,10 +203,19 @@ def test_a_kronecker_sum_result_beyond_its_dtypes_range_is_reported():
     calls = {"logpdf_kron_sum": lambda **kw: fm.logpdf_kron_sum(far, None, eye, eye, 0.5, **kw),
              "kl_kron_sum": lambda **kw: fm.kl_kron_sum(far, eye, eye, eye, None, None, eye, eye, eye, None, **kw),
              "KroneckerSumNormal.logpdf": lambda **kw: prior.logpdf(far, **kw)}
-    for name, call in calls.items():
+    gradients = {"logpdf_kron_sum_value_and_grad": lambda **kw: fm.logpdf_kron_sum_value_and_grad(
+                     far, None, eye, eye, 0.5, **kw),
+                 "kl_kron_sum_value_and_grad": lambda **kw: fm.kl_kron_sum_value_and_grad(
+                     far, eye, eye, eye, None, None, eye, eye, eye, None, **kw),
+                 "logpdf_kron_prec_value_and_grad": lambda **kw: fm.logpdf_kron_prec_value_and_grad(
+                     far, None, eye, eye, 0.5, **kw)}
+    for name, call in {**calls, **gradients}.items():
         with pytest.raises(FloatingPointError, match=r"^the result overflowed at batch index 2$"):
             call()
         values = call(errors="nan")
+        if name in gradients:
+            values, (grad, *_) = values                             # and the first argument's gradient
+            assert np.isnan(grad[2]).all() and np.isfinite(grad[:2]).all(), name
         assert values.dtype == np.float32 and np.isnan(values[2]) and np.isfinite(values[:2]).all(), name
     far64 = np.zeros((2, 3, 2))
     far64[1] = 1e200

@@ -26,7 +26,7 @@ import numpy as np
 from .._arguments import MEAN, VAR, Arg, check, check_errors, result_dtype
 from .._docs import shared
 from .._gradients import _grad_out, computed, reduce_to
-from ._base import _nonfinite, _symmetric
+from ._base import _nonfinite, _report, _symmetric
 from .kron import (_arguments, _checked, _eig_side, _kl, _logpdf, _parts, _precision, _products, _swap, kl_eig,
                    kl_kron_sum, logpdf_kron_sum)
 
@@ -168,14 +168,21 @@ def _kl_grads(first, second, noises, wanted):
     return grads
 
 
-def _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs, reduce):
+def _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs, reduce, errors):
     """The result ``(value, grads)``: the value over ``batch_shape``, each wanted gradient
     summed over the axes its argument was broadcast along (with ``reduce``; else one per item,
     over ``batch_shape`` in front of its argument's core shape), NaN for the ``failing``
     items, in ``dtype``; written into ``outputs`` (from :func:`fastmvn._gradients._grad_out`)
-    where given."""
+    where given. A value beyond the range of ``dtype`` fails its item as ``errors`` says
+    ("the result overflowed")."""
     value_out, grads_out = outputs
     value = np.array(np.broadcast_to(value, batch_shape))
+    with np.errstate(over="ignore", invalid="ignore"):
+        overflow = ~np.isfinite(value.astype(dtype)) & ~failing
+    if overflow.any():
+        if errors == "raise":
+            _report([(overflow, FloatingPointError, "the result overflowed")], batch_shape)
+        failing = failing | overflow
     value[failing] = np.nan
     result = []
     for arg, grad, wants, target in zip(args, grads, wanted, grads_out):
@@ -305,7 +312,7 @@ def _logpdf_value_and_grad(values, errors, reduce=True, out=None, wrt=None):
     x = np.asarray(args[0].array, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         value, grads = _logpdf(form, x), _logpdf_grads(form, args[4:], x, wanted)
-        return _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs, reduce)
+        return _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs, reduce, errors)
 
 
 # The precision form -------------------------------------------------------------------------
@@ -416,7 +423,7 @@ def _logpdf_prec_value_and_grad(values, errors, reduce=True, out=None, wrt=None)
     x = np.asarray(x_arg.array, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         value, grads = _logpdf(form, x), _logpdf_prec_grads(form, args, eigen, x, wanted)
-        return _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs, reduce)
+        return _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs, reduce, errors)
 
 
 def _logpdf_prec_grads(form, args, eigen, x, wanted):
@@ -547,7 +554,7 @@ def _kl_value_and_grad(values, errors, reduce=True, out=None, wrt=None):
     failing = _checked([failures1, failures2], batch_shape, errors)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         value, grads = _kl(first, second), _kl_grads(first, second, args[3:5] + args[8:10], wanted)
-        return _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs, reduce)
+        return _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs, reduce, errors)
 
 
 # The KL from eigendecompositions ---------------------------------------------------------------
@@ -824,7 +831,7 @@ def _kl_eig_value_and_grad(values, errors, reduce=True, out=None, wrt=None):
                    for k, kind in enumerate(kinds)]
         value = _kl(first, second)
         grads = _kl_eig_grads(*spectra, (first.mean, second.mean), wanted)
-        return _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs, reduce)
+        return _delivered(value, grads, args, wanted, dtype, batch_shape, failing, outputs, reduce, errors)
 
 
 # The functions as fastmvn.torch and fastmvn.dask serve them ----------------------------------------
