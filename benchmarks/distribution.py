@@ -25,6 +25,12 @@ class LogpdfChol(Suite):
     function = "logpdf_chol"
 
 
+class LogpdfDiag(Suite):
+    """``logpdf_diag``: the same with diagonal covariances, ``O(np)`` per item."""
+
+    function = "logpdf_diag"
+
+
 class Pdf(Suite):
     """``pdf``: ``exp`` of the log-density, with its overflow check."""
 

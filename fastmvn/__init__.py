@@ -6,12 +6,13 @@ Every function takes stacks of matrices with NumPy broadcasting over the leading
 The plain NumPy specification of each function is :mod:`fastmvn.reference`.
 """
 
-from ._api import kl, kl_chol, kl_diag, logdet, logpdf, logpdf_chol, mahalanobis, mahalanobis_chol, trace_solve
+from ._api import (kl, kl_chol, kl_diag, logdet, logpdf, logpdf_chol, logpdf_diag, mahalanobis, mahalanobis_chol,
+                   trace_solve)
 from ._gradients import (kl_chol_value_and_grad, kl_diag_value_and_grad, kl_value_and_grad, logpdf_chol_value_and_grad,
                          logpdf_value_and_grad)
 from .distributions import (KroneckerSumNormal, MatrixGaussian, MatrixNormal, MatrixNormalFit, entropy, entropy_chol,
                             entropy_diag, expect_quadratic, fit, kl_eig, kl_eig_value_and_grad, kl_full, kl_gaussian,
-                            kl_kron_sum, kl_kron_sum_value_and_grad, logpdf_diag, logpdf_kron_prec_value_and_grad,
+                            kl_kron_sum, kl_kron_sum_value_and_grad, logpdf_kron_prec_value_and_grad,
                             logpdf_kron_sum, logpdf_kron_sum_value_and_grad, logpdf_prec, nearest_kronecker, pdf, pdf_chol, project, rvs,
                             rvs_diag)
 from ._pool import set_buffer_pool

@@ -13,7 +13,8 @@ from ._table import FUNCTIONS
 if TYPE_CHECKING:
     from ._typing import ArrayLike, Errors, FloatArray, Result
 
-__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "mahalanobis_chol", "logpdf", "logpdf_chol"]
+__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "mahalanobis_chol", "logpdf", "logpdf_chol",
+           "logpdf_diag"]
 
 
 @filled("kl")
@@ -324,3 +325,46 @@ def logpdf_chol(x: ArrayLike, mean: ArrayLike | None, rowchol: ArrayLike, colcho
     True
     """
     return call(FUNCTIONS["logpdf_chol"], (x, mean, rowchol, colchol), out, errors, lower)
+
+
+@filled("logpdf_diag")
+def logpdf_diag(x: ArrayLike, mean: ArrayLike | None, rowvar: ArrayLike, colvar: ArrayLike, *,
+                out: FloatArray | None = None, errors: Errors = "raise") -> Result:
+    r"""Log-density of the matrix normal with diagonal covariances ``diag(rowvar)``, ``diag(colvar)``, batched.
+
+    .. math::
+
+        -\tfrac12\Big[np\log 2\pi + p\sum_i \log a_i + n\sum_j \log b_j
+        + \sum_{ij} \frac{(X-M)_{ij}^2}{a_i b_j}\Big],
+
+    :func:`logpdf` with ``U = diag(a)``, ``V = diag(b)``: ``O(np)`` work per item, no matrix
+    formed. Small items run side by side in lanes as the other functions' do; a large item
+    is one compiled read of ``x`` and ``mean``.
+
+    %(parameters)s
+
+    Returns
+    -------
+    logpdf : (...) ndarray or scalar
+        The log-densities over the broadcast batch shape.
+
+    Raises
+    ------
+    %(raises_var)s
+    %(raises_input)s
+    %(raises_overflow)s
+
+    See Also
+    --------
+    fastmvn.entropy_diag, fastmvn.rvs_diag : the other functions of diagonal covariances.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> x, a, b = np.ones((2, 3)), np.array([1.0, 2.0]), np.array([0.5, 1.0, 4.0])
+    >>> bool(np.isclose(fm.logpdf_diag(x, None, a, b), fm.logpdf(x, None, np.diag(a), np.diag(b))))
+    True
+    >>> fm.logpdf_diag(np.zeros((10, 2, 3)), None, a, b).shape
+    (10,)
+    """
+    return call(FUNCTIONS["logpdf_diag"], (x, mean, rowvar, colvar), out, errors)

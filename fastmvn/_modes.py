@@ -12,3 +12,4 @@ MAHALANOBIS = 8  # x, mean, rowcov, colcov
 LOGPDF = 9  # x, mean, rowcov, colcov
 LOGPDF_CHOL = 10  # x, mean, rowchol, colchol
 MAHALANOBIS_CHOL = 11  # x, mean, rowchol, colchol
+LOGPDF_DIAG = 12  # x, mean, rowvar, colvar (variances as (n, 1))

@@ -100,16 +100,18 @@ _KL_DOCS = {
 
 
 def _density_params(kind):
-    """``x``, ``mean`` and the two covariances (``kind`` COV) or factors (CHOL) of a density."""
-    stem = "cov" if kind == COV else "chol"
-    row, col = (("Row covariances ``U`` (symmetric positive definite).",
-                 "Column covariances ``V`` (symmetric positive definite).") if kind == COV else
-                ("Cholesky factors of the row covariances (positive diagonal).",
-                 "Cholesky factors of the column covariances (positive diagonal)."))
+    """``x``, ``mean`` and the two covariances (``kind`` COV), factors (CHOL) or variances (VAR) of a density."""
+    stem, axes = {COV: ("cov", ("nn", "pp")), CHOL: ("chol", ("nn", "pp")), VAR: ("var", ("n", "p"))}[kind]
+    row, col = {COV: ("Row covariances ``U`` (symmetric positive definite).",
+                      "Column covariances ``V`` (symmetric positive definite)."),
+                CHOL: ("Cholesky factors of the row covariances (positive diagonal).",
+                       "Cholesky factors of the column covariances (positive diagonal)."),
+                VAR: ("Row variances ``a`` (positive).",
+                      "Column variances ``b`` (positive).")}[kind]
     return (Param("x", MEAN, "np", "Points."),
             Param("mean", MEAN, "np", "Means ``M``; ``None`` means zero.", True),
-            Param(f"row{stem}", kind, "nn", row),
-            Param(f"col{stem}", kind, "pp", col))
+            Param(f"row{stem}", kind, axes[0], row),
+            Param(f"col{stem}", kind, axes[1], col))
 
 
 def _entropy_params(kind):
@@ -143,6 +145,8 @@ FUNCTIONS = {f.name: f for f in (
     Function("logpdf_chol", _modes.LOGPDF_CHOL, _density_params(CHOL),
              "Log-density of the matrix normal with Cholesky factors ``rowchol``, ``colchol``", gradient=True,
              lower=True),
+    Function("logpdf_diag", _modes.LOGPDF_DIAG, _density_params(VAR),
+             "Log-density of the matrix normal with diagonal covariances ``diag(rowvar)``, ``diag(colvar)``"),
     Function("pdf", None, _density_params(COV), "Density of the matrix normal ``MN(mean, rowcov, colcov)`` at ``x``"),
     Function("pdf_chol", None, _density_params(CHOL), "Density of the matrix normal given by Cholesky factors",
              lower=True),

@@ -444,6 +444,13 @@ True
 ...             fm.logpdf(np.ones((6, 2, 3)), None, L @ L.T, np.eye(3)))
 True
 """,
+    "logpdf_diag": """
+>>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
+>>> x = da.random.default_rng(0).standard_normal((1_000, 4, 3), chunks=(250, 4, 3))
+>>> a, b = np.arange(1.0, 5.0), np.full(3, 0.5)
+>>> np.allclose(fmd.logpdf_diag(x, None, a, b).compute(), fm.logpdf(x.compute(), None, np.diag(a), np.diag(b)))
+True
+""",
     "entropy": """
 >>> import numpy as np, dask.array as da, fastmvn as fm, fastmvn.dask as fmd
 >>> rowcov = da.from_array(np.eye(2) * np.arange(1.0, 7.0)[:, None, None], chunks=(3, 2, 2))

@@ -1,5 +1,5 @@
 """Generalized NumPy ufuncs of fastmvn's kernels: ``kl``, ``kl_chol``, ``kl_diag``, ``logdet``,
-``trace_solve``, ``mahalanobis``, ``mahalanobis_chol``, ``logpdf`` and ``logpdf_chol``.
+``trace_solve``, ``mahalanobis``, ``mahalanobis_chol``, ``logpdf``, ``logpdf_chol`` and ``logpdf_diag``.
 
 Each is a generalized ufunc with a core signature (a Numba ``GUFunc``, called as a NumPy
 ufunc, whose ``.ufunc`` is the ``numpy.ufunc``), built with Numba's ``guvectorize`` from the
@@ -102,6 +102,12 @@ array([3., 3., 3., 3.])
 >>> x = np.zeros((2, 1, 1), np.float32)
 >>> fmu.logpdf_chol(x, x, np.ones((1, 1), np.float32), np.ones((1, 1), np.float32))   # float32 in, float32 out
 array([-0.9189385, -0.9189385], dtype=float32)
+""",
+    "logpdf_diag": """
+>>> import numpy as np, fastmvn.ufuncs as fmu
+>>> zeros = np.zeros((2, 3))
+>>> print(f"{fmu.logpdf_diag(zeros, zeros, np.ones(2), np.ones(3)):.6f}")   # −3 log 2π
+-5.513631
 """,
 }
 

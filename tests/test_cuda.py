@@ -80,6 +80,10 @@ CASES = {
                                                        for i, a in enumerate(density(rng, batch))]),
     "mahalanobis_chol": ("mahalanobis_chol", lambda rng, batch: [a if i < 2 else chol(a)
                                                                  for i, a in enumerate(density(rng, batch))]),
+    "logpdf_diag": ("logpdf_diag", lambda rng, batch: [a if i < 2 else np.diagonal(a, axis1=-2, axis2=-1).copy()
+                                                       for i, a in enumerate(density(rng, batch))]),
+    "logpdf_diag with mean omitted": ("logpdf_diag", lambda rng, batch: variances(rng, batch)[3:4] + [None]
+                                      + variances(rng, batch)[1:3]),
 }
 
 
@@ -205,6 +209,8 @@ def test_every_kind_of_bad_item_raises_as_on_cpu(rng):
         ("kl_diag", (m, np.ones(3), positive, m, np.ones(3), np.ones(2))),
         ("kl_diag", (m, np.ones(3), np.ones(2), None, None, positive)),
         ("kl_diag", (m, np.ones(3), positive)),
+        ("logpdf_diag", (m, None, np.ones(3), positive)),
+        ("logpdf_diag", (m, np.full((3, 2), np.inf), np.ones(3), np.ones(2))),
         ("logdet", (-np.eye(3),)),
         ("trace_solve", (np.eye(2), [np.eye(2), np.full((2, 2), np.nan)])),
         ("mahalanobis", (np.ones((2, 2)), None, np.eye(2), np.zeros((2, 2)))),

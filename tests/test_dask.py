@@ -43,6 +43,8 @@ def case_args(case, rng, batch):
         return [a if i % 3 == 0 else np.linalg.cholesky(a) for i, a in enumerate(args)]
     if case == "kl_diag":
         return diag_args(rng, batch)
+    if case == "logpdf_diag":
+        return [rng.standard_normal(batch + (3, 2))] + diag_args(rng, batch)[:3]
     chol = [np.linalg.cholesky(a) for a in args[1:3]]
     if case in ("logpdf", "mahalanobis", "pdf"):
         return [args[0], args[3], args[1], args[2]]
@@ -59,7 +61,7 @@ def case_args(case, rng, batch):
     return args
 
 
-CASES = ["kl", "kl_chol", "kl_diag", "logpdf", "entropy", "logpdf_chol", "mahalanobis", "mahalanobis_chol",
+CASES = ["kl", "kl_chol", "kl_diag", "logpdf", "logpdf_diag", "entropy", "logpdf_chol", "mahalanobis", "mahalanobis_chol",
          "entropy_chol", "logdet", "trace_solve", "pdf", "pdf_chol"]
 
 

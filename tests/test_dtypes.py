@@ -169,6 +169,7 @@ def cases():
         "dask.mahalanobis_chol": (fmd.mahalanobis_chol, [mean(), mean(), chol(N), chol(P)]),
         "dask.logpdf": (fmd.logpdf, [mean()] + mn()),
         "dask.logpdf_chol": (fmd.logpdf_chol, [mean(), mean(), chol(N), chol(P)]),
+        "dask.logpdf_diag": (fmd.logpdf_diag, [mean(), mean(), mean(N)** 2 + 1, mean(P)** 2 + 1]),
         "dask.pdf": (fmd.pdf, [mean()] + mn()),
         "dask.kl_value_and_grad": (fmd.kl_value_and_grad, mn() + mn()),
         "dask.kl_chol_value_and_grad": (fmd.kl_chol_value_and_grad, [mean(), chol(N), chol(P)]),

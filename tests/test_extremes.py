@@ -22,6 +22,7 @@ FUNCTIONS = {
     "logdet": "c:nn", "trace_solve": "c:nn m:nn",
     "mahalanobis": DENSITY, "mahalanobis_chol": DENSITY.replace("c", "f"),
     "logpdf": DENSITY, "logpdf_chol": DENSITY.replace("c", "f"),
+    "logpdf_diag": DENSITY.replace("c:nn", "v:n").replace("c:pp", "v:p"),
     "pdf": DENSITY, "pdf_chol": DENSITY.replace("c", "f"),
     "entropy": "c:nn c:pp", "entropy_chol": "f:nn f:pp", "kl_full": "m:np c:qq m:np c:qq",
 }

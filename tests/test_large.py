@@ -62,7 +62,8 @@ def test_large_path_agrees_with_lanes_and_reference(case, dtype, monkeypatch):
     np.testing.assert_allclose(result, expected, rtol=tolerance, atol=tolerance)
 
 
-@pytest.mark.parametrize("case", ["kl", "kl_chol", "kl_diag", "logpdf", "mahalanobis_chol", "trace_solve"])
+@pytest.mark.parametrize("case", ["kl", "kl_chol", "kl_diag", "logpdf", "logpdf_diag", "mahalanobis_chol",
+                                  "trace_solve"])
 def test_large_items_against_reference(case):
     """Two items of 40 rows: on the large path unpatched."""
     args = random_inputs(case, 2, 40, 7)
@@ -347,8 +348,9 @@ def test_threads_serve_one_item_or_many(side, count, one_thread, workers, monkey
 
 
 def test_the_diagonal_kl_leaves_blas_threads_alone(monkeypatch):
-    """The diagonal KL calls neither BLAS nor LAPACK: its items do not limit BLAS to one thread
-    where others of their size would (a limit set and restored took about 25 µs a call)."""
+    """The diagonal KL and log-density call neither BLAS nor LAPACK: their items do not limit
+    BLAS to one thread where others of their size would (a limit set and restored took about
+    25 µs a call)."""
     entered = []
 
     class Recorded:
@@ -366,9 +368,11 @@ def test_the_diagonal_kl_leaves_blas_threads_alone(monkeypatch):
     np.testing.assert_allclose(fm.kl_diag(*diagonal), reference.kl_diag(*diagonal), rtol=1e-12)
     fm.kl_diag_value_and_grad(*diagonal)
     fm.kl_diag(*diagonal[:3])
-    assert entered == [] and runs == [range(2)] * 3     # the plan for large items, each call
+    points = random_inputs("logpdf_diag", 2, 40, 30)
+    np.testing.assert_allclose(fm.logpdf_diag(*points), reference.logpdf_diag(*points), rtol=1e-12)
+    assert entered == [] and runs == [range(2)] * 4     # the plan for large items, each call
     fm.kl(*full)
-    assert entered == [True] and len(runs) == 4
+    assert entered == [True] and len(runs) == 5
 
 
 def test_one_blas_thread_is_restored_after_overlapping_calls(monkeypatch):

@@ -32,6 +32,8 @@ def arguments(name, rng, shape, n=3, p=2, dtype=np.float64):
                 random_spd(rng, shape, n), random_spd(rng, shape, p)]
         if name.endswith("_chol"):
             args[2:] = np.linalg.cholesky(args[2]), np.linalg.cholesky(args[3])
+        elif name.endswith("_diag"):
+            args[2:] = rng.uniform(0.5, 2.0, shape + (n,)), rng.uniform(0.5, 2.0, shape + (p,))
     return [np.asarray(a, dtype) for a in args]
 
 

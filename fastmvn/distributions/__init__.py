@@ -7,7 +7,7 @@ Modules, each importing only those above it:
 * :mod:`._base`: the frozen distributions' shared skeleton and the checks and factorisation
   with failures located by argument and batch index;
 * :mod:`.functions`: :func:`pdf`, :func:`pdf_chol`, :func:`entropy`, :func:`entropy_chol`, :func:`rvs`,
-  :func:`logpdf_diag`, :func:`entropy_diag`, :func:`rvs_diag`, :func:`logpdf_prec`;
+  :func:`entropy_diag`, :func:`rvs_diag`, :func:`logpdf_prec`;
 * :mod:`.normal`: :class:`MatrixNormal`;
 * :mod:`.gaussian`: :class:`MatrixGaussian` and :func:`expect_quadratic`;
 * :mod:`.kron`: :class:`KroneckerSumNormal` (a Kronecker product plus noise), :func:`logpdf_kron_sum`,
@@ -19,7 +19,7 @@ Modules, each importing only those above it:
 """
 
 from .fitting import MatrixNormalFit, fit, nearest_kronecker, project
-from .functions import entropy, entropy_chol, entropy_diag, logpdf_diag, logpdf_prec, pdf, pdf_chol, rvs, rvs_diag
+from .functions import entropy, entropy_chol, entropy_diag, logpdf_prec, pdf, pdf_chol, rvs, rvs_diag
 from .gaussian import MatrixGaussian, expect_quadratic
 from .kl import kl_full, kl_gaussian
 from .kron import KroneckerSumNormal, kl_eig, kl_kron_sum, logpdf_kron_sum
@@ -31,5 +31,5 @@ __all__ = ["pdf", "pdf_chol", "entropy", "entropy_chol", "rvs", "fit", "MatrixNo
            "MatrixGaussian", "kl_full", "kl_gaussian", "expect_quadratic", "nearest_kronecker", "project",
            "KroneckerSumNormal", "logpdf_kron_sum", "kl_kron_sum", "kl_eig",
            "logpdf_kron_sum_value_and_grad", "logpdf_kron_prec_value_and_grad", "kl_kron_sum_value_and_grad",
-           "kl_eig_value_and_grad", "logpdf_diag",
+           "kl_eig_value_and_grad",
            "entropy_diag", "rvs_diag", "logpdf_prec"]

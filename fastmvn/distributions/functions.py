@@ -1,18 +1,17 @@
 """The matrix normal as functions of its parameters, batched: :func:`pdf`, :func:`pdf_chol`,
 :func:`entropy`, :func:`entropy_chol` and :func:`rvs`; the same for diagonal covariances
-(:func:`logpdf_diag`, :func:`entropy_diag`, :func:`rvs_diag`) and the log-density from
-precisions (:func:`logpdf_prec`); with the checks and factorisation of the parameters
-(:func:`_checked`) that :class:`~fastmvn.MatrixNormal` shares.
+(:func:`entropy_diag`, :func:`rvs_diag`; :func:`fastmvn.logpdf_diag` is a kernel of
+:mod:`fastmvn._api`) and the log-density from precisions (:func:`logpdf_prec`); with the
+checks and factorisation of the parameters (:func:`_checked`) that
+:class:`~fastmvn.MatrixNormal` shares.
 
 Densities and entropies from covariances and factors go through the compiled kernels of
-:mod:`fastmvn._api`; the log-density from variances through one compiled pass over each item
-(:func:`fastmvn.kernels.drivers.diagonal_logpdf_batch`); those from precisions, and
-sampling, are NumPy on the whole batch at once.
+:mod:`fastmvn._api`; those from variances and precisions, and sampling, are NumPy on the
+whole batch at once.
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,7 +19,7 @@ from numpy.linalg import LinAlgError
 
 from .._api import logdet, logpdf, logpdf_chol
 from .._arguments import COV, MEAN, VAR, Arg, bind, check, check_errors, check_out
-from .._batch import _merged, slot, working_dtype
+from .._batch import slot, working_dtype
 from .._docs import filled, shared
 from .._reports import diagnose
 from .._table import FUNCTIONS
@@ -29,8 +28,7 @@ from ._base import _ENTROPY_PER_ENTRY, _exp, _factor, _failing, _first, _nonfini
 if TYPE_CHECKING:
     from .._typing import ArrayLike, Errors, FloatArray, Result, Seed, Size
 
-__all__ = ["pdf", "pdf_chol", "entropy", "entropy_chol", "rvs", "logpdf_diag", "entropy_diag", "rvs_diag",
-           "logpdf_prec"]
+__all__ = ["pdf", "pdf_chol", "entropy", "entropy_chol", "rvs", "entropy_diag", "rvs_diag", "logpdf_prec"]
 
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
@@ -343,87 +341,6 @@ def _finish(value, failures, dtype, batch_shape, out, errors):
         _report(failures + [(overflow, FloatingPointError, "the result overflowed")], batch_shape)
     result[failing | overflow] = np.nan
     return _deliver(result, dtype, out)
-
-
-@shared
-def logpdf_diag(x: ArrayLike, mean: ArrayLike | None, rowvar: ArrayLike, colvar: ArrayLike, *,
-                out: FloatArray | None = None, errors: Errors = "raise") -> Result:
-    r"""Log-density of the matrix normal with diagonal covariances ``diag(rowvar)``, ``diag(colvar)``, batched.
-
-    .. math::
-
-        -\tfrac12\Big[np\log 2\pi + p\sum_i \log a_i + n\sum_j \log b_j
-        + \sum_{ij} \frac{(X-M)_{ij}^2}{a_i b_j}\Big],
-
-    :func:`fastmvn.logpdf` with ``U = diag(a)``, ``V = diag(b)``: ``O(np)`` work per item, one
-    compiled read of ``X`` and ``M``, and no matrix formed.
-
-    Parameters
-    ----------
-    %(density_at)s
-    %(diag_variances)s
-    %(out)s
-    %(errors)s
-
-    Returns
-    -------
-    logpdf : (...) ndarray or scalar
-        The log-densities over the broadcast batch shape; float32 when every input is float32.
-
-    Raises
-    ------
-    numpy.linalg.LinAlgError
-        A variance is not positive; names the argument and batch index.
-    ValueError
-        NaN or infinity in an input (names the argument and batch index); shapes that do
-        not fit or batch shapes that do not broadcast (names the shapes).
-    TypeError
-        Complex or non-numeric input.
-    FloatingPointError
-        A result beyond the float range; names the batch index.
-
-    See Also
-    --------
-    kl_diag, entropy_diag, rvs_diag : the other functions of diagonal covariances.
-    fastmvn.reference.logpdf_diag : the NumPy specification of this function.
-
-    Examples
-    --------
-    >>> import numpy as np, fastmvn as fm
-    >>> x, a, b = np.ones((2, 3)), np.array([1.0, 2.0]), np.array([0.5, 1.0, 4.0])
-    >>> bool(np.isclose(fm.logpdf_diag(x, None, a, b), fm.logpdf(x, None, np.diag(a), np.diag(b))))
-    True
-    >>> fm.logpdf_diag(np.zeros((10, 2, 3)), None, a, b).shape
-    (10,)
-    """
-    check_errors(errors)
-    args = _point_args(x, mean, ("rowvar", VAR, rowvar, "n"), ("colvar", VAR, colvar, "p"))
-    dtype, batch_shape = check(args)
-    check_out(out, dtype, batch_shape)
-    value = _diagonal_logpdf(args, dtype, batch_shape)
-    failures = []
-    if not np.isfinite(value).all():  # which items fail, and why: only where some result is not finite
-        failures = _nonfinite_failures(args) + _variances(args[2:])[1]
-    return _finish(value, failures, dtype, batch_shape, out, errors)
-
-
-def _diagonal_logpdf(args, dtype, batch_shape):
-    """The float64 log-densities of :func:`logpdf_diag` of the checked ``args`` (``x``, ``mean``,
-    ``rowvar``, ``colvar``) over ``batch_shape``, by one compiled pass over each item
-    (:func:`fastmvn.kernels.drivers.diagonal_logpdf_batch`), read in ``dtype`` where it is
-    float32 and in float64 otherwise; not finite where an item fails."""
-    from ..kernels.drivers import diagonal_logpdf_batch
-
-    read = np.dtype(np.float32 if dtype == np.float32 else np.float64)
-    count = math.prod(batch_shape)
-    slots = [slot(arg, read, batch_shape) for arg in args]
-    stacks = _merged(slots, count)
-    if stacks is None:  # batch axes that do not merge into one (rare here): the arguments copied out
-        stacks = [np.ascontiguousarray(s).reshape((count,) + s.shape[-2:]) for s in slots]
-    value = np.empty(count)
-    x, mean, rowvar, colvar = stacks
-    diagonal_logpdf_batch(x, mean, rowvar[..., 0], colvar[..., 0], value)
-    return value.reshape(batch_shape)
 
 
 @shared

@@ -219,39 +219,34 @@ def diagonal_kl_terms(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard
 diagonal_kl_terms = _cached(njit(**OPTIONS)(diagonal_kl_terms))  # compiled on first use, per dtype
 
 
-def diagonal_logpdf_batch(x, mean, rowvar, colvar, out):
-    """``out[b]``, the log-density of ``x[b]`` under ``MN(mean[b], diag(rowvar[b]),
-    diag(colvar[b]))``, for every ``b`` of the ``(count, n, p)``, ``(count, n)`` and
-    ``(count, p)`` stacks (any strides: 0 for an argument shared by the batch), in float64:
-    ``−½(np log 2π + p Σ log a + n Σ log b + Σᵢⱼ (X − M)ᵢⱼ² / (aᵢ bⱼ))``. An item with a variance
-    that is not positive, or any input that is not finite, gets a result that is not finite.
+def diagonal_logpdf(x, mean, rowvar, colvar):
+    """The log-density of ``x`` under ``MN(mean, diag(rowvar), diag(colvar))`` for one large
+    item, in float64, the variances held as ``(n, 1)`` and ``(p, 1)`` columns (as the slots
+    hold them): ``−½(np log 2π + p Σ log a + n Σ log b + Σᵢⱼ (X − M)ᵢⱼ² / (aᵢ bⱼ))``. Not finite
+    where a variance is not positive or an input is not finite.
 
-    One read of ``x`` and ``mean`` per item, a running sum per column over the rows (as
-    :func:`diagonal_kl_terms`), on the calling thread; no temporary of the items' size."""
-    count, n, p = x.shape
-    columns = np.empty(p)
-    col_weights = np.empty(p)
-    for b in range(count):
-        log_a = log_b = 0.0
+    One compiled call for the plan for large items (:mod:`fastmvn._large`): one read of ``x``
+    and ``mean``, a running sum per column over the rows (as :func:`diagonal_kl_terms`), on
+    the calling thread; no temporary of the item's size."""
+    n, p = x.shape
+    columns = np.zeros(p)
+    log_a = log_b = 0.0
+    for i in range(n):
+        a = np.float64(rowvar[i, 0])
+        log_a += math.log(a) if a > 0.0 else math.nan
+        weight = 1.0 / a
         for j in range(p):
-            v = np.float64(colvar[b, j])
-            log_b += math.log(v) if v > 0.0 else math.nan
-            col_weights[j] = 1.0 / v
-            columns[j] = 0.0
-        for i in range(n):
-            a = np.float64(rowvar[b, i])
-            log_a += math.log(a) if a > 0.0 else math.nan
-            weight = 1.0 / a
-            for j in range(p):
-                d = np.float64(x[b, i, j]) - np.float64(mean[b, i, j])
-                columns[j] += d * d * weight
-        quad = 0.0
-        for j in range(p):
-            quad += columns[j] * col_weights[j]
-        out[b] = -0.5 * (n * p * _LOG_2PI + p * log_a + n * log_b + quad)
+            d = np.float64(x[i, j]) - np.float64(mean[i, j])
+            columns[j] += d * d * weight
+    quad = 0.0
+    for j in range(p):
+        b = np.float64(colvar[j, 0])
+        log_b += math.log(b) if b > 0.0 else math.nan
+        quad += columns[j] / b
+    return -0.5 * (n * p * _LOG_2PI + p * log_a + n * log_b + quad)
 
 
-diagonal_logpdf_batch = _cached(njit(**OPTIONS)(diagonal_logpdf_batch))  # compiled on first use, per dtype
+diagonal_logpdf = _cached(njit(**OPTIONS)(diagonal_logpdf))  # compiled on first use, per dtype
 
 
 _KRON_SIGNATURES = {(np.dtype(dtype.name), np.dtype("float64")):

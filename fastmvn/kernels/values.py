@@ -5,7 +5,7 @@ import math
 
 from .._jit import item
 from .._modes import (KL_CHOL, KL_COV, KL_DIAG, KL_STD_CHOL, KL_STD_COV, KL_STD_DIAG, LOGDET,
-                      LOGPDF_CHOL, MAHALANOBIS, MAHALANOBIS_CHOL, TRACE_SOLVE)
+                      LOGPDF_CHOL, LOGPDF_DIAG, MAHALANOBIS, MAHALANOBIS_CHOL, TRACE_SOLVE)
 from .lanes import (cholesky, diagonal_sum, fill, fold, fold_reciprocal, like, log_diagonal, log_diagonals, narrow,
                     log_of_fold, lower_norm2, reciprocal_diagonal, solve_rows, trace_tri, whitened_norm2)
 from .scratch import (FOLD, LOG_RATIO_U, LOG_RATIO_V, LOGDET_U, LOGDET_V, MEANS_DIFFERENCE, QUAD, SLOT0, SLOT1,
@@ -33,6 +33,8 @@ def slot_layout(mode, grad):
         return SLOT0
     if mode == KL_STD_DIAG:
         return standard
+    if mode == LOGPDF_DIAG:
+        return X_DIFFERENCE  # the variances are (n, 1) columns, read whole
     return SLOT2 | SLOT3 | X_DIFFERENCE  # LOGPDF, LOGPDF_CHOL, MAHALANOBIS, MAHALANOBIS_CHOL
 
 
@@ -184,6 +186,22 @@ def diagonal_sum_log(var, trace, acc, t, scale, m, n):
 
 
 @item
+def diagonal_logdet(var, r, logdet, t, m, n):
+    """``r = 1/var`` and ``logdet = log Π var`` for variances held as ``(n, 1)`` columns; NaN
+    where a variance is not positive."""
+    one = like(1.0, var)
+    fill(t, 1.0, m)
+    fill(logdet, 0.0, m)
+    for i in range(n):
+        for l in range(m):
+            x = var[i, 0, l]
+            x = x if x > 0.0 else like(math.nan, var)
+            r[i, l] = one / x
+            fold(t, logdet, l, x, narrow(var))
+    log_of_fold(t, logdet, 1.0, m)
+
+
+@item
 def scaled_quad(W, Y, ru, rv, quad, m, n, p):
     """``W = Y / (u vᵀ)`` (``W`` may be ``Y``) and ``quad = Σ Y² / (u vᵀ)`` for ``ru = 1/u``, ``rv = 1/v``."""
     fill(quad, 0.0, m)
@@ -272,6 +290,11 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
         diagonal_sum_log(S1, v[TRACE_U], v[LOG_RATIO_U], v[FOLD], -1.0, m, n)
         diagonal_sum_log(S2, v[TRACE_V], v[LOG_RATIO_V], v[FOLD], -1.0, m, p)
         kl_value(res, v[TRACE_U], v[TRACE_V], v[QUAD], v[LOG_RATIO_U], v[LOG_RATIO_V], m, n, p)
+    elif mode == LOGPDF_DIAG:
+        diagonal_logdet(S2, ru2, v[LOGDET_U], v[FOLD], m, n)
+        diagonal_logdet(S3, rv2, v[LOGDET_V], v[FOLD], m, p)
+        scaled_quad(S0, S0, ru2, rv2, v[QUAD], m, n, p)
+        logpdf_value(res, v[QUAD], v[LOGDET_U], v[LOGDET_V], m, n, p)
     elif mode == LOGDET:
         cholesky(S0, ru1, m, n)
         log_diagonal(S0, None, 2.0, res, v[FOLD], m, n)
