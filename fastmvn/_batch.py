@@ -7,7 +7,7 @@ import functools
 
 import numpy as np
 
-from . import _config, _large, _pool
+from . import _config, _large, _modes, _pool
 from ._arguments import bind, check, check_errors, check_out
 from ._jit import launching
 from ._reports import batch_index, diagnose
@@ -52,12 +52,42 @@ def _padding(count, dtype):
     return np.broadcast_to(np.zeros((1, 1, 1), dtype), (count, 1, 1))
 
 
-def _driver_arguments(flat, count, dtype):
+def _driver_arguments(flat, count, dtype, streamed=False):
     """What a batch driver takes besides the slots ``flat`` and the results: ``(1, 1, 1)``
     padding for the slots a mode does not use, ``first_bad`` (one entry per chunk) and
-    ``work``, an empty array of the :func:`working_dtype`."""
+    ``work``, an empty array of the :func:`working_dtype`; for the items of diagonal
+    covariances that :func:`_streamed` sends to ``diagonal_batch``, float64, and chunks of at
+    least :data:`fastmvn._config.DIAGONAL_CHUNK_ENTRIES` entries of the means where that makes
+    more chunks than ``CHUNK`` items each (a few large items)."""
     padding = [_padding(count, dtype)] * (6 - len(flat))
-    return padding, np.empty(-(-count // _config.CHUNK), np.int64), np.empty(0, working_dtype(flat))
+    chunks = -(-count // _config.CHUNK)
+    if streamed:
+        entries = count * flat[0].shape[-2] * flat[0].shape[-1]
+        chunks = max(chunks, min(count, entries // _config.DIAGONAL_CHUNK_ENTRIES))
+    return padding, np.empty(chunks, np.int64), np.empty(0, np.float64 if streamed else working_dtype(flat))
+
+
+_DIAGONAL_MODES = (_modes.KL_DIAG, _modes.KL_STD_DIAG, _modes.LOGPDF_DIAG)
+
+
+def _streamed(mode, slots, count):
+    """Whether the values of ``mode`` over ``count`` items of ``slots`` are computed one item
+    at a time where each lies (``fastmvn.kernels.drivers.diagonal_batch``) rather than in lanes:
+    a mode of diagonal covariances, items of largest side from
+    :data:`fastmvn._config.DIAGONAL_KL_STREAM_MIN_SIDE` (``DIAGONAL_LOGPDF_STREAM_MIN_SIDE``),
+    or items that the plan for large items would take (:func:`fastmvn._large.chosen`; these
+    values never go there); not float32 items that the lanes compute in float32 (their
+    gradients' lanes do too). Decided by the items' shape, not by where an item falls in its
+    batch: small items take the lanes one at a time too, and give the bits they give in any
+    batch."""
+    if mode not in _DIAGONAL_MODES:
+        return False
+    side = max(slots[0].shape[-2:])
+    if slots[0].dtype == np.float32 and side <= _config.FLOAT32_ARITHMETIC_MAX_SIDE:
+        return False
+    least = {_modes.KL_DIAG: _config.DIAGONAL_KL_STREAM_MIN_SIDE,
+             _modes.LOGPDF_DIAG: _config.DIAGONAL_LOGPDF_STREAM_MIN_SIDE}.get(mode)
+    return (least is not None and side >= least) or _large.chosen(slots, count)
 
 
 def _merged(slots, count):
@@ -167,7 +197,8 @@ def evaluate_grad(mode, slots, out, grads, wanted):
     count = out.size
     if count == 0:
         return None
-    if _large.chosen(slots, count, gradients=bool(grads)):
+    streamed = not grads and _streamed(mode, slots, count)
+    if not streamed and _large.chosen(slots, count, gradients=bool(grads)):
         return _large.value_and_grad(mode, slots, out, grads, wanted) if grads else _large.evaluate(mode, slots, out)
     flat = _merged(slots, count)
     if flat is None:
@@ -178,9 +209,9 @@ def evaluate_grad(mode, slots, out, grads, wanted):
         if plan is None:
             return _looped(mode, slots, out, grads, wanted, axis)
         return _blocked(mode, slots, out, grads, wanted, plan)
-    padding, first_bad, work = _driver_arguments(flat, count, out.dtype)
+    padding, first_bad, work = _driver_arguments(flat, count, out.dtype, streamed)
     kernels = _kernels()
-    driver = kernels.value_and_grad_batch if grads else kernels.evaluate_batch
+    driver = kernels.value_and_grad_batch if grads else kernels.diagonal_batch if streamed else kernels.evaluate_batch
     if grads:
         flat_grads = [g.reshape((count,) + g.shape[-2:]) if w else g for g, w in zip(grads, wanted)]
         arguments = (mode, *flat, *padding, out.reshape(count), *flat_grads,
@@ -272,7 +303,8 @@ def _plan_key(function, values, out, errors, lower):
         return None
     key = [function.name, _config.CHUNK, _config.LAPACK_MIN_SIDE, _config.LAPACK_BATCH_SIDE, _config.LAPACK_ALL_SIDE,
            _config.LAPACK_GRADIENT_MIN_SIDE, _config.LAPACK_GRADIENT_BATCH_SIDE, _config.LAPACK_GRADIENT_ALL_SIDE,
-           _config.FLOAT32_ARITHMETIC_MAX_SIDE]  # a test may change them
+           _config.FLOAT32_ARITHMETIC_MAX_SIDE, _config.DIAGONAL_KL_STREAM_MIN_SIDE,
+           _config.DIAGONAL_LOGPDF_STREAM_MIN_SIDE, _config.DIAGONAL_CHUNK_ENTRIES]  # a test may change them
     for value in values:
         if value is None:
             key.append(None)
@@ -330,10 +362,15 @@ class _Plan:
             plan.wanted = [wants for _, _, wants in plan.gradients] + [False] * (6 - len(plan.gradients))
             plan.mask = sum(1 << k for k, wants in enumerate(plan.wanted) if wants)
             plan.placeholder = np.empty((1, 1, 1), dtype)  # never written: in place of a gradient not stored
-        plan.large = _large.chosen(slots, count, gradients is not None)
+        plan.streamed = gradients is None and _streamed(mode, slots, count)
+        plan.large = not plan.streamed and _large.chosen(slots, count, gradients is not None)
         if not plan.large:
-            plan.padding, _, plan.work = _driver_arguments(slots, count, dtype)
-            driver = _kernels().value_and_grad_batch if gradients is not None else _kernels().evaluate_batch
+            plan.padding, first_bad, plan.work = _driver_arguments(slots, count, dtype, plan.streamed)
+            if len(first_bad) > 1:  # large items of diagonal covariances to split over threads
+                return None
+            kernels = _kernels()
+            driver = (kernels.value_and_grad_batch if gradients is not None else
+                      kernels.diagonal_batch if plan.streamed else kernels.evaluate_batch)
             plan.driver = driver.compiled((dtype, plan.work.dtype), parallel=False)
         return plan
 

@@ -37,7 +37,7 @@ from . import _config, _jit, _modes, _pool
 
 __all__ = ["chosen", "sized", "evaluate", "value_and_grad", "kron_sum_logpdf"]
 
-_DIAGONAL_MODES = (_modes.KL_DIAG, _modes.KL_STD_DIAG, _modes.LOGPDF_DIAG)  # O(np), one compiled call: no arena, no BLAS
+_DIAGONAL_MODES = (_modes.KL_DIAG, _modes.KL_STD_DIAG)  # O(np) terms in one compiled call: no arena, no BLAS
 _KL_MODES = (_modes.KL_COV, _modes.KL_CHOL, _modes.KL_DIAG, _modes.KL_STD_COV, _modes.KL_STD_CHOL,
              _modes.KL_STD_DIAG)
 
@@ -76,14 +76,14 @@ def sized(side, count, least, batch_side, all_side):
 def _linalg():
     """The compiled BLAS and LAPACK calls (:mod:`fastmvn._lapack`), the compiled terms of one
     item (:mod:`fastmvn._large_items`) and of one item of diagonal covariances
-    (:func:`fastmvn.kernels.drivers.diagonal_kl_terms`, :func:`~fastmvn.kernels.drivers.diagonal_logpdf`),
+    (:func:`fastmvn.kernels.drivers.diagonal_kl_terms`, with :func:`~fastmvn.kernels.drivers.kl_of_terms`),
     imported on first use so that
     ``import fastmvn`` compiles nothing (and looked up once: an import statement's lookup took
     a few microseconds of a call whose item takes tens)."""
     from . import _lapack, _large_items
-    from .kernels.drivers import diagonal_kl_terms, diagonal_logpdf
+    from .kernels.drivers import diagonal_kl_terms, kl_of_terms
 
-    return _lapack, _large_items, diagonal_kl_terms, diagonal_logpdf
+    return _lapack, _large_items, diagonal_kl_terms, kl_of_terms
 
 
 def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
@@ -91,7 +91,7 @@ def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
     gradients are made of: ``(value, (a1, b1, a2, b2, t_u, t_v))``, the terms in one compiled
     call (:func:`fastmvn.kernels.drivers.diagonal_kl_terms`) whose quadratic form is one read of
     the means (for the standard prior, of ``M1``)."""
-    _, terms, diagonal_kl_terms, _ = _linalg()
+    _, _, diagonal_kl_terms, kl_of_terms = _linalg()
     n, p = mean1.shape
     a1, b1 = row1[:, 0], col1[:, 0]
     standard = mode == _modes.KL_STD_DIAG
@@ -100,7 +100,7 @@ def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
         mean1, a1, b1, mean1 if standard else mean2, a2, b2, standard)
     if not ok:
         raise _Failed
-    value = terms.kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p)
+    value = kl_of_terms(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p)
     return value, (a1, b1, a2, b2, trace_u, trace_v)
 
 
@@ -122,10 +122,6 @@ def _value(mode, items, arena):
     """The value of ``mode`` for one item: ``items`` holds its slots as C-ordered float64
     matrices; its scratch comes from ``arena`` (:func:`_arena`)."""
     terms = _linalg()[1]
-    if mode == _modes.LOGPDF_DIAG:
-        return _linalg()[3](*items)  # not finite where the item fails
-    if mode in _DIAGONAL_MODES:
-        return _kl_diag(mode, *items, *([None] * (6 - len(items))))[0]
     if mode in _KL_MODES:
         items = (*items[:3], *_second(*items, *([None] * (6 - len(items)))))
         defined, value = terms.kl_parts(arena, mode, *items, False, _config.TRIANGULAR_BLOCKS)[:2]

@@ -16,19 +16,12 @@ import numpy as np
 from . import _modes
 from ._lapack import _compiled, cholesky, copied, cross, eigh, factor, gram, inner, inverse, logdet, matrix, norm2, \
     reflect, solve, solve_lower, solve_right, times_lower, times_rows, tridiagonal, whitened
+from .kernels.drivers import kl_of_terms
 
-__all__ = ["kl_value", "kl_parts", "kl_grads", "logpdf_parts", "logpdf_grads", "logdet_value", "trace_solve_value",
+__all__ = ["kl_parts", "kl_grads", "logpdf_parts", "logpdf_grads", "logdet_value", "trace_solve_value",
            "kron_sum_logpdf"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-@_compiled
-def kl_value(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p):
-    """``½(t_u t_v + quad − np + p·log(|U2|/|U1|) + n·log(|V2|/|V1|))`` in the kernels' order,
-    halved term by term; never negative (rounding below zero gives 0, -inf stays a failure)."""
-    kl = (0.5 * trace_u) * trace_v + 0.5 * quad - 0.5 * n * p + (0.5 * p) * log_ratio_u + (0.5 * n) * log_ratio_v
-    return 0.0 if -math.inf < kl < 0.0 else kl
 
 
 @_compiled
@@ -114,7 +107,7 @@ def kl_parts(arena, mode, mean1, row1, col1, mean2, row2, col2, inverses, most_b
             a, b = (solve_lower(arena, l2, l1, _blocks(n, most_blocks)),
                     solve_lower(arena, q2, q1, _blocks(p, most_blocks)))
         t_u, t_v = norm2(a), norm2(b)
-    value = kl_value(t_u, t_v, norm2(z), log_ratio_u, log_ratio_v, n, p)
+    value = kl_of_terms(t_u, t_v, norm2(z), log_ratio_u, log_ratio_v, n, p)
     return True, value, l1, q1, l2, q2, a, b, z, t_u, t_v, u2, v2
 
 

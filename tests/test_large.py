@@ -348,9 +348,10 @@ def test_threads_serve_one_item_or_many(side, count, one_thread, workers, monkey
 
 
 def test_the_diagonal_kl_leaves_blas_threads_alone(monkeypatch):
-    """The diagonal KL and log-density call neither BLAS nor LAPACK: their items do not limit
-    BLAS to one thread where others of their size would (a limit set and restored took about
-    25 µs a call)."""
+    """The diagonal KL and log-density call neither BLAS nor LAPACK: their values are one
+    compiled call over the items (``diagonal_batch``), not the plan for large items, and the
+    KL's gradients, which are, do not limit BLAS to one thread where others of their size
+    would (a limit set and restored took about 25 µs a call)."""
     entered = []
 
     class Recorded:
@@ -364,15 +365,16 @@ def test_the_diagonal_kl_leaves_blas_threads_alone(monkeypatch):
     monkeypatch.setattr(_large, "_ONE_BLAS_THREAD", Recorded())
     monkeypatch.setattr(_large, "_each_item", lambda *a: runs.append(a[-1]) or each_item(*a))
     diagonal, full = random_inputs("kl_diag", 2, 40, 30), random_inputs("kl", 2, 40, 30)
+    points = random_inputs("logpdf_diag", 2, 40, 30)
     assert _large._threads(2, 40) == (1, True)
     np.testing.assert_allclose(fm.kl_diag(*diagonal), reference.kl_diag(*diagonal), rtol=1e-12)
-    fm.kl_diag_value_and_grad(*diagonal)
     fm.kl_diag(*diagonal[:3])
-    points = random_inputs("logpdf_diag", 2, 40, 30)
     np.testing.assert_allclose(fm.logpdf_diag(*points), reference.logpdf_diag(*points), rtol=1e-12)
-    assert entered == [] and runs == [range(2)] * 4     # the plan for large items, each call
+    assert runs == []
+    fm.kl_diag_value_and_grad(*diagonal)
+    assert entered == [] and runs == [range(2)]     # the plan for large items
     fm.kl(*full)
-    assert entered == [True] and len(runs) == 5
+    assert entered == [True] and len(runs) == 2
 
 
 def test_one_blas_thread_is_restored_after_overlapping_calls(monkeypatch):

@@ -34,15 +34,16 @@ The modules, each importing only those below it:
 * :mod:`~fastmvn.kernels.gradients`: the KL's value and gradient in one pass;
 * :mod:`~fastmvn.kernels.eigen`: the lane eigensolver (cyclic Jacobi);
 * :mod:`~fastmvn.kernels.kronsum`: the log-density and KL of Kronecker-sum normals;
-* :mod:`~fastmvn.kernels.drivers`: the CPU batch drivers.
+* :mod:`~fastmvn.kernels.drivers`: the CPU batch drivers: the lanes', and one over items of
+  diagonal covariances, each read where it lies.
 
 The per-item functions are compiled with :func:`fastmvn._jit.item`, which records each of
 them; their plain Python sources (``func.py_func``) are what other targets compile as well
 (:func:`fastmvn._cuda_kernels.retarget`). Importing this package compiles nothing.
 """
 
-from .drivers import evaluate_batch, kron_sum_batch, value_and_grad_batch
+from .drivers import diagonal_batch, evaluate_batch, kron_sum_batch, value_and_grad_batch
 from .eigen import jacobi
 from .lanes import cholesky
 
-__all__ = ["cholesky", "evaluate_batch", "jacobi", "kron_sum_batch", "value_and_grad_batch"]
+__all__ = ["cholesky", "diagonal_batch", "evaluate_batch", "jacobi", "kron_sum_batch", "value_and_grad_batch"]

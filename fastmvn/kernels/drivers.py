@@ -9,6 +9,7 @@ from numba import boolean, float32, float64, int64, njit, prange, types, void
 
 from .._config import LANES, SMALL_LANES  # compile-time constants: Numba folds them into the kernels
 from .._jit import OPTIONS, _cached, batch, item
+from .._modes import KL_STD_DIAG, LOGPDF_DIAG
 from .eigen import JACOBI_ROWS
 from .gradients import store_wanted, value_and_grad
 from .kronsum import KRON_SCALARS, kron_sum_kl, kron_sum_logpdf
@@ -151,7 +152,8 @@ def value_and_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, 
 def _variance_ratios(var1, var2, weights, standard):
     """``(ok, Σ var1/var2, Σ log var2 − Σ log var1)`` with ``weights = 1/var2``; ``ok`` is
     False where a variance is not positive. With ``standard``, ``var2`` is ones and not read
-    (nor its logarithms taken)."""
+    (nor its logarithms taken). A logarithm per variance, which the compiler vectorises: the
+    lanes' folded products (one logarithm) took longer here, a chain of dependent products."""
     ok = True
     ratio = log_ratio = 0.0
     for i in range(var1.shape[0]):
@@ -170,34 +172,18 @@ def _variance_ratios(var1, var2, weights, standard):
     return ok, ratio, log_ratio
 
 
-_variance_ratios = njit(**OPTIONS)(_variance_ratios)  # inlined by LLVM into diagonal_kl_terms
+_variance_ratios = njit(**OPTIONS)(_variance_ratios)  # inlined by LLVM into its callers
 
 
-def diagonal_kl_terms(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard):
-    """The terms of the KL between matrix normals with diagonal covariances for one large item,
-    in float64: ``(ok, t_u, t_v, quad, log_ratio_u, log_ratio_v)`` with ``t_u = Σ a1/a2``,
-    ``t_v = Σ b1/b2``, ``quad = Σᵢⱼ (M2 − M1)ᵢⱼ² / (a2ᵢ b2ⱼ)`` and the log-ratios
-    ``Σ log a2 − Σ log a1``, ``Σ log b2 − Σ log b1`` (``a``, ``b`` the row and column
-    variances); ``ok`` is False where a variance is not positive (or NaN). With ``standard``
-    the second distribution is ``MN(0, I, I)``: ``mean2``, ``rowvar2`` and ``colvar2`` are not
-    read, and ``quad = ‖M1‖²``.
-
-    One compiled call for the plan for large items (:mod:`fastmvn._large`), where a dozen
-    NumPy reductions over the variances took as long as the read of the means. The quadratic
-    form is one read of the means on the calling thread, a running sum per column over the
-    rows, which the compiler vectorises along the row (no chain of dependent additions): at
-    784×150 it took half the time of NumPy's sums of the two means, where four sums per row
-    side by side took 1.25 times as long. Two threads over blocks of rows took longer on a
-    2-core machine, and BLAS's dot product on its threads for ``‖M1‖²`` took now and then
-    ten to a hundred times its usual time on a machine whose other core was busy."""
+def _diagonal_kl(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard, row_weights, col_weights, columns):
+    """:func:`diagonal_kl_terms` of one item, its scratch given: ``row_weights`` (``n``),
+    ``col_weights`` and ``columns`` (``p``)."""
     n, p = mean1.shape
-    row_weights = np.empty(n)
-    col_weights = np.empty(p)
     row_ok, t_u, log_u = _variance_ratios(rowvar1, rowvar2, row_weights, standard)
     col_ok, t_v, log_v = _variance_ratios(colvar1, colvar2, col_weights, standard)
     ok = row_ok and col_ok
     quad = 0.0
-    columns = np.zeros(p)
+    columns[:] = 0.0
     if standard:
         for i in range(n):
             for j in range(p):
@@ -210,43 +196,117 @@ def diagonal_kl_terms(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard
             weight = row_weights[i]
             for j in range(p):
                 d = np.float64(mean2[i, j]) - np.float64(mean1[i, j])
-                columns[j] += d * d * weight
+                columns[j] += d * (d * weight)  # d² itself may overflow where d²/a does not
         for j in range(p):
             quad += columns[j] * col_weights[j]
     return ok, t_u, t_v, quad, log_u, log_v
 
 
+_diagonal_kl = njit(**OPTIONS)(_diagonal_kl)
+
+
+def diagonal_kl_terms(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard):
+    """The terms of the KL between matrix normals with diagonal covariances for one item, in
+    float64: ``(ok, t_u, t_v, quad, log_ratio_u, log_ratio_v)`` with ``t_u = Σ a1/a2``,
+    ``t_v = Σ b1/b2``, ``quad = Σᵢⱼ (M2 − M1)ᵢⱼ² / (a2ᵢ b2ⱼ)`` and the log-ratios
+    ``Σ log a2 − Σ log a1``, ``Σ log b2 − Σ log b1`` (``a``, ``b`` the row and column
+    variances); ``ok`` is False where a variance is not positive (or NaN). With ``standard``
+    the second distribution is ``MN(0, I, I)``: ``mean2``, ``rowvar2`` and ``colvar2`` are not
+    read, and ``quad = ‖M1‖²``.
+
+    The gradients of large items (:mod:`fastmvn._large`) start from these terms, and
+    :func:`diagonal_batch` computes its KLs from them. The quadratic form is one read of the
+    means on the calling thread, a running sum per column over the rows, which the compiler
+    vectorises along the row (no chain of dependent additions): at 784×150 it took half the
+    time of NumPy's sums of the two means, where four sums per row side by side took 1.25
+    times as long. Two threads over blocks of rows took longer on a 2-core machine, and BLAS's
+    dot product on its threads for ``‖M1‖²`` took now and then ten to a hundred times its
+    usual time on a machine whose other core was busy."""
+    n, p = mean1.shape
+    return _diagonal_kl(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard, np.empty(n), np.empty(p),
+                        np.empty(p))
+
+
 diagonal_kl_terms = _cached(njit(**OPTIONS)(diagonal_kl_terms))  # compiled on first use, per dtype
 
 
-def diagonal_logpdf(x, mean, rowvar, colvar):
-    """The log-density of ``x`` under ``MN(mean, diag(rowvar), diag(colvar))`` for one large
-    item, in float64, the variances held as ``(n, 1)`` and ``(p, 1)`` columns (as the slots
-    hold them): ``−½(np log 2π + p Σ log a + n Σ log b + Σᵢⱼ (X − M)ᵢⱼ² / (aᵢ bⱼ))``. Not finite
-    where a variance is not positive or an input is not finite.
+def kl_of_terms(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p):
+    """``½(t_u t_v + quad − np + p·log(|U2|/|U1|) + n·log(|V2|/|V1|))`` in the lane kernels'
+    order (:func:`~fastmvn.kernels.values.kl_value`), halved term by term; never negative
+    (rounding below zero gives 0, -inf stays a failure). The KL of every item computed one at
+    a time: :func:`diagonal_batch` and the plan for large items (:mod:`fastmvn._large_items`)."""
+    kl = (0.5 * trace_u) * trace_v + 0.5 * quad - 0.5 * n * p + (0.5 * p) * log_ratio_u + (0.5 * n) * log_ratio_v
+    return 0.0 if -math.inf < kl < 0.0 else kl
 
-    One compiled call for the plan for large items (:mod:`fastmvn._large`): one read of ``x``
-    and ``mean``, a running sum per column over the rows (as :func:`diagonal_kl_terms`), on
-    the calling thread; no temporary of the item's size."""
+
+kl_of_terms = njit(**OPTIONS)(kl_of_terms)
+
+
+def _diagonal_logpdf(x, mean, rowvar, colvar, columns):
+    """The log-density of ``x`` under ``MN(mean, diag(rowvar), diag(colvar))`` for one item, in
+    float64, with ``columns`` (``p``) as scratch:
+    ``−½(np log 2π + p Σ log a + n Σ log b + Σᵢⱼ (X − M)ᵢⱼ² / (aᵢ bⱼ))``; not finite where a
+    variance is not positive or an input is not finite. One read of ``x`` and ``mean``, a
+    running sum per column over the rows (as :func:`diagonal_kl_terms`)."""
     n, p = x.shape
-    columns = np.zeros(p)
+    columns[:] = 0.0
     log_a = log_b = 0.0
     for i in range(n):
-        a = np.float64(rowvar[i, 0])
+        a = np.float64(rowvar[i])
         log_a += math.log(a) if a > 0.0 else math.nan
         weight = 1.0 / a
         for j in range(p):
             d = np.float64(x[i, j]) - np.float64(mean[i, j])
-            columns[j] += d * d * weight
+            columns[j] += d * (d * weight)  # d² itself may overflow where d²/a does not
     quad = 0.0
     for j in range(p):
-        b = np.float64(colvar[j, 0])
+        b = np.float64(colvar[j])
         log_b += math.log(b) if b > 0.0 else math.nan
         quad += columns[j] / b
     return -0.5 * (n * p * _LOG_2PI + p * log_a + n * log_b + quad)
 
 
-diagonal_logpdf = _cached(njit(**OPTIONS)(diagonal_logpdf))  # compiled on first use, per dtype
+_diagonal_logpdf = njit(**OPTIONS)(_diagonal_logpdf)
+
+
+@batch(_SIGNATURES)
+def diagonal_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad, work):
+    """``out[b]`` for every ``b`` of a mode of diagonal covariances (``KL_DIAG``,
+    ``KL_STD_DIAG``, ``LOGPDF_DIAG``; variances as ``(n, 1)`` columns, as the slots hold
+    them), one item at a time in float64 (``work`` is float64), in parallel chunks with
+    ``first_bad`` as :func:`evaluate_batch`.
+
+    Their work is one read of the means or points: an item read where it lies, in one pass
+    with a running sum per column, streams at memory speed, where the lanes gather items side
+    by side into scratch first and read them again (``fastmvn._batch._streamed`` says which
+    items take this driver; ``fastmvn._config.DIAGONAL_KL_STREAM_MIN_SIDE`` has the figures)."""
+    count = out.shape[0]
+    n = a0.shape[1]
+    p = a0.shape[2]
+    chunks = first_bad.shape[0]
+    size = (count + chunks - 1) // chunks
+    for c in prange(chunks):
+        row_weights = np.empty(n)
+        col_weights = np.empty(p)
+        columns = np.empty(p)
+        bad = count
+        for b in range(c * size, min(count, (c + 1) * size)):
+            # The items as C-ordered matrices (themselves where they are, as stacks of whole items
+            # are; else copies): typed so, the loop along a row vectorises, which took a large
+            # item from 0.8 to 1.45 times one read of it.
+            first = np.ascontiguousarray(a0[b])
+            if mode == LOGPDF_DIAG:
+                value = _diagonal_logpdf(first, np.ascontiguousarray(a1[b]), a2[b, :, 0], a3[b, :, 0], columns)
+            else:  # KL_DIAG; KL_STD_DIAG reads neither a3, a4 nor a5
+                ok, t_u, t_v, quad, log_u, log_v = _diagonal_kl(
+                    first, a1[b, :, 0], a2[b, :, 0], np.ascontiguousarray(a3[b]), a4[b, :, 0], a5[b, :, 0],
+                    mode == KL_STD_DIAG, row_weights, col_weights, columns)
+                value = kl_of_terms(t_u, t_v, quad, log_u, log_v, n, p) if ok else math.nan
+            out[b] = value
+            if not math.isfinite(out[b]):  # as stored: beyond float32's range fails in a float32 out
+                out[b] = math.nan
+                bad = min(bad, b)
+        first_bad[c] = bad
 
 
 _KRON_SIGNATURES = {(np.dtype(dtype.name), np.dtype("float64")):
