@@ -9,7 +9,7 @@ The plain NumPy specification of each function is :mod:`fastmvn.reference`.
 from ._api import (kl, kl_chol, kl_diag, logdet, logpdf, logpdf_chol, logpdf_diag, mahalanobis, mahalanobis_chol,
                    trace_solve)
 from ._gradients import (kl_chol_value_and_grad, kl_diag_value_and_grad, kl_value_and_grad, logpdf_chol_value_and_grad,
-                         logpdf_value_and_grad)
+                         logpdf_diag_value_and_grad, logpdf_value_and_grad)
 from .distributions import (KroneckerSumNormal, MatrixGaussian, MatrixNormal, MatrixNormalFit, entropy, entropy_chol,
                             entropy_diag, expect_quadratic, fit, kl_eig, kl_eig_value_and_grad, kl_full, kl_gaussian,
                             kl_kron_sum, kl_kron_sum_value_and_grad, logpdf_kron_prec_value_and_grad,
@@ -23,7 +23,8 @@ __all__ = ["kl", "kl_chol", "kl_diag", "logdet", "logpdf", "logpdf_chol", "mahal
            "trace_solve", "pdf", "pdf_chol", "entropy", "entropy_chol", "rvs", "fit", "MatrixNormal", "MatrixNormalFit",
            "MatrixGaussian", "kl_full", "kl_gaussian", "expect_quadratic", "nearest_kronecker", "project",
            "kl_value_and_grad", "kl_chol_value_and_grad", "kl_diag_value_and_grad", "logpdf_value_and_grad",
-           "logpdf_chol_value_and_grad", "set_buffer_pool", "KroneckerSumNormal", "logpdf_kron_sum", "kl_kron_sum",
+           "logpdf_chol_value_and_grad", "logpdf_diag_value_and_grad", "set_buffer_pool", "KroneckerSumNormal",
+           "logpdf_kron_sum", "kl_kron_sum",
            "kl_eig", "logpdf_kron_sum_value_and_grad", "logpdf_kron_prec_value_and_grad", "kl_kron_sum_value_and_grad",
            "kl_eig_value_and_grad",
            "logpdf_diag", "logpdf_prec", "entropy_diag", "rvs_diag", "__version__"]

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ._typing import ArrayLike, Errors, GradOut, ValueAndGrad, Wrt
 
 __all__ = ["kl_value_and_grad", "kl_chol_value_and_grad", "kl_diag_value_and_grad", "logpdf_value_and_grad",
-           "logpdf_chol_value_and_grad", "value_and_grad", "computed", "reduce_to"]
+           "logpdf_chol_value_and_grad", "logpdf_diag_value_and_grad", "value_and_grad", "computed", "reduce_to"]
 
 
 def reduce_to(grad, shape):
@@ -335,7 +335,7 @@ def kl_diag_value_and_grad(mean1: ArrayLike, rowvar1: ArrayLike, colvar1: ArrayL
 
 
 _DENSITY_WRT = (KEYWORDS["wrt"][0], "The names of the arguments whose gradients to compute (``\"x\"``, ``\"mean\"`` "
-                "and the two covariances or factors); by default every argument not passed as None. The other "
+                "and the two covariances, factors or variances); by default every argument not passed as None. The other "
                 "gradients are None and cost neither memory nor stores: a likelihood fitted in ``mean`` alone, "
                 "``wrt=\"mean\"``, stores a quarter of the bytes or less.")
 
@@ -445,3 +445,54 @@ def logpdf_chol_value_and_grad(x: ArrayLike, mean: ArrayLike | None, rowchol: Ar
     """
     return value_and_grad(FUNCTIONS["logpdf_chol"], (x, mean, rowchol, colchol), errors, out=out, wrt=wrt,
                           lower=lower)
+
+
+@filled("logpdf_diag", keywords=["grad_errors", "grad_out"], extra=[_DENSITY_WRT])
+def logpdf_diag_value_and_grad(x: ArrayLike, mean: ArrayLike | None, rowvar: ArrayLike, colvar: ArrayLike, *,
+                               errors: Errors = "raise", out: GradOut | None = None, wrt: Wrt = None) -> ValueAndGrad:
+    r"""The log-density of :func:`logpdf_diag` and its gradient with respect to each argument, batched.
+
+    With ``D = X − M``, ``a = rowvar``, ``b = colvar`` and ``W = D / (a bᵀ)`` (entrywise):
+
+    .. math::
+
+        \frac{\partial \log p}{\partial M} = -\frac{\partial \log p}{\partial X} = W,\quad
+        \frac{\partial \log p}{\partial a_i} = \frac{1}{2a_i}\Big(\sum_c D_{ic} W_{ic} - p\Big),\quad
+        \frac{\partial \log p}{\partial b_c} = \frac{1}{2b_c}\Big(\sum_i D_{ic} W_{ic} - n\Big),
+
+    ``O(np)`` per item, in one pass with the value.
+
+    %(parameters)s
+
+    Returns
+    -------
+    logpdf : (...) ndarray or scalar
+        The log-densities, as :func:`logpdf_diag` returns them.
+    grads : tuple of four ndarray or None
+        ``∂ sum(logpdf) / ∂ argument`` for ``(x, mean, rowvar, colvar)``, as in
+        :func:`logpdf_value_and_grad` (the variances' gradients are vectors, as they are).
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError, ValueError, TypeError, FloatingPointError
+        As in :func:`logpdf_diag`, naming the argument and the batch index.
+    %(raises_grad_out)s
+
+    See Also
+    --------
+    logpdf_value_and_grad, fastmvn.torch.logpdf_diag
+
+    Examples
+    --------
+    >>> import numpy as np, fastmvn as fm
+    >>> x, a, b = np.ones((2, 3)), np.array([1.0, 2.0]), np.array([0.5, 1.0, 4.0])
+    >>> value, grads = fm.logpdf_diag_value_and_grad(x, None, a, b)
+    >>> grads[0]                                  # −(X − M) / (a bᵀ)
+    array([[-2.   , -1.   , -0.25 ],
+           [-1.   , -0.5  , -0.125]])
+    >>> grads[2]                                  # ½(Σ_c D W − p) / a
+    array([ 0.125  , -0.34375])
+    >>> bool(np.isclose(value, fm.logpdf_diag(x, None, a, b)))
+    True
+    """
+    return value_and_grad(FUNCTIONS["logpdf_diag"], (x, mean, rowvar, colvar), errors, out=out, wrt=wrt)

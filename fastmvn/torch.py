@@ -1,5 +1,5 @@
 """PyTorch autograd functions for the batched KL and log-density: ``kl``, ``kl_chol``,
-``kl_diag``, ``logpdf`` and ``logpdf_chol`` on tensors, the Kronecker-sum
+``kl_diag``, ``logpdf``, ``logpdf_chol`` and ``logpdf_diag`` on tensors, the Kronecker-sum
 ``logpdf_kron_sum`` and ``kl_kron_sum``, and ``logpdf_kron_prec`` of the precision form.
 
 Install with ``pip install 'fastmvn[torch]'``. Each function takes the arguments of its
@@ -189,6 +189,13 @@ tensor([[-0.3750]], dtype=torch.float64)
 >>> fmt.kl_diag(torch.zeros(1, 1, dtype=torch.float64), a, torch.ones(1, dtype=torch.float64)).backward()
 >>> a.grad                       # ½(1 − 1/a)
 tensor([0.2500], dtype=torch.float64)
+""",
+    "logpdf_diag": """
+>>> import torch, fastmvn.torch as fmt
+>>> a = torch.tensor([2.0], dtype=torch.float64, requires_grad=True)
+>>> fmt.logpdf_diag(torch.ones(1, 1, dtype=torch.float64), None, a, torch.ones(1, dtype=torch.float64)).backward()
+>>> a.grad                       # d/da −½(log a + 1/a) = ½(1/a² − 1/a)
+tensor([-0.1250], dtype=torch.float64)
 """,
 }
 

@@ -337,7 +337,8 @@ def test_gpu_benchmark_script_runs(capsys):
 
 GRADIENT_CASES = {case: CASES[case] for case in ("kl", "kl to MN(0, I, I)", "kl_chol", "kl_chol to MN(0, I, I)",
                                                  "kl_diag", "kl_diag to MN(0, I, I)", "kl with mean2 omitted",
-                                                 "logpdf", "logpdf_chol")}
+                                                 "logpdf", "logpdf_chol", "logpdf_diag",
+                                                 "logpdf_diag with mean omitted")}
 
 
 def assert_grads_match(grads, expected, dtype=np.float64, device=False):

@@ -100,7 +100,7 @@ def test_gradients_agree_with_in_memory_function(rng, case, dtype):
             np.testing.assert_allclose(grad, want, rtol=rtol, atol=rtol * np.abs(want).max())
 
 
-@pytest.mark.parametrize("case", ["logpdf", "logpdf_chol"])
+@pytest.mark.parametrize("case", ["logpdf", "logpdf_chol", "logpdf_diag"])
 def test_log_density_gradients_agree_with_in_memory_function(rng, case):
     """The log-density's gradients over blocks; a column covariance shared by every item gets
     its gradient summed across blocks, a zero mean none."""

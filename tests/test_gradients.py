@@ -500,7 +500,8 @@ def test_logpdf_zero_mean_and_broadcast_covariance(rng):
 
 @pytest.mark.parametrize("func, make, names", [
     (fm.logpdf_value_and_grad, densities, DENSITY_NAMES),
-    (fm.logpdf_chol_value_and_grad, lambda *a: density_factors(densities(*a)), ["x", "mean", "rowchol", "colchol"])])
+    (fm.logpdf_chol_value_and_grad, lambda *a: density_factors(densities(*a)), ["x", "mean", "rowchol", "colchol"]),
+    (fm.logpdf_diag_value_and_grad, lambda *a: diagonal_densities(*a), ["x", "mean", "rowvar", "colvar"])])
 def test_logpdf_wrt_and_out(rng, func, make, names):
     args = make(rng, (7,), 3, 2)
     args[3] = args[3][0]                                       # a shared column covariance: its gradient is summed
@@ -575,6 +576,52 @@ def test_logpdf_chol_of_upper_factors(rng):
         np.testing.assert_allclose(grads[k], want, rtol=1e-10, atol=1e-12)
         if k >= 2:
             assert (np.tril(grads[k], -1) == 0).all()
+
+
+def diagonal_densities(rng, batch, n, p):
+    """Points, means and the two variance vectors of a batch of matrix normals."""
+    return [rng.standard_normal(batch + (n, p)), rng.standard_normal(batch + (n, p)),
+            rng.uniform(0.5, 2.0, batch + (n,)), rng.uniform(0.5, 2.0, batch + (p,))]
+
+
+@pytest.mark.parametrize("n, p", SHAPES)
+def test_diagonal_logpdf_gradients_match_finite_differences_and_the_full_covariances(rng, n, p):
+    args = diagonal_densities(rng, (3,), n, p)
+    value, grads = fm.logpdf_diag_value_and_grad(*args)
+    np.testing.assert_allclose(value, reference.logpdf_diag(*args), rtol=1e-12)
+    for k in range(4):
+        check_gradient(grads[k], reference.logpdf_diag, args, k, core=2 if k < 2 else 1)
+    full = args[:2] + [a[..., None] * np.eye(a.shape[-1]) for a in args[2:]]
+    full_value, full_grads = fm.logpdf_value_and_grad(*full)       # the covariances' gradients' diagonals
+    np.testing.assert_allclose(value, full_value, rtol=1e-12)
+    for k, (grad, want) in enumerate(zip(grads, full_grads)):
+        assert_close(grad, want if k < 2 else np.diagonal(want, axis1=-2, axis2=-1))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_diagonal_logpdf_gradients_of_large_items_match_the_lanes(rng, dtype, monkeypatch):
+    """Few large items take the plan for large items (NumPy from the compiled value); the lanes
+    give the same, float32 too; a failing item is NaN, value and gradients, or raises."""
+    from fastmvn import _large
+
+    args = [a.astype(dtype) for a in diagonal_densities(rng, (3,), 40, 37)]
+    assert _large.chosen([a[0] for a in args[:2]], 3, gradients=True)
+    value, grads = fm.logpdf_diag_value_and_grad(*args)
+    with monkeypatch.context() as m:
+        m.setattr(_large, "chosen", lambda slots, count, gradients=False: False)
+        lane_value, lane_grads = fm.logpdf_diag_value_and_grad(*args)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    assert value.dtype == dtype and all(g.dtype == dtype for g in grads)
+    np.testing.assert_allclose(value, lane_value, rtol=tolerance)
+    for g, e in zip(grads, lane_grads):
+        np.testing.assert_allclose(g, e, rtol=tolerance, atol=tolerance * np.abs(e).max())
+    args[3] = args[3].copy()
+    args[3][1, 5] = -1.0
+    with pytest.raises(LinAlgError, match=r"^colvar must be positive at batch index 1$"):
+        fm.logpdf_diag_value_and_grad(*args)
+    value, grads = fm.logpdf_diag_value_and_grad(*args, errors="nan")
+    assert np.isnan(value[1]) and all(np.isnan(g[1]).all() for g in grads)
+    assert np.isfinite(value[[0, 2]]).all() and all(np.isfinite(g[[0, 2]]).all() for g in grads)
 
 
 def test_logpdf_large_items_through_lapack_match_the_lanes(rng, monkeypatch):

@@ -269,6 +269,15 @@ def _diagonal_logpdf(x, mean, rowvar, colvar, columns):
 _diagonal_logpdf = njit(**OPTIONS)(_diagonal_logpdf)
 
 
+def diagonal_logpdf(x, mean, rowvar, colvar):
+    """:func:`_diagonal_logpdf` of one item (variances as vectors), for the gradients of large
+    items (:mod:`fastmvn._large`)."""
+    return _diagonal_logpdf(x, mean, rowvar, colvar, np.empty(x.shape[1]))
+
+
+diagonal_logpdf = _cached(njit(**OPTIONS)(diagonal_logpdf))  # compiled on first use, per dtype
+
+
 @batch(_SIGNATURES)
 def diagonal_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad, work):
     """``out[b]`` for every ``b`` of a mode of diagonal covariances (``KL_DIAG``,

@@ -5,13 +5,13 @@ of the gradients asked for."""
 import math
 
 from .._jit import item
-from .._modes import KL_CHOL, KL_COV, KL_DIAG, KL_STD_CHOL, KL_STD_COV, LOGPDF, LOGPDF_CHOL
+from .._modes import KL_CHOL, KL_COV, KL_DIAG, KL_STD_CHOL, KL_STD_COV, LOGPDF, LOGPDF_CHOL, LOGPDF_DIAG
 from .lanes import (cholesky, copy, diagonal_sum, fill, log_diagonals, lower_norm2, reciprocal_diagonal, solve_rows,
                     squared_norm, trace_tri, whitened_norm2)
 from .scratch import (FOLD, LOG_RATIO_U, LOG_RATIO_V, LOGDET_U, LOGDET_V, ONES, QUAD, SLOT0, SLOT1, SLOT2, SLOT3,
                       SLOT4, SLOT5, TRACE_U, TRACE_V)
-from .values import (both_factors, diagonal_sum_log, diagonal_terms, kl_value, logpdf_value, own_factors,
-                     scaled_quad)
+from .values import (both_factors, diagonal_logdet, diagonal_sum_log, diagonal_terms, kl_value, logpdf_value,
+                     own_factors, scaled_quad)
 
 # Gradients of the KL, in one fused pass per item; the formulas are derived in
 # docs/gradients.md. Notation there and here: P = L_U, Q = L_V (lower Cholesky factors),
@@ -231,6 +231,15 @@ def diagonal_grad(G1, G2, x1, r2, trace, size, m, count):
 
 
 @item
+def density_diagonal_grad(G, r, size, m, count):
+    """``G = ½ r (G − size)`` in column 0, where ``G`` holds ``Σ D²/(a bᵀ)`` along the other side
+    on entry and ``r = 1/x``: a log-density's gradient with respect to the variances ``x``."""
+    for i in range(count):
+        for l in range(m):
+            G[i, 0, l] = 0.5 * r[i, l] * (G[i, 0, l] - size)
+
+
+@item
 def standard_diagonal_grad(G, x1, trace, size, m, count):
     """``G = ½(trace − size/x1)`` in column 0: :func:`diagonal_grad` against unit variances."""
     for i in range(count):
@@ -324,6 +333,20 @@ def kl_diag_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, ra, rb, v, res, m, n
 
 
 @item(inline=True)
+def logpdf_diag_grad(S0, S2, S3, W, A, B, ra, rb, v, res, m, n, p):
+    """Log-density for diagonal covariances ``diag(a)``, ``diag(b)`` (``S2, S3 = a, b`` as
+    ``(·, 1)`` columns; ``S0 = X − M``) and its gradient: ``W = ∂/∂M = −∂/∂X = D / (a bᵀ)``, and
+    in column 0 of ``A = ∂/∂a = ½(Σ_c D W − p)/a`` and ``B = ∂/∂b = ½(Σ_i D W − n)/b``."""
+    diagonal_logdet(S2, ra, v[LOGDET_U], v[FOLD], m, n)
+    diagonal_logdet(S3, rb, v[LOGDET_V], v[FOLD], m, p)
+    scaled_quad(W, S0, ra, rb, v[QUAD], m, n, p)
+    logpdf_value(res, v[QUAD], v[LOGDET_U], v[LOGDET_V], m, n, p)
+    row_col_sums(A, B, W, S0, m, n, p)
+    density_diagonal_grad(A, ra, p, m, n)
+    density_diagonal_grad(B, rb, n, m, p)
+
+
+@item(inline=True)
 def kl_std_chol_grad(S0, S1, S2, W, G1, H1, rp1, rq1, v, res, m, n, p):
     """KL from Cholesky factors to MN(0, I, I) and its gradient: :func:`kl_chol_grad` with
     ``P2 = I``, ``Q2 = I``, ``m2 = 0``: ``G1 = t_v tril(P1) − p·diag(1/P1)``, ``W = −m1``."""
@@ -410,14 +433,15 @@ def logpdf_grad(S0, S2, S3, W, Y, GU, GV, ru, rv, v, res, factor, m, n, p):
 
 @item(inline=True)
 def value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B, rp1, rq1, rp2, rq2, v, res, m, n, p):
-    """``res[l]``: the KL or log-density that ``mode`` names (a ``KL_*`` mode, ``LOGPDF`` or
-    ``LOGPDF_CHOL``) for lane ``l`` of the slots ``S0..S5`` (overwritten), and its gradient:
-    of a KL ``W = ∂/∂a3 = −∂/∂a0`` and ``G1, H1, G2, H2 = ∂/∂a1, ∂/∂a2, ∂/∂a4, ∂/∂a5``; of a
+    """``res[l]``: the KL or log-density that ``mode`` names (a ``KL_*`` or ``LOGPDF*`` mode) for
+    lane ``l`` of the slots ``S0..S5`` (overwritten), and its gradient: of a KL ``W = ∂/∂a3 = −∂/∂a0`` and ``G1, H1, G2, H2 = ∂/∂a1, ∂/∂a2, ∂/∂a4, ∂/∂a5``; of a
     log-density ``W = ∂/∂a1 = −∂/∂a0`` and ``A, B = ∂/∂a2, ∂/∂a3``, with ``G1`` (the mean's
     shape there) as scratch. :func:`store_wanted` stores each where it belongs."""
     fill(v[ONES], 1.0, m)
     if mode == LOGPDF or mode == LOGPDF_CHOL:
         logpdf_grad(S0, S2, S3, W, G1, A, B, rp1, rq1, v, res, mode == LOGPDF, m, n, p)
+    elif mode == LOGPDF_DIAG:
+        logpdf_diag_grad(S0, S2, S3, W, A, B, rp1, rq1, v, res, m, n, p)
     elif mode == KL_CHOL:
         kl_chol_grad(S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, rp1, rq1, rp2, rq2, v, res, m, n, p)
     elif mode == KL_COV:
@@ -460,7 +484,7 @@ def store(dst, start, src, sign, res, m):
 def store_wanted(mode, g0, g1, g2, g3, g4, g5, W, G1, H1, G2, H2, A, B, wanted, start, res, m):
     """The gradients of ``mode`` that bit ``k`` of ``wanted`` asks for into ``g0 … g5``, from
     where :func:`value_and_grad` left them."""
-    density = mode == LOGPDF or mode == LOGPDF_CHOL
+    density = mode == LOGPDF or mode == LOGPDF_CHOL or mode == LOGPDF_DIAG
     if wanted & SLOT0:
         store(g0, start, W, -1.0, res, m)
     if wanted & SLOT1:
