@@ -20,10 +20,11 @@ def _prepare(function, size, batch, dtype, backend_name):
 class ValueAndGrad:
     """``kl_value_and_grad``, ``kl_chol_value_and_grad`` and ``kl_diag_value_and_grad``: the
     KL and its gradient with respect to all six arguments, in one pass per item;
-    ``logpdf_value_and_grad`` and ``logpdf_chol_value_and_grad``: the log-density and its
-    gradient with respect to all four."""
+    ``logpdf_value_and_grad``, ``logpdf_chol_value_and_grad`` and ``logpdf_diag_value_and_grad``:
+    the log-density and its gradient with respect to all four."""
 
-    params = [["kl", "kl_chol", "kl_diag", "logpdf", "logpdf_chol"], SIZES, BATCHES, DTYPES, ["cpu", "cuda"]]
+    params = [["kl", "kl_chol", "kl_diag", "logpdf", "logpdf_chol", "logpdf_diag"], SIZES, BATCHES, DTYPES,
+              ["cpu", "cuda"]]
     param_names = ["function", "size", "batch", "dtype", "backend"]
     timeout = 300
 

@@ -70,7 +70,7 @@ def _driver_arguments(flat, count, dtype, streamed=False):
 _DIAGONAL_MODES = (_modes.KL_DIAG, _modes.KL_STD_DIAG, _modes.LOGPDF_DIAG)
 
 
-def _streamed(mode, slots, count):
+def _streamed(mode, slots, count, gradients=False):
     """Whether the values of ``mode`` over ``count`` items of ``slots`` are computed one item
     at a time where each lies (``fastmvn.kernels.drivers.diagonal_batch``) rather than in lanes:
     a mode of diagonal covariances, items of largest side from
@@ -79,15 +79,16 @@ def _streamed(mode, slots, count):
     values never go there); not float32 items that the lanes compute in float32 (their
     gradients' lanes do too). Decided by the items' shape, not by where an item falls in its
     batch: small items take the lanes one at a time too, and give the bits they give in any
-    batch."""
-    if mode not in _DIAGONAL_MODES:
+    batch. With ``gradients``, the same for the log-density's values and gradients
+    (``diagonal_grad_batch``); the KL's gradients keep the lanes and the plan for large items."""
+    if mode not in (_DIAGONAL_MODES if not gradients else (_modes.LOGPDF_DIAG,)):
         return False
     side = max(slots[0].shape[-2:])
     if slots[0].dtype == np.float32 and side <= _config.FLOAT32_ARITHMETIC_MAX_SIDE:
         return False
     least = {_modes.KL_DIAG: _config.DIAGONAL_KL_STREAM_MIN_SIDE,
              _modes.LOGPDF_DIAG: _config.DIAGONAL_LOGPDF_STREAM_MIN_SIDE}.get(mode)
-    return (least is not None and side >= least) or _large.chosen(slots, count)
+    return (least is not None and side >= least) or _large.chosen(slots, count, gradients)
 
 
 def _merged(slots, count):
@@ -197,7 +198,7 @@ def evaluate_grad(mode, slots, out, grads, wanted):
     count = out.size
     if count == 0:
         return None
-    streamed = not grads and _streamed(mode, slots, count)
+    streamed = _streamed(mode, slots, count, bool(grads))
     if not streamed and _large.chosen(slots, count, gradients=bool(grads)):
         return _large.value_and_grad(mode, slots, out, grads, wanted) if grads else _large.evaluate(mode, slots, out)
     flat = _merged(slots, count)
@@ -211,7 +212,10 @@ def evaluate_grad(mode, slots, out, grads, wanted):
         return _blocked(mode, slots, out, grads, wanted, plan)
     padding, first_bad, work = _driver_arguments(flat, count, out.dtype, streamed)
     kernels = _kernels()
-    driver = kernels.value_and_grad_batch if grads else kernels.diagonal_batch if streamed else kernels.evaluate_batch
+    if streamed:
+        driver = kernels.diagonal_grad_batch if grads else kernels.diagonal_batch
+    else:
+        driver = kernels.value_and_grad_batch if grads else kernels.evaluate_batch
     if grads:
         flat_grads = [g.reshape((count,) + g.shape[-2:]) if w else g for g, w in zip(grads, wanted)]
         arguments = (mode, *flat, *padding, out.reshape(count), *flat_grads,
@@ -362,15 +366,17 @@ class _Plan:
             plan.wanted = [wants for _, _, wants in plan.gradients] + [False] * (6 - len(plan.gradients))
             plan.mask = sum(1 << k for k, wants in enumerate(plan.wanted) if wants)
             plan.placeholder = np.empty((1, 1, 1), dtype)  # never written: in place of a gradient not stored
-        plan.streamed = gradients is None and _streamed(mode, slots, count)
+        plan.streamed = _streamed(mode, slots, count, gradients is not None)
         plan.large = not plan.streamed and _large.chosen(slots, count, gradients is not None)
         if not plan.large:
             plan.padding, first_bad, plan.work = _driver_arguments(slots, count, dtype, plan.streamed)
             if len(first_bad) > 1:  # large items of diagonal covariances to split over threads
                 return None
             kernels = _kernels()
-            driver = (kernels.value_and_grad_batch if gradients is not None else
-                      kernels.diagonal_batch if plan.streamed else kernels.evaluate_batch)
+            if plan.streamed:
+                driver = kernels.diagonal_grad_batch if gradients is not None else kernels.diagonal_batch
+            else:
+                driver = kernels.value_and_grad_batch if gradients is not None else kernels.evaluate_batch
             plan.driver = driver.compiled((dtype, plan.work.dtype), parallel=False)
         return plan
 

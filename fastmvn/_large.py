@@ -37,7 +37,7 @@ from . import _config, _jit, _modes, _pool
 
 __all__ = ["chosen", "sized", "evaluate", "value_and_grad", "kron_sum_logpdf"]
 
-_DIAGONAL_MODES = (_modes.KL_DIAG, _modes.KL_STD_DIAG, _modes.LOGPDF_DIAG)  # O(np): no arena, no BLAS
+_DIAGONAL_MODES = (_modes.KL_DIAG, _modes.KL_STD_DIAG)  # O(np) terms in one compiled call: no arena, no BLAS
 _KL_MODES = (_modes.KL_COV, _modes.KL_CHOL, _modes.KL_STD_COV, _modes.KL_STD_CHOL)
 
 
@@ -75,14 +75,14 @@ def sized(side, count, least, batch_side, all_side):
 def _linalg():
     """The compiled BLAS and LAPACK calls (:mod:`fastmvn._lapack`), the compiled terms of one
     item (:mod:`fastmvn._large_items`) and of one item of diagonal covariances
-    (:func:`fastmvn.kernels.drivers.diagonal_kl_terms` with :func:`~fastmvn.kernels.drivers.kl_of_terms`,
-    :func:`~fastmvn.kernels.drivers.diagonal_logpdf`), imported on first use so that
+    (:func:`fastmvn.kernels.drivers.diagonal_kl_terms`, with :func:`~fastmvn.kernels.drivers.kl_of_terms`),
+    imported on first use so that
     ``import fastmvn`` compiles nothing (and looked up once: an import statement's lookup took
     a few microseconds of a call whose item takes tens)."""
     from . import _lapack, _large_items
-    from .kernels.drivers import diagonal_kl_terms, diagonal_logpdf, kl_of_terms
+    from .kernels.drivers import diagonal_kl_terms, kl_of_terms
 
-    return _lapack, _large_items, diagonal_kl_terms, kl_of_terms, diagonal_logpdf
+    return _lapack, _large_items, diagonal_kl_terms, kl_of_terms
 
 
 def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
@@ -90,7 +90,7 @@ def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
     gradients are made of: ``(value, (a1, b1, a2, b2, t_u, t_v))``, the terms in one compiled
     call (:func:`fastmvn.kernels.drivers.diagonal_kl_terms`) whose quadratic form is one read of
     the means (for the standard prior, of ``M1``)."""
-    _, _, diagonal_kl_terms, kl_of_terms, _ = _linalg()
+    _, _, diagonal_kl_terms, kl_of_terms = _linalg()
     n, p = mean1.shape
     a1, b1 = row1[:, 0], col1[:, 0]
     standard = mode == _modes.KL_STD_DIAG
@@ -120,7 +120,8 @@ def _second(mean1, row1, col1, mean2, row2, col2):
 def _value(mode, items, arena):
     """The value of ``mode`` for one item: ``items`` holds its slots as C-ordered float64
     matrices; its scratch comes from ``arena`` (:func:`_arena`). Not the values of diagonal
-    covariances: :mod:`fastmvn._batch` streams those (``kernels.drivers.diagonal_batch``)."""
+    covariances: :mod:`fastmvn._batch` streams those (``kernels.drivers.diagonal_batch``, and
+    ``diagonal_grad_batch`` for the log-density's gradients)."""
     terms = _linalg()[1]
     if mode in _KL_MODES:
         items = (*items[:3], *_second(*items, *([None] * (6 - len(items)))))
@@ -376,26 +377,10 @@ def _logpdf_grad(arena, mode, wanted, x, mean, row, col):
     return value, [grad if wants else None for grad, wants in zip(grads, wanted)]
 
 
-def _logpdf_diag_grad(arena, mode, wanted, x, mean, row, col):
-    """The log-density of diagonal covariances (``LOGPDF_DIAG``) and its gradients ``(∂/∂x,
-    ∂/∂mean, ∂/∂rowvar, ∂/∂colvar)``: the value in one compiled call
-    (:func:`fastmvn.kernels.drivers.diagonal_logpdf`), the gradients' vectors in NumPy; only
-    those that ``wanted`` marks are computed (None in their place otherwise)."""
-    n, p = x.shape
-    a, b = row[:, 0], col[:, 0]
-    value = _linalg()[4](x, mean, a, b)
-    d = x - mean
-    w = d / a[:, None] / b[None, :]                                        # ∂/∂mean
-    terms = [lambda: -w, lambda: w, lambda: (0.5 * ((w * d).sum(axis=1) - p) / a)[:, None],
-             lambda: (0.5 * ((w * d).sum(axis=0) - n) / b)[:, None]]
-    return value, [term() if wants else None for term, wants in zip(terms, wanted)]
-
-
 def value_and_grad(mode, slots, out, grads, wanted):
     """Run the KL or log-density ``mode`` and its gradients over ``slots`` into ``out`` and the
     ``grads`` (``(*batch, r, c)`` arrays) that ``wanted`` marks, one item at a time; a failing
     item's value and gradients are NaN. Returns the flat index of the first failing item, or None."""
-    gradient = (_logpdf_grad if mode in (_modes.LOGPDF, _modes.LOGPDF_CHOL) else
-                _logpdf_diag_grad if mode == _modes.LOGPDF_DIAG else _kl_grad)
+    gradient = _logpdf_grad if mode in (_modes.LOGPDF, _modes.LOGPDF_CHOL) else _kl_grad
     return _each(lambda items, arena: gradient(arena, mode, wanted, *items), slots, out, grads, wanted,
                  None if mode in _DIAGONAL_MODES else (mode, tuple(bool(wants) for wants in wanted)))

@@ -599,22 +599,30 @@ def test_diagonal_logpdf_gradients_match_finite_differences_and_the_full_covaria
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_diagonal_logpdf_gradients_of_large_items_match_the_lanes(rng, dtype, monkeypatch):
-    """Few large items take the plan for large items (NumPy from the compiled value); the lanes
-    give the same, float32 too; a failing item is NaN, value and gradients, or raises."""
-    from fastmvn import _large
+@pytest.mark.parametrize("count, n, p", [(3, 40, 37), (300, 9, 13)])
+def test_diagonal_logpdf_gradients_streamed_match_the_lanes(rng, count, n, p, dtype, monkeypatch):
+    """Items from ``DIAGONAL_LOGPDF_STREAM_MIN_SIDE`` on, and those the plan for large items would
+    take, stream (``diagonal_grad_batch``: one pass over each item where it lies); the lanes give
+    the same, float32 too; a failing item is NaN, value and gradients, or raises."""
+    from fastmvn import _batch, _config, _large, _modes
 
-    args = [a.astype(dtype) for a in diagonal_densities(rng, (3,), 40, 37)]
-    assert _large.chosen([a[0] for a in args[:2]], 3, gradients=True)
+    args = [a.astype(dtype) for a in diagonal_densities(rng, (count,), n, p)]
+    slots = [np.zeros((count, n, p), dtype), np.zeros((count, n, 1), dtype)]
+    in_float32_lanes = dtype == np.float32 and max(n, p) <= 16     # the lanes compute those in float32
+    assert _batch._streamed(_modes.LOGPDF_DIAG, slots, count, gradients=True) is not in_float32_lanes
     value, grads = fm.logpdf_diag_value_and_grad(*args)
     with monkeypatch.context() as m:
+        m.setattr(_config, "DIAGONAL_LOGPDF_STREAM_MIN_SIDE", 10 ** 9)
         m.setattr(_large, "chosen", lambda slots, count, gradients=False: False)
+        assert not _batch._streamed(_modes.LOGPDF_DIAG, slots, count, gradients=True)
         lane_value, lane_grads = fm.logpdf_diag_value_and_grad(*args)
-    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    tolerance = 1e-5 if dtype == np.float32 and not in_float32_lanes else 1e-12
     assert value.dtype == dtype and all(g.dtype == dtype for g in grads)
     np.testing.assert_allclose(value, lane_value, rtol=tolerance)
     for g, e in zip(grads, lane_grads):
         np.testing.assert_allclose(g, e, rtol=tolerance, atol=tolerance * np.abs(e).max())
+    np.testing.assert_allclose(value, reference.logpdf_diag(*args), rtol=max(tolerance, 1e-6 if dtype == np.float32
+                                                                               else 0))
     args[3] = args[3].copy()
     args[3][1, 5] = -1.0
     with pytest.raises(LinAlgError, match=r"^colvar must be positive at batch index 1$"):

@@ -42,8 +42,8 @@ them; their plain Python sources (``func.py_func``) are what other targets compi
 (:func:`fastmvn._cuda_kernels.retarget`). Importing this package compiles nothing.
 """
 
-from .drivers import diagonal_batch, evaluate_batch, kron_sum_batch, value_and_grad_batch
+from .drivers import diagonal_batch, diagonal_grad_batch, evaluate_batch, kron_sum_batch, value_and_grad_batch
 from .eigen import jacobi
 from .lanes import cholesky
 
-__all__ = ["cholesky", "diagonal_batch", "evaluate_batch", "jacobi", "kron_sum_batch", "value_and_grad_batch"]
+__all__ = ["cholesky", "diagonal_batch", "diagonal_grad_batch", "evaluate_batch", "jacobi", "kron_sum_batch", "value_and_grad_batch"]
