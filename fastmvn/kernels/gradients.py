@@ -10,8 +10,8 @@ from .lanes import (cholesky, copy, diagonal_sum, fill, log_diagonals, lower_nor
                     squared_norm, trace_tri, whitened_norm2)
 from .scratch import (FOLD, LOG_RATIO_U, LOG_RATIO_V, LOGDET_U, LOGDET_V, ONES, QUAD, SLOT0, SLOT1, SLOT2, SLOT3,
                       SLOT4, SLOT5, TRACE_U, TRACE_V)
-from .values import (both_factors, diagonal_logdet, diagonal_sum_log, diagonal_terms, kl_value, logpdf_value,
-                     own_factors, scaled_quad)
+from .values import (both_factors, diagonal_sum_log, diagonal_terms, kl_value, logpdf_value, own_factors,
+                     scaled_quad)
 
 # Gradients of the KL, in one fused pass per item; the formulas are derived in
 # docs/gradients.md. Notation there and here: P = L_U, Q = L_V (lower Cholesky factors),
@@ -337,8 +337,8 @@ def logpdf_diag_grad(S0, S2, S3, W, A, B, ra, rb, v, res, m, n, p):
     """Log-density for diagonal covariances ``diag(a)``, ``diag(b)`` (``S2, S3 = a, b`` as
     ``(·, 1)`` columns; ``S0 = X − M``) and its gradient: ``W = ∂/∂M = −∂/∂X = D / (a bᵀ)``, and
     in column 0 of ``A = ∂/∂a = ½(Σ_c D W − p)/a`` and ``B = ∂/∂b = ½(Σ_i D W − n)/b``."""
-    diagonal_logdet(S2, ra, v[LOGDET_U], v[FOLD], m, n)
-    diagonal_logdet(S3, rb, v[LOGDET_V], v[FOLD], m, p)
+    diagonal_sum_log(S2, None, ra, v[LOGDET_U], v[FOLD], 1.0, m, n)
+    diagonal_sum_log(S3, None, rb, v[LOGDET_V], v[FOLD], 1.0, m, p)
     scaled_quad(W, S0, ra, rb, v[QUAD], m, n, p)
     logpdf_value(res, v[QUAD], v[LOGDET_U], v[LOGDET_V], m, n, p)
     row_col_sums(A, B, W, S0, m, n, p)
@@ -382,8 +382,8 @@ def kl_std_cov_grad(S0, S1, S2, W, G1, H1, rp1, rq1, v, res, m, n, p):
 def kl_std_diag_grad(S0, S1, S2, W, G1, H1, v, res, m, n, p):
     """KL for diagonal covariances to MN(0, I, I) and its gradient: ``G1 = ½(Σb1 − p/a1)``,
     ``H1 = ½(Σa1 − n/b1)``, ``W = −m1``."""
-    diagonal_sum_log(S1, v[TRACE_U], v[LOG_RATIO_U], v[FOLD], -1.0, m, n)
-    diagonal_sum_log(S2, v[TRACE_V], v[LOG_RATIO_V], v[FOLD], -1.0, m, p)
+    diagonal_sum_log(S1, v[TRACE_U], None, v[LOG_RATIO_U], v[FOLD], -1.0, m, n)
+    diagonal_sum_log(S2, v[TRACE_V], None, v[LOG_RATIO_V], v[FOLD], -1.0, m, p)
     negated(W, S0, v[QUAD], m, n, p)
     standard_diagonal_grad(G1, S1, v[TRACE_V], p, m, n)
     standard_diagonal_grad(H1, S2, v[TRACE_U], n, m, p)

@@ -171,34 +171,23 @@ def diagonal_terms(var1, var2, r2, trace, logratio, t, m, n):
 
 
 @item
-def diagonal_sum_log(var, trace, acc, t, scale, m, n):
-    """``trace = Σ var`` and ``acc = scale · log Π var``; NaN where a variance is not positive."""
+def diagonal_sum_log(var, trace, r, acc, t, scale, m, n):
+    """``acc = scale · log Π var`` for variances held as ``(n, 1)`` columns, with ``trace = Σ var``
+    and ``r = 1/var`` where they are not None; NaN where a variance is not positive."""
     fill(t, 1.0, m)
-    fill(trace, 0.0, m)
+    if trace is not None:
+        fill(trace, 0.0, m)
     fill(acc, 0.0, m)
     for i in range(n):
         for l in range(m):
             x = var[i, 0, l]
             x = x if x > 0.0 else like(math.nan, var)
-            trace[l] += x
+            if trace is not None:
+                trace[l] += x
+            if r is not None:
+                r[i, l] = like(1.0, var) / x
             fold(t, acc, l, x, narrow(var))
     log_of_fold(t, acc, scale, m)
-
-
-@item
-def diagonal_logdet(var, r, logdet, t, m, n):
-    """``r = 1/var`` and ``logdet = log Π var`` for variances held as ``(n, 1)`` columns; NaN
-    where a variance is not positive."""
-    one = like(1.0, var)
-    fill(t, 1.0, m)
-    fill(logdet, 0.0, m)
-    for i in range(n):
-        for l in range(m):
-            x = var[i, 0, l]
-            x = x if x > 0.0 else like(math.nan, var)
-            r[i, l] = one / x
-            fold(t, logdet, l, x, narrow(var))
-    log_of_fold(t, logdet, 1.0, m)
 
 
 @item
@@ -287,12 +276,12 @@ def evaluate(mode, S0, S1, S2, S3, S4, S5, ru1, rv1, ru2, rv2, v, res, m, n, p):
         lower_norm2(S2, v[TRACE_V], m, p)
         kl_value(res, v[TRACE_U], v[TRACE_V], v[QUAD], v[LOG_RATIO_U], v[LOG_RATIO_V], m, n, p)
     elif mode == KL_STD_DIAG:
-        diagonal_sum_log(S1, v[TRACE_U], v[LOG_RATIO_U], v[FOLD], -1.0, m, n)
-        diagonal_sum_log(S2, v[TRACE_V], v[LOG_RATIO_V], v[FOLD], -1.0, m, p)
+        diagonal_sum_log(S1, v[TRACE_U], None, v[LOG_RATIO_U], v[FOLD], -1.0, m, n)
+        diagonal_sum_log(S2, v[TRACE_V], None, v[LOG_RATIO_V], v[FOLD], -1.0, m, p)
         kl_value(res, v[TRACE_U], v[TRACE_V], v[QUAD], v[LOG_RATIO_U], v[LOG_RATIO_V], m, n, p)
     elif mode == LOGPDF_DIAG:
-        diagonal_logdet(S2, ru2, v[LOGDET_U], v[FOLD], m, n)
-        diagonal_logdet(S3, rv2, v[LOGDET_V], v[FOLD], m, p)
+        diagonal_sum_log(S2, None, ru2, v[LOGDET_U], v[FOLD], 1.0, m, n)
+        diagonal_sum_log(S3, None, rv2, v[LOGDET_V], v[FOLD], 1.0, m, p)
         scaled_quad(S0, S0, ru2, rv2, v[QUAD], m, n, p)
         logpdf_value(res, v[QUAD], v[LOGDET_U], v[LOGDET_V], m, n, p)
     elif mode == LOGDET:
