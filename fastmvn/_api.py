@@ -13,8 +13,8 @@ from ._table import FUNCTIONS
 if TYPE_CHECKING:
     from ._typing import ArrayLike, Errors, FloatArray, Result
 
-__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "mahalanobis_chol", "logpdf", "logpdf_chol",
-           "logpdf_diag"]
+__all__ = ["kl", "kl_chol", "kl_diag", "logdet", "trace_solve", "mahalanobis", "mahalanobis_chol", "logpdf",
+           "logpdf_chol", "logpdf_diag"]
 
 
 @filled("kl")

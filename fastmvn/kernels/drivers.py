@@ -240,7 +240,7 @@ def kl_of_terms(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p):
     return 0.0 if -math.inf < kl < 0.0 else kl
 
 
-kl_of_terms = njit(**OPTIONS)(kl_of_terms)
+kl_of_terms = _cached(njit(**OPTIONS)(kl_of_terms))  # called from Python too (fastmvn._large)
 
 
 def _diagonal_logpdf(x, mean, rowvar, colvar, columns):

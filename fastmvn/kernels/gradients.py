@@ -434,7 +434,8 @@ def logpdf_grad(S0, S2, S3, W, Y, GU, GV, ru, rv, v, res, factor, m, n, p):
 @item(inline=True)
 def value_and_grad(mode, S0, S1, S2, S3, S4, S5, W, G1, H1, G2, H2, A, B, rp1, rq1, rp2, rq2, v, res, m, n, p):
     """``res[l]``: the KL or log-density that ``mode`` names (a ``KL_*`` or ``LOGPDF*`` mode) for
-    lane ``l`` of the slots ``S0..S5`` (overwritten), and its gradient: of a KL ``W = ∂/∂a3 = −∂/∂a0`` and ``G1, H1, G2, H2 = ∂/∂a1, ∂/∂a2, ∂/∂a4, ∂/∂a5``; of a
+    lane ``l`` of the slots ``S0..S5`` (overwritten), and its gradient: of a KL
+    ``W = ∂/∂a3 = −∂/∂a0`` and ``G1, H1, G2, H2 = ∂/∂a1, ∂/∂a2, ∂/∂a4, ∂/∂a5``; of a
     log-density ``W = ∂/∂a1 = −∂/∂a0`` and ``A, B = ∂/∂a2, ∂/∂a3``, with ``G1`` (the mean's
     shape there) as scratch. :func:`store_wanted` stores each where it belongs."""
     fill(v[ONES], 1.0, m)
