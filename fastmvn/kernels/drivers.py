@@ -415,16 +415,11 @@ def diagonal_batch(mode, a0, a1, a2, a3, a4, a5, out, first_bad, work):
         columns = np.empty(p)
         bad = count
         for b in range(c * size, min(count, (c + 1) * size)):
-            # Rows of 16 and more: the items as C-ordered matrices (themselves where they are, as
-            # stacks of whole items are; else copies), typed so that the loop along a row
-            # vectorises (typed as strided, a large item took 1.45 times one read, not 0.8).
-            # Shorter rows gain less than the check costs (8×8 items: 170 ns each, not 85).
-            if p >= 16:
-                value = _diagonal_value(mode, np.ascontiguousarray(a0[b]), np.ascontiguousarray(a1[b]), a2[b],
-                                        np.ascontiguousarray(a3[b]), a4[b], a5[b], row_weights, col_weights, columns)
-            else:
-                value = _diagonal_value(mode, a0[b], a1[b], a2[b], a3[b], a4[b], a5[b], row_weights, col_weights,
-                                        columns)
+            # The items as C-ordered matrices (themselves where they are, as stacks of whole items
+            # are; else copies), typed so that the loop along a row vectorises: typed as strided,
+            # a large item took 1.45 times one read, not 0.8.
+            value = _diagonal_value(mode, np.ascontiguousarray(a0[b]), np.ascontiguousarray(a1[b]), a2[b],
+                                    np.ascontiguousarray(a3[b]), a4[b], a5[b], row_weights, col_weights, columns)
             out[b] = value
             if not math.isfinite(out[b]):  # as stored: beyond float32's range fails in a float32 out
                 out[b] = math.nan
