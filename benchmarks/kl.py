@@ -176,7 +176,7 @@ class KLLargeFloors:
     """One large item against the floors of its work, as ratios measured in one run: ``kl``
     over the four Cholesky factorisations it needs (through the same LAPACK, SciPy's) and over
     those and the two triangular solves of its Mahalanobis term, ``kl_value_and_grad`` over
-    ``kl``, and ``kl_diag`` over one read of its inputs."""
+    ``kl``, and ``kl_diag`` over one read of its inputs and its value and gradients over it."""
 
     params = [LARGE_SIZES]
     param_names = ["size"]
@@ -192,6 +192,7 @@ class KLLargeFloors:
         self.diagonal = [np.ascontiguousarray(a[0]) for a in _bench.random_inputs("kl_diag", 1, n, p)]
         fastmvn.kl_value_and_grad(*self.pair)
         fastmvn.kl_diag(*self.diagonal)
+        fastmvn.kl_diag_value_and_grad(*self.diagonal)
 
     def track_kl_over_four_choleskys(self, size):
         """``kl`` over ``scipy.linalg.lapack.dpotrf`` of its four covariances."""
@@ -248,6 +249,17 @@ class KLLargeFloors:
                                      "value_and_grad": lambda: fastmvn.kl_value_and_grad(*self.pair)}, repeat=5)
         return times["value_and_grad"] / times["kl"]
 
+    def track_kl_diag_value_and_grad_over_value(self, size):
+        """``kl_diag_value_and_grad`` (every gradient) over ``kl_diag``: at least 2 (its
+        gradients of the means are written as the means are read), about 3 with the write's
+        own read of each line of the result."""
+        from fastmvn import _bench
+
+        times = _bench.median_times({"kl_diag": lambda: fastmvn.kl_diag(*self.diagonal),
+                                     "value_and_grad": lambda: fastmvn.kl_diag_value_and_grad(*self.diagonal)},
+                                    repeat=7)
+        return times["value_and_grad"] / times["kl_diag"]
+
     def track_kl_diag_over_read(self, size):
         """``kl_diag`` over one read of its inputs (:func:`fastmvn._bench.read_pass`)."""
         from fastmvn import _bench
@@ -258,6 +270,7 @@ class KLLargeFloors:
 
     track_kl_over_four_choleskys.unit = track_kl_over_its_routines.unit = "ratio"
     track_kl_of_equal_means_over_four_choleskys.unit = "ratio"
+    track_kl_diag_value_and_grad_over_value.unit = "ratio"
     track_value_and_grad_over_value.unit = "ratio"
     track_kl_diag_over_read.unit = "ratio"
 

@@ -56,7 +56,7 @@ def _driver_arguments(flat, count, dtype, streamed=False):
     """What a batch driver takes besides the slots ``flat`` and the results: ``(1, 1, 1)``
     padding for the slots a mode does not use, ``first_bad`` (one entry per chunk) and
     ``work``, an empty array of the :func:`working_dtype`; for the items of diagonal
-    covariances that :func:`_streamed` sends to ``diagonal_batch``, float64, and chunks of at
+    covariances that :func:`_streamed` sends to ``diagonal_batch`` (``diagonal_grad_batch``), float64, and chunks of at
     least :data:`fastmvn._config.DIAGONAL_CHUNK_ENTRIES` entries of the means where that makes
     more chunks than ``CHUNK`` items each (a few large items)."""
     padding = [_padding(count, dtype)] * (6 - len(flat))
@@ -67,7 +67,7 @@ def _driver_arguments(flat, count, dtype, streamed=False):
     return padding, np.empty(chunks, np.int64), np.empty(0, np.float64 if streamed else working_dtype(flat))
 
 
-_DIAGONAL_MODES = (_modes.KL_DIAG, _modes.KL_STD_DIAG, _modes.LOGPDF_DIAG)
+_STREAMED_MODES = (_modes.KL_DIAG, _modes.KL_STD_DIAG, _modes.LOGPDF_DIAG)
 
 
 def _streamed(mode, slots, count, gradients=False):
@@ -79,15 +79,21 @@ def _streamed(mode, slots, count, gradients=False):
     values never go there); not float32 items that the lanes compute in float32 (their
     gradients' lanes do too). Decided by the items' shape, not by where an item falls in its
     batch: small items take the lanes one at a time too, and give the bits they give in any
-    batch. With ``gradients``, the same for the log-density's values and gradients
-    (``diagonal_grad_batch``); the KL's gradients keep the lanes and the plan for large items."""
-    if mode not in (_DIAGONAL_MODES if not gradients else (_modes.LOGPDF_DIAG,)):
+    batch. With ``gradients``, the same for the values and gradients
+    (``diagonal_grad_batch``), from the sides in ``DIAGONAL_KL_GRAD_STREAM_MIN_SIDE``,
+    ``DIAGONAL_STD_GRAD_STREAM_MIN_SIDE`` and ``DIAGONAL_LOGPDF_STREAM_MIN_SIDE``."""
+    if mode not in _STREAMED_MODES:
         return False
     side = max(slots[0].shape[-2:])
     if slots[0].dtype == np.float32 and side <= _config.FLOAT32_ARITHMETIC_MAX_SIDE:
         return False
-    least = {_modes.KL_DIAG: _config.DIAGONAL_KL_STREAM_MIN_SIDE,
-             _modes.LOGPDF_DIAG: _config.DIAGONAL_LOGPDF_STREAM_MIN_SIDE}.get(mode)
+    if gradients:
+        least = {_modes.KL_DIAG: _config.DIAGONAL_KL_GRAD_STREAM_MIN_SIDE,
+                 _modes.KL_STD_DIAG: _config.DIAGONAL_STD_GRAD_STREAM_MIN_SIDE,
+                 _modes.LOGPDF_DIAG: _config.DIAGONAL_LOGPDF_STREAM_MIN_SIDE}[mode]
+    else:
+        least = {_modes.KL_DIAG: _config.DIAGONAL_KL_STREAM_MIN_SIDE,
+                 _modes.LOGPDF_DIAG: _config.DIAGONAL_LOGPDF_STREAM_MIN_SIDE}.get(mode)
     return (least is not None and side >= least) or _large.chosen(slots, count, gradients)
 
 

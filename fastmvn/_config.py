@@ -66,13 +66,24 @@ LAPACK_MIN_SIDE = 20
 #: batches of 1,000 and of 3 MB of means): ``kl_diag`` 4×4 1.35 and 1.64, 8×8 1.26 and 1.34,
 #: 12×12 1.23 and 1.11, 16×16 1.05 and 0.42, 24×24 0.56 and 0.62, 64×64 0.45 and 0.28;
 #: ``logpdf_diag`` 4×4 1.02 and 1.06, 8×8 0.93 and 0.44, 16×16 0.47 and 0.36, 64×64 0.26 and
-#: 0.25; the standard prior 16×16 1.55 and 1.06, 32×32 1.57 and 0.90. One item takes the
-#: stream at every side (4×4: 6.9 µs against 8.1).
+#: 0.25; the standard prior 16×16 1.55 and 1.06, 32×32 1.57 and 0.90. One item is decided by
+#: its shape as any other, for the bits it has in a batch (one 4×4 item took 6.9 µs in the
+#: stream against 8.1 in lanes).
 DIAGONAL_KL_STREAM_MIN_SIDE = 16
 #: ... (see above; ``logpdf_diag_value_and_grad`` from here too, through
 #: ``fastmvn.kernels.drivers.diagonal_grad_batch``: 1,000 items of 32×32 took 2.6 times the
 #: value's time so, 9.3 times in lanes)
 DIAGONAL_LOGPDF_STREAM_MIN_SIDE = 8
+#: ... and the values and gradients of ``kl_diag`` (``kl_diag_value_and_grad``, through
+#: ``fastmvn.kernels.drivers.diagonal_grad_batch``) from this side, of its standard prior from
+#: :data:`DIAGONAL_STD_GRAD_STREAM_MIN_SIDE`, and of either wherever the plan for large items
+#: would take them. The stream over the lanes (2026-12-07, 2-core Zen 5, float64, batches of
+#: 1,000 and of 3 MB of means): ``kl_diag`` 4×4 1.15 and 2.50, 8×8 1.03 and 0.99, 12×12 0.94
+#: and 0.94, 16×16 0.74 and 0.71, 24×24 0.37 and 0.56; the standard prior 8×8 1.05 and 1.19,
+#: 12×12 1.02 and 1.07, 16×16 0.79 and 0.80, 32×32 0.68 and 0.70.
+DIAGONAL_KL_GRAD_STREAM_MIN_SIDE = 12
+#: ... (see above)
+DIAGONAL_STD_GRAD_STREAM_MIN_SIDE = 16
 #: ... in chunks of at least this many entries of the means (8 MB in float64; a chunk is one
 #: thread's task): one thread nearly saturates the memory of a 2-core machine, and waking the
 #: thread pool costs more than a second thread saves below this. 8 items of 256×256 (half of

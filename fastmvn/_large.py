@@ -37,7 +37,6 @@ from . import _config, _jit, _modes, _pool
 
 __all__ = ["chosen", "sized", "evaluate", "value_and_grad", "kron_sum_logpdf"]
 
-_DIAGONAL_MODES = (_modes.KL_DIAG, _modes.KL_STD_DIAG)  # O(np) terms in one compiled call: no arena, no BLAS
 _KL_MODES = (_modes.KL_COV, _modes.KL_CHOL, _modes.KL_STD_COV, _modes.KL_STD_CHOL)
 
 
@@ -73,42 +72,13 @@ def sized(side, count, least, batch_side, all_side):
 
 @functools.cache
 def _linalg():
-    """The compiled BLAS and LAPACK calls (:mod:`fastmvn._lapack`), the compiled terms of one
-    item (:mod:`fastmvn._large_items`) and of one item of diagonal covariances
-    (:func:`fastmvn.kernels.drivers.diagonal_kl_terms`, with :func:`~fastmvn.kernels.drivers.kl_of_terms`),
-    imported on first use so that
+    """The compiled BLAS and LAPACK calls (:mod:`fastmvn._lapack`) and the compiled terms of one
+    item (:mod:`fastmvn._large_items`), imported on first use so that
     ``import fastmvn`` compiles nothing (and looked up once: an import statement's lookup took
     a few microseconds of a call whose item takes tens)."""
     from . import _lapack, _large_items
-    from .kernels.drivers import diagonal_kl_terms, kl_of_terms
 
-    return _lapack, _large_items, diagonal_kl_terms, kl_of_terms
-
-
-def _kl_diag(mode, mean1, row1, col1, mean2, row2, col2):
-    """The KL of diagonal covariances (``KL_DIAG`` or ``KL_STD_DIAG``) and the vectors its
-    gradients are made of: ``(value, (a1, b1, a2, b2, t_u, t_v))``, the terms in one compiled
-    call (:func:`fastmvn.kernels.drivers.diagonal_kl_terms`) whose quadratic form is one read of
-    the means (for the standard prior, of ``M1``)."""
-    _, _, diagonal_kl_terms, kl_of_terms = _linalg()
-    n, p = mean1.shape
-    a1, b1 = row1[:, 0], col1[:, 0]
-    standard = mode == _modes.KL_STD_DIAG
-    a2, b2 = (_ones(n), _ones(p)) if standard else (row2[:, 0], col2[:, 0])
-    ok, trace_u, trace_v, quad, log_ratio_u, log_ratio_v = diagonal_kl_terms(
-        mean1, a1, b1, mean1 if standard else mean2, a2, b2, standard)
-    if not ok:
-        raise _Failed
-    value = kl_of_terms(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p)
-    return value, (a1, b1, a2, b2, trace_u, trace_v)
-
-
-@functools.lru_cache(maxsize=64)
-def _ones(size):
-    """``size`` ones, read-only, made once for the standard prior's variances."""
-    ones = np.ones(size)
-    ones.flags.writeable = False
-    return ones
+    return _lapack, _large_items
 
 
 def _second(mean1, row1, col1, mean2, row2, col2):
@@ -156,8 +126,7 @@ def kron_sum_logpdf(slots, out, epsilons):
 def evaluate(mode, slots, out):
     """Run ``mode`` over ``slots`` (``(*batch, r, c)`` arrays) into ``out`` (of the batch
     shape), one item at a time; return the flat index of the first failing item, or None."""
-    return _each(lambda items, arena: (_value(mode, items, arena), ()), slots, out, (), (),
-                 None if mode in _DIAGONAL_MODES else mode)
+    return _each(lambda items, arena: (_value(mode, items, arena), ()), slots, out, (), (), mode)
 
 
 class _OneBlasThread:
@@ -236,13 +205,12 @@ def _threads(count, side):
     return 1, side < _config.BLAS_THREADS_MIN_SIDE
 
 
-def _each(compute, slots, out, grads, wanted, what=None):
+def _each(compute, slots, out, grads, wanted, what):
     """``compute(items, arena)`` (the value and gradients of one item from its slots in float64,
     its scratch from ``arena``) for every item of ``slots``, into ``out`` and the ``grads`` that
     ``wanted`` marks; a failing item's value and gradients are NaN. Returns the flat index of
     the first failing item. ``what`` names the computation (a mode, and the gradients wanted),
-    for :func:`_arena`; None for one that calls neither BLAS nor LAPACK and makes no compiled
-    scratch (the diagonal KL's), which takes an empty arena and leaves BLAS's threads alone.
+    for :func:`_arena`.
 
     The items run one after another, or split over threads in contiguous runs, with BLAS on
     one thread or on its own threads, as :func:`_threads` decides (limiting BLAS to one thread
@@ -250,8 +218,8 @@ def _each(compute, slots, out, grads, wanted, what=None):
     interpreter lock."""
     count = out.size
     workers, one_blas_thread = _threads(count, _side(slots))
-    with _ONE_BLAS_THREAD if one_blas_thread and what is not None else contextlib.nullcontext():
-        key = None if what is None else (what, *(slot.shape[-2:] for slot in slots))
+    with _ONE_BLAS_THREAD if one_blas_thread else contextlib.nullcontext():
+        key = (what, *(slot.shape[-2:] for slot in slots))
         if workers == 1:
             return _each_item(compute, key, slots, out, grads, wanted, range(count))
         edges = [count * k // workers for k in range(workers + 1)]
@@ -265,24 +233,22 @@ def _each_item(compute, key, slots, out, grads, wanted, flats):
     one arena (:func:`_arena`) for items of ``key``, each item's results copied out before the
     next item takes it."""
     bad = None
-    arena = _NO_ARENA if key is None else _arena(key)
+    arena = _arena(key)
     asked = 0
     shape = out.shape
-    # NumPy's arithmetic (the diagonal KL's gradients) and casts into float32 of a failing
-    # item: NaN, no warning. A float64 value is compiled arithmetic, stored as it is.
+    # Casts into float32 of a failing item: NaN, no warning. A float64 value is compiled
+    # arithmetic, stored as it is.
     quiet = np.errstate(all="ignore") if grads or out.dtype != np.float64 else contextlib.nullcontext()
     with quiet:
         for flat in flats:
             index = (flat,) if len(shape) == 1 else np.unravel_index(flat, shape)
             items = [_item(slot[index]) for slot in slots]
-            if arena is not _NO_ARENA:
-                arena[1].fill(0)
+            arena[1].fill(0)
             try:
                 value, item_grads = compute(items, arena)
             except _Failed:
                 value, item_grads = math.nan, ()
-            if arena is not _NO_ARENA:
-                asked = max(asked, int(arena[1][1]))
+            asked = max(asked, int(arena[1][1]))
             out[index] = value
             finite = math.isfinite(out[index])  # as stored: beyond float32's range fails in a float32 out
             if not finite:
@@ -291,8 +257,7 @@ def _each_item(compute, key, slots, out, grads, wanted, flats):
             for k, (grad, wants) in enumerate(zip(grads, wanted)):
                 if wants:
                     grad[index] = item_grads[k] if finite else math.nan
-    if key is not None:
-        _asked(key, asked)
+    _asked(key, asked)
     return bad
 
 
@@ -301,7 +266,6 @@ def _each_item(compute, key, slots, out, grads, wanted, flats):
 _ASKED: dict[tuple, int] = {}
 _ASKED_LOCK = threading.Lock()
 _NO_BUFFER = np.empty(0)
-_NO_ARENA = (_NO_BUFFER, np.zeros(2, np.int64))  # items that make no compiled scratch (``key`` None)
 
 
 def _arena(key):
@@ -345,18 +309,8 @@ def _kl_grad(arena, mode, wanted, mean1, row1, col1, mean2=None, row2=None, col2
     """The KL of ``mode`` and its gradients ``(∂/∂mean1, ∂/∂row1, ∂/∂col1, ∂/∂mean2, ∂/∂row2,
     ∂/∂col2)`` (the last three left out for a standard mode), by the closed forms of
     ``docs/gradients.md`` in BLAS-3 operations, from the factors and solves of the value (one
-    compiled call, :func:`fastmvn._large_items.kl_grads`, its scratch from ``arena``, but for
-    diagonal covariances); only those that ``wanted`` marks are computed (None in their place
-    otherwise)."""
-    n, p = mean1.shape
-    if mode in _DIAGONAL_MODES:
-        value, (a1, b1, a2, b2, t_u, t_v) = _kl_diag(mode, mean1, row1, col1, mean2, row2, col2)
-        d = (mean2 - mean1) if mode == _modes.KL_DIAG else -mean1
-        w = d / a2[:, None] / b2[None, :]                                  # ∂/∂M2
-        terms = [lambda: -w, lambda: 0.5 * (t_v / a2 - p / a1)[:, None], lambda: 0.5 * (t_u / b2 - n / b1)[:, None],
-                 lambda: w, lambda: ((p - t_v * a1 / a2 - (w * d).sum(axis=1)) / (2 * a2))[:, None],
-                 lambda: ((n - t_u * b1 / b2 - (w * d).sum(axis=0)) / (2 * b2))[:, None]]
-        return value, [term() if wants else None for term, wants in zip(terms, wanted)]
+    compiled call, :func:`fastmvn._large_items.kl_grads`, its scratch from ``arena``); only
+    those that ``wanted`` marks are computed (None in their place otherwise)."""
     flags = tuple(bool(wants) for wants in wanted) + (False,) * (6 - len(wanted))
     defined, value, *grads = _linalg()[1].kl_grads(arena, mode, flags, mean1, row1, col1,
                                                    *_second(mean1, row1, col1, mean2, row2, col2),
@@ -383,4 +337,4 @@ def value_and_grad(mode, slots, out, grads, wanted):
     item's value and gradients are NaN. Returns the flat index of the first failing item, or None."""
     gradient = _logpdf_grad if mode in (_modes.LOGPDF, _modes.LOGPDF_CHOL) else _kl_grad
     return _each(lambda items, arena: gradient(arena, mode, wanted, *items), slots, out, grads, wanted,
-                 None if mode in _DIAGONAL_MODES else (mode, tuple(bool(wants) for wants in wanted)))
+                 (mode, tuple(bool(wants) for wants in wanted)))

@@ -7,6 +7,7 @@ from numpy.linalg import LinAlgError
 
 import fastmvn as fm
 from fastmvn import reference
+from fastmvn._table import FUNCTIONS
 
 from conftest import factors, pair, spd
 
@@ -598,36 +599,61 @@ def test_diagonal_logpdf_gradients_match_finite_differences_and_the_full_covaria
         assert_close(grad, want if k < 2 else np.diagonal(want, axis1=-2, axis2=-1))
 
 
+#: The diagonal modes' gradients in one pass per item (``diagonal_grad_batch``): the function,
+#: its arguments, reference, mode, threshold in ``_config``, and the variances' argument to spoil.
+DIAGONAL_STREAMS = {
+    "logpdf_diag": (fm.logpdf_diag_value_and_grad, diagonal_densities, reference.logpdf_diag, "LOGPDF_DIAG",
+                    "DIAGONAL_LOGPDF_STREAM_MIN_SIDE", 3, "colvar"),
+    "kl_diag": (fm.kl_diag_value_and_grad, variances, reference.kl_diag, "KL_DIAG",
+                "DIAGONAL_KL_GRAD_STREAM_MIN_SIDE", 5, "colvar2"),
+    "kl_standard": (fm.kl_diag_value_and_grad, lambda *a: variances(*a)[:3], reference.kl_diag, "KL_STD_DIAG",
+                    "DIAGONAL_STD_GRAD_STREAM_MIN_SIDE", 2, "colvar1"),
+}
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("count, n, p", [(3, 40, 37), (300, 9, 13)])
-def test_diagonal_logpdf_gradients_streamed_match_the_lanes(rng, count, n, p, dtype, monkeypatch):
-    """Items from ``DIAGONAL_LOGPDF_STREAM_MIN_SIDE`` on, and those the plan for large items would
-    take, stream (``diagonal_grad_batch``: one pass over each item where it lies); the lanes give
-    the same, float32 too; a failing item is NaN, value and gradients, or raises."""
+@pytest.mark.parametrize("count, n, p", [(3, 40, 37), (300, 9, 13), (200, 17, 16), (100, 3, 24), (400, 11, 5)])
+@pytest.mark.parametrize("case", list(DIAGONAL_STREAMS))
+def test_diagonal_gradients_streamed_match_the_lanes(rng, case, count, n, p, dtype, monkeypatch):
+    """Items from each mode's threshold on (``_config``), and those the plan for large items
+    would take, stream (``diagonal_grad_batch``: one pass over each item where it lies); the
+    lanes give the same, float32 too, every gradient and each alone (``wrt=``); a failing item
+    is NaN, value and gradients, or raises naming its argument and index."""
     from fastmvn import _batch, _config, _large, _modes
 
-    args = [a.astype(dtype) for a in diagonal_densities(rng, (count,), n, p)]
+    func, make, reference_func, mode, threshold, spoiled, name = DIAGONAL_STREAMS[case]
+    mode = getattr(_modes, mode)
+    args = [a.astype(dtype) for a in make(rng, (count,), n, p)]
     slots = [np.zeros((count, n, p), dtype), np.zeros((count, n, 1), dtype)]
     in_float32_lanes = dtype == np.float32 and max(n, p) <= 16     # the lanes compute those in float32
-    assert _batch._streamed(_modes.LOGPDF_DIAG, slots, count, gradients=True) is not in_float32_lanes
-    value, grads = fm.logpdf_diag_value_and_grad(*args)
+    streamed = (max(n, p) >= getattr(_config, threshold) or _large.chosen(slots, count, True)) and not in_float32_lanes
+    assert _batch._streamed(mode, slots, count, gradients=True) is streamed
+    value, grads = func(*args)
     with monkeypatch.context() as m:
-        m.setattr(_config, "DIAGONAL_LOGPDF_STREAM_MIN_SIDE", 10 ** 9)
+        m.setattr(_config, threshold, 10 ** 9)
         m.setattr(_large, "chosen", lambda slots, count, gradients=False: False)
-        assert not _batch._streamed(_modes.LOGPDF_DIAG, slots, count, gradients=True)
-        lane_value, lane_grads = fm.logpdf_diag_value_and_grad(*args)
+        assert not _batch._streamed(mode, slots, count, gradients=True)
+        lane_value, lane_grads = func(*args)
     tolerance = 1e-5 if dtype == np.float32 and not in_float32_lanes else 1e-12
-    assert value.dtype == dtype and all(g.dtype == dtype for g in grads)
+    assert value.dtype == dtype and all(g.dtype == dtype for g in grads if g is not None)
     np.testing.assert_allclose(value, lane_value, rtol=tolerance)
     for g, e in zip(grads, lane_grads):
-        np.testing.assert_allclose(g, e, rtol=tolerance, atol=tolerance * np.abs(e).max())
-    np.testing.assert_allclose(value, reference.logpdf_diag(*args), rtol=max(tolerance, 1e-6 if dtype == np.float32
-                                                                               else 0))
-    args[3] = args[3].copy()
-    args[3][1, 5] = -1.0
-    with pytest.raises(LinAlgError, match=r"^colvar must be positive at batch index 1$"):
-        fm.logpdf_diag_value_and_grad(*args)
-    value, grads = fm.logpdf_diag_value_and_grad(*args, errors="nan")
+        assert (g is None) == (e is None)
+        if g is not None:
+            np.testing.assert_allclose(g, e, rtol=tolerance, atol=tolerance * np.abs(e).max())
+    np.testing.assert_allclose(value, reference_func(*args), rtol=max(tolerance, 1e-6 if dtype == np.float32 else 0))
+    names = [param.name for param in FUNCTIONS[func.__name__.removesuffix("_value_and_grad")].params]
+    for k in range(len(args)):                                     # one gradient alone: the same numbers
+        alone_value, alone = func(*args, wrt=[names[k]])
+        np.testing.assert_array_equal(alone_value, value)
+        np.testing.assert_array_equal(alone[k], grads[k])
+        assert all(g is None for j, g in enumerate(alone) if j != k)
+    args[spoiled] = args[spoiled].copy()
+    args[spoiled][1, -1] = -1.0
+    with pytest.raises(LinAlgError, match=rf"^{name} must be positive at batch index 1$"):
+        func(*args)
+    value, grads = func(*args, errors="nan")
+    grads = [g for g in grads if g is not None]
     assert np.isnan(value[1]) and all(np.isnan(g[1]).all() for g in grads)
     assert np.isfinite(value[[0, 2]]).all() and all(np.isfinite(g[[0, 2]]).all() for g in grads)
 

@@ -347,11 +347,11 @@ def test_threads_serve_one_item_or_many(side, count, one_thread, workers, monkey
     assert len(seen) == count and all(threads == ({1} if one_thread else before) for threads in seen)
 
 
-def test_the_diagonal_kl_leaves_blas_threads_alone(monkeypatch):
-    """The diagonal KL and log-density call neither BLAS nor LAPACK: their values are one
-    compiled call over the items (``diagonal_batch``), not the plan for large items, and the
-    KL's gradients, which are, do not limit BLAS to one thread where others of their size
-    would (a limit set and restored took about 25 µs a call)."""
+def test_the_diagonal_modes_leave_blas_threads_alone(monkeypatch):
+    """The diagonal KL and log-density call neither BLAS nor LAPACK: their values and gradients
+    are one compiled call over the items (``diagonal_batch``, ``diagonal_grad_batch``), never
+    the plan for large items, which limits BLAS to one thread for items of their size (a limit
+    set and restored took about 25 µs a call)."""
     entered = []
 
     class Recorded:
@@ -370,11 +370,12 @@ def test_the_diagonal_kl_leaves_blas_threads_alone(monkeypatch):
     np.testing.assert_allclose(fm.kl_diag(*diagonal), reference.kl_diag(*diagonal), rtol=1e-12)
     fm.kl_diag(*diagonal[:3])
     np.testing.assert_allclose(fm.logpdf_diag(*points), reference.logpdf_diag(*points), rtol=1e-12)
-    assert runs == []
     fm.kl_diag_value_and_grad(*diagonal)
-    assert entered == [] and runs == [range(2)]     # the plan for large items
+    fm.kl_diag_value_and_grad(*diagonal[:3])
+    fm.logpdf_diag_value_and_grad(*points)
+    assert entered == [] and runs == []
     fm.kl(*full)
-    assert entered == [True] and len(runs) == 2
+    assert entered == [True] and runs == [range(2)]
 
 
 def test_one_blas_thread_is_restored_after_overlapping_calls(monkeypatch):

@@ -198,7 +198,7 @@ def test_planned_calls_of_large_items_report_failures(name, index, monkeypatch):
         assert np.isnan(result[index]) and np.isfinite(np.delete(result, index)).all()
 
 
-GRADIENTS = ["kl", "kl_chol", "kl_diag", "logpdf", "logpdf_chol"]
+GRADIENTS = ["kl", "kl_chol", "kl_diag", "logpdf", "logpdf_chol", "logpdf_diag"]
 
 
 def _fresh_plans(monkeypatch, large):
@@ -218,6 +218,16 @@ def _grad_plans(name):
     return [plan for key, plan in _batch._PLANS.items() if key[0] == name and key[-1] and plan is not None]
 
 
+def _planned(name, large):
+    """Whether the plans of ``name``'s gradients were made, each for the lanes or (``large``)
+    for the plan for large items; the diagonal modes' items that it would take stream instead
+    (``diagonal_grad_batch``)."""
+    plans = _grad_plans(name)
+    if name.endswith("_diag"):
+        return bool(plans) and all(plan.streamed == large and not plan.large for plan in plans)
+    return bool(plans) and all(plan.large == large for plan in plans)
+
+
 @pytest.mark.parametrize("large", [False, True], ids=["lanes", "lapack"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", GRADIENTS)
@@ -232,7 +242,7 @@ def test_planned_gradients_give_the_bits_of_the_general_path(case, dtype, large,
         if batch == 1:
             args = [a[0] for a in args]
         first, second = gradient(*args), gradient(*args)
-        assert _grad_plans(case) and all(plan.large == large for plan in _grad_plans(case))
+        assert _planned(case, large)
         out = (np.empty(np.shape(first[0]), dtype), tuple(np.empty(np.shape(a), dtype) for a in args))
         expected = gradient(*args, out=out)
         for value, grads in (first, second):
@@ -258,7 +268,7 @@ def test_planned_gradients_of_arguments_passed_as_none(case, nones, dtype, large
         args = [None if k in nones else np.ascontiguousarray(a[0] if batch == 1 else a)
                 for k, a in enumerate(_bench.random_inputs(case, batch, 5, 3, dtype))]
         first, second = gradient(*args), gradient(*args)
-        assert _grad_plans(case) and all(plan.large == large for plan in _grad_plans(case))
+        assert _planned(case, large)
         out = (np.empty(np.shape(first[0]), dtype),
                tuple(None if a is None else np.empty(a.shape, dtype) for a in args))
         expected = gradient(*args, out=out)

@@ -15,7 +15,7 @@ from .gradients import store_wanted, value_and_grad
 from .kronsum import KRON_SCALARS, kron_sum_kl, kron_sum_logpdf
 from .scratch import (AS_SLOT0, AS_SLOT1, AS_SLOT2, AS_SLOT3, AS_SLOT4, AS_SLOT5, GRADIENT_MATRICES,
                       GRADIENT_VECTORS, MEAN_SHAPE, QUAD, ROW_SQUARE, ROW_VECTOR, SCALARS, SLOT0, SLOT1, SLOT2, SLOT3,
-                      VALUE_MATRICES, VALUE_VECTORS)
+                      SLOT4, SLOT5, VALUE_MATRICES, VALUE_VECTORS)
 from .values import _LOG_2PI, evaluate, finish, gather, gather_slots, slot_layout
 
 
@@ -177,8 +177,19 @@ _variance_ratios = njit(**OPTIONS)(_variance_ratios)  # inlined by LLVM into its
 
 
 def _diagonal_kl(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard, row_weights, col_weights, columns):
-    """:func:`diagonal_kl_terms` of one item, its scratch given: ``row_weights`` (``n``),
-    ``col_weights`` and ``columns`` (``p``)."""
+    """The terms of the KL between matrix normals with diagonal covariances for one item, in
+    float64: ``(ok, t_u, t_v, quad, log_ratio_u, log_ratio_v)`` with ``t_u = Σ a1/a2``,
+    ``t_v = Σ b1/b2``, ``quad = Σᵢⱼ (M2 − M1)ᵢⱼ² / (a2ᵢ b2ⱼ)`` and the log-ratios
+    ``Σ log a2 − Σ log a1``, ``Σ log b2 − Σ log b1`` (``a``, ``b`` the row and column
+    variances); ``ok`` is False where a variance is not positive (or NaN). With ``standard``
+    the second distribution is ``MN(0, I, I)``: ``mean2``, ``rowvar2`` and ``colvar2`` are not
+    read, and ``quad = ‖M1‖²``. Scratch: ``row_weights`` (``n``), ``col_weights`` and
+    ``columns`` (``p``).
+
+    The quadratic form is one read of the means, a running sum per column over the rows, which
+    the compiler vectorises along the row (no chain of dependent additions): at 784×150 it took
+    half the time of NumPy's sums of the two means, where four sums per row side by side took
+    1.25 times as long."""
     n, p = mean1.shape
     row_ok, t_u, log_u = _variance_ratios(rowvar1, rowvar2, row_weights, standard)
     col_ok, t_v, log_v = _variance_ratios(colvar1, colvar2, col_weights, standard)
@@ -206,31 +217,6 @@ def _diagonal_kl(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard, row
 _diagonal_kl = njit(inline="always", **OPTIONS)(_diagonal_kl)
 
 
-def diagonal_kl_terms(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard):
-    """The terms of the KL between matrix normals with diagonal covariances for one item, in
-    float64: ``(ok, t_u, t_v, quad, log_ratio_u, log_ratio_v)`` with ``t_u = Σ a1/a2``,
-    ``t_v = Σ b1/b2``, ``quad = Σᵢⱼ (M2 − M1)ᵢⱼ² / (a2ᵢ b2ⱼ)`` and the log-ratios
-    ``Σ log a2 − Σ log a1``, ``Σ log b2 − Σ log b1`` (``a``, ``b`` the row and column
-    variances); ``ok`` is False where a variance is not positive (or NaN). With ``standard``
-    the second distribution is ``MN(0, I, I)``: ``mean2``, ``rowvar2`` and ``colvar2`` are not
-    read, and ``quad = ‖M1‖²``.
-
-    The gradients of large items (:mod:`fastmvn._large`) start from these terms, and
-    :func:`diagonal_batch` computes its KLs from them. The quadratic form is one read of the
-    means on the calling thread, a running sum per column over the rows, which the compiler
-    vectorises along the row (no chain of dependent additions): at 784×150 it took half the
-    time of NumPy's sums of the two means, where four sums per row side by side took 1.25
-    times as long. Two threads over blocks of rows took longer on a 2-core machine, and BLAS's
-    dot product on its threads for ``‖M1‖²`` took now and then ten to a hundred times its
-    usual time on a machine whose other core was busy."""
-    n, p = mean1.shape
-    return _diagonal_kl(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard, np.empty(n), np.empty(p),
-                        np.empty(p))
-
-
-diagonal_kl_terms = _cached(njit(**OPTIONS)(diagonal_kl_terms))  # compiled on first use, per dtype
-
-
 def kl_of_terms(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p):
     """``½(t_u t_v + quad − np + p·log(|U2|/|U1|) + n·log(|V2|/|V1|))`` in the lane kernels'
     order (:func:`~fastmvn.kernels.values.kl_value`), halved term by term; never negative
@@ -240,7 +226,7 @@ def kl_of_terms(trace_u, trace_v, quad, log_ratio_u, log_ratio_v, n, p):
     return 0.0 if -math.inf < kl < 0.0 else kl
 
 
-kl_of_terms = _cached(njit(**OPTIONS)(kl_of_terms))  # called from Python too (fastmvn._large)
+kl_of_terms = _cached(njit(**OPTIONS)(kl_of_terms))  # called by fastmvn._large_items too
 
 
 def _diagonal_logpdf(x, mean, rowvar, colvar, columns):
@@ -248,7 +234,7 @@ def _diagonal_logpdf(x, mean, rowvar, colvar, columns):
     float64, with ``columns`` (``p``) as scratch:
     ``−½(np log 2π + p Σ log a + n Σ log b + Σᵢⱼ (X − M)ᵢⱼ² / (aᵢ bⱼ))``; not finite where a
     variance is not positive or an input is not finite. One read of ``x`` and ``mean``, a
-    running sum per column over the rows (as :func:`diagonal_kl_terms`)."""
+    running sum per column over the rows (as :func:`_diagonal_kl`)."""
     n, p = x.shape
     columns[:] = 0.0
     log_a = log_b = 0.0
@@ -271,33 +257,32 @@ _diagonal_logpdf = njit(inline="always", **OPTIONS)(_diagonal_logpdf)
 
 
 
-def _diagonal_logpdf_grad(x, mean, rowvar, colvar, gx, gm, ga, gb, wanted, col_weights, col_sums):
-    """:func:`_diagonal_logpdf` of one item and its gradients, stored as ``wanted`` asks (bits
-    ``SLOT0 … SLOT3``): ``gx = −W``, ``gm = W`` with ``W = D / (a bᵀ)``, ``ga[:, 0] =
-    ½(Σ_c D W − p)/a`` and ``gb[:, 0] = ½(Σ_i D W − n)/b``, in one pass over ``x`` and ``mean``
-    (``col_weights``, ``col_sums``: scratch of ``p``). A row's sum runs in four partial sums,
-    which the compiler turns into vector code (one chain of additions would not)."""
-    n, p = x.shape
-    want_x = (wanted & SLOT0) != 0
-    want_m = (wanted & SLOT1) != 0
-    log_b = 0.0
-    for j in range(p):
-        b = np.float64(colvar[j])
-        log_b += math.log(b) if b > 0.0 else math.nan
-        col_weights[j] = 1.0 / b
-        col_sums[j] = 0.0
-    log_a = quad = 0.0
+def _whitened_pass(first, second, standard, sign, row_weights, col_weights, g_first, g_second, want_first,
+                   want_second, row_sums, col_sums):
+    """One pass over an item's ``D = first − second`` (``−second`` where ``standard``; ``first``
+    is then not read) with ``W = D·row_weights·col_weightsᵀ``: ``g_first ← sign·W`` and
+    ``g_second ← −sign·W`` where wanted, ``row_sums ← Σ_c D W`` and ``col_sums ← Σ_i D W``;
+    returns ``Σ D W``. The gradients of the diagonal modes' values are made from these. A row's
+    sum runs in four partial sums, which the compiler turns into vector code (one chain of
+    additions would not)."""
+    n, p = second.shape
+    col_sums[:] = 0.0
+    quad = 0.0
     body = p - p % 4
     for i in range(n):
-        a = np.float64(rowvar[i])
-        log_a += math.log(a) if a > 0.0 else math.nan
-        weight = 1.0 / a
+        weight = row_weights[i]
         s0 = s1 = s2 = s3 = 0.0
         for j in range(0, body, 4):
-            d0 = np.float64(x[i, j]) - np.float64(mean[i, j])
-            d1 = np.float64(x[i, j + 1]) - np.float64(mean[i, j + 1])
-            d2 = np.float64(x[i, j + 2]) - np.float64(mean[i, j + 2])
-            d3 = np.float64(x[i, j + 3]) - np.float64(mean[i, j + 3])
+            if standard:
+                d0 = -np.float64(second[i, j])
+                d1 = -np.float64(second[i, j + 1])
+                d2 = -np.float64(second[i, j + 2])
+                d3 = -np.float64(second[i, j + 3])
+            else:
+                d0 = np.float64(first[i, j]) - np.float64(second[i, j])
+                d1 = np.float64(first[i, j + 1]) - np.float64(second[i, j + 1])
+                d2 = np.float64(first[i, j + 2]) - np.float64(second[i, j + 2])
+                d3 = np.float64(first[i, j + 3]) - np.float64(second[i, j + 3])
             w0 = d0 * weight * col_weights[j]
             w1 = d1 * weight * col_weights[j + 1]
             w2 = d2 * weight * col_weights[j + 2]
@@ -310,60 +295,126 @@ def _diagonal_logpdf_grad(x, mean, rowvar, colvar, gx, gm, ga, gb, wanted, col_w
             col_sums[j + 1] += d1 * w1
             col_sums[j + 2] += d2 * w2
             col_sums[j + 3] += d3 * w3
-            if want_x:
-                gx[i, j] = -w0
-                gx[i, j + 1] = -w1
-                gx[i, j + 2] = -w2
-                gx[i, j + 3] = -w3
-            if want_m:
-                gm[i, j] = w0
-                gm[i, j + 1] = w1
-                gm[i, j + 2] = w2
-                gm[i, j + 3] = w3
+            if want_first:
+                g_first[i, j] = sign * w0
+                g_first[i, j + 1] = sign * w1
+                g_first[i, j + 2] = sign * w2
+                g_first[i, j + 3] = sign * w3
+            if want_second:
+                g_second[i, j] = -sign * w0
+                g_second[i, j + 1] = -sign * w1
+                g_second[i, j + 2] = -sign * w2
+                g_second[i, j + 3] = -sign * w3
         for j in range(body, p):
-            d = np.float64(x[i, j]) - np.float64(mean[i, j])
+            d = -np.float64(second[i, j]) if standard else np.float64(first[i, j]) - np.float64(second[i, j])
             w = d * weight * col_weights[j]
             s0 += d * w
             col_sums[j] += d * w
-            if want_x:
-                gx[i, j] = -w
-            if want_m:
-                gm[i, j] = w
-        row = (s0 + s1) + (s2 + s3)
-        quad += row
-        if wanted & SLOT2:
-            ga[i, 0] = 0.5 * (row - p) * weight
+            if want_first:
+                g_first[i, j] = sign * w
+            if want_second:
+                g_second[i, j] = -sign * w
+        row_sums[i] = (s0 + s1) + (s2 + s3)
+        quad += row_sums[i]
+    return quad
+
+
+_whitened_pass = njit(inline="always", **OPTIONS)(_whitened_pass)
+
+
+def _diagonal_logpdf_grad(x, mean, rowvar, colvar, gx, gm, ga, gb, wanted, row_weights, col_weights, row_sums,
+                          col_sums):
+    """:func:`_diagonal_logpdf` of one item and its gradients, stored as ``wanted`` asks (bits
+    ``SLOT0 … SLOT3``): ``gx = −W``, ``gm = W`` with ``W = D / (a bᵀ)``, ``ga[:, 0] =
+    ½(Σ_c D W − p)/a`` and ``gb[:, 0] = ½(Σ_i D W − n)/b``, in one pass over ``x`` and ``mean``
+    (:func:`_whitened_pass`; the rest: scratch of ``n`` and ``p``)."""
+    n, p = x.shape
+    log_a = log_b = 0.0
+    for i in range(n):
+        a = np.float64(rowvar[i])
+        log_a += math.log(a) if a > 0.0 else math.nan
+        row_weights[i] = 1.0 / a
+    for j in range(p):
+        b = np.float64(colvar[j])
+        log_b += math.log(b) if b > 0.0 else math.nan
+        col_weights[j] = 1.0 / b
+    quad = _whitened_pass(x, mean, False, -1.0, row_weights, col_weights, gx, gm, (wanted & SLOT0) != 0,
+                          (wanted & SLOT1) != 0, row_sums, col_sums)
+    if wanted & SLOT2:
+        for i in range(n):
+            ga[i, 0] = 0.5 * (row_sums[i] - p) * row_weights[i]
     if wanted & SLOT3:
         for j in range(p):
             gb[j, 0] = 0.5 * (col_sums[j] - n) * col_weights[j]
     return -0.5 * (n * p * _LOG_2PI + p * log_a + n * log_b + quad)
 
 
-_diagonal_logpdf_grad = njit(**OPTIONS)(_diagonal_logpdf_grad)
+_diagonal_logpdf_grad = njit(inline="always", **OPTIONS)(_diagonal_logpdf_grad)
+
+
+def _diagonal_kl_grad(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard, g0, g1, g2, g3, g4, g5, wanted,
+                      row_weights, col_weights, row_sums, col_sums):
+    """The KL of one item of diagonal covariances (as :func:`_diagonal_kl`) and its gradients
+    ``g0 … g5`` for ``(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2)``, stored as
+    ``wanted`` asks (``docs/gradients.md``; ``g4``, ``g5`` and ``g3`` not for the standard
+    prior): ``∂/∂M2 = −∂/∂M1 = W = D/(a2 b2ᵀ)``, ``∂/∂a1 = ½(t_v/a2 − p/a1)``,
+    ``∂/∂a2 = ½(p − t_v a1/a2 − Σ_c D W)/a2`` and the same for ``b`` with ``t_u``, ``n`` and
+    sums over rows; in one pass over the means (:func:`_whitened_pass`)."""
+    n, p = mean1.shape
+    row_ok, t_u, log_u = _variance_ratios(rowvar1, rowvar2, row_weights, standard)
+    col_ok, t_v, log_v = _variance_ratios(colvar1, colvar2, col_weights, standard)
+    quad = _whitened_pass(mean2, mean1, standard, 1.0, row_weights, col_weights, g3, g0, (wanted & SLOT3) != 0,
+                          (wanted & SLOT0) != 0, row_sums, col_sums)
+    if not (row_ok and col_ok):
+        return math.nan
+    for i in range(n):
+        a1 = np.float64(rowvar1[i])
+        if wanted & SLOT1:
+            g1[i, 0] = 0.5 * (t_v * row_weights[i] - p / a1)
+        if wanted & SLOT4:
+            g4[i, 0] = 0.5 * (p - t_v * a1 * row_weights[i] - row_sums[i]) * row_weights[i]
+    for j in range(p):
+        b1 = np.float64(colvar1[j])
+        if wanted & SLOT2:
+            g2[j, 0] = 0.5 * (t_u * col_weights[j] - n / b1)
+        if wanted & SLOT5:
+            g5[j, 0] = 0.5 * (n - t_u * b1 * col_weights[j] - col_sums[j]) * col_weights[j]
+    return kl_of_terms(t_u, t_v, quad, log_u, log_v, n, p)
+
+
+_diagonal_kl_grad = njit(inline="always", **OPTIONS)(_diagonal_kl_grad)
 
 
 @batch(_GRAD_SIGNATURES)
 def diagonal_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, g5, wanted, first_bad, work):
-    """``out[b]`` and the gradients that ``wanted`` asks for of a log-density of diagonal
-    covariances (``LOGPDF_DIAG``) for every ``b``, one item at a time where it lies, in float64,
-    in chunks as :func:`diagonal_batch`; the drivers' arguments as :func:`value_and_grad_batch`
-    (``g0 … g3`` the gradients of ``x``, ``mean``, ``rowvar``, ``colvar``, ``(1, 1, 1)``
-    placeholders where not wanted). One pass over each item writes its value and gradients:
-    about twice the value's memory traffic, where the lanes gather, compute and store in three."""
+    """``out[b]`` and the gradients that ``wanted`` asks for of a mode of diagonal covariances
+    (``KL_DIAG``, ``KL_STD_DIAG``, ``LOGPDF_DIAG``) for every ``b``, one item at a time where it
+    lies, in float64, in chunks as :func:`diagonal_batch`; the drivers' arguments as
+    :func:`value_and_grad_batch` (``(1, 1, 1)`` placeholders for the gradients not wanted). One
+    pass over each item writes its value and gradients: about twice the value's memory traffic,
+    where the lanes gather, compute and store in three."""
     count = out.shape[0]
     n = a0.shape[1]
     p = a0.shape[2]
     chunks = first_bad.shape[0]
     size = (count + chunks - 1) // chunks
     for c in prange(chunks):
+        row_weights = np.empty(n)
         col_weights = np.empty(p)
+        row_sums = np.empty(n)
         col_sums = np.empty(p)
         bad = count
         for b in range(c * size, min(count, (c + 1) * size)):
-            value = _diagonal_logpdf_grad(
-                np.ascontiguousarray(a0[b]), np.ascontiguousarray(a1[b]), a2[b, :, 0], a3[b, :, 0],
-                g0[b if wanted & SLOT0 else 0], g1[b if wanted & SLOT1 else 0], g2[b if wanted & SLOT2 else 0],
-                g3[b if wanted & SLOT3 else 0], wanted, col_weights, col_sums)
+            h0, h1, h2 = g0[b if wanted & SLOT0 else 0], g1[b if wanted & SLOT1 else 0], g2[b if wanted & SLOT2 else 0]
+            h3, h4, h5 = g3[b if wanted & SLOT3 else 0], g4[b if wanted & SLOT4 else 0], g5[b if wanted & SLOT5 else 0]
+            if mode == LOGPDF_DIAG:
+                value = _diagonal_logpdf_grad(np.ascontiguousarray(a0[b]), np.ascontiguousarray(a1[b]), a2[b, :, 0],
+                                              a3[b, :, 0], h0, h1, h2, h3, wanted, row_weights, col_weights, row_sums,
+                                              col_sums)
+            else:  # KL_DIAG; KL_STD_DIAG reads neither a3, a4 nor a5
+                value = _diagonal_kl_grad(np.ascontiguousarray(a0[b]), a1[b, :, 0], a2[b, :, 0],
+                                          np.ascontiguousarray(a3[b]), a4[b, :, 0], a5[b, :, 0], mode == KL_STD_DIAG,
+                                          h0, h1, h2, h3, h4, h5, wanted, row_weights, col_weights, row_sums, col_sums)
             out[b] = value
             if not math.isfinite(out[b]):  # as stored; its gradients are NaN, as the lanes leave them
                 out[b] = math.nan
@@ -376,6 +427,10 @@ def diagonal_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, g
                     g2[b] = math.nan
                 if wanted & SLOT3:
                     g3[b] = math.nan
+                if wanted & SLOT4:
+                    g4[b] = math.nan
+                if wanted & SLOT5:
+                    g5[b] = math.nan
         first_bad[c] = bad
 
 
