@@ -60,11 +60,20 @@ def _driver_arguments(flat, count, dtype, streamed=False):
     least :data:`fastmvn._config.DIAGONAL_CHUNK_ENTRIES` entries of the means where that makes
     more chunks than ``CHUNK`` items each (a few large items)."""
     padding = [_padding(count, dtype)] * (6 - len(flat))
+    return (padding, np.empty(chunk_count(flat, count, streamed), np.int64),
+            np.empty(0, np.float64 if streamed else working_dtype(flat)))
+
+
+def chunk_count(slots, count, streamed):
+    """The chunks (``prange`` tasks) of a driver's batch of ``count`` items of ``slots``:
+    ``CHUNK`` items each, and for the items :func:`_streamed` takes, at least
+    :data:`fastmvn._config.DIAGONAL_CHUNK_ENTRIES` entries of the means each where that makes
+    more (a few large items)."""
     chunks = -(-count // _config.CHUNK)
     if streamed:
-        entries = count * flat[0].shape[-2] * flat[0].shape[-1]
+        entries = count * slots[0].shape[-2] * slots[0].shape[-1]
         chunks = max(chunks, min(count, entries // _config.DIAGONAL_CHUNK_ENTRIES))
-    return padding, np.empty(chunks, np.int64), np.empty(0, np.float64 if streamed else working_dtype(flat))
+    return chunks
 
 
 _STREAMED_MODES = (_modes.KL_DIAG, _modes.KL_STD_DIAG, _modes.LOGPDF_DIAG)

@@ -1,8 +1,8 @@
 """XLA FFI handlers on the CPU: compiled Numba functions that XLA calls on its own buffers, for
 :mod:`fastmvn.jax` under :func:`jax.jit`.
 
-One handler per table function, kernel mode, dtype, arithmetic dtype, serial or parallel driver
-and ``errors=``: a Numba ``@cfunc`` with XLA's handler signature,
+One handler per table function, kernel mode, dtype, arithmetic dtype, serial or parallel driver,
+``errors=`` and driver (the lanes', or the stream of diagonal covariances'): a Numba ``@cfunc`` with XLA's handler signature,
 ``XLA_FFI_Error* handler(XLA_FFI_CallFrame*)``, registered with :func:`jax.ffi.register_ffi_target`
 on the first call that needs it (compiling it takes seconds; it is not cached on disk, as its
 code holds addresses of this process: the launch lock's and the error reporter's). A handler
@@ -101,7 +101,9 @@ def _word(struct, *path):
 
 
 # The key of a handler: the table function's name, the kernel mode, the data and arithmetic
-# dtypes' characters, parallel or not, errors=. Python's reporter finds a key by its position.
+# dtypes' characters, parallel or not, errors=, and whether it runs the items of diagonal
+# covariances one at a time where they lie (``diagonal_batch``, as fastmvn._batch._streamed
+# decides) rather than the lanes' ``evaluate_batch``. Python's reporter finds a key by its position.
 _KEYS: list = []
 _HANDLERS: dict = {}
 _LOCK = threading.Lock()
@@ -174,9 +176,10 @@ def _compile(key):
     import numba
     from numba import carray, types
 
-    name, mode, dtype, work, parallel, errors = key
+    name, mode, dtype, work, parallel, errors, streamed = key
     dtype, work = np.dtype(dtype), np.dtype(work)
-    driver = _kernels().evaluate_batch.compiled((dtype, work), parallel=parallel)
+    kernels = _kernels()
+    driver = (kernels.diagonal_batch if streamed else kernels.evaluate_batch).compiled((dtype, work), parallel=parallel)
     locked = parallel and _jit._launch_needs_lock()
     lock, unlock, lock_address = _jit._LAUNCH.lock if locked else None, _jit._LAUNCH.unlock if locked else None, \
         _jit._LAUNCH.address or 0

@@ -68,9 +68,9 @@ import numpy as np
 
 import fastmvn
 
-from . import _config, _docs, _gradients, _jit, _large, _table
+from . import _docs, _gradients, _jit, _large, _table
 from ._arguments import bind, check, check_errors
-from ._batch import working_dtype
+from ._batch import _streamed, chunk_count, working_dtype
 
 _xla: ModuleType | None
 try:
@@ -159,8 +159,9 @@ def _ffi_target(ctx, kernel):
     the kernel mode, ``errors``) for the lowering context ``ctx``, and the number of chunks of
     its batch; None where the callback runs it instead: not on the CPU, an argument of another
     dtype than the result's or broadcast along some batch axes only, no items, large items
-    (``fastmvn._large``), a parallel launch that compiled code cannot take turns on, or a
-    handler that could not be compiled or registered."""
+    (``fastmvn._large``; not those of diagonal covariances, which the handler streams as
+    :mod:`fastmvn._batch` does), a parallel launch that compiled code cannot take turns on, or
+    a handler that could not be compiled or registered."""
     if kernel is None or tuple(ctx.module_context.platforms) != ("cpu",):
         return None
     name, mode, errors = kernel
@@ -176,12 +177,14 @@ def _ffi_target(ctx, kernel):
                 or aval.shape[:len(batch_shape)] not in (batch_shape, (1,) * len(batch_shape))):
             return None
         slots.append(np.broadcast_to(np.empty((), dtype), (core + (1,))[:2]))
-    if _large.chosen(slots, count):
+    streamed = _streamed(mode, slots, count)
+    if not streamed and _large.chosen(slots, count):
         return None
-    chunks = -(-count // _config.CHUNK)
+    chunks = chunk_count(slots, count, streamed)
     if chunks > 1 and _jit.threading_layer() == "workqueue" and _jit._LAUNCH.address is None:
         return None
-    target = _xla.target((name, mode, dtype.char, working_dtype(slots).char, chunks > 1, errors))
+    work = "d" if streamed else working_dtype(slots).char
+    target = _xla.target((name, mode, dtype.char, work, chunks > 1, errors, streamed))
     return None if target is None else (target, chunks)
 
 

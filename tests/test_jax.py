@@ -265,6 +265,28 @@ def test_ffi_serves_every_entry_with_a_kernel(name, no_callback):
     np.testing.assert_array_equal(jax.jit(lambda *a: getattr(fmj, name)(*a))(*args), expected)
 
 
+@pytest.mark.parametrize("name, batch, n, p", [("logpdf_diag", 6, 20, 12), ("kl_diag", 6, 20, 12),
+                                               ("logpdf_diag", 1, 300, 200), ("kl_diag", 2, 300, 200)])
+def test_ffi_streams_diagonal_covariances_as_fastmvn_does(name, batch, n, p, monkeypatch, no_callback):
+    """The values of diagonal covariances that fastmvn computes one item at a time where each lies
+    (``diagonal_batch``: from a side in ``_config`` up, and large items) take the same driver
+    through the handler, bit for bit, the standard prior too, on one thread and in chunks."""
+    from fastmvn import _batch, _config, _modes
+
+    for dtype, enable in ((np.float32, False), (np.float64, True)):
+        args = list(_bench.random_inputs(name, batch, n, p, dtype=dtype, seed=2))
+        mode = _modes.LOGPDF_DIAG if name == "logpdf_diag" else _modes.KL_DIAG
+        assert _batch._streamed(mode, [a[..., None] if a.ndim == 2 else a for a in args], batch)
+        with jax.enable_x64(enable):
+            for given in (args, args[:3]) if name == "kl_diag" else (args,):
+                for entries in (_config.DIAGONAL_CHUNK_ENTRIES, n * p // 2):    # one chunk; one an item
+                    monkeypatch.setattr(_config, "DIAGONAL_CHUNK_ENTRIES", entries)
+                    expected = getattr(fm, name)(*given)
+                    value = jax.jit(lambda *a: getattr(fmj, name)(*a))(*(jnp.asarray(a) for a in given))
+                    assert value.dtype == dtype
+                    np.testing.assert_array_equal(value, expected)
+
+
 def test_ffi_runs_the_parallel_driver(rng, monkeypatch, no_callback):
     # Chunks of 4 items: 13 chunks, the parallel driver, taking the launch lock where it must.
     from fastmvn import _config
