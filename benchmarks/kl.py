@@ -81,8 +81,9 @@ class KLMidBatch(Suite):
 
 
 class KLSingleCall:
-    """One call of ``kl`` (and of ``kl_value_and_grad``, also against the standard prior) on a
-    single 4×4 pair: the Python layer and the launch, against the NumPy reference's call."""
+    """One call of ``kl`` (and of ``kl_value_and_grad``, also against the standard prior; both
+    also into ``out=``) on a single 4×4 pair: the Python layer and the launch, against the
+    NumPy reference's call."""
 
     def setup(self):
         import numpy as np
@@ -90,12 +91,20 @@ class KLSingleCall:
         from fastmvn import _bench
 
         self.args = [a[0] for a in _bench.random_pair(1, 4, 4, np.float64)]
+        self.out = np.empty(())
+        self.grad_out = (np.empty(()), tuple(np.empty_like(a) for a in self.args))
         fastmvn.kl(*self.args)
+        fastmvn.kl(*self.args, out=self.out)
         fastmvn.kl_value_and_grad(*self.args)
+        fastmvn.kl_value_and_grad(*self.args, out=self.grad_out)
         fastmvn.kl_value_and_grad(*self.args[:3])
 
     def time_call(self):
         fastmvn.kl(*self.args)
+
+    def time_call_into_out(self):
+        """Into ``out=`` (planned as the call without it)."""
+        fastmvn.kl(*self.args, out=self.out)
 
     def track_time_over_reference(self):
         """Time of one call over that of :func:`fastmvn.reference.kl` (below 1 is faster)."""
@@ -108,6 +117,10 @@ class KLSingleCall:
 
     def time_value_and_grad(self):
         fastmvn.kl_value_and_grad(*self.args)
+
+    def time_value_and_grad_into_out(self):
+        """Value and gradients into ``out=``'s arrays (planned as the call without it)."""
+        fastmvn.kl_value_and_grad(*self.args, out=self.grad_out)
 
     def time_value_and_grad_to_standard(self):
         """Against MN(0, I, I), the second distribution's arguments None."""

@@ -302,7 +302,10 @@ def planned(function, values, out, errors, lower, gradients=None):
         plan = _PLANS[key] = _Plan.make(function, values, lower, gradients)
     if plan is None or plan is _UNKNOWN:
         return None
-    result, failed = plan.run(values)
+    result = plan.run(values, out)
+    if result is None:  # out= to be checked, or written through a copy, on the general path
+        return None
+    result, failed = result
     return None if failed and errors != "nan" else result
 
 
@@ -316,9 +319,10 @@ _UNKNOWN = object()
 def _plan_key(function, values, out, errors, lower):
     """What decides a small call's plan: the function, the thresholds between plans and each
     value's shape and dtype (None stays None); None where the call takes the general path
-    (``out=``, ``lower=False``, ``errors`` to be checked, a value that is not a C-contiguous
-    float32 or float64 array in the machine's byte order)."""
-    if out is not None or lower is not True or errors not in ("raise", "nan"):
+    (``lower=False``, ``errors`` to be checked, a value that is not a C-contiguous float32 or
+    float64 array in the machine's byte order). ``out=`` does not change the plan: a run
+    writes into the arrays it can (:meth:`_Plan.outputs`)."""
+    if lower is not True or errors not in ("raise", "nan"):
         return None
     key = [function.name, _config.CHUNK, _config.LAPACK_MIN_SIDE, _config.LAPACK_BATCH_SIDE, _config.LAPACK_ALL_SIDE,
            _config.LAPACK_GRADIENT_MIN_SIDE, _config.LAPACK_GRADIENT_BATCH_SIDE, _config.LAPACK_GRADIENT_ALL_SIDE,
@@ -396,8 +400,16 @@ class _Plan:
             plan.driver = driver.compiled((dtype, plan.work.dtype), parallel=False)
         return plan
 
-    def run(self, values):
-        """The call's result (of the batch shape, or a scalar) and whether an item failed."""
+    def run(self, values, out=None):
+        """The call's result (of the batch shape, or a scalar; ``out``'s arrays where given)
+        and whether an item failed; None where ``out`` takes the general path
+        (:meth:`outputs`)."""
+        given = given_grads = None
+        if out is not None:
+            out = self.outputs(values, out)
+            if out is None:
+                return None
+            given, given_grads = (out, None) if self.gradients is None else out
         views = []
         for source in self.sources:
             if type(source) is tuple:
@@ -410,31 +422,89 @@ class _Plan:
                 views.append(view)
             else:
                 views.append(source)
-        out = np.empty(self.count, self.dtype)
+        result = np.empty(self.count, self.dtype) if given is None else given.reshape(self.count)
         if self.gradients is not None:
-            return self._run_gradients(views, out)
+            return self._run_gradients(views, result, given, given_grads)
         if self.large:
-            failed = _large.evaluate(self.mode, views, out) is not None
+            failed = _large.evaluate(self.mode, views, result) is not None
         else:
             first_bad = np.empty(1, np.int64)
-            self.driver(self.mode, *views, *self.padding, out, first_bad, self.work)
+            self.driver(self.mode, *views, *self.padding, result, first_bad, self.work)
             failed = first_bad[0] < self.count
-        return (out.reshape(self.batch_shape) if self.batch_shape else out[0]), failed
+        if given is not None:
+            return given, failed
+        return (result.reshape(self.batch_shape) if self.batch_shape else result[0]), failed
 
-    def _run_gradients(self, views, out):
+    def _run_gradients(self, views, result, given, given_grads):
         """:meth:`run` of a plan with gradients: ``((value, grads), failed)``, each gradient
-        asked for of its argument's own shape (no such argument is broadcast), in memory of
-        the gradients' pool (:mod:`fastmvn._pool`) as on the general path."""
-        full = [_pool.empty(shape, self.dtype) if wants else None for shape, _, wants in self.gradients]
-        grads = [self.placeholder if grad is None else grad.reshape((self.count,) + grad.shape[-2:]) for grad in full]
+        asked for of its argument's own shape (no such argument is broadcast): the array of
+        ``given_grads`` for it, else memory of the gradients' pool (:mod:`fastmvn._pool`) as on
+        the general path; the value into ``result`` (``given``'s, where that is not None)."""
+        full = [None if not wants else _pool.empty(shape, self.dtype) if given_grads is None or given_grads[k] is None
+                else given_grads[k] for k, (shape, _, wants) in enumerate(self.gradients)]
+        grads = [self.placeholder if grad is None else grad.reshape((self.count,) + shape[-2:])
+                 for grad, (shape, _, _) in zip(full, self.gradients)]
         grads += [self.placeholder] * (6 - len(grads))  # the drivers take six slots' gradients
         if self.large:
-            failed = _large.value_and_grad(self.mode, views, out, grads, self.wanted) is not None
+            failed = _large.value_and_grad(self.mode, views, result, grads, self.wanted) is not None
         else:
             first_bad = np.empty(1, np.int64)
-            self.driver(self.mode, *views, *self.padding, out, *grads, self.mask, first_bad, self.work)
+            self.driver(self.mode, *views, *self.padding, result, *grads, self.mask, first_bad, self.work)
             failed = first_bad[0] < self.count
-        value = out.reshape(self.batch_shape) if self.batch_shape else out[0]
-        grads = tuple(None if grad is None else grad[..., 0] if vector else grad
-                      for grad, (_, vector, _) in zip(full, self.gradients))
+        value = given if given is not None else result.reshape(self.batch_shape) if self.batch_shape else result[0]
+        grads = tuple(None if grad is None else grad[..., 0] if vector and grad.ndim == len(shape) else grad
+                      for grad, (shape, vector, _) in zip(full, self.gradients))
         return (value, grads + (None,) * self.missing), failed
+
+    def outputs(self, values, out):
+        """``out`` as :meth:`run` writes into it: the value's array (or None) for a plan without
+        gradients; ``(value, grads)`` for one with, ``grads`` one array or None per parameter of
+        the function. None where the call takes the general path instead, which checks ``out``
+        (and raises its errors) or writes through a copy: any array that is not exactly an
+        ``ndarray`` of the result's dtype and shape, C-contiguous and writeable, a gradient's
+        array where it gets none, or two arrays of ``out`` that may share memory with each other
+        or with a value (compared by their bounds where they have the same owner,
+        :func:`_owner`)."""
+        if self.gradients is None:
+            value, grads = out, ()
+        else:
+            if type(out) is not tuple or len(out) != 2 or type(out[1]) not in (tuple, list) \
+                    or len(out[1]) != len(self.gradients) + self.missing:
+                return None
+            value, grads = out
+            for k, grad in enumerate(grads):
+                if grad is None:
+                    continue
+                if k >= len(self.gradients) or not self.gradients[k][2]:
+                    return None
+                shape, vector, _ = self.gradients[k]
+                if not _writes_into(grad, shape[:-1] if vector else shape, self.dtype):
+                    return None
+        if value is not None and not _writes_into(value, self.batch_shape, self.dtype):
+            return None
+        outputs = [a for a in (value, *grads) if a is not None]
+        arrays = outputs + [a for a in values if a is not None]
+        roots = [_owner(a) for a in arrays]
+        for k, (a, root) in enumerate(zip(outputs, roots)):
+            for j in range(k + 1, len(arrays)):  # every pair with an output in it, once
+                if (root is None or roots[j] is None or root is roots[j]) and np.may_share_memory(a, arrays[j]):
+                    return None
+        return out if self.gradients is None else (value, grads)
+
+
+def _owner(array):
+    """The array that owns the memory of ``array`` (a view's base, followed): arrays of two
+    different owners never share memory. None where no array owns it (memory of another
+    object: a buffer, a memory map), which may be anyone's."""
+    while not array.flags.owndata:
+        array = array.base
+        if not isinstance(array, np.ndarray):
+            return None
+    return array
+
+
+def _writes_into(array, shape, dtype):
+    """Whether a plan's driver writes into ``array`` as it is: an ``ndarray`` of ``shape`` and
+    ``dtype``, C-contiguous and writeable."""
+    return (type(array) is np.ndarray and array.shape == shape and array.dtype == dtype
+            and array.flags.c_contiguous and array.flags.writeable)

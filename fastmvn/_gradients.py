@@ -105,9 +105,10 @@ def value_and_grad(function, values, errors, reduce=True, out=None, wrt=None, lo
     upper ones, read through :func:`fastmvn._arguments.lower_factors`; their gradients, and the arrays of
     ``out`` for them, are the transposes of the lower factors' (views, as the factors).
 
-    A small call with neither ``out`` nor ``lower=False`` runs the plan made by the first call
-    of its shapes and gradients (:func:`fastmvn._batch.planned`), which broadcasts none of its
-    arguments: every gradient has its argument's shape, reduced or not.
+    A small call without ``lower=False`` runs the plan made by the first call of its shapes
+    and gradients (:func:`fastmvn._batch.planned`), which broadcasts none of its arguments:
+    every gradient has its argument's shape, reduced or not; into ``out``'s arrays where it
+    can write into them as they are (:meth:`fastmvn._batch._Plan.outputs`).
     """
     given = [value is not None for value in values]
     wanted = computed(function, given, wrt)

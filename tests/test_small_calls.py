@@ -14,6 +14,14 @@ def function(case):
     return getattr(fm, "kl" if case == "kl_standard" else case)
 
 
+def on_the_general_path(func, *args, **kwargs):
+    """``func`` of ``args`` through the general path: its first argument as a strided view of
+    the same values, which no plan takes."""
+    first = np.empty(np.shape(args[0]) + (2,), args[0].dtype)[..., 0]
+    first[...] = args[0]
+    return func(first, *args[1:], **kwargs)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", CASES)
 def test_one_chunk_gives_the_bits_of_many(case, dtype, monkeypatch):
@@ -65,7 +73,7 @@ def test_planned_small_calls_give_the_bits_of_the_general_path(case, dtype, monk
             args = [a[0] for a in args]
         first, second = function(case)(*args), function(case)(*args)
         assert any(key[0] == function(case).__name__ and plan is not None for key, plan in _batch._PLANS.items())
-        expected = function(case)(*args, out=np.empty(np.shape(first), np.asarray(first).dtype))
+        expected = on_the_general_path(function(case), *args)
         np.testing.assert_array_equal(first, expected)
         np.testing.assert_array_equal(second, expected)
         assert np.shape(second) == np.shape(expected) and np.asarray(second).dtype == dtype
@@ -151,7 +159,7 @@ def test_planned_calls_of_large_items_give_the_bits_of_the_general_path(case, dt
         plans = [plan for key, plan in _batch._PLANS.items()
                  if key[0] == function(case).__name__ and key[2] == 1 and plan is not None]
         assert plans and all(plan.streamed if case in ("kl_diag", "logpdf_diag") else plan.large for plan in plans)
-        expected = function(case)(*args, out=np.empty(np.shape(first), np.asarray(first).dtype))
+        expected = on_the_general_path(function(case), *args)
         np.testing.assert_array_equal(first, expected)
         np.testing.assert_array_equal(second, expected)
         assert np.shape(second) == np.shape(expected) and np.asarray(second).dtype == dtype
@@ -176,7 +184,7 @@ def test_planned_calls_leave_their_arguments_as_they_were(case, large, monkeypat
     for call_args in calls:
         first, second = function(case)(*call_args), function(case)(*call_args)
         assert first == second == function(case)(*frozen[:len(call_args)])
-        assert first == function(case)(*call_args, out=np.empty(()))   # the general path
+        assert first == on_the_general_path(function(case), *call_args)
     for a, copy in zip(args, copies, strict=True):
         assert a.flags.writeable
         np.testing.assert_array_equal(a, copy)
@@ -233,8 +241,8 @@ def _planned(name, large):
 @pytest.mark.parametrize("case", GRADIENTS)
 def test_planned_gradients_give_the_bits_of_the_general_path(case, dtype, large, monkeypatch):
     """A value and gradient called again with the shapes of the first runs the plan the first
-    made, in lanes or (small items made large by the thresholds) through LAPACK; ``out=``
-    takes the general path."""
+    made, in lanes or (small items made large by the thresholds) through LAPACK, and so does
+    one with ``out=`` (into its arrays)."""
     _fresh_plans(monkeypatch, large)
     gradient = getattr(fm, f"{case}_value_and_grad")
     for batch in (1, 3):
@@ -244,8 +252,10 @@ def test_planned_gradients_give_the_bits_of_the_general_path(case, dtype, large,
         first, second = gradient(*args), gradient(*args)
         assert _planned(case, large)
         out = (np.empty(np.shape(first[0]), dtype), tuple(np.empty(np.shape(a), dtype) for a in args))
-        expected = gradient(*args, out=out)
-        for value, grads in (first, second):
+        into = gradient(*args, out=out)
+        assert into[0] is out[0] and all(got is given for got, given in zip(into[1], out[1], strict=True))
+        expected = on_the_general_path(gradient, *args)
+        for value, grads in (first, second, into):
             np.testing.assert_array_equal(value, expected[0])
             assert np.shape(value) == np.shape(expected[0]) and np.asarray(value).dtype == dtype
             for got, want in zip(grads, expected[1], strict=True):
@@ -271,8 +281,9 @@ def test_planned_gradients_of_arguments_passed_as_none(case, nones, dtype, large
         assert _planned(case, large)
         out = (np.empty(np.shape(first[0]), dtype),
                tuple(None if a is None else np.empty(a.shape, dtype) for a in args))
-        expected = gradient(*args, out=out)
-        for value, grads in (first, second):
+        into = gradient(*args, out=out)
+        expected = on_the_general_path(gradient, *args)
+        for value, grads in (first, second, into):
             np.testing.assert_array_equal(value, expected[0])
             assert np.shape(value) == np.shape(expected[0]) and np.asarray(value).dtype == dtype
             assert len(grads) == len(expected[1]) == len(args)
@@ -331,3 +342,72 @@ def test_planned_gradients_report_failures_and_leave_broadcasts_to_the_general_p
         expected = fm.kl_value_and_grad(*[np.broadcast_to(a, (6,) + a.shape[1:]) for a in shared])
         np.testing.assert_allclose(grads[4], expected[1][4].sum(axis=0, keepdims=True), rtol=1e-12)
         assert grads[3].shape == (1, 3, 2)
+
+
+@pytest.mark.parametrize("gradients", [False, True])
+@pytest.mark.parametrize("case", ["kl", "kl_diag", "logpdf_diag", "kl_standard"])
+def test_planned_calls_write_into_out(case, gradients, monkeypatch):
+    """A small call with ``out=`` runs its plan, into the arrays given (the result is ``out``
+    itself, its gradients' arrays too, variances' gradients of their own shape), with the bits
+    of the general path; nothing of the general path runs."""
+    from fastmvn import _batch, _gradients
+
+    monkeypatch.setattr(_batch, "_PLANS", {})
+    name = "kl" if case == "kl_standard" else case
+    func = getattr(fm, f"{name}_value_and_grad" if gradients else name)
+    for batch in (1, 5):
+        args = [np.ascontiguousarray(a[0] if batch == 1 else a) for a in _bench.random_inputs(case, batch, 5, 3)]
+        expected = on_the_general_path(func, *args)
+        value = np.empty(() if batch == 1 else (batch,))
+        out = (value, tuple(np.empty(a.shape) for a in args) + (None,) * (6 - len(args) if name == "kl" else 0)) \
+            if gradients else value
+        func(*args, out=out)                                         # makes the plan
+        with monkeypatch.context() as m:
+            m.setattr(_batch, "compute", None)                       # the general paths' first steps
+            m.setattr(_gradients, "bind", None)
+            result = func(*args, out=out)
+        if gradients:
+            assert result[0] is out[0] and all(got is given for got, given in zip(result[1], out[1], strict=True))
+            np.testing.assert_array_equal(result[0], expected[0])
+            for got, want in zip(result[1], expected[1], strict=True):
+                assert (got is None) == (want is None)
+                if got is not None:
+                    np.testing.assert_array_equal(got, want)
+        else:
+            assert result is out
+            np.testing.assert_array_equal(result, expected)
+
+
+def test_planned_calls_leave_out_they_cannot_write_into_to_the_general_path(monkeypatch):
+    """``out=`` arrays that share memory with an argument or with each other, are not
+    C-contiguous, or have another dtype or shape: the general path takes them, as before the
+    plan was made (the same results, through a copy, or its errors)."""
+    from fastmvn import _batch
+
+    monkeypatch.setattr(_batch, "_PLANS", {})
+    args = [np.ascontiguousarray(a) for a in _bench.random_inputs("kl_diag", 4, 5, 3)]
+    expected = fm.kl_diag_value_and_grad(*args)
+    fm.kl_diag_value_and_grad(*args)                                # makes the plan
+    grads = tuple(np.empty_like(a) for a in args)
+    # The mean's gradient written over the mean itself (a view of it, and the array itself): the
+    # results of the arguments as they were, then written.
+    for alias in (lambda mean: mean, lambda mean: mean[:]):
+        given = [a.copy() for a in args]
+        own = alias(given[0])
+        value, result = fm.kl_diag_value_and_grad(*given, out=(np.empty(4), (own,) + grads[1:]))
+        assert result[0] is own
+        np.testing.assert_array_equal(value, expected[0])
+        np.testing.assert_array_equal(given[0], expected[1][0])
+    strided = np.empty((4, 5, 6))[..., ::2]
+    value, result = fm.kl_diag_value_and_grad(*args, out=(np.empty(4), (strided,) + grads[1:]))
+    assert result[0] is strided
+    np.testing.assert_array_equal(strided, expected[1][0])
+    with pytest.raises(ValueError, match=r"share memory"):
+        fm.kl_diag_value_and_grad(*args, out=(np.empty(4), (grads[3],) + grads[1:]))
+    with pytest.raises(TypeError, match=r"^out\[1\]\[1\] \(the gradient of rowvar1\) has dtype float32"):
+        fm.kl_diag_value_and_grad(*args, out=(np.empty(4), (grads[0], grads[1].astype(np.float32)) + grads[2:]))
+    with pytest.raises(ValueError, match=r"^out\[0\] \(the value\) must be an array of shape \(4,\); got \(5,\)"):
+        fm.kl_diag_value_and_grad(*args, out=(np.empty(5), grads))
+    given = [a.copy() for a in args]
+    value = given[0].reshape(-1)[:4]                                # the values written over the mean's first entries
+    np.testing.assert_array_equal(fm.kl_diag(*given, out=value), fm.kl_diag(*args))
