@@ -352,6 +352,22 @@ def _diagonal_logpdf_grad(x, mean, rowvar, colvar, gx, gm, ga, gb, wanted, row_w
 _diagonal_logpdf_grad = njit(inline="always", **OPTIONS)(_diagonal_logpdf_grad)
 
 
+def _variance_grads(var1, weights, sums, trace, other, g1, g2, want1, want2):
+    """The KL's gradients with respect to one side's variances ``a1`` and ``a2`` (the rows', or
+    the columns'), from ``weights = 1/a2``, the pass's ``sums`` of ``D W`` along that side, the
+    other side's ``trace`` ``t`` and size ``other`` ``m``: ``g1 ← ½(t/a2 − m/a1)`` and
+    ``g2 ← ½(m − t·a1/a2 − sums)/a2``, each where wanted (as columns of one entry a row)."""
+    for i in range(var1.shape[0]):
+        a1 = np.float64(var1[i])
+        if want1:
+            g1[i, 0] = 0.5 * (trace * weights[i] - other / a1)
+        if want2:
+            g2[i, 0] = 0.5 * (other - trace * a1 * weights[i] - sums[i]) * weights[i]
+
+
+_variance_grads = njit(inline="always", **OPTIONS)(_variance_grads)
+
+
 def _diagonal_kl_grad(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard, g0, g1, g2, g3, g4, g5, wanted,
                       row_weights, col_weights, row_sums, col_sums):
     """The KL of one item of diagonal covariances (as :func:`_diagonal_kl`) and its gradients
@@ -367,18 +383,8 @@ def _diagonal_kl_grad(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard
                           (wanted & SLOT0) != 0, row_sums, col_sums)
     if not (row_ok and col_ok):
         return math.nan
-    for i in range(n):
-        a1 = np.float64(rowvar1[i])
-        if wanted & SLOT1:
-            g1[i, 0] = 0.5 * (t_v * row_weights[i] - p / a1)
-        if wanted & SLOT4:
-            g4[i, 0] = 0.5 * (p - t_v * a1 * row_weights[i] - row_sums[i]) * row_weights[i]
-    for j in range(p):
-        b1 = np.float64(colvar1[j])
-        if wanted & SLOT2:
-            g2[j, 0] = 0.5 * (t_u * col_weights[j] - n / b1)
-        if wanted & SLOT5:
-            g5[j, 0] = 0.5 * (n - t_u * b1 * col_weights[j] - col_sums[j]) * col_weights[j]
+    _variance_grads(rowvar1, row_weights, row_sums, t_v, p, g1, g4, (wanted & SLOT1) != 0, (wanted & SLOT4) != 0)
+    _variance_grads(colvar1, col_weights, col_sums, t_u, n, g2, g5, (wanted & SLOT2) != 0, (wanted & SLOT5) != 0)
     return kl_of_terms(t_u, t_v, quad, log_u, log_v, n, p)
 
 
