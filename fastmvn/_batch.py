@@ -55,10 +55,9 @@ def _padding(count, dtype):
 def _driver_arguments(flat, count, dtype, streamed=False):
     """What a batch driver takes besides the slots ``flat`` and the results: ``(1, 1, 1)``
     padding for the slots a mode does not use, ``first_bad`` (one entry per chunk) and
-    ``work``, an empty array of the :func:`working_dtype`; for the items of diagonal
-    covariances that :func:`_streamed` sends to ``diagonal_batch`` (``diagonal_grad_batch``), float64, and chunks of at
-    least :data:`fastmvn._config.DIAGONAL_CHUNK_ENTRIES` entries of the means where that makes
-    more chunks than ``CHUNK`` items each (a few large items)."""
+    ``work``, an empty array of the :func:`working_dtype` (float64 for the items of diagonal
+    covariances that :func:`_streamed` sends to ``diagonal_batch`` or ``diagonal_grad_batch``);
+    :func:`chunk_count` chunks."""
     padding = [_padding(count, dtype)] * (6 - len(flat))
     return (padding, np.empty(chunk_count(flat, count, streamed), np.int64),
             np.empty(0, np.float64 if streamed else working_dtype(flat)))

@@ -14,7 +14,7 @@ explain.
 
 An item's value, or its value and gradients, is one compiled call (:mod:`fastmvn._large_items`)
 of SciPy's BLAS and LAPACK (:mod:`fastmvn._lapack`), without Python between its routines
-(diagonal covariances: the terms in one call, the gradients' vectors in NumPy). Every BLAS and
+(diagonal covariances never come here: :mod:`fastmvn._batch` streams them). Every BLAS and
 LAPACK call goes to SciPy's library, none to NumPy's (``@``, ``np.dot``): wheels of NumPy and SciPy each bring an OpenBLAS with a
 thread pool of its own, and two pools taking turns on the same cores spin against each other
 (a 128×128 KL then took ten times as long). Threads serve one item or many, never both at
@@ -91,7 +91,7 @@ def _value(mode, items, arena):
     """The value of ``mode`` for one item: ``items`` holds its slots as C-ordered float64
     matrices; its scratch comes from ``arena`` (:func:`_arena`). Not the values of diagonal
     covariances: :mod:`fastmvn._batch` streams those (``kernels.drivers.diagonal_batch``, and
-    ``diagonal_grad_batch`` for the log-density's gradients)."""
+    ``diagonal_grad_batch`` for their gradients)."""
     terms = _linalg()[1]
     if mode in _KL_MODES:
         items = (*items[:3], *_second(*items, *([None] * (6 - len(items)))))
