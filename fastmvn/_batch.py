@@ -88,17 +88,16 @@ def _streamed(mode, slots, count, gradients=False):
     gradients' lanes do too). Decided by the items' shape, not by where an item falls in its
     batch: small items take the lanes one at a time too, and give the bits they give in any
     batch. With ``gradients``, the same for the values and gradients
-    (``diagonal_grad_batch``), from the sides in ``DIAGONAL_KL_GRAD_STREAM_MIN_SIDE``,
-    ``DIAGONAL_STD_GRAD_STREAM_MIN_SIDE`` and ``DIAGONAL_LOGPDF_STREAM_MIN_SIDE``."""
+    (``diagonal_grad_batch``), from the sides in ``DIAGONAL_KL_GRAD_STREAM_MIN_SIDE`` and
+    ``DIAGONAL_LOGPDF_STREAM_MIN_SIDE``."""
     if mode not in _STREAMED_MODES:
         return False
     side = max(slots[0].shape[-2:])
     if slots[0].dtype == np.float32 and side <= _config.FLOAT32_ARITHMETIC_MAX_SIDE:
         return False
     if gradients:
-        least = {_modes.KL_DIAG: _config.DIAGONAL_KL_GRAD_STREAM_MIN_SIDE,
-                 _modes.KL_STD_DIAG: _config.DIAGONAL_STD_GRAD_STREAM_MIN_SIDE,
-                 _modes.LOGPDF_DIAG: _config.DIAGONAL_LOGPDF_STREAM_MIN_SIDE}[mode]
+        least = (_config.DIAGONAL_LOGPDF_STREAM_MIN_SIDE if mode == _modes.LOGPDF_DIAG
+                 else _config.DIAGONAL_KL_GRAD_STREAM_MIN_SIDE)
     else:
         least = {_modes.KL_DIAG: _config.DIAGONAL_KL_STREAM_MIN_SIDE,
                  _modes.LOGPDF_DIAG: _config.DIAGONAL_LOGPDF_STREAM_MIN_SIDE}.get(mode)
@@ -327,7 +326,7 @@ def _plan_key(function, values, out, errors, lower):
            _config.LAPACK_GRADIENT_MIN_SIDE, _config.LAPACK_GRADIENT_BATCH_SIDE, _config.LAPACK_GRADIENT_ALL_SIDE,
            _config.FLOAT32_ARITHMETIC_MAX_SIDE, _config.DIAGONAL_KL_STREAM_MIN_SIDE,
            _config.DIAGONAL_LOGPDF_STREAM_MIN_SIDE, _config.DIAGONAL_KL_GRAD_STREAM_MIN_SIDE,
-           _config.DIAGONAL_STD_GRAD_STREAM_MIN_SIDE, _config.DIAGONAL_CHUNK_ENTRIES]  # a test may change them
+           _config.DIAGONAL_CHUNK_ENTRIES]  # a test may change them
     for value in values:
         if value is None:
             key.append(None)

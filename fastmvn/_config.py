@@ -71,19 +71,17 @@ LAPACK_MIN_SIDE = 20
 #: stream against 8.1 in lanes).
 DIAGONAL_KL_STREAM_MIN_SIDE = 16
 #: ... (see above; ``logpdf_diag_value_and_grad`` from here too, through
-#: ``fastmvn.kernels.drivers.diagonal_grad_batch``: 1,000 items of 32×32 took 2.6 times the
-#: value's time so, 9.3 times in lanes)
+#: ``fastmvn.kernels.drivers.diagonal_grad_batch``, whose one pass over each item's entries
+#: is vector code, over the lanes' time: 6×6 1.04 and 1.10, 8×8 0.98 and 0.98, 12×12 0.90 and
+#: 0.80, 16×16 0.59 and 0.54)
 DIAGONAL_LOGPDF_STREAM_MIN_SIDE = 8
-#: ... and the values and gradients of ``kl_diag`` (``kl_diag_value_and_grad``, through
-#: ``fastmvn.kernels.drivers.diagonal_grad_batch``) from this side, of its standard prior from
-#: :data:`DIAGONAL_STD_GRAD_STREAM_MIN_SIDE`, and of either wherever the plan for large items
-#: would take them. The stream over the lanes (2026-12-07, 2-core Zen 5, float64, batches of
-#: 1,000 and of 3 MB of means): ``kl_diag`` 4×4 1.15 and 2.50, 8×8 1.03 and 0.99, 12×12 0.94
-#: and 0.94, 16×16 0.74 and 0.71, 24×24 0.37 and 0.56; the standard prior 8×8 1.05 and 1.19,
-#: 12×12 1.02 and 1.07, 16×16 0.79 and 0.80, 32×32 0.68 and 0.70.
-DIAGONAL_KL_GRAD_STREAM_MIN_SIDE = 12
-#: ... (see above)
-DIAGONAL_STD_GRAD_STREAM_MIN_SIDE = 16
+#: ... and the values and gradients of ``kl_diag`` and of its standard prior
+#: (``kl_diag_value_and_grad``, through ``diagonal_grad_batch``) from this side, and wherever
+#: the plan for large items would take them. The stream over the lanes (2026-12-07, 2-core
+#: Zen 5, float64, batches of 1,000 and of 3 MB of means): ``kl_diag`` 6×6 1.24 and 1.34, 8×8
+#: 1.26 and 1.20, 12×12 1.03 and 1.07, 16×16 0.75 and 0.67, 24×24 0.57 and 0.56; the standard
+#: prior 8×8 1.26 and 1.47, 12×12 1.13 and 1.16, 16×16 0.85 and 0.84, 24×24 0.62 and 0.65.
+DIAGONAL_KL_GRAD_STREAM_MIN_SIDE = 16
 #: ... in chunks of at least this many entries of the means (8 MB in float64; a chunk is one
 #: thread's task): one thread nearly saturates the memory of a 2-core machine, and waking the
 #: thread pool costs more than a second thread saves below this. 8 items of 256×256 (half of

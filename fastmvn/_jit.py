@@ -54,6 +54,12 @@ FASTMATH = {"contract", "nsz"}
 
 OPTIONS = dict(error_model="numpy", fastmath=FASTMATH, nogil=True)
 
+# ``reassoc`` as well, for code whose floating-point loops run over the entries of one item only
+# (never over lanes of several items): its sums may then run in vector partial sums, whose
+# order depends on the item's shape and the instruction set, never on where the item falls in
+# its batch. Without it, a loop with a running sum of floats stays scalar.
+ITEM_OPTIONS = dict(OPTIONS, fastmath=FASTMATH | {"reassoc"})
+
 
 @functools.cache
 def sources_stamp():
@@ -249,10 +255,11 @@ class _Batch:
     which one thread computes either way, it spares waking the thread pool (0.2 ms under the
     workqueue layer)."""
 
-    def __init__(self, func, signatures):
+    def __init__(self, func, signatures, options):
         self.py_func = func
         self.__name__, self.__doc__, self.__module__ = func.__name__, func.__doc__, func.__module__
         self._signatures = signatures
+        self._options = options
         self._compiled = {}
         self._lock = threading.Lock()
         _BATCHES.append(self)
@@ -271,7 +278,8 @@ class _Batch:
                     if parallel:
                         threading_layer()
                     signature = self._signatures[dtypes]
-                    dispatcher = _cached(numba.njit(parallel=parallel, **OPTIONS)(self.py_func), serial=not parallel)
+                    dispatcher = _cached(numba.njit(parallel=parallel, **self._options)(self.py_func),
+                                         serial=not parallel)
                     if hasattr(dispatcher, "py_func"):  # not under NUMBA_DISABLE_JIT=1
                         dispatcher.compile(signature)
                         dispatcher.disable_compile()
@@ -288,11 +296,12 @@ class _Batch:
         return self.compiled((args[1].dtype, args[-1].dtype), parallel=False)(*args)
 
 
-def batch(signatures):
+def batch(signatures, options=OPTIONS):
     """A batch driver for the CPU, multi-threaded, with ``signatures`` (a dict from a pair of
     NumPy dtypes, the data's and the arithmetic's, to a Numba signature) compiled lazily,
-    each on its first use."""
-    return lambda func: _Batch(func, signatures)
+    each on its first use, with Numba's ``options`` (:data:`ITEM_OPTIONS` for a driver whose
+    floating-point loops run over one item's entries only)."""
+    return lambda func: _Batch(func, signatures, options)
 
 
 def threading_layer():

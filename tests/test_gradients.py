@@ -607,7 +607,7 @@ DIAGONAL_STREAMS = {
     "kl_diag": (fm.kl_diag_value_and_grad, variances, reference.kl_diag, "KL_DIAG",
                 "DIAGONAL_KL_GRAD_STREAM_MIN_SIDE", 5, "colvar2"),
     "kl_standard": (fm.kl_diag_value_and_grad, lambda *a: variances(*a)[:3], reference.kl_diag, "KL_STD_DIAG",
-                    "DIAGONAL_STD_GRAD_STREAM_MIN_SIDE", 2, "colvar1"),
+                    "DIAGONAL_KL_GRAD_STREAM_MIN_SIDE", 2, "colvar1"),
 }
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from numba import boolean, float32, float64, int64, njit, prange, types, void
 
 from .._config import LANES, SMALL_LANES  # compile-time constants: Numba folds them into the kernels
-from .._jit import OPTIONS, _cached, batch, item
+from .._jit import ITEM_OPTIONS, OPTIONS, _cached, batch, item
 from .._modes import KL_STD_DIAG, LOGPDF_DIAG
 from .eigen import JACOBI_ROWS
 from .gradients import store_wanted, value_and_grad
@@ -257,78 +257,66 @@ _diagonal_logpdf = njit(inline="always", **OPTIONS)(_diagonal_logpdf)
 
 
 
-def _whitened_pass(first, second, standard, sign, row_weights, col_weights, g_first, g_second, want_first,
-                   want_second, row_sums, col_sums):
+def _scratch(n, p, dtype):
+    """The scratch of :func:`_whitened_pass` for items of ``n×p`` and gradients of ``dtype``, one
+    per chunk: the row and column weights and sums (float64) and two rows for the gradients not
+    wanted."""
+    return np.empty(n), np.empty(p), np.empty(n), np.empty(p), np.empty((2, p), dtype)
+
+
+_scratch = njit(inline="always", **OPTIONS)(_scratch)
+
+
+def _whitened_pass(first, second, standard, sign, g_first, g_second, want_first, want_second, scratch):
     """One pass over an item's ``D = first − second`` (``−second`` where ``standard``; ``first``
-    is then not read) with ``W = D·row_weights·col_weightsᵀ``: ``g_first ← sign·W`` and
-    ``g_second ← −sign·W`` where wanted, ``row_sums ← Σ_c D W`` and ``col_sums ← Σ_i D W``;
-    returns ``Σ D W``. The gradients of the diagonal modes' values are made from these. A row's
-    sum runs in four partial sums, which the compiler turns into vector code (one chain of
-    additions would not)."""
+    is then not read) with ``W = D·row_weights·col_weightsᵀ`` (``scratch``, :func:`_scratch`): ``g_first ← sign·W`` and
+    ``g_second ← −sign·W`` where wanted (``standard``: ``g_first`` never), ``row_sums ← Σ_c D W``
+    and ``col_sums ← Σ_i D W``; returns ``Σ D W``. The gradients of the diagonal modes' values
+    are made from these.
+
+    Inlined into :func:`diagonal_grad_batch`, which is compiled with ``reassoc``
+    (:data:`fastmvn._jit.ITEM_OPTIONS`: its loops run over one item's entries), so that each
+    row's sum runs in vector partial sums and the loop along a row is vector code: without it,
+    the loop stayed scalar and the pass took 2.2–3.6 times as long at 256×256 to 784×150
+    (1.2–2.9 at 1,024×1,024), whether its row sum ran in one chain or in four partial sums by
+    hand."""
     n, p = second.shape
+    row_weights, col_weights, row_sums, col_sums, unwanted = scratch
     col_sums[:] = 0.0
     quad = 0.0
-    body = p - p % 4
     for i in range(n):
         weight = row_weights[i]
-        s0 = s1 = s2 = s3 = 0.0
-        for j in range(0, body, 4):
-            if standard:
-                d0 = -np.float64(second[i, j])
-                d1 = -np.float64(second[i, j + 1])
-                d2 = -np.float64(second[i, j + 2])
-                d3 = -np.float64(second[i, j + 3])
+        # A gradient not wanted is written into a row of scratch: the same loop, whatever is
+        # wanted, gives the same sums (a loop specialised by the flags was vectorised otherwise).
+        into_first = g_first[i] if want_first else unwanted[0]
+        into_second = g_second[i] if want_second else unwanted[1]
+        row = 0.0
+        for j in range(p):
+            if standard:  # the first is zero and never wanted
+                d = -np.float64(second[i, j])
             else:
-                d0 = np.float64(first[i, j]) - np.float64(second[i, j])
-                d1 = np.float64(first[i, j + 1]) - np.float64(second[i, j + 1])
-                d2 = np.float64(first[i, j + 2]) - np.float64(second[i, j + 2])
-                d3 = np.float64(first[i, j + 3]) - np.float64(second[i, j + 3])
-            w0 = d0 * weight * col_weights[j]
-            w1 = d1 * weight * col_weights[j + 1]
-            w2 = d2 * weight * col_weights[j + 2]
-            w3 = d3 * weight * col_weights[j + 3]
-            s0 += d0 * w0
-            s1 += d1 * w1
-            s2 += d2 * w2
-            s3 += d3 * w3
-            col_sums[j] += d0 * w0
-            col_sums[j + 1] += d1 * w1
-            col_sums[j + 2] += d2 * w2
-            col_sums[j + 3] += d3 * w3
-            if want_first:
-                g_first[i, j] = sign * w0
-                g_first[i, j + 1] = sign * w1
-                g_first[i, j + 2] = sign * w2
-                g_first[i, j + 3] = sign * w3
-            if want_second:
-                g_second[i, j] = -sign * w0
-                g_second[i, j + 1] = -sign * w1
-                g_second[i, j + 2] = -sign * w2
-                g_second[i, j + 3] = -sign * w3
-        for j in range(body, p):
-            d = -np.float64(second[i, j]) if standard else np.float64(first[i, j]) - np.float64(second[i, j])
+                d = np.float64(first[i, j]) - np.float64(second[i, j])
             w = d * weight * col_weights[j]
-            s0 += d * w
+            row += d * w
             col_sums[j] += d * w
-            if want_first:
-                g_first[i, j] = sign * w
-            if want_second:
-                g_second[i, j] = -sign * w
-        row_sums[i] = (s0 + s1) + (s2 + s3)
-        quad += row_sums[i]
+            if not standard:
+                into_first[j] = sign * w
+            into_second[j] = -sign * w
+        row_sums[i] = row
+        quad += row
     return quad
 
 
-_whitened_pass = njit(inline="always", **OPTIONS)(_whitened_pass)
+_whitened_pass = njit(inline="always", **OPTIONS)(_whitened_pass)  # compiled with its driver's options
 
 
-def _diagonal_logpdf_grad(x, mean, rowvar, colvar, gx, gm, ga, gb, wanted, row_weights, col_weights, row_sums,
-                          col_sums):
+def _diagonal_logpdf_grad(x, mean, rowvar, colvar, gx, gm, ga, gb, wanted, scratch):
     """:func:`_diagonal_logpdf` of one item and its gradients, stored as ``wanted`` asks (bits
     ``SLOT0 … SLOT3``): ``gx = −W``, ``gm = W`` with ``W = D / (a bᵀ)``, ``ga[:, 0] =
     ½(Σ_c D W − p)/a`` and ``gb[:, 0] = ½(Σ_i D W − n)/b``, in one pass over ``x`` and ``mean``
-    (:func:`_whitened_pass`; the rest: scratch of ``n`` and ``p``)."""
+    (:func:`_whitened_pass`, with its ``scratch``)."""
     n, p = x.shape
+    row_weights, col_weights, row_sums, col_sums, _ = scratch
     log_a = log_b = 0.0
     for i in range(n):
         a = np.float64(rowvar[i])
@@ -338,8 +326,7 @@ def _diagonal_logpdf_grad(x, mean, rowvar, colvar, gx, gm, ga, gb, wanted, row_w
         b = np.float64(colvar[j])
         log_b += math.log(b) if b > 0.0 else math.nan
         col_weights[j] = 1.0 / b
-    quad = _whitened_pass(x, mean, False, -1.0, row_weights, col_weights, gx, gm, (wanted & SLOT0) != 0,
-                          (wanted & SLOT1) != 0, row_sums, col_sums)
+    quad = _whitened_pass(x, mean, False, -1.0, gx, gm, (wanted & SLOT0) != 0, (wanted & SLOT1) != 0, scratch)
     if wanted & SLOT2:
         for i in range(n):
             ga[i, 0] = 0.5 * (row_sums[i] - p) * row_weights[i]
@@ -369,18 +356,18 @@ _variance_grads = njit(inline="always", **OPTIONS)(_variance_grads)
 
 
 def _diagonal_kl_grad(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard, g0, g1, g2, g3, g4, g5, wanted,
-                      row_weights, col_weights, row_sums, col_sums):
+                      scratch):
     """The KL of one item of diagonal covariances (as :func:`_diagonal_kl`) and its gradients
     ``g0 … g5`` for ``(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2)``, stored as
     ``wanted`` asks (``docs/gradients.md``; ``g4``, ``g5`` and ``g3`` not for the standard
     prior): ``∂/∂M2 = −∂/∂M1 = W = D/(a2 b2ᵀ)``, ``∂/∂a1 = ½(t_v/a2 − p/a1)``,
     ``∂/∂a2 = ½(p − t_v a1/a2 − Σ_c D W)/a2`` and the same for ``b`` with ``t_u``, ``n`` and
-    sums over rows; in one pass over the means (:func:`_whitened_pass`)."""
+    sums over rows; in one pass over the means (:func:`_whitened_pass`, with its ``scratch``)."""
     n, p = mean1.shape
+    row_weights, col_weights, row_sums, col_sums, _ = scratch
     row_ok, t_u, log_u = _variance_ratios(rowvar1, rowvar2, row_weights, standard)
     col_ok, t_v, log_v = _variance_ratios(colvar1, colvar2, col_weights, standard)
-    quad = _whitened_pass(mean2, mean1, standard, 1.0, row_weights, col_weights, g3, g0, (wanted & SLOT3) != 0,
-                          (wanted & SLOT0) != 0, row_sums, col_sums)
+    quad = _whitened_pass(mean2, mean1, standard, 1.0, g3, g0, (wanted & SLOT3) != 0, (wanted & SLOT0) != 0, scratch)
     if not (row_ok and col_ok):
         return math.nan
     _variance_grads(rowvar1, row_weights, row_sums, t_v, p, g1, g4, (wanted & SLOT1) != 0, (wanted & SLOT4) != 0)
@@ -391,7 +378,7 @@ def _diagonal_kl_grad(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard
 _diagonal_kl_grad = njit(inline="always", **OPTIONS)(_diagonal_kl_grad)
 
 
-@batch(_GRAD_SIGNATURES)
+@batch(_GRAD_SIGNATURES, ITEM_OPTIONS)  # no loop of its runs over several items' floats
 def diagonal_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, g5, wanted, first_bad, work):
     """``out[b]`` and the gradients that ``wanted`` asks for of a mode of diagonal covariances
     (``KL_DIAG``, ``KL_STD_DIAG``, ``LOGPDF_DIAG``) for every ``b``, one item at a time where it
@@ -405,22 +392,18 @@ def diagonal_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, g
     chunks = first_bad.shape[0]
     size = (count + chunks - 1) // chunks
     for c in prange(chunks):
-        row_weights = np.empty(n)
-        col_weights = np.empty(p)
-        row_sums = np.empty(n)
-        col_sums = np.empty(p)
+        scratch = _scratch(n, p, g0.dtype)
         bad = count
         for b in range(c * size, min(count, (c + 1) * size)):
             h0, h1, h2 = g0[b if wanted & SLOT0 else 0], g1[b if wanted & SLOT1 else 0], g2[b if wanted & SLOT2 else 0]
             h3, h4, h5 = g3[b if wanted & SLOT3 else 0], g4[b if wanted & SLOT4 else 0], g5[b if wanted & SLOT5 else 0]
             if mode == LOGPDF_DIAG:
                 value = _diagonal_logpdf_grad(np.ascontiguousarray(a0[b]), np.ascontiguousarray(a1[b]), a2[b, :, 0],
-                                              a3[b, :, 0], h0, h1, h2, h3, wanted, row_weights, col_weights, row_sums,
-                                              col_sums)
+                                              a3[b, :, 0], h0, h1, h2, h3, wanted, scratch)
             else:  # KL_DIAG; KL_STD_DIAG reads neither a3, a4 nor a5
                 value = _diagonal_kl_grad(np.ascontiguousarray(a0[b]), a1[b, :, 0], a2[b, :, 0],
                                           np.ascontiguousarray(a3[b]), a4[b, :, 0], a5[b, :, 0], mode == KL_STD_DIAG,
-                                          h0, h1, h2, h3, h4, h5, wanted, row_weights, col_weights, row_sums, col_sums)
+                                          h0, h1, h2, h3, h4, h5, wanted, scratch)
             out[b] = value
             if not math.isfinite(out[b]):  # as stored; its gradients are NaN, as the lanes leave them
                 out[b] = math.nan
