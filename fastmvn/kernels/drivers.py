@@ -277,7 +277,7 @@ def _whitened_pass(first, second, standard, sign, g_first, g_second, want_first,
     Inlined into :func:`diagonal_grad_batch`, which is compiled with ``reassoc``
     (:data:`fastmvn._jit.ITEM_OPTIONS`: its loops run over one item's entries), so that each
     row's sum runs in vector partial sums and the loop along a row is vector code: without it,
-    the loop stayed scalar and the pass took 2.2–3.6 times as long at 256×256 to 784×150
+    the loop stayed scalar and the pass took 2.2–3.2 times as long at 256×256 and 784×150
     (1.2–2.9 at 1,024×1,024), whether its row sum ran in one chain or in four partial sums by
     hand."""
     n, p = second.shape
