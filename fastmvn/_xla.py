@@ -2,7 +2,8 @@
 :mod:`fastmvn.jax` under :func:`jax.jit`.
 
 One handler per table function, kernel mode, dtype, arithmetic dtype, serial or parallel driver,
-``errors=`` and driver (the lanes', or the stream of diagonal covariances'): a Numba ``@cfunc`` with XLA's handler signature,
+``errors=`` and driver (the lanes', or the stream of diagonal covariances'): a Numba ``@cfunc``
+with XLA's handler signature,
 ``XLA_FFI_Error* handler(XLA_FFI_CallFrame*)``, registered with :func:`jax.ffi.register_ffi_target`
 on the first call that needs it (compiling it takes seconds; it is not cached on disk, as its
 code holds addresses of this process: the launch lock's and the error reporter's). A handler

@@ -269,10 +269,10 @@ _scratch = njit(inline="always", **OPTIONS)(_scratch)
 
 def _whitened_pass(first, second, standard, sign, g_first, g_second, want_first, want_second, scratch):
     """One pass over an item's ``D = first − second`` (``−second`` where ``standard``; ``first``
-    is then not read) with ``W = D·row_weights·col_weightsᵀ`` (``scratch``, :func:`_scratch`): ``g_first ← sign·W`` and
-    ``g_second ← −sign·W`` where wanted (``standard``: ``g_first`` never), ``row_sums ← Σ_c D W``
-    and ``col_sums ← Σ_i D W``; returns ``Σ D W``. The gradients of the diagonal modes' values
-    are made from these.
+    is then not read) with ``W = D·row_weights·col_weightsᵀ`` (``scratch``, :func:`_scratch`):
+    ``g_first ← sign·W`` and ``g_second ← −sign·W`` where wanted (``standard``: ``g_first``
+    never), ``row_sums ← Σ_c D W`` and ``col_sums ← Σ_i D W``; returns ``Σ D W``. The
+    gradients of the diagonal modes' values are made from these.
 
     Inlined into :func:`diagonal_grad_batch`, which is compiled with ``reassoc``
     (:data:`fastmvn._jit.ITEM_OPTIONS`: its loops run over one item's entries), so that each
@@ -286,8 +286,9 @@ def _whitened_pass(first, second, standard, sign, g_first, g_second, want_first,
     quad = 0.0
     for i in range(n):
         weight = row_weights[i]
-        # A gradient not wanted is written into a row of scratch: the same loop, whatever is
-        # wanted, gives the same sums (a loop specialised by the flags was vectorised otherwise).
+        # A gradient not wanted is written into a row of scratch: one loop, whatever is wanted,
+        # and the same sums (loops specialised by the flags were vectorised differently, and
+        # their sums differed in the last bit).
         into_first = g_first[i] if want_first else unwanted[0]
         into_second = g_second[i] if want_second else unwanted[1]
         row = 0.0
