@@ -379,7 +379,7 @@ def _diagonal_kl_grad(mean1, rowvar1, colvar1, mean2, rowvar2, colvar2, standard
 _diagonal_kl_grad = njit(inline="always", **OPTIONS)(_diagonal_kl_grad)
 
 
-@batch(_GRAD_SIGNATURES, ITEM_OPTIONS)  # no loop of its runs over several items' floats
+@batch(_GRAD_SIGNATURES, ITEM_OPTIONS)  # none of its floating-point loops runs over several items
 def diagonal_grad_batch(mode, a0, a1, a2, a3, a4, a5, out, g0, g1, g2, g3, g4, g5, wanted, first_bad, work):
     """``out[b]`` and the gradients that ``wanted`` asks for of a mode of diagonal covariances
     (``KL_DIAG``, ``KL_STD_DIAG``, ``LOGPDF_DIAG``) for every ``b``, one item at a time where it
