@@ -75,6 +75,16 @@ def chunk_count(slots, count, streamed):
     return chunks
 
 
+def batch_driver(streamed, gradients):
+    """The batch driver of a call (``fastmvn.kernels.drivers``): the one that takes items one at
+    a time where they lie, where :func:`_streamed` says so, else the lanes'; its value and
+    gradients' form with ``gradients``."""
+    kernels = _kernels()
+    if streamed:
+        return kernels.diagonal_grad_batch if gradients else kernels.diagonal_batch
+    return kernels.value_and_grad_batch if gradients else kernels.evaluate_batch
+
+
 _STREAMED_MODES = (_modes.KL_DIAG, _modes.KL_STD_DIAG, _modes.LOGPDF_DIAG)
 
 
@@ -224,11 +234,7 @@ def evaluate_grad(mode, slots, out, grads, wanted):
             return _looped(mode, slots, out, grads, wanted, axis)
         return _blocked(mode, slots, out, grads, wanted, plan)
     padding, first_bad, work = _driver_arguments(flat, count, out.dtype, streamed)
-    kernels = _kernels()
-    if streamed:
-        driver = kernels.diagonal_grad_batch if grads else kernels.diagonal_batch
-    else:
-        driver = kernels.value_and_grad_batch if grads else kernels.evaluate_batch
+    driver = batch_driver(streamed, bool(grads))
     if grads:
         flat_grads = [g.reshape((count,) + g.shape[-2:]) if w else g for g, w in zip(grads, wanted)]
         arguments = (mode, *flat, *padding, out.reshape(count), *flat_grads,
@@ -390,11 +396,7 @@ class _Plan:
             plan.padding, first_bad, plan.work = _driver_arguments(slots, count, dtype, plan.streamed)
             if len(first_bad) > 1:  # large items of diagonal covariances to split over threads
                 return None
-            kernels = _kernels()
-            if plan.streamed:
-                driver = kernels.diagonal_grad_batch if gradients is not None else kernels.diagonal_batch
-            else:
-                driver = kernels.value_and_grad_batch if gradients is not None else kernels.evaluate_batch
+            driver = batch_driver(plan.streamed, gradients is not None)
             plan.driver = driver.compiled((dtype, plan.work.dtype), parallel=False)
         return plan
 

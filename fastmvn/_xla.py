@@ -36,7 +36,7 @@ import numpy as np
 
 from . import _jit, _table
 from ._arguments import Arg
-from ._batch import _kernels
+from ._batch import batch_driver
 from ._reports import batch_index, diagnose
 
 __all__ = ["target"]
@@ -179,8 +179,7 @@ def _compile(key):
 
     name, mode, dtype, work, parallel, errors, streamed = key
     dtype, work = np.dtype(dtype), np.dtype(work)
-    kernels = _kernels()
-    driver = (kernels.diagonal_batch if streamed else kernels.evaluate_batch).compiled((dtype, work), parallel=parallel)
+    driver = batch_driver(streamed, False).compiled((dtype, work), parallel=parallel)
     locked = parallel and _jit._launch_needs_lock()
     lock, unlock, lock_address = _jit._LAUNCH.lock if locked else None, _jit._LAUNCH.unlock if locked else None, \
         _jit._LAUNCH.address or 0
