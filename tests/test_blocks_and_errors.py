@@ -141,6 +141,7 @@ def test_first_failure_of_the_batch_is_reported_across_chunks(rng, monkeypatch):
     assert np.isnan(result[[3, 5]]).all() and np.isfinite(result[[0, 1, 2, 4]]).all()
 
 
+
 def test_chol_and_diag_failures(rng):
     m = rng.standard_normal((3, 2, 2))
     factor = np.tile(np.eye(2), (3, 1, 1))
@@ -255,6 +256,34 @@ def test_a_threading_layer_the_user_chose_is_kept(setting, environment):
               "fm.kl(np.zeros((1000, 2, 2)), np.eye(2), np.eye(2))\n"
               "print(numba.threading_layer())\n")
     assert run_python(script, **environment) == "omp"
+
+
+def test_the_tbb_package_gives_the_tbb_threading_layer():
+    """Numba looks for TBB's library by name only, which pip puts off the system's search path;
+    fastmvn loads it from the installed ``tbb`` package, so that Numba's TBB layer is used."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("tbb")
+    except metadata.PackageNotFoundError:
+        pytest.skip("the tbb package is not installed")
+    script = ("import numpy as np, numba, fastmvn as fm\n"
+              "fm.kl(np.zeros((1000, 2, 2)), np.eye(2), np.eye(2))\n"
+              "print(numba.threading_layer())\n")
+    assert run_python(script) == "tbb"
+
+
+def test_without_the_tbb_package_nothing_is_loaded(monkeypatch):
+    from importlib import metadata
+
+    from fastmvn import _jit
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(_jit, "_TBB_NAMES", {_jit.sys.platform: "libfastmvn-absent.so.0"})
+    monkeypatch.setattr(metadata, "distribution", missing)
+    assert _jit._load_tbb() is None
 
 
 def test_kernels_run_as_plain_python_with_numba_disable_jit():
