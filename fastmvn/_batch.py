@@ -52,27 +52,29 @@ def _padding(count, dtype):
     return np.broadcast_to(np.zeros((1, 1, 1), dtype), (count, 1, 1))
 
 
-def _driver_arguments(flat, count, dtype, streamed=False):
+def _driver_arguments(flat, count, dtype, streamed=False, gradients=False):
     """What a batch driver takes besides the slots ``flat`` and the results: ``(1, 1, 1)``
     padding for the slots a mode does not use, ``first_bad`` (one entry per chunk) and
     ``work``, an empty array of the :func:`working_dtype` (float64 for the items of diagonal
     covariances that :func:`_streamed` sends to ``diagonal_batch`` or ``diagonal_grad_batch``);
     :func:`chunk_count` chunks."""
     padding = [_padding(count, dtype)] * (6 - len(flat))
-    return (padding, np.empty(chunk_count(flat, count, streamed), np.int64),
+    return (padding, np.empty(chunk_count(flat, count, streamed, gradients), np.int64),
             np.empty(0, np.float64 if streamed else working_dtype(flat)))
 
 
-def chunk_count(slots, count, streamed):
-    """The chunks (``prange`` tasks) of a driver's batch of ``count`` items of ``slots``:
-    ``CHUNK`` items each, and for the items :func:`_streamed` takes, at least
+def chunk_count(slots, count, streamed, gradients=False):
+    """The chunks (``prange`` tasks) of a driver's batch of ``count`` items of ``slots`` (their
+    values, or with ``gradients`` their values and gradients): ``CHUNK`` items each, and at
+    least one per thread that the work of the items in lanes is split over
+    (:func:`fastmvn._large.workers`); for the items :func:`_streamed` takes, at least
     :data:`fastmvn._config.DIAGONAL_CHUNK_ENTRIES` entries of the means each where that makes
     more (a few large items)."""
     chunks = -(-count // _config.CHUNK)
     if streamed:
         entries = count * slots[0].shape[-2] * slots[0].shape[-1]
-        chunks = max(chunks, min(count, entries // _config.DIAGONAL_CHUNK_ENTRIES))
-    return chunks
+        return max(chunks, min(count, entries // _config.DIAGONAL_CHUNK_ENTRIES))
+    return max(chunks, _large.workers(count, _large.largest_side(slots), gradients))
 
 
 def batch_driver(streamed, gradients):
@@ -233,7 +235,7 @@ def evaluate_grad(mode, slots, out, grads, wanted):
         if plan is None:
             return _looped(mode, slots, out, grads, wanted, axis)
         return _blocked(mode, slots, out, grads, wanted, plan)
-    padding, first_bad, work = _driver_arguments(flat, count, out.dtype, streamed)
+    padding, first_bad, work = _driver_arguments(flat, count, out.dtype, streamed, bool(grads))
     driver = batch_driver(streamed, bool(grads))
     if grads:
         flat_grads = [g.reshape((count,) + g.shape[-2:]) if w else g for g, w in zip(grads, wanted)]
@@ -393,8 +395,9 @@ class _Plan:
         plan.streamed = _streamed(mode, slots, count, gradients is not None)
         plan.large = not plan.streamed and _large.chosen(slots, count, gradients is not None)
         if not plan.large:
-            plan.padding, first_bad, plan.work = _driver_arguments(slots, count, dtype, plan.streamed)
-            if len(first_bad) > 1:  # large items of diagonal covariances to split over threads
+            plan.padding, first_bad, plan.work = _driver_arguments(slots, count, dtype, plan.streamed,
+                                                                   gradients is not None)
+            if len(first_bad) > 1:  # items whose work is split over threads
                 return None
             driver = batch_driver(plan.streamed, gradients is not None)
             plan.driver = driver.compiled((dtype, plan.work.dtype), parallel=False)

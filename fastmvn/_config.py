@@ -89,15 +89,26 @@ DIAGONAL_KL_GRAD_STREAM_MIN_SIDE = 16
 #: 1,024×1,024 1.3 ms in 4 chunks against 1.8 ms on one thread (2026-12-07, 2-core Zen 5).
 DIAGONAL_CHUNK_ENTRIES = 1 << 20
 
-#: Threads in the large-item plan serve one item or many, never both at once. Several items of
-#: largest side from :data:`ITEM_THREADS_MIN_SIDE` to below :data:`ITEM_THREADS_MAX_SIDE` are
-#: split over Numba's threads, each on one BLAS thread (an item's compiled call releases the
-#: interpreter lock, ``fastmvn._large_items``): 1.3–1.6 times as fast as BLAS threads on each
-#: item in turn at 128 to 384, on 2 cores. Smaller items, split against one after another
-#: (2026-12-06, 2 cores): 8 KLs of 48×48 took 1.46 times as long (their values and gradients
-#: 0.90), 8 of 64×64 1.07 (0.74), 16 of 64×64 0.83 (0.69), 8 of 96×96 0.77 (0.66).
-ITEM_THREADS_MIN_SIDE = 64
-#: ... (larger items gain more from BLAS-3's own threads)
+#: A batch's items are split over Numba's threads (at most one thread per item) where their work,
+#: ``count·s³`` for ``count`` items of largest side ``s``, reaches :data:`THREADS_MIN_WORK` for
+#: values, or :data:`THREADS_MIN_GRADIENT_WORK` for values with gradients (a KL's are about 3.5
+#: times its value's multiply-adds); else one thread computes them all, which is quicker than
+#: handing half of a fraction of a millisecond to another thread. This holds for the lanes (one
+#: chunk of :data:`CHUNK` items or fewer is split into a chunk per thread) and for the plan for
+#: large items (split into runs of items, one BLAS thread each, up to
+#: :data:`ITEM_THREADS_MAX_SIDE`). Measured 2026-12-07 on 2 cores (AMD EPYC Zen 5, TBB threading
+#: layer), the time of one thread over that of two: KLs in lanes, 8×8 × 256 items (work 131k)
+#: 0.90–1.25, 16×16 × 64 (262k) 0.90–1.30, 12×12 × 256 (442k) 1.48–1.53, 16×16 × 128 1.47–1.55,
+#: 32×32 × 64 1.73; their values and gradients 8×8 × 64 (33k) 0.95, 12×12 × 64 (110k) 1.42,
+#: 16×16 × 32 (131k) 1.52, 8×8 × 256 1.58; KLs of large items 32×32 × 4 (131k) 0.74, 40×40 × 4
+#: (256k) 0.97, 32×32 × 8 (262k) 1.09, 48×48 × 4 (442k) 1.12, 64×64 × 4 1.35, 24×24 × 64 (885k)
+#: 1.16; their values and gradients 32×32 × 2 (65k) 0.86, 24×24 × 8 (110k) 1.25, 40×40 × 2
+#: (128k) 1.11, 32×32 × 4 (131k) 1.14.
+THREADS_MIN_WORK = 250_000
+#: ... (see above) for values with gradients
+THREADS_MIN_GRADIENT_WORK = 80_000
+#: Items of this side and larger are never split over threads in the plan for large items: they
+#: gain more from BLAS-3's own threads.
 ITEM_THREADS_MAX_SIDE = 512
 #: Other items (one to a call, or outside those sides) use the BLAS library's threads from this
 #: side up, one item after another, and one BLAS thread below it: waking a thread pool and

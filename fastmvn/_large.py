@@ -18,7 +18,8 @@ of SciPy's BLAS and LAPACK (:mod:`fastmvn._lapack`), without Python between its 
 LAPACK call goes to SciPy's library, none to NumPy's (``@``, ``np.dot``): wheels of NumPy and SciPy each bring an OpenBLAS with a
 thread pool of its own, and two pools taking turns on the same cores spin against each other
 (a 128×128 KL then took ten times as long). Threads serve one item or many, never both at
-once (:func:`_threads`): several mid-sized items are split over threads with one BLAS thread
+once (:func:`_threads`): items whose work is large enough (:func:`workers`) and of less than
+:data:`fastmvn._config.ITEM_THREADS_MAX_SIDE` are split over threads with one BLAS thread
 each; other items run one after another, large ones on the BLAS library's threads, small
 ones on one BLAS thread, since waking and waiting for a thread pool costs them more than it
 saves, many times more when other processes hold the cores.
@@ -35,7 +36,7 @@ import numpy as np
 
 from . import _config, _jit, _modes, _pool
 
-__all__ = ["chosen", "sized", "evaluate", "value_and_grad", "kron_sum_logpdf"]
+__all__ = ["chosen", "sized", "largest_side", "workers", "evaluate", "value_and_grad", "kron_sum_logpdf"]
 
 _KL_MODES = (_modes.KL_COV, _modes.KL_CHOL, _modes.KL_STD_COV, _modes.KL_STD_CHOL)
 
@@ -54,7 +55,7 @@ def chosen(slots, count, gradients=False):
     thresholds after it); never float32 items that the lanes compute in float32 (up to
     :data:`fastmvn._config.FLOAT32_ARITHMETIC_MAX_SIDE`), which this path would compute in
     float64."""
-    side = _side(slots)
+    side = largest_side(slots)
     if side <= _config.FLOAT32_ARITHMETIC_MAX_SIDE and slots[0].dtype == np.float32:
         return False  # computed in float32 in lanes, with or without gradients: the same values and errors
     thresholds = (
@@ -191,17 +192,29 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
     os.register_at_fork(after_in_child=_WORKERS.forget)
 
 
-def _side(slots):
+def largest_side(slots):
     """The largest side of the items of ``slots``."""
     return max([max(slot.shape[-2:]) for slot in slots])
 
 
-def _threads(count, side):
+def workers(count, side, gradients):
+    """The threads that ``count`` items of largest side ``side`` (their values, or with
+    ``gradients`` their values and gradients) are split over, in lanes or in this plan: Numba's
+    threads, at most one per item, where their work ``count·side³`` reaches
+    :data:`fastmvn._config.THREADS_MIN_WORK` (``THREADS_MIN_GRADIENT_WORK``), else one."""
+    least = _config.THREADS_MIN_GRADIENT_WORK if gradients else _config.THREADS_MIN_WORK
+    return min(count, _jit.threads()) if count >= 2 and count * side ** 3 >= least else 1
+
+
+def _threads(count, side, gradients):
     """How ``count`` items of largest side ``side`` use the cores: ``(workers, one_blas_thread)``,
-    the threads the items are split over and whether BLAS runs on one thread
-    (:data:`fastmvn._config.ITEM_THREADS_MIN_SIDE`, :data:`~fastmvn._config.BLAS_THREADS_MIN_SIDE`)."""
-    if count >= 2 and _config.ITEM_THREADS_MIN_SIDE <= side < _config.ITEM_THREADS_MAX_SIDE:
-        return min(count, _jit.threads()), True
+    the threads the items are split over (:func:`workers`, below
+    :data:`fastmvn._config.ITEM_THREADS_MAX_SIDE`) and whether BLAS runs on one thread
+    (:data:`~fastmvn._config.BLAS_THREADS_MIN_SIDE`)."""
+    if side < _config.ITEM_THREADS_MAX_SIDE:
+        split = workers(count, side, gradients)
+        if split > 1:
+            return split, True
     return 1, side < _config.BLAS_THREADS_MIN_SIDE
 
 
@@ -212,20 +225,27 @@ def _each(compute, slots, out, grads, wanted, what):
     the first failing item. ``what`` names the computation (a mode, and the gradients wanted),
     for :func:`_arena`.
 
-    The items run one after another, or split over threads in contiguous runs, with BLAS on
-    one thread or on its own threads, as :func:`_threads` decides (limiting BLAS to one thread
-    took about 25 µs a call); the BLAS and LAPACK calls (:mod:`fastmvn._lapack`) release the
-    interpreter lock."""
+    The items run one after another, or split over threads in contiguous runs, the first on
+    the calling thread, with BLAS on one thread or on its own threads, as :func:`_threads`
+    decides (limiting BLAS to one thread took about 25 µs a call); the BLAS and LAPACK calls
+    (:mod:`fastmvn._lapack`) release the interpreter lock. Handing every run to the pool and
+    waiting ran both runs on one core of two about half the time (the woken threads started
+    where the waiting one was): 1.0 times the speed of one thread where the calling thread's
+    own run gives 1.5–1.9."""
     count = out.size
-    workers, one_blas_thread = _threads(count, _side(slots))
+    split, one_blas_thread = _threads(count, largest_side(slots), bool(grads))
     with _ONE_BLAS_THREAD if one_blas_thread else contextlib.nullcontext():
         key = (what, *(slot.shape[-2:] for slot in slots))
-        if workers == 1:
+        if split == 1:
             return _each_item(compute, key, slots, out, grads, wanted, range(count))
-        edges = [count * k // workers for k in range(workers + 1)]
-        firsts = list(_WORKERS.pool().map(
-            lambda run: _each_item(compute, key, slots, out, grads, wanted, range(*run)), zip(edges, edges[1:])))
-        return min((first for first in firsts if first is not None), default=None)
+        edges = [count * k // split for k in range(split + 1)]
+        runs = [range(start, stop) for start, stop in zip(edges, edges[1:])]
+        others = [_WORKERS.pool().submit(_each_item, compute, key, slots, out, grads, wanted, run) for run in runs[1:]]
+        try:
+            first = _each_item(compute, key, slots, out, grads, wanted, runs[0])
+        finally:  # the other runs write into out: none outlives the call
+            firsts = [other.result() for other in others]
+        return min((bad for bad in (first, *firsts) if bad is not None), default=None)
 
 
 def _each_item(compute, key, slots, out, grads, wanted, flats):

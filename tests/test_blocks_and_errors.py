@@ -142,6 +142,34 @@ def test_first_failure_of_the_batch_is_reported_across_chunks(rng, monkeypatch):
 
 
 
+def test_one_chunk_of_enough_work_is_split_over_threads(monkeypatch):
+    """A batch of one chunk whose work (items × side³) reaches ``THREADS_MIN_WORK`` (or
+    ``THREADS_MIN_GRADIENT_WORK`` with gradients) runs a chunk per thread, with the same bits
+    as in one chunk, and its first failure is still the one reported."""
+    from fastmvn import _batch, _jit
+    from fastmvn._bench import random_pair
+
+    monkeypatch.setattr(_jit, "threads", lambda: 3)
+    assert _batch.chunk_count([np.empty((64, 16, 16))], 64, False) == 3        # 64·16³ = 262,144
+    assert _batch.chunk_count([np.empty((32, 16, 16))], 32, False) == 1        # 131,072
+    assert _batch.chunk_count([np.empty((32, 16, 16))], 32, False, gradients=True) == 3
+    assert _batch.chunk_count([np.empty((1, 64, 64))], 1, False) == 1          # one item is not split
+    args = list(random_pair(64, 16, 12))
+    args[4] = args[4].copy()
+    args[4][[50, 60]] = -np.eye(16)                                           # in the last of three chunks
+    split = fm.kl(*args, errors="nan"), fm.kl_value_and_grad(*args, errors="nan")
+    with pytest.raises(LinAlgError, match=r"rowcov2 is not positive definite .* at batch index 50$"):
+        fm.kl(*args)
+    monkeypatch.setattr(_config, "THREADS_MIN_WORK", 10 ** 9)
+    monkeypatch.setattr(_config, "THREADS_MIN_GRADIENT_WORK", 10 ** 9)
+    assert _batch.chunk_count([np.empty((64, 16, 16))], 64, False) == 1
+    whole = fm.kl(*args, errors="nan"), fm.kl_value_and_grad(*args, errors="nan")
+    np.testing.assert_array_equal(split[0], whole[0])
+    assert np.isnan(split[0][[50, 60]]).all() and np.isfinite(np.delete(split[0], [50, 60])).all()
+    np.testing.assert_array_equal(split[1][0], whole[1][0])
+    for got, want in zip(split[1][1], whole[1][1], strict=True):
+        np.testing.assert_array_equal(got, want)
+
 def test_chol_and_diag_failures(rng):
     m = rng.standard_normal((3, 2, 2))
     factor = np.tile(np.eye(2), (3, 1, 1))

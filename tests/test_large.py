@@ -321,9 +321,9 @@ def _blas_threads_seen():
 
 
 @pytest.mark.parametrize("side, count, one_thread, workers", [
-    (40, 2, True, 1),                                     # small items: one after another, one BLAS thread
+    (40, 2, True, 1),                                     # little work: one item after another, one BLAS thread
     (_config.BLAS_THREADS_MIN_SIDE, 1, False, 1),         # one item: the BLAS library's threads
-    (_config.ITEM_THREADS_MIN_SIDE, 3, True, 3),          # several mid-sized items: split, one BLAS thread each
+    (64, 3, True, 3),                                     # several mid-sized items: split, one BLAS thread each
     (_config.ITEM_THREADS_MAX_SIDE, 2, False, 1)])        # several large items: in turn, BLAS threads
 def test_threads_serve_one_item_or_many(side, count, one_thread, workers, monkeypatch):
     """Items run split over threads or with the BLAS library's threads, never both; the BLAS
@@ -332,7 +332,7 @@ def test_threads_serve_one_item_or_many(side, count, one_thread, workers, monkey
     from threadpoolctl import threadpool_limits
 
     monkeypatch.setattr(_jit, "threads", lambda: 4)
-    assert _large._threads(count, side) == (workers, one_thread)
+    assert _large._threads(count, side, False) == (workers, one_thread)
     seen, runs = [], []
     value, each_item = _large._value, _large._each_item
     monkeypatch.setattr(_large, "_value",
@@ -366,7 +366,7 @@ def test_the_diagonal_modes_leave_blas_threads_alone(monkeypatch):
     monkeypatch.setattr(_large, "_each_item", lambda *a: runs.append(a[-1]) or each_item(*a))
     diagonal, full = random_inputs("kl_diag", 2, 40, 30), random_inputs("kl", 2, 40, 30)
     points = random_inputs("logpdf_diag", 2, 40, 30)
-    assert _large._threads(2, 40) == (1, True)
+    assert _large._threads(2, 40, False) == (1, True)
     np.testing.assert_allclose(fm.kl_diag(*diagonal), reference.kl_diag(*diagonal), rtol=1e-12)
     fm.kl_diag(*diagonal[:3])
     np.testing.assert_allclose(fm.logpdf_diag(*points), reference.logpdf_diag(*points), rtol=1e-12)
@@ -429,9 +429,10 @@ def test_items_split_over_threads_equal_one_after_another(case, large, monkeypat
     function = getattr(fm, case)
     gradient = getattr(fm, f"{case}_value_and_grad", None)
     one = function(*args, errors="nan"), gradient and gradient(*args, errors="nan")
-    monkeypatch.setattr(_config, "ITEM_THREADS_MIN_SIDE", 1)
+    monkeypatch.setattr(_config, "THREADS_MIN_WORK", 1)
+    monkeypatch.setattr(_config, "THREADS_MIN_GRADIENT_WORK", 1)
     monkeypatch.setattr(_jit, "threads", lambda: 3)
-    assert _large._threads(7, 5) == (3, True)
+    assert _large._threads(7, 5, False) == _large._threads(7, 5, True) == (3, True)
     runs, each_item = [], _large._each_item
     monkeypatch.setattr(_large, "_each_item", lambda *a: runs.append(a[-1]) or each_item(*a))
     split = function(*args, errors="nan"), gradient and gradient(*args, errors="nan")
@@ -451,9 +452,9 @@ def test_split_items_after_a_fork():
     started has none of them and starts its own (with the parent's it would wait forever)."""
     script = ("import os, numpy as np, fastmvn as fm\n"
               "from fastmvn import _config, _large\n"
-              "_config.ITEM_THREADS_MIN_SIDE = _config.LAPACK_MIN_SIDE = _config.LAPACK_ALL_SIDE = 1\n"
+              "_config.THREADS_MIN_WORK = _config.LAPACK_MIN_SIDE = _config.LAPACK_ALL_SIDE = 1\n"
               "a, want = np.eye(5) * np.arange(1.0, 9.0)[:, None, None], 5 * np.log(np.arange(1.0, 9.0))\n"
-              "assert _large._threads(8, 5) == (2, True) and np.allclose(fm.logdet(a), want)\n"
+              "assert _large._threads(8, 5, False) == (2, True) and np.allclose(fm.logdet(a), want)\n"
               "pool = _large._WORKERS.pool()\n"
               "pid = os.fork()\n"
               "if pid == 0:\n"
