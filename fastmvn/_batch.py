@@ -334,7 +334,8 @@ def _plan_key(function, values, out, errors, lower):
            _config.LAPACK_GRADIENT_MIN_SIDE, _config.LAPACK_GRADIENT_BATCH_SIDE, _config.LAPACK_GRADIENT_ALL_SIDE,
            _config.FLOAT32_ARITHMETIC_MAX_SIDE, _config.DIAGONAL_KL_STREAM_MIN_SIDE,
            _config.DIAGONAL_LOGPDF_STREAM_MIN_SIDE, _config.DIAGONAL_KL_GRAD_STREAM_MIN_SIDE,
-           _config.DIAGONAL_CHUNK_ENTRIES]  # a test may change them
+           _config.DIAGONAL_CHUNK_ENTRIES, _config.THREADS_MIN_WORK,
+           _config.THREADS_MIN_GRADIENT_WORK]  # a test may change them
     for value in values:
         if value is None:
             key.append(None)

@@ -32,28 +32,30 @@ SMALL_LANES = 128
 #: at a time through LAPACK and BLAS (``fastmvn._large``), not in lanes, when ``s`` is at least
 #: :data:`LAPACK_MIN_SIDE` and the batch has at most ``(s / LAPACK_BATCH_SIDE)²`` items, or ``s``
 #: is at least :data:`LAPACK_ALL_SIDE`: LAPACK's blocked factorisations win on few large items,
-#: the lanes' parallel loop over items on many small ones. Measured 2026-12-06 on 2 cores
-#: (``docs/performance.md``), KLs in one process, lanes' time over LAPACK's: 4 pairs of 32×32
-#: 0.98, 8 of 32×32 0.63, 16 of 48×48 0.54, 16 of 64×64 0.94, 64 of 64×64 0.97, 1,000 of 64×64
-#: 0.60, 64 of 80×80 1.11, 1,000 of 80×80 0.88, 64 of 96×96 1.55, 1,000 of 96×96 1.04, 200 of
-#: 128×128 2.55, 170 of 256×256 3.9.
+#: the lanes' parallel loop over items on many small ones. Measured 2026-12-07 on 2 cores (AMD
+#: EPYC Zen 5, TBB threading layer, both plans splitting their items over threads by
+#: :data:`THREADS_MIN_WORK`), KLs in one process, lanes' time over LAPACK's, two runs (details
+#: in ``docs/performance.md``): 24×24 × 2 1.18–1.22, × 4 0.71–0.73; 32×32 × 4 1.14, × 8
+#: 0.86–0.88; 40×40 × 8 1.15–1.18, × 16 0.91–0.93, × 1,000 0.87; 48×48 × 16 1.24–1.26, × 64
+#: 1.07–1.11, × 1,000 1.10; 64×64 × 64 1.46–1.52, × 1,000 1.45; 80×80 × 1,000 1.77–1.80.
 LAPACK_BATCH_SIDE = 16
 #: ... (see above) at any batch size from this side on
-LAPACK_ALL_SIDE = 96
-#: ... and for values with gradients, which gain more from LAPACK's BLAS-3 (lanes over LAPACK:
-#: one 12×12 0.87, one 16×16 1.39, 8 of 16×16 0.97, 8 of 24×24 0.74, 4 of 32×32 1.92, 16 of
-#: 32×32 1.27, 1,000 of 32×32 0.48, 8 of 48×48 1.89, 64 of 48×48 1.16, 1,000 of 64×64 1.14, 400
-#: of 96×96 1.82), these three (float32 items up to :data:`FLOAT32_ARITHMETIC_MAX_SIDE` stay in the
-#: lanes, in float32, whether gradients are asked for or not)
+LAPACK_ALL_SIDE = 48
+#: ... and for values with gradients, which gain more from LAPACK's BLAS-3 (lanes over LAPACK,
+#: the same day: one 12×12 0.86–1.00, one 14×14 1.25–1.31, 2 of 14×14 0.93–0.95, 2 of 16×16
+#: 1.25, 4 of 16×16 0.74–0.81, 4 of 20×20 1.10, 8 of 20×20 0.64–0.67, 8 of 24×24 1.20–1.27, 16 of
+#: 24×24 0.80, 16 of 32×32 1.19–1.20, 1,000 of 32×32 1.07–1.08, 1,000 of 40×40 1.31), these three
+#: (float32 items up to :data:`FLOAT32_ARITHMETIC_MAX_SIDE` stay in the lanes, in float32,
+#: whether gradients are asked for or not)
 LAPACK_GRADIENT_MIN_SIDE = 14
 LAPACK_GRADIENT_BATCH_SIDE = 8
-LAPACK_GRADIENT_ALL_SIDE = 64
+LAPACK_GRADIENT_ALL_SIDE = 32
 #: ... and no smaller side: below it the lanes take less time for a whole item than LAPACK's
-#: calls (one compiled call per item, ``fastmvn._large_items``). One item, lanes against LAPACK:
-#: a 16×16 KL 0.032 against 0.046 ms, 20×20 0.049 against 0.048, 24×24 0.075 against 0.053; a
-#: log-density and a KL's value and gradient cross at about the same side (float32 data up to
-#: :data:`FLOAT32_ARITHMETIC_MAX_SIDE` is computed in float32 in lanes).
-LAPACK_MIN_SIDE = 20
+#: calls (one compiled call per item, ``fastmvn._large_items``). One KL, lanes' time over
+#: LAPACK's: 20×20 0.74–1.07, 22×22 1.25–1.26, 24×24 1.46–1.52 (2026-12-07; a log-density and a
+#: KL's value and gradient cross at about the same side or below, float32 data up to
+#: :data:`FLOAT32_ARITHMETIC_MAX_SIDE` computed in float32 in lanes).
+LAPACK_MIN_SIDE = 22
 
 #: The values of diagonal covariances are computed one item at a time where each lies
 #: (``fastmvn.kernels.drivers.diagonal_batch``), not in lanes, for items of largest side from

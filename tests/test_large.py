@@ -37,8 +37,10 @@ def test_the_plan_by_side_and_batch():
 
     assert not chosen(_config.LAPACK_MIN_SIDE - 1, 1) and chosen(_config.LAPACK_MIN_SIDE, 1)
     assert chosen(16, 1, gradients=True) and not chosen(_config.LAPACK_GRADIENT_MIN_SIDE - 1, 1, gradients=True)
-    assert chosen(32, 4) and not chosen(32, 5) and chosen(32, 16, gradients=True) and not chosen(32, 17, True)
-    assert not chosen(64, 1000) and chosen(64, 1000, gradients=True)
+    assert chosen(32, 4) and not chosen(32, 5) and chosen(24, 9, gradients=True) and not chosen(24, 10, True)
+    assert not chosen(40, 1000) and chosen(40, 1000, gradients=True)
+    assert chosen(_config.LAPACK_GRADIENT_ALL_SIDE, 10 ** 6, True)
+    assert not chosen(_config.LAPACK_GRADIENT_ALL_SIDE - 1, 10 ** 6, True)
     assert chosen(_config.LAPACK_ALL_SIDE, 10 ** 6) and not chosen(_config.LAPACK_ALL_SIDE - 1, 10 ** 6)
 
 
