@@ -68,16 +68,25 @@ class KLLargeValueAndGrad(Suite):
     track_time_over_value.unit = "ratio"
 
 
-#: Mid-sized items in batches, which take LAPACK at any batch from 96×96 (a quick run: 24×24 × 8).
-MID_SIZES, MID_BATCHES = ([(24, 24)], [8]) if QUICK else ([(96, 96), (128, 128)], [200])
+#: Mid-sized items in batches, on both sides of the plans' thresholds: lanes in one chunk split
+#: over threads (16×16 × 64 and × 256), LAPACK from 48×48 at any batch (LAPACK split over threads)
+#: and 96×96 (a quick run: 24×24 × 8).
+MID_SIZES, MID_BATCHES = ([(24, 24)], [8]) if QUICK else ([(16, 16), (48, 48), (96, 96)], [64, 256])
 
 
 class KLMidBatch(Suite):
-    """``kl`` of a batch of mid-sized pairs: the plan's choice between lanes and LAPACK split
-    over threads."""
+    """``kl`` of a batch of mid-sized pairs: the plan's choice between lanes and LAPACK, each split
+    over threads by the work of the batch."""
 
     function = "kl"
     params = [MID_SIZES, MID_BATCHES, ["float64"], ["cpu", "reference"]]
+
+
+class KLMidBatchValueAndGrad(KLLargeValueAndGrad):
+    """``kl_value_and_grad`` of a batch of mid-sized pairs (lanes at 16×16, LAPACK from 32×32
+    at any batch)."""
+
+    params = [MID_SIZES, MID_BATCHES, ["float64"], ["cpu"]]
 
 
 class KLSingleCall:
