@@ -1048,13 +1048,13 @@ def _compiled(kl, slots, dtype, batch_shape):
     """The KL (``kl``) or log-density of every item of ``slots`` by the compiled kernels, over
     ``batch_shape``: NaN where an item fails."""
     from .. import kernels
-    from .._batch import _padding
+    from .._batch import _padding, chunk_count
 
     count = math.prod(batch_shape)
     value = np.empty(count, dtype)
     if count:
         padding = [_padding(count, dtype)] * (10 - len(slots))
-        first_bad = np.empty(-(-count // _config.CHUNK), np.int64)
+        first_bad = np.empty(chunk_count(slots, count, False), np.int64)  # one chunk of enough work: split
         arguments = (kl, *slots, *padding, value, first_bad, np.empty(0))
         if len(first_bad) == 1:  # one chunk: one thread computes it either way
             kernels.kron_sum_batch.serial(*arguments)
