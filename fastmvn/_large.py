@@ -17,35 +17,25 @@ of SciPy's BLAS and LAPACK (:mod:`fastmvn._lapack`), without Python between its 
 (diagonal covariances never come here: :mod:`fastmvn._batch` streams them). Every BLAS and
 LAPACK call goes to SciPy's library, none to NumPy's (``@``, ``np.dot``): wheels of NumPy and SciPy each bring an OpenBLAS with a
 thread pool of its own, and two pools taking turns on the same cores spin against each other
-(a 128×128 KL then took ten times as long). Threads serve one item or many, never both at
+(a 128×128 KL then took ten times as long). A call's items are one compiled call too
+(:func:`fastmvn._large_items.items_batch`). Threads serve one item or many, never both at
 once (:func:`_threads`): items whose work is large enough (:func:`workers`) and of less than
-:data:`fastmvn._config.ITEM_THREADS_MAX_SIDE` are split over threads with one BLAS thread
-each; other items run one after another, large ones on the BLAS library's threads, small
-ones on one BLAS thread, since waking and waiting for a thread pool costs them more than it
-saves, many times more when other processes hold the cores.
+:data:`fastmvn._config.ITEM_THREADS_MAX_SIDE` are split over Numba's threads with one BLAS
+thread each; other items run one after another on the calling thread, large ones on the BLAS
+library's threads, small ones on one BLAS thread, since waking and waiting for a thread pool
+costs them more than it saves, many times more when other processes hold the cores.
 """
 
 import contextlib
 import functools
 import math
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import _config, _jit, _modes, _pool
+from . import _config, _jit, _pool
 
 __all__ = ["chosen", "sized", "largest_side", "workers", "evaluate", "value_and_grad", "kron_sum_logpdf"]
-
-_KL_MODES = (_modes.KL_COV, _modes.KL_CHOL, _modes.KL_STD_COV, _modes.KL_STD_CHOL)
-
-
-_FLOAT64 = np.dtype(np.float64)
-
-
-class _Failed(Exception):
-    """An item fails: its result is NaN."""
 
 
 def chosen(slots, count, gradients=False):
@@ -82,52 +72,30 @@ def _linalg():
     return _lapack, _large_items
 
 
-def _second(mean1, row1, col1, mean2, row2, col2):
-    """The second distribution's items as the compiled terms take them: the first's again for a
-    standard mode (None there), which they do not read."""
-    return (mean1, row1, col1) if mean2 is None else (mean2, row2, col2)
-
-
-def _value(mode, items, arena):
-    """The value of ``mode`` for one item: ``items`` holds its slots as C-ordered float64
-    matrices; its scratch comes from ``arena`` (:func:`_arena`). Not the values of diagonal
-    covariances: :mod:`fastmvn._batch` streams those (``kernels.drivers.diagonal_batch``, and
-    ``diagonal_grad_batch`` for their gradients)."""
-    terms = _linalg()[1]
-    if mode in _KL_MODES:
-        items = (*items[:3], *_second(*items, *([None] * (6 - len(items)))))
-        defined, value = terms.kl_parts(arena, mode, *items, False, _config.TRIANGULAR_BLOCKS)[:2]
-    elif mode == _modes.LOGDET:
-        defined, value = terms.logdet_value(arena, *items)
-    elif mode == _modes.TRACE_SOLVE:
-        defined, value = terms.trace_solve_value(arena, *items)
-    else:
-        defined, value = terms.logpdf_parts(arena, mode, *items)[:2]
-    return _defined(defined, value)
-
-
-def _defined(defined, value):
-    """``value`` of an item whose compiled terms say whether it is ``defined``; raises
-    :class:`_Failed` where it is not."""
-    if not defined:
-        raise _Failed
-    return value
-
-
 def kron_sum_logpdf(slots, out, epsilons):
     """The log-densities of Kronecker-sum normals (:func:`fastmvn.logpdf_kron_sum`) over
     ``slots`` (points, means, signal and noise covariances, a noise variance ``σ²`` as the
     ``1×1`` matrix), one compiled call per item (:func:`fastmvn._large_items.kron_sum_logpdf`,
     with the ``epsilons`` of the row and column signals' data, its scratch from an arena),
     into ``out``; returns the flat index of the first item left NaN, or None."""
-    return _each(lambda items, arena: (_defined(*_linalg()[1].kron_sum_logpdf(arena, *items, *epsilons)), ()),
-                 slots, out, (), (), "kron_sum_logpdf")
+    return _run(_linalg()[1].KRON_SUM, slots, out, (), (), "kron_sum_logpdf", epsilons)
 
 
 def evaluate(mode, slots, out):
     """Run ``mode`` over ``slots`` (``(*batch, r, c)`` arrays) into ``out`` (of the batch
-    shape), one item at a time; return the flat index of the first failing item, or None."""
-    return _each(lambda items, arena: (_value(mode, items, arena), ()), slots, out, (), (), mode)
+    shape), one item at a time; return the flat index of the first failing item, or None.
+    Not the values of diagonal covariances: :mod:`fastmvn._batch` streams those
+    (``kernels.drivers.diagonal_batch``, and ``diagonal_grad_batch`` for their gradients)."""
+    return _run(mode, slots, out, (), (), mode)
+
+
+def value_and_grad(mode, slots, out, grads, wanted):
+    """Run the KL or log-density ``mode`` and its gradients over ``slots`` into ``out`` and the
+    ``grads`` (``(*batch, r, c)`` arrays) that ``wanted`` marks, one item at a time, by the
+    closed forms of ``docs/gradients.md`` in BLAS-3 operations (those of a factor with respect to
+    its lower triangle); a failing item's value and gradients are NaN. Returns the flat index of
+    the first failing item, or None."""
+    return _run(mode, slots, out, grads, wanted, (mode, tuple(bool(wants) for wants in wanted)))
 
 
 class _OneBlasThread:
@@ -164,34 +132,6 @@ class _OneBlasThread:
 _ONE_BLAS_THREAD = _OneBlasThread()
 
 
-class _Workers:
-    """The threads that items are split over: one pool for the process, made on first use
-    (starting threads for each call cost about 0.2 ms more than handing runs to waiting ones);
-    a child process after a fork, which has none of its parent's threads, makes its own.
-    Runs never split further, so a run cannot wait for a thread of the pool."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._pool = None
-
-    def pool(self):
-        with self._lock:
-            if self._pool is None:
-                import numba
-
-                self._pool = ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS, thread_name_prefix="fastmvn-lapack")
-            return self._pool
-
-    def forget(self):
-        self._lock, self._pool = threading.Lock(), None
-
-
-_WORKERS = _Workers()
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-    os.register_at_fork(after_in_child=_WORKERS.forget)
-
-
 def largest_side(slots):
     """The largest side of the items of ``slots``."""
     return max([max(slot.shape[-2:]) for slot in slots])
@@ -218,67 +158,103 @@ def _threads(count, side, gradients):
     return 1, side < _config.BLAS_THREADS_MIN_SIDE
 
 
-def _each(compute, slots, out, grads, wanted, what):
-    """``compute(items, arena)`` (the value and gradients of one item from its slots in float64,
-    its scratch from ``arena``) for every item of ``slots``, into ``out`` and the ``grads`` that
-    ``wanted`` marks; a failing item's value and gradients are NaN. Returns the flat index of
-    the first failing item. ``what`` names the computation (a mode, and the gradients wanted),
-    for :func:`_arena`.
+def _run(code, slots, out, grads, wanted, what, epsilons=(0.0, 0.0)):
+    """Every item of ``slots`` (``(*batch, r, c)`` arrays of any layout and float dtype) for
+    ``code`` (a mode, or the Kronecker-sum log-density), into ``out`` and the ``grads`` that
+    ``wanted`` marks (values only where ``grads`` is empty); a failing item's value and
+    gradients are NaN. Returns the flat index of the first failing item. ``what`` names the
+    computation (a mode, and the gradients wanted), for :func:`_arena`.
 
-    The items run one after another, or split over threads in contiguous runs, the first on
-    the calling thread, with BLAS on one thread or on its own threads, as :func:`_threads`
-    decides (limiting BLAS to one thread took about 25 µs a call); the BLAS and LAPACK calls
-    (:mod:`fastmvn._lapack`) release the interpreter lock. Handing every run to the pool and
-    waiting ran both runs on one core of two about half the time (the woken threads started
-    where the waiting one was): 1.0 times the speed of one thread where the calling thread's
-    own run gives 1.5–1.9."""
+    One compiled call (:func:`fastmvn._large_items.items_batch`) computes the items, one after
+    another on the calling thread or split over Numba's threads in contiguous runs, with BLAS
+    on one thread or on its own threads, as :func:`_threads` decides (limiting BLAS to one thread
+    took about 25 µs a call). It reads each slot's items where they lie when they are C-ordered
+    float64 matrices, from a converted copy of the slot's own items otherwise (a broadcast
+    argument is read once per item that shares it, not copied per item), and writes into
+    ``out`` and the gradients where they are C-ordered float64 arrays, through float64 copies
+    otherwise (where a value beyond float32's range fails its item). Splitting the items over
+    Python threads instead, each item's call made from Python, ran two runs on one core of two
+    about half the time, and 64 KLs of 24×24 took twice as long on two threads as on one."""
+    terms = _linalg()[1]
     count = out.size
     split, one_blas_thread = _threads(count, largest_side(slots), bool(grads))
+    items, index = _compacted(slots, out.shape)
+    direct = _writable(out)
+    values = out.reshape(count) if direct else np.empty(count)
+    targets = [(grad.reshape((count,) + grad.shape[-2:]) if _writable(grad) else np.empty((count,) + grad.shape[-2:]))
+               if wants else _NO_GRADIENT for grad, wants in zip(grads, wanted)]
+    targets += [_NO_GRADIENT] * (6 - len(targets))
+    flags = np.zeros(6, np.bool_)
+    flags[:len(wanted)] = [bool(wants) for wants in wanted]
+    key = (what, *(slot.shape[-2:] for slot in slots))
+    buffer, asked = _arena(key, split), np.zeros(split, np.int64)
     with _ONE_BLAS_THREAD if one_blas_thread else contextlib.nullcontext():
-        key = (what, *(slot.shape[-2:] for slot in slots))
+        arguments = (code, bool(grads), flags, *items, index, values, *targets, buffer, asked, split,
+                     _config.TRIANGULAR_BLOCKS, *epsilons)
         if split == 1:
-            return _each_item(compute, key, slots, out, grads, wanted, range(count))
-        edges = [count * k // split for k in range(split + 1)]
-        runs = [range(start, stop) for start, stop in zip(edges, edges[1:])]
-        others = [_WORKERS.pool().submit(_each_item, compute, key, slots, out, grads, wanted, run) for run in runs[1:]]
-        try:
-            first = _each_item(compute, key, slots, out, grads, wanted, runs[0])
-        finally:  # the other runs write into out: none outlives the call
-            firsts = [other.result() for other in others]
-        return min((bad for bad in (first, *firsts) if bad is not None), default=None)
+            terms.items_serial(*arguments)
+        else:
+            with _jit.launching():
+                terms.items_batch(*arguments)
+    _asked(key, int(asked.max()))
+    if not direct:
+        with np.errstate(all="ignore"):  # a cast into float32 beyond its range: infinity, a failure
+            out[...] = values.reshape(out.shape)
+    for grad, target, wants in zip(grads, targets, wanted):
+        if wants and not _writable(grad):
+            with np.errstate(all="ignore"):
+                grad[...] = target.reshape(grad.shape)
+    failed = np.flatnonzero(~np.isfinite(out.reshape(-1)))
+    if not failed.size:
+        return None
+    flat = out.reshape(-1)
+    flat[failed] = math.nan
+    for grad, wants in zip(grads, wanted):
+        if wants:
+            grad.reshape((count,) + grad.shape[-2:])[failed] = math.nan
+    return int(failed[0])
 
 
-def _each_item(compute, key, slots, out, grads, wanted, flats):
-    """:func:`_each` for the items of flat indices ``flats`` (increasing), their scratch from
-    one arena (:func:`_arena`) for items of ``key``, each item's results copied out before the
-    next item takes it."""
-    bad = None
-    arena = _arena(key)
-    asked = 0
-    shape = out.shape
-    # Casts into float32 of a failing item: NaN, no warning. A float64 value is compiled
-    # arithmetic, stored as it is.
-    quiet = np.errstate(all="ignore") if grads or out.dtype != np.float64 else contextlib.nullcontext()
-    with quiet:
-        for flat in flats:
-            index = (flat,) if len(shape) == 1 else np.unravel_index(flat, shape)
-            items = [_item(slot[index]) for slot in slots]
-            arena[1].fill(0)
-            try:
-                value, item_grads = compute(items, arena)
-            except _Failed:
-                value, item_grads = math.nan, ()
-            asked = max(asked, int(arena[1][1]))
-            out[index] = value
-            finite = math.isfinite(out[index])  # as stored: beyond float32's range fails in a float32 out
-            if not finite:
-                out[index] = math.nan
-                bad = flat if bad is None else bad
-            for k, (grad, wants) in enumerate(zip(grads, wanted)):
-                if wants:
-                    grad[index] = item_grads[k] if finite else math.nan
-    _asked(key, asked)
-    return bad
+#: A slot that an item does not use, and a gradient not wanted: ``(1, 1, 1)``, never read or written.
+_PLACEHOLDER = np.zeros((1, 1, 1))
+_PLACEHOLDER.flags.writeable = False
+_NO_GRADIENT = np.zeros((1, 1, 1))
+
+
+def _writable(array):
+    """Whether the compiled items write into ``array`` itself: C-ordered, writeable float64."""
+    return array.dtype == np.float64 and array.flags.c_contiguous and array.flags.writeable
+
+
+def _compacted(slots, batch_shape):
+    """The slots as the compiled items read them: for each, its own items as a read-only
+    C-ordered float64 ``(m, r, c)`` array (the slot's memory where it is one already, else a
+    converted copy of its distinct items, an argument broadcast along batch axes counted once
+    along them), padded to six with a placeholder; and ``index`` (``(6, count)``), the item of
+    each slot for each flat index of the batch."""
+    count = math.prod(batch_shape)
+    items, index = [], np.zeros((6, count), np.int64)
+    every = None
+    for k, slot in enumerate(slots):
+        core = slot.shape[-2:]
+        if slot.dtype == _FLOAT64 and slot.flags.c_contiguous:  # no batch axis broadcast: every item its own
+            own = slot.reshape((count,) + core)
+            every = np.arange(count) if every is None else every
+            index[k] = every
+        else:
+            base = slot[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in slot.strides[:-2])]
+            own = np.ascontiguousarray(base, dtype=np.float64).reshape((-1,) + core)
+            if own.shape[0] > 1:  # one item for all (index 0) or along some batch axes only
+                index[k] = np.broadcast_to(np.arange(own.shape[0]).reshape(base.shape[:-2]), batch_shape).reshape(count)
+        if own.flags.writeable:
+            own = own.view()
+            own.flags.writeable = False
+        items.append(own)
+    items += [_PLACEHOLDER] * (6 - len(items))
+    return items, index
+
+
+_FLOAT64 = np.dtype(np.float64)
 
 
 #: What the compiled call of one item asked of its arena, in float64 numbers, by the
@@ -288,16 +264,17 @@ _ASKED_LOCK = threading.Lock()
 _NO_BUFFER = np.empty(0)
 
 
-def _arena(key):
-    """The scratch of items of ``key`` (:func:`fastmvn._lapack.matrix`): ``(buffer, used)``,
-    a buffer as large as the last such items asked for: from the buffer pool
-    (:mod:`fastmvn._pool`, which keeps it between calls) from
+def _arena(key, runs):
+    """The scratch of ``runs`` runs of items of ``key`` (:func:`fastmvn._lapack.matrix`): one
+    buffer for each run as large as the last such items asked for, together: from the buffer
+    pool (:mod:`fastmvn._pool`, which keeps it between calls) from
     :data:`fastmvn._config.ARENA_MIN_BYTES` on, from ``np.empty`` below, and empty the first
-    time and above :data:`~fastmvn._config.ARENA_MAX_BYTES`. A matrix that does not fit in it
-    is new memory, as it is without an arena."""
-    size = _ASKED.get(key, 0)
-    fits = 0 < 8 * size <= _config.ARENA_MAX_BYTES
-    return _linalg()[0].arena(_pool.empty((size,), np.float64, least=_config.ARENA_MIN_BYTES) if fits else _NO_BUFFER)
+    time and above :data:`~fastmvn._config.ARENA_MAX_BYTES`. A matrix that does not fit in its
+    run's part is new memory, as it is without an arena."""
+    size = _ASKED.get(key, 0) * runs
+    if not 0 < 8 * size <= _config.ARENA_MAX_BYTES:
+        return _NO_BUFFER
+    return _pool.empty((size,), np.float64, least=_config.ARENA_MIN_BYTES)
 
 
 def _asked(key, size):
@@ -308,53 +285,3 @@ def _asked(key, size):
         _ASKED[key] = size
         while len(_ASKED) > _config.ARENA_KEYS:
             del _ASKED[next(iter(_ASKED))]
-
-
-def _item(view):
-    """One item of a slot as the compiled terms take it: a C-ordered, read-only float64 matrix,
-    the item itself where it is one already (a small call's views are), else a read-only view
-    of its conversion. Read-only either way, the compiled terms take every slot's item as one
-    type whether it was converted (float32 data, a new array) or not (a view of the caller's),
-    and compile once, not once per mixture."""
-    if view.dtype == _FLOAT64 and not view.flags.writeable and view.flags.c_contiguous:
-        return view
-    item = np.ascontiguousarray(view, dtype=np.float64)
-    if item.flags.writeable:
-        item = item.view()
-        item.flags.writeable = False
-    return item
-
-
-def _kl_grad(arena, mode, wanted, mean1, row1, col1, mean2=None, row2=None, col2=None):
-    """The KL of ``mode`` and its gradients ``(∂/∂mean1, ∂/∂row1, ∂/∂col1, ∂/∂mean2, ∂/∂row2,
-    ∂/∂col2)`` (the last three left out for a standard mode), by the closed forms of
-    ``docs/gradients.md`` in BLAS-3 operations, from the factors and solves of the value (one
-    compiled call, :func:`fastmvn._large_items.kl_grads`, its scratch from ``arena``); only
-    those that ``wanted`` marks are computed (None in their place otherwise)."""
-    flags = tuple(bool(wants) for wants in wanted) + (False,) * (6 - len(wanted))
-    defined, value, *grads = _linalg()[1].kl_grads(arena, mode, flags, mean1, row1, col1,
-                                                   *_second(mean1, row1, col1, mean2, row2, col2),
-                                                   _config.TRIANGULAR_BLOCKS)
-    if not defined:
-        raise _Failed
-    return value, [grad if wants else None for grad, wants in zip(grads, wanted)]
-
-
-def _logpdf_grad(arena, mode, wanted, x, mean, row, col):
-    """The log-density of ``mode`` (``LOGPDF`` or ``LOGPDF_CHOL``) and its gradients ``(∂/∂x,
-    ∂/∂mean, ∂/∂row, ∂/∂col)``, one compiled call (:func:`fastmvn._large_items.logpdf_grads`)
-    with its scratch from ``arena``; only those that ``wanted`` marks are computed (None in their place otherwise)."""
-    defined, value, *grads = _linalg()[1].logpdf_grads(arena, mode, tuple(bool(wants) for wants in wanted), x, mean,
-                                                       row, col)
-    if not defined:
-        raise _Failed
-    return value, [grad if wants else None for grad, wants in zip(grads, wanted)]
-
-
-def value_and_grad(mode, slots, out, grads, wanted):
-    """Run the KL or log-density ``mode`` and its gradients over ``slots`` into ``out`` and the
-    ``grads`` (``(*batch, r, c)`` arrays) that ``wanted`` marks, one item at a time; a failing
-    item's value and gradients are NaN. Returns the flat index of the first failing item, or None."""
-    gradient = _logpdf_grad if mode in (_modes.LOGPDF, _modes.LOGPDF_CHOL) else _kl_grad
-    return _each(lambda items, arena: gradient(arena, mode, wanted, *items), slots, out, grads, wanted,
-                 (mode, tuple(bool(wants) for wants in wanted)))

@@ -11,15 +11,17 @@ factor has a positive diagonal) before what it computed; the caller makes a fail
 
 import math
 
+import numba
 import numpy as np
 
 from . import _modes
+from ._jit import OPTIONS, _cached
 from ._lapack import _compiled, cholesky, copied, cross, eigh, factor, gram, inner, inverse, logdet, matrix, norm2, \
     reflect, solve, solve_lower, solve_right, times_lower, times_rows, tridiagonal, whitened
 from .kernels.drivers import kl_of_terms
 
 __all__ = ["kl_parts", "kl_grads", "logpdf_parts", "logpdf_grads", "logdet_value", "trace_solve_value",
-           "kron_sum_logpdf"]
+           "kron_sum_logpdf", "KRON_SUM", "items_batch", "items_serial"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -441,3 +443,89 @@ def kron_sum_logpdf(arena, x, mean, row, col, row_noise, col_noise, row_eps, col
     quad /= variance_a * variance_b
     value = -0.5 * (n * p * _LOG_2PI + p * logdet_a + n * logdet_b + logs + quad)
     return math.isfinite(value), value
+
+
+#: The code of :func:`kron_sum_logpdf` in :func:`items_batch` (not a kernel mode).
+KRON_SUM = -1
+
+_KL_MODES = (_modes.KL_COV, _modes.KL_CHOL, _modes.KL_STD_COV, _modes.KL_STD_CHOL)
+
+
+@_compiled
+def _value(arena, code, a0, a1, a2, a3, a4, a5, most_blocks, row_eps, col_eps):
+    """``(defined, value)`` of one item of ``code`` (a mode, or :data:`KRON_SUM`) from its slots
+    (those the code does not use are not read)."""
+    if code == _modes.KL_COV or code == _modes.KL_CHOL or code == _modes.KL_STD_COV or code == _modes.KL_STD_CHOL:
+        parts = kl_parts(arena, code, a0, a1, a2, a3, a4, a5, False, most_blocks)
+        return parts[0], parts[1]
+    if code == _modes.LOGDET:
+        return logdet_value(arena, a0)
+    if code == _modes.TRACE_SOLVE:
+        return trace_solve_value(arena, a0, a1)
+    if code == KRON_SUM:
+        return kron_sum_logpdf(arena, a0, a1, a2, a3, a4, a5, row_eps, col_eps)
+    parts = logpdf_parts(arena, code, a0, a1, a2, a3)
+    return parts[0], parts[1]
+
+
+@_compiled
+def _store(grad, i, wants, ok, result):
+    """``grad[i] ← result`` where the gradient is wanted, NaN where the item is not ``ok``."""
+    if wants:
+        if ok:
+            grad[i] = result
+        else:
+            grad[i] = math.nan
+
+
+def _items(code, gradients, wanted, s0, s1, s2, s3, s4, s5, index, out, g0, g1, g2, g3, g4, g5, buffer, asked,
+           runs, most_blocks, row_eps, col_eps):
+    """Every item of ``code`` (a mode, or :data:`KRON_SUM` for :func:`kron_sum_logpdf` with the
+    epsilons ``row_eps`` and ``col_eps``), in ``runs`` contiguous runs of items run in parallel:
+    ``out[i]`` the value of item ``i``, whose slot ``k`` is ``s_k[index[k, i]]`` (C-ordered
+    float64 matrices), and with ``gradients`` its gradients ``g_k[i]`` that ``wanted`` marks (the
+    others may be ``(1, 1, 1)`` placeholders). An item whose value is undefined or not finite is
+    NaN, its gradients too. Run ``r`` takes its scratch from the ``r``-th of ``runs`` equal parts of
+    ``buffer`` (:func:`fastmvn._lapack.matrix`) and records in ``asked[r]`` the most any of its
+    items asked for. Its loops run over the items of a run one after another, each item one
+    compiled call of LAPACK and BLAS."""
+    count = out.shape[0]
+    size = buffer.shape[0] // runs
+    for run in numba.prange(runs):
+        used = np.zeros(2, np.int64)
+        arena = (buffer[run * size:(run + 1) * size], used)
+        most = 0
+        for i in range(count * run // runs, count * (run + 1) // runs):
+            used[:] = 0
+            a0, a1, a2 = s0[index[0, i]], s1[index[1, i]], s2[index[2, i]]
+            a3, a4, a5 = s3[index[3, i]], s4[index[4, i]], s5[index[5, i]]
+            if not gradients:
+                defined, value = _value(arena, code, a0, a1, a2, a3, a4, a5, most_blocks, row_eps, col_eps)
+                ok = defined and math.isfinite(value)
+            elif code == _modes.LOGPDF or code == _modes.LOGPDF_CHOL:
+                found = logpdf_grads(arena, code, (wanted[0], wanted[1], wanted[2], wanted[3]), a0, a1, a2, a3)
+                value = found[1]
+                ok = found[0] and math.isfinite(value)
+                _store(g0, i, wanted[0], ok, found[2])
+                _store(g1, i, wanted[1], ok, found[3])
+                _store(g2, i, wanted[2], ok, found[4])
+                _store(g3, i, wanted[3], ok, found[5])
+            else:
+                found = kl_grads(arena, code, (wanted[0], wanted[1], wanted[2], wanted[3], wanted[4], wanted[5]),
+                                 a0, a1, a2, a3, a4, a5, most_blocks)
+                value = found[1]
+                ok = found[0] and math.isfinite(value)
+                _store(g0, i, wanted[0], ok, found[2])
+                _store(g1, i, wanted[1], ok, found[3])
+                _store(g2, i, wanted[2], ok, found[4])
+                _store(g3, i, wanted[3], ok, found[5])
+                _store(g4, i, wanted[4], ok, found[6])
+                _store(g5, i, wanted[5], ok, found[7])
+            out[i] = value if ok else math.nan
+            most = max(most, used[1])
+        asked[run] = most
+
+
+#: :func:`_items` compiled to split its runs over Numba's threads, and to run them on the calling thread.
+items_batch = _cached(numba.njit(**OPTIONS, parallel=True)(_items))
+items_serial = _cached(numba.njit(**OPTIONS)(_items), serial=True)

@@ -11,7 +11,7 @@ from conftest import lapack_for_all, run_python
 from numpy.linalg import LinAlgError
 
 import fastmvn as fm
-from fastmvn import _config, _jit, _large, reference
+from fastmvn import _config, _jit, _large, _modes, reference
 from fastmvn._bench import CASES, random_inputs
 
 #: The cases with a kernel mode (pdf and entropy are composed from them).
@@ -256,7 +256,7 @@ def test_large_items_take_their_scratch_from_an_arena(case, large, monkeypatch):
     assert len(asked) == (2 if gradient else 1) and all(size > 0 for size in asked.values())
     if case == "kl":
         pad = lambda size: size + -size % 8  # noqa: E731
-        assert asked[(_large._modes.KL_COV, (n, p), (n, n), (p, p), (n, p), (n, n), (p, p))] == (
+        assert asked[(_modes.KL_COV, (n, p), (n, n), (p, p), (n, p), (n, n), (p, p))] == (
             3 * pad(n * n) + 3 * pad(p * p) + pad(n * p))
     taken, empty = [], _pool.empty
 
@@ -322,31 +322,49 @@ def _blas_threads_seen():
     return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
 
 
+def _recorded(monkeypatch):
+    """The compiled calls of the large items from now on, each as ``(runs, parallel, BLAS threads
+    seen at the call)``."""
+    lapack, terms = _large._linalg()
+    calls = []
+
+    class Recorded:
+        KRON_SUM = terms.KRON_SUM
+
+        @staticmethod
+        def items_serial(*arguments):
+            calls.append((arguments[-4], False, _blas_threads_seen()))
+            terms.items_serial(*arguments)
+
+        @staticmethod
+        def items_batch(*arguments):
+            calls.append((arguments[-4], True, _blas_threads_seen()))
+            terms.items_batch(*arguments)
+
+    monkeypatch.setattr(_large, "_linalg", lambda: (lapack, Recorded))
+    return calls
+
+
 @pytest.mark.parametrize("side, count, one_thread, workers", [
     (40, 2, True, 1),                                     # little work: one item after another, one BLAS thread
     (_config.BLAS_THREADS_MIN_SIDE, 1, False, 1),         # one item: the BLAS library's threads
     (64, 3, True, 3),                                     # several mid-sized items: split, one BLAS thread each
     (_config.ITEM_THREADS_MAX_SIDE, 2, False, 1)])        # several large items: in turn, BLAS threads
 def test_threads_serve_one_item_or_many(side, count, one_thread, workers, monkeypatch):
-    """Items run split over threads or with the BLAS library's threads, never both; the BLAS
-    setting is restored after the call."""
+    """Items run split over threads or with the BLAS library's threads, never both, in one
+    compiled call (parallel where split); the BLAS setting is restored after the call."""
     pytest.importorskip("threadpoolctl")
     from threadpoolctl import threadpool_limits
 
     monkeypatch.setattr(_jit, "threads", lambda: 4)
     assert _large._threads(count, side, False) == (workers, one_thread)
-    seen, runs = [], []
-    value, each_item = _large._value, _large._each_item
-    monkeypatch.setattr(_large, "_value",
-                        lambda mode, items, arena: seen.append(_blas_threads_seen()) or value(mode, items, arena))
-    monkeypatch.setattr(_large, "_each_item", lambda *a: runs.append(a[-1]) or each_item(*a))
+    calls = _recorded(monkeypatch)
     with threadpool_limits(limits=2, user_api="blas"):
         before = _blas_threads_seen()
         np.testing.assert_allclose(fm.logdet(np.eye(side)[None].repeat(count, axis=0) * 2),
                                    side * np.log(2), rtol=1e-12)
         assert _blas_threads_seen() == before
-    assert len(runs) == workers and sorted(i for run in runs for i in run) == list(range(count))
-    assert len(seen) == count and all(threads == ({1} if one_thread else before) for threads in seen)
+    assert calls == [(workers, workers > 1, {1} if one_thread else before)]
 
 
 def test_the_diagonal_modes_leave_blas_threads_alone(monkeypatch):
@@ -363,9 +381,8 @@ def test_the_diagonal_modes_leave_blas_threads_alone(monkeypatch):
         def __exit__(self, *exc):
             pass
 
-    runs, each_item = [], _large._each_item
     monkeypatch.setattr(_large, "_ONE_BLAS_THREAD", Recorded())
-    monkeypatch.setattr(_large, "_each_item", lambda *a: runs.append(a[-1]) or each_item(*a))
+    calls = _recorded(monkeypatch)
     diagonal, full = random_inputs("kl_diag", 2, 40, 30), random_inputs("kl", 2, 40, 30)
     points = random_inputs("logpdf_diag", 2, 40, 30)
     assert _large._threads(2, 40, False) == (1, True)
@@ -375,9 +392,9 @@ def test_the_diagonal_modes_leave_blas_threads_alone(monkeypatch):
     fm.kl_diag_value_and_grad(*diagonal)
     fm.kl_diag_value_and_grad(*diagonal[:3])
     fm.logpdf_diag_value_and_grad(*points)
-    assert entered == [] and runs == []
+    assert entered == [] and calls == []
     fm.kl(*full)
-    assert entered == [True] and runs == [range(2)]
+    assert entered == [True] and [call[:2] for call in calls] == [(1, False)]
 
 
 def test_one_blas_thread_is_restored_after_overlapping_calls(monkeypatch):
@@ -435,10 +452,9 @@ def test_items_split_over_threads_equal_one_after_another(case, large, monkeypat
     monkeypatch.setattr(_config, "THREADS_MIN_GRADIENT_WORK", 1)
     monkeypatch.setattr(_jit, "threads", lambda: 3)
     assert _large._threads(7, 5, False) == _large._threads(7, 5, True) == (3, True)
-    runs, each_item = [], _large._each_item
-    monkeypatch.setattr(_large, "_each_item", lambda *a: runs.append(a[-1]) or each_item(*a))
+    calls = _recorded(monkeypatch)
     split = function(*args, errors="nan"), gradient and gradient(*args, errors="nan")
-    assert sorted(runs[:3], key=lambda run: run.start) == [range(0, 2), range(2, 4), range(4, 7)]
+    assert [call[:2] for call in calls] == [(3, True)] * (2 if gradient else 1)
     np.testing.assert_array_equal(split[0], one[0])
     assert np.isnan(split[0][[4, 6]]).all() and np.isfinite(np.delete(split[0], [4, 6])).all()
     if gradient:
@@ -450,17 +466,16 @@ def test_items_split_over_threads_equal_one_after_another(case, large, monkeypat
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
 def test_split_items_after_a_fork():
-    """The threads items are split over are kept for the process; a child forked after they
-    started has none of them and starts its own (with the parent's it would wait forever)."""
+    """Items split over Numba's threads (one parallel compiled call) compute in a child forked
+    after such a call, under fastmvn's fork-safe threading layer."""
     script = ("import os, numpy as np, fastmvn as fm\n"
               "from fastmvn import _config, _large\n"
               "_config.THREADS_MIN_WORK = _config.LAPACK_MIN_SIDE = _config.LAPACK_ALL_SIDE = 1\n"
               "a, want = np.eye(5) * np.arange(1.0, 9.0)[:, None, None], 5 * np.log(np.arange(1.0, 9.0))\n"
               "assert _large._threads(8, 5, False) == (2, True) and np.allclose(fm.logdet(a), want)\n"
-              "pool = _large._WORKERS.pool()\n"
               "pid = os.fork()\n"
               "if pid == 0:\n"
-              "    os._exit(0 if np.allclose(fm.logdet(a), want) and _large._WORKERS.pool() is not pool else 1)\n"
+              "    os._exit(0 if np.allclose(fm.logdet(a), want) else 1)\n"
               "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n")
     assert run_python(script, timeout=120, NUMBA_NUM_THREADS="2") == "0"
 
