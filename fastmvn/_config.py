@@ -34,27 +34,28 @@ SMALL_LANES = 128
 #: is at least :data:`LAPACK_ALL_SIDE`: LAPACK's blocked factorisations win on few large items,
 #: the lanes' parallel loop over items on many small ones. Measured 2026-12-07 on 2 cores (AMD
 #: EPYC Zen 5, TBB threading layer, both plans splitting their items over threads by
-#: :data:`THREADS_MIN_WORK`), KLs in one process, lanes' time over LAPACK's, two runs (details
-#: in ``docs/performance.md``): 24×24 × 2 1.18–1.22, × 4 0.71–0.73; 32×32 × 4 1.14, × 8
-#: 0.86–0.88; 40×40 × 8 1.15–1.18, × 16 0.91–0.93, × 1,000 0.87; 48×48 × 16 1.24–1.26, × 64
-#: 1.07–1.11, × 1,000 1.10; 64×64 × 64 1.46–1.52, × 1,000 1.45; 80×80 × 1,000 1.77–1.80.
-LAPACK_BATCH_SIDE = 16
+#: :data:`THREADS_MIN_WORK`, a call's large items one compiled call), KLs in one process, lanes'
+#: time over LAPACK's, two runs (details in ``docs/performance.md``): 22×22 × 1 0.99–1.13, × 2
+#: 1.02–1.05, × 4 0.67–0.68; 24×24 × 2 1.26–1.34, × 4 0.89–0.90; 32×32 × 4 1.40–1.41, × 8
+#: 1.53–1.58, × 16 0.97–1.17, × 1,000 1.01; 40×40 × 16 1.32–1.34, × 64 1.11–1.22, × 1,000
+#: 1.09–1.12; 48×48 × 1,000 1.38–1.39.
+LAPACK_BATCH_SIDE = 12
 #: ... (see above) at any batch size from this side on
-LAPACK_ALL_SIDE = 48
+LAPACK_ALL_SIDE = 40
 #: ... and for values with gradients, which gain more from LAPACK's BLAS-3 (lanes over LAPACK,
-#: the same day: one 12×12 0.86–1.00, one 14×14 1.25–1.31, 2 of 14×14 0.93–0.95, 2 of 16×16
-#: 1.25, 4 of 16×16 0.74–0.81, 4 of 20×20 1.10, 8 of 20×20 0.64–0.67, 8 of 24×24 1.20–1.27, 16 of
-#: 24×24 0.80, 16 of 32×32 1.19–1.20, 1,000 of 32×32 1.07–1.08, 1,000 of 40×40 1.31), these three
-#: (float32 items up to :data:`FLOAT32_ARITHMETIC_MAX_SIDE` stay in the lanes, in float32,
-#: whether gradients are asked for or not)
+#: the same day: one 12×12 0.80–0.87, one 14×14 1.12, 2 of 14×14 0.96–0.97, 2 of 16×16
+#: 1.19–1.23, 4 of 16×16 0.87, 4 of 20×20 1.14–1.17, 8 of 20×20 0.70–0.73, 8 of 24×24
+#: 1.58–1.69, 16 of 24×24 1.01–1.03, 64 of 24×24 0.89–0.90, 16 of 32×32 1.40, 1,000 of 32×32
+#: 1.16–1.18), these three (float32 items up to :data:`FLOAT32_ARITHMETIC_MAX_SIDE` stay in the
+#: lanes, in float32, whether gradients are asked for or not)
 LAPACK_GRADIENT_MIN_SIDE = 14
 LAPACK_GRADIENT_BATCH_SIDE = 8
 LAPACK_GRADIENT_ALL_SIDE = 32
 #: ... and no smaller side: below it the lanes take less time for a whole item than LAPACK's
-#: calls (one compiled call per item, ``fastmvn._large_items``). One KL, lanes' time over
-#: LAPACK's: 20×20 0.74–1.07, 22×22 1.25–1.26, 24×24 1.46–1.52 (2026-12-07; a log-density and a
-#: KL's value and gradient cross at about the same side or below, float32 data up to
-#: :data:`FLOAT32_ARITHMETIC_MAX_SIDE` computed in float32 in lanes).
+#: calls (``fastmvn._large_items``). One KL, lanes' time over LAPACK's: 20×20 0.83–0.95,
+#: 22×22 0.99–1.13, 24×24 1.19–1.37 (2026-12-07; a log-density and a KL's value and gradient
+#: cross at about the same side or below, float32 data up to :data:`FLOAT32_ARITHMETIC_MAX_SIDE`
+#: computed in float32 in lanes).
 LAPACK_MIN_SIDE = 22
 
 #: The values of diagonal covariances are computed one item at a time where each lies

@@ -37,8 +37,8 @@ def test_the_plan_by_side_and_batch():
 
     assert not chosen(_config.LAPACK_MIN_SIDE - 1, 1) and chosen(_config.LAPACK_MIN_SIDE, 1)
     assert chosen(16, 1, gradients=True) and not chosen(_config.LAPACK_GRADIENT_MIN_SIDE - 1, 1, gradients=True)
-    assert chosen(32, 4) and not chosen(32, 5) and chosen(24, 9, gradients=True) and not chosen(24, 10, True)
-    assert not chosen(40, 1000) and chosen(40, 1000, gradients=True)
+    assert chosen(32, 7) and not chosen(32, 8) and chosen(24, 9, gradients=True) and not chosen(24, 10, True)
+    assert not chosen(36, 1000) and chosen(36, 1000, gradients=True)
     assert chosen(_config.LAPACK_GRADIENT_ALL_SIDE, 10 ** 6, True)
     assert not chosen(_config.LAPACK_GRADIENT_ALL_SIDE - 1, 10 ** 6, True)
     assert chosen(_config.LAPACK_ALL_SIDE, 10 ** 6) and not chosen(_config.LAPACK_ALL_SIDE - 1, 10 ** 6)
