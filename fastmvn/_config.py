@@ -106,8 +106,10 @@ DIAGONAL_CHUNK_ENTRIES = 1 << 20
 #: 16×16 × 32 (131k) 1.52, 8×8 × 256 1.58; KLs of large items 32×32 × 4 (131k) 0.74, 40×40 × 4
 #: (256k) 0.97, 32×32 × 8 (262k) 1.09, 48×48 × 4 (442k) 1.12, 64×64 × 4 1.35, 24×24 × 64 (885k)
 #: 1.16; their values and gradients 32×32 × 2 (65k) 0.86, 24×24 × 8 (110k) 1.25, 40×40 × 2
-#: (128k) 1.11, 32×32 × 4 (131k) 1.14.
-THREADS_MIN_WORK = 250_000
+#: (128k) 1.11, 32×32 × 4 (131k) 1.14. Later that day, KLs in lanes, three processes: 32×32 × 8
+#: (262k) 0.86–0.92 (a chunk of 4 items fills 4 lanes, not 8), 16×16 × 64 (262k) 1.03–1.27,
+#: 24×24 × 24 (331k) 0.86–1.20, 12×12 × 256 (442k) 1.25–1.64: hence 400k, not 250k.
+THREADS_MIN_WORK = 400_000
 #: ... (see above) for values with gradients
 THREADS_MIN_GRADIENT_WORK = 80_000
 #: Items of this side and larger are never split over threads in the plan for large items: they
@@ -164,13 +166,14 @@ KRON_SUM_LAPACK_ALL_SIDE = 20
 #: their memory is cheap and cached by the C allocator already.
 MIN_BYTES = 1 << 22
 
-#: The scratch of one large item's compiled call (``fastmvn._large._arena``) comes from the
-#: buffer pool from this size on, smaller scratch from ``np.empty``. Scratch is the matrices the
+#: The scratch of one large item (``fastmvn._large._arena``; a call whose items are split over
+#: threads takes one part of a buffer for each run) comes from the buffer pool from this size
+#: per item on, smaller scratch from ``np.empty``. Scratch is the matrices the
 #: call makes (factors, solves, inverses: ``7n²`` numbers for a KL at ``n = p``), which without
 #: it were new pages at every call from 256×256 up: on a 2-core VM (2026-12-07) a 256×256 KL
 #: spent 2.6 ms of its 4.5 ms on them, a 1,024×1,024 one 18 ms of 108.
 ARENA_MIN_BYTES = 1 << 18
-#: ... up to this size: larger scratch (a KL's value from about 2,200×2,200, its value and
+#: ... up to this size per item: larger scratch (a KL's value from about 2,200×2,200, its value and
 #: gradients from about 1,400×1,400, where new pages cost a few per cent of the call) is new
 #: memory, freed as the call goes, so that the pool does not keep it.
 ARENA_MAX_BYTES = 1 << 28

@@ -335,19 +335,15 @@ _TBB_NAMES = {"linux": "libtbb.so.12", "darwin": "libtbb.12.dylib", "win32": "tb
 
 
 def _load_tbb():
-    """Load the TBB library of the installed ``tbb`` package, if any, where the system does not
-    find it by name (pip puts it in the environment's ``lib`` folder), so that Numba's TBB layer
-    can load (see the module's docstring). Loaded once per process, into the global namespace,
-    where a load by name then finds it; nothing happens where no such package is installed or
-    the library fails to load (Numba then takes its next layer)."""
+    """Load the TBB library of the installed ``tbb`` package, if any (pip puts it in the
+    environment's ``lib`` folder, off the system's search path), so that Numba's TBB layer can
+    load (see the module's docstring): into the global namespace, where Numba's load by name then
+    finds it, before any other TBB on the search path (which may be older than Numba takes).
+    Nothing happens where no such package is installed or its library fails to load (Numba then
+    looks for one by name, and else takes its next layer)."""
     name = _TBB_NAMES.get(sys.platform)
     if name is None:
         return
-    try:
-        ctypes.CDLL(name)
-        return  # on the search path already (conda, LD_LIBRARY_PATH) or loaded before
-    except OSError:
-        pass
     from importlib import metadata
 
     try:

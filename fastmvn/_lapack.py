@@ -13,9 +13,9 @@ routines through ctypes.
 Matrices here are C-ordered float64 arrays; LAPACK and BLAS read Fortran order, in which a
 C-ordered ``a`` is ``aᵀ``. A lower triangular factor ``L`` is therefore handed over as the
 upper one ``R = Lᵀ``, read in place, and each call's side, triangle and transposition are
-chosen to match (the docstrings say what is computed on the C-ordered arrays). Compiled code
-releases the interpreter lock, so items computed on several Python threads (one BLAS thread
-each) run their routines at once.
+chosen to match (the docstrings say what is computed on the C-ordered arrays). Items split over
+Numba's threads (:func:`fastmvn._large_items.items_batch`, one BLAS thread each) run their
+routines at once.
 """
 
 import ctypes

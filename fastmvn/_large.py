@@ -75,15 +75,15 @@ def _linalg():
 def kron_sum_logpdf(slots, out, epsilons):
     """The log-densities of Kronecker-sum normals (:func:`fastmvn.logpdf_kron_sum`) over
     ``slots`` (points, means, signal and noise covariances, a noise variance ``σ²`` as the
-    ``1×1`` matrix), one compiled call per item (:func:`fastmvn._large_items.kron_sum_logpdf`,
-    with the ``epsilons`` of the row and column signals' data, its scratch from an arena),
+    ``1×1`` matrix), each item by :func:`fastmvn._large_items.kron_sum_logpdf` (with the
+    ``epsilons`` of the row and column signals' data, its scratch from an arena),
     into ``out``; returns the flat index of the first item left NaN, or None."""
     return _run(_linalg()[1].KRON_SUM, slots, out, (), (), "kron_sum_logpdf", epsilons)
 
 
 def evaluate(mode, slots, out):
     """Run ``mode`` over ``slots`` (``(*batch, r, c)`` arrays) into ``out`` (of the batch
-    shape), one item at a time; return the flat index of the first failing item, or None.
+    shape), each item through LAPACK; return the flat index of the first failing item, or None.
     Not the values of diagonal covariances: :mod:`fastmvn._batch` streams those
     (``kernels.drivers.diagonal_batch``, and ``diagonal_grad_batch`` for their gradients)."""
     return _run(mode, slots, out, (), (), mode)
@@ -91,7 +91,7 @@ def evaluate(mode, slots, out):
 
 def value_and_grad(mode, slots, out, grads, wanted):
     """Run the KL or log-density ``mode`` and its gradients over ``slots`` into ``out`` and the
-    ``grads`` (``(*batch, r, c)`` arrays) that ``wanted`` marks, one item at a time, by the
+    ``grads`` (``(*batch, r, c)`` arrays) that ``wanted`` marks, each item by the
     closed forms of ``docs/gradients.md`` in BLAS-3 operations (those of a factor with respect to
     its lower triangle); a failing item's value and gradients are NaN. Returns the flat index of
     the first failing item, or None."""
@@ -269,12 +269,12 @@ def _arena(key, runs):
     buffer for each run as large as the last such items asked for, together: from the buffer
     pool (:mod:`fastmvn._pool`, which keeps it between calls) from
     :data:`fastmvn._config.ARENA_MIN_BYTES` on, from ``np.empty`` below, and empty the first
-    time and above :data:`~fastmvn._config.ARENA_MAX_BYTES`. A matrix that does not fit in its
+    time and where one run's part would exceed :data:`~fastmvn._config.ARENA_MAX_BYTES`. A matrix that does not fit in its
     run's part is new memory, as it is without an arena."""
-    size = _ASKED.get(key, 0) * runs
+    size = _ASKED.get(key, 0)
     if not 0 < 8 * size <= _config.ARENA_MAX_BYTES:
         return _NO_BUFFER
-    return _pool.empty((size,), np.float64, least=_config.ARENA_MIN_BYTES)
+    return _pool.empty((size * runs,), np.float64, least=_config.ARENA_MIN_BYTES)
 
 
 def _asked(key, size):

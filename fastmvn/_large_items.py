@@ -448,8 +448,6 @@ def kron_sum_logpdf(arena, x, mean, row, col, row_noise, col_noise, row_eps, col
 #: The code of :func:`kron_sum_logpdf` in :func:`items_batch` (not a kernel mode).
 KRON_SUM = -1
 
-_KL_MODES = (_modes.KL_COV, _modes.KL_CHOL, _modes.KL_STD_COV, _modes.KL_STD_CHOL)
-
 
 @_compiled
 def _value(arena, code, a0, a1, a2, a3, a4, a5, most_blocks, row_eps, col_eps):

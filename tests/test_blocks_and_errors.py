@@ -150,22 +150,22 @@ def test_one_chunk_of_enough_work_is_split_over_threads(monkeypatch):
     from fastmvn._bench import random_pair
 
     monkeypatch.setattr(_jit, "threads", lambda: 3)
-    assert _batch.chunk_count([np.empty((64, 16, 16))], 64, False) == 3        # 64·16³ = 262,144
-    assert _batch.chunk_count([np.empty((32, 16, 16))], 32, False) == 1        # 131,072
-    assert _batch.chunk_count([np.empty((32, 16, 16))], 32, False, gradients=True) == 3
+    assert _batch.chunk_count([np.empty((128, 16, 16))], 128, False) == 3      # 128·16³ = 524,288
+    assert _batch.chunk_count([np.empty((64, 16, 16))], 64, False) == 1        # 262,144
+    assert _batch.chunk_count([np.empty((32, 16, 16))], 32, False, gradients=True) == 3  # 131,072
     assert _batch.chunk_count([np.empty((1, 64, 64))], 1, False) == 1          # one item is not split
-    args = list(random_pair(64, 16, 12))
+    args = list(random_pair(128, 16, 12))
     args[4] = args[4].copy()
-    args[4][[50, 60]] = -np.eye(16)                                           # in the last of three chunks
+    args[4][[100, 120]] = -np.eye(16)                                         # in the last of three chunks
     split = fm.kl(*args, errors="nan"), fm.kl_value_and_grad(*args, errors="nan")
-    with pytest.raises(LinAlgError, match=r"rowcov2 is not positive definite .* at batch index 50$"):
+    with pytest.raises(LinAlgError, match=r"rowcov2 is not positive definite .* at batch index 100$"):
         fm.kl(*args)
     monkeypatch.setattr(_config, "THREADS_MIN_WORK", 10 ** 9)
     monkeypatch.setattr(_config, "THREADS_MIN_GRADIENT_WORK", 10 ** 9)
-    assert _batch.chunk_count([np.empty((64, 16, 16))], 64, False) == 1
+    assert _batch.chunk_count([np.empty((128, 16, 16))], 128, False) == 1
     whole = fm.kl(*args, errors="nan"), fm.kl_value_and_grad(*args, errors="nan")
     np.testing.assert_array_equal(split[0], whole[0])
-    assert np.isnan(split[0][[50, 60]]).all() and np.isfinite(np.delete(split[0], [50, 60])).all()
+    assert np.isnan(split[0][[100, 120]]).all() and np.isfinite(np.delete(split[0], [100, 120])).all()
     np.testing.assert_array_equal(split[1][0], whole[1][0])
     for got, want in zip(split[1][1], whole[1][1], strict=True):
         np.testing.assert_array_equal(got, want)

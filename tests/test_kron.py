@@ -180,17 +180,17 @@ def test_one_chunk_of_enough_work_is_split_over_threads(monkeypatch):
     from fastmvn._bench import kron_sum_inputs
 
     monkeypatch.setattr(_jit, "threads", lambda: 3)
-    args = list(kron_sum_inputs(64, 16, 12))                                 # 64·16³ = 262,144
+    args = list(kron_sum_inputs(128, 16, 12))                                # 128·16³ = 524,288
     args[6] = args[6].copy()
-    args[6][[50, 60]] = -np.eye(16)                                          # in the last of three chunks
+    args[6][[100, 120]] = -np.eye(16)                                        # in the last of three chunks
     split = fm.kl_kron_sum(*args, errors="nan"), fm.logpdf_kron_sum(args[0], *args[:5], errors="nan")
-    with pytest.raises(LinAlgError, match=r"rowcov2 is not positive semi-definite.* at batch index 50"):
+    with pytest.raises(LinAlgError, match=r"rowcov2 is not positive semi-definite.* at batch index 100"):
         fm.kl_kron_sum(*args)
     monkeypatch.setattr(_config, "THREADS_MIN_WORK", 10 ** 9)
     whole = fm.kl_kron_sum(*args, errors="nan"), fm.logpdf_kron_sum(args[0], *args[:5], errors="nan")
     for got, want in zip(split, whole):
         np.testing.assert_array_equal(got, want)
-    assert np.isnan(split[0][[50, 60]]).all() and np.isfinite(np.delete(split[0], [50, 60])).all()
+    assert np.isnan(split[0][[100, 120]]).all() and np.isfinite(np.delete(split[0], [100, 120])).all()
 
 # Constructors from eigendecompositions and precisions ----------------------------------------
 
