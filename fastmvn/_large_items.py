@@ -476,6 +476,20 @@ def _store(grad, i, wants, ok, result):
             grad[i] = math.nan
 
 
+@_compiled
+def _checked(found, g0, g1, g2, g3, i, wanted):
+    """The value of ``found`` (``(defined, value, ∂0, ∂1, ∂2, ∂3, …)``, as :func:`kl_grads` and
+    :func:`logpdf_grads` return) and whether the item is good, its first four gradients stored
+    (:func:`_store`)."""
+    value = found[1]
+    ok = found[0] and math.isfinite(value)
+    _store(g0, i, wanted[0], ok, found[2])
+    _store(g1, i, wanted[1], ok, found[3])
+    _store(g2, i, wanted[2], ok, found[4])
+    _store(g3, i, wanted[3], ok, found[5])
+    return value, ok
+
+
 def _items(code, gradients, wanted, s0, s1, s2, s3, s4, s5, index, out, g0, g1, g2, g3, g4, g5, buffer, asked,
            runs, most_blocks, row_eps, col_eps):
     """Every item of ``code`` (a mode, or :data:`KRON_SUM` for :func:`kron_sum_logpdf` with the
@@ -502,21 +516,11 @@ def _items(code, gradients, wanted, s0, s1, s2, s3, s4, s5, index, out, g0, g1, 
                 ok = defined and math.isfinite(value)
             elif code == _modes.LOGPDF or code == _modes.LOGPDF_CHOL:
                 found = logpdf_grads(arena, code, (wanted[0], wanted[1], wanted[2], wanted[3]), a0, a1, a2, a3)
-                value = found[1]
-                ok = found[0] and math.isfinite(value)
-                _store(g0, i, wanted[0], ok, found[2])
-                _store(g1, i, wanted[1], ok, found[3])
-                _store(g2, i, wanted[2], ok, found[4])
-                _store(g3, i, wanted[3], ok, found[5])
+                value, ok = _checked(found, g0, g1, g2, g3, i, wanted)
             else:
                 found = kl_grads(arena, code, (wanted[0], wanted[1], wanted[2], wanted[3], wanted[4], wanted[5]),
                                  a0, a1, a2, a3, a4, a5, most_blocks)
-                value = found[1]
-                ok = found[0] and math.isfinite(value)
-                _store(g0, i, wanted[0], ok, found[2])
-                _store(g1, i, wanted[1], ok, found[3])
-                _store(g2, i, wanted[2], ok, found[4])
-                _store(g3, i, wanted[3], ok, found[5])
+                value, ok = _checked(found, g0, g1, g2, g3, i, wanted)
                 _store(g4, i, wanted[4], ok, found[6])
                 _store(g5, i, wanted[5], ok, found[7])
             out[i] = value if ok else math.nan
