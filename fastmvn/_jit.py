@@ -27,7 +27,7 @@ other parallel Numba code) stays: Numba cannot change it.
 TBB comes with fastmvn on Linux x86-64 (the ``tbb`` package). Numba looks for its library by
 name only, which pip puts in the environment's ``lib`` folder, off the system's search path:
 fastmvn loads it from there first (:func:`_load_tbb`). On 2 cores (2026-12-07) the workqueue
-layer took 0.15–0.24 ms for a batch of 1,000 4×4 KLs that TBB ran in 0.067 ms, and two tasks
+layer took 0.15–0.27 ms for a batch of 1,000 4×4 KLs that TBB ran in 0.067–0.10 ms, and two tasks
 of 0.4 to 4 ms each, launched together, ran one after the other in 3 launches of 4 (TBB ran
 them side by side, 1.5–1.9 times as fast as one thread).
 """
