@@ -56,11 +56,11 @@ def _driver_arguments(flat, count, dtype, streamed=False, gradients=False):
     """What a batch driver takes besides the slots ``flat`` and the results: ``(1, 1, 1)``
     padding for the slots a mode does not use, ``first_bad`` (one entry per chunk) and
     ``work``, an empty array of the :func:`working_dtype` (float64 for the items of diagonal
-    covariances that :func:`_streamed` sends to ``diagonal_batch`` or ``diagonal_grad_batch``);
-    :func:`chunk_count` chunks."""
+    covariances that :func:`_streamed` sends to ``diagonal_batch`` or ``diagonal_grad_batch``,
+    which it never sends float32 items computed in float32); :func:`chunk_count` chunks."""
     padding = [_padding(count, dtype)] * (6 - len(flat))
     return (padding, np.empty(chunk_count(flat, count, streamed, gradients), np.int64),
-            np.empty(0, np.float64 if streamed else working_dtype(flat)))
+            np.empty(0, working_dtype(flat)))
 
 
 def chunk_count(slots, count, streamed, gradients=False):

@@ -179,8 +179,7 @@ def _run(code, slots, out, grads, wanted, what, epsilons=(0.0, 0.0)):
     count = out.size
     split, one_blas_thread = _threads(count, largest_side(slots), bool(grads))
     items, index = _compacted(slots, out.shape)
-    direct = _writable(out)
-    values = out.reshape(count) if direct else np.empty(count)
+    values = out.reshape(count) if _writable(out) else np.empty(count)
     targets = [(grad.reshape((count,) + grad.shape[-2:]) if _writable(grad) else np.empty((count,) + grad.shape[-2:]))
                if wants else _NO_GRADIENT for grad, wants in zip(grads, wanted)]
     targets += [_NO_GRADIENT] * (6 - len(targets))
@@ -197,17 +196,14 @@ def _run(code, slots, out, grads, wanted, what, epsilons=(0.0, 0.0)):
             with _jit.launching():
                 terms.items_batch(*arguments)
     _asked(key, int(asked.max()))
-    if not direct:
-        with np.errstate(all="ignore"):  # a cast into float32 beyond its range: infinity, a failure
-            out[...] = values.reshape(out.shape)
-    for grad, target, wants in zip(grads, targets, wanted):
-        if wants and not _writable(grad):
-            with np.errstate(all="ignore"):
-                grad[...] = target.reshape(grad.shape)
-    failed = np.flatnonzero(~np.isfinite(out.reshape(-1)))
+    with np.errstate(all="ignore"):  # a cast into float32 beyond its range: infinity, a failure
+        for array, target in zip((out, *grads), (values, *targets)):
+            if target is not _NO_GRADIENT and not _writable(array):
+                array[...] = target.reshape(array.shape)
+    flat = out.reshape(-1)
+    failed = np.flatnonzero(~np.isfinite(flat))
     if not failed.size:
         return None
-    flat = out.reshape(-1)
     flat[failed] = math.nan
     for grad, wants in zip(grads, wanted):
         if wants:
@@ -269,8 +265,8 @@ def _arena(key, runs):
     buffer for each run as large as the last such items asked for, together: from the buffer
     pool (:mod:`fastmvn._pool`, which keeps it between calls) from
     :data:`fastmvn._config.ARENA_MIN_BYTES` on, from ``np.empty`` below, and empty the first
-    time and where one run's part would exceed :data:`~fastmvn._config.ARENA_MAX_BYTES`. A matrix that does not fit in its
-    run's part is new memory, as it is without an arena."""
+    time and where one run's part would exceed :data:`~fastmvn._config.ARENA_MAX_BYTES`. A
+    matrix that does not fit in its run's part is new memory, as it is without an arena."""
     size = _ASKED.get(key, 0)
     if not 0 < 8 * size <= _config.ARENA_MAX_BYTES:
         return _NO_BUFFER

@@ -183,8 +183,7 @@ def _ffi_target(ctx, kernel):
     chunks = chunk_count(slots, count, streamed)
     if chunks > 1 and _jit.threading_layer() == "workqueue" and _jit._LAUNCH.address is None:
         return None
-    work = "d" if streamed else working_dtype(slots).char
-    target = _xla.target((name, mode, dtype.char, work, chunks > 1, errors, streamed))
+    target = _xla.target((name, mode, dtype.char, working_dtype(slots).char, chunks > 1, errors, streamed))
     return None if target is None else (target, chunks)
 
 
