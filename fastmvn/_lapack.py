@@ -29,7 +29,7 @@ from numba.extending import get_cython_function_address
 from ._jit import OPTIONS, _cached
 
 __all__ = ["arena", "matrix", "vector", "copied", "cholesky", "factor", "solve", "solve_right", "solve_lower",
-           "inverse", "times_lower", "gram", "add_gram", "mirror_lower", "cross", "scatter", "norm2", "logdet", "inner",
+           "inverse", "lower_inverse", "times_lower", "gram", "add_gram", "mirror_lower", "cross", "scatter", "norm2", "logdet", "inner",
            "eigh", "whitened", "tridiagonal", "reflect", "times_rows"]
 
 _EPS = np.finfo(np.float64).eps
@@ -304,12 +304,20 @@ def solve_lower(arena, chol, lower, blocks):
 
 
 @_compiled
+def lower_inverse(result, chol):
+    """``result ←`` the lower triangle of ``(L Lᵀ)⁻¹`` from the lower factor ``L`` (its strict
+    upper triangle that of ``L``); whether LAPACK formed it."""
+    n = chol.shape[0]
+    result[:] = chol
+    return n == 0 or _factorisation(True, True, n, _flat(result), n) == 0
+
+
+@_compiled
 def inverse(arena, chol):
     """``(L Lᵀ)⁻¹`` from the lower factor ``L``, symmetric, in ``arena``, and whether LAPACK
     formed it."""
-    n = chol.shape[0]
-    result = copied(arena, chol)
-    if n and _factorisation(True, True, n, _flat(result), n) != 0:
+    result = matrix(arena, chol.shape[0], chol.shape[1])
+    if not lower_inverse(result, chol):
         return result, False
     mirror_lower(result)
     return result, True
@@ -365,14 +373,13 @@ def add_gram(result, alpha, a, transposed):
 
 
 @_compiled
-def gram(arena, scale, s, alpha, a, beta, b, transposed):
-    """``scale·s + alpha·a aᵀ + beta·op(b) op(b)ᵀ``, symmetric, in ``arena``, for the
-    symmetric ``n×n`` ``s`` (its lower triangle read), the ``n×k`` ``a`` and ``op(b) = b``
-    (``n×m``), or ``bᵀ`` (``b`` of ``m×n``) where ``transposed``: one triangle, two rank-k
-    updates into it, mirrored. A zero ``scale``, ``alpha`` or ``beta`` leaves its matrix
-    unread."""
+def gram(result, scale, s, alpha, a, beta, b, transposed):
+    """``result ← scale·s + alpha·a aᵀ + beta·op(b) op(b)ᵀ``, symmetric, for the symmetric
+    ``n×n`` ``s`` (its lower triangle read), the ``n×k`` ``a`` and ``op(b) = b`` (``n×m``), or
+    ``bᵀ`` (``b`` of ``m×n``) where ``transposed``: one triangle, two rank-k updates into it,
+    mirrored. A zero ``scale``, ``alpha`` or ``beta`` leaves its matrix unread; ``result``
+    is none of the others."""
     n = a.shape[0]
-    result = matrix(arena, n, n)
     for i in range(n):
         for j in range(i + 1):
             result[i, j] = scale * s[i, j] if scale != 0.0 else 0.0

@@ -16,8 +16,8 @@ import numpy as np
 
 from . import _modes
 from ._jit import OPTIONS, _cached
-from ._lapack import _compiled, cholesky, copied, cross, eigh, factor, gram, inner, inverse, logdet, matrix, norm2, \
-    reflect, solve, solve_lower, solve_right, times_lower, times_rows, tridiagonal, whitened
+from ._lapack import _compiled, cholesky, copied, cross, eigh, factor, gram, inner, inverse, logdet, lower_inverse, \
+    matrix, norm2, reflect, solve, solve_lower, solve_right, times_lower, times_rows, tridiagonal, whitened
 from .kernels.drivers import kl_of_terms
 
 __all__ = ["kl_parts", "kl_grads", "logpdf_parts", "logpdf_grads", "logdet_value", "trace_solve_value",
@@ -46,13 +46,18 @@ def _difference(arena, a, b):
 
 
 @_compiled
-def _negated(arena, a):
-    """``−a`` in ``arena``."""
-    result = matrix(arena, a.shape[0], a.shape[1])
+def _into(arena, place, wanted, rows, columns):
+    """Where a gradient is made: ``place`` (its item of the output) where it is ``wanted``,
+    else a ``rows×columns`` matrix of ``arena`` (a term another gradient is made from)."""
+    return place if wanted else matrix(arena, rows, columns)
+
+
+@_compiled
+def _negated(result, a):
+    """``result ← −a``."""
     for i in range(a.shape[0]):
         for j in range(a.shape[1]):
             result[i, j] = -a[i, j]
-    return result
 
 
 @_compiled
@@ -114,25 +119,32 @@ def kl_parts(arena, mode, mean1, row1, col1, mean2, row2, col2, inverses, most_b
 
 
 @_compiled
-def _factor_gradient(arena, scale, factor_, times, other):
-    """``tril(scale·other) − times·diag(1/diag(factor_))``: the gradient with respect to a
-    Cholesky factor's lower triangle of ``½scale·‖…‖² − times·log|factor_|``-type terms."""
+def _factor_gradient(result, scale, factor_, times, other):
+    """``result ← tril(scale·other) − times·diag(1/diag(factor_))``: the gradient with respect
+    to a Cholesky factor's lower triangle of ``½scale·‖…‖² − times·log|factor_|``-type terms
+    (``result`` may be ``other``)."""
     n = factor_.shape[0]
-    result = matrix(arena, n, n)
     for i in range(n):
         for j in range(n):
             result[i, j] = scale * other[i, j] if j <= i else 0.0
         result[i, i] -= times / factor_[i, i]
-    return result
 
 
 @_compiled
-def _combined(scale, a, other_scale, other):
-    """``scale·a + other_scale·other``, written over ``a`` (a temporary), in one pass."""
-    for i in range(a.shape[0]):
-        for j in range(a.shape[1]):
-            a[i, j] = scale * a[i, j] + other_scale * other[i, j]
-    return a
+def _symmetric_sum(a, scale, other_scale, other, shift):
+    """``a ← scale·a + other_scale·other + shift·I`` from the lower triangles of ``a`` and
+    ``other`` (their upper ones not read), symmetric: each entry of the lower triangle made
+    and mirrored in one pass, in the tiles of :func:`fastmvn._lapack.mirror_lower`."""
+    n = a.shape[0]
+    for top in range(0, n, 16):
+        for left in range(top, n, 16):
+            for j in range(top, min(top + 16, n)):
+                for i in range(max(left, j), min(left + 16, n)):
+                    x = scale * a[i, j] + other_scale * other[i, j]
+                    a[i, j] = x
+                    a[j, i] = x
+    for i in range(n):
+        a[i, i] += shift
 
 
 @_compiled
@@ -144,84 +156,96 @@ def _plus_identity(scale, a):
 
 
 @_compiled
-def _lower_solve_t(arena, chol, a):
-    """``tril(chol⁻ᵀ a)`` in ``arena``."""
-    x = copied(arena, a)
-    solve(chol, x, True)
-    for i in range(x.shape[0]):
-        for j in range(i + 1, x.shape[1]):
-            x[i, j] = 0.0
-    return x
+def _lower_solve_t(chol, a):
+    """``a ← tril(chol⁻ᵀ a)``."""
+    solve(chol, a, True)
+    for i in range(a.shape[0]):
+        for j in range(i + 1, a.shape[1]):
+            a[i, j] = 0.0
 
 
 @_compiled
-def kl_grads(arena, mode, wanted, mean1, row1, col1, mean2, row2, col2, most_blocks):
+def _spoiled(grad, i, wanted):
+    """``grad[i] ←`` NaN where the gradient is ``wanted`` (of an item whose value is undefined)."""
+    if wanted:
+        grad[i] = math.nan
+
+
+@_compiled
+def kl_grads(arena, mode, wanted, mean1, row1, col1, mean2, row2, col2, most_blocks, places):
     """The KL of ``mode`` (as :func:`kl_parts`) and its gradients ``(∂/∂mean1, ∂/∂row1,
     ∂/∂col1, ∂/∂mean2, ∂/∂row2, ∂/∂col2)`` by the closed forms of ``docs/gradients.md`` (those
     of a factor with respect to its lower triangle), from the factors and solves of the value:
-    ``(defined, value, g0, …, g5)``; a gradient that ``wanted`` (six flags) does not mark, and
-    the second distribution's of a standard mode, is empty."""
+    ``(defined, value)``, each gradient that ``wanted`` (six flags) marks written into its
+    matrix of ``places`` (six, apart from the arguments and each other; the others not
+    written, nor the second distribution's of a standard mode). Where the item is not
+    defined, what ``places`` hold is unspecified."""
     n, p = mean1.shape
     inverses = mode == _modes.KL_COV and (wanted[1] or wanted[2] or wanted[4] or wanted[5])
     defined, value, l1, q1, l2, q2, a, b, z, t_u, t_v, u2, v2 = kl_parts(
         arena, mode, mean1, row1, col1, mean2, row2, col2, inverses, most_blocks)
-    empty = np.empty((0, 0))
-    g0, g1, g2, g3, g4, g5 = empty, empty, empty, empty, empty, empty
     if not defined:
-        return False, value, g0, g1, g2, g3, g4, g5
-    if mode == _modes.KL_STD_COV:
-        g0 = copied(arena, mean1)
+        return False, value
+    d0, d1, d2, d3, d4, d5 = places
+    if mode == _modes.KL_STD_COV or mode == _modes.KL_STD_CHOL:
+        if wanted[0]:
+            d0[:] = mean1
+        if mode == _modes.KL_STD_CHOL:
+            if wanted[1]:
+                _factor_gradient(d1, t_v, l1, p, l1)
+            if wanted[2]:
+                _factor_gradient(d2, t_u, q1, n, q1)
+            return True, value
         if wanted[1]:
-            l1_inverse, defined_u = inverse(arena, l1)
-            g1 = _plus_identity(0.5 * t_v, -0.5 * p * l1_inverse)
-            defined = defined and defined_u
+            defined = lower_inverse(d1, l1) and defined
+            _symmetric_sum(d1, -0.5 * p, 0.0, d1, 0.5 * t_v)
         if wanted[2]:
-            q1_inverse, defined_v = inverse(arena, q1)
-            g2 = _plus_identity(0.5 * t_u, -0.5 * n * q1_inverse)
-            defined = defined and defined_v
-    elif mode == _modes.KL_STD_CHOL:
-        g0 = copied(arena, mean1)
-        g1 = _factor_gradient(arena, t_v, l1, p, l1) if wanted[1] else empty
-        g2 = _factor_gradient(arena, t_u, q1, n, q1) if wanted[2] else empty
+            defined = lower_inverse(d2, q1) and defined
+            _symmetric_sum(d2, -0.5 * n, 0.0, d2, 0.5 * t_u)
     elif mode == _modes.KL_COV:  # a, b are U2⁻¹ L1 and V2⁻¹ Q1 where a covariance's gradient is wanted
         if wanted[0] or wanted[3] or wanted[4]:
             y = copied(arena, z)                           # U2⁻¹ D Q2⁻ᵀ
             solve(l2, y, True)
             if wanted[0] or wanted[3]:
-                w = copied(arena, y)                       # U2⁻¹ D V2⁻¹
+                w = _into(arena, d3, wanted[3], n, p)      # U2⁻¹ D V2⁻¹
+                w[:] = y
                 solve_right(q2, w, False)
-                g0, g3 = _negated(arena, w) if wanted[0] else empty, w
+                if wanted[0]:
+                    _negated(d0, w)
             if wanted[4]:
-                g4 = gram(arena, 0.5 * p, u2, -0.5 * t_v, a, -0.5, y, False)
+                gram(d4, 0.5 * p, u2, -0.5 * t_v, a, -0.5, y, False)
         if wanted[1]:
-            l1_inverse, defined_u = inverse(arena, l1)
-            g1 = _combined(-0.5 * p, l1_inverse, 0.5 * t_v, u2)
-            defined = defined and defined_u
+            defined = lower_inverse(d1, l1) and defined
+            _symmetric_sum(d1, -0.5 * p, 0.5 * t_v, u2, 0.0)
         if wanted[2]:
-            q1_inverse, defined_v = inverse(arena, q1)
-            g2 = _combined(-0.5 * n, q1_inverse, 0.5 * t_u, v2)
-            defined = defined and defined_v
+            defined = lower_inverse(d2, q1) and defined
+            _symmetric_sum(d2, -0.5 * n, 0.5 * t_u, v2, 0.0)
         if wanted[5]:
-            x = copied(arena, z)                           # L2⁻¹ D V2⁻¹
-            solve_right(q2, x, False)
-            g5 = gram(arena, 0.5 * n, v2, -0.5 * t_u, b, -0.5, x, True)
+            solve_right(q2, z, False)                      # L2⁻¹ D V2⁻¹, the last use of z
+            gram(d5, 0.5 * n, v2, -0.5 * t_u, b, -0.5, z, True)
     else:  # KL_CHOL
         if wanted[0] or wanted[3]:
-            w = copied(arena, z)                           # P2⁻ᵀ Z Q2⁻¹
+            w = _into(arena, d3, wanted[3], n, p)          # P2⁻ᵀ Z Q2⁻¹
+            w[:] = z
             solve_right(q2, w, False)
             solve(l2, w, True)
-            g0, g3 = _negated(arena, w) if wanted[0] else empty, w
+            if wanted[0]:
+                _negated(d0, w)
         if wanted[1]:
-            g1 = _factor_gradient(arena, t_v, l1, p, _lower_solve_t(arena, l2, a))
+            d1[:] = a
+            solve(l2, d1, True)
+            _factor_gradient(d1, t_v, l1, p, d1)
         if wanted[2]:
-            g2 = _factor_gradient(arena, t_u, q1, n, _lower_solve_t(arena, q2, b))
+            d2[:] = b
+            solve(q2, d2, True)
+            _factor_gradient(d2, t_u, q1, n, d2)
         if wanted[4]:
-            g4 = _lower_solve_t(arena, l2, _plus_identity(p, gram(arena, 0.0, a, -t_v, a, -1.0, z, False)))
+            gram(d4, 0.0, a, -t_v, a, -1.0, z, False)
+            _lower_solve_t(l2, _plus_identity(p, d4))
         if wanted[5]:
-            g5 = _lower_solve_t(arena, q2, _plus_identity(n, gram(arena, 0.0, b, -t_u, b, -1.0, z, True)))
-    if not wanted[3]:
-        g3 = empty
-    return defined, value, g0, g1, g2, g3, g4, g5
+            gram(d5, 0.0, b, -t_u, b, -1.0, z, True)
+            _lower_solve_t(q2, _plus_identity(n, d5))
+    return defined, value
 
 
 @_compiled
@@ -267,40 +291,44 @@ def trace_solve_value(arena, a, b):
 
 
 @_compiled
-def logpdf_grads(arena, mode, wanted, x, mean, row, col):
+def logpdf_grads(arena, mode, wanted, x, mean, row, col, places):
     """The log-density of ``mode`` (``LOGPDF`` or ``LOGPDF_CHOL``) and its gradients ``(∂/∂x,
     ∂/∂mean, ∂/∂row, ∂/∂col)`` by the closed forms of ``docs/gradients.md``, with ``Z`` the
-    whitened residual of the value, ``Y = P⁻ᵀ Z`` and ``Y' = Z Q⁻¹``: ``(defined, value, g0, …,
-    g3)``, a gradient that ``wanted`` (four flags) does not mark empty."""
+    whitened residual of the value, ``Y = P⁻ᵀ Z`` and ``Y' = Z Q⁻¹``: ``(defined, value)``,
+    each gradient that ``wanted`` (four flags) marks written into its matrix of ``places``
+    (as :func:`kl_grads`)."""
     defined, value, row_factor, col_factor, z = logpdf_parts(arena, mode, x, mean, row, col)
     n, p = x.shape
-    empty = np.empty((0, 0))
-    g0, g1, g2, g3 = empty, empty, empty, empty
     if not defined:
-        return False, value, g0, g1, g2, g3
+        return False, value
+    d0, d1, d2, d3 = places
     y = copied(arena, z)                               # P⁻ᵀ Z
     solve(row_factor, y, True)
     if wanted[0] or wanted[1]:
-        w = copied(arena, y)                           # P⁻ᵀ Z Q⁻¹ = U⁻¹ (X − M) V⁻¹
+        w = _into(arena, d1, wanted[1], n, p)          # P⁻ᵀ Z Q⁻¹ = U⁻¹ (X − M) V⁻¹
+        w[:] = y
         solve_right(col_factor, w, False)
-        g0, g1 = _negated(arena, w) if wanted[0] else empty, w if wanted[1] else empty
-    y2 = empty
+        if wanted[0]:
+            _negated(d0, w)
+    y2 = z
     if wanted[3]:
         y2 = copied(arena, z)                          # Z Q⁻¹
         solve_right(col_factor, y2, False)
     if mode == _modes.LOGPDF:
         if wanted[2]:
             row_inverse, defined_u = inverse(arena, row_factor)
-            g2 = gram(arena, -0.5 * p, row_inverse, 0.5, y, 0.0, y, False)
+            gram(d2, -0.5 * p, row_inverse, 0.5, y, 0.0, y, False)
             defined = defined and defined_u
         if wanted[3]:
             col_inverse, defined_v = inverse(arena, col_factor)
-            g3 = gram(arena, -0.5 * n, col_inverse, 0.0, col_inverse, 0.5, y2, True)
+            gram(d3, -0.5 * n, col_inverse, 0.0, col_inverse, 0.5, y2, True)
             defined = defined and defined_v
     else:
-        g2 = _factor_gradient(arena, 1.0, row_factor, p, cross(arena, y, z, False)) if wanted[2] else empty
-        g3 = _factor_gradient(arena, 1.0, col_factor, n, cross(arena, y2, z, True)) if wanted[3] else empty
-    return defined, value, g0, g1, g2, g3
+        if wanted[2]:
+            _factor_gradient(d2, 1.0, row_factor, p, cross(arena, y, z, False))
+        if wanted[3]:
+            _factor_gradient(d3, 1.0, col_factor, n, cross(arena, y2, z, True))
+    return defined, value
 
 
 # Kronecker sums ``V⊗U + B⊗A`` (``docs/kronecker_sums.md``): the larger side tridiagonal, the
@@ -466,30 +494,6 @@ def _value(arena, code, a0, a1, a2, a3, a4, a5, most_blocks, row_eps, col_eps):
     return parts[0], parts[1]
 
 
-@_compiled
-def _store(grad, i, wants, ok, result):
-    """``grad[i] ← result`` where the gradient is wanted, NaN where the item is not ``ok``."""
-    if wants:
-        if ok:
-            grad[i] = result
-        else:
-            grad[i] = math.nan
-
-
-@_compiled
-def _checked(found, g0, g1, g2, g3, i, wanted):
-    """The value of ``found`` (``(defined, value, ∂0, ∂1, ∂2, ∂3, …)``, as :func:`kl_grads` and
-    :func:`logpdf_grads` return) and whether the item is good, its first four gradients stored
-    (:func:`_store`)."""
-    value = found[1]
-    ok = found[0] and math.isfinite(value)
-    _store(g0, i, wanted[0], ok, found[2])
-    _store(g1, i, wanted[1], ok, found[3])
-    _store(g2, i, wanted[2], ok, found[4])
-    _store(g3, i, wanted[3], ok, found[5])
-    return value, ok
-
-
 def _items(code, gradients, wanted, s0, s1, s2, s3, s4, s5, index, out, g0, g1, g2, g3, g4, g5, buffer, asked,
            runs, most_blocks, row_eps, col_eps):
     """Every item of ``code`` (a mode, or :data:`KRON_SUM` for :func:`kron_sum_logpdf` with the
@@ -513,17 +517,24 @@ def _items(code, gradients, wanted, s0, s1, s2, s3, s4, s5, index, out, g0, g1, 
             a3, a4, a5 = s3[index[3, i]], s4[index[4, i]], s5[index[5, i]]
             if not gradients:
                 defined, value = _value(arena, code, a0, a1, a2, a3, a4, a5, most_blocks, row_eps, col_eps)
-                ok = defined and math.isfinite(value)
-            elif code == _modes.LOGPDF or code == _modes.LOGPDF_CHOL:
-                found = logpdf_grads(arena, code, (wanted[0], wanted[1], wanted[2], wanted[3]), a0, a1, a2, a3)
-                value, ok = _checked(found, g0, g1, g2, g3, i, wanted)
-            else:
-                found = kl_grads(arena, code, (wanted[0], wanted[1], wanted[2], wanted[3], wanted[4], wanted[5]),
-                                 a0, a1, a2, a3, a4, a5, most_blocks)
-                value, ok = _checked(found, g0, g1, g2, g3, i, wanted)
-                _store(g4, i, wanted[4], ok, found[6])
-                _store(g5, i, wanted[5], ok, found[7])
+            else:  # each gradient made in its item of the output (a placeholder's item 0 where not wanted)
+                places = (g0[i if wanted[0] else 0], g1[i if wanted[1] else 0], g2[i if wanted[2] else 0],
+                          g3[i if wanted[3] else 0], g4[i if wanted[4] else 0], g5[i if wanted[5] else 0])
+                if code == _modes.LOGPDF or code == _modes.LOGPDF_CHOL:
+                    defined, value = logpdf_grads(arena, code, (wanted[0], wanted[1], wanted[2], wanted[3]),
+                                                  a0, a1, a2, a3, places[:4])
+                else:
+                    defined, value = kl_grads(arena, code, (wanted[0], wanted[1], wanted[2], wanted[3], wanted[4],
+                                                            wanted[5]), a0, a1, a2, a3, a4, a5, most_blocks, places)
+            ok = defined and math.isfinite(value)
             out[i] = value if ok else math.nan
+            if gradients and not ok:
+                _spoiled(g0, i, wanted[0])
+                _spoiled(g1, i, wanted[1])
+                _spoiled(g2, i, wanted[2])
+                _spoiled(g3, i, wanted[3])
+                _spoiled(g4, i, wanted[4])
+                _spoiled(g5, i, wanted[5])
             most = max(most, used[1])
         asked[run] = most
 

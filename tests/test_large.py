@@ -507,6 +507,10 @@ def test_lapack_routines_against_scipy(n, m):
     inverse, defined = _lapack.inverse(_arena(), chol)
     assert defined
     np.testing.assert_allclose(inverse, np.linalg.inv(spd), **close)
+    lower_inverse = np.full((n, n), np.nan)
+    assert _lapack.lower_inverse(lower_inverse, chol)
+    np.testing.assert_array_equal(np.tril(lower_inverse), np.tril(inverse))
+    assert not _lapack.lower_inverse(lower_inverse, chol - np.diag(np.diag(chol)))  # a singular factor
     np.testing.assert_allclose(_lapack.times_lower(_arena(), inverse, chol), inverse @ chol, **close)
     samples = rng.standard_normal((3, m, n))
     np.testing.assert_allclose(_lapack.scatter(samples, chol),
@@ -521,11 +525,11 @@ def test_lapack_routines_against_scipy(n, m):
     np.testing.assert_allclose(_lapack.cross(_arena(), b, 2 * b, False), 2 * b @ b.T, **close)
     np.testing.assert_allclose(_lapack.cross(_arena(), b, 2 * b.copy(), True), 2 * b.T @ b, **close)
     upper_garbage = spd + np.triu(np.full((n, n), 7.0), 1)  # only the lower triangle of s is read
-    np.testing.assert_allclose(_lapack.gram(_arena(), 0.0, b, 0.5, b, -2.0, spd, False),
+    np.testing.assert_allclose(_lapack.gram(np.empty((n, n)), 0.0, b, 0.5, b, -2.0, spd, False),
                                0.5 * b @ b.T - 2.0 * spd @ spd, **close)
-    np.testing.assert_allclose(_lapack.gram(_arena(), 3.0, upper_garbage, 1.5, b2.T.copy(), 0.0, b, False),
+    np.testing.assert_allclose(_lapack.gram(np.empty((n, n)), 3.0, upper_garbage, 1.5, b2.T.copy(), 0.0, b, False),
                                3.0 * spd + 1.5 * b2.T @ b2, **close)
-    np.testing.assert_allclose(_lapack.gram(_arena(), -1.0, upper_garbage, 0.5, b, 2.0, b2, True),
+    np.testing.assert_allclose(_lapack.gram(np.empty((n, n)), -1.0, upper_garbage, 0.5, b, 2.0, b2, True),
                                -spd + 0.5 * b @ b.T + 2.0 * b2.T @ b2, **close)
     lower = np.tril(rng.standard_normal((n, n)))
     symmetric = lower + np.tril(lower, -1).T
