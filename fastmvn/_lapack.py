@@ -29,8 +29,9 @@ from numba.extending import get_cython_function_address
 from ._jit import OPTIONS, _cached
 
 __all__ = ["arena", "matrix", "vector", "copied", "cholesky", "factor", "solve", "solve_right", "solve_lower",
-           "inverse", "lower_inverse", "times_lower", "gram", "add_gram", "mirror_lower", "cross", "scatter", "norm2", "logdet", "inner",
-           "eigh", "whitened", "tridiagonal", "reflect", "times_rows"]
+           "lower_solve_t", "inverse", "lower_inverse", "times_lower", "gram", "add_gram", "add_lower_gram",
+           "mirror_lower", "lower_cross", "scatter", "norm2", "logdet", "inner", "eigh", "whitened", "tridiagonal", "reflect",
+           "times_rows"]
 
 _EPS = np.finfo(np.float64).eps
 # The flags of the routines, as the bytes of their one-letter arguments.
@@ -287,20 +288,40 @@ def solve_right(chol, b, transposed):
 
 
 @_compiled
-def solve_lower(arena, chol, lower, blocks):
-    """``chol⁻¹ lower`` for the lower triangular ``chol`` and ``lower``, a lower triangular
-    matrix in ``arena`` (:func:`matrix`): in ``blocks`` blocks of columns, each solved with the
-    trailing block of ``chol`` that its nonzero rows meet (a third of the work of one solve with
-    the whole matrix, less the blocks' steps)."""
+def _trailing_solves(chol, b, blocks, transposed):
+    """``b ← chol⁻¹ b`` (``chol⁻ᵀ b`` where ``transposed``) for the lower triangular ``n×n``
+    ``chol`` and ``n×n`` ``b``, in rows ``s:`` of each of ``blocks`` blocks of columns ``s:t`` only,
+    with the trailing block ``chol[s:, s:]``: all of ``chol⁻¹ b`` where ``b`` is lower triangular
+    (its rows above ``s`` are zero in those columns, and stay zero), the lower triangle of
+    ``chol⁻ᵀ b`` for any ``b`` (the rows from ``s`` on of ``chol⁻ᵀ b`` depend on those of ``b``
+    alone). A third of the work of one solve with the whole matrix, less the blocks' steps."""
     n = chol.shape[0]
-    result = copied(arena, lower)
-    a, b = _flat(chol), _flat(result)
+    a, x = _flat(chol), _flat(b)
     for k in range(blocks):
         start, stop = n * k // blocks, n * (k + 1) // blocks
         if stop > start:  # rows start: of columns start:stop, from entry (start, start) on
-            _triangular(False, True, True, False, stop - start, n - start, 1.0, a[start * n + start:], n,
-                        b[start * n + start:], n)
+            _triangular(False, True, True, transposed, stop - start, n - start, 1.0, a[start * n + start:], n,
+                        x[start * n + start:], n)
+
+
+@_compiled
+def solve_lower(arena, chol, lower, blocks):
+    """``chol⁻¹ lower`` for the lower triangular ``chol`` and ``lower``, a lower triangular
+    matrix in ``arena`` (:func:`matrix`), in ``blocks`` blocks of columns
+    (:func:`_trailing_solves`)."""
+    result = copied(arena, lower)
+    _trailing_solves(chol, result, blocks, False)
     return result
+
+
+@_compiled
+def lower_solve_t(chol, b, blocks):
+    """``b ← tril(chol⁻ᵀ b)`` for the lower triangular ``chol`` and any ``n×n`` ``b``, in
+    ``blocks`` blocks of columns (:func:`_trailing_solves`), the strict upper triangle zero."""
+    _trailing_solves(chol, b, blocks, True)
+    for i in range(b.shape[0]):
+        for j in range(i + 1, b.shape[1]):
+            b[i, j] = 0.0
 
 
 @_compiled
@@ -373,17 +394,37 @@ def add_gram(result, alpha, a, transposed):
 
 
 @_compiled
-def gram(result, scale, s, alpha, a, beta, b, transposed):
+def add_lower_gram(result, alpha, lower, blocks):
+    """``result ← result + alpha·L Lᵀ`` in its lower triangle (as :func:`add_gram`) for the
+    lower triangular ``n×n`` ``L``: the columns ``s:t`` of each of ``blocks`` blocks meet rows
+    ``s:`` only, one rank-k update of ``result[s:, s:]`` each, a third of the work of one
+    update with the whole matrix, less the blocks' steps."""
+    n = lower.shape[0]
+    a, c = _flat(lower), _flat(result)
+    if alpha == 0.0:
+        return
+    for k in range(blocks):
+        start, stop = n * k // blocks, n * (k + 1) // blocks
+        if stop > start:
+            _rank_k(True, True, n - start, stop - start, alpha, a[start * n + start:], n, 1.0, c[start * n + start:], n)
+
+
+@_compiled
+def gram(result, scale, s, alpha, a, beta, b, transposed, blocks=0):
     """``result ← scale·s + alpha·a aᵀ + beta·op(b) op(b)ᵀ``, symmetric, for the symmetric
     ``n×n`` ``s`` (its lower triangle read), the ``n×k`` ``a`` and ``op(b) = b`` (``n×m``), or
     ``bᵀ`` (``b`` of ``m×n``) where ``transposed``: one triangle, two rank-k updates into it,
-    mirrored. A zero ``scale``, ``alpha`` or ``beta`` leaves its matrix unread; ``result``
-    is none of the others."""
+    mirrored. With ``blocks``, ``a`` is lower triangular and its update goes in that many blocks
+    (:func:`add_lower_gram`). A zero ``scale``, ``alpha`` or ``beta`` leaves its matrix unread;
+    ``result`` is none of the others."""
     n = a.shape[0]
     for i in range(n):
         for j in range(i + 1):
             result[i, j] = scale * s[i, j] if scale != 0.0 else 0.0
-    add_gram(result, alpha, a, False)
+    if blocks:
+        add_lower_gram(result, alpha, a, blocks)
+    else:
+        add_gram(result, alpha, a, False)
     add_gram(result, beta, b, transposed)
     mirror_lower(result)
     return result
@@ -403,6 +444,28 @@ def mirror_lower(a):
 
 
 @_compiled
+def lower_cross(result, a, b, transposed, blocks):
+    """``result ←`` the lower triangle of ``a bᵀ`` (``aᵀ b`` where ``transposed``) for ``a``,
+    ``b`` of one shape ``n×k``, in ``blocks`` blocks of rows ``s:t``, each the product of columns
+    ``:t`` only: a little over half the work of the whole product (``dgemm`` on the Fortran
+    views, ``(a bᵀ)ᵀ = B_Fᵀ A_F`` and ``(aᵀ b)ᵀ = B_F A_Fᵀ`` with ``A_F = aᵀ``, ``B_F = bᵀ``).
+    Entries right of a block's columns are not written."""
+    n, k = a.shape
+    size = k if transposed else n
+    if not (n and k):
+        result[:] = 0.0
+        return
+    x, y, c = _flat(a), _flat(b), _flat(result)
+    for block in range(blocks):
+        start, stop = size * block // blocks, size * (block + 1) // blocks
+        if stop > start:  # result_F[:stop, start:stop] = (rows start:stop of the product, columns :stop)ᵀ
+            if transposed:
+                _product(False, True, stop, stop - start, n, 1.0, y, k, x[start:], k, c[start * size:], size)
+            else:
+                _product(True, False, stop, stop - start, k, 1.0, y, k, x[start * k:], k, c[start * size:], size)
+
+
+@_compiled
 def scatter(samples, chol):
     """``Σ_k D_k (L Lᵀ)⁻¹ D_kᵀ`` for the samples ``D_k`` (``(N, a, b)``) and the lower factor
     ``L`` (``b×b``): ``D_k L⁻ᵀ`` by a triangular solve from the right and the sum of its Gram
@@ -416,21 +479,6 @@ def scatter(samples, chol):
         solve_right(chol, work, True)
         add_gram(result, 1.0, work, False)
     mirror_lower(result)
-    return result
-
-
-@_compiled
-def cross(arena, a, b, transposed):
-    """``a bᵀ`` (``aᵀ b`` where ``transposed``) in ``arena`` for ``a``, ``b`` of one shape
-    ``n×k``: ``(a bᵀ)ᵀ = B_Fᵀ A_F`` (``(aᵀ b)ᵀ = B_F A_Fᵀ``) with ``A_F = aᵀ``, ``B_F = bᵀ``."""
-    n, k = a.shape
-    size = k if transposed else n
-    result = matrix(arena, size, size)
-    if n and k:  # ``dgemm`` with a zero ``beta`` writes every entry without reading them
-        _product(not transposed, transposed, size, size, n if transposed else k, 1.0, _flat(b), k, _flat(a), k,
-                 _flat(result), size)
-    else:
-        result[:] = 0.0
     return result
 
 

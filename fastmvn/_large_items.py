@@ -16,8 +16,9 @@ import numpy as np
 
 from . import _modes
 from ._jit import OPTIONS, _cached
-from ._lapack import _compiled, cholesky, copied, cross, eigh, factor, gram, inner, inverse, logdet, lower_inverse, \
-    matrix, norm2, reflect, solve, solve_lower, solve_right, times_lower, times_rows, tridiagonal, whitened
+from ._lapack import _compiled, cholesky, copied, eigh, factor, gram, inner, inverse, logdet, lower_cross, \
+    lower_inverse, lower_solve_t, matrix, norm2, reflect, solve, solve_lower, solve_right, times_lower, times_rows, \
+    tridiagonal, whitened
 from .kernels.drivers import kl_of_terms
 
 __all__ = ["kl_parts", "kl_grads", "logpdf_parts", "logpdf_grads", "logdet_value", "trace_solve_value",
@@ -156,15 +157,6 @@ def _plus_identity(scale, a):
 
 
 @_compiled
-def _lower_solve_t(chol, a):
-    """``a ← tril(chol⁻ᵀ a)``."""
-    solve(chol, a, True)
-    for i in range(a.shape[0]):
-        for j in range(i + 1, a.shape[1]):
-            a[i, j] = 0.0
-
-
-@_compiled
 def _spoiled(grad, i, wanted):
     """``grad[i] ←`` NaN where the gradient is ``wanted`` (of an item whose value is undefined)."""
     if wanted:
@@ -231,20 +223,23 @@ def kl_grads(arena, mode, wanted, mean1, row1, col1, mean2, row2, col2, most_blo
             solve(l2, w, True)
             if wanted[0]:
                 _negated(d0, w)
+        # a, b are lower triangular: their Gram matrices and the lower triangles of the solves
+        # with them take a third of the full work, in blocks of columns
+        rows, columns = _blocks(n, most_blocks), _blocks(p, most_blocks)
         if wanted[1]:
             d1[:] = a
-            solve(l2, d1, True)
+            lower_solve_t(l2, d1, rows)
             _factor_gradient(d1, t_v, l1, p, d1)
         if wanted[2]:
             d2[:] = b
-            solve(q2, d2, True)
+            lower_solve_t(q2, d2, columns)
             _factor_gradient(d2, t_u, q1, n, d2)
         if wanted[4]:
-            gram(d4, 0.0, a, -t_v, a, -1.0, z, False)
-            _lower_solve_t(l2, _plus_identity(p, d4))
+            gram(d4, 0.0, a, -t_v, a, -1.0, z, False, rows)
+            lower_solve_t(l2, _plus_identity(p, d4), rows)
         if wanted[5]:
-            gram(d5, 0.0, b, -t_u, b, -1.0, z, True)
-            _lower_solve_t(q2, _plus_identity(n, d5))
+            gram(d5, 0.0, b, -t_u, b, -1.0, z, True, columns)
+            lower_solve_t(q2, _plus_identity(n, d5), columns)
     return defined, value
 
 
@@ -291,43 +286,45 @@ def trace_solve_value(arena, a, b):
 
 
 @_compiled
-def logpdf_grads(arena, mode, wanted, x, mean, row, col, places):
+def logpdf_grads(arena, mode, wanted, x, mean, row, col, most_blocks, places):
     """The log-density of ``mode`` (``LOGPDF`` or ``LOGPDF_CHOL``) and its gradients ``(∂/∂x,
     ∂/∂mean, ∂/∂row, ∂/∂col)`` by the closed forms of ``docs/gradients.md``, with ``Z`` the
     whitened residual of the value, ``Y = P⁻ᵀ Z`` and ``Y' = Z Q⁻¹``: ``(defined, value)``,
     each gradient that ``wanted`` (four flags) marks written into its matrix of ``places``
-    (as :func:`kl_grads`)."""
+    (as :func:`kl_grads`); lower triangles of products in at most ``most_blocks`` blocks."""
     defined, value, row_factor, col_factor, z = logpdf_parts(arena, mode, x, mean, row, col)
     n, p = x.shape
     if not defined:
         return False, value
     d0, d1, d2, d3 = places
-    y = copied(arena, z)                               # P⁻ᵀ Z
-    solve(row_factor, y, True)
+    y = z
+    if wanted[0] or wanted[1] or wanted[2]:
+        y = copied(arena, z)                           # P⁻ᵀ Z
+        solve(row_factor, y, True)
     if wanted[0] or wanted[1]:
         w = _into(arena, d1, wanted[1], n, p)          # P⁻ᵀ Z Q⁻¹ = U⁻¹ (X − M) V⁻¹
         w[:] = y
         solve_right(col_factor, w, False)
         if wanted[0]:
             _negated(d0, w)
-    y2 = z
-    if wanted[3]:
-        y2 = copied(arena, z)                          # Z Q⁻¹
-        solve_right(col_factor, y2, False)
     if mode == _modes.LOGPDF:
         if wanted[2]:
             row_inverse, defined_u = inverse(arena, row_factor)
             gram(d2, -0.5 * p, row_inverse, 0.5, y, 0.0, y, False)
             defined = defined and defined_u
         if wanted[3]:
+            solve_right(col_factor, z, False)          # Y' = Z Q⁻¹, the last use of Z
             col_inverse, defined_v = inverse(arena, col_factor)
-            gram(d3, -0.5 * n, col_inverse, 0.0, col_inverse, 0.5, y2, True)
+            gram(d3, -0.5 * n, col_inverse, 0.0, col_inverse, 0.5, z, True)
             defined = defined and defined_v
-    else:
+    else:  # the lower triangles of Y Zᵀ (a product) and of Y'ᵀ Z = Q⁻ᵀ Zᵀ Z (a solve), in blocks
         if wanted[2]:
-            _factor_gradient(d2, 1.0, row_factor, p, cross(arena, y, z, False))
+            lower_cross(d2, y, z, False, _blocks(n, most_blocks))
+            _factor_gradient(d2, 1.0, row_factor, p, d2)
         if wanted[3]:
-            _factor_gradient(d3, 1.0, col_factor, n, cross(arena, y2, z, True))
+            gram(d3, 0.0, col_factor, 0.0, col_factor, 1.0, z, True)
+            lower_solve_t(col_factor, d3, _blocks(p, most_blocks))
+            _factor_gradient(d3, 1.0, col_factor, n, d3)
     return defined, value
 
 
@@ -522,7 +519,7 @@ def _items(code, gradients, wanted, s0, s1, s2, s3, s4, s5, index, out, g0, g1, 
                           g3[i if wanted[3] else 0], g4[i if wanted[4] else 0], g5[i if wanted[5] else 0])
                 if code == _modes.LOGPDF or code == _modes.LOGPDF_CHOL:
                     defined, value = logpdf_grads(arena, code, (wanted[0], wanted[1], wanted[2], wanted[3]),
-                                                  a0, a1, a2, a3, places[:4])
+                                                  a0, a1, a2, a3, most_blocks, places[:4])
                 else:
                     defined, value = kl_grads(arena, code, (wanted[0], wanted[1], wanted[2], wanted[3], wanted[4],
                                                             wanted[5]), a0, a1, a2, a3, a4, a5, most_blocks, places)

@@ -522,8 +522,20 @@ def test_lapack_routines_against_scipy(n, m):
     for pivot in (0.0, np.finfo(np.float64).eps):  # LAPACK fails the first; the second is numerically singular
         assert not _lapack.cholesky(np.ones((n, n)) + np.diag(np.r_[0.0, np.full(n - 1, pivot)]), chol) or n == 1
     assert not _lapack.factor(-chol, np.empty((n, n)))
-    np.testing.assert_allclose(_lapack.cross(_arena(), b, 2 * b, False), 2 * b @ b.T, **close)
-    np.testing.assert_allclose(_lapack.cross(_arena(), b, 2 * b.copy(), True), 2 * b.T @ b, **close)
+    for blocks in (1, 2, 3):  # the lower triangles of products and solves, in blocks of rows or columns
+        for transposed, expected in ((False, 2 * b @ b.T), (True, 2 * b.T @ b)):
+            got = np.full(expected.shape, np.nan)
+            _lapack.lower_cross(got, b, 2 * b, transposed, blocks)
+            np.testing.assert_allclose(np.tril(got), np.tril(expected), **close)
+        got = x.copy()
+        _lapack.lower_solve_t(chol, got, blocks)
+        np.testing.assert_allclose(got, np.tril(np.linalg.solve(chol.T, x)), **close)
+        got = np.tril(x)
+        _lapack.add_lower_gram(got, -2.0, chol, blocks)
+        np.testing.assert_allclose(np.tril(got), np.tril(x - 2.0 * chol @ chol.T), **close)
+        got = np.full((n, n), np.nan)
+        _lapack.gram(got, 0.5, spd, 3.0, chol, -1.0, b, False, blocks)
+        np.testing.assert_allclose(got, 0.5 * spd + 3.0 * chol @ chol.T - b @ b.T, **close)
     upper_garbage = spd + np.triu(np.full((n, n), 7.0), 1)  # only the lower triangle of s is read
     np.testing.assert_allclose(_lapack.gram(np.empty((n, n)), 0.0, b, 0.5, b, -2.0, spd, False),
                                0.5 * b @ b.T - 2.0 * spd @ spd, **close)
