@@ -212,7 +212,9 @@ class KLLargeFloors:
         n, p = size
         self.pair = [a[0] for a in _bench.random_pair(1, n, p)]
         self.diagonal = [np.ascontiguousarray(a[0]) for a in _bench.random_inputs("kl_diag", 1, n, p)]
+        self.factors = [np.ascontiguousarray(a[0]) for a in _bench.random_inputs("kl_chol", 1, n, p)]
         fastmvn.kl_value_and_grad(*self.pair)
+        fastmvn.kl_chol_value_and_grad(*self.factors)
         fastmvn.kl_diag(*self.diagonal)
         fastmvn.kl_diag_value_and_grad(*self.diagonal)
 
@@ -271,6 +273,16 @@ class KLLargeFloors:
                                      "value_and_grad": lambda: fastmvn.kl_value_and_grad(*self.pair)}, repeat=5)
         return times["value_and_grad"] / times["kl"]
 
+    def track_kl_chol_value_and_grad_over_value(self, size):
+        """``kl_chol_value_and_grad`` (every gradient, lower triangles for the factors) over
+        ``kl_chol``."""
+        from fastmvn import _bench
+
+        times = _bench.median_times({"kl_chol": lambda: fastmvn.kl_chol(*self.factors),
+                                     "value_and_grad": lambda: fastmvn.kl_chol_value_and_grad(*self.factors)},
+                                    repeat=5)
+        return times["value_and_grad"] / times["kl_chol"]
+
     def track_kl_diag_value_and_grad_over_value(self, size):
         """``kl_diag_value_and_grad`` (every gradient) over ``kl_diag``: at least 2 (its
         gradients of the means are written as the means are read), about 3 with the write's
@@ -293,7 +305,7 @@ class KLLargeFloors:
     track_kl_over_four_choleskys.unit = track_kl_over_its_routines.unit = "ratio"
     track_kl_of_equal_means_over_four_choleskys.unit = "ratio"
     track_kl_diag_value_and_grad_over_value.unit = "ratio"
-    track_value_and_grad_over_value.unit = "ratio"
+    track_value_and_grad_over_value.unit = track_kl_chol_value_and_grad_over_value.unit = "ratio"
     track_kl_diag_over_read.unit = "ratio"
 
 
