@@ -13,6 +13,7 @@ from numpy.linalg import LinAlgError
 import fastmvn as fm
 from fastmvn import _config, _jit, _large, _modes, reference
 from fastmvn._bench import CASES, random_inputs
+from fastmvn._table import FUNCTIONS
 
 #: The cases with a kernel mode (pdf and entropy are composed from them).
 KERNEL_CASES = [case for case in CASES if not case.startswith(("pdf", "entropy"))]
@@ -177,6 +178,27 @@ def test_large_gradients_wrt_upper_and_failures(large):
         fm.kl_chol_value_and_grad(*upper, lower=False)
     value, grads = fm.kl_chol_value_and_grad(*upper, lower=False, errors="nan")
     assert np.isnan(value[2]) and np.isnan(grads[0][2]).all() and np.isfinite(np.delete(grads[0], 2, axis=0)).all()
+
+
+@pytest.mark.parametrize("case", ["kl_chol", "logpdf_chol", "kl", "logpdf"])
+def test_large_gradients_in_several_blocks_agree_with_lanes(case, monkeypatch):
+    """Items of 200×130 (three and two blocks of columns, ``_config.TRIANGULAR_BLOCKS``): the
+    factor gradients made as lower triangles in blocks, and the others, against the lanes;
+    each gradient alone (``wrt=``) the same bits as all of them."""
+    args = [a[0] for a in random_inputs(case, 1, 200, 130)]
+    assert _large.chosen([a if a.ndim == 2 else a[:, None] for a in args], 1, gradients=True)
+    gradient = getattr(fm, f"{case}_value_and_grad")
+    value, grads = gradient(*args)
+    names = [p.name for p in FUNCTIONS[case].params]
+    for k, name in enumerate(names):
+        np.testing.assert_array_equal(gradient(*args, wrt=(name,))[1][k], grads[k])
+    if case.endswith("_chol"):
+        assert all(not np.triu(g, 1).any() for g, name in zip(grads, names) if "chol" in name)
+    monkeypatch.setattr(_large, "chosen", lambda slots, count, gradients=False: False)
+    lane_value, lane_grads = gradient(*args)
+    np.testing.assert_allclose(value, lane_value, rtol=1e-11)
+    for got, want in zip(grads, lane_grads, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11 * np.abs(want).max())
 
 
 @pytest.mark.parametrize("case", ["kl", "kl_chol"])
