@@ -7,8 +7,9 @@ this path (:func:`chosen`, :data:`fastmvn._config.LAPACK_BATCH_SIDE`): the same 
 the same formulas (``docs/architecture.md``), read from the same slots, with the same failure
 rules (a Cholesky pivot ``L_jj² ≤ n·ε·a_jj`` is singular, a factor needs a positive diagonal,
 a variance must be positive, a result that is not finite fails its item), computed in
-float64. No ``np×np`` matrix is formed, and no inverse for a value (a gradient such as
-``∂KL/∂U1 = ½(t_v U2⁻¹ − p U1⁻¹)`` is one). Failing items are NaN, and :func:`evaluate`
+float64. No ``np×np`` matrix is formed, and no inverse for a value but ``tr(a⁻¹ b)``'s
+(``Σᵢⱼ (a⁻¹)ᵢⱼ bᵢⱼ``: a third of the two solves' work, with errors of the same size; a
+gradient such as ``∂KL/∂U1 = ½(t_v U2⁻¹ − p U1⁻¹)`` is one). Failing items are NaN, and :func:`evaluate`
 returns the first of them as the lane drivers do, for :func:`fastmvn._batch.report` to
 explain.
 

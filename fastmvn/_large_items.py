@@ -275,14 +275,14 @@ def logdet_value(arena, a):
 
 @_compiled
 def trace_solve_value(arena, a, b):
-    """``(defined, tr(a⁻¹ b))``: ``tr(L⁻ᵀ (L⁻¹ b))``."""
+    """``(defined, tr(a⁻¹ b))``: ``Σᵢⱼ (a⁻¹)ᵢⱼ bᵢⱼ`` (``a⁻¹`` is symmetric), with ``a⁻¹`` from
+    the Cholesky factor ``L`` (``potri``: a third of the work of the two solves
+    ``L⁻ᵀ (L⁻¹ b)``, with errors of the same size, ``docs/performance.md``)."""
     chol = matrix(arena, a.shape[0], a.shape[1])
     if not cholesky(a, chol):
         return False, math.nan
-    x = copied(arena, b)
-    solve(chol, x, False)
-    solve(chol, x, True)
-    return True, np.trace(x)
+    inverse_, defined = inverse(arena, chol)
+    return defined, inner(inverse_, b)
 
 
 @_compiled

@@ -74,6 +74,24 @@ def test_large_items_against_reference(case):
     np.testing.assert_allclose(function(case)(*args), getattr(reference, case)(*args), rtol=1e-10)
 
 
+def test_large_trace_solve_is_exact_to_rounding():
+    """``tr(a⁻¹ b)`` of one 48×48 item (the plan for large items: from ``a⁻¹``) for
+    ``a = L Lᵀ``, ``L = I + ½·(subdiagonal)``, whose inverse is exact in binary fractions, and a
+    ``b`` that is not symmetric: against the exact trace in rational arithmetic."""
+    from fractions import Fraction
+
+    n = 48
+    factor = np.eye(n) + 0.5 * np.eye(n, k=-1)
+    a = factor @ factor.T
+    b = np.random.default_rng(0).integers(-3, 4, (n, n)).astype(float)
+    assert _large.chosen([a[None], b[None]], 1)
+    factor_inverse = [[Fraction(-1, 2) ** (i - j) if i >= j else Fraction(0) for j in range(n)] for i in range(n)]
+    exact = sum(factor_inverse[k][i] * factor_inverse[k][j] * int(b[j, i])
+                for i in range(n) for j in range(n) for k in range(max(i, j), n))
+    assert fm.trace_solve(a, b) == pytest.approx(float(exact), rel=1e-14)
+    assert fm.trace_solve(a, b.T) == pytest.approx(float(exact), rel=1e-14)  # tr(a⁻¹ bᵀ) = tr(b a⁻¹)
+
+
 def test_large_path_errors_name_argument_and_index(large):
     args = list(random_inputs("kl", 6, 4, 3))
     args[4][3] = -np.eye(4)
