@@ -399,10 +399,10 @@ def add_lower_gram(result, alpha, lower, blocks):
     lower triangular ``n×n`` ``L``: the columns ``s:t`` of each of ``blocks`` blocks meet rows
     ``s:`` only, one rank-k update of ``result[s:, s:]`` each, a third of the work of one
     update with the whole matrix, less the blocks' steps."""
-    n = lower.shape[0]
-    a, c = _flat(lower), _flat(result)
     if alpha == 0.0:
         return
+    n = lower.shape[0]
+    a, c = _flat(lower), _flat(result)
     for k in range(blocks):
         start, stop = n * k // blocks, n * (k + 1) // blocks
         if stop > start:

@@ -134,14 +134,17 @@ def _factor_gradient(result, scale, factor_, times, other):
 @_compiled
 def _symmetric_sum(a, scale, other_scale, other, shift):
     """``a ← scale·a + other_scale·other + shift·I`` from the lower triangles of ``a`` and
-    ``other`` (their upper ones not read), symmetric: each entry of the lower triangle made
-    and mirrored in one pass, in the tiles of :func:`fastmvn._lapack.mirror_lower`."""
+    ``other`` (their upper ones not read; ``other`` not at all where ``other_scale`` is zero),
+    symmetric: each entry of the lower triangle made and mirrored in one pass, in the tiles of
+    :func:`fastmvn._lapack.mirror_lower`."""
     n = a.shape[0]
     for top in range(0, n, 16):
         for left in range(top, n, 16):
             for j in range(top, min(top + 16, n)):
                 for i in range(max(left, j), min(left + 16, n)):
-                    x = scale * a[i, j] + other_scale * other[i, j]
+                    x = scale * a[i, j]
+                    if other_scale != 0.0:
+                        x += other_scale * other[i, j]
                     a[i, j] = x
                     a[j, i] = x
     for i in range(n):

@@ -187,8 +187,8 @@ def set_buffer_pool(limit: int) -> int:
     memory serves the next call, which then writes memory the process already has instead
     of new pages that the operating system must first zero. Large matrices (a KL from about
     70×70) take the scratch of each call from the same pool: their factors, solves and
-    inverses, 7 times an ``n×n`` input for a KL's value and 17 times for its value and
-    gradients, up to 256 MiB a call. At most ``limit`` bytes of
+    inverses, 7 times an ``n×n`` input for a KL's value and 10 times for its value and
+    gradients (which are made in the arrays returned), up to 256 MiB a call. At most ``limit`` bytes of
     buffers that no array uses are kept, the most recently freed; ``0`` keeps none (and
     lets the held ones go). The default, 1 GiB, holds the gradients of a million 4×4 float64
     pairs; a process keeps that much after such a call until it sets a lower limit.

@@ -27,6 +27,20 @@ def lapack_for_all(monkeypatch):
     monkeypatch.setattr(_config, "LAPACK_GRADIENT_BATCH_SIDE", 0)
 
 
+def lanes_for_all(monkeypatch):
+    """Every batch of items in lanes, however large: the plan for large items chosen for none,
+    and no plan of a small call made before kept (their keys hold the thresholds, not this)."""
+    from fastmvn import _batch, _large
+
+    def unreached(*args, **kwargs):
+        raise AssertionError("the plan for large items ran where every batch should be in lanes")
+
+    monkeypatch.setattr(_large, "chosen", lambda slots, count, gradients=False: False)
+    monkeypatch.setattr(_batch, "_PLANS", {})
+    for name in ("evaluate", "value_and_grad"):
+        monkeypatch.setattr(_large, name, unreached)
+
+
 def vec(x):
     """Column-major vec of each matrix of a stack."""
     return np.swapaxes(x, -1, -2).reshape(x.shape[:-2] + (-1,))

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import lapack_for_all, run_python
+from conftest import lanes_for_all, lapack_for_all, run_python
 from numpy.linalg import LinAlgError
 
 import fastmvn as fm
@@ -212,7 +212,7 @@ def test_large_gradients_in_several_blocks_agree_with_lanes(case, monkeypatch):
         np.testing.assert_array_equal(gradient(*args, wrt=(name,))[1][k], grads[k])
     if case.endswith("_chol"):
         assert all(not np.triu(g, 1).any() for g, name in zip(grads, names) if "chol" in name)
-    monkeypatch.setattr(_large, "chosen", lambda slots, count, gradients=False: False)
+    lanes_for_all(monkeypatch)
     lane_value, lane_grads = gradient(*args)
     np.testing.assert_allclose(value, lane_value, rtol=1e-11)
     for got, want in zip(grads, lane_grads, strict=True):
@@ -647,8 +647,8 @@ def test_large_diagonal_terms_of_the_standard_prior(dtype):
 def test_memory_of_one_large_item():
     """One 800×800 KL needs about 1.2 times its inputs in extra memory (four factors, the
     whitened difference and two triangular solves: ``7n²`` numbers against ``6n²``), its value
-    and six gradients less than three times (they are as large as the inputs themselves), as
-    much as any other way of computing them needs: the peak resident memory of a fresh
+    and six gradients about 1.7 times (``10n²`` numbers of scratch; the gradients, as large as
+    the inputs themselves, are made where they are returned): the peak resident memory of a fresh
     interpreter through the call, reset before it (``/proc/self/clear_refs``), over the
     resident memory before it; the first calls compile and fill the gradients' pool."""
     script = """if True:
@@ -668,4 +668,4 @@ def test_memory_of_one_large_item():
             print((status("VmHWM") - before) / sum(a.nbytes for a in args))
     """
     value, gradients = map(float, run_python(script).split())
-    assert 0.0 <= value < 2.0 and 0.0 <= gradients < 3.0, (value, gradients)
+    assert 0.0 <= value < 2.0 and 0.0 <= gradients < 2.2, (value, gradients)
