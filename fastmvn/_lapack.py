@@ -30,8 +30,8 @@ from ._jit import OPTIONS, _cached
 
 __all__ = ["arena", "matrix", "vector", "copied", "cholesky", "factor", "solve", "solve_right", "solve_lower",
            "lower_solve_t", "inverse", "lower_inverse", "times_lower", "gram", "add_gram", "add_lower_gram",
-           "mirror_lower", "lower_cross", "scatter", "norm2", "logdet", "inner", "eigh", "whitened", "tridiagonal", "reflect",
-           "times_rows"]
+           "mirror_lower", "lower_cross", "scatter", "norm2", "logdet", "inner", "eigh", "whitened", "tridiagonal",
+           "reflect", "times_rows"]
 
 _EPS = np.finfo(np.float64).eps
 # The flags of the routines, as the bytes of their one-letter arguments.

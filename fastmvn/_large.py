@@ -9,22 +9,23 @@ rules (a Cholesky pivot ``L_jj² ≤ n·ε·a_jj`` is singular, a factor needs a
 a variance must be positive, a result that is not finite fails its item), computed in
 float64. No ``np×np`` matrix is formed, and no inverse for a value but ``tr(a⁻¹ b)``'s
 (``Σᵢⱼ (a⁻¹)ᵢⱼ bᵢⱼ``: a third of the two solves' work, with errors of the same size; a
-gradient such as ``∂KL/∂U1 = ½(t_v U2⁻¹ − p U1⁻¹)`` is one). Failing items are NaN, and :func:`evaluate`
-returns the first of them as the lane drivers do, for :func:`fastmvn._batch.report` to
-explain.
+gradient such as ``∂KL/∂U1 = ½(t_v U2⁻¹ − p U1⁻¹)`` is one). Failing items are NaN, and
+:func:`evaluate` returns the first of them as the lane drivers do, for
+:func:`fastmvn._batch.report` to explain.
 
 An item's value, or its value and gradients, is one compiled call (:mod:`fastmvn._large_items`)
 of SciPy's BLAS and LAPACK (:mod:`fastmvn._lapack`), without Python between its routines
 (diagonal covariances never come here: :mod:`fastmvn._batch` streams them). Every BLAS and
-LAPACK call goes to SciPy's library, none to NumPy's (``@``, ``np.dot``): wheels of NumPy and SciPy each bring an OpenBLAS with a
-thread pool of its own, and two pools taking turns on the same cores spin against each other
-(a 128×128 KL then took ten times as long). A call's items are one compiled call too
-(:func:`fastmvn._large_items.items_batch`). Threads serve one item or many, never both at
-once (:func:`_threads`): items whose work is large enough (:func:`workers`) and of less than
-:data:`fastmvn._config.ITEM_THREADS_MAX_SIDE` are split over Numba's threads with one BLAS
-thread each; other items run one after another on the calling thread, large ones on the BLAS
-library's threads, small ones on one BLAS thread, since waking and waiting for a thread pool
-costs them more than it saves, many times more when other processes hold the cores.
+LAPACK call goes to SciPy's library, none to NumPy's (``@``, ``np.dot``): wheels of NumPy and
+SciPy each bring an OpenBLAS with a thread pool of its own, and two pools taking turns on the
+same cores spin against each other (a 128×128 KL then took ten times as long). A call's items
+are one compiled call too (:func:`fastmvn._large_items.items_batch`). Threads serve one item
+or many, never both at once (:func:`_threads`): items whose work is large enough
+(:func:`workers`) and of less than :data:`fastmvn._config.ITEM_THREADS_MAX_SIDE` are split
+over Numba's threads with one BLAS thread each; other items run one after another on the
+calling thread, large ones on the BLAS library's threads, small ones on one BLAS thread, since
+waking and waiting for a thread pool costs them more than it saves, many times more when other
+processes hold the cores.
 """
 
 import contextlib
