@@ -444,17 +444,15 @@ def test_one_blas_thread_is_restored_after_overlapping_calls(monkeypatch):
 
     events = []
 
-    class Limiter:
-        def restore_original_limits(self):
-            events.append("restore")
+    class Library:
+        def get_num_threads(self):
+            return 4
 
-    class Controller:
-        def limit(self, limits, user_api):
-            events.append(("limit", limits, user_api))
-            return Limiter()
+        def set_num_threads(self, threads):
+            events.append(("set", threads))
 
     context = _large._OneBlasThread()
-    monkeypatch.setattr(context, "_controller", Controller())
+    monkeypatch.setattr(context, "_libraries", [Library()])
     entered, leave_first = threading.Barrier(2), threading.Event()
 
     def first():
@@ -473,7 +471,7 @@ def test_one_blas_thread_is_restored_after_overlapping_calls(monkeypatch):
         thread.start()
     for thread in threads:
         thread.join()
-    assert events == [("limit", 1, "blas"), "second still inside", "restore"]
+    assert events == [("set", 1), "second still inside", ("set", 4)]
 
 
 @pytest.mark.parametrize("case", ["kl", "logpdf", "logdet"])
