@@ -112,7 +112,7 @@ class _OneBlasThread:
     def __init__(self):
         self._lock = threading.Lock()
         self._inside = 0
-        self._saved: list[tuple[typing.Any, int]] = []
+        self._saved: list[tuple[typing.Any, int | None]] = []
 
     @functools.cached_property
     def _libraries(self):
@@ -179,13 +179,15 @@ def _run(code, slots, out, grads, wanted, what, epsilons=(0.0, 0.0)):
     One compiled call (:func:`fastmvn._large_items.items_batch`) computes the items, one after
     another on the calling thread or split over Numba's threads in contiguous runs, with BLAS
     on one thread or on its own threads, as :func:`_threads` decides (limiting BLAS to one thread
-    takes about 4 µs a call, :class:`_OneBlasThread`). It reads each slot's items where they lie when they are C-ordered
-    float64 matrices, from a converted copy of the slot's own items otherwise (a broadcast
-    argument is read once per item that shares it, not copied per item), and writes into
-    ``out`` and the gradients where they are C-ordered float64 arrays, through float64 copies
-    otherwise (where a value beyond float32's range fails its item). Splitting the items over
-    Python threads instead, each item's call made from Python, ran two runs on one core of two
-    about half the time, and 64 KLs of 24×24 took twice as long on two threads as on one."""
+    takes about 4 µs a call, :class:`_OneBlasThread`). It reads each slot's items where they lie
+    when they are C-ordered float64 matrices, from a converted copy of the slot's own items
+    otherwise (a broadcast argument is read once per item that shares it, not copied per item),
+    and writes into ``out`` and the gradients where they are C-ordered float64 arrays, through
+    float64 copies otherwise (where a value beyond float32's range fails its item). The
+    gradients of every failed item are made NaN here, once, after the copies. Splitting the
+    items over Python threads instead, each item's call made from Python, ran two runs on one
+    core of two about half the time, and 64 KLs of 24×24 took twice as long on two threads as
+    on one."""
     terms = _linalg()[1]
     count = out.size
     split, one_blas_thread = _threads(count, largest_side(slots), bool(grads))

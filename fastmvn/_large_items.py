@@ -160,13 +160,6 @@ def _plus_identity(scale, a):
 
 
 @_compiled
-def _spoiled(grad, i, wanted):
-    """``grad[i] ←`` NaN where the gradient is ``wanted`` (of an item whose value is undefined)."""
-    if wanted:
-        grad[i] = math.nan
-
-
-@_compiled
 def kl_grads(arena, mode, wanted, mean1, row1, col1, mean2, row2, col2, most_blocks, places):
     """The KL of ``mode`` (as :func:`kl_parts`) and its gradients ``(∂/∂mean1, ∂/∂row1,
     ∂/∂col1, ∂/∂mean2, ∂/∂row2, ∂/∂col2)`` by the closed forms of ``docs/gradients.md`` (those
@@ -501,10 +494,11 @@ def _items(code, gradients, wanted, s0, s1, s2, s3, s4, s5, index, out, g0, g1, 
     ``out[i]`` the value of item ``i``, whose slot ``k`` is ``s_k[index[k, i]]`` (C-ordered
     float64 matrices), and with ``gradients`` its gradients ``g_k[i]`` that ``wanted`` marks (the
     others may be ``(1, 1, 1)`` placeholders). An item whose value is undefined or not finite is
-    NaN, its gradients too. Run ``r`` takes its scratch from the ``r``-th of ``runs`` equal parts of
-    ``buffer`` (:func:`fastmvn._lapack.matrix`) and records in ``asked[r]`` the most any of its
-    items asked for. Its loops run over the items of a run one after another, each item one
-    compiled call of LAPACK and BLAS."""
+    NaN; its gradients are left as they are (:func:`fastmvn._large._run` makes those of every
+    NaN value NaN, a value that a cast into float32 spoils included). Run ``r`` takes its scratch
+    from the ``r``-th of ``runs`` equal parts of ``buffer`` (:func:`fastmvn._lapack.matrix`) and
+    records in ``asked[r]`` the most any of its items asked for. Its loops run over the items of
+    a run one after another, each item one compiled call of LAPACK and BLAS."""
     count = out.shape[0]
     size = buffer.shape[0] // runs
     for run in numba.prange(runs):
@@ -526,15 +520,7 @@ def _items(code, gradients, wanted, s0, s1, s2, s3, s4, s5, index, out, g0, g1, 
                 else:
                     defined, value = kl_grads(arena, code, (wanted[0], wanted[1], wanted[2], wanted[3], wanted[4],
                                                             wanted[5]), a0, a1, a2, a3, a4, a5, most_blocks, places)
-            ok = defined and math.isfinite(value)
-            out[i] = value if ok else math.nan
-            if gradients and not ok:
-                _spoiled(g0, i, wanted[0])
-                _spoiled(g1, i, wanted[1])
-                _spoiled(g2, i, wanted[2])
-                _spoiled(g3, i, wanted[3])
-                _spoiled(g4, i, wanted[4])
-                _spoiled(g5, i, wanted[5])
+            out[i] = value if defined and math.isfinite(value) else math.nan
             most = max(most, used[1])
         asked[run] = most
 
